@@ -1,1 +1,82 @@
-//! placeholder
+//! Health state of every datacenter, as the query path sees it.
+//!
+//! Probe workers report results to one aggregator, the only writer; it publishes an immutable
+//! [`Snapshot`] through `arc-swap`. Policies read one snapshot per query and never wait.
+
+/// Operator override for a datacenter, set through the API or the state file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum AdminState {
+    /// Follow the probes (the default).
+    #[default]
+    Obey,
+    /// Treat as up whatever the probes say.
+    Up,
+    /// Never answer it (unless the all-down behaviour is fail-open).
+    Down,
+    /// Stop new answers at once; report when the longest TTL handed out has expired.
+    Drain,
+}
+
+/// The state of one datacenter in a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DcState {
+    /// Probe verdict after rise/fall (true = up). Datacenters without a check are up.
+    pub healthy: bool,
+    pub admin: AdminState,
+    /// Utilisation 0..1 from the health endpoint, if known.
+    pub load: Option<f64>,
+    /// Smoothed probe round-trip time in milliseconds, if known.
+    pub latency_ms: Option<f64>,
+    /// Slow-start ramp 0..1: the fraction of its normal traffic the datacenter gets now.
+    pub slow_start: f64,
+    /// Bit i set = answer address i of the datacenter (v4 then v6, in declaration order) is up.
+    pub addr_up: u64,
+    /// False while the state is within rise/fall of a change or in slow start: answers built
+    /// from it get a TTL of at most `settle_ttl`.
+    pub settled: bool,
+    /// TTL cap for unsettled answers (the check interval), seconds.
+    pub settle_ttl: u32,
+}
+
+impl DcState {
+    /// Up, idle, settled: what every datacenter is until probes say otherwise.
+    pub const UP: DcState = DcState {
+        healthy: true,
+        admin: AdminState::Obey,
+        load: None,
+        latency_ms: None,
+        slow_start: 1.0,
+        addr_up: u64::MAX,
+        settled: true,
+        settle_ttl: u32::MAX,
+    };
+
+    /// May this datacenter receive new answers?
+    pub fn usable(&self) -> bool {
+        match self.admin {
+            AdminState::Obey => self.healthy,
+            AdminState::Up => true,
+            AdminState::Down | AdminState::Drain => false,
+        }
+    }
+}
+
+/// Health of all datacenters, indexed by `DatacenterId`.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Increases by one with each publication.
+    pub generation: u64,
+    pub dcs: Vec<DcState>,
+}
+
+impl Snapshot {
+    /// Every datacenter up: the state before any probe has run.
+    pub fn all_up(n: usize) -> Snapshot {
+        Snapshot { generation: 0, dcs: vec![DcState::UP; n] }
+    }
+
+    /// State of datacenter `id`; unknown ids (a model newer than the snapshot) count as up.
+    pub fn get(&self, id: u32) -> &DcState {
+        self.dcs.get(id as usize).unwrap_or(&DcState::UP)
+    }
+}
