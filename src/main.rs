@@ -1,1 +1,131 @@
-fn main(){}
+//! The `gslbd` command: `serve` (the default), `check`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use gslbd::server::{self, ServeOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gslbd",
+    version,
+    about = "Global server load balancing authoritative DNS server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Serve the zones (the default: zones/ on 127.0.0.1:5353 and [::1]:5353).
+    Serve(ServeArgs),
+    /// Load and validate the zones; print every error; exit 1 on any error.
+    Check {
+        #[arg(long, default_value = "zones")]
+        zones: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct ServeArgs {
+    /// Directory of zone files (*.toml).
+    #[arg(long, default_value = "zones")]
+    zones: PathBuf,
+    /// Address to listen on (UDP and TCP); repeatable.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Vec<SocketAddr>,
+    /// GeoIP mmdb file; repeatable, first file with a hit wins.
+    #[arg(long, value_name = "FILE")]
+    geoip: Vec<PathBuf>,
+    /// UDP sockets/threads per address (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    udp_threads: usize,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+fn init_logs(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Some(Cmd::Check { zones }) => check(&zones),
+        Some(Cmd::Serve(a)) => serve(a),
+        None => serve(ServeArgs {
+            zones: "zones".into(),
+            log_format: "text".into(),
+            ..Default::default()
+        }),
+    }
+}
+
+fn check(zones: &std::path::Path) -> ExitCode {
+    match server::load_model(zones) {
+        Ok(m) => {
+            let records: usize = m.zones.iter().map(|z| z.record_count).sum();
+            println!(
+                "ok: {} zone(s), {} record(s) in {}",
+                m.zones.len(),
+                records,
+                zones.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error(s)", errs.0.len());
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn serve(a: ServeArgs) -> ExitCode {
+    init_logs(&a.log_format);
+    let listen = if a.listen.is_empty() {
+        vec![
+            "127.0.0.1:5353".parse().expect("literal"),
+            "[::1]:5353".parse().expect("literal"),
+        ]
+    } else {
+        a.listen
+    };
+    let mut opts = ServeOptions::new(a.zones, listen);
+    opts.geoip = a.geoip;
+    opts.udp_threads = a.udp_threads;
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(server::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gslbd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! DNS: the wire format, the response builder and the UDP/TCP servers.
+//!
+//! ```text
+//! socket --bytes--> wire::parse --Query--> answer::respond(Model, GSLB) --bytes--> socket
+//! ```
+
+pub mod answer;
+pub mod server;
+pub mod wire;
+
+pub use answer::{Client, GslbAnswerer, GslbOutcome, NoGslb, Writer, handle};
+pub use wire::Query;

@@ -1,0 +1,352 @@
+//! Reading a DNS query from the wire without allocating.
+//!
+//! The query path sees every packet from the internet, so this parser is strict and
+//! bounded: it reads the header, exactly one question (lower-casing the name into a stack
+//! buffer and recording label offsets), skips any answer/authority records, and reads the OPT
+//! record with its Client Subnet option. Anything malformed becomes FORMERR when a header
+//! could be read, and is dropped otherwise.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const HEADER_LEN: usize = 12;
+pub const TYPE_A: u16 = 1;
+pub const TYPE_NS: u16 = 2;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_SOA: u16 = 6;
+pub const TYPE_HINFO: u16 = 13;
+pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_OPT: u16 = 41;
+pub const TYPE_DS: u16 = 43;
+pub const TYPE_IXFR: u16 = 251;
+pub const TYPE_AXFR: u16 = 252;
+pub const TYPE_ANY: u16 = 255;
+pub const CLASS_IN: u16 = 1;
+pub const CLASS_CH: u16 = 3;
+pub const OPTION_ECS: u16 = 8;
+
+pub const RCODE_NOERROR: u8 = 0;
+pub const RCODE_FORMERR: u8 = 1;
+pub const RCODE_SERVFAIL: u8 = 2;
+pub const RCODE_NXDOMAIN: u8 = 3;
+pub const RCODE_NOTIMP: u8 = 4;
+pub const RCODE_REFUSED: u8 = 5;
+/// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
+pub const RCODE_BADVERS: u16 = 16;
+
+/// EDNS Client Subnet as sent by the resolver (RFC 7871), validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSubnet {
+    pub family: u16,
+    pub source_prefix: u8,
+    /// The address with every bit beyond `source_prefix` zero.
+    pub addr: IpAddr,
+}
+
+/// The OPT record of a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Edns {
+    pub udp_size: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+    pub ecs: Option<ClientSubnet>,
+}
+
+/// A parsed query; the name is lower-cased wire form in a fixed buffer.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub id: u16,
+    pub opcode: u8,
+    pub rd: bool,
+    pub cd: bool,
+    pub qname: [u8; 256],
+    pub qname_len: usize,
+    /// Offset of each label in `qname`; `labels[nlabels]` is the root label.
+    pub labels: [u8; 128],
+    pub nlabels: usize,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// End of the question in the request (the response copies `req[12..question_end]`).
+    pub question_end: usize,
+    pub edns: Option<Edns>,
+}
+
+impl Query {
+    /// The lower-cased wire name.
+    #[inline]
+    pub fn name(&self) -> &[u8] {
+        &self.qname[..self.qname_len]
+    }
+}
+
+/// Why a packet could not be answered normally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Not even a header, or a response: say nothing.
+    Drop,
+    /// Answer with this rcode, echoing the header (and the question and OPT when read).
+    Rcode { rcode: u8, with_question: bool },
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+/// Parses a query packet. On failure a partly filled `Query` is still returned so the error
+/// response can echo what was read.
+pub fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
+    if req.len() < HEADER_LEN {
+        return Err(Reject::Drop);
+    }
+    q.id = u16::from_be_bytes([req[0], req[1]]);
+    let flags = u16::from_be_bytes([req[2], req[3]]);
+    if flags & 0x8000 != 0 {
+        return Err(Reject::Drop); // a response: never answer, that is how reflection loops start
+    }
+    q.opcode = ((flags >> 11) & 0xF) as u8;
+    q.rd = flags & 0x0100 != 0;
+    q.cd = flags & 0x0010 != 0;
+    q.edns = None;
+    q.question_end = HEADER_LEN;
+    q.qname_len = 0;
+    q.nlabels = 0;
+    let qdcount = be16(req, 4).unwrap_or(0);
+    let ancount = be16(req, 6).unwrap_or(0);
+    let nscount = be16(req, 8).unwrap_or(0);
+    let arcount = be16(req, 10).unwrap_or(0);
+    if q.opcode != 0 {
+        return Err(Reject::Rcode {
+            rcode: RCODE_NOTIMP,
+            with_question: false,
+        });
+    }
+    let formerr = Reject::Rcode {
+        rcode: RCODE_FORMERR,
+        with_question: false,
+    };
+    if qdcount != 1 {
+        return Err(formerr);
+    }
+    // Question name: no compression pointers (there is nothing before it to point to).
+    let mut at = HEADER_LEN;
+    loop {
+        let len = *req.get(at).ok_or(formerr)? as usize;
+        if len == 0 {
+            q.labels[q.nlabels] = q.qname_len as u8;
+            q.qname[q.qname_len] = 0;
+            q.qname_len += 1;
+            at += 1;
+            break;
+        }
+        if len > 63 || q.nlabels >= 127 || q.qname_len + len + 2 > 255 {
+            return Err(formerr);
+        }
+        let label = req.get(at + 1..at + 1 + len).ok_or(formerr)?;
+        q.labels[q.nlabels] = q.qname_len as u8;
+        q.nlabels += 1;
+        q.qname[q.qname_len] = len as u8;
+        for (d, s) in q.qname[q.qname_len + 1..q.qname_len + 1 + len]
+            .iter_mut()
+            .zip(label)
+        {
+            *d = s.to_ascii_lowercase();
+        }
+        q.qname_len += 1 + len;
+        at += 1 + len;
+    }
+    q.qtype = be16(req, at).ok_or(formerr)?;
+    q.qclass = be16(req, at + 2).ok_or(formerr)?;
+    at += 4;
+    q.question_end = at;
+    let formerr_q = Reject::Rcode {
+        rcode: RCODE_FORMERR,
+        with_question: true,
+    };
+    // Queries carry no answer or authority records, but skip them if a client sends some.
+    for _ in 0..(u32::from(ancount) + u32::from(nscount)) {
+        at = skip_rr(req, at).ok_or(formerr_q)?.0;
+    }
+    for _ in 0..arcount {
+        let (next, rtype, rdata_at) = skip_rr(req, at).ok_or(formerr_q)?;
+        if rtype == TYPE_OPT {
+            // OPT: owner must be the root, and only one per message (RFC 6891 6.1.1).
+            if q.edns.is_some() || req[at] != 0 {
+                return Err(formerr_q);
+            }
+            q.edns = Some(parse_opt(req, at + 1, rdata_at, next).ok_or(formerr_q)?);
+        }
+        at = next;
+    }
+    Ok(())
+}
+
+/// Skips a resource record at `at`; returns (end, type, start of RDATA).
+fn skip_rr(b: &[u8], mut at: usize) -> Option<(usize, u16, usize)> {
+    loop {
+        let len = *b.get(at)?;
+        match len {
+            0 => {
+                at += 1;
+                break;
+            }
+            l if l & 0xC0 == 0xC0 => {
+                b.get(at + 1)?;
+                at += 2;
+                break;
+            }
+            l if l & 0xC0 != 0 => return None,
+            l => at += 1 + l as usize,
+        }
+    }
+    let rtype = be16(b, at)?;
+    let rdlen = be16(b, at + 8)? as usize;
+    let rdata_at = at + 10;
+    let end = rdata_at + rdlen;
+    if end > b.len() {
+        return None;
+    }
+    Some((end, rtype, rdata_at))
+}
+
+/// `fixed` points at TYPE of the OPT record (after the root owner byte).
+fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns> {
+    let udp_size = be16(b, fixed + 2)?;
+    let version = *b.get(fixed + 5)?;
+    let flags = be16(b, fixed + 6)?;
+    let mut edns = Edns {
+        udp_size,
+        version,
+        dnssec_ok: flags & 0x8000 != 0,
+        ecs: None,
+    };
+    let mut at = rdata_at;
+    while at < end {
+        let code = be16(b, at)?;
+        let len = be16(b, at + 2)? as usize;
+        let data = b.get(at + 4..at + 4 + len)?;
+        if at + 4 + len > end {
+            return None;
+        }
+        if code == OPTION_ECS {
+            if edns.ecs.is_some() {
+                return None;
+            }
+            edns.ecs = Some(parse_ecs(data)?);
+        }
+        at += 4 + len;
+    }
+    Some(edns)
+}
+
+/// RFC 7871 section 6: FORMERR on a prefix too long for the family, an address longer than
+/// the prefix needs, bits set beyond the prefix, or a non-zero scope in a query.
+fn parse_ecs(d: &[u8]) -> Option<ClientSubnet> {
+    if d.len() < 4 {
+        return None;
+    }
+    let family = u16::from_be_bytes([d[0], d[1]]);
+    let source = d[2];
+    let scope = d[3];
+    let addr = &d[4..];
+    if scope != 0 {
+        return None;
+    }
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return None,
+    };
+    if source > max || addr.len() != usize::from(source).div_ceil(8) {
+        return None;
+    }
+    if source % 8 != 0
+        && let Some(last) = addr.last()
+        && last & (0xFFu8 >> (source % 8)) != 0
+    {
+        return None;
+    }
+    let ip = if family == 1 {
+        let mut o = [0u8; 4];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::V4(Ipv4Addr::from(o))
+    } else {
+        let mut o = [0u8; 16];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::V6(Ipv6Addr::from(o))
+    };
+    Some(ClientSubnet {
+        family,
+        source_prefix: source,
+        addr: ip,
+    })
+}
+
+impl Default for Query {
+    fn default() -> Self {
+        Query {
+            id: 0,
+            opcode: 0,
+            rd: false,
+            cd: false,
+            qname: [0; 256],
+            qname_len: 0,
+            labels: [0; 128],
+            nlabels: 0,
+            qtype: 0,
+            qclass: 0,
+            question_end: HEADER_LEN,
+            edns: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], qtype: u16) -> Vec<u8> {
+        let mut v = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        v.extend_from_slice(name);
+        v.extend_from_slice(&qtype.to_be_bytes());
+        v.extend_from_slice(&1u16.to_be_bytes());
+        v
+    }
+
+    #[test]
+    fn lowercases_and_records_labels() {
+        let req = query(b"\x03WwW\x07example\x03com\x00", 1);
+        let mut q = Query::default();
+        parse(&req, &mut q).unwrap();
+        assert_eq!(q.name(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(q.nlabels, 3);
+        assert_eq!(&q.labels[..4], &[0, 4, 12, 16]);
+        assert_eq!(q.question_end, req.len());
+    }
+
+    #[test]
+    fn ecs_bits_beyond_prefix_are_formerr() {
+        let mut req = query(b"\x00", 1);
+        req[11] = 1;
+        // OPT with ECS family 1, /23 but last byte has bit 0 set.
+        req.extend_from_slice(&[
+            0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 11, 0, 8, 0, 7, 0, 1, 23, 0, 10, 0, 3,
+        ]);
+        let mut q = Query::default();
+        assert_eq!(
+            parse(&req, &mut q),
+            Err(Reject::Rcode {
+                rcode: RCODE_FORMERR,
+                with_question: true
+            })
+        );
+    }
+
+    #[test]
+    fn short_and_response_packets_are_dropped() {
+        let mut q = Query::default();
+        assert_eq!(parse(&[0; 5], &mut q), Err(Reject::Drop));
+        let mut req = query(b"\x00", 1);
+        req[2] |= 0x80;
+        assert_eq!(parse(&req, &mut q), Err(Reject::Drop));
+    }
+}

@@ -1,0 +1,378 @@
+//! The immutable zone table the query path reads.
+//!
+//! Built once per load from validated specs: names become lowercased wire-form keys, every
+//! RRset is pre-encoded (type, class, TTL, RDLENGTH, RDATA) so an answer is a pointer to the
+//! query name plus a memcpy, and the additional data of NS/MX/SRV targets is pre-encoded too.
+
+use std::path::PathBuf;
+
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
+use rustc_hash::FxHashMap;
+
+use crate::config::{ConfigError, FileSpec};
+
+pub const CLASS_IN: u16 = 1;
+
+/// Appends `name` in uncompressed wire form, lower-cased when `lower`.
+pub fn put_name(out: &mut Vec<u8>, name: &Name, lower: bool) {
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        if lower {
+            out.extend(label.iter().map(u8::to_ascii_lowercase));
+        } else {
+            out.extend_from_slice(label);
+        }
+    }
+    out.push(0);
+}
+
+/// Lower-cased wire form of `name`: the key of every table on the query path.
+pub fn wire_key(name: &Name) -> Box<[u8]> {
+    let mut v = Vec::with_capacity(name.len() + 2);
+    put_name(&mut v, name, true);
+    v.into_boxed_slice()
+}
+
+/// RDATA in wire form, names inside uncompressed (each RRset is encoded on its own).
+pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::with_capacity(64);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    rdata
+        .emit(&mut enc)
+        .map_err(|e| format!("cannot encode {rdata}: {e}"))?;
+    Ok(buf)
+}
+
+/// One RRset, ready to copy into a response after an owner name.
+#[derive(Clone, Debug, Default)]
+pub struct RRset {
+    pub rtype: u16,
+    pub ttl: u32,
+    pub count: u16,
+    /// `count` times: TYPE CLASS TTL RDLENGTH RDATA.
+    pub wire: Box<[u8]>,
+    /// Full records (owner included) of in-zone addresses of the names this RRset points
+    /// to (NS, MX, SRV targets; glue under a delegation).
+    pub additional: Box<[u8]>,
+    pub additional_count: u16,
+}
+
+impl RRset {
+    /// Encodes `values` with one TTL.
+    pub fn encode(rtype: u16, ttl: u32, values: &[Vec<u8>]) -> RRset {
+        let mut wire = Vec::with_capacity(values.iter().map(|v| v.len() + 10).sum());
+        for v in values {
+            wire.extend_from_slice(&rtype.to_be_bytes());
+            wire.extend_from_slice(&CLASS_IN.to_be_bytes());
+            wire.extend_from_slice(&ttl.to_be_bytes());
+            wire.extend_from_slice(&(v.len() as u16).to_be_bytes());
+            wire.extend_from_slice(v);
+        }
+        RRset {
+            rtype,
+            ttl,
+            count: values.len() as u16,
+            wire: wire.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A name in a zone: its RRsets, or nothing (an empty non-terminal).
+#[derive(Clone, Debug, Default)]
+pub struct Node {
+    pub rrsets: Vec<RRset>,
+    /// NS records below the apex: a zone cut, answered with a referral.
+    pub cut: bool,
+    /// Lower-cased wire form of the CNAME target, when the node is a CNAME.
+    pub cname: Option<Box<[u8]>>,
+    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`).
+    pub gslb: Option<u32>,
+}
+
+impl Node {
+    pub fn rrset(&self, rtype: u16) -> Option<&RRset> {
+        self.rrsets.iter().find(|r| r.rtype == rtype)
+    }
+
+    /// Holds no data of its own (empty non-terminal).
+    pub fn is_empty(&self) -> bool {
+        self.rrsets.is_empty() && self.gslb.is_none()
+    }
+}
+
+/// One authoritative zone.
+#[derive(Clone, Debug)]
+pub struct Zone {
+    pub origin: Name,
+    pub file: PathBuf,
+    pub serial: u32,
+    /// Lower-cased wire form of the origin.
+    pub apex: Box<[u8]>,
+    /// The SOA as answered to SOA queries.
+    pub soa: RRset,
+    /// The SOA as put in the authority section of negative answers: TTL = min(TTL, minimum).
+    pub soa_negative: RRset,
+    pub negative_ttl: u32,
+    pub nodes: FxHashMap<Box<[u8]>, Node>,
+    pub has_cuts: bool,
+    pub record_count: usize,
+    pub gslb_count: usize,
+}
+
+impl Zone {
+    pub fn node(&self, key: &[u8]) -> Option<&Node> {
+        self.nodes.get(key)
+    }
+
+    pub fn apex_node(&self) -> Option<&Node> {
+        self.nodes.get(&self.apex[..])
+    }
+}
+
+/// Builds the zone of one file; errors name the file and the key path.
+pub fn build_zone(f: &FileSpec, errs: &mut Vec<ConfigError>) -> Option<Zone> {
+    let z = &f.zone;
+    let err = |errs: &mut Vec<ConfigError>, path: &str, message: String| {
+        errs.push(ConfigError {
+            file: f.file.clone(),
+            path: path.to_string(),
+            message,
+        })
+    };
+    let start_errs = errs.len();
+    let apex = wire_key(&z.origin);
+
+    // Gather RRsets per owner (lower-cased), keeping the spelling of the first occurrence.
+    struct Pending<'a> {
+        sets: Vec<(&'a crate::config::RecordSpec, Vec<Vec<u8>>)>,
+    }
+    let mut pending: FxHashMap<Box<[u8]>, Pending<'_>> = FxHashMap::default();
+    let mut order: Vec<Box<[u8]>> = Vec::new();
+    for rs in &z.records {
+        let key = wire_key(&rs.owner);
+        let p = pending.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            Pending { sets: Vec::new() }
+        });
+        if let Some((prev, _)) = p.sets.iter().find(|(s, _)| s.rtype == rs.rtype) {
+            err(
+                errs,
+                &rs.path,
+                format!("{} is already defined at {}", rs.rtype, prev.path),
+            );
+            continue;
+        }
+        let mut values: Vec<Vec<u8>> = Vec::with_capacity(rs.values.len());
+        for v in &rs.values {
+            match rdata_wire(v) {
+                Ok(w) if !values.contains(&w) => values.push(w),
+                Ok(_) => {}
+                Err(e) => err(errs, &rs.path, e),
+            }
+        }
+        p.sets.push((rs, values));
+    }
+
+    let apex_types: Vec<RecordType> = pending
+        .get(&apex)
+        .map(|p| p.sets.iter().map(|(s, _)| s.rtype).collect())
+        .unwrap_or_default();
+    if !apex_types.contains(&RecordType::NS) {
+        err(
+            errs,
+            "records.\"@\".NS",
+            "is required: a zone needs its name servers at the apex".into(),
+        );
+    }
+
+    // Zone cuts: owners below the apex with NS.
+    let cuts: Vec<Box<[u8]>> = order
+        .iter()
+        .filter(|k| {
+            k[..] != apex[..]
+                && pending[*k]
+                    .sets
+                    .iter()
+                    .any(|(s, _)| s.rtype == RecordType::NS)
+        })
+        .cloned()
+        .collect();
+    let below_cut = |k: &[u8]| {
+        cuts.iter()
+            .any(|c| k.len() > c.len() && k.ends_with(c) && is_label_boundary(k, c.len()))
+    };
+
+    for k in &order {
+        let p = &pending[k];
+        let has_cname = p.sets.iter().find(|(s, _)| s.rtype == RecordType::CNAME);
+        if let Some((cs, _)) = has_cname {
+            if k[..] == apex[..] {
+                err(
+                    errs,
+                    &cs.path,
+                    "a CNAME cannot be at the zone apex (it would hide SOA and NS)".into(),
+                );
+            } else if p.sets.len() > 1 {
+                let others: Vec<String> = p
+                    .sets
+                    .iter()
+                    .filter(|(s, _)| s.rtype != RecordType::CNAME)
+                    .map(|(s, _)| s.rtype.to_string())
+                    .collect();
+                err(
+                    errs,
+                    &cs.path,
+                    format!(
+                        "a name with a CNAME can hold no other data (also has {})",
+                        others.join(", ")
+                    ),
+                );
+            }
+        }
+        if below_cut(k) {
+            for (s, _) in &p.sets {
+                if s.rtype != RecordType::A && s.rtype != RecordType::AAAA {
+                    err(
+                        errs,
+                        &s.path,
+                        "is below a delegation (NS) in this zone: only glue A/AAAA may be there"
+                            .into(),
+                    );
+                }
+            }
+        }
+        if cuts.contains(k) {
+            for (s, _) in &p.sets {
+                if !matches!(s.rtype, RecordType::NS | RecordType::A | RecordType::AAAA) {
+                    err(errs, &s.path, "is at a delegation point (NS below the apex): the data belongs in the child zone".into());
+                }
+            }
+        }
+    }
+    if errs.len() > start_errs {
+        return None;
+    }
+
+    // Addresses of in-zone names, for additional data and glue.
+    let addresses_of = |target: &Name| -> (Vec<u8>, u16) {
+        let mut out = Vec::new();
+        let mut n = 0u16;
+        if let Some(p) = pending.get(&wire_key(target)) {
+            for (s, vals) in &p.sets {
+                if s.rtype == RecordType::A || s.rtype == RecordType::AAAA {
+                    let rr = RRset::encode(u16::from(s.rtype), s.ttl, vals);
+                    let mut off = 0;
+                    for v in vals {
+                        put_name(&mut out, target, false);
+                        let len = 10 + v.len();
+                        out.extend_from_slice(&rr.wire[off..off + len]);
+                        off += len;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        (out, n)
+    };
+
+    let mut nodes: FxHashMap<Box<[u8]>, Node> = FxHashMap::default();
+    let mut record_count = 0;
+    for k in &order {
+        let p = &pending[k];
+        let mut node = Node {
+            cut: cuts.contains(k),
+            ..Default::default()
+        };
+        for (s, vals) in &p.sets {
+            let mut rr = RRset::encode(u16::from(s.rtype), s.ttl, vals);
+            record_count += vals.len();
+            let targets: Vec<&Name> = s
+                .values
+                .iter()
+                .filter_map(|v| match v {
+                    RData::NS(n) => Some(&n.0),
+                    RData::MX(mx) => Some(&mx.exchange),
+                    RData::SRV(srv) => Some(&srv.target),
+                    _ => None,
+                })
+                .collect();
+            let mut add = Vec::new();
+            let mut count = 0;
+            for t in targets {
+                let (bytes, n) = addresses_of(t);
+                add.extend_from_slice(&bytes);
+                count += n;
+            }
+            rr.additional = add.into();
+            rr.additional_count = count;
+            if let Some(RData::CNAME(c)) = s.values.first() {
+                node.cname = Some(wire_key(&c.0));
+            }
+            node.rrsets.push(rr);
+        }
+        nodes.insert(k.clone(), node);
+        // Empty non-terminals between the owner and the apex exist (NODATA, not NXDOMAIN).
+        let mut off = 0usize;
+        while off < k.len() && k[off] != 0 {
+            off += 1 + k[off] as usize;
+            let anc = &k[off..];
+            if anc.len() <= apex.len() {
+                break;
+            }
+            nodes.entry(anc.into()).or_default();
+        }
+    }
+
+    let soa = &z.soa;
+    let soa_rdata = RData::SOA(hickory_proto::rr::rdata::SOA::new(
+        soa.mname.clone(),
+        soa.rname.clone(),
+        soa.serial,
+        soa.refresh as i32,
+        soa.retry as i32,
+        soa.expire as i32,
+        soa.minimum,
+    ));
+    let soa_wire = match rdata_wire(&soa_rdata) {
+        Ok(w) => w,
+        Err(e) => {
+            err(errs, "soa", e);
+            return None;
+        }
+    };
+    let negative_ttl = soa.ttl.min(soa.minimum);
+    let soa_rr = RRset::encode(6, soa.ttl, std::slice::from_ref(&soa_wire));
+    let soa_negative = RRset::encode(6, negative_ttl, std::slice::from_ref(&soa_wire));
+    nodes
+        .entry(apex.clone())
+        .or_default()
+        .rrsets
+        .push(soa_rr.clone());
+
+    Some(Zone {
+        origin: z.origin.clone(),
+        file: f.file.clone(),
+        serial: soa.serial,
+        apex,
+        soa: soa_rr,
+        soa_negative,
+        negative_ttl,
+        has_cuts: !cuts.is_empty(),
+        nodes,
+        record_count: record_count + 1,
+        gslb_count: 0,
+    })
+}
+
+/// True when `suffix_len` bytes from the end of the wire name `k` start at a label boundary.
+fn is_label_boundary(k: &[u8], suffix_len: usize) -> bool {
+    let target = k.len() - suffix_len;
+    let mut off = 0usize;
+    while off < target {
+        off += 1 + k[off] as usize;
+    }
+    off == target
+}
