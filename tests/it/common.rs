@@ -1,0 +1,352 @@
+//! Test harness: a server on 127.0.0.1 with an ephemeral port, a raw query builder (so tests
+//! control case, EDNS and ECS byte by byte) and a response reader built on hickory-proto.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gslbd::server::{self, Running, ServeOptions};
+use hickory_proto::op::{Message, ResponseCode};
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    running: Option<Running>,
+    rt: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    /// Writes `files` (name, text) into a fresh zones directory and starts serving it.
+    pub fn start(files: &[(&str, &str)]) -> TestServer {
+        Self::start_with(files, |_| {})
+    }
+
+    pub fn start_with(files: &[(&str, &str)], tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).expect("write zone");
+        }
+        let mut opts = ServeOptions::new(dir.path(), vec!["127.0.0.1:0".parse().unwrap()]);
+        opts.udp_threads = 2;
+        tweak(&mut opts);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let running = rt.block_on(server::start(opts)).expect("server starts");
+        TestServer {
+            addr: running.dns_addrs[0],
+            dir,
+            running: Some(running),
+            rt,
+        }
+    }
+
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().unwrap()
+    }
+
+    pub fn zone_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn udp(&self, q: &Q) -> Resp {
+        Resp::parse(udp_raw(self.addr, &q.bytes()).expect("udp answer"))
+    }
+
+    pub fn tcp(&self, q: &Q) -> Resp {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Resp::parse(tcp_exchange(&mut s, &q.bytes()).expect("tcp answer"))
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            self.rt.block_on(r.shutdown(Duration::from_secs(1)));
+        }
+    }
+}
+
+pub fn udp_raw(addr: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s.send_to(bytes, addr).unwrap();
+    let mut buf = vec![0u8; 65535];
+    match s.recv_from(&mut buf) {
+        Ok((n, _)) => Some(buf[..n].to_vec()),
+        Err(_) => None,
+    }
+}
+
+pub fn tcp_exchange(s: &mut TcpStream, bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed).ok()?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).ok()?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).ok()?;
+    Some(buf)
+}
+
+/// A query, built byte by byte.
+#[derive(Clone, Debug)]
+pub struct Q {
+    pub id: u16,
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    pub opcode: u8,
+    pub rd: bool,
+    /// EDNS: (udp size, version, options bytes)
+    pub edns: Option<(u16, u8, Vec<u8>)>,
+}
+
+pub fn q(name: &str, qtype: &str) -> Q {
+    Q {
+        id: 0x4242,
+        name: name.to_string(),
+        qtype: rtype(qtype),
+        qclass: 1,
+        opcode: 0,
+        rd: false,
+        edns: Some((1232, 0, vec![])),
+    }
+}
+
+pub fn rtype(s: &str) -> u16 {
+    match s {
+        "A" => 1,
+        "NS" => 2,
+        "CNAME" => 5,
+        "SOA" => 6,
+        "PTR" => 12,
+        "MX" => 15,
+        "TXT" => 16,
+        "AAAA" => 28,
+        "SRV" => 33,
+        "DS" => 43,
+        "IXFR" => 251,
+        "AXFR" => 252,
+        "ANY" => 255,
+        "CAA" => 257,
+        other => other.parse().expect("numeric type"),
+    }
+}
+
+impl Q {
+    pub fn no_edns(mut self) -> Q {
+        self.edns = None;
+        self
+    }
+
+    /// Adds an EDNS Client Subnet option for `addr/prefix` (address bytes truncated).
+    pub fn ecs(mut self, addr: IpAddr, prefix: u8) -> Q {
+        let (family, octets): (u16, Vec<u8>) = match addr {
+            IpAddr::V4(a) => (1, a.octets().to_vec()),
+            IpAddr::V6(a) => (2, a.octets().to_vec()),
+        };
+        let n = usize::from(prefix).div_ceil(8);
+        let mut opt = vec![0, 8];
+        opt.extend_from_slice(&((4 + n) as u16).to_be_bytes());
+        opt.extend_from_slice(&family.to_be_bytes());
+        opt.push(prefix);
+        opt.push(0);
+        opt.extend_from_slice(&octets[..n]);
+        let e = self.edns.get_or_insert((1232, 0, vec![]));
+        e.2.extend_from_slice(&opt);
+        self
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut v = self.id.to_be_bytes().to_vec();
+        let mut flags: u16 = u16::from(self.opcode) << 11;
+        if self.rd {
+            flags |= 0x0100;
+        }
+        v.extend_from_slice(&flags.to_be_bytes());
+        v.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(self.edns.is_some())]);
+        for label in self
+            .name
+            .trim_end_matches('.')
+            .split('.')
+            .filter(|l| !l.is_empty())
+        {
+            v.push(label.len() as u8);
+            v.extend_from_slice(label.as_bytes());
+        }
+        v.push(0);
+        v.extend_from_slice(&self.qtype.to_be_bytes());
+        v.extend_from_slice(&self.qclass.to_be_bytes());
+        if let Some((size, version, opts)) = &self.edns {
+            v.push(0);
+            v.extend_from_slice(&41u16.to_be_bytes());
+            v.extend_from_slice(&size.to_be_bytes());
+            v.extend_from_slice(&[0, *version, 0, 0]);
+            v.extend_from_slice(&(opts.len() as u16).to_be_bytes());
+            v.extend_from_slice(opts);
+        }
+        v
+    }
+}
+
+/// A parsed response with sections rendered as `name ttl class type rdata` strings.
+#[derive(Debug)]
+pub struct Resp {
+    pub raw: Vec<u8>,
+    pub msg: Message,
+}
+
+impl Resp {
+    pub fn parse(raw: Vec<u8>) -> Resp {
+        let msg = Message::from_vec(&raw).expect("response parses");
+        Resp { raw, msg }
+    }
+    pub fn rcode(&self) -> ResponseCode {
+        self.msg.metadata.response_code
+    }
+    pub fn aa(&self) -> bool {
+        self.msg.metadata.authoritative
+    }
+    pub fn tc(&self) -> bool {
+        self.msg.metadata.truncation
+    }
+    pub fn id(&self) -> u16 {
+        self.msg.metadata.id
+    }
+    pub fn answers(&self) -> Vec<String> {
+        self.msg.answers.iter().map(|r| r.to_string()).collect()
+    }
+    pub fn authority(&self) -> Vec<String> {
+        self.msg.authorities.iter().map(|r| r.to_string()).collect()
+    }
+    pub fn additional(&self) -> Vec<String> {
+        self.msg.additionals.iter().map(|r| r.to_string()).collect()
+    }
+    /// Header rcode bits as sent (without the EDNS extension).
+    pub fn header_rcode(&self) -> u8 {
+        self.raw[3] & 0x0F
+    }
+    /// The raw OPT record's (udp size, extended rcode, version), if present.
+    pub fn opt(&self) -> Option<(u16, u8, u8)> {
+        self.msg
+            .edns
+            .as_ref()
+            .map(|e| (e.max_payload(), e.rcode_high(), e.version()))
+    }
+    /// The ECS option of the response: (family, source, scope, address bytes).
+    pub fn ecs(&self) -> Option<(u16, u8, u8, Vec<u8>)> {
+        // Walk the raw OPT rather than trust a parser's normalisation.
+        let opt_start = find_opt(&self.raw)?;
+        let rdlen =
+            u16::from_be_bytes([self.raw[opt_start + 9], self.raw[opt_start + 10]]) as usize;
+        let mut at = opt_start + 11;
+        let end = at + rdlen;
+        while at + 4 <= end {
+            let code = u16::from_be_bytes([self.raw[at], self.raw[at + 1]]);
+            let len = u16::from_be_bytes([self.raw[at + 2], self.raw[at + 3]]) as usize;
+            if code == 8 {
+                let d = &self.raw[at + 4..at + 4 + len];
+                return Some((
+                    u16::from_be_bytes([d[0], d[1]]),
+                    d[2],
+                    d[3],
+                    d[4..].to_vec(),
+                ));
+            }
+            at += 4 + len;
+        }
+        None
+    }
+}
+
+/// Offset of the OPT record (its root owner byte) in a response: the last record.
+fn find_opt(raw: &[u8]) -> Option<usize> {
+    let msg = Message::from_vec(raw).ok()?;
+    msg.edns.as_ref()?;
+    // OPT is written last by gslbd: scan backwards for "00 00 29".
+    (12..raw.len().saturating_sub(10))
+        .rev()
+        .find(|&i| raw[i] == 0 && raw[i + 1] == 0 && raw[i + 2] == 41)
+}
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_gslbd"))
+}
+
+/// The zone most tests use.
+pub const EXAMPLE: &str = r#"
+origin = "example.com."
+ttl = 3600
+[soa]
+mname = "ns1.example.com."
+rname = "hostmaster.example.com."
+serial = 7
+minimum = 300
+[records."@"]
+NS = ["ns1", "ns2.example.com."]
+MX = ["10 mail"]
+[records.ns1]
+A = ["192.0.2.1"]
+[records.ns2]
+A = ["192.0.2.2"]
+AAAA = ["2001:db8::2"]
+[records.mail]
+A = { values = ["192.0.2.25"], ttl = 600 }
+[records.www]
+A = ["192.0.2.10", "192.0.2.11"]
+AAAA = ["2001:db8::10"]
+[records.alias]
+CNAME = ["www"]
+[records.chain]
+CNAME = ["alias"]
+[records.away]
+CNAME = ["www.elsewhere.net."]
+[records.toinner]
+CNAME = ["host.inner.example.com."]
+[records.dangling]
+CNAME = ["missing"]
+[records.loop1]
+CNAME = ["loop2"]
+[records.loop2]
+CNAME = ["loop1"]
+[records."*.wild"]
+A = ["192.0.2.99"]
+TXT = ["wildcard"]
+[records."real.wild"]
+TXT = ["i exist"]
+[records."a.b.deep"]
+A = ["192.0.2.77"]
+[records.sub]
+NS = ["ns.sub", "ns.other.net."]
+[records."ns.sub"]
+A = ["192.0.2.53"]
+[records.big]
+TXT = [
+  "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+  "1111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111111",
+  "2222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222222",
+  "3333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333333",
+  "4444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444444",
+  "5555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555555",
+]
+"#;
+
+pub const INNER: &str = r#"
+origin = "inner.example.com."
+[soa]
+mname = "ns1.example.com."
+rname = "hostmaster.example.com."
+serial = 1
+ttl = 60
+minimum = 600
+[records."@"]
+NS = ["ns1.example.com."]
+[records.host]
+A = ["198.51.100.7"]
+"#;

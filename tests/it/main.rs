@@ -1,0 +1,5 @@
+//! Integration tests: the real server on loopback, real UDP/TCP queries, exact answers.
+mod common;
+mod dns_core;
+mod reload;
+mod zone_errors;

@@ -1,0 +1,226 @@
+//! Bad zone files: every error names the file and the key path and says what was expected;
+//! all errors of a file come at once; `gslbd check` exit codes; `serve` refuses to start.
+use std::path::Path;
+use std::process::Command;
+
+use gslbd::config;
+
+use crate::common::*;
+
+const GOOD: &str = r#"
+origin = "example.com."
+[soa]
+mname = "ns1.example.com."
+rname = "hostmaster.example.com."
+[records."@"]
+NS = ["ns1"]
+[records.ns1]
+A = ["192.0.2.1"]
+"#;
+
+/// Errors of one file as `path: message` lines (the file name is checked separately).
+fn errors_of(text: &str) -> Vec<String> {
+    let e = config::parse_file(Path::new("zones/example.com.toml"), text)
+        .and_then(|f| {
+            gslbd::model::Model::build(&config::Config { files: vec![f] }).map(|_| unreachable_ok())
+        })
+        .expect_err("must fail");
+    e.0.iter()
+        .map(|e| {
+            assert_eq!(e.file, Path::new("zones/example.com.toml"));
+            e.to_string()
+                .trim_start_matches("zones/example.com.toml: ")
+                .to_string()
+        })
+        .collect()
+}
+
+fn unreachable_ok() -> config::FileSpec {
+    panic!("the model was built from a broken file")
+}
+
+#[test]
+fn bad_address_names_file_key_and_expectation() {
+    let e = config::parse_file(
+        Path::new("zones/example.com.toml"),
+        &format!("{GOOD}\n[records.www]\nA = [\"192.0.2.1\", \"300.1.2.3\"]"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "zones/example.com.toml: records.www.A[1]: \"300.1.2.3\" is not an IPv4 address"
+    );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_at_once() {
+    let text = r#"
+origin = "example.com"
+ttl = "long"
+colour = "blue"
+[soa]
+mname = "ns1.example.com."
+serial = -1
+[records.www]
+A = ["1.2.3.4", 5]
+AAAA = ["1.2.3.4"]
+MX = ["mail"]
+BOGUS = ["x"]
+[records."_sip._tcp"]
+SRV = ["10 60 x sip"]
+[records.alias]
+CNAME = { values = ["a", "b"], ttl = 60, extra = 1 }
+"#;
+    let errs = errors_of(text);
+    let expected = [
+        "origin: \"example.com\" must be a fully qualified name ending in \".\"",
+        "ttl: expected an integer, found a string",
+        "soa.rname: is required (a string)",
+        "soa.serial: -1 is out of range (expected 0..=4294967295)",
+        "records._sip._tcp: ",
+        "records.alias.CNAME.extra: unknown key (expected one of: values, ttl)",
+        "records.alias.CNAME.values: a name has at most one CNAME",
+        "records.www.A[1]: expected a string, found an integer",
+        "records.www.AAAA[0]: \"1.2.3.4\" is not an IPv6 address",
+        "records.www.MX[0]: \"mail\" is not a valid MX record",
+        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR)",
+        "colour: unknown key (expected one of: origin, ttl, soa, records)",
+    ];
+    for want in expected {
+        let want = want.replace(
+            "records._sip._tcp: ",
+            "records.\"_sip._tcp\".SRV[0]: \"10 60 x sip\" is not a valid SRV record",
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with(&want)),
+            "missing {want:?} in {errs:#?}"
+        );
+    }
+}
+
+#[test]
+fn syntax_errors_name_the_file() {
+    let e = config::parse_file(Path::new("zones/x.toml"), "origin = \n").unwrap_err();
+    let s = e.to_string();
+    assert!(s.starts_with("zones/x.toml: not valid TOML: "), "{s}");
+    assert!(s.contains("line 1"), "{s}");
+}
+
+#[test]
+fn semantic_errors_carry_the_key_path() {
+    let errs = errors_of(&format!(
+        "{GOOD}\n[records.www]\nCNAME = [\"ns1\"]\nA = [\"192.0.2.5\"]\n[records.\"x.sub\"]\nTXT = [\"hidden\"]\n[records.sub]\nNS = [\"ns.sub\"]\nMX = [\"1 mail\"]"
+    ));
+    assert!(
+        errs.contains(
+            &"records.www.CNAME: a name with a CNAME can hold no other data (also has A)"
+                .to_string()
+        ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("records.\"x.sub\".TXT: is below a delegation")),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("records.sub.MX: is at a delegation point")),
+        "{errs:#?}"
+    );
+    let errs = errors_of(GOOD.replace("NS = [\"ns1\"]", "TXT = [\"no ns\"]").as_str());
+    assert_eq!(
+        errs,
+        ["records.\"@\".NS: is required: a zone needs its name servers at the apex"]
+    );
+    let errs = errors_of(&format!(
+        "{GOOD}\n[records.\"www.example.org.\"]\nA = [\"192.0.2.5\"]"
+    ));
+    assert_eq!(
+        errs,
+        ["records.\"www.example.org.\": \"www.example.org.\" is not inside the zone example.com."]
+    );
+}
+
+#[test]
+fn duplicate_zones_and_duplicate_rrsets_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+    std::fs::write(dir.path().join("b.toml"), format!("{GOOD}\n[records.www]\nA = [\"192.0.2.5\"]\n[records.\"www.example.com.\"]\nA = [\"192.0.2.6\"]")).unwrap();
+    let e = gslbd::server::load_model(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("b.toml: records.\"www.example.com.\".A: A is already defined at records.www.A"),
+        "{e}"
+    );
+    std::fs::write(dir.path().join("b.toml"), GOOD).unwrap();
+    let e = gslbd::server::load_model(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("b.toml: origin: zone example.com. is already served from"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_exit_codes_and_serve_refuses_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("example.com.toml"), GOOD).unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--zones")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ok: 1 zone(s)"));
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        GOOD.replace("example.com.\"", "bad.example.\"")
+            .replace("192.0.2.1", "1.2.3"),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("check")
+        .arg("--zones")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml: records.ns1.A[0]: \"1.2.3\" is not an IPv4 address"),
+        "{err}"
+    );
+
+    let out = Command::new(bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--zones"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an IPv4 address"));
+}
+
+#[test]
+fn the_shipped_zones_are_valid() {
+    let out = Command::new(bin())
+        .args(["check", "--zones"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("zones"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
