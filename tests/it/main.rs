@@ -1,5 +1,6 @@
 //! Integration tests: the real server on loopback, real UDP/TCP queries, exact answers.
 mod common;
 mod dns_core;
+mod fuzz;
 mod reload;
 mod zone_errors;
