@@ -175,7 +175,11 @@ impl GeoDb {
             .and_then(record::code2)
             .filter(|c| CONTINENTS.contains(c))
             .or_else(|| country.and_then(|c| self.tables.continent(c)));
-        let subdivision = rec.subdivisions.0.or(rec.state1).and_then(record::subdivision);
+        let subdivision = rec
+            .subdivisions
+            .0
+            .or(rec.state1)
+            .and_then(record::subdivision);
         let file_coords = match &rec.location {
             Some(l) => record::coords(l.latitude, l.longitude),
             None => None,

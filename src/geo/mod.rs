@@ -119,10 +119,7 @@ impl serde::Serialize for Location {
         st.serialize_field("continent", &self.continent_str())?;
         st.serialize_field("country", &self.country_str())?;
         st.serialize_field("subdivision", &self.subdivision_str())?;
-        st.serialize_field(
-            "coords",
-            &self.coords.map(|(lat, lon)| Coords { lat, lon }),
-        )?;
+        st.serialize_field("coords", &self.coords.map(|(lat, lon)| Coords { lat, lon }))?;
         st.serialize_field("coords_from_centroid", &self.coords_from_centroid)?;
         st.serialize_field("prefix_len", &self.prefix_len)?;
         st.serialize_field("db", &self.db)?;
@@ -174,7 +171,10 @@ mod tests {
             prefix_len: 0,
             db: 0,
         };
-        assert_eq!(loc.describe(), "?-? (no coordinates), network /0 in database 0");
+        assert_eq!(
+            loc.describe(),
+            "?-? (no coordinates), network /0 in database 0"
+        );
     }
 
     #[test]
