@@ -486,7 +486,7 @@ fn corrupt_file_error_names_the_file() -> TestResult {
     let dir = tempfile::tempdir()?;
     let garbage = dir.path().join("garbage.mmdb");
     std::fs::write(&garbage, b"this is not a MaxMind DB file at all")?;
-    let err = GeoDb::open(&[garbage.clone()]).err();
+    let err = GeoDb::open(std::slice::from_ref(&garbage)).err();
     assert!(matches!(err, Some(GeoError::Invalid { ref path, .. }) if *path == garbage));
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
     assert!(
@@ -565,4 +565,21 @@ fn shipped_database_known_addresses() {
     assert_eq!(db.lookup(ip("127.0.0.1")), None);
     assert_eq!(db.lookup(ip("2001:db8::1")), None);
     assert_eq!(db.decode_errors(), 0);
+}
+
+#[test]
+fn undecodable_record_is_counted_and_falls_through() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    // `country` as a plain string is not the MaxMind layout: the record cannot be read.
+    let odd = write_db(
+        dir.path(),
+        "odd-layout",
+        IpVersion::V6,
+        vec![("198.51.100.0/24", Value::map([("country", "US")]))],
+    )?;
+    let db = open(&[odd, city_db(dir.path())?]);
+    let loc = db.lookup(ip("198.51.100.7"));
+    assert_eq!(loc.map(|l| (l.db, l.country)), Some((1, Some(*b"US"))));
+    assert_eq!(db.decode_errors(), 1);
+    Ok(())
 }

@@ -116,12 +116,10 @@ impl<'de> Deserialize<'de> for Number {
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
                 // Coordinates are at most 180 in magnitude; larger integers fail the range
-                // check later, so precision loss here does not matter.
-                #[allow(clippy::cast_precision_loss)]
+                // check later, so precision lost converting them does not matter.
                 Ok(Number(v as f64))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-                #[allow(clippy::cast_precision_loss)]
                 Ok(Number(v as f64))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Number, E> {
