@@ -583,3 +583,10 @@ fn undecodable_record_is_counted_and_falls_through() -> TestResult {
     assert_eq!(db.decode_errors(), 1);
     Ok(())
 }
+
+#[test]
+fn geodb_is_shareable_across_threads() {
+    // The query path shares one GeoDb between the UDP threads behind an Arc.
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<GeoDb>();
+}
