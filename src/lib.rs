@@ -8,3 +8,4 @@
 pub mod geo;
 pub mod health;
 pub mod policy;
+pub mod probe;
