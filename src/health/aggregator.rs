@@ -993,7 +993,7 @@ impl Aggregator {
         loop {
             tokio::select! {
                 biased;
-                _ = shutdown.wait_for(|s| *s) => break,
+                _ = stopped(&mut shutdown) => break,
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => {
                         if let Some(reply) = self.handle(cmd, Instant::now()) {
@@ -1040,6 +1040,11 @@ fn write_json<T: Serialize>(dir: &std::path::Path, name: &str, v: &T) -> Result<
         source,
     })?;
     write_atomic(dir, name, &bytes)
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // A dropped sender also means stop. The guard is dropped here, keeping `run` Send.
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 fn usable(admin: AdminState, healthy: bool) -> bool {
