@@ -11,4 +11,5 @@ pub mod geo;
 pub mod health;
 pub mod model;
 pub mod policy;
+pub mod probe;
 pub mod server;

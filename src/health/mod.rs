@@ -83,3 +83,11 @@ impl Snapshot {
         self.dcs.get(id as usize).unwrap_or(&DcState::UP)
     }
 }
+
+pub mod admin;
+pub mod aggregator;
+pub mod ewma;
+pub mod persist;
+
+pub use aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, Startup, Status};
+pub use ewma::Ewma;

@@ -1,0 +1,1065 @@
+//! The health aggregator: the only writer of health state.
+//!
+//! ```text
+//!  probe workers --mpsc<ProbeResult>--+
+//!                                     v
+//!  AggregatorHandle --mpsc<Command>--> Aggregator::run (one task)
+//!   set_admin / set_max_ttl / status   |  per target: rise/fall hysteresis, load, latency EWMA
+//!                                      |  per datacenter: min-up, admin, slow start, drain
+//!                                      |--publish (coalesced, >= publish_interval apart)-->
+//!                                      |      Arc<ArcSwap<Snapshot>> --> policies (hot path)
+//!                                      +--persist (periodic, shutdown)--> --state-dir files
+//! ```
+//!
+//! Everything time-dependent takes `now` (tokio's clock) as an argument, so the state machine
+//! can be driven synchronously in tests ([`Aggregator::apply`], [`Aggregator::set_admin`],
+//! [`Aggregator::publish`]) and exactly under paused time.
+//!
+//! Startup: a target starts in the state the `startup` setting says (assume-up by default),
+//! or in its warm state from `health.json` when that is younger than `warm_max_age`. The
+//! first probe result of a target without warm state decides its state directly (the first
+//! probe round ends the assumption); after that, `rise` consecutive passes bring it up and
+//! `fall` consecutive fails take it down.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::ewma::{DEFAULT_HALF_LIFE, Ewma, slow_start_factor};
+use super::persist::{
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
+    SavedLoadKind, TargetEntry, VERSION, read_json, unix_secs, write_atomic,
+};
+use super::{AdminState, DcState, Snapshot};
+use crate::probe::{LoadFigure, Outcome, ProbeResult, ProbeSet, TargetId};
+
+/// What a target is assumed to be before its first probe (without usable warm state).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Startup {
+    /// Up until probed (the default): a restart never takes a datacenter out of answers.
+    #[default]
+    AssumeUp,
+    /// Down until a probe passes.
+    AssumeDown,
+}
+
+/// Aggregator settings.
+#[derive(Clone, Debug)]
+pub struct AggregatorSettings {
+    /// State of never-probed targets (default assume-up).
+    pub startup: Startup,
+    /// Minimum time between two snapshot publications (default 100 ms).
+    pub publish_interval: Duration,
+    /// Half-life of the latency EWMA (default 30 s).
+    pub latency_half_life: Duration,
+    /// A load figure older than this is dropped (default 60 s).
+    pub load_max_age: Duration,
+    /// `--state-dir`: where admin and warm-start state are kept; `None` = not persisted.
+    pub state_dir: Option<PathBuf>,
+    /// How often the state files are written while running (default 30 s; also at shutdown).
+    pub persist_interval: Duration,
+    /// Warm state older than this is ignored at start (default 5 min).
+    pub warm_max_age: Duration,
+}
+
+impl Default for AggregatorSettings {
+    fn default() -> Self {
+        AggregatorSettings {
+            startup: Startup::AssumeUp,
+            publish_interval: Duration::from_millis(100),
+            latency_half_life: DEFAULT_HALF_LIFE,
+            load_max_age: Duration::from_secs(60),
+            state_dir: None,
+            persist_interval: Duration::from_secs(30),
+            warm_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Last {
+    outcome: Outcome,
+    at: Instant,
+    latency: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+struct TargetState {
+    addr: SocketAddr,
+    fingerprint: String,
+    rise: u32,
+    fall: u32,
+    up: bool,
+    /// At least one probe result since start.
+    probed: bool,
+    /// State came from a fresh warm-start file.
+    warm: bool,
+    passes: u32,
+    fails: u32,
+    /// Results since the last state change; `u32::MAX` when there was none.
+    since_change: u32,
+    probes: u64,
+    last: Option<Last>,
+    load: Option<(LoadFigure, Instant)>,
+    load_error: Option<String>,
+    latency: Ewma,
+}
+
+impl TargetState {
+    fn settled(&self) -> bool {
+        if !self.probed && !self.warm {
+            return false; // still on the startup assumption
+        }
+        let pending_flip = if self.up {
+            self.fails > 0
+        } else {
+            self.passes > 0
+        };
+        let threshold = if self.up { self.rise } else { self.fall };
+        !pending_flip && self.since_change >= threshold
+    }
+
+    fn fresh_load(&self, now: Instant, max_age: Duration) -> Option<LoadFigure> {
+        self.load
+            .filter(|(_, at)| now.saturating_duration_since(*at) <= max_age)
+            .map(|(f, _)| f)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct DcRuntime {
+    admin: AdminState,
+    healthy: bool,
+    /// Start of the slow-start ramp, while one is running.
+    came_up_at: Option<Instant>,
+    drain_started: Option<(Instant, SystemTime)>,
+    drain_complete_logged: bool,
+    max_ttl: Duration,
+}
+
+/// Why an admin command was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdminError {
+    #[error("no datacenter with id {0}")]
+    UnknownDatacenter(u32),
+    #[error("no datacenter named `{0}`")]
+    UnknownName(String),
+    #[error("the health aggregator has stopped")]
+    Stopped,
+}
+
+/// Status of one probed target as one datacenter uses it (for the status API).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TargetStatus {
+    pub addr: String,
+    pub check: String,
+    pub up: bool,
+    pub probed: bool,
+    pub warm: bool,
+    pub consecutive_passes: u32,
+    pub consecutive_fails: u32,
+    pub probes: u64,
+    /// `pass`, `status`, `timeout`, `refused`, `body_mismatch`, `bad_load`, `error`.
+    pub last_result: Option<&'static str>,
+    /// Human reason, e.g. `status 503`, `timeout after 2s`.
+    pub last_reason: Option<String>,
+    pub last_ms_ago: Option<u64>,
+    pub last_latency_ms: Option<f64>,
+    pub latency_ms: Option<f64>,
+    /// Raw figure: utilisation, or connections before dividing by capacity.
+    pub load: Option<f64>,
+    pub load_age_ms: Option<u64>,
+    pub load_error: Option<String>,
+}
+
+/// Drain progress of a datacenter.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DrainStatus {
+    pub started_unix: u64,
+    pub started_ms_ago: u64,
+    /// The longest TTL handed out for the datacenter.
+    pub max_ttl_secs: u64,
+    /// Every answer that named it has expired from resolver caches.
+    pub complete: bool,
+    pub complete_unix: u64,
+}
+
+/// Status of one datacenter (for the status API).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DcStatus {
+    pub id: u32,
+    pub name: String,
+    pub healthy: bool,
+    pub usable: bool,
+    pub admin: &'static str,
+    pub settled: bool,
+    pub slow_start: f64,
+    pub load: Option<f64>,
+    pub load_error: Option<String>,
+    pub latency_ms: Option<f64>,
+    pub min_up: u32,
+    pub addresses_up: u32,
+    pub drain: Option<DrainStatus>,
+    pub targets: Vec<TargetStatus>,
+}
+
+/// Status of everything the aggregator knows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Status {
+    pub generation: u64,
+    pub datacenters: Vec<DcStatus>,
+}
+
+enum Command {
+    SetAdmin {
+        dc: u32,
+        state: AdminState,
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+    SetMaxTtl {
+        dc: u32,
+        ttl: Duration,
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Persist {
+        reply: oneshot::Sender<Result<(), PersistError>>,
+    },
+}
+
+/// Talks to a running [`Aggregator`]; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AggregatorHandle {
+    tx: mpsc::Sender<Command>,
+    names: Arc<Vec<String>>,
+}
+
+impl AggregatorHandle {
+    /// Id of the datacenter called `name`.
+    pub fn id_of(&self, name: &str) -> Option<u32> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// Set a datacenter's admin state; returns once applied (and published, if it changed
+    /// what answers may contain).
+    pub async fn set_admin(&self, dc: u32, state: AdminState) -> Result<(), AdminError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetAdmin { dc, state, reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        rx.await.map_err(|_| AdminError::Stopped)?
+    }
+
+    /// [`Self::set_admin`] by datacenter name.
+    pub async fn set_admin_by_name(&self, name: &str, state: AdminState) -> Result<(), AdminError> {
+        let dc = self
+            .id_of(name)
+            .ok_or_else(|| AdminError::UnknownName(name.to_string()))?;
+        self.set_admin(dc, state).await
+    }
+
+    /// Set the longest TTL handed out for a datacenter (decides when a drain is complete).
+    pub async fn set_max_ttl(&self, dc: u32, ttl: Duration) -> Result<(), AdminError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetMaxTtl { dc, ttl, reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        rx.await.map_err(|_| AdminError::Stopped)?
+    }
+
+    /// Full status as of now; `None` once the aggregator has stopped.
+    pub async fn status(&self) -> Option<Status> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Status { reply }).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Write the state files now (no-op without a state dir).
+    pub async fn persist(&self) -> Result<(), AdminError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Persist { reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "writing state files");
+                Ok(())
+            }
+            Err(_) => Err(AdminError::Stopped),
+        }
+    }
+}
+
+/// The single writer of health state. Build with [`Aggregator::new`], then either drive it
+/// synchronously or hand it to [`Aggregator::run`].
+pub struct Aggregator {
+    set: Arc<ProbeSet>,
+    settings: AggregatorSettings,
+    out: Arc<ArcSwap<Snapshot>>,
+    targets: Vec<TargetState>,
+    dcs: Vec<DcRuntime>,
+    generation: u64,
+    published: Vec<DcState>,
+    last_publish: Option<Instant>,
+    cmds: Option<mpsc::Receiver<Command>>,
+}
+
+impl Aggregator {
+    /// Build the state for `set`, restoring admin state (always) and warm health (when fresh)
+    /// from the state dir, and publish the initial snapshot into `out`.
+    ///
+    /// Fails only when the admin file exists but cannot be read or understood: starting with
+    /// a drained datacenter back in service would be worse than not starting. A bad health
+    /// file is logged and ignored (it is only a cache).
+    pub fn new(
+        set: Arc<ProbeSet>,
+        settings: AggregatorSettings,
+        out: Arc<ArcSwap<Snapshot>>,
+    ) -> Result<(Aggregator, AggregatorHandle), PersistError> {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let assume_up = settings.startup == Startup::AssumeUp;
+        let targets = set
+            .targets
+            .iter()
+            .map(|t| TargetState {
+                addr: t.addr,
+                fingerprint: t.check.fingerprint(),
+                rise: t.check.rise,
+                fall: t.check.fall,
+                up: assume_up,
+                probed: false,
+                warm: false,
+                passes: 0,
+                fails: 0,
+                since_change: u32::MAX,
+                probes: 0,
+                last: None,
+                load: None,
+                load_error: None,
+                latency: Ewma::new(settings.latency_half_life),
+            })
+            .collect();
+        let dcs = set
+            .dcs
+            .iter()
+            .map(|d| DcRuntime {
+                admin: AdminState::Obey,
+                healthy: true,
+                came_up_at: None,
+                drain_started: None,
+                drain_complete_logged: false,
+                max_ttl: d.max_ttl,
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(64);
+        let names = Arc::new(set.dcs.iter().map(|d| d.name.clone()).collect());
+        let mut agg = Aggregator {
+            set,
+            settings,
+            out,
+            targets,
+            dcs,
+            generation: 0,
+            published: Vec::new(),
+            last_publish: None,
+            cmds: Some(rx),
+        };
+        if let Some(dir) = agg.settings.state_dir.clone() {
+            if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
+                agg.restore_admin(&file, now, wall, &dir)?;
+            }
+            match read_json::<HealthFile>(&dir, HEALTH_FILE) {
+                Ok(Some(file)) => agg.restore_health(&file, now, wall),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "ignoring the warm-start file"),
+            }
+        }
+        for i in 0..agg.dcs.len() {
+            agg.dcs[i].healthy = agg.compute_healthy(i);
+        }
+        agg.force_publish(now);
+        Ok((agg, AggregatorHandle { tx, names }))
+    }
+
+    fn restore_admin(
+        &mut self,
+        file: &AdminFile,
+        now: Instant,
+        wall: SystemTime,
+        dir: &std::path::Path,
+    ) -> Result<(), PersistError> {
+        for (name, entry) in &file.datacenters {
+            let Some(state) = AdminState::parse(&entry.admin) else {
+                return Err(PersistError::BadAdmin {
+                    path: dir.join(ADMIN_FILE),
+                    dc: name.clone(),
+                    state: entry.admin.clone(),
+                });
+            };
+            let Some(i) = self.set.dcs.iter().position(|d| &d.name == name) else {
+                tracing::info!(dc = %name, admin = state.as_str(), "admin state for a datacenter no longer configured; dropped");
+                continue;
+            };
+            self.dcs[i].admin = state;
+            if state == AdminState::Drain {
+                // Keep the original drain start, so a restart does not restart the clock.
+                let started_unix = entry.drain_started_unix.unwrap_or_else(|| unix_secs(wall));
+                let ago = Duration::from_secs(unix_secs(wall).saturating_sub(started_unix));
+                let started = now.checked_sub(ago).unwrap_or(now);
+                let started_wall = wall.checked_sub(ago).unwrap_or(wall);
+                self.dcs[i].drain_started = Some((started, started_wall));
+            }
+            tracing::info!(dc = %name, admin = state.as_str(), "restored admin state");
+        }
+        Ok(())
+    }
+
+    fn restore_health(&mut self, file: &HealthFile, now: Instant, wall: SystemTime) {
+        let age = Duration::from_secs(unix_secs(wall).saturating_sub(file.written_unix));
+        if file.version != VERSION || age > self.settings.warm_max_age {
+            tracing::info!(
+                age_secs = age.as_secs(),
+                "warm-start state too old or from another version; using the startup setting"
+            );
+            return;
+        }
+        let mut restored = 0usize;
+        for entry in &file.targets {
+            let Some(t) = self
+                .targets
+                .iter_mut()
+                .find(|t| t.fingerprint == entry.check && t.addr.to_string() == entry.addr)
+            else {
+                continue;
+            };
+            t.up = entry.up;
+            t.warm = true;
+            t.passes = entry.passes;
+            t.fails = entry.fails;
+            if let Some(ms) = entry.latency_ms.filter(|v| v.is_finite() && *v >= 0.0) {
+                t.latency = Ewma::with_value(self.settings.latency_half_life, ms, now);
+            }
+            if let Some(l) = entry.load.filter(|l| l.value.is_finite() && l.value >= 0.0) {
+                let load_age =
+                    age + Duration::try_from_secs_f64(l.age_secs).unwrap_or(Duration::MAX);
+                if load_age <= self.settings.load_max_age
+                    && let Some(at) = now.checked_sub(load_age)
+                {
+                    let fig = match l.kind {
+                        SavedLoadKind::Utilisation => LoadFigure::Utilisation(l.value.min(1.0)),
+                        SavedLoadKind::Connections => LoadFigure::Connections(l.value),
+                    };
+                    t.load = Some((fig, at));
+                }
+            }
+            restored += 1;
+        }
+        tracing::info!(
+            targets = restored,
+            age_secs = age.as_secs(),
+            "warm start from saved health"
+        );
+    }
+
+    /// The current snapshot as published.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.out.load_full()
+    }
+
+    /// Apply one probe result at its own time `r.at`. Returns true when a target changed state.
+    pub fn apply(&mut self, r: &ProbeResult) -> bool {
+        let now = r.at;
+        let Some(t) = self.targets.get_mut(r.target.0 as usize) else {
+            return false;
+        };
+        t.probes += 1;
+        t.last = Some(Last {
+            outcome: r.outcome.clone(),
+            at: now,
+            latency: r.latency,
+        });
+        let pass = r.outcome.is_pass();
+        if pass && let Some(l) = r.latency {
+            t.latency.update(l.as_secs_f64() * 1000.0, now);
+        }
+        match (&r.outcome, r.load) {
+            (Outcome::BadLoad(reason), _) => {
+                if t.load_error.as_deref() != Some(reason.as_str()) {
+                    tracing::warn!(target_addr = %t.addr, reason = %reason, "load figure unreadable; keeping the last good value");
+                }
+                t.load_error = Some(reason.clone());
+            }
+            (Outcome::Pass, Some(fig)) => {
+                t.load = Some((fig, now));
+                t.load_error = None;
+            }
+            _ => {}
+        }
+        if pass {
+            t.passes = t.passes.saturating_add(1);
+            t.fails = 0;
+        } else {
+            t.fails = t.fails.saturating_add(1);
+            t.passes = 0;
+        }
+        let first = !t.probed && !t.warm;
+        t.probed = true;
+        let new_up = if first {
+            pass
+        } else if t.up {
+            t.fails < t.fall
+        } else {
+            t.passes >= t.rise
+        };
+        if new_up == t.up {
+            t.since_change = t.since_change.saturating_add(1);
+            return false;
+        }
+        let old = t.up;
+        t.up = new_up;
+        t.since_change = 0;
+        let (passes, fails, addr) = (t.passes, t.fails, t.addr);
+        let target = &self.set.targets[r.target.0 as usize];
+        for &(dc, _) in &target.users {
+            tracing::info!(
+                dc = %self.set.dcs[dc as usize].name,
+                addr = %addr,
+                old = updown(old),
+                new = updown(new_up),
+                reason = %r.outcome,
+                passes,
+                fails,
+                first_probe = first,
+                "target state change"
+            );
+        }
+        let users: Vec<u32> = target.users.iter().map(|&(dc, _)| dc).collect();
+        for dc in users {
+            self.recompute_dc(dc as usize, now, &r.outcome, first);
+        }
+        true
+    }
+
+    fn compute_healthy(&self, dc: usize) -> bool {
+        let plan = &self.set.dcs[dc];
+        if plan.check.is_none() {
+            return true;
+        }
+        let up = plan
+            .slots
+            .iter()
+            .filter(|t| self.targets[t.0 as usize].up)
+            .count();
+        up >= plan.min_up as usize
+    }
+
+    /// `first`: the change ends the startup assumption; that is not a recovery, so no ramp.
+    fn recompute_dc(&mut self, dc: usize, now: Instant, reason: &Outcome, first: bool) {
+        let healthy = self.compute_healthy(dc);
+        let d = &self.dcs[dc];
+        if healthy == d.healthy {
+            return;
+        }
+        let was_usable = usable(d.admin, d.healthy);
+        let plan = &self.set.dcs[dc];
+        let up = plan
+            .slots
+            .iter()
+            .filter(|t| self.targets[t.0 as usize].up)
+            .count();
+        tracing::info!(
+            dc = %plan.name,
+            old = updown(d.healthy),
+            new = updown(healthy),
+            reason = %reason,
+            addresses_up = up,
+            min_up = plan.min_up,
+            "datacenter state change"
+        );
+        let window = plan.check.as_ref().and_then(|c| c.slow_start);
+        let d = &mut self.dcs[dc];
+        d.healthy = healthy;
+        if !was_usable && usable(d.admin, healthy) && !first {
+            d.came_up_at = window.map(|_| now);
+        } else if !healthy {
+            d.came_up_at = None;
+        }
+    }
+
+    /// Set the admin state of datacenter `dc` at `now`.
+    pub fn set_admin(
+        &mut self,
+        dc: u32,
+        state: AdminState,
+        now: Instant,
+    ) -> Result<(), AdminError> {
+        let i = dc as usize;
+        let Some(d) = self.dcs.get_mut(i) else {
+            return Err(AdminError::UnknownDatacenter(dc));
+        };
+        let old = d.admin;
+        if old == state {
+            return Ok(());
+        }
+        let was_usable = usable(old, d.healthy);
+        d.admin = state;
+        if state == AdminState::Drain {
+            d.drain_started = Some((now, SystemTime::now()));
+            d.drain_complete_logged = false;
+        } else {
+            d.drain_started = None;
+        }
+        let window = self.set.dcs[i].check.as_ref().and_then(|c| c.slow_start);
+        if !was_usable && usable(state, d.healthy) {
+            d.came_up_at = window.map(|_| now);
+        }
+        tracing::info!(dc = %self.set.dcs[i].name, old = old.as_str(), new = state.as_str(), "admin state change");
+        Ok(())
+    }
+
+    /// Set the longest TTL handed out for datacenter `dc`.
+    pub fn set_max_ttl(&mut self, dc: u32, ttl: Duration) -> Result<(), AdminError> {
+        let d = self
+            .dcs
+            .get_mut(dc as usize)
+            .ok_or(AdminError::UnknownDatacenter(dc))?;
+        d.max_ttl = ttl;
+        Ok(())
+    }
+
+    /// Slow-start factor of datacenter `dc` at `now` (1 when not ramping).
+    pub fn slow_start(&self, dc: usize, now: Instant) -> f64 {
+        let window = self.set.dcs[dc].check.as_ref().and_then(|c| c.slow_start);
+        match (self.dcs[dc].came_up_at, window) {
+            (Some(at), Some(w)) => slow_start_factor(at, w, now),
+            _ => 1.0,
+        }
+    }
+
+    /// Load of datacenter `dc` at `now`: mean of its targets' fresh figures, connections
+    /// divided by capacity; capped at 1.
+    fn dc_load(&self, dc: usize, now: Instant) -> (Option<f64>, Option<String>) {
+        let plan = &self.set.dcs[dc];
+        let (mut sum, mut n, mut err) = (0.0, 0u32, None);
+        for t in &plan.slots {
+            let ts = &self.targets[t.0 as usize];
+            if let Some(e) = &ts.load_error {
+                err = Some(e.clone());
+            }
+            let v = match ts.fresh_load(now, self.settings.load_max_age) {
+                Some(LoadFigure::Utilisation(u)) => u,
+                Some(LoadFigure::Connections(c)) => match plan.capacity.filter(|c| *c > 0.0) {
+                    Some(cap) => c / cap,
+                    None => {
+                        err = Some("a connections figure needs a datacenter capacity".into());
+                        continue;
+                    }
+                },
+                None => continue,
+            };
+            sum += v.min(1.0);
+            n += 1;
+        }
+        ((n > 0).then(|| sum / f64::from(n)), err)
+    }
+
+    fn dc_latency(&self, dc: usize) -> Option<f64> {
+        // Mean of the up targets' averages; if none is up, of all that have one.
+        let plan = &self.set.dcs[dc];
+        let mean = |only_up: bool| {
+            let v: Vec<f64> = plan
+                .slots
+                .iter()
+                .map(|t| &self.targets[t.0 as usize])
+                .filter(|t| !only_up || t.up)
+                .filter_map(|t| t.latency.get())
+                .collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        };
+        mean(true).or_else(|| mean(false))
+    }
+
+    /// The state of datacenter `dc` at `now`, as the next snapshot would carry it.
+    pub fn dc_state(&self, dc: usize, now: Instant) -> DcState {
+        let plan = &self.set.dcs[dc];
+        let d = &self.dcs[dc];
+        let Some(check) = &plan.check else {
+            return DcState {
+                admin: d.admin,
+                ..DcState::UP
+            };
+        };
+        let mut addr_up = 0u64;
+        for (slot, t) in plan.slots.iter().enumerate() {
+            if self.targets[t.0 as usize].up {
+                addr_up |= plan.slot_bits[slot];
+            }
+        }
+        if plan.follows_check_addresses {
+            addr_up = if d.healthy { plan.all_bits } else { 0 };
+        }
+        let slow_start = self.slow_start(dc, now);
+        let settled = slow_start >= 1.0
+            && plan
+                .slots
+                .iter()
+                .all(|t| self.targets[t.0 as usize].settled());
+        DcState {
+            healthy: d.healthy,
+            admin: d.admin,
+            load: self.dc_load(dc, now).0,
+            latency_ms: self.dc_latency(dc),
+            slow_start,
+            addr_up,
+            settled,
+            settle_ttl: check.settle_ttl(),
+        }
+    }
+
+    fn build(&self, now: Instant) -> Vec<DcState> {
+        (0..self.dcs.len()).map(|i| self.dc_state(i, now)).collect()
+    }
+
+    fn force_publish(&mut self, now: Instant) {
+        let dcs = self.build(now);
+        self.generation += 1;
+        self.out.store(Arc::new(Snapshot {
+            generation: self.generation,
+            dcs: dcs.clone(),
+        }));
+        self.published = dcs;
+        self.last_publish = Some(now);
+    }
+
+    /// Publish a new snapshot if anything changed since the last one and at least
+    /// `publish_interval` has passed since it. Returns true when it published.
+    pub fn publish(&mut self, now: Instant) -> bool {
+        if let Some(last) = self.last_publish
+            && now.saturating_duration_since(last) < self.settings.publish_interval
+        {
+            return false;
+        }
+        let dcs = self.build(now);
+        if dcs == self.published {
+            return false;
+        }
+        self.generation += 1;
+        self.out.store(Arc::new(Snapshot {
+            generation: self.generation,
+            dcs: dcs.clone(),
+        }));
+        self.published = dcs;
+        self.last_publish = Some(now);
+        true
+    }
+
+    fn check_drains(&mut self, now: Instant) {
+        for (i, d) in self.dcs.iter_mut().enumerate() {
+            if let Some((started, _)) = d.drain_started
+                && !d.drain_complete_logged
+                && now.saturating_duration_since(started) >= d.max_ttl
+            {
+                d.drain_complete_logged = true;
+                tracing::info!(dc = %self.set.dcs[i].name, max_ttl_secs = d.max_ttl.as_secs(), "drain complete: every answer naming it has expired");
+            }
+        }
+    }
+
+    /// Status of everything at `now`.
+    pub fn status(&self, now: Instant) -> Status {
+        let datacenters = (0..self.dcs.len())
+            .map(|i| {
+                let plan = &self.set.dcs[i];
+                let d = &self.dcs[i];
+                let state = self.dc_state(i, now);
+                let (load, load_error) = self.dc_load(i, now);
+                let targets = plan
+                    .slots
+                    .iter()
+                    .map(|id| self.target_status(*id, now))
+                    .collect::<Vec<_>>();
+                let drain = d.drain_started.map(|(at, wall)| {
+                    let ago = now.saturating_duration_since(at);
+                    DrainStatus {
+                        started_unix: unix_secs(wall),
+                        started_ms_ago: ms(ago),
+                        max_ttl_secs: d.max_ttl.as_secs(),
+                        complete: ago >= d.max_ttl,
+                        complete_unix: unix_secs(wall + d.max_ttl),
+                    }
+                });
+                DcStatus {
+                    id: u32::try_from(i).unwrap_or(u32::MAX),
+                    name: plan.name.clone(),
+                    healthy: d.healthy,
+                    usable: state.usable(),
+                    admin: d.admin.as_str(),
+                    settled: state.settled,
+                    slow_start: state.slow_start,
+                    load,
+                    load_error,
+                    latency_ms: state.latency_ms,
+                    min_up: plan.min_up,
+                    addresses_up: u32::try_from(targets.iter().filter(|t| t.up).count())
+                        .unwrap_or(u32::MAX),
+                    drain,
+                    targets,
+                }
+            })
+            .collect();
+        Status {
+            generation: self.generation,
+            datacenters,
+        }
+    }
+
+    fn target_status(&self, id: TargetId, now: Instant) -> TargetStatus {
+        let t = &self.targets[id.0 as usize];
+        TargetStatus {
+            addr: t.addr.to_string(),
+            check: t.fingerprint.clone(),
+            up: t.up,
+            probed: t.probed,
+            warm: t.warm,
+            consecutive_passes: t.passes,
+            consecutive_fails: t.fails,
+            probes: t.probes,
+            last_result: t.last.as_ref().map(|l| l.outcome.kind()),
+            last_reason: t.last.as_ref().map(|l| l.outcome.to_string()),
+            last_ms_ago: t
+                .last
+                .as_ref()
+                .map(|l| ms(now.saturating_duration_since(l.at))),
+            last_latency_ms: t
+                .last
+                .as_ref()
+                .and_then(|l| l.latency)
+                .map(|l| l.as_secs_f64() * 1000.0),
+            latency_ms: t.latency.get(),
+            load: t.load.map(|(f, _)| match f {
+                LoadFigure::Utilisation(v) | LoadFigure::Connections(v) => v,
+            }),
+            load_age_ms: t.load.map(|(_, at)| ms(now.saturating_duration_since(at))),
+            load_error: t.load_error.clone(),
+        }
+    }
+
+    /// The two state files as they would be written at (`now`, `wall`).
+    pub fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
+        let mut admin = AdminFile {
+            version: VERSION,
+            ..AdminFile::default()
+        };
+        for (i, d) in self.dcs.iter().enumerate() {
+            if d.admin != AdminState::Obey {
+                admin.datacenters.insert(
+                    self.set.dcs[i].name.clone(),
+                    AdminEntry {
+                        admin: d.admin.as_str().to_string(),
+                        drain_started_unix: d.drain_started.map(|(_, w)| unix_secs(w)),
+                    },
+                );
+            }
+        }
+        let targets = self
+            .targets
+            .iter()
+            // Only what was measured (or restored): an assumption is not knowledge.
+            .filter(|t| t.probed || t.warm)
+            .map(|t| TargetEntry {
+                check: t.fingerprint.clone(),
+                addr: t.addr.to_string(),
+                up: t.up,
+                passes: t.passes,
+                fails: t.fails,
+                latency_ms: t.latency.get(),
+                load: t.load.map(|(f, at)| {
+                    let (kind, value) = match f {
+                        LoadFigure::Utilisation(v) => (SavedLoadKind::Utilisation, v),
+                        LoadFigure::Connections(v) => (SavedLoadKind::Connections, v),
+                    };
+                    SavedLoad {
+                        kind,
+                        value,
+                        age_secs: now.saturating_duration_since(at).as_secs_f64(),
+                    }
+                }),
+            })
+            .collect();
+        (
+            admin,
+            HealthFile {
+                version: VERSION,
+                written_unix: unix_secs(wall),
+                targets,
+            },
+        )
+    }
+
+    /// Write both state files now (synchronously; no-op without a state dir).
+    pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
+        let Some(dir) = &self.settings.state_dir else {
+            return Ok(());
+        };
+        let (admin, health) = self.state_files(now, SystemTime::now());
+        write_json(dir, ADMIN_FILE, &admin)?;
+        write_json(dir, HEALTH_FILE, &health)
+    }
+
+    async fn persist_async(&self, now: Instant) -> Result<(), PersistError> {
+        let Some(dir) = self.settings.state_dir.clone() else {
+            return Ok(());
+        };
+        let (admin, health) = self.state_files(now, SystemTime::now());
+        // File I/O and fsync off the runtime's worker threads.
+        tokio::task::spawn_blocking(move || {
+            write_json(&dir, ADMIN_FILE, &admin)?;
+            write_json(&dir, HEALTH_FILE, &health)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(PersistError::Io {
+                path: PathBuf::from(HEALTH_FILE),
+                source: std::io::Error::other(e),
+            })
+        })
+    }
+
+    fn handle(
+        &mut self,
+        cmd: Command,
+        now: Instant,
+    ) -> Option<oneshot::Sender<Result<(), PersistError>>> {
+        match cmd {
+            Command::SetAdmin { dc, state, reply } => {
+                let r = self.set_admin(dc, state, now);
+                // Admin changes skip the coalescing wait: the operator expects them at once.
+                if r.is_ok() {
+                    self.last_publish = None;
+                    self.publish(now);
+                }
+                let _ = reply.send(r);
+                None
+            }
+            Command::SetMaxTtl { dc, ttl, reply } => {
+                let _ = reply.send(self.set_max_ttl(dc, ttl));
+                None
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status(now));
+                None
+            }
+            Command::Persist { reply } => Some(reply),
+        }
+    }
+
+    /// Run until `shutdown` turns true (or its sender is dropped): apply results and commands,
+    /// publish coalesced snapshots, write the state files periodically and once at the end.
+    pub async fn run(
+        mut self,
+        mut results: mpsc::Receiver<ProbeResult>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let Some(mut cmds) = self.cmds.take() else {
+            return;
+        };
+        let mut tick =
+            tokio::time::interval(self.settings.publish_interval.max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut persist = tokio::time::interval_at(
+            Instant::now() + self.settings.persist_interval,
+            self.settings.persist_interval.max(Duration::from_millis(1)),
+        );
+        persist.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut results_open = true;
+        let mut cmds_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped(&mut shutdown) => break,
+                cmd = cmds.recv(), if cmds_open => match cmd {
+                    Some(cmd) => {
+                        if let Some(reply) = self.handle(cmd, Instant::now()) {
+                            let _ = reply.send(self.persist_async(Instant::now()).await);
+                        }
+                    }
+                    None => cmds_open = false,
+                },
+                r = results.recv(), if results_open => match r {
+                    Some(r) => {
+                        self.apply(&r);
+                        self.publish(Instant::now());
+                    }
+                    None => results_open = false,
+                },
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.check_drains(now);
+                    self.publish(now);
+                }
+                _ = persist.tick(), if self.settings.state_dir.is_some() => {
+                    if let Err(e) = self.persist_async(Instant::now()).await {
+                        tracing::warn!(error = %e, "writing state files");
+                    }
+                }
+            }
+        }
+        // Results still queued were measured; apply them before the final publish and write.
+        while let Ok(r) = results.try_recv() {
+            self.apply(&r);
+        }
+        let now = Instant::now();
+        self.last_publish = None;
+        self.publish(now);
+        if let Err(e) = self.persist_async(now).await {
+            tracing::warn!(error = %e, "writing state files at shutdown");
+        }
+    }
+}
+
+fn write_json<T: Serialize>(dir: &std::path::Path, name: &str, v: &T) -> Result<(), PersistError> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(|source| PersistError::Parse {
+        path: dir.join(name),
+        source,
+    })?;
+    write_atomic(dir, name, &bytes)
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // A dropped sender also means stop. The guard is dropped here, keeping `run` Send.
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+fn usable(admin: AdminState, healthy: bool) -> bool {
+    DcState {
+        healthy,
+        admin,
+        ..DcState::UP
+    }
+    .usable()
+}
+
+fn updown(up: bool) -> &'static str {
+    if up { "up" } else { "down" }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

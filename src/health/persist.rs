@@ -1,0 +1,151 @@
+//! The `--state-dir` files: admin states (`admin.json`) and last known health, load and
+//! latency per target (`health.json`), both JSON, both written atomically.
+//!
+//! ```text
+//! aggregator --(periodic, shutdown)--> serialize --> <dir>/<file>.tmp --fsync--> rename
+//! Aggregator::new <-- read (admin: always; health: only if younger than warm_max_age)
+//! ```
+//! Datacenters are keyed by name and targets by (check fingerprint, address), never by ids,
+//! which change whenever the configuration does.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// File of admin states in the state directory.
+pub const ADMIN_FILE: &str = "admin.json";
+/// File of warm-start health in the state directory.
+pub const HEALTH_FILE: &str = "health.json";
+
+/// A state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: not a valid state file: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path}: datacenter `{dc}` has unknown admin state `{state}` (expected obey, up, down or drain)"
+    )]
+    BadAdmin {
+        path: PathBuf,
+        dc: String,
+        state: String,
+    },
+}
+
+/// `admin.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AdminFile {
+    pub version: u32,
+    /// Datacenter name -> its admin state; datacenters in `obey` are left out.
+    pub datacenters: BTreeMap<String, AdminEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AdminEntry {
+    /// `obey`, `up`, `down` or `drain`.
+    pub admin: String,
+    /// Unix seconds when the drain started, so drain-complete survives a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain_started_unix: Option<u64>,
+}
+
+/// `health.json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HealthFile {
+    pub version: u32,
+    /// Unix seconds of the write; the file is used only while younger than the max age.
+    pub written_unix: u64,
+    pub targets: Vec<TargetEntry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetEntry {
+    /// `CheckSpec::fingerprint()`.
+    pub check: String,
+    /// Target `addr:port`.
+    pub addr: String,
+    pub up: bool,
+    #[serde(default)]
+    pub passes: u32,
+    #[serde(default)]
+    pub fails: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Last good load figure: utilisation (0..1) or a connection count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<SavedLoad>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SavedLoadKind {
+    Utilisation,
+    Connections,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedLoad {
+    pub kind: SavedLoadKind,
+    pub value: f64,
+    /// Seconds between reading the figure and writing the file.
+    pub age_secs: f64,
+}
+
+/// Current format version of both files.
+pub const VERSION: u32 = 1;
+
+/// Seconds since the Unix epoch (0 for a clock before 1970).
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Read and parse `dir/name`; `Ok(None)` when the file does not exist.
+pub fn read_json<T: for<'de> Deserialize<'de>>(
+    dir: &Path,
+    name: &str,
+) -> Result<Option<T>, PersistError> {
+    let path = dir.join(name);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(PersistError::Io { path, source }),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| PersistError::Parse { path, source })
+}
+
+/// Write `bytes` to `dir/name` so that a reader sees the old or the new file, never half of
+/// one: write a temp file in the same directory, fsync it, rename it over, fsync the directory.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), PersistError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let io_err = |source| PersistError::Io {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(io_err)?;
+    {
+        let mut f = fs::File::create(&tmp).map_err(io_err)?;
+        f.write_all(bytes).map_err(io_err)?;
+        f.sync_all().map_err(io_err)?;
+    }
+    fs::rename(&tmp, &path).map_err(io_err)?;
+    // The rename is durable only once the directory entry is; not every platform lets us open
+    // a directory, so this is best effort.
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! What one probe found.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::target::TargetId;
+
+/// The verdict of one probe, with the reason a person reads in the logs and the status API.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The check passed.
+    Pass,
+    /// HTTP status outside the expected ranges.
+    Status(u16),
+    /// No complete answer within the check's timeout.
+    Timeout(Duration),
+    /// Connection refused (nothing listening).
+    Refused,
+    /// The body did not contain the expected substring.
+    BodyMismatch,
+    /// The check passed but the load figure could not be read: health counts it as a pass,
+    /// the aggregator keeps the last good load and reports the reason.
+    BadLoad(String),
+    /// Any other failure (TLS, reset, DNS of the SNI name, ...).
+    Other(String),
+}
+
+impl Outcome {
+    /// Does this result count as a pass for rise/fall?
+    pub fn is_pass(&self) -> bool {
+        matches!(self, Outcome::Pass | Outcome::BadLoad(_))
+    }
+
+    /// Short machine-friendly name, for the status API and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Status(_) => "status",
+            Outcome::Timeout(_) => "timeout",
+            Outcome::Refused => "refused",
+            Outcome::BodyMismatch => "body_mismatch",
+            Outcome::BadLoad(_) => "bad_load",
+            Outcome::Other(_) => "error",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Pass => f.write_str("pass"),
+            Outcome::Status(s) => write!(f, "status {s}"),
+            Outcome::Timeout(d) => write!(f, "timeout after {d:?}"),
+            Outcome::Refused => f.write_str("connection refused"),
+            Outcome::BodyMismatch => f.write_str("body mismatch"),
+            Outcome::BadLoad(r) => write!(f, "pass, but bad load figure: {r}"),
+            Outcome::Other(e) => write!(f, "error: {e}"),
+        }
+    }
+}
+
+/// A load figure read from a health body.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LoadFigure {
+    /// Utilisation 0..1 (values above 1 are clamped: an overloaded server is full).
+    Utilisation(f64),
+    /// A connection count; the aggregator divides it by each datacenter's capacity.
+    Connections(f64),
+}
+
+/// One probe of one target, sent from a worker to the aggregator.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    pub target: TargetId,
+    pub outcome: Outcome,
+    /// TCP connect time, or HTTP time to the response headers; `None` when there was no answer.
+    pub latency: Option<Duration>,
+    /// Only for checks with a load or connections pointer, and only when it could be read.
+    pub load: Option<LoadFigure>,
+    /// When the probe finished (tokio clock).
+    pub at: Instant,
+}
+
+impl ProbeResult {
+    /// A result without latency or load; handy for tests and for driving the aggregator.
+    pub fn new(target: TargetId, outcome: Outcome, at: Instant) -> ProbeResult {
+        ProbeResult {
+            target,
+            outcome,
+            latency: None,
+            load: None,
+            at,
+        }
+    }
+}

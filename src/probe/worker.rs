@@ -1,0 +1,220 @@
+//! Probe workers: one tokio task per target, a shared bound on probes in flight.
+//!
+//! ```text
+//!  target task ──sleep(jittered)──> acquire permit ──probe──> release ──send──> aggregator
+//!      ^                               (Semaphore: max_in_flight)              (mpsc)
+//!      └──────────── next round: base += interval, then ± jitter/2 ───────────┘
+//!  every await also watches the shutdown channel, so no task outlives the server
+//! ```
+//!
+//! Jitter is a pure function of (seed, target, round), so a test with a fixed seed knows the
+//! exact schedule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
+
+use super::check::Prober;
+use super::outcome::ProbeResult;
+use super::target::{ProbeSet, Target, TargetId};
+
+/// Default bound on probes in flight at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// Settings shared by all workers.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerSettings {
+    /// At most this many probes run at once (default 256). A hanging target holds a slot for
+    /// at most its timeout.
+    pub max_in_flight: usize,
+    /// Seed of the jitter; fixed in tests, random by default.
+    pub seed: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        WorkerSettings {
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            seed,
+        }
+    }
+}
+
+/// Deterministic jitter: a number in `[0, 1)` for each (target, round).
+#[derive(Clone, Copy, Debug)]
+pub struct Jitter {
+    pub seed: u64,
+}
+
+impl Jitter {
+    /// Uniform in `[0, 1)`, a pure function of its inputs (splitmix64).
+    pub fn unit(&self, target: TargetId, round: u64) -> f64 {
+        let mut z = self.seed
+            ^ u64::from(target.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ round.wrapping_mul(0xD1B5_4A32_D192_ED03);
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Delay of the first probe: `[0, jitter)`, so a thousand targets do not start together.
+    pub fn first_delay(&self, target: TargetId, jitter: Duration) -> Duration {
+        jitter.mul_f64(self.unit(target, 0))
+    }
+
+    /// Offset of round `round` (>= 1) from its grid point: `[-jitter/2, +jitter/2)`.
+    /// Returned as (add, sub) since `Duration` is unsigned.
+    pub fn round_offset(
+        &self,
+        target: TargetId,
+        round: u64,
+        jitter: Duration,
+    ) -> (Duration, Duration) {
+        let u = self.unit(target, round);
+        if u >= 0.5 {
+            (jitter.mul_f64(u - 0.5), Duration::ZERO)
+        } else {
+            (Duration::ZERO, jitter.mul_f64(0.5 - u))
+        }
+    }
+
+    /// When round `round` is due, given the first probe time `start` (round 0).
+    pub fn due(
+        &self,
+        target: TargetId,
+        start: Instant,
+        round: u64,
+        interval: Duration,
+        jitter: Duration,
+    ) -> Instant {
+        if round == 0 {
+            return start;
+        }
+        let base = start + interval.saturating_mul(u32::try_from(round).unwrap_or(u32::MAX));
+        let (add, sub) = self.round_offset(target, round, jitter);
+        (base + add).checked_sub(sub).unwrap_or(base)
+    }
+}
+
+/// The running workers.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Number of worker tasks (= distinct targets).
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// Wait for every worker to stop (after the shutdown signal, or once the results
+    /// channel is closed).
+    pub async fn join(self) {
+        for h in self.handles {
+            // A panicked worker has nothing left to clean up; shutdown carries on.
+            let _ = h.await;
+        }
+    }
+
+    /// Stop every worker now, without waiting for the shutdown signal.
+    pub fn abort(&self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+/// Start one worker per target of `set`. Results go to `results`; every worker stops when
+/// `shutdown` becomes true (or its sender is dropped) or when `results` is closed.
+pub fn spawn_workers(
+    set: &ProbeSet,
+    prober: Arc<Prober>,
+    settings: WorkerSettings,
+    results: mpsc::Sender<ProbeResult>,
+    shutdown: watch::Receiver<bool>,
+) -> Workers {
+    let permits = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
+    let jitter = Jitter {
+        seed: settings.seed,
+    };
+    let handles = set
+        .targets
+        .iter()
+        .map(|t| {
+            tokio::spawn(run_worker(
+                t.clone(),
+                prober.clone(),
+                permits.clone(),
+                jitter,
+                results.clone(),
+                shutdown.clone(),
+            ))
+        })
+        .collect();
+    Workers { handles }
+}
+
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // A dropped sender also means stop: nobody can tell us to carry on.
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn run_worker(
+    target: Target,
+    prober: Arc<Prober>,
+    permits: Arc<Semaphore>,
+    jitter: Jitter,
+    results: mpsc::Sender<ProbeResult>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let spec = target.check.clone();
+    let j = spec.effective_jitter();
+    let start = Instant::now() + jitter.first_delay(target.id, j);
+    let mut round: u64 = 0;
+    loop {
+        let due = jitter.due(target.id, start, round, spec.interval, j);
+        tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            _ = sleep_until(due) => {}
+        }
+        let permit = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let result = tokio::select! {
+            biased;
+            _ = stopped(&mut shutdown) => return,
+            r = prober.probe(&target) => r,
+        };
+        drop(permit);
+        if results.send(result).await.is_err() {
+            return;
+        }
+        // Skip rounds that are already past (we waited long for a slot): probing twice in a
+        // row to catch up would break "once per interval".
+        let now = Instant::now();
+        round += 1;
+        while jitter.due(target.id, start, round, spec.interval, j) < now {
+            round += 1;
+        }
+    }
+}
