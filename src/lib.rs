@@ -7,4 +7,5 @@
 //! ```
 pub mod geo;
 pub mod health;
+pub mod model;
 pub mod policy;

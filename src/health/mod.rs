@@ -72,7 +72,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// Every datacenter up: the state before any probe has run.
     pub fn all_up(n: usize) -> Snapshot {
-        Snapshot { generation: 0, dcs: vec![DcState::UP; n] }
+        Snapshot {
+            generation: 0,
+            dcs: vec![DcState::UP; n],
+        }
     }
 
     /// State of datacenter `id`; unknown ids (a model newer than the snapshot) count as up.
