@@ -64,6 +64,7 @@ pub use trace::{MatchedBy, NoTrace, Trace, Tracer, Verdict};
 pub const MAX_ANSWER: usize = 16;
 /// Most members of a pool that are considered (the loader should reject larger pools).
 pub const MAX_MEMBERS: usize = 64;
+const SMALL_POOL: usize = 8;
 
 /// The address family asked for: A = V4, AAAA = V6.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -397,7 +398,14 @@ impl Walk<'_> {
             let Some(pool) = self.name.pools.get(id.0 as usize) else {
                 return false;
             };
-            if self.pool(id, fail_open, sel, tracer) {
+            // Most pools are small: a small stack buffer saves initialising the large one
+            // (measurable at this scale: about half the cost of a failover decision).
+            let answered = if pool.members.len() <= SMALL_POOL {
+                self.pool::<T, SMALL_POOL>(id, fail_open, sel, tracer)
+            } else {
+                self.pool::<T, MAX_MEMBERS>(id, fail_open, sel, tracer)
+            };
+            if answered {
                 return true;
             }
             next = pool.fallback;
@@ -408,7 +416,7 @@ impl Walk<'_> {
         false
     }
 
-    fn pool<T: Tracer>(
+    fn pool<T: Tracer, const N: usize>(
         &mut self,
         id: PoolId,
         fail_open: bool,
@@ -422,7 +430,7 @@ impl Walk<'_> {
             dc: DatacenterId(0),
             ramp: 1.0,
             key: 0.0,
-        }; MAX_MEMBERS];
+        }; N];
         let mut n = 0;
         for (i, m) in pool.members.iter().enumerate() {
             let state = self.snap.get(m.dc.0);
@@ -430,7 +438,7 @@ impl Walk<'_> {
                 tracer.candidate(m, state, Verdict::UnknownDatacenter);
                 continue;
             };
-            let v = if i >= MAX_MEMBERS {
+            let v = if i >= N {
                 Verdict::TooMany
             } else {
                 verdict(dc, state, self.family, fail_open)
