@@ -199,7 +199,7 @@ fn fallback_cycle_ends_in_all_down() {
     set(&mut s, "fra", |d| d.healthy = false);
     set(&mut s, "ams", |d| d.healthy = false);
     let d = dcs();
-    let mut t = Trace::new(&name, &d, None);
+    let mut t = Trace::new(&name, &d);
     let sel = select(
         &name,
         &d,
@@ -943,7 +943,7 @@ fn explain_trace_records_the_decision() {
         source_prefix: 24,
         location: Some(loc(b"EU", b"DE", Some(PARIS))),
     };
-    let mut t = Trace::new(&name, &d, Some(PARIS));
+    let mut t = Trace::new(&name, &d);
     let sel = select(
         &name,
         &d,

@@ -28,6 +28,7 @@
 //!
 //! Answers: up to `answers` datacenters (`all`: every usable one) in the policy's preference
 //! order, each with all its up addresses of the family, at most [`MAX_ANSWER`] addresses.
+//! How each policy orders, and how slow start bends it, is in [`rank`].
 //!
 //! TTL: the name's TTL, lowered to `settle_ttl` of every answered datacenter that is not
 //! settled (the minimum, as gdnsd does); halved for fail-open and last-resort answers, so
@@ -114,7 +115,8 @@ impl Client {
 pub struct QueryInput {
     /// Seed of the random stream (`weighted`, `random`, `load`, slow start).
     pub random: u64,
-    /// Rotation counter for `round-robin` (the server increments it per query).
+    /// Rotation counter for `round-robin`. The server may share one counter between all names
+    /// (one increment per query): each pool then still sees an even rotation on average.
     pub rotation: u64,
 }
 
@@ -392,12 +394,20 @@ impl Walk<'_> {
         tracer: &mut T,
     ) -> bool {
         let mut next = Some(start);
-        // Validation rejects cycles; the step bound keeps a bad model from looping forever.
+        // Validation rejects cycles; this guard keeps a bad model from trying a pool twice
+        // (ids < 64, a bitmask) or looping forever (the step bound, for any id).
+        let mut seen = 0u64;
         for _ in 0..self.name.pools.len() {
             let Some(id) = next else { return false };
             let Some(pool) = self.name.pools.get(id.0 as usize) else {
                 return false;
             };
+            let bit = 1u64.checked_shl(id.0).unwrap_or(0);
+            if seen & bit != 0 {
+                tracer.cycle(id);
+                return false;
+            }
+            seen |= bit;
             // Most pools are small: a small stack buffer saves initialising the large one
             // (measurable at this scale: about half the cost of a failover decision).
             let answered = if pool.members.len() <= SMALL_POOL {
@@ -555,6 +565,7 @@ pub fn select<T: Tracer>(
     tracer: &mut T,
 ) -> Selection {
     let mut sel = Selection::empty(family, name.ttl);
+    tracer.client(client);
     let rm = match_rules(name, client);
     tracer.rule(rm.index, rm.by);
     sel.rule = rm.index;

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::rank::Cand;
-use super::{Outcome, Selection, Source};
+use super::{Client, Outcome, Selection, Source};
 use crate::health::{AdminState, DcState};
 use crate::model::gslb::{Datacenter, GslbName, Member, PolicyKind, Pool, PoolId};
 
@@ -51,10 +51,40 @@ pub enum Verdict {
     TooMany,
 }
 
-/// Hooks called by `select`, in this order: `rule`, then per pool tried `pool`, `candidate`
+impl MatchedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::Subnet => "subnet",
+            MatchedBy::Geo => "geo",
+            MatchedBy::CatchAll => "catch-all",
+            MatchedBy::NoRules => "no rules",
+            MatchedBy::NoMatch => "no match",
+        }
+    }
+}
+
+impl Verdict {
+    /// Why the member was kept or dropped, for a person.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Verdict::Usable => "kept",
+            Verdict::ForcedUp => "kept (all down: fail-open)",
+            Verdict::Down => "dropped: probes say down",
+            Verdict::AdminDown => "dropped: admin down",
+            Verdict::Drain => "dropped: draining",
+            Verdict::NoAddressOfFamily => "skipped: no address of this family",
+            Verdict::AddressesDown => "dropped: every address of this family down",
+            Verdict::UnknownDatacenter => "dropped: unknown datacenter",
+            Verdict::TooMany => "dropped: past the pool size limit",
+        }
+    }
+}
+
+/// Hooks called by `select`, in this order: `client`, `rule`, then per pool tried `pool`, `candidate`
 /// for each member and `ranked` when the pool answers, `cycle` if the fallback chain loops,
 /// and `finish` once.
 pub trait Tracer {
+    fn client(&mut self, _client: &Client) {}
     fn rule(&mut self, _index: Option<u32>, _by: MatchedBy) {}
     fn pool(&mut self, _id: PoolId, _pool: &Pool, _fail_open: bool) {}
     fn candidate(&mut self, _member: &Member, _state: &DcState, _verdict: Verdict) {}
@@ -124,8 +154,13 @@ pub struct Trace<'a> {
     name: &'a GslbName,
     #[serde(skip)]
     dcs: &'a [Datacenter],
-    #[serde(skip)]
-    client_coords: Option<(f64, f64)>,
+    /// The client address the decision used (ECS or source).
+    pub client: Option<String>,
+    pub continent: Option<String>,
+    pub country: Option<String>,
+    pub coords: Option<(f64, f64)>,
+    /// Prefix of the GeoIP network that matched.
+    pub geo_prefix: Option<u8>,
     pub rule: Option<u32>,
     pub matched_by: Option<MatchedBy>,
     pub pools: Vec<PoolTrace>,
@@ -135,16 +170,15 @@ pub struct Trace<'a> {
 }
 
 impl<'a> Trace<'a> {
-    /// `client_coords` only feeds the distance column; the decision does not read it here.
-    pub fn new(
-        name: &'a GslbName,
-        dcs: &'a [Datacenter],
-        client_coords: Option<(f64, f64)>,
-    ) -> Trace<'a> {
+    pub fn new(name: &'a GslbName, dcs: &'a [Datacenter]) -> Trace<'a> {
         Trace {
             name,
             dcs,
-            client_coords,
+            client: None,
+            continent: None,
+            country: None,
+            coords: None,
+            geo_prefix: None,
             rule: None,
             matched_by: None,
             pools: Vec::new(),
@@ -169,7 +203,28 @@ fn admin_str(a: AdminState) -> &'static str {
     }
 }
 
+fn code(c: &[u8]) -> String {
+    c.iter()
+        .filter(|b| **b != 0)
+        .map(|b| char::from(*b))
+        .collect()
+}
+
 impl Tracer for Trace<'_> {
+    fn client(&mut self, client: &Client) {
+        self.client = Some(client.addr.to_string());
+        if let Some(l) = &client.location {
+            self.coords = l.coords;
+            self.continent = l.continent.map(|c| code(&c));
+            self.country = match (l.country, l.subdivision) {
+                (Some(c), Some(s)) => Some(format!("{}-{}", code(&c), code(&s))),
+                (Some(c), None) => Some(code(&c)),
+                _ => None,
+            };
+            self.geo_prefix = Some(l.prefix_len);
+        }
+    }
+
     fn rule(&mut self, index: Option<u32>, by: MatchedBy) {
         self.rule = index;
         self.matched_by = Some(by);
@@ -187,7 +242,7 @@ impl Tracer for Trace<'_> {
 
     fn candidate(&mut self, member: &Member, state: &DcState, verdict: Verdict) {
         let distance_km = match (
-            self.client_coords,
+            self.coords,
             self.dcs.get(member.dc.0 as usize).and_then(|d| d.coords),
         ) {
             (Some(a), Some(b)) => Some(super::rank::haversine_km(a, b)),
@@ -217,13 +272,20 @@ impl Tracer for Trace<'_> {
             PolicyKind::Hash { .. } => "hash-score",
             _ => "none",
         };
+        // Weights and ramped shares are on different scales: show fractions of the pool.
+        let total: f64 = cands.iter().map(|c| c.key).filter(|k| k.is_finite()).sum();
+        let scale = if metric == "share" && total > 0.0 {
+            1.0 / total
+        } else {
+            1.0
+        };
         let order = cands
             .iter()
             .enumerate()
             .map(|(i, c)| RankTrace {
                 datacenter: self.dc_name(c.dc.0),
                 metric,
-                value: (metric != "none" && c.key.is_finite()).then_some(c.key),
+                value: (metric != "none" && c.key.is_finite()).then_some(c.key * scale),
                 answered: i < answered,
             })
             .collect();
@@ -242,8 +304,7 @@ impl Tracer for Trace<'_> {
     }
 
     fn finish(&mut self, sel: &Selection) {
-        let mut datacenters: Vec<String> = sel.datacenters().map(|d| self.dc_name(d.0)).collect();
-        datacenters.dedup();
+        let datacenters = sel.datacenters().map(|d| self.dc_name(d.0)).collect();
         self.answer = Some(AnswerTrace {
             outcome: match sel.outcome {
                 Outcome::Answer => "answer",
@@ -271,11 +332,38 @@ fn opt(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "-".to_string(), |x| format!("{x:.1}{unit}"))
 }
 
+fn opt3(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.3}"))
+}
+
 impl fmt::Display for Trace<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.client {
+            write!(f, "client: {c}")?;
+            match (&self.continent, &self.country, self.geo_prefix) {
+                (None, None, None) => writeln!(f, " (no location)")?,
+                (ct, cy, p) => writeln!(
+                    f,
+                    " continent={} country={} coords={} network=/{}",
+                    ct.as_deref().unwrap_or("-"),
+                    cy.as_deref().unwrap_or("-"),
+                    self.coords
+                        .map_or_else(|| "-".into(), |(a, b)| format!("{a:.2},{b:.2}")),
+                    p.map_or_else(|| "-".into(), |p| p.to_string()),
+                )?,
+            }
+        }
         match (self.rule, self.matched_by) {
-            (Some(i), Some(by)) => writeln!(f, "rule: #{i} (matched by {by:?})")?,
-            (None, Some(by)) => writeln!(f, "rule: none ({by:?})")?,
+            (Some(i), Some(by)) => {
+                let pool = self
+                    .name
+                    .rules
+                    .get(i as usize)
+                    .and_then(|r| self.name.pools.get(r.pool.0 as usize));
+                let pool = pool.map_or("?", |p| &p.name);
+                writeln!(f, "rule: #{i} (matched by {}) -> pool {pool}", by.as_str())?
+            }
+            (None, Some(by)) => writeln!(f, "rule: none ({})", by.as_str())?,
             _ => writeln!(f, "rule: none")?,
         }
         for p in &self.pools {
@@ -288,9 +376,8 @@ impl fmt::Display for Trace<'_> {
             for c in &p.candidates {
                 writeln!(
                     f,
-                    "  {:<12} {:<20} health={} admin={} load={} latency={} distance={} slow-start={:.2}{}",
+                    "  {:<12} health={} admin={} load={} latency={} distance={} slow-start={:.2}{}: {}",
                     c.datacenter,
-                    format!("{:?}", c.verdict).to_lowercase(),
                     if c.healthy { "up" } else { "down" },
                     c.admin,
                     opt(c.load.map(|l| l * 100.0), "%"),
@@ -298,21 +385,18 @@ impl fmt::Display for Trace<'_> {
                     opt(c.distance_km, "km"),
                     c.slow_start,
                     if c.settled { "" } else { " unsettled" },
+                    c.verdict.reason(),
                 )?;
             }
             if p.order.is_empty() {
                 writeln!(f, "  no usable datacenter")?;
             }
             for (i, r) in p.order.iter().enumerate() {
-                let mark = if r.answered { "answered" } else { "" };
-                writeln!(
-                    f,
-                    "  #{} {:<12} {}={} {mark}",
-                    i + 1,
-                    r.datacenter,
-                    r.metric,
-                    opt(r.value, "")
-                )?;
+                write!(f, "  #{} {:<12}", i + 1, r.datacenter)?;
+                if r.metric != "none" {
+                    write!(f, " {}={}", r.metric, opt3(r.value))?;
+                }
+                writeln!(f, "{}", if r.answered { " answered" } else { "" })?;
             }
         }
         if let Some(c) = &self.cycle_at {
