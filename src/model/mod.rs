@@ -4,6 +4,7 @@
 //! A `Model` is built from a `config::Config` in one go and swapped in whole (arc-swap); the
 //! query path never sees a half-built one.
 
+pub mod gslb;
 pub mod zone;
 
 use std::time::SystemTime;

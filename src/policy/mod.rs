@@ -1,1 +1,615 @@
-//! placeholder
+//! The GSLB decision: which datacenter(s) a client gets for a GSLB name.
+//!
+//! The request handler calls [`select`] once per A/AAAA query of a GSLB name, with the current
+//! model (loaded once per query), the current health [`Snapshot`], the client (ECS or source
+//! address, and its GeoIP location, looked up once) and a few per-query numbers
+//! ([`QueryInput`]). `gslbd explain` calls the same function with a recording [`Trace`].
+//!
+//! ```text
+//! client --rules--> pool --policy over usable members--> answer
+//!                    | none usable
+//!                    v
+//!                 fallback pool --> fallback's fallback ... (each pool once)
+//!                    | none usable anywhere
+//!                    v
+//!                 all-down: fail-open (everything as up, TTL/2) | last-resort list | NODATA | SERVFAIL
+//! ```
+//!
+//! Rules: a subnet match in any rule beats every geo match (octoDNS semantics): the first rule
+//! with a matching subnet wins; otherwise the first rule with a matching continent, country or
+//! subdivision, or with no match list (catch-all). A name without rules uses pool 0; a name
+//! whose rules match nothing (validation prevents it) answers NODATA.
+//!
+//! Usability: a member is usable when `DcState::usable()` and at least one of its addresses of
+//! the asked family is up; only up addresses are answered. A member with no address of the
+//! family is skipped. When no datacenter in the pool chain has an address of the family at
+//! all, the answer is NODATA whatever the all-down behaviour (an IPv4-only region has no AAAA,
+//! it is not down).
+//!
+//! Answers: up to `answers` datacenters (`all`: every usable one) in the policy's preference
+//! order, each with all its up addresses of the family, at most [`MAX_ANSWER`] addresses.
+//! How each policy orders, and how slow start bends it, is in [`rank`].
+//!
+//! TTL: the name's TTL, lowered to `settle_ttl` of every answered datacenter that is not
+//! settled (the minimum, as gdnsd does); halved for fail-open and last-resort answers, so
+//! resolvers come back soon after a recovery.
+//!
+//! ECS scope ([`Selection::scope`]): the longest of these prefixes, capped at the address
+//! length (the caller also clamps to the query's source prefix):
+//! - rules: 0 when the first rule is the catch-all (or there are no rules); the matched
+//!   subnet's prefix when a subnet rule decides; for each subnet that did not match but was
+//!   examined before the decision, one bit more than the prefix the client shares with it (or
+//!   its own prefix, if shorter), so the scope never covers an address that would match it;
+//!   the location's `prefix_len` as soon as a geo match was examined (the query's source
+//!   prefix when there is no location: the answer depends on the lookup missing);
+//! - the answering pool's policy: `nearest` as for geo; `hash` the hash granularity (24 / 56
+//!   by default); every other policy ignores the client and adds nothing.
+//!
+//! The hot path allocates nothing: [`Selection`] is a fixed-size value and the candidate list
+//! lives on the stack.
+
+pub mod rank;
+pub mod trace;
+
+use std::net::IpAddr;
+
+use crate::geo::Location;
+use crate::health::{AdminState, DcState, Snapshot};
+use crate::model::gslb::{
+    AllDown, Datacenter, DatacenterId, GslbName, MatchItem, PolicyKind, PoolId,
+};
+use rank::{Cand, Ctx, Rng};
+pub use trace::{MatchedBy, NoTrace, Trace, Tracer, Verdict};
+
+/// Most addresses one answer carries.
+pub const MAX_ANSWER: usize = 16;
+/// Most members of a pool that are considered (the loader should reject larger pools).
+pub const MAX_MEMBERS: usize = 64;
+const SMALL_POOL: usize = 8;
+
+/// The address family asked for: A = V4, AAAA = V6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+}
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Client {
+    /// The ECS address when the query has one, else the resolver's address.
+    pub addr: IpAddr,
+    /// ECS source prefix length (the full address length without ECS).
+    pub source_prefix: u8,
+    /// GeoIP result for `addr`, if any database had one.
+    pub location: Option<Location>,
+}
+
+impl Client {
+    /// A client without ECS and without location.
+    pub fn new(addr: IpAddr) -> Client {
+        let bits = if addr.to_canonical().is_ipv4() {
+            32
+        } else {
+            128
+        };
+        Client {
+            addr,
+            source_prefix: bits,
+            location: None,
+        }
+    }
+}
+
+/// Per-query numbers, supplied by the caller so decisions are reproducible in tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueryInput {
+    /// Seed of the random stream (`weighted`, `random`, `load`, slow start).
+    pub random: u64,
+    /// Rotation counter for `round-robin`. The server may share one counter between all names
+    /// (one increment per query): each pool then still sees an even rotation on average.
+    pub rotation: u64,
+}
+
+/// What kind of response to send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Answer,
+    NoData,
+    ServFail,
+}
+
+/// Where the answered addresses come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A pool of the chain with usable members.
+    Pool,
+    /// All-down, fail-open: a pool of the chain as if everything were up.
+    FailOpen,
+    /// All-down: the name's last-resort address list.
+    LastResort,
+    /// No addresses (NODATA, SERVFAIL).
+    None,
+}
+
+/// One answered address: a datacenter and the index of the address in its list of the asked
+/// family (`v4` or `v6`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub dc: DatacenterId,
+    pub addr: u16,
+}
+
+/// The decision for one query.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Selection {
+    pub outcome: Outcome,
+    pub source: Source,
+    pub family: Family,
+    pub ttl: u32,
+    /// ECS scope prefix length (see the module docs).
+    pub scope: u8,
+    /// Index of the rule that matched, if any.
+    pub rule: Option<u32>,
+    /// The pool that answered (for fail-open, the pool answered as if up).
+    pub pool: Option<PoolId>,
+    len: u8,
+    entries: [Entry; MAX_ANSWER],
+}
+
+impl Selection {
+    fn empty(family: Family, ttl: u32) -> Selection {
+        Selection {
+            outcome: Outcome::NoData,
+            source: Source::None,
+            family,
+            ttl,
+            scope: 0,
+            rule: None,
+            pool: None,
+            len: 0,
+            entries: [Entry {
+                dc: DatacenterId(0),
+                addr: 0,
+            }; MAX_ANSWER],
+        }
+    }
+
+    /// The answered datacenter addresses (empty for last-resort answers).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries[..self.len as usize]
+    }
+
+    /// The answered datacenters, in answer order, each once.
+    pub fn datacenters(&self) -> impl Iterator<Item = DatacenterId> + '_ {
+        let e = self.entries();
+        e.iter()
+            .enumerate()
+            .filter(move |(i, x)| *i == 0 || e[i - 1].dc != x.dc)
+            .map(|(_, x)| x.dc)
+    }
+
+    /// The addresses to put in the answer section.
+    pub fn addresses<'a>(
+        &'a self,
+        name: &'a GslbName,
+        dcs: &'a [Datacenter],
+    ) -> impl Iterator<Item = IpAddr> + 'a {
+        let family = self.family;
+        let (lr4, lr6): (&[_], &[_]) = match (&name.all_down, self.source) {
+            (AllDown::Addresses { v4, v6 }, Source::LastResort) => match family {
+                Family::V4 => (v4, &[]),
+                Family::V6 => (&[], v6),
+            },
+            _ => (&[], &[]),
+        };
+        self.entries()
+            .iter()
+            .filter_map(move |e| {
+                let dc = dcs.get(e.dc.0 as usize)?;
+                match family {
+                    Family::V4 => dc.v4.get(e.addr as usize).map(|a| IpAddr::V4(*a)),
+                    Family::V6 => dc.v6.get(e.addr as usize).map(|a| IpAddr::V6(*a)),
+                }
+            })
+            .chain(lr4.iter().map(|a| IpAddr::V4(*a)))
+            .chain(lr6.iter().map(|a| IpAddr::V6(*a)))
+    }
+
+    fn push(&mut self, e: Entry) -> bool {
+        if (self.len as usize) < MAX_ANSWER {
+            self.entries[self.len as usize] = e;
+            self.len += 1;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The rule decision and the scope it implies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RuleMatch {
+    pub index: Option<u32>,
+    pub pool: Option<PoolId>,
+    pub by: MatchedBy,
+    pub scope: u8,
+}
+
+fn prefix_bits(addr: IpAddr) -> (u128, u8) {
+    match addr {
+        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    }
+}
+
+/// Length of the common prefix of two addresses of the same family.
+fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
+    let ((x, bits), (y, bits_b)) = (prefix_bits(a), prefix_bits(b));
+    (bits == bits_b).then(|| ((x ^ y).leading_zeros() as u8).min(bits))
+}
+
+fn geo_matches(item: &MatchItem, loc: Option<&Location>) -> bool {
+    let Some(loc) = loc else { return false };
+    match *item {
+        MatchItem::Continent(c) => loc.continent == Some(c),
+        MatchItem::Country(c) => loc.country == Some(c),
+        MatchItem::Subdivision(c, s) => loc.country == Some(c) && loc.subdivision == Some(s),
+        MatchItem::Subnet { .. } => false,
+    }
+}
+
+/// Picks the rule for a client (see the module docs for the order and the scope).
+pub fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
+    if name.rules.is_empty() {
+        return RuleMatch {
+            index: None,
+            pool: Some(PoolId(0)),
+            by: MatchedBy::NoRules,
+            scope: 0,
+        };
+    }
+    let addr = client.addr.to_canonical();
+    let mut scope = 0u8;
+    for (i, rule) in name.rules.iter().enumerate() {
+        for item in &rule.matches {
+            let MatchItem::Subnet { addr: net, prefix } = *item else {
+                continue;
+            };
+            let Some(cpl) = common_prefix(addr, net.to_canonical()) else {
+                continue;
+            };
+            if cpl >= prefix {
+                scope = scope.max(prefix);
+                return RuleMatch {
+                    index: Some(i as u32),
+                    pool: Some(rule.pool),
+                    by: MatchedBy::Subnet,
+                    scope,
+                };
+            }
+            scope = scope.max(prefix.min(cpl + 1));
+        }
+    }
+    let loc = client.location.as_ref();
+    let geo_scope = loc.map_or(client.source_prefix, |l| l.prefix_len);
+    for (i, rule) in name.rules.iter().enumerate() {
+        if rule.matches.is_empty() {
+            return RuleMatch {
+                index: Some(i as u32),
+                pool: Some(rule.pool),
+                by: MatchedBy::CatchAll,
+                scope,
+            };
+        }
+        let mut has_geo = false;
+        for item in &rule.matches {
+            if matches!(item, MatchItem::Subnet { .. }) {
+                continue;
+            }
+            has_geo = true;
+            if geo_matches(item, loc) {
+                scope = scope.max(geo_scope);
+                return RuleMatch {
+                    index: Some(i as u32),
+                    pool: Some(rule.pool),
+                    by: MatchedBy::Geo,
+                    scope,
+                };
+            }
+        }
+        if has_geo {
+            scope = scope.max(geo_scope);
+        }
+    }
+    RuleMatch {
+        index: None,
+        pool: None,
+        by: MatchedBy::NoMatch,
+        scope,
+    }
+}
+
+fn family_range(dc: &Datacenter, family: Family) -> (usize, usize) {
+    match family {
+        Family::V4 => (0, dc.v4.len()),
+        Family::V6 => (dc.v4.len(), dc.v6.len()),
+    }
+}
+
+fn addr_up(state: &DcState, bit: usize) -> bool {
+    // Addresses past bit 63 have no per-address state: they follow the datacenter.
+    bit >= 64 || state.addr_up >> bit & 1 == 1
+}
+
+fn verdict(dc: &Datacenter, state: &DcState, family: Family, fail_open: bool) -> Verdict {
+    let (base, count) = family_range(dc, family);
+    if count == 0 {
+        return Verdict::NoAddressOfFamily;
+    }
+    if fail_open {
+        return Verdict::ForcedUp;
+    }
+    if !state.usable() {
+        return match state.admin {
+            AdminState::Down => Verdict::AdminDown,
+            AdminState::Drain => Verdict::Drain,
+            _ => Verdict::Down,
+        };
+    }
+    if !(base..base + count).any(|b| addr_up(state, b)) {
+        return Verdict::AddressesDown;
+    }
+    Verdict::Usable
+}
+
+struct Walk<'a> {
+    name: &'a GslbName,
+    dcs: &'a [Datacenter],
+    snap: &'a Snapshot,
+    client: &'a Client,
+    family: Family,
+    input: &'a QueryInput,
+    /// Some datacenter of the chain has an address of the family.
+    family_seen: bool,
+}
+
+impl Walk<'_> {
+    /// Tries the chain from `start`, each pool at most once; fills `sel` from the first pool
+    /// with usable members and returns true.
+    fn chain<T: Tracer>(
+        &mut self,
+        start: PoolId,
+        fail_open: bool,
+        sel: &mut Selection,
+        tracer: &mut T,
+    ) -> bool {
+        let mut next = Some(start);
+        // Validation rejects cycles; this guard keeps a bad model from trying a pool twice
+        // (ids < 64, a bitmask) or looping forever (the step bound, for any id).
+        let mut seen = 0u64;
+        for _ in 0..self.name.pools.len() {
+            let Some(id) = next else { return false };
+            let Some(pool) = self.name.pools.get(id.0 as usize) else {
+                return false;
+            };
+            let bit = 1u64.checked_shl(id.0).unwrap_or(0);
+            if seen & bit != 0 {
+                tracer.cycle(id);
+                return false;
+            }
+            seen |= bit;
+            // Most pools are small: a small stack buffer saves initialising the large one
+            // (measurable at this scale: about half the cost of a failover decision).
+            let answered = if pool.members.len() <= SMALL_POOL {
+                self.pool::<T, SMALL_POOL>(id, fail_open, sel, tracer)
+            } else {
+                self.pool::<T, MAX_MEMBERS>(id, fail_open, sel, tracer)
+            };
+            if answered {
+                return true;
+            }
+            next = pool.fallback;
+        }
+        if let Some(id) = next {
+            tracer.cycle(id);
+        }
+        false
+    }
+
+    fn pool<T: Tracer, const N: usize>(
+        &mut self,
+        id: PoolId,
+        fail_open: bool,
+        sel: &mut Selection,
+        tracer: &mut T,
+    ) -> bool {
+        let pool = &self.name.pools[id.0 as usize];
+        tracer.pool(id, pool, fail_open);
+        let mut buf = [Cand {
+            member: 0,
+            dc: DatacenterId(0),
+            ramp: 1.0,
+            key: 0.0,
+        }; N];
+        let mut n = 0;
+        for (i, m) in pool.members.iter().enumerate() {
+            let state = self.snap.get(m.dc.0);
+            let Some(dc) = self.dcs.get(m.dc.0 as usize) else {
+                tracer.candidate(m, state, Verdict::UnknownDatacenter);
+                continue;
+            };
+            let v = if i >= N {
+                Verdict::TooMany
+            } else {
+                verdict(dc, state, self.family, fail_open)
+            };
+            if v != Verdict::NoAddressOfFamily {
+                self.family_seen = true;
+            }
+            tracer.candidate(m, state, v);
+            if matches!(v, Verdict::Usable | Verdict::ForcedUp) {
+                let ramp = if fail_open || state.slow_start.is_nan() {
+                    1.0
+                } else {
+                    state.slow_start.clamp(0.0, 1.0)
+                };
+                buf[n] = Cand {
+                    member: i as u16,
+                    dc: m.dc,
+                    ramp,
+                    key: 0.0,
+                };
+                n += 1;
+            }
+        }
+        if n == 0 {
+            return false;
+        }
+        let cands = &mut buf[..n];
+        let want = match pool.policy {
+            PolicyKind::All => n,
+            _ => usize::from(self.name.answers.max(1)).min(n),
+        };
+        let ctx = Ctx {
+            members: &pool.members,
+            dcs: self.dcs,
+            snap: self.snap,
+            coords: self.client.location.and_then(|l| l.coords),
+            addr: self.client.addr.to_canonical(),
+            rotation: self.input.rotation,
+        };
+        let mut rng = Rng::new(self.input.random);
+        let leader = rank::order(&pool.policy, &ctx, cands, want, pool.leader.get(), &mut rng);
+        if !fail_open && matches!(pool.policy, PolicyKind::Latency { .. }) {
+            pool.leader.set(leader);
+        }
+        tracer.ranked(pool, cands, want);
+
+        sel.pool = Some(id);
+        sel.outcome = Outcome::Answer;
+        sel.source = if fail_open {
+            Source::FailOpen
+        } else {
+            Source::Pool
+        };
+        'dcs: for c in &cands[..want] {
+            let dc = &self.dcs[c.dc.0 as usize];
+            let state = self.snap.get(c.dc.0);
+            if !state.settled {
+                sel.ttl = sel.ttl.min(state.settle_ttl);
+            }
+            let (base, count) = family_range(dc, self.family);
+            for k in 0..count {
+                if (fail_open || addr_up(state, base + k))
+                    && !sel.push(Entry {
+                        dc: c.dc,
+                        addr: k as u16,
+                    })
+                {
+                    break 'dcs;
+                }
+            }
+        }
+        let policy_scope = match pool.policy {
+            PolicyKind::Nearest => self
+                .client
+                .location
+                .map_or(self.client.source_prefix, |l| l.prefix_len),
+            PolicyKind::Hash {
+                v4_prefix,
+                v6_prefix,
+            } => match self.family_of_client() {
+                Family::V4 => v4_prefix,
+                Family::V6 => v6_prefix,
+            },
+            _ => 0,
+        };
+        sel.scope = sel.scope.max(policy_scope);
+        true
+    }
+
+    fn family_of_client(&self) -> Family {
+        if self.client.addr.to_canonical().is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
+    }
+}
+
+fn halve(ttl: u32) -> u32 {
+    (ttl / 2).max(ttl.min(1))
+}
+
+/// The GSLB decision for one query (see the module docs for every rule it applies).
+///
+/// `dcs` is indexed by `DatacenterId`; `snap` by the same ids. Stores the new `latency`
+/// leader in the pool's [`LeaderCell`](crate::model::gslb::LeaderCell) (not in fail-open).
+pub fn select<T: Tracer>(
+    name: &GslbName,
+    dcs: &[Datacenter],
+    snap: &Snapshot,
+    client: &Client,
+    family: Family,
+    input: &QueryInput,
+    tracer: &mut T,
+) -> Selection {
+    let mut sel = Selection::empty(family, name.ttl);
+    tracer.client(client);
+    let rm = match_rules(name, client);
+    tracer.rule(rm.index, rm.by);
+    sel.rule = rm.index;
+    sel.scope = rm.scope;
+    let mut walk = Walk {
+        name,
+        dcs,
+        snap,
+        client,
+        family,
+        input,
+        family_seen: false,
+    };
+    if let Some(start) = rm.pool
+        && !walk.chain(start, false, &mut sel, tracer)
+        && walk.family_seen
+    {
+        all_down(&mut walk, start, &mut sel, tracer);
+    }
+    let client_bits = walk.family_of_client().bits();
+    sel.scope = sel.scope.min(client_bits);
+    tracer.finish(&sel);
+    sel
+}
+
+fn all_down<T: Tracer>(walk: &mut Walk<'_>, start: PoolId, sel: &mut Selection, tracer: &mut T) {
+    match &walk.name.all_down {
+        AllDown::FailOpen => {
+            if walk.chain(start, true, sel, tracer) {
+                sel.ttl = halve(sel.ttl);
+            }
+        }
+        AllDown::Addresses { v4, v6 } => {
+            let any = match walk.family {
+                Family::V4 => !v4.is_empty(),
+                Family::V6 => !v6.is_empty(),
+            };
+            if any {
+                sel.outcome = Outcome::Answer;
+                sel.source = Source::LastResort;
+                sel.ttl = halve(sel.ttl);
+            }
+        }
+        AllDown::NoData => {}
+        AllDown::ServFail => sel.outcome = Outcome::ServFail,
+    }
+}

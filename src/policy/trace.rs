@@ -1,0 +1,412 @@
+//! Explaining a decision: a hook in [`select`](super::select) for every step it takes.
+//!
+//! The server passes [`NoTrace`], whose empty methods compile away; `gslbd explain` passes a
+//! [`Trace`], which records the same steps as data (JSON through serde) and prints them for a
+//! person (`Display`). One decision function, two observers: explain cannot drift from what
+//! the server does.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::rank::Cand;
+use super::{Client, Outcome, Selection, Source};
+use crate::health::{AdminState, DcState};
+use crate::model::gslb::{Datacenter, GslbName, Member, PolicyKind, Pool, PoolId};
+
+/// How the rule was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchedBy {
+    /// A subnet in the rule contains the client.
+    Subnet,
+    /// A continent, country or subdivision of the rule matched the client's location.
+    Geo,
+    /// The rule without a match list.
+    CatchAll,
+    /// The name has no rules: pool 0.
+    NoRules,
+    /// No rule matched (validation prevents this): NODATA.
+    NoMatch,
+}
+
+/// Why a pool member was kept or dropped before the policy ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Usable,
+    /// Usable because the name is all-down and fail-open.
+    ForcedUp,
+    /// The probes say down (admin state `obey`).
+    Down,
+    AdminDown,
+    Drain,
+    /// The datacenter has no address of the asked family.
+    NoAddressOfFamily,
+    /// The datacenter is up but every address of the family is down.
+    AddressesDown,
+    /// The id is not in the datacenter table (a model bug).
+    UnknownDatacenter,
+    /// Past `MAX_MEMBERS`.
+    TooMany,
+}
+
+impl MatchedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::Subnet => "subnet",
+            MatchedBy::Geo => "geo",
+            MatchedBy::CatchAll => "catch-all",
+            MatchedBy::NoRules => "no rules",
+            MatchedBy::NoMatch => "no match",
+        }
+    }
+}
+
+impl Verdict {
+    /// Why the member was kept or dropped, for a person.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Verdict::Usable => "kept",
+            Verdict::ForcedUp => "kept (all down: fail-open)",
+            Verdict::Down => "dropped: probes say down",
+            Verdict::AdminDown => "dropped: admin down",
+            Verdict::Drain => "dropped: draining",
+            Verdict::NoAddressOfFamily => "skipped: no address of this family",
+            Verdict::AddressesDown => "dropped: every address of this family down",
+            Verdict::UnknownDatacenter => "dropped: unknown datacenter",
+            Verdict::TooMany => "dropped: past the pool size limit",
+        }
+    }
+}
+
+/// Hooks called by `select`, in this order: `client`, `rule`, then per pool tried `pool`, `candidate`
+/// for each member and `ranked` when the pool answers, `cycle` if the fallback chain loops,
+/// and `finish` once.
+pub trait Tracer {
+    fn client(&mut self, _client: &Client) {}
+    fn rule(&mut self, _index: Option<u32>, _by: MatchedBy) {}
+    fn pool(&mut self, _id: PoolId, _pool: &Pool, _fail_open: bool) {}
+    fn candidate(&mut self, _member: &Member, _state: &DcState, _verdict: Verdict) {}
+    /// `cands` in preference order with the policy's key; the first `answered` are answered.
+    fn ranked(&mut self, _pool: &Pool, _cands: &[Cand], _answered: usize) {}
+    fn cycle(&mut self, _id: PoolId) {}
+    fn finish(&mut self, _sel: &Selection) {}
+}
+
+/// The server's tracer: records nothing, costs nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoTrace;
+
+impl Tracer for NoTrace {}
+
+/// A member as `explain` shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct CandidateTrace {
+    pub datacenter: String,
+    pub healthy: bool,
+    pub admin: &'static str,
+    pub load: Option<f64>,
+    pub latency_ms: Option<f64>,
+    pub slow_start: f64,
+    pub settled: bool,
+    /// Great-circle km from the client (when both have coordinates).
+    pub distance_km: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// A usable member's place in the policy's order.
+#[derive(Clone, Debug, Serialize)]
+pub struct RankTrace {
+    pub datacenter: String,
+    /// What `value` is: distance-km (minus bias), latency-ms, share, hash-score or none.
+    pub metric: &'static str,
+    pub value: Option<f64>,
+    pub answered: bool,
+}
+
+/// One pool of the chain.
+#[derive(Clone, Debug, Serialize)]
+pub struct PoolTrace {
+    pub pool: String,
+    pub policy: &'static str,
+    pub fail_open: bool,
+    pub candidates: Vec<CandidateTrace>,
+    /// Empty when no member was usable (the chain moved on).
+    pub order: Vec<RankTrace>,
+}
+
+/// The final decision.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnswerTrace {
+    pub outcome: &'static str,
+    pub source: &'static str,
+    pub addresses: Vec<String>,
+    pub datacenters: Vec<String>,
+    pub ttl: u32,
+    pub ecs_scope: u8,
+}
+
+/// Records a decision for `gslbd explain`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Trace<'a> {
+    #[serde(skip)]
+    name: &'a GslbName,
+    #[serde(skip)]
+    dcs: &'a [Datacenter],
+    /// The client address the decision used (ECS or source).
+    pub client: Option<String>,
+    pub continent: Option<String>,
+    pub country: Option<String>,
+    pub coords: Option<(f64, f64)>,
+    /// Prefix of the GeoIP network that matched.
+    pub geo_prefix: Option<u8>,
+    pub rule: Option<u32>,
+    pub matched_by: Option<MatchedBy>,
+    pub pools: Vec<PoolTrace>,
+    /// Set when the fallback chain loops back to this pool (validation should prevent it).
+    pub cycle_at: Option<String>,
+    pub answer: Option<AnswerTrace>,
+}
+
+impl<'a> Trace<'a> {
+    pub fn new(name: &'a GslbName, dcs: &'a [Datacenter]) -> Trace<'a> {
+        Trace {
+            name,
+            dcs,
+            client: None,
+            continent: None,
+            country: None,
+            coords: None,
+            geo_prefix: None,
+            rule: None,
+            matched_by: None,
+            pools: Vec::new(),
+            cycle_at: None,
+            answer: None,
+        }
+    }
+
+    fn dc_name(&self, id: u32) -> String {
+        self.dcs
+            .get(id as usize)
+            .map_or_else(|| format!("#{id}"), |d| d.name.to_string())
+    }
+}
+
+fn admin_str(a: AdminState) -> &'static str {
+    match a {
+        AdminState::Obey => "obey",
+        AdminState::Up => "up",
+        AdminState::Down => "down",
+        AdminState::Drain => "drain",
+    }
+}
+
+fn code(c: &[u8]) -> String {
+    c.iter()
+        .filter(|b| **b != 0)
+        .map(|b| char::from(*b))
+        .collect()
+}
+
+impl Tracer for Trace<'_> {
+    fn client(&mut self, client: &Client) {
+        self.client = Some(client.addr.to_string());
+        if let Some(l) = &client.location {
+            self.coords = l.coords;
+            self.continent = l.continent.map(|c| code(&c));
+            self.country = match (l.country, l.subdivision) {
+                (Some(c), Some(s)) => Some(format!("{}-{}", code(&c), code(&s))),
+                (Some(c), None) => Some(code(&c)),
+                _ => None,
+            };
+            self.geo_prefix = Some(l.prefix_len);
+        }
+    }
+
+    fn rule(&mut self, index: Option<u32>, by: MatchedBy) {
+        self.rule = index;
+        self.matched_by = Some(by);
+    }
+
+    fn pool(&mut self, _id: PoolId, pool: &Pool, fail_open: bool) {
+        self.pools.push(PoolTrace {
+            pool: pool.name.to_string(),
+            policy: pool.policy.name(),
+            fail_open,
+            candidates: Vec::new(),
+            order: Vec::new(),
+        });
+    }
+
+    fn candidate(&mut self, member: &Member, state: &DcState, verdict: Verdict) {
+        let distance_km = match (
+            self.coords,
+            self.dcs.get(member.dc.0 as usize).and_then(|d| d.coords),
+        ) {
+            (Some(a), Some(b)) => Some(super::rank::haversine_km(a, b)),
+            _ => None,
+        };
+        let c = CandidateTrace {
+            datacenter: self.dc_name(member.dc.0),
+            healthy: state.healthy,
+            admin: admin_str(state.admin),
+            load: state.load,
+            latency_ms: state.latency_ms,
+            slow_start: state.slow_start,
+            settled: state.settled,
+            distance_km,
+            verdict,
+        };
+        if let Some(p) = self.pools.last_mut() {
+            p.candidates.push(c);
+        }
+    }
+
+    fn ranked(&mut self, pool: &Pool, cands: &[Cand], answered: usize) {
+        let metric = match pool.policy {
+            PolicyKind::Nearest => "distance-km",
+            PolicyKind::Latency { .. } => "latency-ms",
+            PolicyKind::Load { .. } | PolicyKind::Weighted | PolicyKind::Random => "share",
+            PolicyKind::Hash { .. } => "hash-score",
+            _ => "none",
+        };
+        // Weights and ramped shares are on different scales: show fractions of the pool.
+        let total: f64 = cands.iter().map(|c| c.key).filter(|k| k.is_finite()).sum();
+        let scale = if metric == "share" && total > 0.0 {
+            1.0 / total
+        } else {
+            1.0
+        };
+        let order = cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| RankTrace {
+                datacenter: self.dc_name(c.dc.0),
+                metric,
+                value: (metric != "none" && c.key.is_finite()).then_some(c.key * scale),
+                answered: i < answered,
+            })
+            .collect();
+        if let Some(p) = self.pools.last_mut() {
+            p.order = order;
+        }
+    }
+
+    fn cycle(&mut self, id: PoolId) {
+        self.cycle_at = Some(
+            self.name
+                .pools
+                .get(id.0 as usize)
+                .map_or_else(|| format!("#{}", id.0), |p| p.name.to_string()),
+        );
+    }
+
+    fn finish(&mut self, sel: &Selection) {
+        let datacenters = sel.datacenters().map(|d| self.dc_name(d.0)).collect();
+        self.answer = Some(AnswerTrace {
+            outcome: match sel.outcome {
+                Outcome::Answer => "answer",
+                Outcome::NoData => "nodata",
+                Outcome::ServFail => "servfail",
+            },
+            source: match sel.source {
+                Source::Pool => "pool",
+                Source::FailOpen => "fail-open",
+                Source::LastResort => "last-resort",
+                Source::None => "none",
+            },
+            addresses: sel
+                .addresses(self.name, self.dcs)
+                .map(|a| a.to_string())
+                .collect(),
+            datacenters,
+            ttl: sel.ttl,
+            ecs_scope: sel.scope,
+        });
+    }
+}
+
+fn opt(v: Option<f64>, unit: &str) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.1}{unit}"))
+}
+
+fn opt3(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |x| format!("{x:.3}"))
+}
+
+impl fmt::Display for Trace<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(c) = &self.client {
+            write!(f, "client: {c}")?;
+            match (&self.continent, &self.country, self.geo_prefix) {
+                (None, None, None) => writeln!(f, " (no location)")?,
+                (ct, cy, p) => writeln!(
+                    f,
+                    " continent={} country={} coords={} network=/{}",
+                    ct.as_deref().unwrap_or("-"),
+                    cy.as_deref().unwrap_or("-"),
+                    self.coords
+                        .map_or_else(|| "-".into(), |(a, b)| format!("{a:.2},{b:.2}")),
+                    p.map_or_else(|| "-".into(), |p| p.to_string()),
+                )?,
+            }
+        }
+        match (self.rule, self.matched_by) {
+            (Some(i), Some(by)) => {
+                let pool = self
+                    .name
+                    .rules
+                    .get(i as usize)
+                    .and_then(|r| self.name.pools.get(r.pool.0 as usize));
+                let pool = pool.map_or("?", |p| &p.name);
+                writeln!(f, "rule: #{i} (matched by {}) -> pool {pool}", by.as_str())?
+            }
+            (None, Some(by)) => writeln!(f, "rule: none ({})", by.as_str())?,
+            _ => writeln!(f, "rule: none")?,
+        }
+        for p in &self.pools {
+            let mode = if p.fail_open {
+                ", all-down fail-open"
+            } else {
+                ""
+            };
+            writeln!(f, "pool {} (policy {}{mode}):", p.pool, p.policy)?;
+            for c in &p.candidates {
+                writeln!(
+                    f,
+                    "  {:<12} health={} admin={} load={} latency={} distance={} slow-start={:.2}{}: {}",
+                    c.datacenter,
+                    if c.healthy { "up" } else { "down" },
+                    c.admin,
+                    opt(c.load.map(|l| l * 100.0), "%"),
+                    opt(c.latency_ms, "ms"),
+                    opt(c.distance_km, "km"),
+                    c.slow_start,
+                    if c.settled { "" } else { " unsettled" },
+                    c.verdict.reason(),
+                )?;
+            }
+            if p.order.is_empty() {
+                writeln!(f, "  no usable datacenter")?;
+            }
+            for (i, r) in p.order.iter().enumerate() {
+                write!(f, "  #{} {:<12}", i + 1, r.datacenter)?;
+                if r.metric != "none" {
+                    write!(f, " {}={}", r.metric, opt3(r.value))?;
+                }
+                writeln!(f, "{}", if r.answered { " answered" } else { "" })?;
+            }
+        }
+        if let Some(c) = &self.cycle_at {
+            writeln!(f, "fallback cycle at pool {c}: stopped")?;
+        }
+        if let Some(a) = &self.answer {
+            writeln!(f, "outcome: {} ({})", a.outcome, a.source)?;
+            writeln!(f, "answer: {}", a.addresses.join(" "))?;
+            writeln!(f, "ttl: {}  ecs scope: /{}", a.ttl, a.ecs_scope)?;
+        }
+        Ok(())
+    }
+}
