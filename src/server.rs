@@ -16,8 +16,11 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::{self, ConfigErrors};
+use crate::dns::gslb::GslbContext;
 use crate::dns::server::{ListenConfig, Listeners, PacketHandler};
-use crate::dns::{self, Client, NoGslb, Query};
+use crate::dns::{self, Client, Query};
+use crate::geo::GeoDb;
+use crate::health::Snapshot;
 use crate::model::Model;
 
 /// What `gslbd serve` is told on the command line.
@@ -55,6 +58,9 @@ pub struct ReloadReport {
 /// Everything the query path reads, each part swappable on its own.
 pub struct State {
     pub model: ArcSwap<Model>,
+    /// Health of every datacenter, published by the aggregator (all up until it runs).
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub geo: ArcSwap<GeoDb>,
     pub generation: AtomicU64,
     pub last_reload: ArcSwap<ReloadReport>,
     opts: ServeOptions,
@@ -64,7 +70,12 @@ impl PacketHandler for State {
     #[inline]
     fn handle(&self, req: &[u8], client: &Client, q: &mut Query, out: &mut [u8]) -> Option<usize> {
         let model = self.model.load();
-        dns::handle(&model, &NoGslb, req, client, q, out)
+        let gslb = GslbContext {
+            model: &model,
+            snapshot: &self.snapshot,
+            geo: &self.geo,
+        };
+        dns::handle(&model, &gslb, req, client, q, out)
     }
 }
 
@@ -118,6 +129,8 @@ pub struct Running {
 pub enum StartError {
     #[error("invalid configuration:\n{0}")]
     Config(ConfigErrors),
+    #[error("GeoIP: {0}")]
+    Geo(crate::geo::GeoError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -135,8 +148,19 @@ impl Running {
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
+    let geo_paths = if opts.geoip.is_empty() {
+        crate::geo::default_paths()
+    } else {
+        opts.geoip.clone()
+    };
+    let geo = GeoDb::open(&geo_paths).map_err(StartError::Geo)?;
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::all_up(
+        model.datacenters.list.len(),
+    )));
     let state = Arc::new(State {
         model: ArcSwap::from_pointee(model),
+        snapshot,
+        geo: ArcSwap::from_pointee(geo),
         generation: AtomicU64::new(1),
         last_reload: ArcSwap::from_pointee(ReloadReport {
             at: SystemTime::now(),

@@ -6,12 +6,14 @@
 //! Nothing here touches the query path: a reload reads and validates a whole new set of specs,
 //! and only a clean set is turned into a model and swapped in.
 
+pub mod gslb;
 pub mod walk;
 pub mod zone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use gslb::{CheckEntry, DatacenterSpec, GslbSpec};
 pub use zone::{RecordSpec, SoaSpec, ZoneSpec};
 
 /// One problem in the configuration, located as precisely as we can.
@@ -59,11 +61,15 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// A zone file read and checked on its own.
+/// A file of the zones directory read and checked on its own: a zone (with `origin`), or
+/// shared declarations only (datacenters and checks, no `origin`).
 #[derive(Clone, Debug)]
 pub struct FileSpec {
     pub file: PathBuf,
-    pub zone: ZoneSpec,
+    pub zone: Option<ZoneSpec>,
+    pub datacenters: Vec<DatacenterSpec>,
+    pub checks: Vec<CheckEntry>,
+    pub gslb: Vec<GslbSpec>,
 }
 
 /// Every zone file of a directory.
@@ -73,7 +79,25 @@ pub struct Config {
 }
 
 /// Top-level keys of a zone file.
-const TOP_KEYS: &[&str] = &["origin", "ttl", "soa", "records"];
+const TOP_KEYS: &[&str] = &[
+    "origin",
+    "ttl",
+    "soa",
+    "records",
+    "datacenters",
+    "checks",
+    "gslb",
+];
+/// Top-level keys of a shared declarations file (no `origin`).
+const SHARED_KEYS: &[&str] = &["datacenters", "checks"];
+
+/// The country tables used to validate geo codes in rules (built in, parsed once).
+fn country_tables() -> &'static crate::geo::CountryTables {
+    static T: std::sync::OnceLock<crate::geo::CountryTables> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        crate::geo::CountryTables::builtin().unwrap_or_else(|_| crate::geo::CountryTables::none())
+    })
+}
 
 /// Reads every `*.toml` file of `dir` (sorted by name, so errors come in a stable order).
 pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
@@ -145,14 +169,51 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     };
     let mut errs = walk::Errors::default();
     let mut top = walk::Table::new(&table, "");
-    let zone = zone::read_zone(&mut top, &mut errs);
-    top.finish(TOP_KEYS, &mut errs);
-    if errs.list.is_empty()
-        && let Some(zone) = zone
-    {
+    let shared = !table.contains_key("origin");
+    let zone = if shared {
+        None
+    } else {
+        zone::read_zone(&mut top, &mut errs)
+    };
+    let datacenters = top
+        .table("datacenters", &mut errs)
+        .map(|t| gslb::read_datacenters(t, &mut errs))
+        .unwrap_or_default();
+    let checks = top
+        .table("checks", &mut errs)
+        .map(|t| gslb::read_checks(t, &mut errs))
+        .unwrap_or_default();
+    let origin = zone
+        .as_ref()
+        .map_or_else(hickory_proto::rr::Name::root, |z| z.origin.clone());
+    let gslb = if shared {
+        Vec::new()
+    } else {
+        top.table("gslb", &mut errs)
+            .map(|t| gslb::read_gslb(t, &origin, country_tables(), &mut errs))
+            .unwrap_or_default()
+    };
+    if shared {
+        if table.is_empty() {
+            errs.add("", "is empty (a zone file needs `origin`; a shared file declares datacenters or checks)");
+        }
+        for k in ["ttl", "soa", "records", "gslb"] {
+            if table.contains_key(k) {
+                errs.add(k, "belongs to a zone: this file has no `origin` (a file without origin holds only datacenters and checks)");
+                let _ = top.get(k);
+            }
+        }
+        top.finish(SHARED_KEYS, &mut errs);
+    } else {
+        top.finish(TOP_KEYS, &mut errs);
+    }
+    if errs.list.is_empty() && (shared || zone.is_some()) {
         return Ok(FileSpec {
             file: path.to_path_buf(),
             zone,
+            datacenters,
+            checks,
+            gslb,
         });
     }
     Err(ConfigErrors(

@@ -5,6 +5,7 @@
 //! ```
 
 pub mod answer;
+pub mod gslb;
 pub mod server;
 pub mod wire;
 

@@ -10,7 +10,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 use rustc_hash::FxHashMap;
 
-use crate::config::{ConfigError, FileSpec};
+use crate::config::{ConfigError, FileSpec, ZoneSpec};
 
 pub const CLASS_IN: u16 = 1;
 
@@ -133,8 +133,7 @@ impl Zone {
 }
 
 /// Builds the zone of one file; errors name the file and the key path.
-pub fn build_zone(f: &FileSpec, errs: &mut Vec<ConfigError>) -> Option<Zone> {
-    let z = &f.zone;
+pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Option<Zone> {
     let err = |errs: &mut Vec<ConfigError>, path: &str, message: String| {
         errs.push(ConfigError {
             file: f.file.clone(),

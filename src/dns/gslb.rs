@@ -1,0 +1,165 @@
+//! GSLB answers on the query path: who the client is (ECS or source address, GeoIP once),
+//! then `policy::select` over the current health snapshot, then the A/AAAA records.
+//!
+//! `explain` builds its client with the same [`client_for`] and calls the same `select`, with
+//! a recording tracer instead of the no-op one, so it cannot disagree with the server.
+
+use std::cell::Cell;
+use std::net::IpAddr;
+
+use arc_swap::ArcSwap;
+
+use super::answer::{Client, GslbAnswerer, GslbOutcome, Writer};
+use super::wire::{ClientSubnet, Query, TYPE_A};
+use crate::geo::GeoDb;
+use crate::health::Snapshot;
+use crate::model::{GslbEntry, Model};
+use crate::policy::{self, Family, NoTrace, Outcome, QueryInput, Tracer};
+
+/// The decision inputs for one GSLB name: the client as the policies see it.
+pub fn client_for(
+    entry: &GslbEntry,
+    geo: &GeoDb,
+    source: IpAddr,
+    ecs: Option<&ClientSubnet>,
+) -> policy::Client {
+    let (addr, source_prefix) = match ecs {
+        // Source prefix 0: the resolver asks us not to tailor by subnet (RFC 7871 7.1.2).
+        Some(c) if entry.ecs && c.source_prefix > 0 => (c.addr.to_canonical(), c.source_prefix),
+        _ => {
+            let a = source.to_canonical();
+            (a, if a.is_ipv4() { 32 } else { 128 })
+        }
+    };
+    let location = if entry.needs_location {
+        geo.lookup(addr)
+    } else {
+        None
+    };
+    policy::Client {
+        addr,
+        source_prefix,
+        location,
+    }
+}
+
+/// Whether the ECS option of the query took part in the decision (else scope is 0).
+fn ecs_used(entry: &GslbEntry, ecs: Option<&ClientSubnet>) -> bool {
+    entry.ecs && ecs.is_some_and(|c| c.source_prefix > 0)
+}
+
+thread_local! {
+    /// Per-thread random stream and rotation: no shared cache line between cores.
+    static RNG: Cell<u64> = Cell::new(seed());
+    static ROTATION: Cell<u64> = const { Cell::new(0) };
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let stack = &t as *const u64 as u64;
+    t ^ stack.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15
+}
+
+/// Next per-query input (splitmix64 step, rotation + 1).
+fn next_input() -> QueryInput {
+    let random = RNG.with(|r| {
+        let x = r.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        r.set(x);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    });
+    let rotation = ROTATION.with(|c| {
+        let v = c.get().wrapping_add(1);
+        c.set(v);
+        v
+    });
+    QueryInput { random, rotation }
+}
+
+/// Runs the decision for `entry` and returns it with the scope to report.
+pub fn decide<T: Tracer>(
+    model: &Model,
+    snap: &Snapshot,
+    entry: &GslbEntry,
+    client: &policy::Client,
+    family: Family,
+    input: &QueryInput,
+    tracer: &mut T,
+) -> policy::Selection {
+    policy::select(
+        &entry.def,
+        &model.datacenters.list,
+        snap,
+        client,
+        family,
+        input,
+        tracer,
+    )
+}
+
+/// The query path's view of the GSLB state: the model of this query plus the swappable
+/// health snapshot and GeoIP databases, loaded only when a GSLB name is asked.
+pub struct GslbContext<'a> {
+    pub model: &'a Model,
+    pub snapshot: &'a ArcSwap<Snapshot>,
+    pub geo: &'a ArcSwap<GeoDb>,
+}
+
+impl GslbAnswerer for GslbContext<'_> {
+    fn answer(
+        &self,
+        id: u32,
+        qtype: u16,
+        q: &Query,
+        client: &Client,
+        w: &mut Writer<'_>,
+        owner: u16,
+    ) -> GslbOutcome {
+        let Some(entry) = self.model.gslb.get(id as usize) else {
+            return GslbOutcome::ServFail { scope: 0 };
+        };
+        let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
+        let geo = self.geo.load();
+        let pc = client_for(entry, &geo, client.addr, ecs);
+        let family = if qtype == TYPE_A {
+            Family::V4
+        } else {
+            Family::V6
+        };
+        let snap = self.snapshot.load();
+        let sel = decide(
+            self.model,
+            &snap,
+            entry,
+            &pc,
+            family,
+            &next_input(),
+            &mut NoTrace,
+        );
+        let scope = if ecs_used(entry, ecs) { sel.scope } else { 0 };
+        match sel.outcome {
+            Outcome::Answer => {
+                let mut n = 0;
+                for a in sel.addresses(&entry.def, &self.model.datacenters.list) {
+                    match a {
+                        IpAddr::V4(x) => w.record(owner, qtype, sel.ttl, &x.octets()),
+                        IpAddr::V6(x) => w.record(owner, qtype, sel.ttl, &x.octets()),
+                    }
+                    n += 1;
+                }
+                w.an += n;
+                if n == 0 {
+                    GslbOutcome::NoData { scope }
+                } else {
+                    GslbOutcome::Answered { scope }
+                }
+            }
+            Outcome::NoData => GslbOutcome::NoData { scope },
+            Outcome::ServFail => GslbOutcome::ServFail { scope },
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! Resolving the GSLB declarations of all files into the model: datacenter and check names
+//! become ids, pool and fallback names become `PoolId`s, and every reference that does not
+//! resolve is reported with the key path that made it.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use rustc_hash::FxHashMap;
+
+use super::gslb::{Datacenter, DatacenterId, GslbName, Member, Pool, PoolId, Rule};
+use super::zone::{Zone, wire_key};
+use crate::config::gslb::parse_match;
+use crate::config::{Config, ConfigError, GslbSpec};
+use crate::geo::CountryTables;
+use crate::model::gslb::{MatchItem, PolicyKind};
+use crate::probe::{CheckSpec, DatacenterProbe};
+
+/// A GSLB name placed in a zone.
+#[derive(Debug)]
+pub struct GslbEntry {
+    pub owner: Name,
+    pub zone: u32,
+    pub def: GslbName,
+    /// Look the client up in GeoIP only when a rule or `nearest` needs it.
+    pub needs_location: bool,
+    /// Use EDNS Client Subnet for this name.
+    pub ecs: bool,
+    pub path: String,
+    pub file: PathBuf,
+}
+
+/// Datacenters resolved from every file, indexed by `DatacenterId`.
+#[derive(Debug, Default)]
+pub struct Datacenters {
+    pub list: Vec<Datacenter>,
+    /// What the probe workers need, in the same order.
+    pub probes: Vec<DatacenterProbe>,
+    pub by_name: FxHashMap<String, DatacenterId>,
+}
+
+fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
+    errs.push(ConfigError {
+        file: file.to_path_buf(),
+        path: path.to_string(),
+        message,
+    });
+}
+
+/// Resolves checks and datacenters declared anywhere in the directory.
+pub fn datacenters(
+    config: &Config,
+    tables: &CountryTables,
+    errs: &mut Vec<ConfigError>,
+) -> Datacenters {
+    let mut checks: FxHashMap<&str, (&CheckSpec, &Path, &str)> = FxHashMap::default();
+    for f in &config.files {
+        for c in &f.checks {
+            if let Some((_, file, path)) = checks.get(c.name.as_str()) {
+                err(
+                    errs,
+                    &f.file,
+                    &c.path,
+                    format!(
+                        "check {:?} is already declared at {}: {}",
+                        c.name,
+                        file.display(),
+                        path
+                    ),
+                );
+                continue;
+            }
+            checks.insert(&c.name, (&c.spec, &f.file, &c.path));
+        }
+    }
+    let mut out = Datacenters::default();
+    let mut declared_at: FxHashMap<&str, (&Path, &str)> = FxHashMap::default();
+    for f in &config.files {
+        for d in &f.datacenters {
+            if let Some((file, path)) = declared_at.get(d.name.as_str()) {
+                err(
+                    errs,
+                    &f.file,
+                    &d.path,
+                    format!(
+                        "datacenter {:?} is already declared at {}: {}",
+                        d.name,
+                        file.display(),
+                        path
+                    ),
+                );
+                continue;
+            }
+            declared_at.insert(&d.name, (&f.file, &d.path));
+            let check = match &d.check {
+                Some((name, path)) => match checks.get(name.as_str()) {
+                    Some((spec, _, _)) => Some((*spec).clone()),
+                    None => {
+                        let known: Vec<&str> = checks.keys().copied().collect();
+                        err(
+                            errs,
+                            &f.file,
+                            path,
+                            format!("unknown check {name:?} (declared: {})", list(&known)),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            // Coordinates: given, else the centroid of the geo code's country.
+            let mut coords = d.coords;
+            if let Some(g) = &d.geo {
+                match parse_match(g, tables) {
+                    Ok(MatchItem::Country(c)) | Ok(MatchItem::Subdivision(c, _)) => {
+                        if coords.is_none() {
+                            coords = tables.centroid(c);
+                        }
+                    }
+                    Ok(MatchItem::Continent(_)) => {}
+                    Ok(MatchItem::Subnet { .. }) => err(
+                        errs,
+                        &f.file,
+                        &format!("{}.geo", d.path),
+                        format!("{g:?} is a subnet, not a geo code"),
+                    ),
+                    Err(e) => err(errs, &f.file, &format!("{}.geo", d.path), e),
+                }
+            }
+            if d.addresses.is_empty() {
+                continue;
+            }
+            let id = DatacenterId(out.list.len() as u32);
+            let mut v4: Vec<_> = d
+                .addresses
+                .iter()
+                .filter_map(|a| {
+                    if let IpAddr::V4(x) = a {
+                        Some(*x)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            let v6: Vec<_> = d
+                .addresses
+                .iter()
+                .filter_map(|a| {
+                    if let IpAddr::V6(x) = a {
+                        Some(*x)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            v4.dedup();
+            out.list.push(Datacenter {
+                name: d.name.as_str().into(),
+                v4,
+                v6,
+                coords,
+                capacity: d.capacity,
+                weight: d.weight,
+            });
+            let mut probe = DatacenterProbe::new(d.name.clone(), d.addresses.clone(), check);
+            probe.check_addresses = d.check_addresses.clone();
+            probe.capacity = Some(d.capacity);
+            probe.min_up = d.min_up;
+            out.probes.push(probe);
+            out.by_name.insert(d.name.clone(), id);
+        }
+    }
+    out
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    let mut v = names.to_vec();
+    v.sort_unstable();
+    v.join(", ")
+}
+
+/// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be.
+pub fn gslb_name(
+    spec: &GslbSpec,
+    dcs: &Datacenters,
+    file: &Path,
+    errs: &mut Vec<ConfigError>,
+) -> Option<GslbName> {
+    let start = errs.len();
+    let pool_ids: FxHashMap<&str, PoolId> = spec
+        .pools
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), PoolId(i as u32)))
+        .collect();
+    let pool_names: Vec<&str> = spec.pools.iter().map(|p| p.name.as_str()).collect();
+    let mut pools = Vec::with_capacity(spec.pools.len());
+    for p in &spec.pools {
+        let mut members = Vec::with_capacity(p.members.len());
+        for m in &p.members {
+            match dcs.by_name.get(&m.dc) {
+                Some(&id) => {
+                    if members.iter().any(|x: &Member| x.dc == id) {
+                        err(
+                            errs,
+                            file,
+                            &m.path,
+                            format!("datacenter {:?} is already in this pool", m.dc),
+                        );
+                        continue;
+                    }
+                    let weight = m.weight.unwrap_or(dcs.list[id.0 as usize].weight);
+                    members.push(Member {
+                        dc: id,
+                        weight,
+                        bias_km: m.bias_km,
+                    });
+                }
+                None => {
+                    let known: Vec<&str> = dcs.by_name.keys().map(String::as_str).collect();
+                    err(
+                        errs,
+                        file,
+                        &m.path,
+                        format!("unknown datacenter {:?} (declared: {})", m.dc, list(&known)),
+                    );
+                }
+            }
+        }
+        if members.len() > crate::policy::MAX_MEMBERS {
+            err(
+                errs,
+                file,
+                &p.path,
+                format!(
+                    "a pool has at most {} datacenters",
+                    crate::policy::MAX_MEMBERS
+                ),
+            );
+        }
+        let mut pool = Pool::new(&p.name, members, p.policy.clone());
+        if let Some((f, path)) = &p.fallback {
+            match pool_ids.get(f.as_str()) {
+                Some(&id) => pool.fallback = Some(id),
+                None => err(
+                    errs,
+                    file,
+                    path,
+                    format!(
+                        "unknown pool {f:?} (this name's pools: {})",
+                        list(&pool_names)
+                    ),
+                ),
+            }
+        }
+        pools.push(pool);
+    }
+    // Fallback cycles: following fallbacks from any pool must end.
+    for (i, p) in pools.iter().enumerate() {
+        let mut seen = vec![i];
+        let mut cur = p.fallback;
+        while let Some(PoolId(n)) = cur {
+            let n = n as usize;
+            if seen.contains(&n) {
+                let chain: Vec<&str> = seen
+                    .iter()
+                    .map(|&k| pools[k].name.as_ref())
+                    .chain([pools[n].name.as_ref()])
+                    .collect();
+                err(
+                    errs,
+                    file,
+                    &format!("{}.fallback", spec.pools[i].path),
+                    format!("fallback cycle: {}", chain.join(" -> ")),
+                );
+                break;
+            }
+            seen.push(n);
+            cur = pools.get(n).and_then(|x| x.fallback);
+        }
+    }
+    let mut rules = Vec::with_capacity(spec.rules.len());
+    let mut catch_all: Option<&str> = None;
+    for r in &spec.rules {
+        if let Some(prev) = catch_all {
+            err(
+                errs,
+                file,
+                &r.path,
+                format!("comes after the catch-all rule {prev} and can never match"),
+            );
+        }
+        if r.matches.is_empty() {
+            catch_all = Some(&r.path);
+        }
+        match pool_ids.get(r.pool.as_str()) {
+            Some(&id) => rules.push(Rule {
+                matches: r.matches.clone(),
+                pool: id,
+            }),
+            None if r.pool.is_empty() => {}
+            None => err(
+                errs,
+                file,
+                &format!("{}.pool", r.path),
+                format!(
+                    "unknown pool {:?} (this name's pools: {})",
+                    r.pool,
+                    list(&pool_names)
+                ),
+            ),
+        }
+    }
+    if !spec.rules.is_empty() && catch_all.is_none() {
+        err(
+            errs,
+            file,
+            &format!("{}.rules", spec.path),
+            "has no catch-all: end with a rule without `match`, e.g. { pool = \"world\" }".into(),
+        );
+    }
+    if spec.rules.is_empty() && spec.pools.len() > 1 {
+        err(
+            errs,
+            file,
+            &format!("{}.rules", spec.path),
+            "is required when a name has several pools (which clients use which pool?)".into(),
+        );
+    }
+    if errs.len() > start {
+        return None;
+    }
+    Some(GslbName {
+        ttl: spec.ttl,
+        rules,
+        pools,
+        answers: spec.answers,
+        all_down: spec.all_down.clone(),
+    })
+}
+
+/// Does answering this name need the client's GeoIP location?
+pub fn needs_location(n: &GslbName) -> bool {
+    n.rules.iter().any(|r| {
+        r.matches
+            .iter()
+            .any(|m| !matches!(m, MatchItem::Subnet { .. }))
+    }) || n.pools.iter().any(|p| p.policy == PolicyKind::Nearest)
+}
+
+/// Places GSLB name `id` in `zone` at `owner`, with empty non-terminals above it; reports a
+/// clash with static data there.
+pub fn place(
+    zone: &mut Zone,
+    owner: &Name,
+    id: u32,
+    file: &Path,
+    path: &str,
+    errs: &mut Vec<ConfigError>,
+) {
+    let key = wire_key(owner);
+    let below_cut = zone
+        .nodes
+        .iter()
+        .any(|(k, n)| n.cut && key.len() > k.len() && key.ends_with(k));
+    if below_cut {
+        err(
+            errs,
+            file,
+            path,
+            "is below a delegation (NS) in this zone".into(),
+        );
+        return;
+    }
+    let node = zone.nodes.entry(key.clone()).or_default();
+    if node.cut || node.cname.is_some() || node.rrset(1).is_some() || node.rrset(28).is_some() {
+        err(
+            errs,
+            file,
+            path,
+            format!(
+                "{owner} also has static A, AAAA, CNAME or NS records: a GSLB name owns its A/AAAA answers"
+            ),
+        );
+        return;
+    }
+    node.gslb = Some(id);
+    zone.gslb_count += 1;
+    let mut off = 0usize;
+    while off < key.len() && key[off] != 0 {
+        off += 1 + key[off] as usize;
+        let anc = &key[off..];
+        if anc.len() <= zone.apex.len() {
+            break;
+        }
+        zone.nodes.entry(anc.into()).or_default();
+    }
+}
+
+/// Longest TTL any name hands out for each datacenter (drain completes after it).
+pub fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
+    let mut max = vec![0u32; dcs.list.len()];
+    for n in names {
+        for p in &n.def.pools {
+            for m in &p.members {
+                if let Some(x) = max.get_mut(m.dc.0 as usize) {
+                    *x = (*x).max(n.def.ttl);
+                }
+            }
+        }
+    }
+    for (p, t) in dcs.probes.iter_mut().zip(max) {
+        p.max_ttl = Duration::from_secs(u64::from(t));
+    }
+}
