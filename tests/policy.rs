@@ -1075,3 +1075,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Rendezvous hashing: taking any one datacenter out moves only the subnets it had.
+    #[test]
+    fn hash_removal_moves_only_the_removed_datacenters_clients(
+        gone in 0usize..5,
+        seed in any::<u64>(),
+        weights in prop::collection::vec(1u32..5, 5),
+    ) {
+        let mut name = single(&["fra", "ams", "iad", "sin", "sjc"], PolicyKind::HASH);
+        for (m, w) in name.pools[0].members.iter_mut().zip(&weights) {
+            m.weight = *w;
+        }
+        let mut s2 = up();
+        s2.dcs[gone].healthy = false;
+        let mut rng = SplitMix(seed);
+        for _ in 0..200 {
+            let c = Client::new(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)));
+            let before = first(&name, &up(), &c).unwrap();
+            let after = first(&name, &s2, &c).unwrap();
+            prop_assert!(before == after || before == CITIES[gone].0, "{} -> {}", before, after);
+        }
+    }
+}

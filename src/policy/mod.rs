@@ -613,3 +613,110 @@ fn all_down<T: Tracer>(walk: &mut Walk<'_>, start: PoolId, sel: &mut Selection, 
         AllDown::ServFail => sel.outcome = Outcome::ServFail,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gslb::{Pool, Rule};
+
+    fn name_with(rules: Vec<Rule>) -> GslbName {
+        let mut n = GslbName::single(60, Pool::new("a", Vec::new(), PolicyKind::Failover));
+        n.pools
+            .push(Pool::new("b", Vec::new(), PolicyKind::Failover));
+        n.rules = rules;
+        n
+    }
+
+    fn subnet(s: &str, prefix: u8) -> MatchItem {
+        MatchItem::Subnet {
+            addr: s.parse().unwrap(),
+            prefix,
+        }
+    }
+
+    #[test]
+    fn common_prefix_lengths() {
+        let p = |a: &str, b: &str| common_prefix(a.parse().unwrap(), b.parse().unwrap());
+        assert_eq!(p("10.0.0.0", "10.0.0.0"), Some(32));
+        assert_eq!(p("10.0.0.0", "10.128.0.0"), Some(8));
+        assert_eq!(p("2001:db8::", "2001:db8::1"), Some(127));
+        assert_eq!(p("10.0.0.0", "::1"), None);
+    }
+
+    #[test]
+    fn ipv6_subnet_rules_and_scope() {
+        let n = name_with(vec![
+            Rule {
+                matches: vec![subnet("2001:db8:aa00::", 40)],
+                pool: PoolId(1),
+            },
+            Rule {
+                matches: vec![],
+                pool: PoolId(0),
+            },
+        ]);
+        let c = |a: &str| Client::new(a.parse().unwrap());
+        let m = match_rules(&n, &c("2001:db8:aa12::1"));
+        assert_eq!(
+            (m.pool, m.by, m.scope),
+            (Some(PoolId(1)), MatchedBy::Subnet, 40)
+        );
+        // 2001:db8:ab00:: shares 39 bits with the subnet: /40 already excludes it.
+        let m = match_rules(&n, &c("2001:db8:ab00::1"));
+        assert_eq!(
+            (m.pool, m.by, m.scope),
+            (Some(PoolId(0)), MatchedBy::CatchAll, 40)
+        );
+        // Far away: a short scope is enough.
+        let m = match_rules(&n, &c("3fff::1"));
+        // 0x3fff and 0x2001 share their first 3 bits.
+        assert_eq!(m.scope, 4);
+        // IPv4 clients are not affected by IPv6 subnets; IPv4-mapped clients count as IPv4.
+        assert_eq!(match_rules(&n, &c("192.0.2.1")).scope, 0);
+        assert_eq!(match_rules(&n, &c("::ffff:192.0.2.1")).scope, 0);
+    }
+
+    #[test]
+    fn earlier_subnet_rule_wins_and_later_ones_do_not_narrow() {
+        let n = name_with(vec![
+            Rule {
+                matches: vec![subnet("10.0.0.0", 8)],
+                pool: PoolId(1),
+            },
+            Rule {
+                matches: vec![subnet("10.1.0.0", 16)],
+                pool: PoolId(0),
+            },
+        ]);
+        let m = match_rules(&n, &Client::new("10.1.2.3".parse().unwrap()));
+        assert_eq!((m.index, m.scope), (Some(0), 8));
+    }
+
+    #[test]
+    fn no_rule_matches_is_nodata() {
+        let n = name_with(vec![Rule {
+            matches: vec![MatchItem::Country(*b"DE")],
+            pool: PoolId(1),
+        }]);
+        let dcs: [Datacenter; 0] = [];
+        let client = Client::new("192.0.2.1".parse().unwrap());
+        let sel = select(
+            &n,
+            &dcs,
+            &Snapshot::default(),
+            &client,
+            Family::V4,
+            &QueryInput::default(),
+            &mut NoTrace,
+        );
+        assert_eq!(
+            (sel.outcome, sel.rule, sel.scope),
+            (Outcome::NoData, None, 32)
+        );
+    }
+
+    #[test]
+    fn halved_ttl_stays_positive() {
+        assert_eq!((halve(0), halve(1), halve(3), halve(60)), (0, 1, 1, 30));
+    }
+}
