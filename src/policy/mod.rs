@@ -55,6 +55,7 @@ use std::net::IpAddr;
 
 use crate::geo::Location;
 use crate::health::{AdminState, DcState, Snapshot};
+pub use crate::model::gslb::Family;
 use crate::model::gslb::{
     AllDown, Datacenter, DatacenterId, GslbName, MatchItem, PolicyKind, PoolId,
 };
@@ -66,22 +67,6 @@ pub const MAX_ANSWER: usize = 16;
 /// Most members of a pool that are considered (the loader should reject larger pools).
 pub const MAX_MEMBERS: usize = 64;
 const SMALL_POOL: usize = 8;
-
-/// The address family asked for: A = V4, AAAA = V6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn bits(self) -> u8 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-}
 
 /// Who is asking.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -489,9 +474,16 @@ impl Walk<'_> {
             rotation: self.input.rotation,
         };
         let mut rng = Rng::new(self.input.random);
-        let leader = rank::order(&pool.policy, &ctx, cands, want, pool.leader.get(), &mut rng);
+        let leader = rank::order(
+            &pool.policy,
+            &ctx,
+            cands,
+            want,
+            pool.leader.get(self.family),
+            &mut rng,
+        );
         if !fail_open && matches!(pool.policy, PolicyKind::Latency { .. }) {
-            pool.leader.set(leader);
+            pool.leader.set(self.family, leader);
         }
         tracer.ranked(pool, cands, want);
 
