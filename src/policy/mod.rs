@@ -43,7 +43,8 @@
 //!   the location's `prefix_len` as soon as a geo match was examined (the query's source
 //!   prefix when there is no location: the answer depends on the lookup missing);
 //! - the answering pool's policy: `nearest` as for geo; `hash` the hash granularity (24 / 56
-//!   by default); every other policy ignores the client and adds nothing.
+//!   by default); every other policy ignores the client and adds nothing, and so does any
+//!   policy when the pool has a single usable member.
 //!
 //! The hot path allocates nothing: [`Selection`] is a fixed-size value and the candidate list
 //! lives on the stack.
@@ -513,6 +514,8 @@ impl Walk<'_> {
             }
         }
         let policy_scope = match pool.policy {
+            // A single usable member is everyone's answer.
+            _ if n == 1 => 0,
             PolicyKind::Nearest => self
                 .client
                 .location
@@ -547,6 +550,33 @@ fn halve(ttl: u32) -> u32 {
 ///
 /// `dcs` is indexed by `DatacenterId`; `snap` by the same ids. Stores the new `latency`
 /// leader in the pool's [`LeaderCell`](crate::model::gslb::LeaderCell) (not in fail-open).
+///
+/// ```
+/// use gslbd::health::Snapshot;
+/// use gslbd::model::gslb::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool};
+/// use gslbd::policy::{select, Client, Family, NoTrace, Outcome, QueryInput};
+///
+/// let dcs = vec![Datacenter {
+///     name: "fra".into(),
+///     v4: vec!["192.0.2.10".parse().unwrap()],
+///     v6: vec![],
+///     coords: Some((50.11, 8.68)),
+///     capacity: 1.0,
+///     weight: 1,
+/// }];
+/// let pool = Pool::new("world", vec![Member::of(DatacenterId(0), &dcs)], PolicyKind::Failover);
+/// let name = GslbName::single(30, pool);
+/// let client = Client::new("203.0.113.9".parse().unwrap());
+/// let snap = Snapshot::all_up(dcs.len());
+/// let input = QueryInput { random: 12345, rotation: 1 };
+/// let sel = select(&name, &dcs, &snap, &client, Family::V4, &input, &mut NoTrace);
+/// assert_eq!(sel.outcome, Outcome::Answer);
+/// assert_eq!(sel.addresses(&name, &dcs).next(), Some("192.0.2.10".parse().unwrap()));
+/// assert_eq!((sel.ttl, sel.scope), (30, 0));
+/// // No IPv6 anywhere: NODATA for AAAA.
+/// let sel = select(&name, &dcs, &snap, &client, Family::V6, &input, &mut NoTrace);
+/// assert_eq!(sel.outcome, Outcome::NoData);
+/// ```
 pub fn select<T: Tracer>(
     name: &GslbName,
     dcs: &[Datacenter],
