@@ -281,7 +281,7 @@ fn latency_hysteresis() {
     assert_eq!(first(&name, &s, &c).as_deref(), Some("ams"));
     set(&mut s, "fra", |d| d.latency_ms = Some(5.0)); // 4.5 better: ams stays
     assert_eq!(first(&name, &s, &c).as_deref(), Some("ams"));
-    assert_eq!(name.pools[0].leader.get(), Some(id("ams")));
+    assert_eq!(name.pools[0].leader.get(Family::V4), Some(id("ams")));
     set(&mut s, "ams", |d| d.healthy = false);
     assert_eq!(first(&name, &s, &c).as_deref(), Some("fra"));
     // Back up with 9.5 vs fra's 5: fra is now the leader and stays.
@@ -320,6 +320,30 @@ fn latency_hysteresis() {
         cands.last().unwrap().dc,
         id("iad"),
         "unknown latency sorts last"
+    );
+}
+
+#[test]
+fn latency_leader_is_kept_per_family() {
+    let mut d = dcs();
+    d[id("ams").0 as usize].v6.clear();
+    let name = single(&["fra", "ams"], PolicyKind::Latency { margin_ms: 10.0 });
+    let c = v4client("203.0.113.1");
+    let mut s = up();
+    set(&mut s, "fra", |x| x.latency_ms = Some(20.0));
+    set(&mut s, "ams", |x| x.latency_ms = Some(15.0));
+    let q = |s: &Snapshot, f: Family| {
+        let sel = select(&name, &d, s, &c, f, &QueryInput::default(), &mut NoTrace);
+        sel.datacenters().next().unwrap()
+    };
+    assert_eq!(q(&s, Family::V4), id("ams"));
+    // AAAA can only use fra; that must not make fra the A leader.
+    assert_eq!(q(&s, Family::V6), id("fra"));
+    set(&mut s, "fra", |x| x.latency_ms = Some(12.0));
+    assert_eq!(
+        q(&s, Family::V4),
+        id("ams"),
+        "3 ms gain is within the margin"
     );
 }
 
@@ -1072,6 +1096,32 @@ proptest! {
         prop_assert!(!got.is_empty());
         for a in got {
             prop_assert!(allowed.contains(&a), "{} not in the chain", a);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Rendezvous hashing: taking any one datacenter out moves only the subnets it had.
+    #[test]
+    fn hash_removal_moves_only_the_removed_datacenters_clients(
+        gone in 0usize..5,
+        seed in any::<u64>(),
+        weights in prop::collection::vec(1u32..5, 5),
+    ) {
+        let mut name = single(&["fra", "ams", "iad", "sin", "sjc"], PolicyKind::HASH);
+        for (m, w) in name.pools[0].members.iter_mut().zip(&weights) {
+            m.weight = *w;
+        }
+        let mut s2 = up();
+        s2.dcs[gone].healthy = false;
+        let mut rng = SplitMix(seed);
+        for _ in 0..200 {
+            let c = Client::new(IpAddr::V4(Ipv4Addr::from(rng.next() as u32)));
+            let before = first(&name, &up(), &c).unwrap();
+            let after = first(&name, &s2, &c).unwrap();
+            prop_assert!(before == after || before == CITIES[gone].0, "{} -> {}", before, after);
         }
     }
 }

@@ -112,38 +112,59 @@ impl Member {
     }
 }
 
-/// The `latency` leader of a pool, shared by all queries: a datacenter id, or none.
+/// The address family of a query: A = V4, AAAA = V6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// Address length in bits.
+    pub fn bits(self) -> u8 {
+        match self {
+            Family::V4 => 32,
+            Family::V6 => 128,
+        }
+    }
+}
+
+/// The `latency` leaders of a pool, one per address family, shared by all queries.
 ///
-/// It lives in the model rather than in the health snapshot because it belongs to a pool, not
-/// to a datacenter; a reload starts with no leader, which only costs one fresh comparison.
+/// Per family because the usable members may differ (a datacenter without IPv6 is no
+/// candidate for AAAA): one shared leader would let AAAA queries reset the A leader and defeat
+/// the hysteresis. It lives in the model rather than in the health snapshot because it
+/// belongs to a pool, not to a datacenter; a reload starts with no leader, which only costs
+/// one fresh comparison.
 #[derive(Debug, Default)]
-pub struct LeaderCell(AtomicU32);
+pub struct LeaderCell([AtomicU32; 2]);
 
 impl LeaderCell {
     const NONE: u32 = u32::MAX;
 
     pub fn new() -> LeaderCell {
-        LeaderCell(AtomicU32::new(Self::NONE))
+        LeaderCell([AtomicU32::new(Self::NONE), AtomicU32::new(Self::NONE)])
     }
 
-    pub fn get(&self) -> Option<DatacenterId> {
+    pub fn get(&self, family: Family) -> Option<DatacenterId> {
         // Relaxed: the leader is a hint; a racing query that sees the older one is harmless.
-        match self.0.load(Ordering::Relaxed) {
+        match self.0[family as usize].load(Ordering::Relaxed) {
             Self::NONE => None,
             id => Some(DatacenterId(id)),
         }
     }
 
-    pub fn set(&self, leader: Option<DatacenterId>) {
-        self.0
-            .store(leader.map_or(Self::NONE, |d| d.0), Ordering::Relaxed);
+    pub fn set(&self, family: Family, leader: Option<DatacenterId>) {
+        self.0[family as usize].store(leader.map_or(Self::NONE, |d| d.0), Ordering::Relaxed);
     }
 }
 
 impl Clone for LeaderCell {
     fn clone(&self) -> Self {
         let c = LeaderCell::new();
-        c.set(self.get());
+        for f in [Family::V4, Family::V6] {
+            c.set(f, self.get(f));
+        }
         c
     }
 }

@@ -43,7 +43,8 @@
 //!   the location's `prefix_len` as soon as a geo match was examined (the query's source
 //!   prefix when there is no location: the answer depends on the lookup missing);
 //! - the answering pool's policy: `nearest` as for geo; `hash` the hash granularity (24 / 56
-//!   by default); every other policy ignores the client and adds nothing.
+//!   by default); every other policy ignores the client and adds nothing, and so does any
+//!   policy when the pool has a single usable member.
 //!
 //! The hot path allocates nothing: [`Selection`] is a fixed-size value and the candidate list
 //! lives on the stack.
@@ -55,6 +56,7 @@ use std::net::IpAddr;
 
 use crate::geo::Location;
 use crate::health::{AdminState, DcState, Snapshot};
+pub use crate::model::gslb::Family;
 use crate::model::gslb::{
     AllDown, Datacenter, DatacenterId, GslbName, MatchItem, PolicyKind, PoolId,
 };
@@ -66,22 +68,6 @@ pub const MAX_ANSWER: usize = 16;
 /// Most members of a pool that are considered (the loader should reject larger pools).
 pub const MAX_MEMBERS: usize = 64;
 const SMALL_POOL: usize = 8;
-
-/// The address family asked for: A = V4, AAAA = V6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn bits(self) -> u8 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-}
 
 /// Who is asking.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -489,9 +475,16 @@ impl Walk<'_> {
             rotation: self.input.rotation,
         };
         let mut rng = Rng::new(self.input.random);
-        let leader = rank::order(&pool.policy, &ctx, cands, want, pool.leader.get(), &mut rng);
+        let leader = rank::order(
+            &pool.policy,
+            &ctx,
+            cands,
+            want,
+            pool.leader.get(self.family),
+            &mut rng,
+        );
         if !fail_open && matches!(pool.policy, PolicyKind::Latency { .. }) {
-            pool.leader.set(leader);
+            pool.leader.set(self.family, leader);
         }
         tracer.ranked(pool, cands, want);
 
@@ -521,6 +514,8 @@ impl Walk<'_> {
             }
         }
         let policy_scope = match pool.policy {
+            // A single usable member is everyone's answer.
+            _ if n == 1 => 0,
             PolicyKind::Nearest => self
                 .client
                 .location
@@ -555,6 +550,33 @@ fn halve(ttl: u32) -> u32 {
 ///
 /// `dcs` is indexed by `DatacenterId`; `snap` by the same ids. Stores the new `latency`
 /// leader in the pool's [`LeaderCell`](crate::model::gslb::LeaderCell) (not in fail-open).
+///
+/// ```
+/// use gslbd::health::Snapshot;
+/// use gslbd::model::gslb::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool};
+/// use gslbd::policy::{select, Client, Family, NoTrace, Outcome, QueryInput};
+///
+/// let dcs = vec![Datacenter {
+///     name: "fra".into(),
+///     v4: vec!["192.0.2.10".parse().unwrap()],
+///     v6: vec![],
+///     coords: Some((50.11, 8.68)),
+///     capacity: 1.0,
+///     weight: 1,
+/// }];
+/// let pool = Pool::new("world", vec![Member::of(DatacenterId(0), &dcs)], PolicyKind::Failover);
+/// let name = GslbName::single(30, pool);
+/// let client = Client::new("203.0.113.9".parse().unwrap());
+/// let snap = Snapshot::all_up(dcs.len());
+/// let input = QueryInput { random: 12345, rotation: 1 };
+/// let sel = select(&name, &dcs, &snap, &client, Family::V4, &input, &mut NoTrace);
+/// assert_eq!(sel.outcome, Outcome::Answer);
+/// assert_eq!(sel.addresses(&name, &dcs).next(), Some("192.0.2.10".parse().unwrap()));
+/// assert_eq!((sel.ttl, sel.scope), (30, 0));
+/// // No IPv6 anywhere: NODATA for AAAA.
+/// let sel = select(&name, &dcs, &snap, &client, Family::V6, &input, &mut NoTrace);
+/// assert_eq!(sel.outcome, Outcome::NoData);
+/// ```
 pub fn select<T: Tracer>(
     name: &GslbName,
     dcs: &[Datacenter],
@@ -611,5 +633,112 @@ fn all_down<T: Tracer>(walk: &mut Walk<'_>, start: PoolId, sel: &mut Selection, 
         }
         AllDown::NoData => {}
         AllDown::ServFail => sel.outcome = Outcome::ServFail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gslb::{Pool, Rule};
+
+    fn name_with(rules: Vec<Rule>) -> GslbName {
+        let mut n = GslbName::single(60, Pool::new("a", Vec::new(), PolicyKind::Failover));
+        n.pools
+            .push(Pool::new("b", Vec::new(), PolicyKind::Failover));
+        n.rules = rules;
+        n
+    }
+
+    fn subnet(s: &str, prefix: u8) -> MatchItem {
+        MatchItem::Subnet {
+            addr: s.parse().unwrap(),
+            prefix,
+        }
+    }
+
+    #[test]
+    fn common_prefix_lengths() {
+        let p = |a: &str, b: &str| common_prefix(a.parse().unwrap(), b.parse().unwrap());
+        assert_eq!(p("10.0.0.0", "10.0.0.0"), Some(32));
+        assert_eq!(p("10.0.0.0", "10.128.0.0"), Some(8));
+        assert_eq!(p("2001:db8::", "2001:db8::1"), Some(127));
+        assert_eq!(p("10.0.0.0", "::1"), None);
+    }
+
+    #[test]
+    fn ipv6_subnet_rules_and_scope() {
+        let n = name_with(vec![
+            Rule {
+                matches: vec![subnet("2001:db8:aa00::", 40)],
+                pool: PoolId(1),
+            },
+            Rule {
+                matches: vec![],
+                pool: PoolId(0),
+            },
+        ]);
+        let c = |a: &str| Client::new(a.parse().unwrap());
+        let m = match_rules(&n, &c("2001:db8:aa12::1"));
+        assert_eq!(
+            (m.pool, m.by, m.scope),
+            (Some(PoolId(1)), MatchedBy::Subnet, 40)
+        );
+        // 2001:db8:ab00:: shares 39 bits with the subnet: /40 already excludes it.
+        let m = match_rules(&n, &c("2001:db8:ab00::1"));
+        assert_eq!(
+            (m.pool, m.by, m.scope),
+            (Some(PoolId(0)), MatchedBy::CatchAll, 40)
+        );
+        // Far away: a short scope is enough.
+        let m = match_rules(&n, &c("3fff::1"));
+        // 0x3fff and 0x2001 share their first 3 bits.
+        assert_eq!(m.scope, 4);
+        // IPv4 clients are not affected by IPv6 subnets; IPv4-mapped clients count as IPv4.
+        assert_eq!(match_rules(&n, &c("192.0.2.1")).scope, 0);
+        assert_eq!(match_rules(&n, &c("::ffff:192.0.2.1")).scope, 0);
+    }
+
+    #[test]
+    fn earlier_subnet_rule_wins_and_later_ones_do_not_narrow() {
+        let n = name_with(vec![
+            Rule {
+                matches: vec![subnet("10.0.0.0", 8)],
+                pool: PoolId(1),
+            },
+            Rule {
+                matches: vec![subnet("10.1.0.0", 16)],
+                pool: PoolId(0),
+            },
+        ]);
+        let m = match_rules(&n, &Client::new("10.1.2.3".parse().unwrap()));
+        assert_eq!((m.index, m.scope), (Some(0), 8));
+    }
+
+    #[test]
+    fn no_rule_matches_is_nodata() {
+        let n = name_with(vec![Rule {
+            matches: vec![MatchItem::Country(*b"DE")],
+            pool: PoolId(1),
+        }]);
+        let dcs: [Datacenter; 0] = [];
+        let client = Client::new("192.0.2.1".parse().unwrap());
+        let sel = select(
+            &n,
+            &dcs,
+            &Snapshot::default(),
+            &client,
+            Family::V4,
+            &QueryInput::default(),
+            &mut NoTrace,
+        );
+        assert_eq!(
+            (sel.outcome, sel.rule, sel.scope),
+            (Outcome::NoData, None, 32)
+        );
+    }
+
+    #[test]
+    fn halved_ttl_stays_positive() {
+        assert_eq!((halve(0), halve(1), halve(3), halve(60)), (0, 1, 1, 30));
     }
 }

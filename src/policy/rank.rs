@@ -16,6 +16,10 @@
 //! - ordered policies (`failover`, `nearest`, `latency`): walking the preference order, a
 //!   ramping member is taken with probability `f`, otherwise the walk goes on to the next
 //!   choice; if every member is ramping and none is taken, the first one is.
+//! - `all` answers every usable member, ramping or not.
+//!
+//! Weights: `weighted` and `hash` use the member weight (members of weight 0 are never picked
+//! while another has weight, and come last in pool order); `random` and `load` ignore it.
 
 use std::net::IpAddr;
 
@@ -422,5 +426,104 @@ pub fn hash(ctx: &Ctx<'_>, cands: &mut [Cand], want: usize, v4_prefix: u8, v6_pr
             }
         }
         cands[k..=best].rotate_right(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cands(keys: &[f64], ramps: &[f64]) -> Vec<Cand> {
+        keys.iter()
+            .zip(ramps)
+            .enumerate()
+            .map(|(i, (k, r))| Cand {
+                member: i as u16,
+                dc: DatacenterId(i as u32),
+                ramp: *r,
+                key: *k,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hash_is_stable_across_builds() {
+        // Pinned: a change here remaps every client of every `hash` pool on upgrade.
+        let key = subnet_key("198.51.100.77".parse().unwrap(), 24, 56);
+        assert_eq!(key, subnet_key("198.51.100.0".parse().unwrap(), 24, 56));
+        assert_eq!(name_hash("fra"), 15_892_507_201_482_971_088);
+        let u = hrw_uniform(key, name_hash("fra"));
+        assert_eq!(u.to_bits(), 4_606_851_195_666_237_096);
+    }
+
+    #[test]
+    fn subnet_key_masks_and_separates_families() {
+        let a = subnet_key("10.1.2.3".parse().unwrap(), 24, 56);
+        assert_eq!(a, subnet_key("10.1.2.200".parse().unwrap(), 24, 56));
+        assert_ne!(a, subnet_key("10.1.3.3".parse().unwrap(), 24, 56));
+        assert_eq!(
+            subnet_key("10.1.2.3".parse().unwrap(), 0, 0),
+            subnet_key("1.1.1.1".parse().unwrap(), 0, 0)
+        );
+        let b = subnet_key("2001:db8:0:ab00::1".parse().unwrap(), 24, 56);
+        assert_eq!(
+            b,
+            subnet_key("2001:db8:0:abff:1::".parse().unwrap(), 24, 56)
+        );
+        assert_ne!(b, subnet_key("2001:db8:0:ac00::".parse().unwrap(), 24, 56));
+        assert_ne!(
+            subnet_key("0.0.0.0".parse().unwrap(), 24, 56),
+            subnet_key("::".parse().unwrap(), 24, 56)
+        );
+    }
+
+    #[test]
+    fn ramp_gives_the_fraction_and_spreads_the_rest() {
+        // Shares 1:1:2; member 0 at 50%: it gets 0.125, the full ones share 0.125 by 1:2.
+        let mut c = cands(&[1.0, 1.0, 2.0], &[0.5, 1.0, 1.0]);
+        apply_ramp(&mut c);
+        let want = [0.125, 0.25 + 0.125 / 3.0, 0.5 + 0.25 / 3.0];
+        for (x, w) in c.iter().zip(want) {
+            assert!((x.key - w).abs() < 1e-12, "{c:?}");
+        }
+        // Nobody fully ramped: plain rescaling.
+        let mut c = cands(&[1.0, 1.0], &[0.2, 0.6]);
+        apply_ramp(&mut c);
+        assert!((c[0].key / c[1].key - 1.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sample_without_replacement_keeps_zero_weights_last() {
+        let mut c = cands(&[0.0, 1.0, 0.0, 1.0], &[1.0; 4]);
+        let mut rng = Rng::new(7);
+        sample(&mut c, 4, &mut rng);
+        let order: Vec<u32> = c.iter().map(|x| x.dc.0).collect();
+        assert!(
+            order[..2].contains(&1) && order[..2].contains(&3),
+            "{order:?}"
+        );
+        assert_eq!(&order[2..], [0, 2]);
+    }
+
+    #[test]
+    fn ramp_walk_takes_the_leader_with_its_factor() {
+        let mut hits = 0;
+        for seed in 0..10_000 {
+            let mut c = cands(&[0.0, 0.0], &[0.25, 1.0]);
+            ramp_walk(&mut c, &mut Rng::new(seed));
+            hits += usize::from(c[0].dc.0 == 0);
+        }
+        assert!((2300..=2700).contains(&hits), "{hits}");
+        // Everyone ramping and nobody taken: the first one still answers.
+        let mut c = cands(&[0.0, 0.0], &[0.0, 0.0]);
+        ramp_walk(&mut c, &mut Rng::new(1));
+        assert_eq!(c[0].dc.0, 0);
+    }
+
+    #[test]
+    fn haversine_basics() {
+        assert_eq!(haversine_km((10.0, 20.0), (10.0, 20.0)), 0.0);
+        let half = haversine_km((0.0, 0.0), (0.0, 180.0));
+        assert!((half - std::f64::consts::PI * 6371.0088).abs() < 1e-6);
     }
 }
