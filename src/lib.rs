@@ -7,6 +7,7 @@
 //! ```
 pub mod config;
 pub mod dns;
+pub mod explain;
 pub mod geo;
 pub mod health;
 pub mod model;

@@ -28,6 +28,31 @@ enum Cmd {
         #[arg(long, default_value = "zones")]
         zones: PathBuf,
     },
+    /// Explain the GSLB answer for a client: location, rule, pools, candidates, answer.
+    Explain(ExplainArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ExplainArgs {
+    /// The GSLB name (www.example.com).
+    name: String,
+    /// A or AAAA.
+    #[arg(default_value = "A")]
+    qtype: String,
+    /// The resolver's address (the query's source).
+    #[arg(long)]
+    client: std::net::IpAddr,
+    /// EDNS Client Subnet the resolver sends (192.0.2.0/24).
+    #[arg(long)]
+    ecs: Option<String>,
+    #[arg(long, default_value = "zones")]
+    zones: PathBuf,
+    /// GeoIP mmdb file; repeatable (default: the shipped database).
+    #[arg(long)]
+    geoip: Vec<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -67,6 +92,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Check { zones }) => check(&zones),
         Some(Cmd::Serve(a)) => serve(a),
+        Some(Cmd::Explain(a)) => explain(a),
         None => serve(ServeArgs {
             zones: "zones".into(),
             log_format: "text".into(),
@@ -94,6 +120,52 @@ fn check(zones: &std::path::Path) -> ExitCode {
             eprintln!("{} error(s)", errs.0.len());
             ExitCode::from(1)
         }
+    }
+}
+
+fn explain(a: ExplainArgs) -> ExitCode {
+    use gslbd::explain;
+    let fail = |msg: String| {
+        eprintln!("gslbd explain: {msg}");
+        ExitCode::from(1)
+    };
+    let family = match a.qtype.to_ascii_uppercase().as_str() {
+        "A" => gslbd::policy::Family::V4,
+        "AAAA" => gslbd::policy::Family::V6,
+        other => return fail(format!("{other:?}: GSLB names answer A and AAAA only")),
+    };
+    let model = match server::load_model(&a.zones) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("invalid configuration:\n{e}")),
+    };
+    let paths = if a.geoip.is_empty() {
+        gslbd::geo::default_paths()
+    } else {
+        a.geoip
+    };
+    let geo = match gslbd::geo::GeoDb::open(&paths) {
+        Ok(g) => g,
+        Err(e) => return fail(e.to_string()),
+    };
+    let ecs = match a.ecs.as_deref().map(explain::parse_ecs).transpose() {
+        Ok(e) => e,
+        Err(e) => return fail(e.to_string()),
+    };
+    // Without a running server there are no probe results: every datacenter counts as up.
+    let snap = gslbd::health::Snapshot::all_up(model.datacenters.list.len());
+    match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
+        Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
+            Ok(j) => {
+                println!("{j}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.to_string()),
+        },
+        Ok(x) => {
+            print!("{x}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
     }
 }
 

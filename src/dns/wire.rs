@@ -259,7 +259,7 @@ fn parse_ecs(d: &[u8]) -> Option<ClientSubnet> {
     if source > max || addr.len() != usize::from(source).div_ceil(8) {
         return None;
     }
-    if source % 8 != 0
+    if !source.is_multiple_of(8)
         && let Some(last) = addr.last()
         && last & (0xFFu8 >> (source % 8)) != 0
     {

@@ -79,7 +79,7 @@ fn sighup_reloads_a_running_server() {
         .unwrap();
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let ask = || udp_raw(addr, &q("www.example.com", "A").bytes()).map(Resp::parse);
-    let first = wait_for(|| ask());
+    let first = wait_for(ask);
     assert_eq!(first.answers(), ["www.example.com. 3600 IN A 192.0.2.10"]);
     std::fs::write(
         dir.path().join("example.com.toml"),
