@@ -5,10 +5,12 @@
 //! probe workers --> health aggregator (single writer) --arc-swap--> Snapshot --> policy
 //! UDP/TCP --> dns::handle(bytes) --> zone lookup --> policy::select --> response bytes
 //! ```
+pub mod api;
 pub mod config;
 pub mod dns;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod probe;
