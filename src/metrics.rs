@@ -45,13 +45,16 @@ const MAX_SHARDS: usize = 16;
 /// Chunks per family: the slot capacity is `MAX_CHUNKS * chunk_slots`.
 const MAX_CHUNKS: usize = 4096;
 
+/// One chunk of a family: per shard, the lines holding `chunk_slots * width` counters.
+type Chunk = Box<[Box<[Line]>]>;
+
 /// A sharded, growable matrix of counters: `slot x width`, one copy per shard.
 struct Counters {
     width: usize,
     shards: usize,
     chunk_slots: usize,
     /// `chunks[c][shard]` holds slots `c*chunk_slots ..` of that shard, `width` counters each.
-    chunks: Box<[OnceLock<Box<[Box<[Line]>]>>]>,
+    chunks: Box<[OnceLock<Chunk>]>,
 }
 
 impl Counters {
@@ -268,13 +271,16 @@ pub struct PoolLabels<'a> {
     pub members: Vec<(u32, &'a str)>,
 }
 
+/// `(datacenter id, decision slot)` of the members of one pool.
+type Members = Box<[(u32, u32)]>;
+
 /// The metrics slots of one GSLB name: its all-down counter and one decision counter per
 /// (pool, member datacenter). Build at model load time with [`Metrics::gslb_slots`].
 #[derive(Clone, Debug, Default)]
 pub struct GslbSlots {
     all_down: u32,
     /// Indexed by pool id; a few members each, so a linear scan beats hashing.
-    pools: Box<[Box<[(u32, u32)]>]>,
+    pools: Box<[Members]>,
 }
 
 impl GslbSlots {

@@ -271,25 +271,45 @@ fn same_token(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// `Ok` when the request carries the configured token; otherwise the response to send.
-fn authorize(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), Response> {
+/// Why a mutating call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Denied {
+    /// No token configured: 403.
+    ReadOnly,
+    /// No bearer credential: 401 with a challenge.
+    Unauthenticated(&'static str),
+    /// A bearer credential that is not the token: 403.
+    WrongToken,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::ReadOnly => error(
+                StatusCode::FORBIDDEN,
+                "the API is read-only: no admin token is configured (configure a token file \
+                 or environment variable)",
+            ),
+            Denied::Unauthenticated(msg) => {
+                let mut r = error(StatusCode::UNAUTHORIZED, msg);
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"gslbd\""),
+                );
+                r
+            }
+            Denied::WrongToken => error(StatusCode::FORBIDDEN, "wrong token"),
+        }
+    }
+}
+
+/// `Ok` when the request carries the configured token.
+fn authorize(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), Denied> {
     let Some(token) = &ctx.token else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "the API is read-only: no admin token is configured (set api token file or \
-             environment variable)",
-        ));
-    };
-    let unauthorized = |msg: &str| {
-        let mut r = error(StatusCode::UNAUTHORIZED, msg);
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"gslbd\""),
-        );
-        r
+        return Err(Denied::ReadOnly);
     };
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(unauthorized(
+        return Err(Denied::Unauthenticated(
             "missing `Authorization: Bearer <token>` header",
         ));
     };
@@ -297,7 +317,7 @@ fn authorize(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), Response> {
     let given = match value.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ => {
-            return Err(unauthorized(
+            return Err(Denied::Unauthenticated(
                 "the Authorization header must be `Bearer <token>`",
             ));
         }
@@ -305,7 +325,7 @@ fn authorize(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), Response> {
     if same_token(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
-        Err(error(StatusCode::FORBIDDEN, "wrong token"))
+        Err(Denied::WrongToken)
     }
 }
 
@@ -347,8 +367,8 @@ async fn set_admin(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&ctx, &headers) {
-        return r;
+    if let Err(denied) = authorize(&ctx, &headers) {
+        return denied.into_response();
     }
     let Ok(Path(name)) = name else {
         return error(
