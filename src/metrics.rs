@@ -203,6 +203,22 @@ fn rcode_bucket(rcode: u16) -> usize {
     }
 }
 
+/// The full response code of a response built for `q`: the header's 4 bits, or BADVERS (16)
+/// when the query asked for an EDNS version we do not speak (its extended bits live in the
+/// OPT record, which this avoids parsing). `resp` shorter than a header counts as SERVFAIL.
+#[inline]
+pub fn response_rcode(resp: &[u8], q: &crate::dns::Query) -> u16 {
+    let Some(&b) = resp.get(3) else {
+        return 2;
+    };
+    let rcode = u16::from(b & 0x0f);
+    if rcode == 0 && q.edns.is_some_and(|e| e.version > 0) {
+        crate::dns::wire::RCODE_BADVERS
+    } else {
+        rcode
+    }
+}
+
 /// Upper bounds of the query processing time buckets, in microseconds.
 pub const QUERY_BUCKETS_US: [u64; 14] = [
     5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
@@ -940,6 +956,37 @@ mod tests {
         assert_eq!(RCODES[rcode_bucket(3)], "NXDOMAIN");
         assert_eq!(RCODES[rcode_bucket(16)], "BADVERS");
         assert_eq!(RCODES[rcode_bucket(9)], "other");
+    }
+
+    #[test]
+    fn rcode_of_a_response() {
+        let mut q = crate::dns::Query {
+            id: 0,
+            opcode: 0,
+            rd: false,
+            cd: false,
+            qname: [0; 256],
+            qname_len: 0,
+            labels: [0; 128],
+            nlabels: 0,
+            qtype: 1,
+            qclass: 1,
+            question_end: 12,
+            edns: None,
+        };
+        let mut resp = [0u8; 12];
+        resp[3] = 0x83; // RA + NXDOMAIN
+        assert_eq!(response_rcode(&resp, &q), 3);
+        resp[3] = 0x80;
+        assert_eq!(response_rcode(&resp, &q), 0);
+        q.edns = Some(crate::dns::wire::Edns {
+            udp_size: 1232,
+            version: 1,
+            dnssec_ok: false,
+            ecs: None,
+        });
+        assert_eq!(response_rcode(&resp, &q), 16);
+        assert_eq!(response_rcode(&[], &q), 2);
     }
 
     #[test]
