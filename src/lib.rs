@@ -5,11 +5,13 @@
 //! probe workers --> health aggregator (single writer) --arc-swap--> Snapshot --> policy
 //! UDP/TCP --> dns::handle(bytes) --> zone lookup --> policy::select --> response bytes
 //! ```
+pub mod api;
 pub mod config;
 pub mod dns;
 pub mod explain;
 pub mod geo;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod probe;

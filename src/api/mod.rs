@@ -1,0 +1,578 @@
+//! The HTTP API: status, Prometheus metrics, admin state, explain, liveness and readiness.
+//!
+//! ```text
+//!  HTTP client --axum--> router(ApiContext)
+//!     GET  /status                    -> ApiBackend::server_info + datacenter_status -> JSON
+//!     GET  /metrics                   -> Metrics::render(Extra { health, server })   -> text
+//!     PUT  /datacenters/{name}/admin  -> bearer token check -> ApiBackend::set_admin
+//!     GET  /explain?name=&type=&client=&ecs= -> ApiBackend::explain               -> JSON
+//!     GET  /healthz, /readyz          -> "ok" / ApiBackend::ready
+//! ```
+//!
+//! The API never touches server internals directly: it talks to an [`ApiBackend`] the server
+//! implements over its state (model, reload report, aggregator handle, snapshot). That keeps
+//! the endpoints testable with a fake backend and keeps the API off the query path: everything
+//! here runs on the tokio runtime and only reads what the server already publishes.
+//!
+//! Errors are JSON `{ "error": "..." }` with a reason a person can act on.
+
+mod token;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::health::aggregator::AdminError;
+use crate::health::{AdminState, Status};
+use crate::metrics::{Extra, Metrics, ServerGauges};
+use crate::model::Model;
+
+pub use token::load_token;
+
+/// A boxed future, so [`ApiBackend`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the server tells the API about itself; implemented over the server's state.
+pub trait ApiBackend: Send + Sync + 'static {
+    /// Process and configuration facts for `/status` and the server gauges of `/metrics`.
+    fn server_info(&self) -> ServerInfo;
+
+    /// Datacenter health from the aggregator; `None` when there is none (no health checks, or
+    /// the aggregator stopped).
+    fn datacenter_status(&self) -> BoxFuture<'_, Option<Status>>;
+
+    /// Set a datacenter's admin state by name (and persist it).
+    /// `UnknownName`/`UnknownDatacenter` become 404, `Stopped` 503.
+    fn set_admin<'a>(
+        &'a self,
+        name: &'a str,
+        state: AdminState,
+    ) -> BoxFuture<'a, Result<(), AdminError>>;
+
+    /// The explain output for a query, from the live model and snapshot.
+    fn explain(&self, req: &ExplainRequest) -> Result<Value, ExplainError>;
+
+    /// Zones loaded and every target probed once (or warm-started).
+    fn ready(&self) -> bool;
+}
+
+/// Process and configuration facts for `/status`.
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    pub started: SystemTime,
+    /// Configuration generation serving now (1 at start, +1 per successful reload).
+    pub generation: u64,
+    /// When the serving configuration was loaded.
+    pub loaded_at: SystemTime,
+    pub last_reload: ReloadInfo,
+    pub zones: Vec<ZoneInfo>,
+}
+
+/// Result of the last reload (the first load counts as one).
+#[derive(Clone, Debug)]
+pub struct ReloadInfo {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub errors: Vec<String>,
+}
+
+/// One served zone, as `/status` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ZoneInfo {
+    pub name: String,
+    pub serial: u32,
+    pub records: usize,
+    pub gslb_names: usize,
+    pub file: String,
+}
+
+impl ZoneInfo {
+    /// The zones of `model`, in model order.
+    pub fn list(model: &Model) -> Vec<ZoneInfo> {
+        model
+            .zones
+            .iter()
+            .map(|z| ZoneInfo {
+                name: z.origin.to_string(),
+                serial: z.serial,
+                records: z.record_count,
+                gslb_names: z.gslb_count,
+                file: z.file.display().to_string(),
+            })
+            .collect()
+    }
+}
+
+/// A validated `/explain` query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExplainRequest {
+    /// Lower-case, fully qualified (trailing dot).
+    pub name: String,
+    /// Query type number (default A).
+    pub qtype: u16,
+    /// The resolver address; `None` = not given (the backend picks its default).
+    pub client: Option<IpAddr>,
+    /// EDNS Client Subnet: address with the bits beyond the prefix cleared, and the prefix.
+    pub ecs: Option<(IpAddr, u8)>,
+}
+
+/// Why `/explain` could not answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ExplainError {
+    /// No zone serves this name: 404.
+    #[error("{0}")]
+    NotServed(String),
+    /// The request makes no sense for this name: 400.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything the handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub metrics: Arc<Metrics>,
+    pub backend: Arc<dyn ApiBackend>,
+    /// Bearer token for mutating calls; `None` = the API is read-only.
+    pub token: Option<Arc<str>>,
+}
+
+impl ApiContext {
+    pub fn new(metrics: Arc<Metrics>, backend: Arc<dyn ApiBackend>, token: Option<String>) -> Self {
+        ApiContext {
+            metrics,
+            backend,
+            token: token.map(Arc::from),
+        }
+    }
+}
+
+/// The API's routes.
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/datacenters/{name}/admin", put(set_admin))
+        .route("/explain", get(explain))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this endpoint",
+            )
+        })
+        .with_state(ctx)
+}
+
+/// Binds `addr` and serves the API until `shutdown` turns true (or its sender is dropped).
+/// Returns the bound address (port 0 resolved) and the server task.
+pub async fn serve(
+    addr: SocketAddr,
+    ctx: ApiContext,
+    mut shutdown: watch::Receiver<bool>,
+) -> io::Result<(SocketAddr, JoinHandle<io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(ctx);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    Ok((bound, task))
+}
+
+fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, axum::Json(json!({ "error": msg.into() }))).into_response()
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn status(State(ctx): State<ApiContext>) -> Response {
+    let info = ctx.backend.server_info();
+    let health = ctx.backend.datacenter_status().await;
+    let uptime = SystemTime::now()
+        .duration_since(info.started)
+        .map_or(0, |d| d.as_secs());
+    let body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "started_unix": unix(info.started),
+        "uptime_secs": uptime,
+        "generation": info.generation,
+        "loaded_at_unix": unix(info.loaded_at),
+        "last_reload": {
+            "at_unix": unix(info.last_reload.at),
+            "ok": info.last_reload.ok,
+            "errors": info.last_reload.errors,
+        },
+        "ready": ctx.backend.ready(),
+        "zones": info.zones,
+        "health_generation": health.as_ref().map(|h| h.generation),
+        "datacenters": health.map(|h| h.datacenters).unwrap_or_default(),
+    });
+    axum::Json(body).into_response()
+}
+
+async fn metrics(State(ctx): State<ApiContext>) -> Response {
+    let info = ctx.backend.server_info();
+    let health = ctx.backend.datacenter_status().await;
+    let server = ServerGauges {
+        started: info.started,
+        config_generation: info.generation,
+        loaded_at: info.loaded_at,
+        last_reload_ok: info.last_reload.ok,
+        zones: info.zones.len(),
+    };
+    let text = ctx.metrics.render(&Extra {
+        health: health.as_ref(),
+        server: Some(server),
+    });
+    let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
+    ([(header::CONTENT_TYPE, ct)], text).into_response()
+}
+
+async fn readyz(State(ctx): State<ApiContext>) -> Response {
+    if ctx.backend.ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guess
+/// was right.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+/// Why a mutating call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Denied {
+    /// No token configured: 403.
+    ReadOnly,
+    /// No bearer credential: 401 with a challenge.
+    Unauthenticated(&'static str),
+    /// A bearer credential that is not the token: 403.
+    WrongToken,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::ReadOnly => error(
+                StatusCode::FORBIDDEN,
+                "the API is read-only: no admin token is configured (configure a token file \
+                 or environment variable)",
+            ),
+            Denied::Unauthenticated(msg) => {
+                let mut r = error(StatusCode::UNAUTHORIZED, msg);
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"gslbd\""),
+                );
+                r
+            }
+            Denied::WrongToken => error(StatusCode::FORBIDDEN, "wrong token"),
+        }
+    }
+}
+
+/// `Ok` when the request carries the configured token.
+fn authorize(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), Denied> {
+    let Some(token) = &ctx.token else {
+        return Err(Denied::ReadOnly);
+    };
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(Denied::Unauthenticated(
+            "missing `Authorization: Bearer <token>` header",
+        ));
+    };
+    let value = value.to_str().unwrap_or("");
+    let given = match value.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ => {
+            return Err(Denied::Unauthenticated(
+                "the Authorization header must be `Bearer <token>`",
+            ));
+        }
+    };
+    if same_token(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Denied::WrongToken)
+    }
+}
+
+/// The admin state in a PUT body: plain `drain`, JSON `"drain"` or `{ "state": "drain" }`.
+fn parse_admin_body(body: &[u8]) -> Result<AdminState, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_string())?;
+    let text = text.trim();
+    let word = if text.starts_with('{') || text.starts_with('"') {
+        match serde_json::from_str::<Value>(text) {
+            Ok(Value::String(s)) => s,
+            Ok(Value::Object(mut o)) => {
+                if let Some(k) = o.keys().find(|k| *k != "state") {
+                    return Err(format!("unknown field `{k}`; expected only `state`"));
+                }
+                match o.remove("state") {
+                    Some(Value::String(s)) => s,
+                    Some(_) => return Err("`state` must be a string".into()),
+                    None => return Err("missing field `state`".into()),
+                }
+            }
+            Ok(_) => return Err("expected `{\"state\": \"...\"}` or a plain word".into()),
+            Err(e) => return Err(format!("invalid JSON: {e}")),
+        }
+    } else {
+        text.to_string()
+    };
+    AdminState::parse(&word.to_ascii_lowercase()).ok_or_else(|| {
+        if word.is_empty() {
+            "empty body; expected one of obey, up, down, drain".to_string()
+        } else {
+            format!("unknown admin state `{word}`; expected one of obey, up, down, drain")
+        }
+    })
+}
+
+async fn set_admin(
+    State(ctx): State<ApiContext>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(denied) = authorize(&ctx, &headers) {
+        return denied.into_response();
+    }
+    let Ok(Path(name)) = name else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter name in the path",
+        );
+    };
+    let state = match parse_admin_body(&body) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match ctx.backend.set_admin(&name, state).await {
+        Ok(()) => {
+            tracing::info!(datacenter = %name, admin = state.as_str(), "admin state set via API");
+            axum::Json(json!({ "datacenter": name, "admin": state.as_str() })).into_response()
+        }
+        Err(e @ (AdminError::UnknownName(_) | AdminError::UnknownDatacenter(_))) => {
+            error(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e @ AdminError::Stopped) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    }
+}
+
+/// `A`, `aaaa`, `TYPE65`, `28`.
+fn parse_qtype(s: &str) -> Result<u16, String> {
+    use std::str::FromStr;
+    let up = s.to_ascii_uppercase();
+    let num = up.strip_prefix("TYPE").unwrap_or(&up);
+    if let Ok(n) = num.parse::<u16>() {
+        return Ok(n);
+    }
+    match hickory_proto::rr::RecordType::from_str(&up) {
+        Ok(t) => Ok(u16::from(t)),
+        Err(_) => Err(format!("unknown query type `{s}`")),
+    }
+}
+
+fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
+    match addr {
+        IpAddr::V4(a) => {
+            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & m).into())
+        }
+        IpAddr::V6(a) => {
+            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & m).into())
+        }
+    }
+}
+
+/// `192.0.2.0/24`, `2001:db8::/48`, or a bare address (full-length prefix).
+fn parse_ecs(s: &str) -> Result<(IpAddr, u8), String> {
+    let (a, p) = s.split_once('/').unwrap_or((s, ""));
+    let addr: IpAddr = a
+        .parse()
+        .map_err(|_| format!("ecs: `{a}` is not an IP address"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix = if p.is_empty() {
+        max
+    } else {
+        p.parse::<u8>()
+            .ok()
+            .filter(|&n| n <= max)
+            .ok_or_else(|| format!("ecs: prefix `{p}` must be a number 0..={max}"))?
+    };
+    Ok((mask(addr, prefix), prefix))
+}
+
+/// Validates the `/explain` parameters.
+pub fn parse_explain(params: &[(String, String)]) -> Result<ExplainRequest, String> {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for (k, v) in params {
+        if !matches!(k.as_str(), "name" | "type" | "client" | "ecs") {
+            return Err(format!(
+                "unknown parameter `{k}`; expected name, type, client, ecs"
+            ));
+        }
+        if seen.insert(k, v).is_some() {
+            return Err(format!("parameter `{k}` given twice"));
+        }
+    }
+    let name = match seen.get("name").map(|n| n.trim()) {
+        None | Some("") => return Err("missing parameter `name`".into()),
+        Some(n) => n,
+    };
+    let parsed = hickory_proto::rr::Name::from_ascii(name)
+        .map_err(|e| format!("name: `{name}` is not a valid DNS name: {e}"))?;
+    let mut fqdn = parsed.to_ascii().to_ascii_lowercase();
+    if !fqdn.ends_with('.') {
+        fqdn.push('.');
+    }
+    let qtype = match seen.get("type") {
+        None => 1,
+        Some(t) => parse_qtype(t.trim())?,
+    };
+    let client = match seen.get("client").map(|c| c.trim()) {
+        None | Some("") => None,
+        Some(c) => Some(
+            c.parse::<IpAddr>()
+                .map_err(|_| format!("client: `{c}` is not an IP address"))?,
+        ),
+    };
+    let ecs = match seen.get("ecs").map(|e| e.trim()) {
+        None | Some("") => None,
+        Some(e) => Some(parse_ecs(e)?),
+    };
+    Ok(ExplainRequest {
+        name: fqdn,
+        qtype,
+        client,
+        ecs,
+    })
+}
+
+async fn explain(
+    State(ctx): State<ApiContext>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let Ok(Query(params)) = params else {
+        return error(StatusCode::BAD_REQUEST, "malformed query string");
+    };
+    let req = match parse_explain(&params) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match ctx.backend.explain(&req) {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(ExplainError::NotServed(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(ExplainError::Invalid(e)) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn admin_bodies() {
+        assert_eq!(parse_admin_body(b"drain\n"), Ok(AdminState::Drain));
+        assert_eq!(parse_admin_body(b"UP"), Ok(AdminState::Up));
+        assert_eq!(
+            parse_admin_body(br#"{"state":"obey"}"#),
+            Ok(AdminState::Obey)
+        );
+        assert_eq!(parse_admin_body(br#""down""#), Ok(AdminState::Down));
+        assert!(parse_admin_body(b"").is_err());
+        assert!(parse_admin_body(b"maybe").is_err());
+        assert!(parse_admin_body(br#"{"state":1}"#).is_err());
+        assert!(parse_admin_body(br#"{"state":"up","x":1}"#).is_err());
+        assert!(parse_admin_body(br#"{"state":"#).is_err());
+        assert!(parse_admin_body(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn explain_params() {
+        let r = parse_explain(&p(&[
+            ("name", "WWW.Example.com"),
+            ("type", "aaaa"),
+            ("client", "192.0.2.1"),
+            ("ecs", "198.51.100.77/24"),
+        ]))
+        .expect("valid");
+        assert_eq!(r.name, "www.example.com.");
+        assert_eq!(r.qtype, 28);
+        assert_eq!(r.client, Some("192.0.2.1".parse().expect("ip")));
+        assert_eq!(r.ecs, Some(("198.51.100.0".parse().expect("ip"), 24)));
+        let r = parse_explain(&p(&[
+            ("name", "a.b."),
+            ("type", "TYPE65"),
+            ("ecs", "2001:db8::1"),
+        ]))
+        .expect("valid");
+        assert_eq!((r.qtype, r.ecs.map(|e| e.1)), (65, Some(128)));
+        assert_eq!(
+            parse_explain(&p(&[("name", "x."), ("ecs", "0.0.0.0/0")])).map(|r| r.ecs),
+            Ok(Some(("0.0.0.0".parse().expect("ip"), 0)))
+        );
+        for bad in [
+            p(&[]),
+            p(&[("name", "")]),
+            p(&[("name", "a..b")]),
+            p(&[("name", "a."), ("type", "BOGUS")]),
+            p(&[("name", "a."), ("client", "nope")]),
+            p(&[("name", "a."), ("ecs", "10.0.0.0/33")]),
+            p(&[("name", "a."), ("ecs", "10.0.0.0/x")]),
+            p(&[("name", "a."), ("name", "b.")]),
+            p(&[("name", "a."), ("qtype", "A")]),
+        ] {
+            assert!(parse_explain(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(same_token(b"secret", b"secret"));
+        assert!(!same_token(b"secret", b"secreT"));
+        assert!(!same_token(b"secret", b"secret2"));
+        assert!(!same_token(b"", b"x"));
+    }
+}
