@@ -55,7 +55,7 @@ struct ExplainArgs {
     json: bool,
 }
 
-#[derive(clap::Args, Debug, Default)]
+#[derive(clap::Parser, Debug)]
 struct ServeArgs {
     /// Directory of zone files (*.toml).
     #[arg(long, default_value = "zones")]
@@ -72,6 +72,24 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// HTTP API address (status, metrics, admin state, explain), or `none`.
+    #[arg(long, default_value = "127.0.0.1:8053", value_name = "ADDR:PORT|none")]
+    api: String,
+    /// File holding the bearer token for mutating API calls (without a token the API is read-only).
+    #[arg(long, value_name = "FILE")]
+    api_token_file: Option<PathBuf>,
+    /// Environment variable holding the bearer token (alternative to --api-token-file).
+    #[arg(long, value_name = "NAME")]
+    api_token_env: Option<String>,
+    /// Directory for admin states and warm-start health (kept across restarts).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// How a never-probed datacenter counts until its first probe (without fresh warm state).
+    #[arg(long, default_value = "assume-up", value_parser = ["assume-up", "assume-down"])]
+    startup: String,
+    /// Do not reload on changes to the zones directory or GeoIP files (SIGHUP still works).
+    #[arg(long)]
+    no_watch: bool,
 }
 
 fn init_logs(format: &str) {
@@ -93,11 +111,7 @@ fn main() -> ExitCode {
         Some(Cmd::Check { zones }) => check(&zones),
         Some(Cmd::Serve(a)) => serve(a),
         Some(Cmd::Explain(a)) => explain(a),
-        None => serve(ServeArgs {
-            zones: "zones".into(),
-            log_format: "text".into(),
-            ..Default::default()
-        }),
+        None => serve(ServeArgs::parse_from(["serve"])),
     }
 }
 
@@ -182,6 +196,31 @@ fn serve(a: ServeArgs) -> ExitCode {
     let mut opts = ServeOptions::new(a.zones, listen);
     opts.geoip = a.geoip;
     opts.udp_threads = a.udp_threads;
+    opts.api = match a.api.as_str() {
+        "none" | "off" => None,
+        s => match s.parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                eprintln!("gslbd: --api {s:?}: expected ADDR:PORT or none");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    opts.api_token =
+        match gslbd::api::load_token(a.api_token_file.as_deref(), a.api_token_env.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("gslbd: API token: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    opts.state_dir = a.state_dir;
+    opts.startup = if a.startup == "assume-down" {
+        gslbd::health::aggregator::Startup::AssumeDown
+    } else {
+        gslbd::health::aggregator::Startup::AssumeUp
+    };
+    opts.watch = !a.no_watch;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

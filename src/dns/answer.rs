@@ -229,8 +229,18 @@ struct Outcome {
     scope: u8,
 }
 
-/// Answers `q` (already parsed from `req`) into `out`; returns the response length.
-/// `max` is the size limit of the transport (UDP payload or 65535 for TCP).
+/// A response written into the caller's buffer, with what metrics want to know about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answered {
+    pub len: usize,
+    /// The zone (index into `Model::zones`) that answered the query name, if any.
+    pub zone: Option<u32>,
+    /// ECS scope prefix length sent back (0 when not client-specific).
+    pub scope: u8,
+}
+
+/// Answers `q` (already parsed from `req`) into `out`. The size limit is the transport's
+/// (the client's UDP payload within 512..=1232, or 65535 over TCP).
 pub fn respond<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
@@ -238,7 +248,8 @@ pub fn respond<G: GslbAnswerer>(
     req: &[u8],
     client: &Client,
     out: &mut [u8],
-) -> usize {
+) -> Answered {
+    let mut zone = None;
     let mut w = Writer::new(out);
     w.put(&[0; HEADER_LEN]);
     w.put(&req[HEADER_LEN..q.question_end]);
@@ -271,9 +282,11 @@ pub fn respond<G: GslbAnswerer>(
             scope: 0,
         }
     } else {
-        resolve(model, gslb, q, client, &mut w)
+        resolve(model, gslb, q, client, &mut w, &mut zone)
     };
-    finish(q, &mut w, outcome, badvers, limit)
+    let scope = outcome.scope;
+    let len = finish(q, &mut w, outcome, badvers, limit);
+    Answered { len, zone, scope }
 }
 
 /// Bytes the OPT record will take in the response.
@@ -376,6 +389,7 @@ fn resolve<G: GslbAnswerer>(
     q: &Query,
     client: &Client,
     w: &mut Writer<'_>,
+    zone_out: &mut Option<u32>,
 ) -> Outcome {
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
@@ -383,9 +397,12 @@ fn resolve<G: GslbAnswerer>(
     for hop in 0..MAX_CHAIN {
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {
-            model
-                .zone_at(cur.suffix(i))
-                .map(|z| (&model.zones[z as usize], i))
+            model.zone_at(cur.suffix(i)).map(|z| {
+                if hop == 0 {
+                    *zone_out = Some(z);
+                }
+                (&model.zones[z as usize], i)
+            })
         }) else {
             // Outside every zone: REFUSED for the query itself; after a CNAME the chain
             // simply ends at our border.
@@ -578,13 +595,17 @@ pub fn handle<G: GslbAnswerer>(
     client: &Client,
     q: &mut Query,
     out: &mut [u8],
-) -> Option<usize> {
+) -> Option<Answered> {
     match parse(req, q) {
         Ok(()) => Some(respond(model, gslb, q, req, client, out)),
         Err(Reject::Drop) => None,
         Err(Reject::Rcode {
             rcode,
             with_question,
-        }) => Some(reject(req, q, rcode, with_question, out)),
+        }) => Some(Answered {
+            len: reject(req, q, rcode, with_question, out),
+            zone: None,
+            scope: 0,
+        }),
     }
 }

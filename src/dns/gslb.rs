@@ -13,8 +13,9 @@ use super::answer::{Client, GslbAnswerer, GslbOutcome, Writer};
 use super::wire::{ClientSubnet, Query, TYPE_A};
 use crate::geo::GeoDb;
 use crate::health::Snapshot;
+use crate::metrics::{GslbSlots, Metrics};
 use crate::model::{GslbEntry, Model};
-use crate::policy::{self, Family, NoTrace, Outcome, QueryInput, Tracer};
+use crate::policy::{self, Family, NoTrace, Outcome, QueryInput, Source, Tracer};
 
 /// The decision inputs for one GSLB name: the client as the policies see it.
 pub fn client_for(
@@ -107,6 +108,9 @@ pub struct GslbContext<'a> {
     pub model: &'a Model,
     pub snapshot: &'a ArcSwap<Snapshot>,
     pub geo: &'a ArcSwap<GeoDb>,
+    pub metrics: &'a Metrics,
+    /// Metric slots of each GSLB name, indexed like `Model::gslb`.
+    pub slots: &'a [GslbSlots],
 }
 
 impl GslbAnswerer for GslbContext<'_> {
@@ -141,6 +145,22 @@ impl GslbAnswerer for GslbContext<'_> {
             &mut NoTrace,
         );
         let scope = if ecs_used(entry, ecs) { sel.scope } else { 0 };
+        if let Some(slots) = self.slots.get(id as usize) {
+            if matches!(sel.source, Source::FailOpen | Source::LastResort)
+                || sel.outcome == Outcome::ServFail
+            {
+                self.metrics.all_down(slots);
+            }
+            if let Some(pool) = sel.pool {
+                let mut last = u32::MAX;
+                for e in sel.entries() {
+                    if e.dc.0 != last {
+                        self.metrics.decision(slots, pool.0, e.dc.0);
+                        last = e.dc.0;
+                    }
+                }
+            }
+        }
         match sel.outcome {
             Outcome::Answer => {
                 let mut n = 0;

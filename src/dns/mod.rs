@@ -9,5 +9,5 @@ pub mod gslb;
 pub mod server;
 pub mod wire;
 
-pub use answer::{Client, GslbAnswerer, GslbOutcome, NoGslb, Writer, handle};
+pub use answer::{Answered, Client, GslbAnswerer, GslbOutcome, NoGslb, Writer, handle};
 pub use wire::Query;

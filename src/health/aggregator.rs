@@ -318,6 +318,7 @@ pub struct Aggregator {
     published: Vec<DcState>,
     last_publish: Option<Instant>,
     cmds: Option<mpsc::Receiver<Command>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Aggregator {
@@ -380,6 +381,7 @@ impl Aggregator {
             published: Vec::new(),
             last_publish: None,
             cmds: Some(rx),
+            metrics: None,
         };
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
@@ -483,9 +485,23 @@ impl Aggregator {
         self.out.load_full()
     }
 
+    /// Counts probe results and snapshot publications in `m` from now on.
+    pub fn set_metrics(&mut self, m: Arc<crate::metrics::Metrics>) {
+        self.metrics = Some(m);
+    }
+
     /// Apply one probe result at its own time `r.at`. Returns true when a target changed state.
     pub fn apply(&mut self, r: &ProbeResult) -> bool {
         let now = r.at;
+        if let (Some(m), Some(target)) = (&self.metrics, self.set.targets.get(r.target.0 as usize))
+        {
+            let addr = target.addr.ip().to_string();
+            for (dc, _) in &target.users {
+                if let Some(plan) = self.set.dcs.get(*dc as usize) {
+                    m.probe(&plan.name, &addr, r.outcome.kind(), r.latency);
+                }
+            }
+        }
         let Some(t) = self.targets.get_mut(r.target.0 as usize) else {
             return false;
         };
@@ -746,6 +762,9 @@ impl Aggregator {
         }));
         self.published = dcs;
         self.last_publish = Some(now);
+        if let Some(m) = &self.metrics {
+            m.snapshot_published();
+        }
     }
 
     /// Publish a new snapshot if anything changed since the last one and at least
@@ -767,6 +786,9 @@ impl Aggregator {
         }));
         self.published = dcs;
         self.last_publish = Some(now);
+        if let Some(m) = &self.metrics {
+            m.snapshot_published();
+        }
         true
     }
 

@@ -20,7 +20,7 @@ pub struct TargetId(pub u32);
 
 /// One datacenter as the probe set needs it. Its position in the input list is its
 /// `DatacenterId`, the index into `Snapshot::dcs`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DatacenterProbe {
     /// For logs, status and the state files (ids change between configs; names do not).
     pub name: String,

@@ -29,6 +29,7 @@ impl TestServer {
         }
         let mut opts = ServeOptions::new(dir.path(), vec!["127.0.0.1:0".parse().unwrap()]);
         opts.udp_threads = 2;
+        opts.shutdown_grace = Duration::from_secs(1);
         tweak(&mut opts);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -46,6 +47,16 @@ impl TestServer {
 
     pub fn running(&self) -> &Running {
         self.running.as_ref().unwrap()
+    }
+
+    /// Reloads as SIGHUP would.
+    pub fn reload(&self) -> Result<(), gslbd::config::ConfigErrors> {
+        self.rt.block_on(self.running().state.reload())
+    }
+
+    /// Runs `f` on the server's runtime (for async control calls).
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
     }
 
     pub fn zone_path(&self, name: &str) -> PathBuf {
@@ -66,7 +77,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(r) = self.running.take() {
-            self.rt.block_on(r.shutdown(Duration::from_secs(1)));
+            self.rt.block_on(r.shutdown());
         }
     }
 }

@@ -22,7 +22,7 @@ fn run(m: &Model, pkt: &[u8], tcp: bool) -> Option<Vec<u8>> {
         addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         tcp,
     };
-    dns::handle(m, &NoGslb, pkt, &client, &mut q, &mut out).map(|n| out[..n].to_vec())
+    dns::handle(m, &NoGslb, pkt, &client, &mut q, &mut out).map(|a| out[..a.len].to_vec())
 }
 
 proptest! {

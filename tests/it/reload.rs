@@ -30,7 +30,7 @@ fn reload_swaps_in_a_valid_change_and_keeps_the_old_zones_on_error() {
         V1.replace("192.0.2.10", "192.0.2.20"),
     )
     .unwrap();
-    s.running().state.reload().expect("valid change reloads");
+    s.reload().expect("valid change reloads");
     assert_eq!(
         s.udp(&q("www.example.com", "A")).answers(),
         ["www.example.com. 3600 IN A 192.0.2.20"]
@@ -42,11 +42,7 @@ fn reload_swaps_in_a_valid_change_and_keeps_the_old_zones_on_error() {
             .replace("[soa]", "colour = 1\n[soa]"),
     )
     .unwrap();
-    let errs = s
-        .running()
-        .state
-        .reload()
-        .expect_err("broken file is rejected");
+    let errs = s.reload().expect_err("broken file is rejected");
     let text = errs.to_string();
     assert!(
         text.contains("records.www.A[0]: \"192.0.2.300\" is not an IPv4 address"),

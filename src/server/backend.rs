@@ -1,0 +1,126 @@
+//! The HTTP API's view of the running server (`api::ApiBackend`), and readiness tracking.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::State;
+use crate::api::{
+    ApiBackend, BoxFuture, ExplainError, ExplainRequest, ReloadInfo, ServerInfo, ZoneInfo,
+};
+use crate::dns::wire::ClientSubnet;
+use crate::health::AdminState;
+use crate::health::aggregator::{AdminError, Status};
+use crate::policy::Family;
+
+pub struct Backend {
+    pub state: Arc<State>,
+}
+
+impl ApiBackend for Backend {
+    fn server_info(&self) -> ServerInfo {
+        let loaded = self.state.loaded.load();
+        let r = self.state.last_reload.load();
+        ServerInfo {
+            started: self.state.started,
+            generation: self.state.generation.load(Ordering::Relaxed),
+            loaded_at: loaded.model.loaded_at,
+            last_reload: ReloadInfo {
+                at: r.at,
+                ok: r.ok,
+                errors: r.errors.clone(),
+            },
+            zones: ZoneInfo::list(&loaded.model),
+        }
+    }
+
+    fn datacenter_status(&self) -> BoxFuture<'_, Option<Status>> {
+        Box::pin(async move {
+            let h = self.state.health_handle().await?;
+            h.status().await
+        })
+    }
+
+    fn set_admin<'a>(
+        &'a self,
+        name: &'a str,
+        state: AdminState,
+    ) -> BoxFuture<'a, Result<(), AdminError>> {
+        Box::pin(async move {
+            let h = self
+                .state
+                .health_handle()
+                .await
+                .ok_or(AdminError::Stopped)?;
+            h.set_admin_by_name(name, state).await?;
+            h.persist().await
+        })
+    }
+
+    fn explain(&self, req: &ExplainRequest) -> Result<serde_json::Value, ExplainError> {
+        let family = match req.qtype {
+            1 => Family::V4,
+            28 => Family::V6,
+            other => {
+                return Err(ExplainError::Invalid(format!(
+                    "type {other}: GSLB names answer A and AAAA only"
+                )));
+            }
+        };
+        let ecs = req.ecs.map(|(addr, prefix)| ClientSubnet {
+            family: if addr.is_ipv4() { 1 } else { 2 },
+            source_prefix: prefix,
+            addr,
+        });
+        // Without a resolver address, the ECS address stands for it (else loopback).
+        let source = req
+            .client
+            .or(req.ecs.map(|e| e.0))
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let loaded = self.state.loaded.load();
+        let snap = self.state.snapshot.load();
+        let geo = self.state.geo.load();
+        match crate::explain::explain(
+            &loaded.model,
+            &snap,
+            &geo,
+            &req.name,
+            family,
+            source,
+            ecs.as_ref(),
+        ) {
+            Ok(x) => serde_json::to_value(&x).map_err(|e| ExplainError::Invalid(e.to_string())),
+            Err(crate::explain::ExplainError::NotGslb(n)) => Err(ExplainError::NotServed(format!(
+                "{n} is not a GSLB name served here"
+            ))),
+            Err(crate::explain::ExplainError::BadInput(m)) => Err(ExplainError::Invalid(m)),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.state.ready.load(Ordering::Relaxed)
+    }
+}
+
+/// Marks the server ready once every target has been probed or warm-started, and again after
+/// a reload restarted the probes.
+pub async fn track_readiness(state: Arc<State>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        if state.ready.load(Ordering::Relaxed) {
+            continue;
+        }
+        let Some(h) = state.health_handle().await else {
+            continue;
+        };
+        if let Some(s) = h.status().await
+            && s.datacenters
+                .iter()
+                .all(|d| d.targets.iter().all(|t| t.probed || t.warm))
+        {
+            state.ready.store(true, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,498 @@
+//! The running server: loads the zones, binds the sockets, runs the probes and the API,
+//! reloads on SIGHUP or a file change, and stops cleanly on SIGTERM/SIGINT.
+//!
+//! ```text
+//! load_model -> Loaded{Model, metric slots} --swap--> State.loaded <--load-- UDP/TCP handler
+//! HealthRuntime (probes -> aggregator) --publish--> State.snapshot <--load-- GSLB answers
+//! ```
+//! A reload builds a complete new model off the query path and swaps it in with one atomic
+//! store; a failed reload leaves the old model in place and reports every error.
+
+mod backend;
+pub mod health;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, ConfigErrors};
+use crate::dns::gslb::GslbContext;
+use crate::dns::server::{ListenConfig, Listeners, PacketHandler};
+use crate::dns::{self, Client, Query};
+use crate::geo::GeoDb;
+use crate::health::Snapshot;
+use crate::health::aggregator::{AggregatorSettings, Startup};
+use crate::metrics::{GslbSlots, Metrics, PoolLabels, Transport, ZoneSlots};
+use crate::model::Model;
+use crate::probe::WorkerSettings;
+use health::HealthRuntime;
+
+/// What `gslbd serve` is told on the command line.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub zones_dir: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    /// GeoIP files; empty = the shipped database.
+    pub geoip: Vec<PathBuf>,
+    pub udp_threads: usize,
+    pub tcp_max_connections: usize,
+    pub tcp_idle_timeout: Duration,
+    /// HTTP API address; `None` = no API.
+    pub api: Option<SocketAddr>,
+    /// Bearer token for mutating API calls (read from a file or the environment by the caller).
+    pub api_token: Option<String>,
+    /// Where admin states and warm-start health are kept; `None` = a private directory that
+    /// lasts as long as the process (state then survives reloads, not restarts).
+    pub state_dir: Option<PathBuf>,
+    /// How never-probed targets count before their first probe (without warm state).
+    pub startup: Startup,
+    /// Warm state older than this is ignored.
+    pub warm_max_age: Duration,
+    /// Reload when the zones directory or the GeoIP files change.
+    pub watch: bool,
+    /// Probes in flight at once.
+    pub max_probes_in_flight: usize,
+    /// Grace time for in-flight TCP queries at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl ServeOptions {
+    pub fn new(zones_dir: impl Into<PathBuf>, listen: Vec<SocketAddr>) -> Self {
+        ServeOptions {
+            zones_dir: zones_dir.into(),
+            listen,
+            geoip: vec![],
+            udp_threads: 0,
+            tcp_max_connections: 512,
+            tcp_idle_timeout: Duration::from_secs(10),
+            api: None,
+            api_token: None,
+            state_dir: None,
+            startup: Startup::AssumeUp,
+            warm_max_age: Duration::from_secs(300),
+            watch: false,
+            max_probes_in_flight: 256,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+
+    fn geoip_paths(&self) -> Vec<PathBuf> {
+        if self.geoip.is_empty() {
+            crate::geo::default_paths()
+        } else {
+            self.geoip.clone()
+        }
+    }
+}
+
+/// Result of the last reload, for logs and the status API.
+#[derive(Clone, Debug)]
+pub struct ReloadReport {
+    pub at: SystemTime,
+    pub ok: bool,
+    pub errors: Vec<String>,
+}
+
+/// A model and the metric slots of its zones and GSLB names, swapped together.
+pub struct Loaded {
+    pub model: Model,
+    pub zone_slots: ZoneSlots,
+    pub gslb_slots: Vec<GslbSlots>,
+}
+
+impl Loaded {
+    fn new(model: Model, metrics: &Metrics) -> Loaded {
+        let zone_slots = metrics.zone_slots(model.zones.iter().map(|z| z.origin.to_string()));
+        let dcs = &model.datacenters.list;
+        let gslb_slots = model
+            .gslb
+            .iter()
+            .map(|g| {
+                let pools: Vec<PoolLabels<'_>> = g
+                    .def
+                    .pools
+                    .iter()
+                    .map(|p| PoolLabels {
+                        name: &p.name,
+                        members: p
+                            .members
+                            .iter()
+                            .map(|m| (m.dc.0, dcs.get(m.dc.0 as usize).map_or("?", |d| &*d.name)))
+                            .collect(),
+                    })
+                    .collect();
+                metrics.gslb_slots(&g.owner.to_string(), &pools)
+            })
+            .collect();
+        Loaded {
+            model,
+            zone_slots,
+            gslb_slots,
+        }
+    }
+}
+
+/// Everything the query path reads, each part swappable on its own, plus the control state.
+pub struct State {
+    pub loaded: ArcSwap<Loaded>,
+    /// Health of every datacenter, published by the aggregator (all up until it runs).
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub geo: ArcSwap<GeoDb>,
+    pub metrics: Arc<Metrics>,
+    pub generation: AtomicU64,
+    pub last_reload: ArcSwap<ReloadReport>,
+    pub started: SystemTime,
+    /// True once every target was probed or warm-started (`/readyz`).
+    pub ready: AtomicBool,
+    health: tokio::sync::Mutex<Option<HealthRuntime>>,
+    /// One reload at a time (SIGHUP, file watch and tests may race).
+    reload_lock: tokio::sync::Mutex<()>,
+    opts: ServeOptions,
+    state_dir: PathBuf,
+    private_state_dir: bool,
+}
+
+impl PacketHandler for State {
+    #[inline]
+    fn handle(&self, req: &[u8], client: &Client, q: &mut Query, out: &mut [u8]) -> Option<usize> {
+        let t0 = std::time::Instant::now();
+        let loaded = self.loaded.load();
+        let gslb = GslbContext {
+            model: &loaded.model,
+            snapshot: &self.snapshot,
+            geo: &self.geo,
+            metrics: &self.metrics,
+            slots: &loaded.gslb_slots,
+        };
+        let a = dns::handle(&loaded.model, &gslb, req, client, q, out)?;
+        let resp = &out[..a.len];
+        if let Some(ecs) = q.edns.as_ref().and_then(|e| e.ecs.as_ref()) {
+            self.metrics.ecs(ecs.family, a.scope);
+        }
+        self.metrics.query(
+            loaded.zone_slots.get(a.zone),
+            q.qtype,
+            crate::metrics::response_rcode(resp, q),
+            Transport::from_tcp(client.tcp),
+            t0.elapsed(),
+        );
+        Some(a.len)
+    }
+}
+
+/// Reads and validates the zones directory into a model.
+pub fn load_model(dir: &Path) -> Result<Model, ConfigErrors> {
+    let cfg = config::load_dir(dir)?;
+    Model::build(&cfg)
+}
+
+impl State {
+    /// The current model.
+    pub fn model(&self) -> arc_swap::Guard<Arc<Loaded>> {
+        self.loaded.load()
+    }
+
+    fn aggregator_settings(&self) -> AggregatorSettings {
+        AggregatorSettings {
+            startup: self.opts.startup,
+            state_dir: Some(self.state_dir.clone()),
+            warm_max_age: self.opts.warm_max_age,
+            ..AggregatorSettings::default()
+        }
+    }
+
+    /// (Re)starts the probes when the datacenters differ from the running ones.
+    async fn sync_health(&self, model: &Model) -> Result<(), String> {
+        let mut guard = self.health.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|h| h.probes == model.datacenters.probes)
+        {
+            return Ok(());
+        }
+        if let Some(old) = guard.take() {
+            old.stop().await;
+        }
+        self.ready.store(false, Ordering::Relaxed);
+        let rt = HealthRuntime::start(
+            &model.datacenters.probes,
+            self.aggregator_settings(),
+            WorkerSettings {
+                max_in_flight: self.opts.max_probes_in_flight,
+                ..WorkerSettings::default()
+            },
+            self.snapshot.clone(),
+            self.metrics.clone(),
+        )?;
+        *guard = Some(rt);
+        Ok(())
+    }
+
+    /// The aggregator's handle, when probes run.
+    pub async fn health_handle(&self) -> Option<crate::health::aggregator::AggregatorHandle> {
+        self.health.lock().await.as_ref().map(|h| h.handle.clone())
+    }
+
+    /// Re-reads the zones and GeoIP files; on success swaps the new model in, on failure keeps
+    /// the old one serving and reports every error (log, /status, metric).
+    pub async fn reload(&self) -> Result<(), ConfigErrors> {
+        let _one = self.reload_lock.lock().await;
+        let result = self.try_reload().await;
+        match &result {
+            Ok(()) => {
+                let g = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                self.last_reload.store(Arc::new(ReloadReport {
+                    at: SystemTime::now(),
+                    ok: true,
+                    errors: vec![],
+                }));
+                self.metrics.reload(true);
+                tracing::info!(
+                    generation = g,
+                    zones = self.loaded.load().model.zones.len(),
+                    "reloaded"
+                );
+            }
+            Err(e) => {
+                for err in &e.0 {
+                    tracing::error!(
+                        "reload failed, still serving the previous configuration: {err}"
+                    );
+                }
+                self.last_reload.store(Arc::new(ReloadReport {
+                    at: SystemTime::now(),
+                    ok: false,
+                    errors: e.0.iter().map(ToString::to_string).collect(),
+                }));
+                self.metrics.reload(false);
+            }
+        }
+        result
+    }
+
+    async fn try_reload(&self) -> Result<(), ConfigErrors> {
+        let dir = self.opts.zones_dir.clone();
+        let paths = self.opts.geoip_paths();
+        // File reading and validation stay off the runtime's worker threads.
+        let (model, geo) =
+            tokio::task::spawn_blocking(move || (load_model(&dir), GeoDb::open(&paths)))
+                .await
+                .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
+        let model = model?;
+        let geo = geo.map_err(|e| one_error(&self.opts.zones_dir, format!("GeoIP: {e}")))?;
+        let loaded = Arc::new(Loaded::new(model, &self.metrics));
+        self.sync_health(&loaded.model)
+            .await
+            .map_err(|e| one_error(&self.opts.zones_dir, e))?;
+        self.geo.store(Arc::new(geo));
+        self.loaded.store(loaded);
+        Ok(())
+    }
+}
+
+fn one_error(file: &Path, message: String) -> ConfigErrors {
+    ConfigErrors(vec![config::ConfigError {
+        file: file.to_path_buf(),
+        path: String::new(),
+        message,
+    }])
+}
+
+/// A started server.
+pub struct Running {
+    pub state: Arc<State>,
+    /// Bound DNS addresses (ephemeral ports resolved).
+    pub dns_addrs: Vec<SocketAddr>,
+    /// Bound API address, when the API runs.
+    pub api_addr: Option<SocketAddr>,
+    listeners: Listeners,
+    api_stop: tokio::sync::watch::Sender<bool>,
+    api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration:\n{0}")]
+    Config(ConfigErrors),
+    #[error("GeoIP: {0}")]
+    Geo(crate::geo::GeoError),
+    #[error("health checks: {0}")]
+    Health(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Running {
+    /// Stops accepting, answers in-flight TCP queries (at most `shutdown_grace`), stops the
+    /// API, then stops the probes (the aggregator writes its state files).
+    pub async fn shutdown(self) {
+        let grace = self.state.opts.shutdown_grace;
+        self.listeners.stop(grace).await;
+        let _ = self.api_stop.send(true);
+        if let Some(t) = self.api_task {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
+        for t in &self.background {
+            t.abort();
+        }
+        if let Some(h) = self.state.health.lock().await.take() {
+            h.stop().await;
+        }
+        if self.state.private_state_dir {
+            let _ = std::fs::remove_dir_all(&self.state.state_dir);
+        }
+    }
+}
+
+/// Loads the configuration and starts listening. Must run inside a tokio runtime.
+pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
+    let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
+    let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
+    let (state_dir, private_state_dir) = match &opts.state_dir {
+        Some(d) => (d.clone(), false),
+        None => {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let d = std::env::temp_dir().join(format!(
+                "gslbd-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            (d, true)
+        }
+    };
+    std::fs::create_dir_all(&state_dir).map_err(|source| StartError::StateDir {
+        path: state_dir.clone(),
+        source,
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::all_up(
+        model.datacenters.list.len(),
+    )));
+    let loaded = Loaded::new(model, &metrics);
+    let state = Arc::new(State {
+        loaded: ArcSwap::from_pointee(loaded),
+        snapshot,
+        geo: ArcSwap::from_pointee(geo),
+        metrics,
+        generation: AtomicU64::new(1),
+        last_reload: ArcSwap::from_pointee(ReloadReport {
+            at: SystemTime::now(),
+            ok: true,
+            errors: vec![],
+        }),
+        started: SystemTime::now(),
+        ready: AtomicBool::new(false),
+        health: tokio::sync::Mutex::new(None),
+        reload_lock: tokio::sync::Mutex::new(()),
+        opts: opts.clone(),
+        state_dir,
+        private_state_dir,
+    });
+    let model = state.loaded.load_full();
+    state
+        .sync_health(&model.model)
+        .await
+        .map_err(StartError::Health)?;
+    drop(model);
+
+    let cfg = ListenConfig {
+        addrs: opts.listen.clone(),
+        udp_threads: opts.udp_threads,
+        tcp_max_connections: opts.tcp_max_connections,
+        tcp_idle_timeout: opts.tcp_idle_timeout,
+    };
+    let listeners = dns::server::start(&cfg, state.clone()).map_err(|e| StartError::Bind {
+        addr: format!("{:?}", opts.listen),
+        source: e,
+    })?;
+    let dns_addrs = listeners.bound.clone();
+
+    let (api_stop, api_stop_rx) = tokio::sync::watch::channel(false);
+    let (api_addr, api_task) = match opts.api {
+        Some(addr) => {
+            let ctx = crate::api::ApiContext::new(
+                state.metrics.clone(),
+                Arc::new(backend::Backend {
+                    state: state.clone(),
+                }),
+                opts.api_token.clone(),
+            );
+            let (bound, task) = crate::api::serve(addr, ctx, api_stop_rx)
+                .await
+                .map_err(|e| StartError::Bind {
+                    addr: addr.to_string(),
+                    source: e,
+                })?;
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
+    let mut background = vec![tokio::spawn(backend::track_readiness(state.clone()))];
+    if opts.watch {
+        background.push(watch::spawn(
+            state.clone(),
+            opts.zones_dir.clone(),
+            opts.geoip_paths(),
+        ));
+    }
+    Ok(Running {
+        state,
+        dns_addrs,
+        api_addr,
+        listeners,
+        api_stop,
+        api_task,
+        background,
+    })
+}
+
+/// `gslbd serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.
+pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let sig = |k| {
+        signal(k).map_err(|e| StartError::Bind {
+            addr: "signals".into(),
+            source: e,
+        })
+    };
+    // Signal handlers first: a SIGHUP during start-up must not kill the process.
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let running = start(opts).await?;
+    for a in &running.dns_addrs {
+        tracing::info!(%a, "dns listening (udp, tcp)");
+    }
+    if let Some(a) = running.api_addr {
+        tracing::info!(%a, "api listening (http)");
+    }
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = running.state.reload().await;
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
