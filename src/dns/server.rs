@@ -253,15 +253,20 @@ async fn tcp_conn<H: PacketHandler>(
     };
     loop {
         let mut len = [0u8; 2];
+        // Between queries, shutdown closes the connection; once the first byte of a query has
+        // arrived, the query is read and answered (bounded by the idle timeout).
         tokio::select! {
-            r = tokio::time::timeout(idle, s.read_exact(&mut len)) => match r {
+            r = tokio::time::timeout(idle, s.read_exact(&mut len[..1])) => match r {
                 Ok(Ok(_)) => {}
                 _ => return Ok(()), // idle timeout or closed
             },
             _ = stop.changed() => return Ok(()),
         }
+        match tokio::time::timeout(idle, s.read_exact(&mut len[1..])).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
+        }
         let n = usize::from(u16::from_be_bytes(len));
-        // Once a length arrived, the message itself must follow promptly.
         match tokio::time::timeout(idle, s.read_exact(&mut req[..n])).await {
             Ok(Ok(_)) => {}
             _ => return Ok(()),

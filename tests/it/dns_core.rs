@@ -450,3 +450,15 @@ fn malformed_packets_get_formerr_or_are_dropped() {
     // The server is still answering.
     assert_eq!(s.udp(&q("www.example.com", "A")).answers().len(), 2);
 }
+
+#[test]
+fn static_answers_echo_ecs_with_scope_zero() {
+    let s = example();
+    let r = s.udp(&q("www.example.com", "A").ecs("198.51.100.0".parse().unwrap(), 24));
+    assert_eq!(r.answers().len(), 2);
+    assert_eq!(
+        r.ecs(),
+        Some((1, 24, 0, vec![198, 51, 100])),
+        "same answer for every client: scope 0"
+    );
+}

@@ -2,5 +2,6 @@
 mod common;
 mod dns_core;
 mod fuzz;
+mod ops;
 mod reload;
 mod zone_errors;
