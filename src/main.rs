@@ -90,6 +90,9 @@ struct ServeArgs {
     /// Do not reload on changes to the zones directory or GeoIP files (SIGHUP still works).
     #[arg(long)]
     no_watch: bool,
+    /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    query_log_sample: u32,
 }
 
 fn init_logs(format: &str) {
@@ -221,6 +224,7 @@ fn serve(a: ServeArgs) -> ExitCode {
         gslbd::health::aggregator::Startup::AssumeUp
     };
     opts.watch = !a.no_watch;
+    opts.query_log_sample = a.query_log_sample;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

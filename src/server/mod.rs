@@ -59,6 +59,8 @@ pub struct ServeOptions {
     pub max_probes_in_flight: usize,
     /// Grace time for in-flight TCP queries at shutdown.
     pub shutdown_grace: Duration,
+    /// Log one query in this many (0 = no query log): client, ECS, name, type, rcode, answer.
+    pub query_log_sample: u32,
 }
 
 impl ServeOptions {
@@ -78,6 +80,7 @@ impl ServeOptions {
             watch: false,
             max_probes_in_flight: 256,
             shutdown_grace: Duration::from_secs(5),
+            query_log_sample: 0,
         }
     }
 
@@ -181,7 +184,57 @@ impl PacketHandler for State {
             Transport::from_tcp(client.tcp),
             t0.elapsed(),
         );
+        if self.opts.query_log_sample > 0 {
+            sample_log(self.opts.query_log_sample, client, q, resp);
+        }
         Some(a.len)
+    }
+}
+
+thread_local! {
+    static QUERY_LOG_COUNT: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The sampled query log: one query in `every`, decoded off the answer bytes (allocation is
+/// fine here, it happens only for the sampled query).
+#[cold]
+fn sample_log_inner(client: &Client, q: &Query, resp: &[u8]) {
+    let Ok(msg) = hickory_proto::op::Message::from_vec(resp) else {
+        return;
+    };
+    let name = msg
+        .queries
+        .first()
+        .map(|x| x.name().to_string())
+        .unwrap_or_default();
+    let answer: Vec<String> = msg.answers.iter().map(|r| r.data.to_string()).collect();
+    let ecs = q
+        .edns
+        .as_ref()
+        .and_then(|e| e.ecs)
+        .map(|e| format!("{}/{}", e.addr, e.source_prefix));
+    tracing::info!(
+        target: "gslbd::query",
+        client = %client.addr,
+        ecs = ecs.as_deref().unwrap_or("-"),
+        name = %name,
+        qtype = q.qtype,
+        rcode = %msg.metadata.response_code,
+        tcp = client.tcp,
+        answer = %answer.join(" "),
+        "query"
+    );
+}
+
+#[inline]
+fn sample_log(every: u32, client: &Client, q: &Query, resp: &[u8]) {
+    let n = QUERY_LOG_COUNT.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    if n.is_multiple_of(every) {
+        sample_log_inner(client, q, resp);
     }
 }
 
