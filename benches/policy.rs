@@ -107,6 +107,18 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // The GeoIP lookup, counted apart from the decision: the shipped country database, IPv4
+    // addresses spread over the whole space.
+    if let Ok(geo) = gslbd::geo::GeoDb::open(&gslbd::geo::default_paths()) {
+        let mut x = 0x1234_5678u32;
+        c.bench_function("geo lookup (shipped db, v4)", |b| {
+            b.iter(|| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                black_box(geo.lookup(IpAddr::V4(Ipv4Addr::from(x))))
+            })
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -123,9 +123,11 @@ fn check(zones: &std::path::Path) -> ExitCode {
         Ok(m) => {
             let records: usize = m.zones.iter().map(|z| z.record_count).sum();
             println!(
-                "ok: {} zone(s), {} record(s) in {}",
+                "ok: {} zone(s), {} record(s), {} GSLB name(s), {} datacenter(s) in {}",
                 m.zones.len(),
                 records,
+                m.gslb.len(),
+                m.datacenters.list.len(),
                 zones.display()
             );
             ExitCode::SUCCESS
