@@ -190,7 +190,8 @@ fn explain(a: ExplainArgs) -> ExitCode {
 
 fn serve(a: ServeArgs) -> ExitCode {
     init_logs(&a.log_format);
-    let listen = if a.listen.is_empty() {
+    let default_listen = a.listen.is_empty();
+    let listen = if default_listen {
         vec![
             "127.0.0.1:5353".parse().expect("literal"),
             "[::1]:5353".parse().expect("literal"),
@@ -201,6 +202,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     let mut opts = ServeOptions::new(a.zones, listen);
     opts.geoip = a.geoip;
     opts.udp_threads = a.udp_threads;
+    opts.listen_best_effort = default_listen;
     opts.api = match a.api.as_str() {
         "none" | "off" => None,
         s => match s.parse() {

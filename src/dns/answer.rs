@@ -393,7 +393,7 @@ fn resolve<G: GslbAnswerer>(
 ) -> Outcome {
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
-    let mut wild = [0u8; 256];
+    let mut wild = [0u8; 258];
     for hop in 0..MAX_CHAIN {
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {

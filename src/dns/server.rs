@@ -32,6 +32,9 @@ pub struct ListenConfig {
     pub udp_threads: usize,
     pub tcp_max_connections: usize,
     pub tcp_idle_timeout: Duration,
+    /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
+    /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
+    pub best_effort: bool,
 }
 
 impl Default for ListenConfig {
@@ -41,6 +44,7 @@ impl Default for ListenConfig {
             udp_threads: 0,
             tcp_max_connections: 512,
             tcp_idle_timeout: Duration::from_secs(10),
+            best_effort: false,
         }
     }
 }
@@ -120,8 +124,15 @@ pub fn start<H: PacketHandler>(cfg: &ListenConfig, handler: Arc<H>) -> io::Resul
         tcp_tasks: vec![],
     };
     let conns = Arc::new(Semaphore::new(cfg.tcp_max_connections));
-    for &addr in &cfg.addrs {
-        let (sockets, tcp, bound) = bind_pair(addr, threads)?;
+    for (n, &addr) in cfg.addrs.iter().enumerate() {
+        let (sockets, tcp, bound) = match bind_pair(addr, threads) {
+            Ok(x) => x,
+            Err(e) if cfg.best_effort && (n + 1 < cfg.addrs.len() || !out.bound.is_empty()) => {
+                tracing::warn!(%addr, error = %e, "cannot listen here; continuing on the other addresses");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         out.bound.push(bound);
         for (i, sock) in sockets.into_iter().enumerate() {
             let h = handler.clone();

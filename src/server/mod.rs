@@ -61,6 +61,8 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// Log one query in this many (0 = no query log): client, ECS, name, type, rcode, answer.
     pub query_log_sample: u32,
+    /// Go on when some listen addresses cannot be bound (the built-in default includes ::1).
+    pub listen_best_effort: bool,
 }
 
 impl ServeOptions {
@@ -81,6 +83,7 @@ impl ServeOptions {
             max_probes_in_flight: 256,
             shutdown_grace: Duration::from_secs(5),
             query_log_sample: 0,
+            listen_best_effort: false,
         }
     }
 
@@ -468,6 +471,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         udp_threads: opts.udp_threads,
         tcp_max_connections: opts.tcp_max_connections,
         tcp_idle_timeout: opts.tcp_idle_timeout,
+        best_effort: opts.listen_best_effort,
     };
     let listeners = dns::server::start(&cfg, state.clone()).map_err(|e| StartError::Bind {
         addr: format!("{:?}", opts.listen),
