@@ -265,3 +265,45 @@ fn explain_shows_where_each_latency_came_from() {
         serde_json::json!("probe")
     );
 }
+
+#[tokio::test]
+async fn the_aggregator_carries_the_map_into_every_snapshot() {
+    use arc_swap::ArcSwap;
+    use gslbd::health::aggregator::{Aggregator, AggregatorSettings};
+    use gslbd::probe::{DatacenterProbe, ProbeSet};
+
+    let probes: Vec<DatacenterProbe> = NAMES
+        .iter()
+        .map(|n| DatacenterProbe::new(*n, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], None))
+        .collect();
+    let set = Arc::new(ProbeSet::build(&probes).expect("probe set"));
+    let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let settings = AggregatorSettings {
+        publish_interval: std::time::Duration::ZERO,
+        ..AggregatorSettings::default()
+    };
+    let (mut agg, _handle) = Aggregator::new(set, settings, out.clone()).expect("aggregator");
+    assert!(out.load().latency_map.is_none());
+    let before = out.load().generation;
+    let m = map("EU,fra,10\n");
+    agg.set_latency_map(Some(m.clone()), tokio::time::Instant::now());
+    let snap = out.load();
+    assert!(snap.generation > before, "published at once");
+    assert!(
+        snap.latency_map
+            .as_ref()
+            .is_some_and(|x| Arc::ptr_eq(x, &m))
+    );
+    // Later publications keep it; removing it publishes a snapshot without it.
+    agg.set_admin(
+        0,
+        gslbd::health::AdminState::Drain,
+        tokio::time::Instant::now(),
+    )
+    .expect("admin");
+    agg.publish(tokio::time::Instant::now());
+    assert!(out.load().latency_map.is_some());
+    assert!(!out.load().dcs[0].usable());
+    agg.set_latency_map(None, tokio::time::Instant::now());
+    assert!(out.load().latency_map.is_none());
+}
