@@ -3,6 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use gslbd::geo::Location;
+use gslbd::health::latency_map::LatencyView;
 use gslbd::health::{AdminState, DcState, Snapshot};
 use gslbd::model::gslb::{
     AllDown, Datacenter, DatacenterId, GslbName, MatchItem, Member, PolicyKind, Pool, PoolId, Rule,
@@ -307,6 +308,7 @@ fn latency_hysteresis() {
         coords: None,
         addr: c.addr,
         rotation: 0,
+        latency: LatencyView::NONE,
     };
     assert_eq!(
         rank::latency(&ctx, &mut cands, Some(id("ams")), 10.0),
@@ -369,6 +371,7 @@ fn load_case(loads: [f64; 3], max_load: f64) -> Vec<f64> {
         coords: None,
         addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
         rotation: 0,
+        latency: LatencyView::NONE,
     };
     rank::load_shares(&ctx, &mut cands, max_load);
     cands.iter().map(|c| c.key).collect()
@@ -1063,7 +1066,7 @@ proptest! {
         name.pools.push(mk("b", &m1, p1));
         name.pools[0].fallback = Some(PoolId(1));
         name.answers = answers;
-        let snap = Snapshot { generation: 1, dcs: states.clone() };
+        let snap = Snapshot { generation: 1, dcs: states.clone(), latency_map: None };
         let family = if v6 { Family::V6 } else { Family::V4 };
         let client = Client {
             addr: IpAddr::V4(Ipv4Addr::from(addr)),

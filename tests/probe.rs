@@ -911,3 +911,265 @@ fn jitter_is_deterministic_and_bounded() {
         Jitter { seed: 2 }.unit(TargetId(0), 1)
     );
 }
+
+/// What the TLS test server saw of one request.
+#[derive(Clone, Debug, Default)]
+struct TlsSeen {
+    sni: Option<String>,
+    host: Option<String>,
+    path: String,
+}
+
+/// An HTTPS server on 127.0.0.1 with a self-signed certificate for `www.example.com` (made by
+/// rcgen in the test), served by tokio-rustls. `/redirect` answers 302 to `/ok`, `/ok` 200,
+/// anything else 404. Records the SNI name and the Host header of every request.
+struct TlsServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<TlsSeen>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TlsServer {
+    async fn start() -> TlsServer {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+        let certified =
+            rcgen::generate_simple_self_signed(vec!["www.example.com".to_string()]).expect("cert");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![certified.cert.der().clone()], key)
+        .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(SocketAddr::new(LOCAL, 0))
+            .await
+            .expect("bind tls server");
+        let addr = listener.local_addr().expect("local addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, log) = (acceptor.clone(), log.clone());
+                tokio::spawn(async move {
+                    // A client that rejects the certificate aborts the handshake: nothing to log.
+                    let Ok(mut tls) = acceptor.accept(sock).await else {
+                        return;
+                    };
+                    let sni = tls.get_ref().1.server_name().map(str::to_string);
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&req).to_string();
+                    let path = text
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or_default()
+                        .to_string();
+                    let host = text.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+                    });
+                    log.lock().unwrap().push(TlsSeen {
+                        sni,
+                        host,
+                        path: path.clone(),
+                    });
+                    let (status, extra) = match path.as_str() {
+                        "/ok" => ("200 OK", String::new()),
+                        "/redirect" => ("302 Found", "Location: /ok\r\n".to_string()),
+                        _ => ("404 Not Found", String::new()),
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: 2\r\nConnection: close\r\n\r\nok"
+                    );
+                    let _ = tls.write_all(resp.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        TlsServer { addr, seen, task }
+    }
+
+    fn seen(&self) -> Vec<TlsSeen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// An https check of `path` on the server's port, with `host` as SNI/Host name.
+fn https_check(port: u16, path: &str, host: Option<&str>, verify: bool, follow: bool) -> CheckSpec {
+    let mut c = http_check(port, path);
+    c.timeout = Duration::from_millis(2000);
+    c.interval = Duration::from_millis(5000);
+    let h = http_mut(&mut c);
+    h.tls = true;
+    h.verify = verify;
+    h.host = host.map(str::to_string);
+    h.follow_redirects = follow;
+    c
+}
+
+/// Probes each check once against `addr` and returns the outcomes in order.
+async fn probe_once(addr: SocketAddr, checks: Vec<CheckSpec>) -> Vec<Outcome> {
+    let dcs: Vec<DatacenterProbe> = checks
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| DatacenterProbe::new(format!("dc{i}"), vec![addr.ip()], Some(c)))
+        .collect();
+    let set = ProbeSet::build(&dcs).expect("probe set");
+    let prober = Prober::new(&set).expect("prober");
+    let mut out = Vec::new();
+    for t in &set.targets {
+        out.push(prober.probe(t).await.outcome);
+    }
+    out
+}
+
+#[tokio::test]
+async fn https_verification_is_on_by_default_and_fails_on_a_self_signed_certificate() {
+    timeout(BOUND, async {
+        let server = TlsServer::start().await;
+        let port = server.addr.port();
+        assert!(
+            HttpCheck::new("/", port).verify,
+            "verification is the default"
+        );
+        let out = probe_once(
+            server.addr,
+            vec![
+                https_check(port, "/ok", Some("www.example.com"), true, false),
+                https_check(port, "/ok", None, true, false),
+            ],
+        )
+        .await;
+        for o in &out {
+            let Outcome::Other(msg) = o else {
+                panic!("expected a TLS failure, got {o:?}");
+            };
+            let m = msg.to_ascii_lowercase();
+            // rustls: "invalid peer certificate: UnknownIssuer".
+            assert!(
+                m.contains("invalid peer certificate"),
+                "the reason names the certificate problem: {msg}"
+            );
+            assert_eq!(o.kind(), "error");
+        }
+        assert!(
+            server.seen().is_empty(),
+            "no request is sent over an unverified connection"
+        );
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test]
+async fn https_without_verification_passes_and_sends_sni_and_host() {
+    timeout(BOUND, async {
+        let server = TlsServer::start().await;
+        let port = server.addr.port();
+        let out = probe_once(
+            server.addr,
+            vec![https_check(
+                port,
+                "/ok",
+                Some("www.example.com"),
+                false,
+                false,
+            )],
+        )
+        .await;
+        assert_eq!(out, vec![Outcome::Pass]);
+        let seen = server.seen();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].sni.as_deref(), Some("www.example.com"), "SNI");
+        assert_eq!(
+            seen[0].host.as_deref(),
+            Some(format!("www.example.com:{port}").as_str()),
+            "Host header"
+        );
+        assert_eq!(seen[0].path, "/ok");
+
+        // Without `host` the URL is the address: no SNI (an IP is never sent as SNI).
+        let out = probe_once(
+            server.addr,
+            vec![https_check(port, "/ok", None, false, false)],
+        )
+        .await;
+        assert_eq!(out, vec![Outcome::Pass]);
+        let seen = server.seen();
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[1].sni, None);
+        assert_eq!(
+            seen[1].host.as_deref(),
+            Some(format!("127.0.0.1:{port}").as_str())
+        );
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test]
+async fn https_redirects_fail_unless_followed() {
+    timeout(BOUND, async {
+        let server = TlsServer::start().await;
+        let port = server.addr.port();
+        let out = probe_once(
+            server.addr,
+            vec![https_check(
+                port,
+                "/redirect",
+                Some("www.example.com"),
+                false,
+                false,
+            )],
+        )
+        .await;
+        assert_eq!(out, vec![Outcome::Status(302)], "302 is not in 200-299");
+        let paths: Vec<String> = server.seen().into_iter().map(|s| s.path).collect();
+        assert_eq!(paths, ["/redirect"], "not followed");
+
+        let out = probe_once(
+            server.addr,
+            vec![https_check(
+                port,
+                "/redirect",
+                Some("www.example.com"),
+                false,
+                true,
+            )],
+        )
+        .await;
+        assert_eq!(out, vec![Outcome::Pass], "followed to the 200");
+        let seen = server.seen();
+        let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(paths, ["/redirect", "/redirect", "/ok"]);
+        assert_eq!(
+            seen[2].sni.as_deref(),
+            Some("www.example.com"),
+            "the redirect stays on the pinned name"
+        );
+    })
+    .await
+    .expect("bounded");
+}

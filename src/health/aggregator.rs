@@ -36,7 +36,7 @@ use super::persist::{
     ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
     SavedLoadKind, TargetEntry, VERSION, read_json, unix_secs, write_atomic,
 };
-use super::{AdminState, DcState, Snapshot};
+use super::{AdminState, DcState, LatencyMap, Snapshot};
 use crate::probe::{LoadFigure, Outcome, ProbeResult, ProbeSet, TargetId};
 
 /// What a target is assumed to be before its first probe (without usable warm state).
@@ -234,6 +234,10 @@ enum Command {
     Persist {
         reply: oneshot::Sender<Result<(), PersistError>>,
     },
+    SetLatencyMap {
+        map: Option<Arc<LatencyMap>>,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Talks to a running [`Aggregator`]; cheap to clone.
@@ -288,6 +292,16 @@ impl AggregatorHandle {
         rx.await.ok()
     }
 
+    /// Publish `map` (or no map) in the snapshots from now on; returns once published.
+    pub async fn set_latency_map(&self, map: Option<Arc<LatencyMap>>) -> Result<(), AdminError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::SetLatencyMap { map, reply })
+            .await
+            .map_err(|_| AdminError::Stopped)?;
+        rx.await.map_err(|_| AdminError::Stopped)
+    }
+
     /// Write the state files now (no-op without a state dir).
     pub async fn persist(&self) -> Result<(), AdminError> {
         let (reply, rx) = oneshot::channel();
@@ -319,6 +333,8 @@ pub struct Aggregator {
     last_publish: Option<Instant>,
     cmds: Option<mpsc::Receiver<Command>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Carried into every snapshot (see [`Aggregator::set_latency_map`]).
+    latency_map: Option<Arc<LatencyMap>>,
 }
 
 impl Aggregator {
@@ -382,6 +398,7 @@ impl Aggregator {
             last_publish: None,
             cmds: Some(rx),
             metrics: None,
+            latency_map: None,
         };
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
@@ -759,6 +776,7 @@ impl Aggregator {
         self.out.store(Arc::new(Snapshot {
             generation: self.generation,
             dcs: dcs.clone(),
+            latency_map: self.latency_map.clone(),
         }));
         self.published = dcs;
         self.last_publish = Some(now);
@@ -783,6 +801,7 @@ impl Aggregator {
         self.out.store(Arc::new(Snapshot {
             generation: self.generation,
             dcs: dcs.clone(),
+            latency_map: self.latency_map.clone(),
         }));
         self.published = dcs;
         self.last_publish = Some(now);
@@ -790,6 +809,12 @@ impl Aggregator {
             m.snapshot_published();
         }
         true
+    }
+
+    /// Use `map` (or none) in every snapshot from now on, and publish one at once.
+    pub fn set_latency_map(&mut self, map: Option<Arc<LatencyMap>>, now: Instant) {
+        self.latency_map = map;
+        self.force_publish(now);
     }
 
     fn check_drains(&mut self, now: Instant) {
@@ -989,6 +1014,11 @@ impl Aggregator {
                 None
             }
             Command::Persist { reply } => Some(reply),
+            Command::SetLatencyMap { map, reply } => {
+                self.set_latency_map(map, now);
+                let _ = reply.send(());
+                None
+            }
         }
     }
 

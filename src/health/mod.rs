@@ -3,6 +3,8 @@
 //! Probe workers report results to one aggregator, the only writer; it publishes an immutable
 //! [`Snapshot`] through `arc-swap`. Policies read one snapshot per query and never wait.
 
+use std::sync::Arc;
+
 /// Operator override for a datacenter, set through the API or the state file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum AdminState {
@@ -67,6 +69,9 @@ pub struct Snapshot {
     /// Increases by one with each publication.
     pub generation: u64,
     pub dcs: Vec<DcState>,
+    /// Client -> datacenter latencies from the latency map file, if one is configured and
+    /// loaded; the `latency` policy prefers it to `DcState::latency_ms` (see [`latency_map`]).
+    pub latency_map: Option<Arc<LatencyMap>>,
 }
 
 impl Snapshot {
@@ -75,6 +80,7 @@ impl Snapshot {
         Snapshot {
             generation: 0,
             dcs: vec![DcState::UP; n],
+            latency_map: None,
         }
     }
 
@@ -87,7 +93,9 @@ impl Snapshot {
 pub mod admin;
 pub mod aggregator;
 pub mod ewma;
+pub mod latency_map;
 pub mod persist;
 
 pub use aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, Startup, Status};
 pub use ewma::Ewma;
+pub use latency_map::{LatencyMap, LatencyMapError, LatencyMapWatcher, LatencySource, MapLevel};

@@ -43,8 +43,12 @@
 //!   the location's `prefix_len` as soon as a geo match was examined (the query's source
 //!   prefix when there is no location: the answer depends on the lookup missing);
 //! - the answering pool's policy: `nearest` as for geo; `hash` the hash granularity (24 / 56
-//!   by default); every other policy ignores the client and adds nothing, and so does any
-//!   policy when the pool has a single usable member.
+//!   by default); `latency` with a latency map in the snapshot: what
+//!   [`LatencyView::scope`](crate::health::latency_map::LatencyView::scope) says (the
+//!   subnet-entry prefixes as for subnet rules when a candidate has subnet entries, the
+//!   location's prefix as for geo when one has country or continent entries; nothing when no
+//!   candidate has an entry); every other policy ignores the client and adds nothing, and so
+//!   does any policy when the pool has a single usable member.
 //!
 //! The hot path allocates nothing: [`Selection`] is a fixed-size value and the candidate list
 //! lives on the stack.
@@ -55,6 +59,7 @@ pub mod trace;
 use std::net::IpAddr;
 
 use crate::geo::Location;
+use crate::health::latency_map::{LatencySource, LatencyView};
 use crate::health::{AdminState, DcState, Snapshot};
 pub use crate::model::gslb::Family;
 use crate::model::gslb::{
@@ -466,6 +471,7 @@ impl Walk<'_> {
             PolicyKind::All => n,
             _ => usize::from(self.name.answers.max(1)).min(n),
         };
+        let is_latency = matches!(pool.policy, PolicyKind::Latency { .. });
         let ctx = Ctx {
             members: &pool.members,
             dcs: self.dcs,
@@ -473,6 +479,11 @@ impl Walk<'_> {
             coords: self.client.location.and_then(|l| l.coords),
             addr: self.client.addr.to_canonical(),
             rotation: self.input.rotation,
+            latency: if is_latency {
+                LatencyView::of(self.snap.latency_map.as_deref(), self.client)
+            } else {
+                LatencyView::NONE
+            },
         };
         let mut rng = Rng::new(self.input.random);
         let leader = rank::order(
@@ -483,7 +494,18 @@ impl Walk<'_> {
             pool.leader.get(self.family),
             &mut rng,
         );
-        if !fail_open && matches!(pool.policy, PolicyKind::Latency { .. }) {
+        let mut map_used = false;
+        if is_latency {
+            for c in cands.iter() {
+                let source = rank::latency_of(&ctx, c.dc).1;
+                map_used |= matches!(source, LatencySource::Map(_));
+                tracer.latency_source(c.dc, source);
+            }
+        }
+        // The leader is shared by every client of the pool: only probe-ranked decisions move
+        // it, so clients ranked by their own map entries do not flip it for everyone else
+        // (they still keep it when it is within the margin of their best).
+        if !fail_open && is_latency && !map_used {
             pool.leader.set(self.family, leader);
         }
         tracer.ranked(pool, cands, want);
@@ -520,6 +542,8 @@ impl Walk<'_> {
                 .client
                 .location
                 .map_or(self.client.source_prefix, |l| l.prefix_len),
+            // With a latency map the order depends on the client's map entries.
+            PolicyKind::Latency { .. } => ctx.latency.scope(cands.iter().map(|c| c.dc)),
             PolicyKind::Hash {
                 v4_prefix,
                 v6_prefix,

@@ -24,6 +24,7 @@
 use std::net::IpAddr;
 
 use crate::health::Snapshot;
+use crate::health::latency_map::{LatencySource, LatencyView};
 use crate::model::gslb::{Datacenter, DatacenterId, Member, PolicyKind};
 
 /// A usable member of the pool being decided.
@@ -49,6 +50,9 @@ pub struct Ctx<'a> {
     /// Client address (already canonical: IPv4-mapped IPv6 is IPv4).
     pub addr: IpAddr,
     pub rotation: u64,
+    /// The latency map's entries for this client (`LatencyView::NONE` without a map; only
+    /// `latency` reads it).
+    pub latency: LatencyView<'a>,
 }
 
 /// Per-query random stream: splitmix64 seeded by `QueryInput::random`, so a test with a fixed
@@ -176,8 +180,21 @@ pub fn nearest(ctx: &Ctx<'_>, cands: &mut [Cand]) {
     cands.sort_by(|a, b| a.key.total_cmp(&b.key));
 }
 
-/// `latency`: ascending measured latency, unknown last; the previous leader stays first
-/// unless the fastest beats it by more than `margin_ms`. Returns the leader.
+/// The latency `latency` ranks a candidate by, and where it comes from: the latency map's
+/// most specific entry for the client, else the probe EWMA.
+pub fn latency_of(ctx: &Ctx<'_>, dc: DatacenterId) -> (f64, LatencySource) {
+    if let Some((ms, level)) = ctx.latency.ms(dc) {
+        return (ms, LatencySource::Map(level));
+    }
+    match ctx.snap.get(dc.0).latency_ms {
+        Some(ms) => (ms, LatencySource::Probe),
+        None => (f64::INFINITY, LatencySource::Unknown),
+    }
+}
+
+/// `latency`: ascending latency ([`latency_of`]: the map's value for the client, else the
+/// probe EWMA), unknown last; the previous leader stays first unless the fastest beats it by
+/// more than `margin_ms`. Returns the leader.
 pub fn latency(
     ctx: &Ctx<'_>,
     cands: &mut [Cand],
@@ -185,7 +202,7 @@ pub fn latency(
     margin_ms: f64,
 ) -> Option<DatacenterId> {
     for c in cands.iter_mut() {
-        c.key = ctx.snap.get(c.dc.0).latency_ms.unwrap_or(f64::INFINITY);
+        c.key = latency_of(ctx, c.dc).0;
     }
     cands.sort_by(|a, b| a.key.total_cmp(&b.key));
     let best = cands[0];

@@ -11,8 +11,9 @@ use serde::Serialize;
 
 use super::rank::Cand;
 use super::{Client, Outcome, Selection, Source};
+use crate::health::latency_map::LatencySource;
 use crate::health::{AdminState, DcState};
-use crate::model::gslb::{Datacenter, GslbName, Member, PolicyKind, Pool, PoolId};
+use crate::model::gslb::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool, PoolId};
 
 /// How the rule was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -81,13 +82,15 @@ impl Verdict {
 }
 
 /// Hooks called by `select`, in this order: `client`, `rule`, then per pool tried `pool`, `candidate`
-/// for each member and `ranked` when the pool answers, `cycle` if the fallback chain loops,
-/// and `finish` once.
+/// for each member and, when the pool answers, `latency_source` for each ranked member (the
+/// `latency` policy only) and `ranked`; `cycle` if the fallback chain loops, and `finish` once.
 pub trait Tracer {
     fn client(&mut self, _client: &Client) {}
     fn rule(&mut self, _index: Option<u32>, _by: MatchedBy) {}
     fn pool(&mut self, _id: PoolId, _pool: &Pool, _fail_open: bool) {}
     fn candidate(&mut self, _member: &Member, _state: &DcState, _verdict: Verdict) {}
+    /// Where the `latency` policy took `dc`'s figure from (latency map or probe).
+    fn latency_source(&mut self, _dc: DatacenterId, _source: LatencySource) {}
     /// `cands` in preference order with the policy's key; the first `answered` are answered.
     fn ranked(&mut self, _pool: &Pool, _cands: &[Cand], _answered: usize) {}
     fn cycle(&mut self, _id: PoolId) {}
@@ -122,6 +125,10 @@ pub struct RankTrace {
     /// What `value` is: distance-km (minus bias), latency-ms, share, hash-score or none.
     pub metric: &'static str,
     pub value: Option<f64>,
+    /// For `latency`: where the value comes from (`map-subnet`, `map-country`,
+    /// `map-continent`, `probe`, `unknown`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<LatencySource>,
     pub answered: bool,
 }
 
@@ -134,6 +141,8 @@ pub struct PoolTrace {
     pub candidates: Vec<CandidateTrace>,
     /// Empty when no member was usable (the chain moved on).
     pub order: Vec<RankTrace>,
+    #[serde(skip)]
+    latency_sources: Vec<(DatacenterId, LatencySource)>,
 }
 
 /// The final decision.
@@ -237,6 +246,7 @@ impl Tracer for Trace<'_> {
             fail_open,
             candidates: Vec::new(),
             order: Vec::new(),
+            latency_sources: Vec::new(),
         });
     }
 
@@ -264,7 +274,18 @@ impl Tracer for Trace<'_> {
         }
     }
 
+    fn latency_source(&mut self, dc: DatacenterId, source: LatencySource) {
+        if let Some(p) = self.pools.last_mut() {
+            p.latency_sources.push((dc, source));
+        }
+    }
+
     fn ranked(&mut self, pool: &Pool, cands: &[Cand], answered: usize) {
+        let sources = self
+            .pools
+            .last()
+            .map(|p| p.latency_sources.clone())
+            .unwrap_or_default();
         let metric = match pool.policy {
             PolicyKind::Nearest => "distance-km",
             PolicyKind::Latency { .. } => "latency-ms",
@@ -286,6 +307,7 @@ impl Tracer for Trace<'_> {
                 datacenter: self.dc_name(c.dc.0),
                 metric,
                 value: (metric != "none" && c.key.is_finite()).then_some(c.key * scale),
+                source: sources.iter().find(|(d, _)| *d == c.dc).map(|(_, s)| *s),
                 answered: i < answered,
             })
             .collect();
@@ -395,6 +417,9 @@ impl fmt::Display for Trace<'_> {
                 write!(f, "  #{} {:<12}", i + 1, r.datacenter)?;
                 if r.metric != "none" {
                     write!(f, " {}={}", r.metric, opt3(r.value))?;
+                }
+                if let Some(s) = r.source {
+                    write!(f, " ({})", s.as_str())?;
                 }
                 writeln!(f, "{}", if r.answered { " answered" } else { "" })?;
             }
