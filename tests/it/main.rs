@@ -2,5 +2,6 @@
 mod common;
 mod dns_core;
 mod fuzz;
+mod gslb;
 mod reload;
 mod zone_errors;
