@@ -61,7 +61,11 @@ pub fn response_scope(
     match ecs {
         Some(c) if ecs_used(entry, ecs) => {
             let mapped = c.family == 2 && client.addr.is_ipv4() && scope > 0;
-            let scope = if mapped { scope.saturating_add(96) } else { scope };
+            let scope = if mapped {
+                scope.saturating_add(96)
+            } else {
+                scope
+            };
             scope.min(c.source_prefix)
         }
         _ => 0,

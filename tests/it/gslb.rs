@@ -50,13 +50,28 @@ fn city(continent: &str, country: &str, subs: &[&str], coords: Option<(f64, f64)
 /// location of their own.
 fn geo_fixture(dir: &Path) -> PathBuf {
     let nets: Vec<(&str, Value)> = vec![
-        ("81.2.69.0/24", city("EU", "GB", &["ENG"], Some((51.5142, -0.0931)))),
+        (
+            "81.2.69.0/24",
+            city("EU", "GB", &["ENG"], Some((51.5142, -0.0931))),
+        ),
         ("85.0.0.0/16", city("EU", "DE", &["BY"], None)),
-        ("198.51.100.0/24", city("NA", "US", &["CA"], Some((37.7749, -122.4194)))),
-        ("203.0.113.0/25", city("OC", "AU", &["NSW"], Some((-33.8688, 151.2093)))),
-        ("100.64.0.0/10", city("AF", "ZA", &["GP"], Some((-26.2041, 28.0473)))),
+        (
+            "198.51.100.0/24",
+            city("NA", "US", &["CA"], Some((37.7749, -122.4194))),
+        ),
+        (
+            "203.0.113.0/25",
+            city("OC", "AU", &["NSW"], Some((-33.8688, 151.2093))),
+        ),
+        (
+            "100.64.0.0/10",
+            city("AF", "ZA", &["GP"], Some((-26.2041, 28.0473))),
+        ),
         ("127.0.0.0/8", city("AS", "SG", &[], Some((1.29, 103.85)))),
-        ("2001:db8:100::/48", city("AS", "JP", &["13"], Some((35.6895, 139.6917)))),
+        (
+            "2001:db8:100::/48",
+            city("AS", "JP", &["13"], Some((35.6895, 139.6917))),
+        ),
         ("2001:db8:200::/48", city("EU", "DE", &[], None)),
     ];
     let mut w = Writer::builder("GeoIP2-City-Test")
@@ -297,7 +312,11 @@ fn ecs_from_each_region_gets_its_datacenter_and_scope() {
             IpAddr::V4(x) => x.octets().to_vec(),
             IpAddr::V6(x) => x.octets().to_vec(),
         };
-        assert_eq!(bytes, full[..usize::from(prefix).div_ceil(8)], "address echoed");
+        assert_eq!(
+            bytes,
+            full[..usize::from(prefix).div_ceil(8)],
+            "address echoed"
+        );
     }
 }
 
@@ -466,13 +485,28 @@ fn invalid_ecs_is_formerr() {
     let f = fixture();
     let s = &f.s;
     let cases: &[(&str, Q)] = &[
-        ("source prefix 33 for IPv4", raw_ecs(1, 33, 0, &[81, 2, 69, 0, 0])),
-        ("source prefix 129 for IPv6", raw_ecs(2, 129, 0, &[0x20; 17])),
-        ("bits set beyond the prefix", raw_ecs(1, 23, 0, &[198, 51, 101])),
+        (
+            "source prefix 33 for IPv4",
+            raw_ecs(1, 33, 0, &[81, 2, 69, 0, 0]),
+        ),
+        (
+            "source prefix 129 for IPv6",
+            raw_ecs(2, 129, 0, &[0x20; 17]),
+        ),
+        (
+            "bits set beyond the prefix",
+            raw_ecs(1, 23, 0, &[198, 51, 101]),
+        ),
         ("bits set beyond a /7", raw_ecs(1, 7, 0, &[81])),
-        ("non-zero scope in the query", raw_ecs(1, 24, 8, &[81, 2, 69])),
+        (
+            "non-zero scope in the query",
+            raw_ecs(1, 24, 8, &[81, 2, 69]),
+        ),
         ("unknown family", raw_ecs(3, 24, 0, &[81, 2, 69])),
-        ("address longer than the prefix", raw_ecs(1, 16, 0, &[81, 2, 0])),
+        (
+            "address longer than the prefix",
+            raw_ecs(1, 16, 0, &[81, 2, 0]),
+        ),
     ];
     for (what, query) in cases {
         let r = s.udp(query);
@@ -559,9 +593,15 @@ fn static_cname_to_a_gslb_name() {
 fn health_failover_drain_admin_down_and_fallback() {
     let f = fixture();
     let s = &f.s;
-    assert_eq!(ask(s, "plain", "A", None).answers(), [a("plain", 30, "192.0.2.10")]);
+    assert_eq!(
+        ask(s, "plain", "A", None).answers(),
+        [a("plain", 30, "192.0.2.10")]
+    );
     f.health(|f, snap| f.set(snap, "lon", down()));
-    assert_eq!(ask(s, "plain", "A", None).answers(), [a("plain", 30, "192.0.2.20")]);
+    assert_eq!(
+        ask(s, "plain", "A", None).answers(),
+        [a("plain", 30, "192.0.2.20")]
+    );
     // Drained and admin-down datacenters are never answered, whatever the probes say.
     f.health(|f, snap| {
         f.set(snap, "lon", admin(AdminState::Drain));
@@ -585,15 +625,24 @@ fn health_failover_drain_admin_down_and_fallback() {
             },
         );
     });
-    assert_eq!(ask(s, "plain", "A", None).answers(), [a("plain", 30, "192.0.2.10")]);
+    assert_eq!(
+        ask(s, "plain", "A", None).answers(),
+        [a("plain", 30, "192.0.2.10")]
+    );
     // Fallback chain: first (lon) -> second (fra) -> third (iad).
     f.health(|f, snap| f.set(snap, "lon", down()));
-    assert_eq!(ask(s, "chain", "A", None).answers(), [a("chain", 30, "192.0.2.20")]);
+    assert_eq!(
+        ask(s, "chain", "A", None).answers(),
+        [a("chain", 30, "192.0.2.20")]
+    );
     f.health(|f, snap| {
         f.set(snap, "lon", down());
         f.set(snap, "fra", admin(AdminState::Drain));
     });
-    assert_eq!(ask(s, "chain", "A", None).answers(), [a("chain", 30, "198.51.100.30")]);
+    assert_eq!(
+        ask(s, "chain", "A", None).answers(),
+        [a("chain", 30, "198.51.100.30")]
+    );
     // answers = 2 skips the down one.
     assert_eq!(
         ask(s, "two", "A", None).answers(),
@@ -636,9 +685,18 @@ fn all_down_modes() {
     assert_eq!(scope(&r), (1, 24, 0));
     // Back up: normal answers and full TTLs.
     f.health(|_, _| {});
-    assert_eq!(ask(s, "fo", "A", None).answers(), [a("fo", 60, "192.0.2.10")]);
-    assert_eq!(ask(s, "lr", "A", None).answers(), [a("lr", 60, "192.0.2.10")]);
-    assert_eq!(ask(s, "sf", "A", None).answers(), [a("sf", 30, "192.0.2.10")]);
+    assert_eq!(
+        ask(s, "fo", "A", None).answers(),
+        [a("fo", 60, "192.0.2.10")]
+    );
+    assert_eq!(
+        ask(s, "lr", "A", None).answers(),
+        [a("lr", 60, "192.0.2.10")]
+    );
+    assert_eq!(
+        ask(s, "sf", "A", None).answers(),
+        [a("sf", 30, "192.0.2.10")]
+    );
 }
 
 #[test]
@@ -673,6 +731,9 @@ fn answers_two_and_policy_all() {
     );
 }
 
+/// An optional ECS (address, source prefix).
+type Ecs<'a> = Option<(&'a str, u8)>;
+
 fn explain(f: &Fixture, args: &[&str]) -> String {
     let zones = f.s.dir.path().to_str().unwrap().to_string();
     let geo = f.geoip().to_str().unwrap().to_string();
@@ -697,11 +758,21 @@ fn explain_end_to_end_agrees_with_the_server() {
     // North America by geo.
     let text = explain(
         &f,
-        &["geo.gslb.test", "A", "--client", "127.0.0.1", "--ecs", "198.51.100.0/24"],
+        &[
+            "geo.gslb.test",
+            "A",
+            "--client",
+            "127.0.0.1",
+            "--ecs",
+            "198.51.100.0/24",
+        ],
     );
     let r = ask(s, "geo", "A", Some(("198.51.100.0", 24)));
     assert_eq!(r.answers(), [a("geo", 30, "198.51.100.30")]);
-    assert!(text.contains("rule: #1 (matched by geo) -> pool america"), "{text}");
+    assert!(
+        text.contains("rule: #1 (matched by geo) -> pool america"),
+        "{text}"
+    );
     assert!(text.contains("pool america (policy failover)"), "{text}");
     assert!(text.contains("NA-US-CA"), "{text}");
     assert!(
@@ -710,13 +781,38 @@ fn explain_end_to_end_agrees_with_the_server() {
     );
     // The subnet rule, IPv6, and no ECS (source address decides), each compared with the
     // server.
-    let cases: &[(&str, &str, Option<(&str, u8)>, &str)] = &[
-        ("geo", "A", Some(("198.51.100.200", 32)), "rule: #2 (matched by subnet) -> pool asia"),
-        ("geo", "AAAA", Some(("2001:db8:100::", 56)), "rule: #3 (matched by geo) -> pool asia"),
+    let cases: &[(&str, &str, Ecs, &str)] = &[
+        (
+            "geo",
+            "A",
+            Some(("198.51.100.200", 32)),
+            "rule: #2 (matched by subnet) -> pool asia",
+        ),
+        (
+            "geo",
+            "AAAA",
+            Some(("2001:db8:100::", 56)),
+            "rule: #3 (matched by geo) -> pool asia",
+        ),
         ("geo", "A", None, "rule: #3 (matched by geo) -> pool asia"),
-        ("geo", "A", Some(("192.0.2.0", 24)), "rule: #4 (matched by catch-all) -> pool world"),
-        ("near", "A", Some(("85.0.0.0", 24)), "pool default (policy nearest)"),
-        ("sticky", "A", Some(("10.9.8.0", 24)), "pool default (policy hash)"),
+        (
+            "geo",
+            "A",
+            Some(("192.0.2.0", 24)),
+            "rule: #4 (matched by catch-all) -> pool world",
+        ),
+        (
+            "near",
+            "A",
+            Some(("85.0.0.0", 24)),
+            "pool default (policy nearest)",
+        ),
+        (
+            "sticky",
+            "A",
+            Some(("10.9.8.0", 24)),
+            "pool default (policy hash)",
+        ),
     ];
     for &(name, qtype, ecs, rule) in cases {
         let ecs_arg = ecs.map(|(x, p)| format!("{x}/{p}"));
@@ -749,12 +845,23 @@ fn explain_end_to_end_agrees_with_the_server() {
         assert_eq!(j["ecs_scope"], serde_json::json!(sc), "{j}");
         assert_eq!(j["ttl"], serde_json::json!(ttl), "{j}");
         assert_eq!(j["outcome"], "answer");
-        assert!(j["trace"]["pools"].as_array().is_some_and(|p| !p.is_empty()));
+        assert!(
+            j["trace"]["pools"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        );
     }
     // The JSON names the rule and pool.
     let j: serde_json::Value = serde_json::from_str(&explain(
         &f,
-        &["geo.gslb.test", "--client", "127.0.0.1", "--ecs", "81.2.69.0/24", "--json"],
+        &[
+            "geo.gslb.test",
+            "--client",
+            "127.0.0.1",
+            "--ecs",
+            "81.2.69.0/24",
+            "--json",
+        ],
     ))
     .unwrap();
     assert_eq!(j["trace"]["rule"], 0);
