@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::dns::gslb::{client_for, decide};
+use crate::dns::gslb::{client_for, decide, response_scope};
 use crate::dns::wire::ClientSubnet;
 use crate::geo::GeoDb;
 use crate::health::Snapshot;
@@ -84,12 +84,7 @@ pub fn explain<'a>(
     // A fixed input: explain shows the deterministic part; random policies say so in the trace.
     let input = QueryInput::default();
     let sel = decide(model, snap, entry, &client, family, &input, &mut trace);
-    let ecs_used = entry.ecs && ecs.is_some_and(|c| c.source_prefix > 0);
-    let scope = if ecs_used {
-        sel.scope.min(client.source_prefix)
-    } else {
-        0
-    };
+    let scope = response_scope(entry, ecs, &client, sel.scope);
     if let Some(a) = trace.answer.as_mut() {
         a.ecs_scope = scope;
     }

@@ -49,6 +49,30 @@ fn ecs_used(entry: &GslbEntry, ecs: Option<&ClientSubnet>) -> bool {
     entry.ecs && ecs.is_some_and(|c| c.source_prefix > 0)
 }
 
+/// The ECS scope to send back, in the family of the query's option: a client written as
+/// IPv4-mapped IPv6 (family 2, `::ffff:a.b.c.d`) is decided as IPv4, with an IPv4 scope that
+/// must be moved back into `::ffff:0:0/96` (else scope /24 would cover `::/24`). Clamped to
+/// the source prefix; 0 when the ECS option took no part in the decision.
+pub fn response_scope(
+    entry: &GslbEntry,
+    ecs: Option<&ClientSubnet>,
+    client: &policy::Client,
+    scope: u8,
+) -> u8 {
+    match ecs {
+        Some(c) if ecs_used(entry, ecs) => {
+            let mapped = c.family == 2 && client.addr.is_ipv4() && scope > 0;
+            let scope = if mapped {
+                scope.saturating_add(96)
+            } else {
+                scope
+            };
+            scope.min(c.source_prefix)
+        }
+        _ => 0,
+    }
+}
+
 thread_local! {
     /// Per-thread random stream and rotation: no shared cache line between cores.
     static RNG: Cell<u64> = Cell::new(seed());
@@ -144,7 +168,7 @@ impl GslbAnswerer for GslbContext<'_> {
             &next_input(),
             &mut NoTrace,
         );
-        let scope = if ecs_used(entry, ecs) { sel.scope } else { 0 };
+        let scope = response_scope(entry, ecs, &pc, sel.scope);
         if let Some(slots) = self.slots.get(id as usize) {
             if matches!(sel.source, Source::FailOpen | Source::LastResort)
                 || sel.outcome == Outcome::ServFail

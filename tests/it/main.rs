@@ -2,6 +2,7 @@
 mod common;
 mod dns_core;
 mod fuzz;
+mod gslb;
 mod ops;
 mod reload;
 mod zone_errors;

@@ -421,7 +421,9 @@ fn health_failure_moves_answers_and_shows_in_metrics() {
             &[("datacenter", "one"), ("outcome", "status")]
         ) >= 1.0
     );
-    assert!(h.hits.load(Ordering::Relaxed) >= 2);
+    let hits = h.hits.load(Ordering::Relaxed);
+    // The first probe of a target decides its state directly (no rise/fall before it).
+    assert!(hits >= 1, "health endpoint hits: {hits}");
 }
 
 #[test]
