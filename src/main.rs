@@ -90,6 +90,10 @@ struct ServeArgs {
     /// Do not reload on changes to the zones directory or GeoIP files (SIGHUP still works).
     #[arg(long)]
     no_watch: bool,
+    /// Latency map (CSV or TOML: client region or subnet -> datacenter -> ms) for `latency`
+    /// pools; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    latency_map: Option<PathBuf>,
     /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     query_log_sample: u32,
@@ -229,6 +233,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     };
     opts.watch = !a.no_watch;
     opts.query_log_sample = a.query_log_sample;
+    opts.latency_map = a.latency_map;
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -63,6 +63,8 @@ pub struct ServeOptions {
     pub query_log_sample: u32,
     /// Go on when some listen addresses cannot be bound (the built-in default includes ::1).
     pub listen_best_effort: bool,
+    /// Latency map file (client region or subnet -> datacenter -> ms) for the `latency` policy.
+    pub latency_map: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -84,6 +86,7 @@ impl ServeOptions {
             shutdown_grace: Duration::from_secs(5),
             query_log_sample: 0,
             listen_best_effort: false,
+            latency_map: None,
         }
     }
 
@@ -500,6 +503,9 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         None => (None, None),
     };
     let mut background = vec![tokio::spawn(backend::track_readiness(state.clone()))];
+    if let Some(path) = &opts.latency_map {
+        background.push(watch::spawn_latency_map(state.clone(), path.clone()));
+    }
     if opts.watch {
         background.push(watch::spawn(
             state.clone(),

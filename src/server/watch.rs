@@ -59,3 +59,44 @@ pub fn spawn(
         drop(watcher);
     })
 }
+
+/// How often the latency map file is checked for changes.
+const LATENCY_MAP_POLL: Duration = Duration::from_secs(1);
+
+/// Keeps the latency map of the health snapshot current: loads it at start, again when the
+/// file changes (checked every second), and re-resolves it after every reload (datacenter ids
+/// may have changed). A bad file is reported and the previous map stays.
+pub fn spawn_latency_map(state: Arc<State>, path: PathBuf) -> tokio::task::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    tokio::spawn(async move {
+        let mut watcher = crate::health::LatencyMapWatcher::new(path.clone());
+        let mut seen_generation = 0;
+        let mut tick = tokio::time::interval(LATENCY_MAP_POLL);
+        loop {
+            tick.tick().await;
+            let generation = state.generation.load(Ordering::Relaxed);
+            let loaded = state.loaded.load();
+            let ids = |n: &str| loaded.model.datacenters.by_name.get(n).copied();
+            let result = if generation != seen_generation {
+                watcher.force(ids).map(Some)
+            } else {
+                watcher.poll(ids)
+            };
+            match result {
+                Ok(Some(map)) => {
+                    if let Some(h) = state.health_handle().await
+                        && h.set_latency_map(Some(Arc::new(map))).await.is_ok()
+                    {
+                        seen_generation = generation;
+                        tracing::info!(file = %path.display(), "latency map loaded");
+                    }
+                }
+                Ok(None) => seen_generation = generation,
+                Err(e) => {
+                    seen_generation = generation;
+                    tracing::error!("latency map not loaded, keeping the previous one: {e}");
+                }
+            }
+        }
+    })
+}

@@ -3,6 +3,7 @@ mod common;
 mod dns_core;
 mod fuzz;
 mod gslb;
+mod latency;
 mod ops;
 mod reload;
 mod zone_errors;
