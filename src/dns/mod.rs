@@ -7,6 +7,7 @@
 pub mod answer;
 pub mod gslb;
 pub mod server;
+mod udp_batch;
 pub mod wire;
 
 pub use answer::{Answered, Client, GslbAnswerer, GslbOutcome, NoGslb, Writer, handle};

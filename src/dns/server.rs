@@ -139,7 +139,7 @@ pub fn start<H: PacketHandler>(cfg: &ListenConfig, handler: Arc<H>) -> io::Resul
             let stop = stop.clone();
             let t = std::thread::Builder::new()
                 .name(format!("udp-{bound}-{i}"))
-                .spawn(move || udp_loop(sock, &*h, &stop))?;
+                .spawn(move || super::udp_batch::serve(sock, &*h, &stop))?;
             out.udp_threads.push(t);
         }
         let listener = TcpListener::from_std(tcp)?;
@@ -178,39 +178,6 @@ fn bind_pair(
         }
     }
     Err(last_err.unwrap_or_else(|| io::Error::other("no free port")))
-}
-
-fn udp_loop<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &AtomicBool) {
-    let mut req = vec![0u8; 65535];
-    let mut resp = vec![0u8; 65535];
-    let mut q = Query::default();
-    while !stop.load(Ordering::Relaxed) {
-        let (n, src) = match sock.recv_from(&mut req) {
-            Ok(x) => x,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "udp receive failed");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let client = Client {
-            addr: src.ip(),
-            tcp: false,
-        };
-        if let Some(len) = h.handle(&req[..n], &client, &mut q, &mut resp) {
-            let _ = sock.send_to(&resp[..len], src);
-        }
-    }
 }
 
 async fn tcp_accept_loop<H: PacketHandler>(
