@@ -2,5 +2,6 @@
 mod common;
 mod dns_core;
 mod fuzz;
+mod probe_e2e;
 mod reload;
 mod zone_errors;
