@@ -118,6 +118,16 @@ echo 200 >"$WORK/secondary.mode"
 python3 "$WORK/health.py" "$P_PRIMARY" "$WORK/primary.mode" & PIDS+=($!)
 python3 "$WORK/health.py" "$P_SECONDARY" "$WORK/secondary.mode" & PIDS+=($!)
 
+# gslbd's first probe decides a target's state: start it only once both endpoints listen.
+for port in "$P_PRIMARY" "$P_SECONDARY"; do
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then continue 2; fi
+        sleep 0.05
+    done
+    echo "health endpoint on port $port did not start" >&2
+    exit 1
+done
+
 mkdir -p "$WORK/zones" "$WORK/state"
 for dc in primary secondary; do
     port_var=P_${dc^^}
@@ -167,7 +177,11 @@ EOF
     --state-dir "$WORK/state" --no-watch --udp-threads 1 >"$WORK/gslbd.log" 2>&1 & PIDS+=($!)
 GSLBD_PID=$!
 
-ask() { dig +short +tries=1 +time=1 @127.0.0.1 -p "$P_DNS" www.drill.test A 2>/dev/null | head -n1; }
+# First A address of the answer, or nothing (no answer yet, timeout, error text).
+ask() {
+    dig +short +tries=1 +time=1 @127.0.0.1 -p "$P_DNS" www.drill.test A 2>/dev/null \
+        | grep -E '^[0-9]+(\.[0-9]+){3}$' | head -n1 || true
+}
 
 echo "gslbd $GSLBD (pid $GSLBD_PID) on 127.0.0.1:$P_DNS; health endpoints: primary :$P_PRIMARY, secondary :$P_SECONDARY"
 echo "check: interval ${INTERVAL_MS} ms, timeout ${TIMEOUT_MS} ms, fall $FALL, rise $RISE, jitter ${JITTER_MS} ms"
@@ -239,5 +253,5 @@ grep -E "datacenter state change" "$WORK/gslbd.log" | sed -e 's/\x1b\[[0-9;]*m//
 echo
 echo "detection: answers switched $DETECT ms after the primary started failing"
 echo "           (fall x interval = $((FALL * INTERVAL_MS)) ms; bound fall x interval + jitter + publish = $((FALL * INTERVAL_MS + JITTER_MS + PUBLISH_MS)) ms)"
-echo "recovery:  answers returned $RECOVER ms after the primary recovered (rise x interval = $((RISE * INTERVAL_MS)) ms)"
+echo "recovery:  answers returned $RECOVER ms after the primary recovered (rise x interval = $((RISE * INTERVAL_MS)) ms; bound + jitter + publish = $((RISE * INTERVAL_MS + JITTER_MS + PUBLISH_MS)) ms)"
 echo "queries:   $QUERIES dig queries, total $(( $(now_ms) - START_MS )) ms"

@@ -515,7 +515,7 @@ impl HealthHttp {
             if let Some(t) = self.task.lock().unwrap().take() {
                 t.abort();
                 // Wait until the listener is really closed.
-                let _ = health_rt().block_on(async {
+                health_rt().block_on(async {
                     let _ = t.await;
                 });
             }
@@ -541,7 +541,9 @@ impl HealthHttp {
     }
 
     pub fn max_open(&self) -> usize {
-        self.shared.max_open.load(std::sync::atomic::Ordering::SeqCst)
+        self.shared
+            .max_open
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -118,7 +118,10 @@ impl Dns {
         self.sock.send_to(&bytes, self.server).unwrap();
         let mut buf = vec![0u8; 4096];
         loop {
-            let (n, _) = self.sock.recv_from(&mut buf).expect("DNS answer within 2 s");
+            let (n, _) = self
+                .sock
+                .recv_from(&mut buf)
+                .expect("DNS answer within 2 s");
             if n >= 2 && u16::from_be_bytes([buf[0], buf[1]]) == self.id {
                 let rtt = t0.elapsed();
                 let r = Resp::parse(buf[..n].to_vec());
@@ -167,7 +170,10 @@ fn dc_status<'a>(s: &'a Status, name: &str) -> &'a DcStatus {
 fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !cond() {
-        assert!(t0.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     t0.elapsed()
@@ -205,7 +211,11 @@ fn failover_detection_and_slow_start_ramp_over_dns() {
     let mut dns = Dns::new(srv.addr);
     let name = "www.example.com.";
     wait_probed(&srv, 2);
-    assert_eq!(dns.a(name).addrs, [A], "a is the first choice while healthy");
+    assert_eq!(
+        dns.a(name).addrs,
+        [A],
+        "a is the first choice while healthy"
+    );
 
     // a's health endpoint starts failing: answers move to b.
     let t0 = Instant::now();
@@ -218,7 +228,10 @@ fn failover_detection_and_slow_start_ramp_over_dns() {
         }
         assert_eq!(ans.addrs, [A], "only a or b");
         before_switch += 1;
-        assert!(t0.elapsed() < Duration::from_secs(3), "no failover after 3 s");
+        assert!(
+            t0.elapsed() < Duration::from_secs(3),
+            "no failover after 3 s"
+        );
         std::thread::sleep(Duration::from_millis(2));
     };
     let bound = INTERVAL * FALL + JITTER + PUBLISH + SLACK;
@@ -279,7 +292,10 @@ fn failover_detection_and_slow_start_ramp_over_dns() {
         ms(up_at),
         ms(INTERVAL * RISE)
     );
-    assert!(up_at <= recover_bound, "recovery {up_at:?} > {recover_bound:?}");
+    assert!(
+        up_at <= recover_bound,
+        "recovery {up_at:?} > {recover_bound:?}"
+    );
     assert!(
         samples.iter().filter(|s| s.0 < up_at).all(|s| !s.3),
         "no answer for a before it is healthy again"
@@ -303,7 +319,11 @@ fn failover_detection_and_slow_start_ramp_over_dns() {
         println!(
             "slow start window {w} ({}..{} ms after up): share of a {:.3}, mean ramp factor {:.3}, {} queries",
             500 * w,
-            if w < 4 { (500 * (w + 1)).to_string() } else { "end".into() },
+            if w < 4 {
+                (500 * (w + 1)).to_string()
+            } else {
+                "end".into()
+            },
             share,
             ramp,
             win.len()
@@ -318,11 +338,17 @@ fn failover_detection_and_slow_start_ramp_over_dns() {
     }
     assert!(shares[0] < 0.35, "early share too high: {shares:?}");
     assert!(shares[3] > 0.6, "late share too low: {shares:?}");
-    assert!(shares[3] - shares[0] > 0.35, "share does not rise: {shares:?}");
+    assert!(
+        shares[3] - shares[0] > 0.35,
+        "share does not rise: {shares:?}"
+    );
     for w in 1..4 {
         assert!(shares[w] + 0.1 > shares[w - 1], "share falls: {shares:?}");
     }
-    assert!(shares[4] >= 0.99, "after the ramp a gets everything: {shares:?}");
+    assert!(
+        shares[4] >= 0.99,
+        "after the ramp a gets everything: {shares:?}"
+    );
     // Health-aware TTL: answers naming a while it ramps carry at most the interval (1 s).
     assert!(
         samples
@@ -428,13 +454,19 @@ fn hanging_targets_do_not_delay_answers() {
             "[checks.h{i}]\ntype = \"http\"\npath = \"/health\"\nport = {}\ninterval = \"300ms\"\ntimeout = \"200ms\"\n",
             e.port()
         );
-        shared += &dc(&format!("h{i}"), &format!("192.0.2.{}", i + 1), &format!("h{i}"));
+        shared += &dc(
+            &format!("h{i}"),
+            &format!("192.0.2.{}", i + 1),
+            &format!("h{i}"),
+        );
     }
     shared += &check("cok", ok.port(), "");
     shared += &dc("ok", "198.51.100.1", "cok");
     // A pool has at most 64 datacenters: two names of 50 each.
     let members = |r: std::ops::Range<usize>| {
-        r.map(|i| format!("\"h{i}\"")).collect::<Vec<_>>().join(", ")
+        r.map(|i| format!("\"h{i}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let z = zone(
         "example.com.",
@@ -455,7 +487,11 @@ fn hanging_targets_do_not_delay_answers() {
         let mut open = 0;
         for i in 0..200 {
             open = open.max(hung.iter().map(HealthHttp::open).sum::<usize>());
-            let name = ["www.example.com.", "hung.example.com.", "hung2.example.com."][i % 3];
+            let name = [
+                "www.example.com.",
+                "hung.example.com.",
+                "hung2.example.com.",
+            ][i % 3];
             let ans = dns.a(name);
             assert!(!ans.addrs.is_empty(), "{name} answered");
             rtts.push(ans.rtt);
@@ -494,7 +530,11 @@ fn hanging_targets_do_not_delay_answers() {
         during.3,
         ms(elapsed)
     );
-    assert!(during.3 >= N / 2, "the targets were not hanging ({} open)", during.3);
+    assert!(
+        during.3 >= N / 2,
+        "the targets were not hanging ({} open)",
+        during.3
+    );
     assert!(max_open >= N, "every target hung at least once");
     assert!(during.2 < Duration::from_millis(50), "max {:?}", during.2);
     assert!(
@@ -523,7 +563,11 @@ fn hanging_targets_do_not_delay_answers() {
     });
     std::thread::sleep(PUBLISH * 2); // the snapshot follows the aggregator within 100 ms
     let ans = dns.a("hung.example.com.");
-    assert_eq!(ans.addrs, ["192.0.2.1"], "fail-open: the first choice, as if up");
+    assert_eq!(
+        ans.addrs,
+        ["192.0.2.1"],
+        "fail-open: the first choice, as if up"
+    );
     assert!(ans.rtt < Duration::from_millis(50));
 }
 
@@ -604,7 +648,10 @@ fn json_load_moves_load_policy_shares() {
     wait_until(Duration::from_secs(3), "loads 0.9/0.1", || {
         loads_are(&srv, 0.9, 0.1)
     });
-    assert!(dc_status(&status(&srv), "a").load_error.is_none(), "error cleared by a good figure");
+    assert!(
+        dc_status(&status(&srv), "a").load_error.is_none(),
+        "error cleared by a good figure"
+    );
     std::thread::sleep(PUBLISH * 2);
     let reversed = dns.share(name, A, N);
     println!(
@@ -612,9 +659,18 @@ fn json_load_moves_load_policy_shares() {
          after an invalid body -> {after_bad:.3}; a 0.9 / b 0.1 -> {reversed:.3} (expected 0.1)"
     );
     assert!((0.4..=0.6).contains(&even), "even loads: {even}");
-    assert!((0.85..=0.95).contains(&skewed), "a at 0.1, b at 0.9: {skewed}");
-    assert!((0.85..=0.95).contains(&after_bad), "invalid body ignored: {after_bad}");
-    assert!((0.05..=0.15).contains(&reversed), "a at 0.9, b at 0.1: {reversed}");
+    assert!(
+        (0.85..=0.95).contains(&skewed),
+        "a at 0.1, b at 0.9: {skewed}"
+    );
+    assert!(
+        (0.85..=0.95).contains(&after_bad),
+        "invalid body ignored: {after_bad}"
+    );
+    assert!(
+        (0.05..=0.15).contains(&reversed),
+        "a at 0.9, b at 0.1: {reversed}"
+    );
 }
 
 // ----------------------------------------------------------------------------------------
@@ -636,7 +692,10 @@ fn admin_drain_survives_a_restart() {
     let eb = HealthHttp::start();
     let shared = two_dcs(&ea, &eb, "");
     let z = failover_zone();
-    let files = [("dcs.toml", shared.as_str()), ("example.com.toml", z.as_str())];
+    let files = [
+        ("dcs.toml", shared.as_str()),
+        ("example.com.toml", z.as_str()),
+    ];
     let name = "www.example.com.";
 
     let started_unix = {
@@ -690,7 +749,10 @@ fn warm_start_answers_from_last_known_health() {
     // First run: a fails, the server sees it down and answers b; shutdown writes the state.
     {
         let shared = two_dcs(&ea, &eb, "");
-        let files = [("dcs.toml", shared.as_str()), ("example.com.toml", z.as_str())];
+        let files = [
+            ("dcs.toml", shared.as_str()),
+            ("example.com.toml", z.as_str()),
+        ];
         ea.set(HealthMode::Status(503));
         let d = dir.clone();
         let srv = TestServer::start_with(&files, |o| o.state_dir = Some(d));
@@ -719,7 +781,10 @@ fn warm_start_answers_from_last_known_health() {
         dc("b", B, "cb"),
     );
     assert!(slow_dcs.contains("interval = \"10s\"") && !slow_dcs.contains("200ms"));
-    let files = [("dcs.toml", slow_dcs.as_str()), ("example.com.toml", z.as_str())];
+    let files = [
+        ("dcs.toml", slow_dcs.as_str()),
+        ("example.com.toml", z.as_str()),
+    ];
     let d = dir.clone();
     let t0 = Instant::now();
     let srv = TestServer::start_with(&files, |o| o.state_dir = Some(d));
@@ -788,12 +853,21 @@ fn drain_is_immediate_and_completes_after_the_longest_ttl() {
     let a = dc_status(&s, "a");
     let drain = a.drain.as_ref().expect("drain status");
     assert_eq!((a.admin, a.usable), ("drain", false));
-    assert_eq!(drain.max_ttl_secs, 2, "the longest TTL of the names using a");
+    assert_eq!(
+        drain.max_ttl_secs, 2,
+        "the longest TTL of the names using a"
+    );
     assert!(!drain.complete);
 
     // After 1 s the ttl=1 answers have expired, the ttl=2 ones not yet.
     std::thread::sleep(Duration::from_millis(1300).saturating_sub(t0.elapsed()));
-    assert!(!dc_status(&status(&srv), "a").drain.as_ref().unwrap().complete);
+    assert!(
+        !dc_status(&status(&srv), "a")
+            .drain
+            .as_ref()
+            .unwrap()
+            .complete
+    );
     for _ in 0..20 {
         assert_eq!(dns.a("www.example.com.").addrs, [B]);
     }
@@ -809,7 +883,11 @@ fn drain_is_immediate_and_completes_after_the_longest_ttl() {
         ms(t0.elapsed())
     );
     assert!(waited >= Duration::from_secs(2) - Duration::from_millis(50));
-    assert!(t0.elapsed() < Duration::from_millis(2600), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(2600),
+        "{:?}",
+        t0.elapsed()
+    );
     // Still out of answers after completion, until the operator says otherwise.
     assert_eq!(dns.a("www.example.com.").addrs, [B]);
     srv.block_on(h.set_admin_by_name("a", AdminState::Obey))
@@ -828,7 +906,10 @@ fn every_failure_kind_fails_over_over_dns() {
     let eb = HealthHttp::start();
     let shared = two_dcs(&ea, &eb, "body = \"ok\"");
     let srv = TestServer::start_with(
-        &[("dcs.toml", &shared), ("example.com.toml", &failover_zone())],
+        &[
+            ("dcs.toml", &shared),
+            ("example.com.toml", &failover_zone()),
+        ],
         |_| {},
     );
     let mut dns = Dns::new(srv.addr);
