@@ -254,4 +254,5 @@ echo
 echo "detection: answers switched $DETECT ms after the primary started failing"
 echo "           (fall x interval = $((FALL * INTERVAL_MS)) ms; bound fall x interval + jitter + publish = $((FALL * INTERVAL_MS + JITTER_MS + PUBLISH_MS)) ms)"
 echo "recovery:  answers returned $RECOVER ms after the primary recovered (rise x interval = $((RISE * INTERVAL_MS)) ms; bound + jitter + publish = $((RISE * INTERVAL_MS + JITTER_MS + PUBLISH_MS)) ms)"
-echo "queries:   $QUERIES dig queries, total $(( $(now_ms) - START_MS )) ms"
+TOTAL=$(( $(now_ms) - START_MS ))
+echo "queries:   $QUERIES dig queries in $TOTAL ms: one every ~$((TOTAL / QUERIES)) ms, so each time above is late by up to that much"
