@@ -58,7 +58,10 @@ impl Buffers {
     /// lengths on each call, so this runs before each `recvmmsg`).
     fn arm_receive(&mut self) {
         for i in 0..BATCH {
-            self.iov_in[i] = libc::iovec { iov_base: self.req[i].as_mut_ptr().cast(), iov_len: REQ_LEN };
+            self.iov_in[i] = libc::iovec {
+                iov_base: self.req[i].as_mut_ptr().cast(),
+                iov_len: REQ_LEN,
+            };
             let h = &mut self.msgs_in[i].msg_hdr;
             h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -78,12 +81,16 @@ fn source_ip(sa: &libc::sockaddr_storage) -> Option<IpAddr> {
         libc::AF_INET => {
             // SAFETY: the kernel wrote a sockaddr_in here (family AF_INET); the storage is
             // large and aligned enough for it.
-            let sin = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            let sin =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                sin.sin_addr.s_addr,
+            ))))
         }
         libc::AF_INET6 => {
             // SAFETY: as above, for sockaddr_in6 (family AF_INET6).
-            let sin6 = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sin6 =
+                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             Some(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)))
         }
         _ => None,
@@ -101,11 +108,20 @@ pub fn serve<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &AtomicBool) {
         // SAFETY: msgs_in holds BATCH headers, each pointing at live buffers owned by `b`,
         // which outlives the call; a null timeout means "use SO_RCVTIMEO".
         let n = unsafe {
-            libc::recvmmsg(fd, b.msgs_in.as_mut_ptr(), BATCH as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut())
+            libc::recvmmsg(
+                fd,
+                b.msgs_in.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
         };
         if n < 0 {
             let e = io::Error::last_os_error();
-            if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) {
+            if !matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) {
                 tracing::warn!(error = %e, "udp receive failed");
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -117,12 +133,19 @@ pub fn serve<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &AtomicBool) {
             if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
                 continue; // longer than any sane query
             }
-            let Some(addr) = source_ip(&b.addrs[i]) else { continue };
+            let Some(addr) = source_ip(&b.addrs[i]) else {
+                continue;
+            };
             let len = (m.msg_len as usize).min(REQ_LEN);
             let client = Client { addr, tcp: false };
             let (req, resp) = (&b.req[i][..len], &mut b.resp[i]);
-            let Some(rlen) = h.handle(req, &client, &mut q, resp) else { continue };
-            b.iov_out[out] = libc::iovec { iov_base: b.resp[i].as_mut_ptr().cast(), iov_len: rlen };
+            let Some(rlen) = h.handle(req, &client, &mut q, resp) else {
+                continue;
+            };
+            b.iov_out[out] = libc::iovec {
+                iov_base: b.resp[i].as_mut_ptr().cast(),
+                iov_len: rlen,
+            };
             let hdr = &mut b.msgs_out[out].msg_hdr;
             hdr.msg_name = (&mut b.addrs[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_namelen = b.msgs_in[i].msg_hdr.msg_namelen;
@@ -137,7 +160,12 @@ pub fn serve<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &AtomicBool) {
         while sent < out {
             // SAFETY: msgs_out[sent..out] point at response buffers and addresses in `b`.
             let r = unsafe {
-                libc::sendmmsg(fd, b.msgs_out[sent..].as_mut_ptr(), (out - sent) as libc::c_uint, 0)
+                libc::sendmmsg(
+                    fd,
+                    b.msgs_out[sent..].as_mut_ptr(),
+                    (out - sent) as libc::c_uint,
+                    0,
+                )
             };
             if r <= 0 {
                 let e = io::Error::last_os_error();

@@ -361,3 +361,196 @@ NS = ["ns1.example.com."]
 [records.host]
 A = ["198.51.100.7"]
 "#;
+
+// ---------------------------------------------------------------------------------------------
+// Switchable HTTP health endpoints on loopback (probe end-to-end tests).
+// ---------------------------------------------------------------------------------------------
+
+/// What a [`HealthHttp`] endpoint does with the next request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HealthMode {
+    /// `200` with body `ok`.
+    Healthy,
+    /// This status, body `no`.
+    Status(u16),
+    /// `200` with this body (JSON load figures, wrong bodies).
+    Body(String),
+    /// Healthy, after this delay.
+    Slow(Duration),
+    /// Accept, read the request, never answer; hold the connection until the client closes.
+    Hang,
+    /// Nothing listening: connections are refused.
+    Refuse,
+}
+
+struct HealthShared {
+    mode: std::sync::Mutex<HealthMode>,
+    /// Arrival time of every complete request.
+    hits: std::sync::Mutex<Vec<std::time::Instant>>,
+    open: std::sync::atomic::AtomicUsize,
+    max_open: std::sync::atomic::AtomicUsize,
+}
+
+/// A tiny HTTP/1.1 health endpoint on a loopback address, switchable between the modes of
+/// [`HealthMode`], counting requests. Runs on its own runtime, so it outlives (and is
+/// independent of) the gslbd servers of a test, including across their restarts.
+pub struct HealthHttp {
+    pub addr: SocketAddr,
+    shared: std::sync::Arc<HealthShared>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+fn health_rt() -> &'static tokio::runtime::Runtime {
+    static RT: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("health-http")
+            .enable_all()
+            .build()
+            .expect("health endpoint runtime")
+    })
+}
+
+impl HealthHttp {
+    /// A healthy endpoint on 127.0.0.1, ephemeral port.
+    pub fn start() -> HealthHttp {
+        Self::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A healthy endpoint on `addr` (any 127.0.0.0/8 address; port 0 = ephemeral).
+    pub fn start_on(addr: SocketAddr) -> HealthHttp {
+        let mut h = HealthHttp {
+            addr,
+            shared: std::sync::Arc::new(HealthShared {
+                mode: std::sync::Mutex::new(HealthMode::Healthy),
+                hits: std::sync::Mutex::new(Vec::new()),
+                open: Default::default(),
+                max_open: Default::default(),
+            }),
+            task: std::sync::Mutex::new(None),
+        };
+        h.addr = h.listen();
+        h
+    }
+
+    fn listen(&self) -> SocketAddr {
+        use std::sync::atomic::Ordering::SeqCst;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let _enter = health_rt().enter();
+        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+        // Rebinding the same port after `Refuse` must not trip over TIME_WAIT.
+        sock.set_reuseaddr(true).expect("reuseaddr");
+        sock.bind(self.addr).expect("bind health endpoint");
+        let listener = sock.listen(1024).expect("listen");
+        let bound = listener.local_addr().expect("local addr");
+        let shared = self.shared.clone();
+        let task = health_rt().spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    return;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let open = shared.open.fetch_add(1, SeqCst) + 1;
+                    shared.max_open.fetch_max(open, SeqCst);
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    let mut complete = false;
+                    while req.len() < 8192 {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                        if req.windows(4).any(|w| w == b"\r\n\r\n") {
+                            complete = true;
+                            break;
+                        }
+                    }
+                    if complete {
+                        shared.hits.lock().unwrap().push(std::time::Instant::now());
+                        let mode = shared.mode.lock().unwrap().clone();
+                        let reply = match mode {
+                            HealthMode::Healthy | HealthMode::Refuse => Some((200, "ok".into())),
+                            HealthMode::Status(c) => Some((c, "no".into())),
+                            HealthMode::Body(b) => Some((200, b)),
+                            HealthMode::Slow(d) => {
+                                tokio::time::sleep(d).await;
+                                Some((200, "ok".into()))
+                            }
+                            HealthMode::Hang => {
+                                while let Ok(n) = s.read(&mut buf).await {
+                                    if n == 0 {
+                                        break;
+                                    }
+                                }
+                                None
+                            }
+                        };
+                        if let Some((code, body)) = reply {
+                            let resp = format!(
+                                "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = s.write_all(resp.as_bytes()).await;
+                            let _ = s.shutdown().await;
+                        }
+                    }
+                    shared.open.fetch_sub(1, SeqCst);
+                });
+            }
+        });
+        *self.task.lock().unwrap() = Some(task);
+        bound
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Switch what the endpoint does; `Refuse` closes the listener, leaving it re-opens it.
+    pub fn set(&self, mode: HealthMode) {
+        let old = std::mem::replace(&mut *self.shared.mode.lock().unwrap(), mode.clone());
+        if mode == HealthMode::Refuse && old != HealthMode::Refuse {
+            if let Some(t) = self.task.lock().unwrap().take() {
+                t.abort();
+                // Wait until the listener is really closed.
+                health_rt().block_on(async {
+                    let _ = t.await;
+                });
+            }
+        } else if old == HealthMode::Refuse && mode != HealthMode::Refuse {
+            self.listen();
+        }
+    }
+
+    /// Requests received so far.
+    pub fn hits(&self) -> usize {
+        self.shared.hits.lock().unwrap().len()
+    }
+
+    /// Requests received in `[from, to)`.
+    pub fn hits_between(&self, from: std::time::Instant, to: std::time::Instant) -> usize {
+        let h = self.shared.hits.lock().unwrap();
+        h.iter().filter(|t| **t >= from && **t < to).count()
+    }
+
+    /// Connections open now (hanging probes show up here).
+    pub fn open(&self) -> usize {
+        self.shared.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn max_open(&self) -> usize {
+        self.shared
+            .max_open
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for HealthHttp {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.lock().unwrap().take() {
+            t.abort();
+        }
+    }
+}

@@ -5,5 +5,6 @@ mod fuzz;
 mod gslb;
 mod latency;
 mod ops;
+mod probe_e2e;
 mod reload;
 mod zone_errors;

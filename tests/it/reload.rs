@@ -69,6 +69,9 @@ fn sighup_reloads_a_running_server() {
             &format!("127.0.0.1:{port}"),
             "--udp-threads",
             "1",
+            "--api",
+            "none",
+            "--no-watch",
         ])
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -105,11 +108,11 @@ pub fn free_port() -> u16 {
 }
 
 pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
-    for _ in 0..100 {
+    for _ in 0..300 {
         if let Some(v) = f() {
             return v;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("condition not met within 5s");
+    panic!("condition not met within 15s");
 }
