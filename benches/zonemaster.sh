@@ -17,14 +17,19 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 CONF=${CONF:-$REPO/../shared/lab/conformance}
 [ -x "$CONF/run-zonemaster.sh" ] || { echo "conformance lab not found at $CONF (set CONF=...)" >&2; exit 2; }
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-BIN="$TARGET_DIR/release/gslbd"
+PROFILE=${PROFILE:-release}          # PROFILE=debug reuses the test build (CI)
+BIN="$TARGET_DIR/$PROFILE/gslbd"
 ZONES=${ZONES:-$REPO/zones}
 ZONE=${ZONE:-example.com}
 read -r -a NS <<<"${NS:-ns1.example.com/127.0.0.1 ns2.example.com/127.0.0.2}"
 extra=(); if [ "${1:-}" = "--" ]; then extra=("$@"); fi
 
 command -v zonemaster-cli >/dev/null || { echo "zonemaster-cli missing (apt-get install -y --no-install-recommends zonemaster-cli)" >&2; exit 2; }
-(cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin gslbd)
+if [ "$PROFILE" = release ]; then
+  (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin gslbd)
+else
+  (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --bin gslbd)
+fi
 "$BIN" check --zones "$ZONES"
 
 # A port free for UDP and TCP on both 127.0.0.1 and 127.0.0.2 (ephemeral range, checked by binding).
@@ -46,7 +51,7 @@ P
 [ -n "$PORT" ] || { echo "no free port found" >&2; exit 2; }
 
 LOG=$(mktemp /tmp/gslbd-zonemaster.XXXXXX.log)
-"$BIN" serve --zones "$ZONES" --listen "127.0.0.1:$PORT" --listen "127.0.0.2:$PORT" >"$LOG" 2>&1 &
+"$BIN" serve --api none --no-watch --zones "$ZONES" --listen "127.0.0.1:$PORT" --listen "127.0.0.2:$PORT" >"$LOG" 2>&1 &
 PID=$!
 stop() {
   if kill -0 "$PID" 2>/dev/null; then
