@@ -772,6 +772,11 @@ impl Aggregator {
 
     fn force_publish(&mut self, now: Instant) {
         let dcs = self.build(now);
+        self.store(dcs, now);
+    }
+
+    /// Publishes `dcs` as the next snapshot generation.
+    fn store(&mut self, dcs: Vec<DcState>, now: Instant) {
         self.generation += 1;
         self.out.store(Arc::new(Snapshot {
             generation: self.generation,
@@ -797,17 +802,7 @@ impl Aggregator {
         if dcs == self.published {
             return false;
         }
-        self.generation += 1;
-        self.out.store(Arc::new(Snapshot {
-            generation: self.generation,
-            dcs: dcs.clone(),
-            latency_map: self.latency_map.clone(),
-        }));
-        self.published = dcs;
-        self.last_publish = Some(now);
-        if let Some(m) = &self.metrics {
-            m.snapshot_published();
-        }
+        self.store(dcs, now);
         true
     }
 
