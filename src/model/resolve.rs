@@ -132,7 +132,7 @@ pub fn datacenters(
                 continue;
             }
             let id = DatacenterId(out.list.len() as u32);
-            let mut v4: Vec<_> = d
+            let v4: Vec<_> = d
                 .addresses
                 .iter()
                 .filter_map(|a| {
@@ -154,7 +154,6 @@ pub fn datacenters(
                     }
                 })
                 .collect();
-            v4.dedup();
             out.list.push(Datacenter {
                 name: d.name.as_str().into(),
                 v4,
