@@ -161,6 +161,14 @@ pub fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSp
                 "at most 64 addresses per datacenter",
             );
         }
+        for (i, a) in addresses.iter().enumerate() {
+            if addresses[..i].contains(a) {
+                errs.add(
+                    &index(&join(&p, "addresses"), i),
+                    format!("{a} is listed twice"),
+                );
+            }
+        }
         let coords = d.table("location", errs).and_then(|mut l| {
             let lat = l.float("lat", -90.0, 90.0, errs);
             let lon = l.float("lon", -180.0, 180.0, errs);
@@ -487,9 +495,6 @@ fn read_members(v: &toml::Value, p: &str, errs: &mut Errors) -> Vec<MemberSpec> 
             }
             other => errs.add(&ip, format!("expected a datacenter name or {{ dc = ..., weight = ..., bias = ... }}, found {}", type_name(other))),
         }
-    }
-    if out.is_empty() && !items.is_empty() {
-        return out;
     }
     if items.is_empty() {
         errs.add(p, "is empty (a pool needs at least one datacenter)");
