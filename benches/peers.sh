@@ -3,6 +3,8 @@
 #
 #   benches/peers.sh                    # gslbd (1 UDP thread) + knot + gdnsd, kinds static static-ecs nx
 #   UDP_THREADS=2 PEERS=external benches/peers.sh    # gslbd alone with 2 UDP sockets/threads
+#   KINDS="static dyn-ecs dyn" benches/peers.sh external gdnsd   # GSLB path vs gdnsd geoip
+#   API=none PEERS=external benches/peers.sh       # gslbd without the HTTP API (default: API on)
 #   REPS=2 DURATION=8 benches/peers.sh  # bench.sh knobs pass through (REPS, DURATION, CLIENTS,
 #                                       # OUTSTANDING, LAT_QPS, LAT_DURATION, SERVER_CPU, CLIENT_CPU)
 #
@@ -20,9 +22,13 @@
 #   ../shared/lab/peers/install.sh && ../shared/lab/peers/gen-data.sh
 #
 # Query kinds: static (static.gslb.test A), static-ecs (same + ECS 193.0.0.0/24), nx (100k
-# distinct NXDOMAIN names). The same three kinds are run for every peer (KINDS overrides
-# bench.sh's per-peer defaults); gdnsd runs with edns_client_subnet on, so static-ecs is valid
-# for it too. The GSLB kinds (dyn, dyn-ecs) are not run: gslbd's zone here has no geo/fo names.
+# distinct NXDOMAIN names), dyn (geo.gslb.test A from 127.0.0.1, which the lab mmdb maps to
+# US/NA) and dyn-ecs (the same + ECS 193.0.0.0/24, NL/EU). KINDS (default "static static-ecs
+# nx") is used for every peer; gdnsd runs with edns_client_subnet on, so the ECS kinds are
+# valid for it; knot has no GSLB name, run it with static kinds only.
+# gslbd gets --geoip $GEO_MMDB (default the lab's /tmp/gslb-lab/geoip/lab-geo.mmdb, the file
+# gdnsd uses) so both servers see the same locations, and --api $API (default 127.0.0.1:8053,
+# gslbd's default; API=none turns the HTTP API off). Peers on the command line override PEERS.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 LAB=${LAB:-$REPO/../shared/lab/peers}
@@ -33,16 +39,19 @@ BIN="$TARGET_DIR/release/gslbd"
 UDP_THREADS=${UDP_THREADS:-1}
 PORT=${EXT_PORT:-5320}
 read -r -a PEERS <<<"${PEERS:-external knot gdnsd}"
+[ $# -gt 0 ] && PEERS=("$@")
+GEO_MMDB=${GEO_MMDB:-${LAB_WORK:-/tmp/gslb-lab}/geoip/lab-geo.mmdb}
+API=${API:-127.0.0.1:8053}
 
 for t in dnsperf dig taskset knotd gdnsd; do
   command -v "$t" >/dev/null || { echo "$t missing: run $LAB/install.sh (root)" >&2; exit 2; }
 done
 
 (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin gslbd)
-[ -s "${LAB_WORK:-/tmp/gslb-lab}/queries/nx.txt" ] || "$LAB/gen-data.sh"
+[ -s "${LAB_WORK:-/tmp/gslb-lab}/queries/nx.txt" ] && [ -s "$GEO_MMDB" ] || "$LAB/gen-data.sh"
 "$BIN" check --zones "$REPO/benches/zones"
 
-export EXT_CMD="$BIN serve --zones $REPO/benches/zones --listen 127.0.0.1:$PORT --udp-threads $UDP_THREADS"
+export EXT_CMD="$BIN serve --zones $REPO/benches/zones --listen 127.0.0.1:$PORT --udp-threads $UDP_THREADS --geoip $GEO_MMDB --api $API"
 export EXT_PORT=$PORT
 export KINDS=${KINDS:-static static-ecs nx}
 echo "gslbd: $EXT_CMD"
