@@ -590,3 +590,58 @@ fn geodb_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<GeoDb>();
 }
+
+/// Networks that share one data record (as every network of a country does in a country
+/// file) are decoded once per thread and cached by record: repeated and interleaved lookups
+/// still give each network its own prefix, and a second database instance is not confused
+/// with the first.
+#[test]
+fn shared_records_keep_their_own_prefix_through_the_record_cache() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let de = || Value::map([("country_code", "DE")]);
+    let path = write_db(
+        dir.path(),
+        "shared",
+        IpVersion::V6,
+        vec![
+            ("10.0.0.0/8", de()),
+            ("172.16.0.0/12", de()),
+            ("198.51.100.0/24", Value::map([("country_code", "FR")])),
+        ],
+    )?;
+    let db = open(std::slice::from_ref(&path));
+    for _ in 0..3 {
+        for (addr, country, prefix) in [
+            ("10.1.2.3", "DE", 8),
+            ("172.16.9.9", "DE", 12),
+            ("198.51.100.7", "FR", 24),
+        ] {
+            let loc = db.lookup(ip(addr)).expect("hit");
+            assert_eq!(
+                (loc.country_str(), loc.prefix_len),
+                (Some(country), prefix),
+                "{addr}"
+            );
+        }
+    }
+    let other = write_db(
+        dir.path(),
+        "other",
+        IpVersion::V6,
+        vec![("10.0.0.0/8", Value::map([("country_code", "JP")]))],
+    )?;
+    let db2 = open(&[other]);
+    assert_eq!(
+        db2.lookup(ip("10.1.2.3"))
+            .and_then(|l| l.country_str().map(str::to_string))
+            .as_deref(),
+        Some("JP")
+    );
+    assert_eq!(
+        db.lookup(ip("10.1.2.3"))
+            .and_then(|l| l.country_str().map(str::to_string))
+            .as_deref(),
+        Some("DE")
+    );
+    Ok(())
+}

@@ -67,6 +67,23 @@ pub struct GeoDb {
     /// Records that were found but could not be decoded (a file whose layout we do not
     /// understand); counted rather than logged so the query path stays quiet and cheap.
     decode_errors: AtomicU64,
+    /// Distinguishes this instance in the per-thread record cache (a reload opens a new one).
+    id: u64,
+}
+
+/// Per-thread cache of decoded records, keyed by (database instance, file, data offset).
+/// mmdb files share one data record between every network with the same content (a country
+/// file has a few hundred), so most lookups find their record here and skip the decode.
+const RECORD_CACHE: usize = 512;
+
+thread_local! {
+    static DECODED: std::cell::RefCell<Vec<(u64, Option<Location>)>> =
+        std::cell::RefCell::new(vec![(u64::MAX, None); RECORD_CACHE]);
+}
+
+fn next_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for GeoDb {
@@ -99,6 +116,7 @@ impl GeoDb {
             dbs,
             tables,
             decode_errors: AtomicU64::new(0),
+            id: next_id(),
         })
     }
 
@@ -108,6 +126,7 @@ impl GeoDb {
             dbs: Vec::new(),
             tables: Box::new(CountryTables::none()),
             decode_errors: AtomicU64::new(0),
+            id: next_id(),
         }
     }
 
@@ -137,15 +156,37 @@ impl GeoDb {
         if !found.has_data() {
             return None;
         }
-        let rec: Record = match found.decode() {
-            Ok(Some(r)) => r,
-            Ok(None) => return None,
-            Err(_) => {
-                self.decode_errors.fetch_add(1, Ordering::Relaxed);
-                return None;
+        let key = found
+            .offset()
+            .map(|off| (self.id << 40) ^ ((index as u64) << 32) ^ off as u64);
+        let cached = key.and_then(|k| {
+            DECODED.with(|c| {
+                let c = c.borrow();
+                let (ck, loc) = c[(k as usize).wrapping_mul(0x9E37_79B9) % RECORD_CACHE];
+                (ck == k).then_some(loc)
+            })
+        });
+        let decoded = match cached {
+            Some(loc) => loc,
+            None => {
+                let loc = match found.decode::<Record>() {
+                    Ok(Some(rec)) => self.location_from(&rec),
+                    Ok(None) => None,
+                    Err(_) => {
+                        self.decode_errors.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
+                };
+                if let Some(k) = key {
+                    DECODED.with(|c| {
+                        c.borrow_mut()[(k as usize).wrapping_mul(0x9E37_79B9) % RECORD_CACHE] =
+                            (k, loc)
+                    });
+                }
+                loc
             }
         };
-        let mut loc = self.location_from(&rec)?;
+        let mut loc = decoded?;
         loc.db = u8::try_from(index).unwrap_or(u8::MAX);
         // `network()` already reports an IPv4 address found under ::/96 of an IPv6 file in
         // IPv4 terms. A file without an IPv4 subtree answers from an IPv6 node; its prefix
