@@ -497,3 +497,26 @@ fn sigterm_answers_the_query_in_flight_writes_state_and_exits_zero() {
         "state written at shutdown"
     );
 }
+
+#[test]
+fn a_reload_that_changes_datacenters_keeps_the_health_of_unchanged_targets() {
+    let h = Health::start();
+    let zone = gslb_zone(h.addr.port(), "192.0.2.80")
+        .replace("interval = \"200ms\"", "interval = \"500ms\"")
+        .replace("timeout = \"150ms\"", "timeout = \"300ms\"")
+        .replace("fall = 3", "fall = 1");
+    let s = TestServer::start_with(&[("example.com.toml", &zone)], |o| o.api = None);
+    h.fail.store(true, Ordering::Relaxed);
+    wait_until("one marked down", Duration::from_secs(3), || {
+        answer(&s, "www.example.com") == ["www.example.com. 1 IN A 192.0.2.20"]
+    });
+    // A new datacenter restarts the probes; the restarted aggregator starts from the saved
+    // health, so `one` is still down right after the reload (not assumed up again).
+    let changed = format!("{zone}\n[datacenters.three]\naddresses = [\"192.0.2.30\"]\n");
+    std::fs::write(s.zone_path("example.com.toml"), changed).unwrap();
+    s.reload().expect("valid change");
+    assert_eq!(
+        answer(&s, "www.example.com"),
+        ["www.example.com. 1 IN A 192.0.2.20"]
+    );
+}
