@@ -102,9 +102,16 @@ fn sighup_reloads_a_running_server() {
     assert!(status.success(), "exits 0 on SIGTERM: {status:?}");
 }
 
+/// A port free for both UDP and TCP on 127.0.0.1 (the server binds both).
 pub fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
+    for _ in 0..100 {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
 }
 
 pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
