@@ -521,3 +521,59 @@ fn a_reload_that_changes_datacenters_keeps_the_health_of_unchanged_targets() {
         ["www.example.com. 1 IN A 192.0.2.20"]
     );
 }
+
+#[test]
+fn json_logs_and_the_sampled_query_log() {
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(
+        zones.path().join("example.com.toml"),
+        gslb_zone(1, "192.0.2.80").replace("check = \"web\"\n", ""),
+    )
+    .unwrap();
+    let port = crate::reload::free_port();
+    let mut child = std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--api",
+            "none",
+            "--no-watch",
+            "--udp-threads",
+            "1",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--query-log-sample",
+            "1",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--zones",
+        ])
+        .arg(zones.path())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let query = q("static.example.com", "A")
+        .ecs("198.51.100.0".parse().unwrap(), 24)
+        .bytes();
+    let r = Resp::parse(crate::reload::wait_for(|| udp_raw(addr, &query)));
+    assert_eq!(r.answers(), ["static.example.com. 3600 IN A 192.0.2.80"]);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "every log line is JSON: {logs}");
+    let ql = lines
+        .iter()
+        .find(|v| v["target"] == "gslbd::query" && v["fields"]["name"] == "static.example.com.")
+        .unwrap_or_else(|| panic!("a query log line: {logs}"));
+    assert_eq!(ql["fields"]["ecs"], "198.51.100.0/24");
+    assert_eq!(ql["fields"]["answer"], "192.0.2.80");
+    assert_eq!(ql["fields"]["client"], "127.0.0.1");
+}
