@@ -531,7 +531,7 @@ fn json_logs_and_the_sampled_query_log() {
     )
     .unwrap();
     let port = crate::reload::free_port();
-    let mut child = std::process::Command::new(bin())
+    let child = std::process::Command::new(bin())
         .args([
             "serve",
             "--api",
