@@ -7,7 +7,6 @@
 //! model is built, where an unknown name is reported with the key path that used it.
 
 use std::net::IpAddr;
-use std::time::Duration;
 
 use hickory_proto::rr::Name;
 
@@ -712,13 +711,6 @@ pub fn read_gslb(
         });
     }
     out
-}
-
-/// Shortest settle TTL a check implies (its interval, in seconds).
-pub fn check_interval_secs(d: Duration) -> u32 {
-    u32::try_from(d.as_millis().div_ceil(1000))
-        .unwrap_or(u32::MAX)
-        .max(1)
 }
 
 #[cfg(test)]

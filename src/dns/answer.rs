@@ -161,10 +161,6 @@ impl<'a> Writer<'a> {
             d.copy_from_slice(&v.to_be_bytes());
         }
     }
-
-    pub fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
 }
 
 /// Compression pointer to offset `at`.
@@ -425,7 +421,7 @@ fn resolve<G: GslbAnswerer>(
                     && n.cut
                     && !(i == 0 && q.qtype == TYPE_DS && hop == 0)
                 {
-                    return referral(zone, n, cur.ptr(i), w, aa);
+                    return referral(n, cur.ptr(i), w, aa);
                 }
             }
         }
@@ -546,7 +542,7 @@ fn negative(zone: &Zone, apex_ptr: u16, w: &mut Writer<'_>) {
 }
 
 /// Referral to a child zone: NS in authority, glue in additional, no AA.
-fn referral(_zone: &Zone, cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Outcome {
+fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Outcome {
     if let Some(ns) = cut.rrset(TYPE_NS) {
         w.ns += w.rrset(cut_ptr, ns);
         w.additional(&ns.additional, ns.additional_count);

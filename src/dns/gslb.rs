@@ -26,7 +26,7 @@ pub fn client_for(
 ) -> policy::Client {
     let (addr, source_prefix) = match ecs {
         // Source prefix 0: the resolver asks us not to tailor by subnet (RFC 7871 7.1.2).
-        Some(c) if entry.ecs && c.source_prefix > 0 => (c.addr.to_canonical(), c.source_prefix),
+        Some(c) if ecs_used(entry, ecs) => (c.addr.to_canonical(), c.source_prefix),
         _ => {
             let a = source.to_canonical();
             (a, if a.is_ipv4() { 32 } else { 128 })
@@ -92,10 +92,7 @@ fn next_input() -> QueryInput {
     let random = RNG.with(|r| {
         let x = r.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
         r.set(x);
-        let mut z = x;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        policy::rank::mix64(x)
     });
     let rotation = ROTATION.with(|c| {
         let v = c.get().wrapping_add(1);
@@ -105,7 +102,7 @@ fn next_input() -> QueryInput {
     QueryInput { random, rotation }
 }
 
-/// Runs the decision for `entry` and returns it with the scope to report.
+/// Runs the decision for `entry` (the ECS scope to send back is `response_scope`'s).
 pub fn decide<T: Tracer>(
     model: &Model,
     snap: &Snapshot,

@@ -10,7 +10,7 @@ use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 
 use super::gslb::{Datacenter, DatacenterId, GslbName, Member, Pool, PoolId, Rule};
-use super::zone::{Zone, wire_key};
+use super::zone::{Zone, add_empty_ancestors, is_below, wire_key};
 use crate::config::gslb::parse_match;
 use crate::config::{Config, ConfigError, GslbSpec};
 use crate::geo::CountryTables;
@@ -362,10 +362,7 @@ pub fn place(
     errs: &mut Vec<ConfigError>,
 ) {
     let key = wire_key(owner);
-    let below_cut = zone
-        .nodes
-        .iter()
-        .any(|(k, n)| n.cut && key.len() > k.len() && key.ends_with(k));
+    let below_cut = zone.nodes.iter().any(|(k, n)| n.cut && is_below(&key, k));
     if below_cut {
         err(
             errs,
@@ -389,15 +386,7 @@ pub fn place(
     }
     node.gslb = Some(id);
     zone.gslb_count += 1;
-    let mut off = 0usize;
-    while off < key.len() && key[off] != 0 {
-        off += 1 + key[off] as usize;
-        let anc = &key[off..];
-        if anc.len() <= zone.apex.len() {
-            break;
-        }
-        zone.nodes.entry(anc.into()).or_default();
-    }
+    add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
 }
 
 /// Longest TTL any name hands out for each datacenter (drain completes after it).

@@ -199,10 +199,7 @@ pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Op
         })
         .cloned()
         .collect();
-    let below_cut = |k: &[u8]| {
-        cuts.iter()
-            .any(|c| k.len() > c.len() && k.ends_with(c) && is_label_boundary(k, c.len()))
-    };
+    let below_cut = |k: &[u8]| cuts.iter().any(|c| is_below(k, c));
 
     for k in &order {
         let p = &pending[k];
@@ -313,16 +310,7 @@ pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Op
             node.rrsets.push(rr);
         }
         nodes.insert(k.clone(), node);
-        // Empty non-terminals between the owner and the apex exist (NODATA, not NXDOMAIN).
-        let mut off = 0usize;
-        while off < k.len() && k[off] != 0 {
-            off += 1 + k[off] as usize;
-            let anc = &k[off..];
-            if anc.len() <= apex.len() {
-                break;
-            }
-            nodes.entry(anc.into()).or_default();
-        }
+        add_empty_ancestors(&mut nodes, k, apex.len());
     }
 
     let soa = &z.soa;
@@ -374,4 +362,23 @@ fn is_label_boundary(k: &[u8], suffix_len: usize) -> bool {
         off += 1 + k[off] as usize;
     }
     off == target
+}
+
+/// Is the wire name `k` strictly below the wire name `cut` (on a label boundary)?
+pub fn is_below(k: &[u8], cut: &[u8]) -> bool {
+    k.len() > cut.len() && k.ends_with(cut) && is_label_boundary(k, cut.len())
+}
+
+/// Empty non-terminals between an owner and the apex exist (NODATA, not NXDOMAIN): inserts
+/// every ancestor of `key` longer than the apex as an empty node where none is.
+pub fn add_empty_ancestors(nodes: &mut FxHashMap<Box<[u8]>, Node>, key: &[u8], apex_len: usize) {
+    let mut off = 0usize;
+    while off < key.len() && key[off] != 0 {
+        off += 1 + key[off] as usize;
+        let anc = &key[off..];
+        if anc.len() <= apex_len {
+            break;
+        }
+        nodes.entry(anc.into()).or_default();
+    }
 }

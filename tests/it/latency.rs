@@ -4,16 +4,9 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const ZONE: &str = r#"
-origin = "example.com."
-[soa]
-mname = "ns1.example.com."
-rname = "hostmaster.example.com."
-[records."@"]
-NS = ["ns1"]
-[records.ns1]
-A = ["192.0.2.1"]
-[datacenters.fra]
+const ZONE: &str = concat!(
+    minimal_zone!(),
+    r#"[datacenters.fra]
 addresses = ["192.0.2.10"]
 [datacenters.iad]
 addresses = ["192.0.2.20"]
@@ -22,7 +15,8 @@ ttl = 30
 datacenters = ["fra", "iad"]
 policy = "latency"
 margin = "5ms"
-"#;
+"#
+);
 
 const MAP: &str = "client,datacenter,ms\n203.0.113.0/24,fra,10\n203.0.113.0/24,iad,90\n198.51.100.0/24,iad,10\n198.51.100.0/24,fra,90\n";
 

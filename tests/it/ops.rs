@@ -67,16 +67,9 @@ impl Drop for Health {
 /// A zone with one failover name over two datacenters whose checks hit `port` on loopback.
 fn gslb_zone(port: u16, answer: &str) -> String {
     format!(
-        r#"
-origin = "example.com."
-[soa]
-mname = "ns1.example.com."
-rname = "hostmaster.example.com."
-[records."@"]
-NS = ["ns1"]
-[records.ns1]
-A = ["192.0.2.1"]
-[records.static]
+        concat!(
+            minimal_zone!(),
+            r#"[records.static]
 A = ["{answer}"]
 [checks.web]
 type = "http"
@@ -97,6 +90,9 @@ ttl = 1
 datacenters = ["one", "two"]
 policy = "failover"
 "#
+        ),
+        answer = answer,
+        port = port
     )
 }
 

@@ -5,18 +5,12 @@ use hickory_proto::op::ResponseCode;
 
 use crate::common::*;
 
-const V1: &str = r#"
-origin = "example.com."
-[soa]
-mname = "ns1.example.com."
-rname = "hostmaster.example.com."
-[records."@"]
-NS = ["ns1"]
-[records.ns1]
-A = ["192.0.2.1"]
-[records.www]
+const V1: &str = concat!(
+    minimal_zone!(),
+    r#"[records.www]
 A = ["192.0.2.10"]
-"#;
+"#
+);
 
 #[test]
 fn reload_swaps_in_a_valid_change_and_keeps_the_old_zones_on_error() {

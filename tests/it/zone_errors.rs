@@ -7,16 +7,7 @@ use gslbd::config;
 
 use crate::common::*;
 
-const GOOD: &str = r#"
-origin = "example.com."
-[soa]
-mname = "ns1.example.com."
-rname = "hostmaster.example.com."
-[records."@"]
-NS = ["ns1"]
-[records.ns1]
-A = ["192.0.2.1"]
-"#;
+const GOOD: &str = concat!(minimal_zone!(), r#""#);
 
 /// Errors of one file as `path: message` lines (the file name is checked separately).
 fn errors_of(text: &str) -> Vec<String> {
