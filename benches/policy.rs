@@ -5,12 +5,13 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use gslbd::geo::Location;
+use gslbd::geo::{GeoCode, Location};
 use gslbd::health::Snapshot;
-use gslbd::model::gslb::{
+use gslbd::model::{
     Datacenter, DatacenterId, GslbName, MatchItem, Member, PolicyKind, Pool, PoolId, Rule,
 };
-use gslbd::policy::{Client, Family, NoTrace, QueryInput, select};
+use gslbd::net::Family;
+use gslbd::policy::{Client, NoTrace, QueryInput, select};
 
 fn dcs() -> Vec<Datacenter> {
     [
@@ -74,11 +75,14 @@ fn bench(c: &mut Criterion) {
         name.pools.push(name.pools[0].clone());
         name.rules = vec![
             Rule {
-                matches: vec![MatchItem::Continent(*b"AS"), MatchItem::Continent(*b"OC")],
+                matches: vec![
+                    MatchItem::Geo(GeoCode::Continent(*b"AS")),
+                    MatchItem::Geo(GeoCode::Continent(*b"OC")),
+                ],
                 pool: PoolId(1),
             },
             Rule {
-                matches: vec![MatchItem::Continent(*b"EU")],
+                matches: vec![MatchItem::Geo(GeoCode::Continent(*b"EU"))],
                 pool: PoolId(0),
             },
             Rule {

@@ -8,8 +8,7 @@ use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gslbd::config;
-use gslbd::dns::{self, Client, NoGslb, Query};
-use gslbd::model::Model;
+use gslbd::dns::{self, NoGslb, Peer, Query};
 
 const ZONE: &str = r#"
 origin = "example.com."
@@ -43,11 +42,8 @@ fn query(name: &str, qtype: u16) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let f = config::parse_file(Path::new("bench.toml"), ZONE).expect("bench zone parses");
-    let model = Model::build(&config::Config { files: vec![f] }).expect("bench zone builds");
-    let client = Client {
-        addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        tcp: false,
-    };
+    let model = config::build(&config::Config { files: vec![f] }).expect("bench zone builds");
+    let client = Peer::udp(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let mut out = vec![0u8; 65535];
     let mut q = Query::default();
     for (label, name) in [

@@ -1,6 +1,6 @@
 //! `gslbd explain`: why a client gets the answer it gets.
 //!
-//! Builds the client exactly as the query path does (`dns::gslb::client_for`), runs the same
+//! Builds the client exactly as the query path does (`gslb::client_for`), runs the same
 //! `policy::select` with a recording tracer, and reports the location found, the rule, every
 //! pool and candidate, the answer, its TTL and the ECS scope.
 
@@ -9,13 +9,14 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::dns::gslb::{client_for, decide, response_scope};
 use crate::dns::wire::ClientSubnet;
 use crate::geo::GeoDb;
+use crate::gslb::{client_for, decide, response_scope};
 use crate::health::Snapshot;
 use crate::model::Model;
-use crate::model::zone::wire_key;
-use crate::policy::{Family, QueryInput, Trace};
+use crate::net::{Family, Subnet};
+use crate::policy::{AnswerKind, QueryInput, Trace};
+use crate::rr::wire_key;
 
 /// The explanation of one decision; `Display` for people, `Serialize` for `--json` and the API.
 #[derive(Debug, Serialize)]
@@ -40,19 +41,21 @@ pub struct Explanation<'a> {
 /// What `explain` could not do.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ExplainError {
+    /// The name is not a GSLB name.
     #[error("{0} is not a GSLB name of any zone served (static names answer the same to everyone)")]
     NotGslb(String),
+    /// The name or the ECS prefix cannot be parsed.
     #[error("{0}")]
     BadInput(String),
 }
 
 /// Parses `PREFIX` as given to `--ecs` (`192.0.2.0/24`) into a validated client subnet.
 pub fn parse_ecs(s: &str) -> Result<ClientSubnet, ExplainError> {
-    let (addr, prefix) = crate::config::gslb::parse_subnet(s).map_err(ExplainError::BadInput)?;
+    let n = Subnet::parse(s).map_err(ExplainError::BadInput)?;
     Ok(ClientSubnet {
-        family: if addr.is_ipv4() { 1 } else { 2 },
-        source_prefix: prefix,
-        addr,
+        family: if n.addr.is_ipv4() { 1 } else { 2 },
+        source_prefix: n.prefix,
+        addr: n.addr,
     })
 }
 
@@ -113,9 +116,9 @@ pub fn explain<'a>(
         ecs_scope: scope,
         answer,
         outcome: match sel.outcome {
-            crate::policy::Outcome::Answer => "answer",
-            crate::policy::Outcome::NoData => "nodata",
-            crate::policy::Outcome::ServFail => "servfail",
+            AnswerKind::Answer => "answer",
+            AnswerKind::NoData => "nodata",
+            AnswerKind::ServFail => "servfail",
         },
         trace,
     })

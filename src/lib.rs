@@ -1,18 +1,42 @@
 //! gslbd: a global server load balancing authoritative DNS server.
 //!
 //! ```text
-//! zones/*.toml --config--> Spec --model--> Model (immutable, ids) --arc-swap--> query path
-//! probe workers --> health aggregator (single writer) --arc-swap--> Snapshot --> policy
-//! UDP/TCP --> dns::handle(bytes) --> zone lookup --> policy::select --> response bytes
+//! zones/*.toml --config (parse + one build step)--> Model (immutable, ids, probe plan)
+//! probe workers --> health aggregator (single writer) --> Snapshot (same ids as the Model)
+//!            Model + Snapshot + latency map + GeoIP --one publication--> query path
+//! UDP/TCP --> dns::handle(bytes) --> zone lookup --> gslb --> policy::select --> response bytes
 //! ```
+//!
+//! The modules form layers; each may use only those below it (a test reads the `crate::`
+//! paths of every module and fails on a cycle):
+//!
+//! 1. leaves, the shared vocabulary: [`net`] (addresses, prefixes, families, transports),
+//!    [`rr`] (record types, rcodes, wire names), [`limits`], [`walk`] (the TOML walker),
+//!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), [`metrics`];
+//! 2. [`probe`]: check kinds, the probe plan and the workers;
+//! 3. [`model`]: the immutable tables the query path reads;
+//! 4. [`config`]: zone files to specs, and the one build step to a [`model::Model`];
+//! 5. [`health`]: the aggregator and the published [`health::Snapshot`];
+//! 6. [`policy`]: the pure GSLB decision;
+//! 7. [`dns`]: the wire format, the answer code and the transports (model only);
+//! 8. [`gslb`]: the glue that answers GSLB names on the query path; [`explain`];
+//! 9. [`api`] and [`server`] on top.
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod config;
 pub mod dns;
 pub mod explain;
 pub mod geo;
+pub mod gslb;
 pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod net;
 pub mod policy;
 pub mod probe;
+pub mod rr;
 pub mod server;
+pub mod shutdown;
+pub mod walk;

@@ -153,8 +153,8 @@ fn explain(a: ExplainArgs) -> ExitCode {
         ExitCode::from(1)
     };
     let family = match a.qtype.to_ascii_uppercase().as_str() {
-        "A" => gslbd::policy::Family::V4,
-        "AAAA" => gslbd::policy::Family::V6,
+        "A" => gslbd::net::Family::V4,
+        "AAAA" => gslbd::net::Family::V6,
         other => return fail(format!("{other:?}: GSLB names answer A and AAAA only")),
     };
     let model = match server::load_model(&a.zones) {

@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use gslbd::api::{
-    self, ApiBackend, ApiContext, BoxFuture, ExplainError, ExplainRequest, ReloadInfo, ServerInfo,
-    ZoneInfo,
+    self, ApiBackend, ApiContext, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo,
+    ServerInfo, ZoneInfo,
 };
 use gslbd::health::aggregator::{AdminError, DcStatus, TargetStatus};
 use gslbd::health::{AdminState, Status};
-use gslbd::metrics::{Metrics, PoolLabels, Transport};
+use gslbd::metrics::{Metrics, PoolLabels};
+use gslbd::net::Transport;
+use gslbd::shutdown::Shutdown;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
 const DCS: [&str; 2] = ["fra", "iad"];
 
@@ -136,15 +137,15 @@ impl ApiBackend for Fake {
         })
     }
 
-    fn explain(&self, req: &ExplainRequest) -> Result<Value, ExplainError> {
+    fn explain(&self, req: &ExplainRequest) -> Result<Value, ExplainFailure> {
         if !req.name.ends_with("example.com.") {
-            return Err(ExplainError::NotServed(format!(
+            return Err(ExplainFailure::NotServed(format!(
                 "no zone serves {}",
                 req.name
             )));
         }
         if req.qtype == 255 {
-            return Err(ExplainError::Invalid("ANY is not explained".into()));
+            return Err(ExplainFailure::Invalid("ANY is not explained".into()));
         }
         Ok(json!({
             "name": req.name,
@@ -164,7 +165,7 @@ struct Api {
     http: reqwest::Client,
     fake: Arc<Fake>,
     metrics: Arc<Metrics>,
-    stop: watch::Sender<bool>,
+    stop: Shutdown,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -172,9 +173,9 @@ async fn start(token: Option<String>) -> Api {
     let fake = Fake::new();
     let metrics = Arc::new(Metrics::with_shards(2));
     let ctx = ApiContext::new(metrics.clone(), fake.clone(), token);
-    let (stop, rx) = watch::channel(false);
+    let stop = Shutdown::new();
     let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let (bound, task) = api::serve(addr, ctx, rx).await.expect("bind");
+    let (bound, task) = api::serve(addr, ctx, stop.clone()).await.expect("bind");
     assert_ne!(bound.port(), 0);
     let http = reqwest::Client::builder()
         .no_proxy()
@@ -247,7 +248,7 @@ impl Api {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         let done = tokio::time::timeout(Duration::from_secs(5), self.task).await;
         assert!(matches!(done, Ok(Ok(Ok(())))), "API stops on shutdown");
     }
@@ -451,7 +452,7 @@ async fn admin_with_token_from_a_file() {
 async fn explain_answers_and_rejects() {
     let api = start(None).await;
     let (code, v) = api
-        .json("/explain?name=WWW.example.com&type=AAAA&client=192.0.2.1&ecs=198.51.100.99/24")
+        .json("/explain?name=WWW.example.com&type=AAAA&client=192.0.2.1&ecs=198.51.100.0/24")
         .await;
     assert_eq!(code, 200);
     assert_eq!(
@@ -473,6 +474,7 @@ async fn explain_answers_and_rejects() {
         "/explain?name=www.example.com&type=NOPE",
         "/explain?name=www.example.com&client=300.1.1.1",
         "/explain?name=www.example.com&ecs=10.0.0.0/40",
+        "/explain?name=www.example.com&ecs=198.51.100.99/24", // host bits: refused, as the CLI does
         "/explain?name=www.example.com&ecs=2001:db8::/129",
         "/explain?name=www.example.com&colour=blue",
         "/explain?name=www.example.com&name=x.example.com",

@@ -5,11 +5,13 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::sync::Arc;
 
+use gslbd::config::latency_map::MapFormat;
 use gslbd::geo::Location;
-use gslbd::health::latency_map::MapFormat;
-use gslbd::health::{LatencyMap, Snapshot};
-use gslbd::model::gslb::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool};
-use gslbd::policy::{Client, Family, NoTrace, QueryInput, Selection, Trace, select};
+use gslbd::health::Snapshot;
+use gslbd::model::LatencyMap;
+use gslbd::model::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool};
+use gslbd::net::Family;
+use gslbd::policy::{Client, NoTrace, QueryInput, Selection, Trace, select};
 
 const NAMES: [&str; 3] = ["fra", "iad", "sin"];
 
@@ -49,7 +51,7 @@ fn latency_name(margin_ms: f64) -> GslbName {
 }
 
 fn map(csv: &str) -> Arc<LatencyMap> {
-    match LatencyMap::parse(Path::new("rum.csv"), csv, MapFormat::Csv, id) {
+    match gslbd::config::latency_map::parse(Path::new("rum.csv"), csv, MapFormat::Csv, id) {
         Ok(m) => Arc::new(m),
         Err(e) => panic!("{e}"),
     }
@@ -266,44 +268,102 @@ fn explain_shows_where_each_latency_came_from() {
     );
 }
 
-#[tokio::test]
-async fn the_aggregator_carries_the_map_into_every_snapshot() {
-    use arc_swap::ArcSwap;
-    use gslbd::health::aggregator::{Aggregator, AggregatorSettings};
-    use gslbd::probe::{DatacenterProbe, ProbeSet};
-
-    let probes: Vec<DatacenterProbe> = NAMES
-        .iter()
-        .map(|n| DatacenterProbe::new(*n, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], None))
-        .collect();
-    let set = Arc::new(ProbeSet::build(&probes).expect("probe set"));
-    let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-    let settings = AggregatorSettings {
-        publish_interval: std::time::Duration::ZERO,
-        ..AggregatorSettings::default()
-    };
-    let (mut agg, _handle) = Aggregator::new(set, settings, out.clone()).expect("aggregator");
-    assert!(out.load().latency_map.is_none());
-    let before = out.load().generation;
-    let m = map("EU,fra,10\n");
-    agg.set_latency_map(Some(m.clone()), tokio::time::Instant::now());
-    let snap = out.load();
-    assert!(snap.generation > before, "published at once");
-    assert!(
-        snap.latency_map
-            .as_ref()
-            .is_some_and(|x| Arc::ptr_eq(x, &m))
+/// A zones directory declaring `dcs` in this order, each used by one failover name.
+fn zones_with(dcs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from(
+        "origin = \"example.com.\"\n[soa]\nmname = \"ns1.example.com.\"\nrname = \"h.example.com.\"\n[records.\"@\"]\nNS = [\"ns1.example.com.\"]\n[records.ns1]\nA = [\"192.0.2.1\"]\n",
     );
-    // Later publications keep it; removing it publishes a snapshot without it.
-    agg.set_admin(
-        0,
-        gslbd::health::AdminState::Drain,
-        tokio::time::Instant::now(),
+    for (i, d) in dcs.iter().enumerate() {
+        text.push_str(&format!(
+            "[datacenters.{d}]\naddresses = [\"198.51.100.{}\"]\n",
+            i + 1
+        ));
+    }
+    let members: Vec<String> = dcs.iter().map(|d| format!("\"{d}\"")).collect();
+    text.push_str(&format!(
+        "[gslb.app]\ndatacenters = [{}]\npolicy = \"latency\"\n",
+        members.join(", ")
+    ));
+    std::fs::write(dir.path().join("example.com.toml"), text).expect("write");
+    dir
+}
+
+fn loaded(dcs: &[&str]) -> Arc<gslbd::server::Loaded> {
+    let dir = zones_with(dcs);
+    let model = gslbd::config::load(dir.path()).expect("zones load");
+    Arc::new(gslbd::server::Loaded::new(
+        model,
+        &gslbd::metrics::Metrics::new(),
+    ))
+}
+
+/// The map published for a client in Germany, by datacenter name (through the ids of the
+/// model it is published with).
+fn published_ms(p: &gslbd::server::publish::Publisher, dc: &str) -> Option<f64> {
+    let s = p.load();
+    let id = s.loaded.model.datacenters.id_of(dc)?;
+    let map = s.snapshot.latency_map.as_ref()?;
+    let de = client("203.0.113.1", Some((b"EU", b"DE")));
+    map.ms(de.addr, de.location.as_ref(), id)
+}
+
+#[test]
+fn the_map_is_published_with_its_model_and_follows_reordered_ids() {
+    use gslbd::server::publish::Publisher;
+
+    let first = loaded(&["fra", "iad", "sin"]);
+    let geo = Arc::new(gslbd::geo::GeoDb::empty());
+    let p = Arc::new(Publisher::new(
+        first.clone(),
+        geo.clone(),
+        1,
+        Arc::new(Snapshot::all_up(3)),
+    ));
+    assert!(p.load().snapshot.latency_map.is_none());
+    p.set_latency_text(
+        "rum.csv".into(),
+        "DE,fra,10\nDE,iad,90\nDE,sin,200\n".into(),
+        MapFormat::Csv,
     )
-    .expect("admin");
-    agg.publish(tokio::time::Instant::now());
-    assert!(out.load().latency_map.is_some());
-    assert!(!out.load().dcs[0].usable());
-    agg.set_latency_map(None, tokio::time::Instant::now());
-    assert!(out.load().latency_map.is_none());
+    .expect("map fits the model");
+    assert_eq!(published_ms(&p, "fra"), Some(10.0));
+    assert_eq!(published_ms(&p, "sin"), Some(200.0));
+
+    // Health published by the aggregator keeps the map.
+    let mut h = Snapshot::all_up(3);
+    h.dcs[0].latency_ms = Some(1.0);
+    p.health_sink(1).publish(Arc::new(h));
+    assert_eq!(p.load().snapshot.dcs[0].latency_ms, Some(1.0));
+    assert_eq!(published_ms(&p, "fra"), Some(10.0));
+
+    // A reload that renumbers the datacenters (ids follow names, and ams sorts first): the map
+    // is resolved again for the new ids, and the new runtime's health (generation 2) comes
+    // with the new model, not before it.
+    let second = loaded(&["ams", "fra", "iad", "sin"]);
+    let mut h2 = Snapshot::all_up(4);
+    h2.dcs[0].latency_ms = Some(7.0); // ams in the new ids
+    p.health_sink(2).publish(Arc::new(h2));
+    assert_eq!(
+        p.load().snapshot.dcs[0].latency_ms,
+        Some(1.0),
+        "a newer runtime's snapshot waits for its model"
+    );
+    p.swap_model(second, geo.clone(), Some(2))
+        .expect("still fits");
+    assert_eq!(p.load().snapshot.dcs[0].latency_ms, Some(7.0));
+    assert_eq!(
+        p.load().loaded.model.datacenters.id_of("fra").map(|d| d.0),
+        Some(1)
+    );
+    assert_eq!(published_ms(&p, "fra"), Some(10.0));
+    assert_eq!(published_ms(&p, "sin"), Some(200.0));
+    // The stopped runtime's late words are dropped.
+    p.health_sink(1).publish(Arc::new(Snapshot::all_up(3)));
+    assert_eq!(p.load().snapshot.dcs[0].latency_ms, Some(7.0));
+
+    // A reload that removes a datacenter the map names: the map is dropped, not misapplied.
+    let third = loaded(&["ams", "iad", "sin"]);
+    assert!(p.swap_model(third, geo, Some(3)).is_err());
+    assert!(p.load().snapshot.latency_map.is_none());
 }

@@ -2,16 +2,16 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use gslbd::geo::Location;
-use gslbd::health::latency_map::LatencyView;
+use gslbd::geo::{GeoCode, Location};
 use gslbd::health::{AdminState, DcState, Snapshot};
-use gslbd::model::gslb::{
+use gslbd::model::LatencyView;
+use gslbd::model::{
     AllDown, Datacenter, DatacenterId, GslbName, MatchItem, Member, PolicyKind, Pool, PoolId, Rule,
 };
+use gslbd::net::Family;
+use gslbd::net::Subnet;
 use gslbd::policy::rank::{self, Cand, Ctx};
-use gslbd::policy::{
-    Client, Family, NoTrace, Outcome, QueryInput, Selection, Source, Trace, select,
-};
+use gslbd::policy::{AnswerKind, Client, NoTrace, QueryInput, Selection, Source, Trace, select};
 use proptest::prelude::*;
 
 /// Test-side splitmix64, independent of the engine's own.
@@ -210,7 +210,7 @@ fn fallback_cycle_ends_in_all_down() {
         &QueryInput::default(),
         &mut t,
     );
-    assert_eq!(sel.outcome, Outcome::ServFail);
+    assert_eq!(sel.outcome, AnswerKind::ServFail);
     assert_eq!(t.cycle_at.as_deref(), Some("a"));
 }
 
@@ -634,7 +634,7 @@ fn all_down_modes() {
     let sel = run(&name, &s, &c, Family::V4, QueryInput::default());
     assert_eq!(
         (sel.outcome, sel.source, sel.ttl),
-        (Outcome::Answer, Source::FailOpen, 30)
+        (AnswerKind::Answer, Source::FailOpen, 30)
     );
     assert_eq!(names(&sel), ["fra"]);
 
@@ -645,7 +645,7 @@ fn all_down_modes() {
     let sel = run(&name, &s, &c, Family::V4, QueryInput::default());
     assert_eq!(
         (sel.outcome, sel.source),
-        (Outcome::Answer, Source::LastResort)
+        (AnswerKind::Answer, Source::LastResort)
     );
     assert_eq!(
         sel.addresses(&name, &dcs()).collect::<Vec<_>>(),
@@ -653,25 +653,25 @@ fn all_down_modes() {
     );
     assert_eq!(
         run(&name, &s, &c, Family::V6, QueryInput::default()).outcome,
-        Outcome::NoData
+        AnswerKind::NoData
     );
 
     name.all_down = AllDown::NoData;
     assert_eq!(
         run(&name, &s, &c, Family::V4, QueryInput::default()).outcome,
-        Outcome::NoData
+        AnswerKind::NoData
     );
     name.all_down = AllDown::ServFail;
     assert_eq!(
         run(&name, &s, &c, Family::V4, QueryInput::default()).outcome,
-        Outcome::ServFail
+        AnswerKind::ServFail
     );
     // One back up: a normal answer again.
     set(&mut s, "fra", |d| d.healthy = true);
     let sel = run(&name, &s, &c, Family::V4, QueryInput::default());
     assert_eq!(
         (sel.outcome, sel.source, sel.ttl),
-        (Outcome::Answer, Source::Pool, 60)
+        (AnswerKind::Answer, Source::Pool, 60)
     );
 }
 
@@ -807,7 +807,7 @@ fn family_and_address_state() {
         &QueryInput::default(),
         &mut NoTrace,
     );
-    assert_eq!(sel.outcome, Outcome::NoData);
+    assert_eq!(sel.outcome, AnswerKind::NoData);
 }
 
 #[test]
@@ -852,18 +852,21 @@ fn geo_name() -> GslbName {
         .push(pool("world", &["sjc", "fra"], PolicyKind::Failover));
     name.rules = vec![
         Rule {
-            matches: vec![MatchItem::Continent(*b"EU"), MatchItem::Country(*b"ZA")],
+            matches: vec![
+                MatchItem::Geo(GeoCode::Continent(*b"EU")),
+                MatchItem::Geo(GeoCode::Country(*b"ZA")),
+            ],
             pool: PoolId(0),
         },
         Rule {
-            matches: vec![MatchItem::Subnet {
+            matches: vec![MatchItem::Subnet(Subnet {
                 addr: "10.1.0.0".parse().unwrap(),
                 prefix: 16,
-            }],
+            })],
             pool: PoolId(1),
         },
         Rule {
-            matches: vec![MatchItem::Subdivision(*b"US", *b"CA\0")],
+            matches: vec![MatchItem::Geo(GeoCode::Subdivision(*b"US", *b"CA\0"))],
             pool: PoolId(0),
         },
         Rule {
@@ -1082,7 +1085,7 @@ proptest! {
             s.usable() && s.addr_up >> bit & 1 == 1
         };
         let chain: Vec<u32> = m0.iter().chain(&m1).copied().collect();
-        prop_assert_eq!(sel.outcome, Outcome::Answer);
+        prop_assert_eq!(sel.outcome, AnswerKind::Answer);
         if chain.iter().any(|i| usable(*i)) {
             prop_assert_eq!(sel.source, Source::Pool);
             for e in sel.entries() {

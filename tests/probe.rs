@@ -15,12 +15,13 @@ use gslbd::health::aggregator::{Aggregator, AggregatorSettings, Startup};
 use gslbd::health::ewma::{Ewma, slow_start_factor};
 use gslbd::health::{AdminState, Snapshot};
 use gslbd::probe::{
-    CheckKind, CheckSpec, DatacenterProbe, HttpCheck, Outcome, ProbeResult, ProbeSet, Prober,
+    CheckKind, CheckSpec, DatacenterProbe, HttpCheck, ProbeOutcome, ProbeResult, ProbeSet, Prober,
     TargetId, WorkerSettings, spawn_workers,
 };
+use gslbd::shutdown::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
@@ -179,7 +180,7 @@ fn http_check(port: u16, path: &str) -> CheckSpec {
 fn http_mut(c: &mut CheckSpec) -> &mut HttpCheck {
     match &mut c.kind {
         CheckKind::Http(h) => h,
-        CheckKind::Tcp { .. } => panic!("not http"),
+        CheckKind::Tcp(_) => panic!("not http"),
     }
 }
 
@@ -201,7 +202,7 @@ fn aggregator(
 }
 
 /// One explicit probe round of every target, applied and published.
-async fn round(set: &ProbeSet, prober: &Prober, agg: &mut Aggregator) -> Vec<Outcome> {
+async fn round(set: &ProbeSet, prober: &Prober, agg: &mut Aggregator) -> Vec<ProbeOutcome> {
     let mut outs = Vec::new();
     for t in &set.targets {
         let r = prober.probe(t).await;
@@ -231,14 +232,17 @@ async fn down_after_exactly_fall_fails_up_after_exactly_rise_passes() {
             "the startup assumption is not settled"
         );
 
-        assert_eq!(round(&set, &prober, &mut agg).await, vec![Outcome::Pass]);
+        assert_eq!(
+            round(&set, &prober, &mut agg).await,
+            vec![ProbeOutcome::Pass]
+        );
         assert!(out.load().dcs[0].healthy);
 
         server.set(Mode::Status(503));
         for i in 1..3 {
             assert_eq!(
                 round(&set, &prober, &mut agg).await,
-                vec![Outcome::Status(503)]
+                vec![ProbeOutcome::Status(503)]
             );
             assert!(
                 out.load().dcs[0].healthy,
@@ -296,31 +300,31 @@ async fn every_failure_mode_has_its_reason() {
         let (h, t) = (&set.targets[0], &set.targets[1]);
 
         let r = prober.probe(h).await;
-        assert_eq!(r.outcome, Outcome::Pass);
+        assert_eq!(r.outcome, ProbeOutcome::Pass);
         assert!(r.latency.is_some());
         assert_eq!(
             server.hosts.lock().unwrap().last().map(String::as_str),
             Some("www.example.com")
         );
         let r = prober.probe(t).await;
-        assert_eq!(r.outcome, Outcome::Pass);
+        assert_eq!(r.outcome, ProbeOutcome::Pass);
         assert!(r.latency.is_some(), "tcp connect time");
 
         server.set(Mode::Status(503));
         let r = prober.probe(h).await;
-        assert_eq!(r.outcome, Outcome::Status(503));
+        assert_eq!(r.outcome, ProbeOutcome::Status(503));
         assert_eq!(r.outcome.to_string(), "status 503");
         server.set(Mode::Body("nope".into()));
-        assert_eq!(prober.probe(h).await.outcome, Outcome::BodyMismatch);
+        assert_eq!(prober.probe(h).await.outcome, ProbeOutcome::BodyMismatch);
         server.set(Mode::Slow(Duration::from_millis(600)));
         let r = prober.probe(h).await;
-        assert_eq!(r.outcome, Outcome::Timeout(Duration::from_millis(200)));
+        assert_eq!(r.outcome, ProbeOutcome::Timeout(Duration::from_millis(200)));
         assert_eq!(r.outcome.to_string(), "timeout after 200ms");
         server.set(Mode::Hang);
         let started = Instant::now();
         assert_eq!(
             prober.probe(h).await.outcome,
-            Outcome::Timeout(Duration::from_millis(200))
+            ProbeOutcome::Timeout(Duration::from_millis(200))
         );
         assert!(
             started.elapsed() < Duration::from_millis(1000),
@@ -328,8 +332,8 @@ async fn every_failure_mode_has_its_reason() {
         );
 
         server.refuse().await;
-        assert_eq!(prober.probe(h).await.outcome, Outcome::Refused);
-        assert_eq!(prober.probe(t).await.outcome, Outcome::Refused);
+        assert_eq!(prober.probe(h).await.outcome, ProbeOutcome::Refused);
+        assert_eq!(prober.probe(t).await.outcome, ProbeOutcome::Refused);
     })
     .await
     .expect("bounded");
@@ -354,7 +358,7 @@ async fn workers_take_a_datacenter_down_and_back_in_real_time() {
         let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
         let (agg, handle) = Aggregator::new(set.clone(), s, out.clone()).expect("agg");
         let (tx, rx) = mpsc::channel(64);
-        let (stop_tx, stop) = watch::channel(false);
+        let stop = Shutdown::new();
         let workers = spawn_workers(
             &set,
             Arc::new(Prober::new(&set).expect("prober")),
@@ -365,7 +369,7 @@ async fn workers_take_a_datacenter_down_and_back_in_real_time() {
             tx,
             stop.clone(),
         );
-        let agg_task = tokio::spawn(agg.run(rx, stop));
+        let agg_task = tokio::spawn(agg.run(rx, stop.clone()));
 
         // Wait for the first probe, then fail the target.
         while handle.status().await.expect("status").datacenters[0].targets[0].probes == 0 {
@@ -393,7 +397,7 @@ async fn workers_take_a_datacenter_down_and_back_in_real_time() {
             "up after exactly rise = 2 passes"
         );
 
-        stop_tx.send(true).expect("stop");
+        stop.stop();
         workers.join().await;
         agg_task.await.expect("aggregator task");
     })
@@ -428,7 +432,7 @@ async fn one_probe_per_interval_per_address_however_many_users() {
         assert_eq!(set.targets[0].users, vec![(0, 0), (1, 1), (2, 0)]);
 
         let (tx, mut rx) = mpsc::channel(64);
-        let (stop_tx, stop) = watch::channel(false);
+        let stop = Shutdown::new();
         let workers = spawn_workers(
             &set,
             Arc::new(Prober::new(&set).expect("prober")),
@@ -437,11 +441,11 @@ async fn one_probe_per_interval_per_address_however_many_users() {
                 seed: 1,
             },
             tx,
-            stop,
+            stop.clone(),
         );
         let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
         tokio::time::sleep(Duration::from_millis(1050)).await;
-        stop_tx.send(true).expect("stop");
+        stop.stop();
         workers.join().await;
         drain.await.expect("drain");
         // 1.05 s at 100 ms +- 5 ms jitter, first probe within 10 ms: 10 or 11 probes each.
@@ -490,11 +494,11 @@ async fn load_from_json_moves_dc_load_and_a_bad_body_is_reported_and_ignored() {
         server.set(Mode::Body(r#"{"load": "busy"}"#.into()));
         let outs = round(&set, &prober, &mut agg).await;
         assert!(
-            matches!(&outs[0], Outcome::BadLoad(r) if r.contains("not a number")),
+            matches!(&outs[0], ProbeOutcome::BadLoad(r) if r.contains("not a number")),
             "{outs:?}"
         );
         assert!(
-            matches!(&outs[1], Outcome::BadLoad(r) if r.contains("no value")),
+            matches!(&outs[1], ProbeOutcome::BadLoad(r) if r.contains("no value")),
             "{outs:?}"
         );
         let s = out.load();
@@ -511,7 +515,7 @@ async fn load_from_json_moves_dc_load_and_a_bad_body_is_reported_and_ignored() {
         server.set(Mode::Body("not json".into()));
         let outs = round(&set, &prober, &mut agg).await;
         assert!(
-            matches!(&outs[0], Outcome::BadLoad(r) if r.contains("not JSON")),
+            matches!(&outs[0], ProbeOutcome::BadLoad(r) if r.contains("not JSON")),
             "{outs:?}"
         );
         assert_eq!(out.load().dcs[0].load, Some(0.75));
@@ -569,7 +573,7 @@ async fn slow_start_ramp_after_recovery() {
     let (_set, mut agg, out) = aggregator(&[dc], settings());
     let id = TargetId(0);
     let t0 = Instant::now();
-    agg.apply(&ProbeResult::new(id, Outcome::Pass, t0));
+    agg.apply(&ProbeResult::new(id, ProbeOutcome::Pass, t0));
     assert_eq!(
         agg.dc_state(0, t0).slow_start,
         1.0,
@@ -577,12 +581,12 @@ async fn slow_start_ramp_after_recovery() {
     );
     agg.apply(&ProbeResult::new(
         id,
-        Outcome::Refused,
+        ProbeOutcome::Refused,
         t0 + Duration::from_secs(5),
     ));
     assert!(!agg.dc_state(0, t0 + Duration::from_secs(5)).healthy);
     let up = t0 + Duration::from_secs(10);
-    agg.apply(&ProbeResult::new(id, Outcome::Pass, up));
+    agg.apply(&ProbeResult::new(id, ProbeOutcome::Pass, up));
     for (secs, want) in [
         (0, 0.0),
         (10, 0.25),
@@ -599,7 +603,7 @@ async fn slow_start_ramp_after_recovery() {
     }
     agg.apply(&ProbeResult::new(
         id,
-        Outcome::Pass,
+        ProbeOutcome::Pass,
         up + Duration::from_secs(45),
     ));
     assert!(
@@ -622,8 +626,8 @@ async fn drain_is_immediate_and_completes_after_the_max_ttl() {
     let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let (agg, handle) = Aggregator::new(set, settings(), out.clone()).expect("agg");
     let (_tx, rx) = mpsc::channel(1);
-    let (stop_tx, stop) = watch::channel(false);
-    let task = tokio::spawn(agg.run(rx, stop));
+    let stop = Shutdown::new();
+    let task = tokio::spawn(agg.run(rx, stop.clone()));
 
     assert!(out.load().dcs[0].usable());
     handle
@@ -662,7 +666,7 @@ async fn drain_is_immediate_and_completes_after_the_max_ttl() {
             .drain
             .is_none()
     );
-    stop_tx.send(true).expect("stop");
+    stop.stop();
     task.await.expect("task");
 }
 
@@ -691,19 +695,19 @@ async fn admin_state_and_warm_health_survive_a_restart() {
             let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
             let (agg, handle) = Aggregator::new(set, s.clone(), out.clone()).expect("agg");
             let (tx, rx) = mpsc::channel(8);
-            let (stop_tx, stop) = watch::channel(false);
-            let task = tokio::spawn(agg.run(rx, stop));
+            let stop = Shutdown::new();
+            let task = tokio::spawn(agg.run(rx, stop.clone()));
             handle
                 .set_admin_by_name("fra", AdminState::Drain)
                 .await
                 .expect("drain");
-            let mut r = ProbeResult::new(TargetId(1), Outcome::Refused, Instant::now());
+            let mut r = ProbeResult::new(TargetId(1), ProbeOutcome::Refused, Instant::now());
             r.latency = None;
             tx.send(r).await.expect("send");
             while out.load().dcs[1].healthy {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            stop_tx.send(true).expect("stop");
+            stop.stop();
             task.await.expect("task");
         }
         assert!(dir.path().join("admin.json").exists());
@@ -791,7 +795,7 @@ async fn hanging_targets_do_not_block_other_probes() {
         };
         let (agg, handle) = Aggregator::new(set.clone(), s, out.clone()).expect("agg");
         let (tx, rx) = mpsc::channel(256);
-        let (stop_tx, stop) = watch::channel(false);
+        let stop = Shutdown::new();
         let max_in_flight = 64;
         let workers = spawn_workers(
             &set,
@@ -803,7 +807,7 @@ async fn hanging_targets_do_not_block_other_probes() {
             tx,
             stop.clone(),
         );
-        let task = tokio::spawn(agg.run(rx, stop));
+        let task = tokio::spawn(agg.run(rx, stop.clone()));
 
         // The hanging targets all go down; the good one stays up and is probed on time.
         let t0 = Instant::now();
@@ -838,7 +842,7 @@ async fn hanging_targets_do_not_block_other_probes() {
         // slot, so allow a few; without the bound all 100 would hang at once.
         assert!(peak <= max_in_flight + 8, "{peak} probes in flight");
 
-        stop_tx.send(true).expect("stop");
+        stop.stop();
         workers.join().await;
         task.await.expect("task");
     })
@@ -1030,7 +1034,7 @@ fn https_check(port: u16, path: &str, host: Option<&str>, verify: bool, follow: 
 }
 
 /// Probes each check once against `addr` and returns the outcomes in order.
-async fn probe_once(addr: SocketAddr, checks: Vec<CheckSpec>) -> Vec<Outcome> {
+async fn probe_once(addr: SocketAddr, checks: Vec<CheckSpec>) -> Vec<ProbeOutcome> {
     let dcs: Vec<DatacenterProbe> = checks
         .into_iter()
         .enumerate()
@@ -1063,7 +1067,7 @@ async fn https_verification_is_on_by_default_and_fails_on_a_self_signed_certific
         )
         .await;
         for o in &out {
-            let Outcome::Other(msg) = o else {
+            let ProbeOutcome::Other(msg) = o else {
                 panic!("expected a TLS failure, got {o:?}");
             };
             let m = msg.to_ascii_lowercase();
@@ -1099,7 +1103,7 @@ async fn https_without_verification_passes_and_sends_sni_and_host() {
             )],
         )
         .await;
-        assert_eq!(out, vec![Outcome::Pass]);
+        assert_eq!(out, vec![ProbeOutcome::Pass]);
         let seen = server.seen();
         assert_eq!(seen.len(), 1);
         assert_eq!(seen[0].sni.as_deref(), Some("www.example.com"), "SNI");
@@ -1116,7 +1120,7 @@ async fn https_without_verification_passes_and_sends_sni_and_host() {
             vec![https_check(port, "/ok", None, false, false)],
         )
         .await;
-        assert_eq!(out, vec![Outcome::Pass]);
+        assert_eq!(out, vec![ProbeOutcome::Pass]);
         let seen = server.seen();
         assert_eq!(seen.len(), 2);
         assert_eq!(seen[1].sni, None);
@@ -1145,7 +1149,11 @@ async fn https_redirects_fail_unless_followed() {
             )],
         )
         .await;
-        assert_eq!(out, vec![Outcome::Status(302)], "302 is not in 200-299");
+        assert_eq!(
+            out,
+            vec![ProbeOutcome::Status(302)],
+            "302 is not in 200-299"
+        );
         let paths: Vec<String> = server.seen().into_iter().map(|s| s.path).collect();
         assert_eq!(paths, ["/redirect"], "not followed");
 
@@ -1160,7 +1168,7 @@ async fn https_redirects_fail_unless_followed() {
             )],
         )
         .await;
-        assert_eq!(out, vec![Outcome::Pass], "followed to the 200");
+        assert_eq!(out, vec![ProbeOutcome::Pass], "followed to the 200");
         let seen = server.seen();
         let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(paths, ["/redirect", "/redirect", "/ok"]);

@@ -35,13 +35,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::health::aggregator::AdminError;
 use crate::health::{AdminState, Status};
 use crate::metrics::{Extra, Metrics, ServerGauges};
 use crate::model::Model;
+use crate::net::Subnet;
+use crate::shutdown::Shutdown;
 
 pub use token::load_token;
 
@@ -66,7 +67,7 @@ pub trait ApiBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<(), AdminError>>;
 
     /// The explain output for a query, from the live model and snapshot.
-    fn explain(&self, req: &ExplainRequest) -> Result<Value, ExplainError>;
+    fn explain(&self, req: &ExplainRequest) -> Result<Value, ExplainFailure>;
 
     /// Zones loaded and every target probed once (or warm-started).
     fn ready(&self) -> bool;
@@ -128,13 +129,13 @@ pub struct ExplainRequest {
     pub qtype: u16,
     /// The resolver address; `None` = not given (the backend picks its default).
     pub client: Option<IpAddr>,
-    /// EDNS Client Subnet: address with the bits beyond the prefix cleared, and the prefix.
+    /// EDNS Client Subnet: address (no bits set beyond the prefix) and prefix.
     pub ecs: Option<(IpAddr, u8)>,
 }
 
 /// Why `/explain` could not answer.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum ExplainError {
+pub enum ExplainFailure {
     /// No zone serves this name: 404.
     #[error("{0}")]
     NotServed(String),
@@ -146,13 +147,16 @@ pub enum ExplainError {
 /// Everything the handlers need; cheap to clone.
 #[derive(Clone)]
 pub struct ApiContext {
+    /// The registry `/metrics` renders.
     pub metrics: Arc<Metrics>,
+    /// The server behind the API.
     pub backend: Arc<dyn ApiBackend>,
     /// Bearer token for mutating calls; `None` = the API is read-only.
     pub token: Option<Arc<str>>,
 }
 
 impl ApiContext {
+    /// A context; `token` enables the mutating calls.
     pub fn new(metrics: Arc<Metrics>, backend: Arc<dyn ApiBackend>, token: Option<String>) -> Self {
         ApiContext {
             metrics,
@@ -181,21 +185,19 @@ pub fn router(ctx: ApiContext) -> Router {
         .with_state(ctx)
 }
 
-/// Binds `addr` and serves the API until `shutdown` turns true (or its sender is dropped).
-/// Returns the bound address (port 0 resolved) and the server task.
+/// Binds `addr` and serves the API until `shutdown` is stopped. Returns the bound address
+/// (port 0 resolved) and the server task.
 pub async fn serve(
     addr: SocketAddr,
     ctx: ApiContext,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> io::Result<(SocketAddr, JoinHandle<io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = router(ctx);
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
+            .with_graceful_shutdown(async move { shutdown.stopped().await })
             .await
     });
     Ok((bound, task))
@@ -246,7 +248,7 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
         zones: info.zones.len(),
     };
     let text = ctx.metrics.render(&Extra {
-        health: health.as_ref(),
+        health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
@@ -394,47 +396,15 @@ async fn set_admin(
 
 /// `A`, `aaaa`, `TYPE65`, `28`.
 fn parse_qtype(s: &str) -> Result<u16, String> {
-    use std::str::FromStr;
-    let up = s.to_ascii_uppercase();
-    let num = up.strip_prefix("TYPE").unwrap_or(&up);
-    if let Ok(n) = num.parse::<u16>() {
-        return Ok(n);
-    }
-    match hickory_proto::rr::RecordType::from_str(&up) {
-        Ok(t) => Ok(u16::from(t)),
-        Err(_) => Err(format!("unknown query type `{s}`")),
-    }
+    crate::rr::parse_type(s).ok_or_else(|| format!("unknown query type `{s}`"))
 }
 
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    match addr {
-        IpAddr::V4(a) => {
-            let m = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4((u32::from(a) & m).into())
-        }
-        IpAddr::V6(a) => {
-            let m = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6((u128::from(a) & m).into())
-        }
-    }
-}
-
-/// `192.0.2.0/24`, `2001:db8::/48`, or a bare address (full-length prefix).
+/// `192.0.2.0/24`, `2001:db8::/48`, or a bare address (full-length prefix); host bits set
+/// beyond the prefix are refused, as `gslbd explain --ecs` and the zone files do.
 fn parse_ecs(s: &str) -> Result<(IpAddr, u8), String> {
-    let (a, p) = s.split_once('/').unwrap_or((s, ""));
-    let addr: IpAddr = a
-        .parse()
-        .map_err(|_| format!("ecs: `{a}` is not an IP address"))?;
-    let max = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix = if p.is_empty() {
-        max
-    } else {
-        p.parse::<u8>()
-            .ok()
-            .filter(|&n| n <= max)
-            .ok_or_else(|| format!("ecs: prefix `{p}` must be a number 0..={max}"))?
-    };
-    Ok((mask(addr, prefix), prefix))
+    Subnet::parse(s)
+        .map(|n| (n.addr, n.prefix))
+        .map_err(|e| format!("ecs: {e}"))
 }
 
 /// Validates the `/explain` parameters.
@@ -496,8 +466,8 @@ async fn explain(
     };
     match ctx.backend.explain(&req) {
         Ok(v) => axum::Json(v).into_response(),
-        Err(ExplainError::NotServed(e)) => error(StatusCode::NOT_FOUND, e),
-        Err(ExplainError::Invalid(e)) => error(StatusCode::BAD_REQUEST, e),
+        Err(ExplainFailure::NotServed(e)) => error(StatusCode::NOT_FOUND, e),
+        Err(ExplainFailure::Invalid(e)) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -535,7 +505,7 @@ mod tests {
             ("name", "WWW.Example.com"),
             ("type", "aaaa"),
             ("client", "192.0.2.1"),
-            ("ecs", "198.51.100.77/24"),
+            ("ecs", "198.51.100.0/24"),
         ]))
         .expect("valid");
         assert_eq!(r.name, "www.example.com.");
@@ -561,6 +531,8 @@ mod tests {
             p(&[("name", "a."), ("client", "nope")]),
             p(&[("name", "a."), ("ecs", "10.0.0.0/33")]),
             p(&[("name", "a."), ("ecs", "10.0.0.0/x")]),
+            // Host bits past the prefix: refused, not silently cleared.
+            p(&[("name", "a."), ("ecs", "198.51.100.77/24")]),
             p(&[("name", "a."), ("name", "b.")]),
             p(&[("name", "a."), ("qtype", "A")]),
         ] {

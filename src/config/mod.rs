@@ -1,27 +1,47 @@
-//! Reading the zones directory into specs, with every error named by file and key path.
+//! Reading the zones directory into specs, with every error named by file and key path, and
+//! the one build step where the specs meet the model ([`build`]).
 //!
 //! ```text
-//! zones/*.toml --toml--> toml::Table --walk--> ZoneSpec (values parsed) --model::build--> Model
+//! zones/*.toml --toml--> toml::Table --walk--> FileSpec (zone, datacenters, checks, gslb)
+//!              --build--> Model (zones, datacenters + probe plan, GSLB names), or every error
 //! ```
-//! Nothing here touches the query path: a reload reads and validates a whole new set of specs,
-//! and only a clean set is turned into a model and swapped in.
+//! Each section has its file: `zone.rs` (origin, SOA, records), `datacenter.rs`, `check.rs`,
+//! `name.rs` (`gslb.<name>`); `latency_map.rs` reads the latency map file. Nothing here
+//! touches the query path: a reload reads and validates a whole new set of specs, and only a
+//! clean set is turned into a model and published.
 
-pub mod gslb;
-pub mod walk;
+pub mod build;
+pub mod check;
+pub mod datacenter;
+pub mod latency_map;
+pub mod name;
 pub mod zone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use gslb::{CheckEntry, DatacenterSpec, GslbSpec};
+pub use build::build;
+pub use check::CheckEntry;
+pub use datacenter::DatacenterSpec;
+pub use name::GslbSpec;
 pub use zone::{RecordSpec, SoaSpec, ZoneSpec};
+
+use crate::walk;
+
+/// Reads and validates the zones directory into a model (what `check`, `serve` and every
+/// reload run).
+pub fn load(dir: &Path) -> Result<crate::model::Model, ConfigErrors> {
+    build(&load_dir(dir)?)
+}
 
 /// One problem in the configuration, located as precisely as we can.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConfigError {
+    /// The file.
     pub file: PathBuf,
     /// Key path inside the file (`records.www.A[1]`); empty for file-level errors.
     pub path: String,
+    /// What is wrong and what was expected.
     pub message: String,
 }
 
@@ -65,16 +85,22 @@ impl std::error::Error for ConfigErrors {}
 /// shared declarations only (datacenters and checks, no `origin`).
 #[derive(Clone, Debug)]
 pub struct FileSpec {
+    /// The file.
     pub file: PathBuf,
+    /// The zone, for a file with `origin`.
     pub zone: Option<ZoneSpec>,
+    /// `datacenters.*`.
     pub datacenters: Vec<DatacenterSpec>,
+    /// `checks.*`.
     pub checks: Vec<CheckEntry>,
+    /// `gslb.*`.
     pub gslb: Vec<GslbSpec>,
 }
 
 /// Every zone file of a directory.
 #[derive(Clone, Debug, Default)]
 pub struct Config {
+    /// Every file, sorted by name.
     pub files: Vec<FileSpec>,
 }
 
@@ -92,7 +118,7 @@ const TOP_KEYS: &[&str] = &[
 const SHARED_KEYS: &[&str] = &["datacenters", "checks"];
 
 /// The country tables used to validate geo codes in rules (built in, parsed once).
-fn country_tables() -> &'static crate::geo::CountryTables {
+pub(crate) fn country_tables() -> &'static crate::geo::CountryTables {
     static T: std::sync::OnceLock<crate::geo::CountryTables> = std::sync::OnceLock::new();
     T.get_or_init(|| {
         crate::geo::CountryTables::builtin().unwrap_or_else(|_| crate::geo::CountryTables::none())
@@ -177,11 +203,11 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     };
     let datacenters = top
         .table("datacenters", &mut errs)
-        .map(|t| gslb::read_datacenters(t, &mut errs))
+        .map(|t| datacenter::read_datacenters(t, &mut errs))
         .unwrap_or_default();
     let checks = top
         .table("checks", &mut errs)
-        .map(|t| gslb::read_checks(t, &mut errs))
+        .map(|t| check::read_checks(t, &mut errs))
         .unwrap_or_default();
     let origin = zone
         .as_ref()
@@ -190,7 +216,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
         Vec::new()
     } else {
         top.table("gslb", &mut errs)
-            .map(|t| gslb::read_gslb(t, &origin, country_tables(), &mut errs))
+            .map(|t| name::read_gslb(t, &origin, country_tables(), &mut errs))
             .unwrap_or_default()
     };
     if shared {

@@ -6,7 +6,8 @@
 use hickory_proto::rr::rdata::{CNAME, MX, NS, PTR, SRV, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 
-use super::walk::{Errors, Table, index, join, type_name};
+use crate::rr;
+use crate::walk::{Errors, Table, index, join, type_name};
 
 /// The SOA of a zone, with defaults that pass common zone checks (RFC 1912 ranges).
 #[derive(Clone, Debug, PartialEq)]
@@ -42,9 +43,7 @@ pub struct ZoneSpec {
     pub records: Vec<RecordSpec>,
 }
 
-/// Record types a zone file may hold under `records`.
-pub const RECORD_TYPES: &[&str] = &["A", "AAAA", "CNAME", "NS", "MX", "TXT", "SRV", "CAA", "PTR"];
-
+/// TTL of records when neither the record nor the zone gives one.
 pub const DEFAULT_TTL: u32 = 3600;
 
 /// Reads origin, ttl, soa and records from the top table of a zone file.
@@ -175,22 +174,20 @@ fn read_records(
                 );
                 continue;
             }
-            if !RECORD_TYPES.contains(&upper.as_str())
-                && tv.is_table()
-                && !tv.as_table().is_some_and(|t| t.contains_key("values"))
-            {
+            let known = rr::static_type_names().any(|n| n == upper);
+            if !known && tv.is_table() && !tv.as_table().is_some_and(|t| t.contains_key("values")) {
                 errs.add(
                     &path,
                     format!("unknown record type; a dotted name makes nested tables: quote it, as in [records.\"{owner_key}.{type_key}\"]"),
                 );
                 continue;
             }
-            if !RECORD_TYPES.contains(&upper.as_str()) {
+            if !known {
                 errs.add(
                     &path,
                     format!(
                         "unknown record type (expected one of: {})",
-                        RECORD_TYPES.join(", ")
+                        rr::static_type_names().collect::<Vec<_>>().join(", ")
                     ),
                 );
                 continue;

@@ -7,20 +7,11 @@
 
 use std::net::IpAddr;
 
-use super::wire::*;
+use super::handler::Peer;
+use super::wire::{HEADER_LEN, Query, Reject, parse};
+use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
-
-/// Our EDNS UDP payload size (DNS flag day 2020).
-pub const OUR_UDP_SIZE: u16 = 1232;
-/// Longest CNAME chain we follow inside our own zones.
-const MAX_CHAIN: usize = 8;
-
-/// Where the query came from and how, as the answer needs it.
-#[derive(Clone, Copy, Debug)]
-pub struct Client {
-    pub addr: IpAddr,
-    pub tcp: bool,
-}
+use crate::rr::*;
 
 /// What a GSLB name contributes to an answer; implemented by the GSLB engine.
 pub trait GslbAnswerer {
@@ -31,7 +22,7 @@ pub trait GslbAnswerer {
         id: u32,
         qtype: u16,
         q: &Query,
-        client: &Client,
+        peer: &Peer,
         w: &mut Writer<'_>,
         owner: u16,
     ) -> GslbOutcome;
@@ -42,12 +33,17 @@ pub trait GslbAnswerer {
 pub enum GslbOutcome {
     /// Records were written; `scope` is the ECS scope prefix.
     Answered {
+        /// ECS scope prefix length.
         scope: u8,
     },
+    /// Nothing to answer for this type: NODATA.
     NoData {
+        /// ECS scope prefix length.
         scope: u8,
     },
+    /// SERVFAIL (the name's all-down behaviour).
     ServFail {
+        /// ECS scope prefix length.
         scope: u8,
     },
 }
@@ -61,7 +57,7 @@ impl GslbAnswerer for NoGslb {
         _: u32,
         _: u16,
         _: &Query,
-        _: &Client,
+        _: &Peer,
         _: &mut Writer<'_>,
         _: u16,
     ) -> GslbOutcome {
@@ -72,16 +68,22 @@ impl GslbAnswerer for NoGslb {
 /// A response being written into a fixed buffer; overflow is remembered, not a panic.
 pub struct Writer<'a> {
     buf: &'a mut [u8],
+    /// Bytes written so far.
     pub len: usize,
+    /// Answer records written.
     pub an: u16,
+    /// Authority records written.
     pub ns: u16,
+    /// Additional records written.
     pub ar: u16,
+    /// Something did not fit.
     pub overflow: bool,
     /// Where the additional section starts, once something was written to it.
     pub additional_start: Option<usize>,
 }
 
 impl<'a> Writer<'a> {
+    /// A writer at the start of `buf`.
     pub fn new(buf: &'a mut [u8]) -> Self {
         Writer {
             buf,
@@ -106,6 +108,7 @@ impl<'a> Writer<'a> {
         self.ar += count;
     }
 
+    /// Appends raw bytes.
     #[inline]
     pub fn put(&mut self, b: &[u8]) {
         match self.buf.get_mut(self.len..self.len + b.len()) {
@@ -117,11 +120,13 @@ impl<'a> Writer<'a> {
         }
     }
 
+    /// Appends a big-endian u16.
     #[inline]
     pub fn u16(&mut self, v: u16) {
         self.put(&v.to_be_bytes());
     }
 
+    /// Appends a big-endian u32.
     #[inline]
     pub fn u32(&mut self, v: u32) {
         self.put(&v.to_be_bytes());
@@ -218,8 +223,8 @@ impl<'n> Cursor<'n> {
     }
 }
 
-/// Flags and counts decided while answering.
-struct Outcome {
+/// Flags and scope decided while answering.
+struct Decided {
     rcode: u8,
     aa: bool,
     scope: u8,
@@ -228,6 +233,7 @@ struct Outcome {
 /// A response written into the caller's buffer, with what metrics want to know about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answered {
+    /// Length of the response in the output buffer.
     pub len: usize,
     /// The zone (index into `Model::zones`) that answered the query name, if any.
     pub zone: Option<u32>,
@@ -242,43 +248,43 @@ pub fn respond<G: GslbAnswerer>(
     gslb: &G,
     q: &Query,
     req: &[u8],
-    client: &Client,
+    peer: &Peer,
     out: &mut [u8],
 ) -> Answered {
     let mut zone = None;
     let mut w = Writer::new(out);
     w.put(&[0; HEADER_LEN]);
     w.put(&req[HEADER_LEN..q.question_end]);
-    let limit = udp_limit(q, client);
+    let limit = udp_limit(q, peer);
 
     let badvers = q.edns.is_some_and(|e| e.version > 0);
     let outcome = if badvers {
-        Outcome {
+        Decided {
             rcode: 0,
             aa: false,
             scope: 0,
         }
     } else if q.qclass != CLASS_IN {
         // CH TXT version.bind and friends: we do not disclose, and other classes we do not serve.
-        Outcome {
+        Decided {
             rcode: RCODE_REFUSED,
             aa: false,
             scope: 0,
         }
     } else if q.qtype == TYPE_AXFR || q.qtype == TYPE_IXFR {
-        Outcome {
+        Decided {
             rcode: RCODE_REFUSED,
             aa: false,
             scope: 0,
         }
     } else if q.qtype == TYPE_OPT {
-        Outcome {
+        Decided {
             rcode: RCODE_FORMERR,
             aa: false,
             scope: 0,
         }
     } else {
-        resolve(model, gslb, q, client, &mut w, &mut zone)
+        resolve(model, gslb, q, peer, &mut w, &mut zone)
     };
     let scope = outcome.scope;
     let len = finish(q, &mut w, outcome, badvers, limit);
@@ -298,8 +304,8 @@ fn opt_len(q: &Query) -> usize {
 }
 
 /// The most a UDP response may hold for this client.
-fn udp_limit(q: &Query, client: &Client) -> usize {
-    if client.tcp {
+fn udp_limit(q: &Query, peer: &Peer) -> usize {
+    if peer.transport.is_stream() {
         return 65535;
     }
     match q.edns {
@@ -308,7 +314,7 @@ fn udp_limit(q: &Query, client: &Client) -> usize {
     }
 }
 
-fn finish(q: &Query, w: &mut Writer<'_>, o: Outcome, badvers: bool, limit: usize) -> usize {
+fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize) -> usize {
     let opt = opt_len(q);
     let mut tc = false;
     if w.overflow || w.len + opt > limit {
@@ -383,14 +389,14 @@ fn resolve<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
     q: &Query,
-    client: &Client,
+    peer: &Peer,
     w: &mut Writer<'_>,
     zone_out: &mut Option<u32>,
-) -> Outcome {
+) -> Decided {
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
     let mut wild = [0u8; 258];
-    for hop in 0..MAX_CHAIN {
+    for hop in 0..MAX_CNAME_CHAIN {
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {
             model.zone_at(cur.suffix(i)).map(|z| {
@@ -407,7 +413,7 @@ fn resolve<G: GslbAnswerer>(
             } else {
                 RCODE_NOERROR
             };
-            return Outcome {
+            return Decided {
                 rcode,
                 aa,
                 scope: 0,
@@ -442,7 +448,7 @@ fn resolve<G: GslbAnswerer>(
                     Some(n) => (n, cur.ptr(0)),
                     None => {
                         negative(zone, apex_ptr, w);
-                        return Outcome {
+                        return Decided {
                             rcode: RCODE_NXDOMAIN,
                             aa,
                             scope: 0,
@@ -460,7 +466,7 @@ fn resolve<G: GslbAnswerer>(
             let rdata_at = w.len + 12;
             w.an += w.rrset(owner, rr);
             if rdata_at > 0x3FFF {
-                return Outcome {
+                return Decided {
                     rcode: RCODE_NOERROR,
                     aa,
                     scope: 0,
@@ -469,10 +475,10 @@ fn resolve<G: GslbAnswerer>(
             cur = Cursor::of_wire(target, rdata_at);
             continue;
         }
-        return answer_node(zone, node, gslb, q, client, w, owner, apex_ptr);
+        return answer_node(zone, node, gslb, q, peer, w, owner, apex_ptr);
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
-    Outcome {
+    Decided {
         rcode: RCODE_NOERROR,
         aa,
         scope: 0,
@@ -485,12 +491,12 @@ fn answer_node<G: GslbAnswerer>(
     node: &Node,
     gslb: &G,
     q: &Query,
-    client: &Client,
+    peer: &Peer,
     w: &mut Writer<'_>,
     owner: u16,
     apex_ptr: u16,
-) -> Outcome {
-    let ok = |scope| Outcome {
+) -> Decided {
+    let ok = |scope| Decided {
         rcode: RCODE_NOERROR,
         aa: true,
         scope,
@@ -513,13 +519,13 @@ fn answer_node<G: GslbAnswerer>(
     if let Some(id) = node.gslb
         && (q.qtype == TYPE_A || q.qtype == TYPE_AAAA)
     {
-        return match gslb.answer(id, q.qtype, q, client, w, owner) {
+        return match gslb.answer(id, q.qtype, q, peer, w, owner) {
             GslbOutcome::Answered { scope } => ok(scope),
             GslbOutcome::NoData { scope } => {
                 negative(zone, apex_ptr, w);
                 ok(scope)
             }
-            GslbOutcome::ServFail { scope } => Outcome {
+            GslbOutcome::ServFail { scope } => Decided {
                 rcode: RCODE_SERVFAIL,
                 aa: false,
                 scope,
@@ -542,12 +548,12 @@ fn negative(zone: &Zone, apex_ptr: u16, w: &mut Writer<'_>) {
 }
 
 /// Referral to a child zone: NS in authority, glue in additional, no AA.
-fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Outcome {
+fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
     if let Some(ns) = cut.rrset(TYPE_NS) {
         w.ns += w.rrset(cut_ptr, ns);
         w.additional(&ns.additional, ns.additional_count);
     }
-    Outcome {
+    Decided {
         rcode: RCODE_NOERROR,
         aa,
         scope: 0,
@@ -588,12 +594,12 @@ pub fn handle<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
     req: &[u8],
-    client: &Client,
+    peer: &Peer,
     q: &mut Query,
     out: &mut [u8],
 ) -> Option<Answered> {
     match parse(req, q) {
-        Ok(()) => Some(respond(model, gslb, q, req, client, out)),
+        Ok(()) => Some(respond(model, gslb, q, req, peer, out)),
         Err(Reject::Drop) => None,
         Err(Reject::Rcode {
             rcode,

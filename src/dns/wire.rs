@@ -8,35 +8,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub const HEADER_LEN: usize = 12;
-pub const TYPE_A: u16 = 1;
-pub const TYPE_NS: u16 = 2;
-pub const TYPE_CNAME: u16 = 5;
-pub const TYPE_SOA: u16 = 6;
-pub const TYPE_HINFO: u16 = 13;
-pub const TYPE_AAAA: u16 = 28;
-pub const TYPE_OPT: u16 = 41;
-pub const TYPE_DS: u16 = 43;
-pub const TYPE_IXFR: u16 = 251;
-pub const TYPE_AXFR: u16 = 252;
-pub const TYPE_ANY: u16 = 255;
-pub const CLASS_IN: u16 = 1;
-pub const CLASS_CH: u16 = 3;
-pub const OPTION_ECS: u16 = 8;
+use crate::rr::{OPTION_ECS, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
 
-pub const RCODE_NOERROR: u8 = 0;
-pub const RCODE_FORMERR: u8 = 1;
-pub const RCODE_SERVFAIL: u8 = 2;
-pub const RCODE_NXDOMAIN: u8 = 3;
-pub const RCODE_NOTIMP: u8 = 4;
-pub const RCODE_REFUSED: u8 = 5;
-/// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
-pub const RCODE_BADVERS: u16 = 16;
+/// Length of the DNS header.
+pub const HEADER_LEN: usize = 12;
 
 /// EDNS Client Subnet as sent by the resolver (RFC 7871), validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientSubnet {
+    /// Address family as sent (1 = IPv4, 2 = IPv6).
     pub family: u16,
+    /// Source prefix length.
     pub source_prefix: u8,
     /// The address with every bit beyond `source_prefix` zero.
     pub addr: IpAddr,
@@ -45,28 +27,42 @@ pub struct ClientSubnet {
 /// The OPT record of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edns {
+    /// The client's UDP payload size.
     pub udp_size: u16,
+    /// EDNS version (only 0 is spoken).
     pub version: u8,
+    /// The DO bit.
     pub dnssec_ok: bool,
+    /// The Client Subnet option, if sent and valid.
     pub ecs: Option<ClientSubnet>,
 }
 
 /// A parsed query; the name is lower-cased wire form in a fixed buffer.
 #[derive(Clone, Debug)]
 pub struct Query {
+    /// Message id.
     pub id: u16,
+    /// Opcode (only 0, QUERY, is answered).
     pub opcode: u8,
+    /// Recursion desired (echoed).
     pub rd: bool,
+    /// Checking disabled (echoed).
     pub cd: bool,
+    /// The question name, lower-cased wire form, `qname_len` bytes used.
     pub qname: [u8; 256],
+    /// Bytes of `qname` in use.
     pub qname_len: usize,
     /// Offset of each label in `qname`; `labels[nlabels]` is the root label.
     pub labels: [u8; 128],
+    /// Number of labels (without the root).
     pub nlabels: usize,
+    /// The question type.
     pub qtype: u16,
+    /// The question class.
     pub qclass: u16,
     /// End of the question in the request (the response copies `req[12..question_end]`).
     pub question_end: usize,
+    /// The OPT record, if any.
     pub edns: Option<Edns>,
 }
 
@@ -84,7 +80,12 @@ pub enum Reject {
     /// Not even a header, or a response: say nothing.
     Drop,
     /// Answer with this rcode, echoing the header (and the question and OPT when read).
-    Rcode { rcode: u8, with_question: bool },
+    Rcode {
+        /// The response code.
+        rcode: u8,
+        /// The question was read and is echoed.
+        with_question: bool,
+    },
 }
 
 #[inline]
@@ -300,6 +301,22 @@ impl Default for Query {
     }
 }
 
+/// The full response code of a response built for `q`: the header's 4 bits, or BADVERS (16)
+/// when the query asked for an EDNS version we do not speak (its extended bits live in the
+/// OPT record, which this avoids parsing). `resp` shorter than a header counts as SERVFAIL.
+#[inline]
+pub fn response_rcode(resp: &[u8], q: &Query) -> u16 {
+    let Some(&b) = resp.get(3) else {
+        return 2;
+    };
+    let rcode = u16::from(b & 0x0f);
+    if rcode == 0 && q.edns.is_some_and(|e| e.version > 0) {
+        RCODE_BADVERS
+    } else {
+        rcode
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,5 +365,35 @@ mod tests {
         let mut req = query(b"\x00", 1);
         req[2] |= 0x80;
         assert_eq!(parse(&req, &mut q), Err(Reject::Drop));
+    }
+    #[test]
+    fn rcode_of_a_response() {
+        let mut q = Query {
+            id: 0,
+            opcode: 0,
+            rd: false,
+            cd: false,
+            qname: [0; 256],
+            qname_len: 0,
+            labels: [0; 128],
+            nlabels: 0,
+            qtype: 1,
+            qclass: 1,
+            question_end: 12,
+            edns: None,
+        };
+        let mut resp = [0u8; 12];
+        resp[3] = 0x83; // RA + NXDOMAIN
+        assert_eq!(response_rcode(&resp, &q), 3);
+        resp[3] = 0x80;
+        assert_eq!(response_rcode(&resp, &q), 0);
+        q.edns = Some(Edns {
+            udp_size: 1232,
+            version: 1,
+            dnssec_ok: false,
+            ecs: None,
+        });
+        assert_eq!(response_rcode(&resp, &q), 16);
+        assert_eq!(response_rcode(&[], &q), 2);
     }
 }

@@ -21,12 +21,14 @@
 //! A lookup allocates nothing: records are decoded into borrowed `&str` fields and codes
 //! are copied into fixed-size arrays.
 
+mod code;
 mod db;
 mod record;
 mod tables;
 
 use std::fmt;
 
+pub use code::{GeoCode, looks_like_subnet};
 pub use db::{DbInfo, GeoDb, GeoError, default_paths};
 pub use tables::{CONTINENTS, CountryTables, TableError};
 

@@ -1,9 +1,15 @@
 //! Health state of every datacenter, as the query path sees it.
 //!
 //! Probe workers report results to one aggregator, the only writer; it publishes an immutable
-//! [`Snapshot`] through `arc-swap`. Policies read one snapshot per query and never wait.
+//! [`Snapshot`] through a [`Publish`] sink. The server's sink pairs each snapshot with the model
+//! of the same datacenter ids (`server::publish`), so policies read one consistent pair per
+//! query and never wait.
 
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::model::LatencyMap;
 
 /// Operator override for a datacenter, set through the API or the state file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -24,6 +30,7 @@ pub enum AdminState {
 pub struct DcState {
     /// Probe verdict after rise/fall (true = up). Datacenters without a check are up.
     pub healthy: bool,
+    /// The operator's override.
     pub admin: AdminState,
     /// Utilisation 0..1 from the health endpoint, if known.
     pub load: Option<f64>,
@@ -66,12 +73,27 @@ impl DcState {
 /// Health of all datacenters, indexed by `DatacenterId`.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// Increases by one with each publication.
+    /// Increases by one with each publication of the aggregator.
     pub generation: u64,
+    /// State of each datacenter, indexed by `DatacenterId`.
     pub dcs: Vec<DcState>,
     /// Client -> datacenter latencies from the latency map file, if one is configured and
-    /// loaded; the `latency` policy prefers it to `DcState::latency_ms` (see [`latency_map`]).
+    /// loaded, resolved against the same model as `dcs`; the `latency` policy prefers it to
+    /// `DcState::latency_ms`. The aggregator leaves it empty; the server's publisher sets it.
     pub latency_map: Option<Arc<LatencyMap>>,
+}
+
+/// Where the aggregator hands each new snapshot.
+pub trait Publish: Send + Sync + 'static {
+    /// Makes `snap` the current health (the aggregator calls this from its one task).
+    fn publish(&self, snap: Arc<Snapshot>);
+}
+
+/// A bare swap cell, for tests and tools that read health without a model.
+impl Publish for ArcSwap<Snapshot> {
+    fn publish(&self, snap: Arc<Snapshot>) {
+        self.store(snap);
+    }
 }
 
 impl Snapshot {
@@ -93,9 +115,7 @@ impl Snapshot {
 pub mod admin;
 pub mod aggregator;
 pub mod ewma;
-pub mod latency_map;
 pub mod persist;
 
 pub use aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, Startup, Status};
 pub use ewma::Ewma;
-pub use latency_map::{LatencyMap, LatencyMapError, LatencyMapWatcher, LatencySource, MapLevel};

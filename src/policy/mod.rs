@@ -44,7 +44,7 @@
 //!   prefix when there is no location: the answer depends on the lookup missing);
 //! - the answering pool's policy: `nearest` as for geo; `hash` the hash granularity (24 / 56
 //!   by default); `latency` with a latency map in the snapshot: what
-//!   [`LatencyView::scope`](crate::health::latency_map::LatencyView::scope) says (the
+//!   [`LatencyView::scope`](crate::model::LatencyView::scope) says (the
 //!   subnet-entry prefixes as for subnet rules when a candidate has subnet entries, the
 //!   location's prefix as for geo when one has country or continent entries; nothing when no
 //!   candidate has an entry); every other policy ignores the client and adds nothing, and so
@@ -59,19 +59,17 @@ pub mod trace;
 use std::net::IpAddr;
 
 use crate::geo::Location;
-use crate::health::latency_map::{LatencySource, LatencyView};
 use crate::health::{AdminState, DcState, Snapshot};
-pub use crate::model::gslb::Family;
-use crate::model::gslb::{
-    AllDown, Datacenter, DatacenterId, GslbName, MatchItem, PolicyKind, PoolId,
+use crate::limits::{MAX_ANSWER, MAX_MEMBERS};
+use crate::model::{
+    AllDown, ClientDependence, Datacenter, DatacenterId, GslbName, LatencySource, LatencyView,
+    MatchItem, PoolId,
 };
+use crate::net::{self, Family};
 use rank::{Cand, Ctx, Rng};
 pub use trace::{MatchedBy, NoTrace, Trace, Tracer, Verdict};
 
-/// Most addresses one answer carries.
-pub const MAX_ANSWER: usize = 16;
-/// Most members of a pool that are considered (the loader should reject larger pools).
-pub const MAX_MEMBERS: usize = 64;
+/// Pools up to this size decide on a small stack buffer.
 const SMALL_POOL: usize = 8;
 
 /// Who is asking.
@@ -88,16 +86,18 @@ pub struct Client {
 impl Client {
     /// A client without ECS and without location.
     pub fn new(addr: IpAddr) -> Client {
-        let bits = if addr.to_canonical().is_ipv4() {
-            32
-        } else {
-            128
-        };
         Client {
             addr,
-            source_prefix: bits,
+            source_prefix: Family::of(addr).bits(),
             location: None,
         }
+    }
+
+    /// The latency map's entries for this client (`LatencyView::NONE` without a map).
+    pub fn latency_view<'a>(&self, map: Option<&'a crate::model::LatencyMap>) -> LatencyView<'a> {
+        map.map_or(LatencyView::NONE, |m| {
+            m.view(self.addr, self.source_prefix, self.location.as_ref())
+        })
     }
 }
 
@@ -113,7 +113,7 @@ pub struct QueryInput {
 
 /// What kind of response to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum AnswerKind {
     Answer,
     NoData,
     ServFail,
@@ -143,7 +143,7 @@ pub struct Entry {
 /// The decision for one query.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Selection {
-    pub outcome: Outcome,
+    pub outcome: AnswerKind,
     pub source: Source,
     pub family: Family,
     pub ttl: u32,
@@ -160,7 +160,7 @@ pub struct Selection {
 impl Selection {
     fn empty(family: Family, ttl: u32) -> Selection {
         Selection {
-            outcome: Outcome::NoData,
+            outcome: AnswerKind::NoData,
             source: Source::None,
             family,
             ttl,
@@ -236,29 +236,6 @@ pub struct RuleMatch {
     pub scope: u8,
 }
 
-fn prefix_bits(addr: IpAddr) -> (u128, u8) {
-    match addr {
-        IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),
-        IpAddr::V6(a) => (u128::from(a), 128),
-    }
-}
-
-/// Length of the common prefix of two addresses of the same family.
-fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
-    let ((x, bits), (y, bits_b)) = (prefix_bits(a), prefix_bits(b));
-    (bits == bits_b).then(|| ((x ^ y).leading_zeros() as u8).min(bits))
-}
-
-fn geo_matches(item: &MatchItem, loc: Option<&Location>) -> bool {
-    let Some(loc) = loc else { return false };
-    match *item {
-        MatchItem::Continent(c) => loc.continent == Some(c),
-        MatchItem::Country(c) => loc.country == Some(c),
-        MatchItem::Subdivision(c, s) => loc.country == Some(c) && loc.subdivision == Some(s),
-        MatchItem::Subnet { .. } => false,
-    }
-}
-
 /// Picks the rule for a client (see the module docs for the order and the scope).
 pub fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
     if name.rules.is_empty() {
@@ -273,10 +250,11 @@ pub fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
     let mut scope = 0u8;
     for (i, rule) in name.rules.iter().enumerate() {
         for item in &rule.matches {
-            let MatchItem::Subnet { addr: net, prefix } = *item else {
+            let MatchItem::Subnet(subnet) = *item else {
                 continue;
             };
-            let Some(cpl) = common_prefix(addr, net.to_canonical()) else {
+            let prefix = subnet.prefix;
+            let Some(cpl) = net::common_prefix(addr, subnet.addr.to_canonical()) else {
                 continue;
             };
             if cpl >= prefix {
@@ -304,11 +282,11 @@ pub fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
         }
         let mut has_geo = false;
         for item in &rule.matches {
-            if matches!(item, MatchItem::Subnet { .. }) {
+            if matches!(item, MatchItem::Subnet(_)) {
                 continue;
             }
             has_geo = true;
-            if geo_matches(item, loc) {
+            if item.matches_location(loc) {
                 scope = scope.max(geo_scope);
                 return RuleMatch {
                     index: Some(i as u32),
@@ -467,11 +445,12 @@ impl Walk<'_> {
             return false;
         }
         let cands = &mut buf[..n];
-        let want = match pool.policy {
-            PolicyKind::All => n,
-            _ => usize::from(self.name.answers.max(1)).min(n),
+        let want = if pool.policy.answers_all() {
+            n
+        } else {
+            usize::from(self.name.answers.max(1)).min(n)
         };
-        let is_latency = matches!(pool.policy, PolicyKind::Latency { .. });
+        let is_latency = pool.policy.client_dependence() == ClientDependence::LatencyMap;
         let ctx = Ctx {
             members: &pool.members,
             dcs: self.dcs,
@@ -480,7 +459,7 @@ impl Walk<'_> {
             addr: self.client.addr.to_canonical(),
             rotation: self.input.rotation,
             latency: if is_latency {
-                LatencyView::of(self.snap.latency_map.as_deref(), self.client)
+                self.client.latency_view(self.snap.latency_map.as_deref())
             } else {
                 LatencyView::NONE
             },
@@ -511,7 +490,7 @@ impl Walk<'_> {
         tracer.ranked(pool, cands, want);
 
         sel.pool = Some(id);
-        sel.outcome = Outcome::Answer;
+        sel.outcome = AnswerKind::Answer;
         sel.source = if fail_open {
             Source::FailOpen
         } else {
@@ -535,34 +514,27 @@ impl Walk<'_> {
                 }
             }
         }
-        let policy_scope = match pool.policy {
+        let policy_scope = match pool.policy.client_dependence() {
             // A single usable member is everyone's answer.
             _ if n == 1 => 0,
-            PolicyKind::Nearest => self
+            ClientDependence::None => 0,
+            ClientDependence::Location => self
                 .client
                 .location
                 .map_or(self.client.source_prefix, |l| l.prefix_len),
             // With a latency map the order depends on the client's map entries.
-            PolicyKind::Latency { .. } => ctx.latency.scope(cands.iter().map(|c| c.dc)),
-            PolicyKind::Hash {
-                v4_prefix,
-                v6_prefix,
-            } => match self.family_of_client() {
-                Family::V4 => v4_prefix,
-                Family::V6 => v6_prefix,
+            ClientDependence::LatencyMap => ctx.latency.scope(cands.iter().map(|c| c.dc)),
+            ClientDependence::Subnet { v4, v6 } => match self.family_of_client() {
+                Family::V4 => v4,
+                Family::V6 => v6,
             },
-            _ => 0,
         };
         sel.scope = sel.scope.max(policy_scope);
         true
     }
 
     fn family_of_client(&self) -> Family {
-        if self.client.addr.to_canonical().is_ipv4() {
-            Family::V4
-        } else {
-            Family::V6
-        }
+        Family::of(self.client.addr)
     }
 }
 
@@ -573,12 +545,13 @@ fn halve(ttl: u32) -> u32 {
 /// The GSLB decision for one query (see the module docs for every rule it applies).
 ///
 /// `dcs` is indexed by `DatacenterId`; `snap` by the same ids. Stores the new `latency`
-/// leader in the pool's [`LeaderCell`](crate::model::gslb::LeaderCell) (not in fail-open).
+/// leader in the pool's [`LeaderCell`](crate::model::LeaderCell) (not in fail-open).
 ///
 /// ```
 /// use gslbd::health::Snapshot;
-/// use gslbd::model::gslb::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool};
-/// use gslbd::policy::{select, Client, Family, NoTrace, Outcome, QueryInput};
+/// use gslbd::model::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool};
+/// use gslbd::net::Family;
+/// use gslbd::policy::{select, AnswerKind, Client, NoTrace, QueryInput};
 ///
 /// let dcs = vec![Datacenter {
 ///     name: "fra".into(),
@@ -594,12 +567,12 @@ fn halve(ttl: u32) -> u32 {
 /// let snap = Snapshot::all_up(dcs.len());
 /// let input = QueryInput { random: 12345, rotation: 1 };
 /// let sel = select(&name, &dcs, &snap, &client, Family::V4, &input, &mut NoTrace);
-/// assert_eq!(sel.outcome, Outcome::Answer);
+/// assert_eq!(sel.outcome, AnswerKind::Answer);
 /// assert_eq!(sel.addresses(&name, &dcs).next(), Some("192.0.2.10".parse().unwrap()));
 /// assert_eq!((sel.ttl, sel.scope), (30, 0));
 /// // No IPv6 anywhere: NODATA for AAAA.
 /// let sel = select(&name, &dcs, &snap, &client, Family::V6, &input, &mut NoTrace);
-/// assert_eq!(sel.outcome, Outcome::NoData);
+/// assert_eq!(sel.outcome, AnswerKind::NoData);
 /// ```
 pub fn select<T: Tracer>(
     name: &GslbName,
@@ -650,20 +623,21 @@ fn all_down<T: Tracer>(walk: &mut Walk<'_>, start: PoolId, sel: &mut Selection, 
                 Family::V6 => !v6.is_empty(),
             };
             if any {
-                sel.outcome = Outcome::Answer;
+                sel.outcome = AnswerKind::Answer;
                 sel.source = Source::LastResort;
                 sel.ttl = halve(sel.ttl);
             }
         }
         AllDown::NoData => {}
-        AllDown::ServFail => sel.outcome = Outcome::ServFail,
+        AllDown::ServFail => sel.outcome = AnswerKind::ServFail,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::gslb::{Pool, Rule};
+    use crate::model::{PolicyKind, Pool, Rule};
+    use crate::net::Subnet;
 
     fn name_with(rules: Vec<Rule>) -> GslbName {
         let mut n = GslbName::single(60, Pool::new("a", Vec::new(), PolicyKind::Failover));
@@ -674,19 +648,10 @@ mod tests {
     }
 
     fn subnet(s: &str, prefix: u8) -> MatchItem {
-        MatchItem::Subnet {
+        MatchItem::Subnet(Subnet {
             addr: s.parse().unwrap(),
             prefix,
-        }
-    }
-
-    #[test]
-    fn common_prefix_lengths() {
-        let p = |a: &str, b: &str| common_prefix(a.parse().unwrap(), b.parse().unwrap());
-        assert_eq!(p("10.0.0.0", "10.0.0.0"), Some(32));
-        assert_eq!(p("10.0.0.0", "10.128.0.0"), Some(8));
-        assert_eq!(p("2001:db8::", "2001:db8::1"), Some(127));
-        assert_eq!(p("10.0.0.0", "::1"), None);
+        })
     }
 
     #[test]
@@ -741,7 +706,7 @@ mod tests {
     #[test]
     fn no_rule_matches_is_nodata() {
         let n = name_with(vec![Rule {
-            matches: vec![MatchItem::Country(*b"DE")],
+            matches: vec![MatchItem::Geo(crate::geo::GeoCode::Country(*b"DE"))],
             pool: PoolId(1),
         }]);
         let dcs: [Datacenter; 0] = [];
@@ -757,7 +722,7 @@ mod tests {
         );
         assert_eq!(
             (sel.outcome, sel.rule, sel.scope),
-            (Outcome::NoData, None, 32)
+            (AnswerKind::NoData, None, 32)
         );
     }
 

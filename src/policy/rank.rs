@@ -24,8 +24,7 @@
 use std::net::IpAddr;
 
 use crate::health::Snapshot;
-use crate::health::latency_map::{LatencySource, LatencyView};
-use crate::model::gslb::{Datacenter, DatacenterId, Member, PolicyKind};
+use crate::model::{Datacenter, DatacenterId, LatencySource, LatencyView, Member, PolicyKind};
 
 /// A usable member of the pool being decided.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -381,19 +380,9 @@ pub fn round_robin(rotation: u64, cands: &mut [Cand], rng: &mut Rng) {
 /// The hash key of a client: its address masked to the hash granularity, IPv4 in its
 /// IPv4-mapped form so the two families never share a key.
 pub fn subnet_key(addr: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
-    match addr {
-        IpAddr::V4(a) => {
-            let mask = u32::MAX
-                .checked_shl(32 - u32::from(v4_prefix.min(32)))
-                .unwrap_or(0);
-            u128::from(u32::from(a) & mask) | (0xffff_u128 << 32)
-        }
-        IpAddr::V6(a) => {
-            let mask = u128::MAX
-                .checked_shl(128 - u32::from(v6_prefix.min(128)))
-                .unwrap_or(0);
-            u128::from(a) & mask
-        }
+    match crate::net::masked(addr, if addr.is_ipv4() { v4_prefix } else { v6_prefix }) {
+        IpAddr::V4(a) => u128::from(u32::from(a)) | (0xffff_u128 << 32),
+        IpAddr::V6(a) => u128::from(a),
     }
 }
 

@@ -10,10 +10,9 @@ use std::fmt;
 use serde::Serialize;
 
 use super::rank::Cand;
-use super::{Client, Outcome, Selection, Source};
-use crate::health::latency_map::LatencySource;
+use super::{AnswerKind, Client, Selection, Source};
 use crate::health::{AdminState, DcState};
-use crate::model::gslb::{Datacenter, DatacenterId, GslbName, Member, PolicyKind, Pool, PoolId};
+use crate::model::{Datacenter, DatacenterId, GslbName, LatencySource, Member, Pool, PoolId};
 
 /// How the rule was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -286,13 +285,7 @@ impl Tracer for Trace<'_> {
             .last()
             .map(|p| p.latency_sources.clone())
             .unwrap_or_default();
-        let metric = match pool.policy {
-            PolicyKind::Nearest => "distance-km",
-            PolicyKind::Latency { .. } => "latency-ms",
-            PolicyKind::Load { .. } | PolicyKind::Weighted | PolicyKind::Random => "share",
-            PolicyKind::Hash { .. } => "hash-score",
-            _ => "none",
-        };
+        let metric = pool.policy.rank_metric();
         // Weights and ramped shares are on different scales: show fractions of the pool.
         let total: f64 = cands.iter().map(|c| c.key).filter(|k| k.is_finite()).sum();
         let scale = if metric == "share" && total > 0.0 {
@@ -329,9 +322,9 @@ impl Tracer for Trace<'_> {
         let datacenters = sel.datacenters().map(|d| self.dc_name(d.0)).collect();
         self.answer = Some(AnswerTrace {
             outcome: match sel.outcome {
-                Outcome::Answer => "answer",
-                Outcome::NoData => "nodata",
-                Outcome::ServFail => "servfail",
+                AnswerKind::Answer => "answer",
+                AnswerKind::NoData => "nodata",
+                AnswerKind::ServFail => "servfail",
             },
             source: match sel.source {
                 Source::Pool => "pool",

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::target::TargetId;
+use super::plan::TargetId;
 
 /// The verdict of one probe, with the reason a person reads in the logs and the status API.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Outcome {
+pub enum ProbeOutcome {
     /// The check passed.
     Pass,
     /// HTTP status outside the expected ranges.
@@ -27,36 +27,36 @@ pub enum Outcome {
     Other(String),
 }
 
-impl Outcome {
+impl ProbeOutcome {
     /// Does this result count as a pass for rise/fall?
     pub fn is_pass(&self) -> bool {
-        matches!(self, Outcome::Pass | Outcome::BadLoad(_))
+        matches!(self, ProbeOutcome::Pass | ProbeOutcome::BadLoad(_))
     }
 
     /// Short machine-friendly name, for the status API and metrics labels.
     pub fn kind(&self) -> &'static str {
         match self {
-            Outcome::Pass => "pass",
-            Outcome::Status(_) => "status",
-            Outcome::Timeout(_) => "timeout",
-            Outcome::Refused => "refused",
-            Outcome::BodyMismatch => "body_mismatch",
-            Outcome::BadLoad(_) => "bad_load",
-            Outcome::Other(_) => "error",
+            ProbeOutcome::Pass => "pass",
+            ProbeOutcome::Status(_) => "status",
+            ProbeOutcome::Timeout(_) => "timeout",
+            ProbeOutcome::Refused => "refused",
+            ProbeOutcome::BodyMismatch => "body_mismatch",
+            ProbeOutcome::BadLoad(_) => "bad_load",
+            ProbeOutcome::Other(_) => "error",
         }
     }
 }
 
-impl fmt::Display for Outcome {
+impl fmt::Display for ProbeOutcome {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Pass => f.write_str("pass"),
-            Outcome::Status(s) => write!(f, "status {s}"),
-            Outcome::Timeout(d) => write!(f, "timeout after {d:?}"),
-            Outcome::Refused => f.write_str("connection refused"),
-            Outcome::BodyMismatch => f.write_str("body mismatch"),
-            Outcome::BadLoad(r) => write!(f, "pass, but bad load figure: {r}"),
-            Outcome::Other(e) => write!(f, "error: {e}"),
+            ProbeOutcome::Pass => f.write_str("pass"),
+            ProbeOutcome::Status(s) => write!(f, "status {s}"),
+            ProbeOutcome::Timeout(d) => write!(f, "timeout after {d:?}"),
+            ProbeOutcome::Refused => f.write_str("connection refused"),
+            ProbeOutcome::BodyMismatch => f.write_str("body mismatch"),
+            ProbeOutcome::BadLoad(r) => write!(f, "pass, but bad load figure: {r}"),
+            ProbeOutcome::Other(e) => write!(f, "error: {e}"),
         }
     }
 }
@@ -74,7 +74,7 @@ pub enum LoadFigure {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeResult {
     pub target: TargetId,
-    pub outcome: Outcome,
+    pub outcome: ProbeOutcome,
     /// TCP connect time, or HTTP time to the response headers; `None` when there was no answer.
     pub latency: Option<Duration>,
     /// Only for checks with a load or connections pointer, and only when it could be read.
@@ -85,7 +85,7 @@ pub struct ProbeResult {
 
 impl ProbeResult {
     /// A result without latency or load; handy for tests and for driving the aggregator.
-    pub fn new(target: TargetId, outcome: Outcome, at: Instant) -> ProbeResult {
+    pub fn new(target: TargetId, outcome: ProbeOutcome, at: Instant) -> ProbeResult {
         ProbeResult {
             target,
             outcome,

@@ -1,10 +1,16 @@
-//! What a check is: plain structs that the config loader fills in.
+//! What a check is: the knobs every check type shares (interval, timeout, rise/fall, jitter,
+//! slow start) and the [`CheckKind`] that says how to probe. Each kind lives in its own file
+//! (`http.rs`, `tcp.rs`) with its keys, validation and probe; the matches here are exhaustive,
+//! so a new kind is one new file plus one variant the compiler walks you through.
 //!
 //! Two checks are "the same target" when their [`CheckSpec`] and target address are equal, so
-//! every field here takes part in `Eq`/`Hash` (see [`super::target`]).
+//! every field here takes part in `Eq`/`Hash` (see [`super::plan`]).
 
-use std::ops::RangeInclusive;
 use std::time::Duration;
+
+use super::http::{self, HttpCheck};
+use super::tcp::{self, TcpCheck};
+use crate::walk::{Errors, Table};
 
 /// Default probe interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -17,9 +23,21 @@ pub const DEFAULT_FALL: u32 = 3;
 /// Default jitter, as a fraction of the interval (10 %).
 pub const DEFAULT_JITTER_FRACTION: f64 = 0.1;
 
+/// Keys every check has, whatever its type.
+pub const COMMON_KEYS: &[&str] = &[
+    "type",
+    "interval",
+    "timeout",
+    "rise",
+    "fall",
+    "jitter",
+    "slow-start",
+];
+
 /// How to test one target, and the hysteresis applied to its results.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CheckSpec {
+    /// The protocol and its settings.
     pub kind: CheckKind,
     /// Time between probes of one target (default 5 s).
     pub interval: Duration,
@@ -38,89 +56,112 @@ pub struct CheckSpec {
 /// The probe protocol.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CheckKind {
-    /// `http` or `https` GET.
+    /// `http` or `https` GET ([`HttpCheck`]).
     Http(HttpCheck),
-    /// TCP connect to the port.
-    Tcp { port: u16 },
+    /// TCP connect to the port ([`TcpCheck`]).
+    Tcp(TcpCheck),
 }
 
-/// An `http`/`https` check.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct HttpCheck {
-    /// `https` when true.
-    pub tls: bool,
-    /// Verify the server certificate (https only; default true). Off for self-signed endpoints.
-    pub verify: bool,
-    /// Request path, e.g. `/health`.
-    pub path: String,
-    pub port: u16,
-    /// Host header, and the TLS SNI name for https; `None` = the target address.
-    pub host: Option<String>,
-    /// Accepted status codes (default `200..=299`).
-    pub expect_status: Vec<RangeInclusive<u16>>,
-    /// The body must contain this substring.
-    pub body_contains: Option<String>,
-    /// Follow redirects (default false: a 3xx is judged as it is).
-    pub follow_redirects: bool,
-    /// JSON pointer (RFC 6901) to a utilisation 0..1 in the body.
-    pub load_pointer: Option<String>,
-    /// JSON pointer to a connection count in the body; load = count / datacenter capacity.
-    pub connections_pointer: Option<String>,
-}
+impl CheckKind {
+    /// The `type` values a zone file may use, for messages.
+    pub const TYPES: &'static str = "http, https or tcp";
 
-impl HttpCheck {
-    /// A plain http GET of `path` on `port` with the documented defaults.
-    pub fn new(path: impl Into<String>, port: u16) -> HttpCheck {
-        HttpCheck {
-            tls: false,
-            verify: true,
-            path: path.into(),
-            port,
-            host: None,
-            expect_status: vec![200..=299],
-            body_contains: None,
-            follow_redirects: false,
-            load_pointer: None,
-            connections_pointer: None,
+    /// Reads the kind-specific keys of a check whose `type` is `kind`; `None` after reporting
+    /// an error (an unknown type included).
+    pub fn read(kind: &str, t: &mut Table<'_>, errs: &mut Errors) -> Option<CheckKind> {
+        match kind {
+            "http" | "https" => Some(CheckKind::Http(HttpCheck::read(t, kind == "https", errs))),
+            "tcp" => TcpCheck::read(t, errs).map(CheckKind::Tcp),
+            other => {
+                errs.add(
+                    &t.key_path("type"),
+                    format!(
+                        "{other:?} is not a check type (expected {})",
+                        CheckKind::TYPES
+                    ),
+                );
+                None
+            }
         }
     }
 
-    /// Does the body have to be read at all?
-    pub fn needs_body(&self) -> bool {
-        self.body_contains.is_some()
-            || self.load_pointer.is_some()
-            || self.connections_pointer.is_some()
+    /// The keys of this kind besides [`COMMON_KEYS`].
+    pub fn keys(&self) -> &'static [&'static str] {
+        match self {
+            CheckKind::Http(_) => http::KEYS,
+            CheckKind::Tcp(_) => tcp::KEYS,
+        }
     }
 
-    /// Is `status` one of the expected codes?
-    pub fn status_ok(&self, status: u16) -> bool {
-        self.expect_status.iter().any(|r| r.contains(&status))
+    /// Every kind's keys: what a check of unknown type may hold without a second error.
+    pub fn all_keys() -> impl Iterator<Item = &'static str> {
+        http::KEYS.iter().chain(tcp::KEYS).copied()
+    }
+
+    /// The port probed on each target address.
+    pub fn port(&self) -> u16 {
+        match self {
+            CheckKind::Http(h) => h.port,
+            CheckKind::Tcp(t) => t.port,
+        }
+    }
+
+    /// A stable text identity of what is probed.
+    pub fn fingerprint(&self) -> String {
+        match self {
+            CheckKind::Http(h) => h.fingerprint(),
+            CheckKind::Tcp(t) => t.fingerprint(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), CheckError> {
+        match self {
+            CheckKind::Http(h) => h.validate(),
+            CheckKind::Tcp(_) => Ok(()),
+        }
     }
 }
 
 /// A check that cannot run as written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckError {
+    /// The timeout is not below the interval.
     #[error("timeout ({timeout:?}) must be shorter than the interval ({interval:?})")]
     TimeoutNotBelowInterval {
+        /// The timeout given.
         timeout: Duration,
+        /// The interval given.
         interval: Duration,
     },
+    /// A zero interval or timeout.
     #[error("interval and timeout must be greater than zero")]
     ZeroDuration,
+    /// `rise` or `fall` of zero.
     #[error("rise and fall must be at least 1 (rise = {rise}, fall = {fall})")]
-    ZeroThreshold { rise: u32, fall: u32 },
+    ZeroThreshold {
+        /// The rise given.
+        rise: u32,
+        /// The fall given.
+        fall: u32,
+    },
+    /// Jitter above the interval.
     #[error("jitter ({jitter:?}) must not exceed the interval ({interval:?})")]
     JitterTooLarge {
+        /// The jitter in effect.
         jitter: Duration,
+        /// The interval given.
         interval: Duration,
     },
+    /// A load or connections pointer that is not a JSON pointer.
     #[error("`{0}` is not a JSON pointer: it must be empty or start with `/`")]
     BadPointer(String),
+    /// Both load and connections pointers.
     #[error("set either a load pointer or a connections pointer, not both")]
     BothLoadAndConnections,
+    /// Empty or inverted status ranges.
     #[error("expected status ranges are empty or inverted")]
     BadStatusRanges,
+    /// Port 0.
     #[error("port 0 cannot be probed")]
     ZeroPort,
 }
@@ -141,12 +182,63 @@ impl CheckSpec {
 
     /// `tcp` connect check on `port` with the defaults.
     pub fn tcp(port: u16) -> CheckSpec {
-        CheckSpec::new(CheckKind::Tcp { port })
+        CheckSpec::new(CheckKind::Tcp(TcpCheck { port }))
     }
 
     /// `http` GET check with the defaults.
     pub fn http(path: impl Into<String>, port: u16) -> CheckSpec {
         CheckSpec::new(CheckKind::Http(HttpCheck::new(path, port)))
+    }
+
+    /// Reads a whole `checks.<name>` table: the type, its keys and the common knobs, then
+    /// validates. `None` after reporting every error found.
+    pub fn read(mut t: Table<'_>, errs: &mut Errors) -> Option<CheckSpec> {
+        let before = errs.list.len();
+        let kind = t
+            .required_str("type", errs)
+            .and_then(|k| CheckKind::read(k, &mut t, errs));
+        let mut interval = None;
+        let mut timeout = None;
+        let mut rise = None;
+        let mut fall = None;
+        if let Some(d) = t.duration("interval", errs) {
+            interval = Some(d);
+        }
+        if let Some(d) = t.duration("timeout", errs) {
+            timeout = Some(d);
+        }
+        if let Some(r) = t.int("rise", 1, 1000, errs) {
+            rise = Some(r as u32);
+        }
+        if let Some(f) = t.int("fall", 1, 1000, errs) {
+            fall = Some(f as u32);
+        }
+        let jitter = t.duration("jitter", errs);
+        let slow_start = t.duration("slow-start", errs).filter(|d| !d.is_zero());
+        let path = t.path.clone();
+        let mut keys: Vec<&str> = COMMON_KEYS.to_vec();
+        match &kind {
+            Some(k) => keys.extend_from_slice(k.keys()),
+            None => keys.extend(CheckKind::all_keys()),
+        }
+        t.finish(&keys, errs);
+        let mut spec = CheckSpec::new(kind?);
+        spec.interval = interval.unwrap_or(spec.interval);
+        spec.timeout = timeout.unwrap_or(spec.timeout);
+        spec.rise = rise.unwrap_or(spec.rise);
+        spec.fall = fall.unwrap_or(spec.fall);
+        spec.jitter = jitter;
+        spec.slow_start = slow_start;
+        if errs.list.len() > before {
+            return None;
+        }
+        match spec.validate() {
+            Ok(()) => Some(spec),
+            Err(e) => {
+                errs.add(&path, e.to_string());
+                None
+            }
+        }
     }
 
     /// The jitter in effect: the configured one, else 10 % of the interval.
@@ -157,10 +249,7 @@ impl CheckSpec {
 
     /// The port probed on each target address.
     pub fn port(&self) -> u16 {
-        match &self.kind {
-            CheckKind::Http(h) => h.port,
-            CheckKind::Tcp { port } => *port,
-        }
+        self.kind.port()
     }
 
     /// TTL cap for answers built from unsettled state: the interval in whole seconds (>= 1).
@@ -172,16 +261,7 @@ impl CheckSpec {
     /// A stable text identity of what is probed (not how often), used as the key of the
     /// warm-start file so that changing the interval keeps the saved health.
     pub fn fingerprint(&self) -> String {
-        match &self.kind {
-            CheckKind::Tcp { port } => format!("tcp:{port}"),
-            CheckKind::Http(h) => format!(
-                "{}:{}:{}:{}",
-                if h.tls { "https" } else { "http" },
-                h.port,
-                h.host.as_deref().unwrap_or(""),
-                h.path
-            ),
-        }
+        self.kind.fingerprint()
     }
 
     /// Reject checks that cannot work, with a message a person can act on.
@@ -210,19 +290,6 @@ impl CheckSpec {
         if self.port() == 0 {
             return Err(CheckError::ZeroPort);
         }
-        if let CheckKind::Http(h) = &self.kind {
-            if h.load_pointer.is_some() && h.connections_pointer.is_some() {
-                return Err(CheckError::BothLoadAndConnections);
-            }
-            for p in h.load_pointer.iter().chain(h.connections_pointer.iter()) {
-                if !(p.is_empty() || p.starts_with('/')) {
-                    return Err(CheckError::BadPointer(p.clone()));
-                }
-            }
-            if h.expect_status.is_empty() || h.expect_status.iter().any(|r| r.start() > r.end()) {
-                return Err(CheckError::BadStatusRanges);
-            }
-        }
-        Ok(())
+        self.kind.validate()
     }
 }

@@ -13,13 +13,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
-use super::check::Prober;
 use super::outcome::ProbeResult;
-use super::target::{ProbeSet, Target, TargetId};
+use super::plan::{ProbeSet, Target, TargetId};
+use super::prober::Prober;
+use crate::shutdown::Shutdown;
 
 /// Default bound on probes in flight at once.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
@@ -139,13 +140,13 @@ impl Workers {
 }
 
 /// Start one worker per target of `set`. Results go to `results`; every worker stops when
-/// `shutdown` becomes true (or its sender is dropped) or when `results` is closed.
+/// `shutdown` is stopped or when `results` is closed.
 pub fn spawn_workers(
     set: &ProbeSet,
     prober: Arc<Prober>,
     settings: WorkerSettings,
     results: mpsc::Sender<ProbeResult>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) -> Workers {
     let permits = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
     let jitter = Jitter {
@@ -168,18 +169,13 @@ pub fn spawn_workers(
     Workers { handles }
 }
 
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // A dropped sender also means stop: nobody can tell us to carry on.
-    let _ = shutdown.wait_for(|s| *s).await;
-}
-
 async fn run_worker(
     target: Target,
     prober: Arc<Prober>,
     permits: Arc<Semaphore>,
     jitter: Jitter,
     results: mpsc::Sender<ProbeResult>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     let spec = target.check.clone();
     let j = spec.effective_jitter();
@@ -189,12 +185,12 @@ async fn run_worker(
         let due = jitter.due(target.id, start, round, spec.interval, j);
         tokio::select! {
             biased;
-            _ = stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
             _ = sleep_until(due) => {}
         }
         let permit = tokio::select! {
             biased;
-            _ = stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return,
@@ -202,7 +198,7 @@ async fn run_worker(
         };
         let result = tokio::select! {
             biased;
-            _ = stopped(&mut shutdown) => return,
+            _ = shutdown.stopped() => return,
             r = prober.probe(&target) => r,
         };
         drop(permit);

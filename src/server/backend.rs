@@ -7,20 +7,24 @@ use std::time::Duration;
 
 use super::State;
 use crate::api::{
-    ApiBackend, BoxFuture, ExplainError, ExplainRequest, ReloadInfo, ServerInfo, ZoneInfo,
+    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, ZoneInfo,
 };
 use crate::dns::wire::ClientSubnet;
+use crate::explain::ExplainError;
 use crate::health::AdminState;
 use crate::health::aggregator::{AdminError, Status};
-use crate::policy::Family;
+use crate::net::Family;
+use crate::shutdown::Shutdown;
 
+/// The API's view of a running server.
 pub struct Backend {
+    /// The server's state.
     pub state: Arc<State>,
 }
 
 impl ApiBackend for Backend {
     fn server_info(&self) -> ServerInfo {
-        let loaded = self.state.loaded.load();
+        let loaded = self.state.model();
         let r = self.state.last_reload.load();
         ServerInfo {
             started: self.state.started,
@@ -58,12 +62,12 @@ impl ApiBackend for Backend {
         })
     }
 
-    fn explain(&self, req: &ExplainRequest) -> Result<serde_json::Value, ExplainError> {
+    fn explain(&self, req: &ExplainRequest) -> Result<serde_json::Value, ExplainFailure> {
         let family = match req.qtype {
             1 => Family::V4,
             28 => Family::V6,
             other => {
-                return Err(ExplainError::Invalid(format!(
+                return Err(ExplainFailure::Invalid(format!(
                     "type {other}: GSLB names answer A and AAAA only"
                 )));
             }
@@ -78,23 +82,21 @@ impl ApiBackend for Backend {
             .client
             .or(req.ecs.map(|e| e.0))
             .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let loaded = self.state.loaded.load();
-        let snap = self.state.snapshot.load();
-        let geo = self.state.geo.load();
+        let serving = self.state.serving.load();
         match crate::explain::explain(
-            &loaded.model,
-            &snap,
-            &geo,
+            &serving.loaded.model,
+            &serving.snapshot,
+            &serving.geo,
             &req.name,
             family,
             source,
             ecs.as_ref(),
         ) {
-            Ok(x) => serde_json::to_value(&x).map_err(|e| ExplainError::Invalid(e.to_string())),
-            Err(crate::explain::ExplainError::NotGslb(n)) => Err(ExplainError::NotServed(format!(
+            Ok(x) => serde_json::to_value(&x).map_err(|e| ExplainFailure::Invalid(e.to_string())),
+            Err(ExplainError::NotGslb(n)) => Err(ExplainFailure::NotServed(format!(
                 "{n} is not a GSLB name served here"
             ))),
-            Err(crate::explain::ExplainError::BadInput(m)) => Err(ExplainError::Invalid(m)),
+            Err(ExplainError::BadInput(m)) => Err(ExplainFailure::Invalid(m)),
         }
     }
 
@@ -104,11 +106,14 @@ impl ApiBackend for Backend {
 }
 
 /// Marks the server ready once every target has been probed or warm-started, and again after
-/// a reload restarted the probes.
-pub async fn track_readiness(state: Arc<State>) {
+/// a reload restarted the probes; until `stop`.
+pub async fn track_readiness(state: Arc<State>, stop: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = stop.stopped() => return,
+            _ = tick.tick() => {}
+        }
         if state.ready.load(Ordering::Relaxed) {
             continue;
         }

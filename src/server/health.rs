@@ -3,51 +3,58 @@
 //! One `HealthRuntime` per set of datacenters: a reload that leaves every datacenter and check
 //! as it was keeps it (and so every target's counters); a reload that changes them stops it —
 //! the aggregator writes its state files — and starts a new one that reads them back, so admin
-//! states and the health of unchanged targets carry over.
+//! states and the health of unchanged targets carry over. Each runtime publishes through its
+//! own health generation (see `publish`), and runs under its own node of the stop tree.
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
-use crate::health::Snapshot;
+use crate::health::Publish;
 use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings};
 use crate::metrics::Metrics;
 use crate::probe::{DatacenterProbe, ProbeSet, Prober, WorkerSettings, Workers, spawn_workers};
+use crate::shutdown::Shutdown;
 
 /// Probes and aggregator for one set of datacenters.
 pub struct HealthRuntime {
+    /// Talks to the aggregator.
     pub handle: AggregatorHandle,
     /// The datacenters this runtime was built for (to tell whether a reload changed them).
     pub probes: Vec<DatacenterProbe>,
-    stop: watch::Sender<bool>,
+    /// The health generation its snapshots are published under.
+    pub generation: u64,
+    stop: Shutdown,
     task: tokio::task::JoinHandle<()>,
     workers: Workers,
 }
 
 impl HealthRuntime {
-    /// Builds the probe set, restores state from the state dir, publishes the first snapshot
-    /// into `out` and starts probing.
+    /// Restores state from the state dir, publishes the first snapshot into `out` and starts
+    /// probing the (already validated) `plan`.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
+        plan: Arc<ProbeSet>,
         probes: &[DatacenterProbe],
+        generation: u64,
         settings: AggregatorSettings,
         workers: WorkerSettings,
-        out: Arc<ArcSwap<Snapshot>>,
+        out: Arc<dyn Publish>,
         metrics: Arc<Metrics>,
+        stop: Shutdown,
     ) -> Result<HealthRuntime, String> {
-        let set = Arc::new(ProbeSet::build(probes).map_err(|e| format!("health checks: {e}"))?);
-        let prober = Arc::new(Prober::new(&set).map_err(|e| format!("health checks: {e}"))?);
+        let prober = Arc::new(Prober::new(&plan).map_err(|e| format!("health checks: {e}"))?);
         let (mut agg, handle) =
-            Aggregator::new(set.clone(), settings, out).map_err(|e| format!("state: {e}"))?;
+            Aggregator::new(plan.clone(), settings, out).map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
-        let (stop, stop_rx) = watch::channel(false);
         // Room for a full round of results: probes never wait on a slow aggregator for long.
-        let (tx, rx) = mpsc::channel(set.targets.len().max(64) * 2);
-        let workers = spawn_workers(&set, prober, workers, tx, stop_rx.clone());
-        let task = tokio::spawn(agg.run(rx, stop_rx));
+        let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
+        let workers = spawn_workers(&plan, prober, workers, tx, stop.clone());
+        let task = tokio::spawn(agg.run(rx, stop.clone()));
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),
+            generation,
             stop,
             task,
             workers,
@@ -56,7 +63,7 @@ impl HealthRuntime {
 
     /// Stops probing; the aggregator applies what is queued, publishes and writes its state.
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
         self.workers.join().await;
         let _ = self.task.await;
     }

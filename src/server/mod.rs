@@ -2,14 +2,19 @@
 //! reloads on SIGHUP or a file change, and stops cleanly on SIGTERM/SIGINT.
 //!
 //! ```text
-//! load_model -> Loaded{Model, metric slots} --swap--> State.loaded <--load-- UDP/TCP handler
-//! HealthRuntime (probes -> aggregator) --publish--> State.snapshot <--load-- GSLB answers
+//! config::load -> Loaded{Model, metric slots} --+
+//! HealthRuntime (probes -> aggregator) ---------+--> Publisher: ArcSwap<Serving> <--load--
+//! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
 //! ```
-//! A reload builds a complete new model off the query path and swaps it in with one atomic
-//! store; a failed reload leaves the old model in place and reports every error.
+//! A reload builds a complete new model off the query path and publishes it, with the health
+//! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
+//! old model in place and reports every error. Every task and thread runs under one stop tree
+//! (`crate::shutdown`): `Running::shutdown` stops and joins each part in order.
 
 mod backend;
 pub mod health;
+mod latency_map;
+pub mod publish;
 mod watch;
 
 use std::net::SocketAddr;
@@ -21,26 +26,32 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::{self, ConfigErrors};
-use crate::dns::gslb::GslbContext;
-use crate::dns::server::{ListenConfig, Listeners, PacketHandler};
-use crate::dns::{self, Client, Query};
+use crate::dns::wire::response_rcode;
+use crate::dns::{self, ListenConfig, Listeners, PacketHandler, Peer, Query};
 use crate::geo::GeoDb;
-use crate::health::Snapshot;
+use crate::gslb::GslbContext;
 use crate::health::aggregator::{AggregatorSettings, Startup};
-use crate::metrics::{GslbSlots, Metrics, PoolLabels, Transport, ZoneSlots};
+use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
+use crate::shutdown::Shutdown;
 use health::HealthRuntime;
+use publish::{Publisher, Serving};
 
 /// What `gslbd serve` is told on the command line.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// The zones directory.
     pub zones_dir: PathBuf,
+    /// DNS listen addresses (UDP and TCP each).
     pub listen: Vec<SocketAddr>,
     /// GeoIP files; empty = the shipped database.
     pub geoip: Vec<PathBuf>,
+    /// UDP sockets and threads per address; 0 = one per core.
     pub udp_threads: usize,
+    /// Most TCP connections at once.
     pub tcp_max_connections: usize,
+    /// Idle TCP connections are closed after this long.
     pub tcp_idle_timeout: Duration,
     /// HTTP API address; `None` = no API.
     pub api: Option<SocketAddr>,
@@ -68,6 +79,7 @@ pub struct ServeOptions {
 }
 
 impl ServeOptions {
+    /// Options with the defaults, serving `zones_dir` on `listen`.
     pub fn new(zones_dir: impl Into<PathBuf>, listen: Vec<SocketAddr>) -> Self {
         ServeOptions {
             zones_dir: zones_dir.into(),
@@ -102,20 +114,27 @@ impl ServeOptions {
 /// Result of the last reload, for logs and the status API.
 #[derive(Clone, Debug)]
 pub struct ReloadReport {
+    /// When it finished.
     pub at: SystemTime,
+    /// It succeeded.
     pub ok: bool,
+    /// Every error, when it failed.
     pub errors: Vec<String>,
 }
 
-/// A model and the metric slots of its zones and GSLB names, swapped together.
+/// A model and the metric slots of its zones and GSLB names, published together.
 pub struct Loaded {
+    /// The model.
     pub model: Model,
+    /// Metric slot of each zone.
     pub zone_slots: ZoneSlots,
+    /// Metric slots of each GSLB name.
     pub gslb_slots: Vec<GslbSlots>,
 }
 
 impl Loaded {
-    fn new(model: Model, metrics: &Metrics) -> Loaded {
+    /// Resolves the metric slots of `model`'s zones and GSLB names.
+    pub fn new(model: Model, metrics: &Metrics) -> Loaded {
         let zone_slots = metrics.zone_slots(model.zones.iter().map(|z| z.origin.to_string()));
         let dcs = &model.datacenters.list;
         let gslb_slots = model
@@ -146,39 +165,50 @@ impl Loaded {
     }
 }
 
-/// Everything the query path reads, each part swappable on its own, plus the control state.
+/// Everything the query path reads (one publication) plus the control state.
 pub struct State {
-    pub loaded: ArcSwap<Loaded>,
-    /// Health of every datacenter, published by the aggregator (all up until it runs).
-    pub snapshot: Arc<ArcSwap<Snapshot>>,
-    pub geo: ArcSwap<GeoDb>,
+    /// The model, health, latency map and GeoIP databases, published together.
+    pub serving: Arc<Publisher>,
+    /// Counters and histograms.
     pub metrics: Arc<Metrics>,
+    /// Configuration generation (1 at start, +1 per successful reload).
     pub generation: AtomicU64,
+    /// The last reload's result.
     pub last_reload: ArcSwap<ReloadReport>,
+    /// Process start.
     pub started: SystemTime,
     /// True once every target was probed or warm-started (`/readyz`).
     pub ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
+    /// Generation of the newest probe runtime (see `publish`).
+    health_gen: AtomicU64,
     /// One reload at a time (SIGHUP, file watch and tests may race).
     reload_lock: tokio::sync::Mutex<()>,
     opts: ServeOptions,
     state_dir: PathBuf,
     private_state_dir: bool,
+    /// Parent of every probe runtime's stop node.
+    stop: Shutdown,
 }
 
 impl PacketHandler for State {
     #[inline]
-    fn handle(&self, req: &[u8], client: &Client, q: &mut Query, out: &mut [u8]) -> Option<usize> {
+    fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize> {
         let t0 = std::time::Instant::now();
-        let loaded = self.loaded.load();
+        let serving = self.serving.load();
+        let Serving {
+            loaded,
+            snapshot,
+            geo,
+        } = &**serving;
         let gslb = GslbContext {
             model: &loaded.model,
-            snapshot: &self.snapshot,
-            geo: &self.geo,
+            snapshot,
+            geo,
             metrics: &self.metrics,
             slots: &loaded.gslb_slots,
         };
-        let a = dns::handle(&loaded.model, &gslb, req, client, q, out)?;
+        let a = dns::handle(&loaded.model, &gslb, req, peer, q, out)?;
         let resp = &out[..a.len];
         if let Some(ecs) = q.edns.as_ref().and_then(|e| e.ecs.as_ref()) {
             self.metrics.ecs(ecs.family, a.scope);
@@ -186,12 +216,12 @@ impl PacketHandler for State {
         self.metrics.query(
             loaded.zone_slots.get(a.zone),
             q.qtype,
-            crate::metrics::response_rcode(resp, q),
-            Transport::from_tcp(client.tcp),
+            response_rcode(resp, q),
+            peer.transport,
             t0.elapsed(),
         );
         if self.opts.query_log_sample > 0 {
-            sample_log(self.opts.query_log_sample, client, q, resp);
+            sample_log(self.opts.query_log_sample, peer, q, resp);
         }
         Some(a.len)
     }
@@ -204,7 +234,7 @@ thread_local! {
 /// The sampled query log: one query in `every`, decoded off the answer bytes (allocation is
 /// fine here, it happens only for the sampled query).
 #[cold]
-fn sample_log_inner(client: &Client, q: &Query, resp: &[u8]) {
+fn sample_log_inner(peer: &Peer, q: &Query, resp: &[u8]) {
     let Ok(msg) = hickory_proto::op::Message::from_vec(resp) else {
         return;
     };
@@ -221,39 +251,38 @@ fn sample_log_inner(client: &Client, q: &Query, resp: &[u8]) {
         .map(|e| format!("{}/{}", e.addr, e.source_prefix));
     tracing::info!(
         target: "gslbd::query",
-        client = %client.addr,
+        client = %peer.addr,
         ecs = ecs.as_deref().unwrap_or("-"),
         name = %name,
         qtype = q.qtype,
         rcode = %msg.metadata.response_code,
-        tcp = client.tcp,
+        transport = peer.transport.label(),
         answer = %answer.join(" "),
         "query"
     );
 }
 
 #[inline]
-fn sample_log(every: u32, client: &Client, q: &Query, resp: &[u8]) {
+fn sample_log(every: u32, peer: &Peer, q: &Query, resp: &[u8]) {
     let n = QUERY_LOG_COUNT.with(|c| {
         let n = c.get().wrapping_add(1);
         c.set(n);
         n
     });
     if n.is_multiple_of(every) {
-        sample_log_inner(client, q, resp);
+        sample_log_inner(peer, q, resp);
     }
 }
 
-/// Reads and validates the zones directory into a model.
+/// Reads and validates the zones directory into a model (`config::load`).
 pub fn load_model(dir: &Path) -> Result<Model, ConfigErrors> {
-    let cfg = config::load_dir(dir)?;
-    Model::build(&cfg)
+    config::load(dir)
 }
 
 impl State {
     /// The current model.
-    pub fn model(&self) -> arc_swap::Guard<Arc<Loaded>> {
-        self.loaded.load()
+    pub fn model(&self) -> Arc<Loaded> {
+        self.serving.load().loaded.clone()
     }
 
     fn aggregator_settings(&self) -> AggregatorSettings {
@@ -265,31 +294,37 @@ impl State {
         }
     }
 
-    /// (Re)starts the probes when the datacenters differ from the running ones.
-    async fn sync_health(&self, model: &Model) -> Result<(), String> {
+    /// Starts a probe runtime for `model` when its datacenters differ from the running
+    /// one's (stopping that one first, so its state files carry over). Returns the new
+    /// runtime's health generation, or `None` when the running one is kept.
+    async fn sync_health(&self, model: &Model) -> Result<Option<u64>, String> {
         let mut guard = self.health.lock().await;
         if guard
             .as_ref()
             .is_some_and(|h| h.probes == model.datacenters.probes)
         {
-            return Ok(());
+            return Ok(None);
         }
         if let Some(old) = guard.take() {
             old.stop().await;
         }
         self.ready.store(false, Ordering::Relaxed);
+        let generation = self.health_gen.fetch_add(1, Ordering::Relaxed) + 1;
         let rt = HealthRuntime::start(
+            model.datacenters.plan.clone(),
             &model.datacenters.probes,
+            generation,
             self.aggregator_settings(),
             WorkerSettings {
                 max_in_flight: self.opts.max_probes_in_flight,
                 ..WorkerSettings::default()
             },
-            self.snapshot.clone(),
+            self.serving.health_sink(generation),
             self.metrics.clone(),
+            self.stop.child(),
         )?;
         *guard = Some(rt);
-        Ok(())
+        Ok(Some(generation))
     }
 
     /// The aggregator's handle, when probes run.
@@ -313,7 +348,7 @@ impl State {
                 self.metrics.reload(true);
                 tracing::info!(
                     generation = g,
-                    zones = self.loaded.load().model.zones.len(),
+                    zones = self.model().model.zones.len(),
                     "reloaded"
                 );
             }
@@ -345,11 +380,13 @@ impl State {
         let model = model?;
         let geo = geo.map_err(|e| one_error(&self.opts.zones_dir, format!("GeoIP: {e}")))?;
         let loaded = Arc::new(Loaded::new(model, &self.metrics));
-        self.sync_health(&loaded.model)
+        let health_gen = self
+            .sync_health(&loaded.model)
             .await
             .map_err(|e| one_error(&self.opts.zones_dir, e))?;
-        self.geo.store(Arc::new(geo));
-        self.loaded.store(loaded);
+        if let Err(e) = self.serving.swap_model(loaded, Arc::new(geo), health_gen) {
+            tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
+        }
         Ok(())
     }
 }
@@ -364,34 +401,49 @@ fn one_error(file: &Path, message: String) -> ConfigErrors {
 
 /// A started server.
 pub struct Running {
+    /// The server's state.
     pub state: Arc<State>,
     /// Bound DNS addresses (ephemeral ports resolved).
     pub dns_addrs: Vec<SocketAddr>,
     /// Bound API address, when the API runs.
     pub api_addr: Option<SocketAddr>,
     listeners: Listeners,
-    api_stop: tokio::sync::watch::Sender<bool>,
+    stop: Shutdown,
+    api_stop: Shutdown,
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    background_stop: Shutdown,
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// The zones directory does not validate.
     #[error("invalid configuration:\n{0}")]
     Config(ConfigErrors),
+    /// A GeoIP file cannot be used.
     #[error("GeoIP: {0}")]
     Geo(crate::geo::GeoError),
+    /// The probe runtime could not start (its state files).
     #[error("health checks: {0}")]
     Health(String),
+    /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address(es).
         addr: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The state directory cannot be created.
     #[error("state directory {path}: {source}")]
     StateDir {
+        /// The directory.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
 }
@@ -402,16 +454,18 @@ impl Running {
     pub async fn shutdown(self) {
         let grace = self.state.opts.shutdown_grace;
         self.listeners.stop(grace).await;
-        let _ = self.api_stop.send(true);
+        self.api_stop.stop();
         if let Some(t) = self.api_task {
             let _ = tokio::time::timeout(grace, t).await;
         }
-        for t in &self.background {
-            t.abort();
+        self.background_stop.stop();
+        for t in self.background {
+            let _ = tokio::time::timeout(grace, t).await;
         }
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
         }
+        self.stop.stop();
         if self.state.private_state_dir {
             let _ = std::fs::remove_dir_all(&self.state.state_dir);
         }
@@ -439,14 +493,14 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         source,
     })?;
     let metrics = Arc::new(Metrics::new());
-    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::all_up(
-        model.datacenters.list.len(),
-    )));
-    let loaded = Loaded::new(model, &metrics);
+    let loaded = Arc::new(Loaded::new(model, &metrics));
+    let all_up = Arc::new(crate::health::Snapshot::all_up(
+        loaded.model.datacenters.list.len(),
+    ));
+    let serving = Arc::new(Publisher::new(loaded.clone(), Arc::new(geo), 0, all_up));
+    let stop = Shutdown::new();
     let state = Arc::new(State {
-        loaded: ArcSwap::from_pointee(loaded),
-        snapshot,
-        geo: ArcSwap::from_pointee(geo),
+        serving,
         metrics,
         generation: AtomicU64::new(1),
         last_reload: ArcSwap::from_pointee(ReloadReport {
@@ -457,17 +511,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         started: SystemTime::now(),
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
+        health_gen: AtomicU64::new(0),
         reload_lock: tokio::sync::Mutex::new(()),
         opts: opts.clone(),
         state_dir,
         private_state_dir,
+        stop: stop.clone(),
     });
-    let model = state.loaded.load_full();
-    state
-        .sync_health(&model.model)
+    let health_gen = state
+        .sync_health(&loaded.model)
         .await
         .map_err(StartError::Health)?;
-    drop(model);
+    let geo = state.serving.load().geo.clone();
+    // The first runtime's snapshot replaces the all-up placeholder (same model, same ids).
+    let _ = state.serving.swap_model(loaded, geo, health_gen);
 
     let cfg = ListenConfig {
         addrs: opts.listen.clone(),
@@ -476,13 +533,14 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         tcp_idle_timeout: opts.tcp_idle_timeout,
         best_effort: opts.listen_best_effort,
     };
-    let listeners = dns::server::start(&cfg, state.clone()).map_err(|e| StartError::Bind {
-        addr: format!("{:?}", opts.listen),
-        source: e,
-    })?;
+    let listeners =
+        dns::listen::start(&cfg, state.clone(), stop.child()).map_err(|e| StartError::Bind {
+            addr: format!("{:?}", opts.listen),
+            source: e,
+        })?;
     let dns_addrs = listeners.bound.clone();
 
-    let (api_stop, api_stop_rx) = tokio::sync::watch::channel(false);
+    let api_stop = stop.child();
     let (api_addr, api_task) = match opts.api {
         Some(addr) => {
             let ctx = crate::api::ApiContext::new(
@@ -492,7 +550,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                 }),
                 opts.api_token.clone(),
             );
-            let (bound, task) = crate::api::serve(addr, ctx, api_stop_rx)
+            let (bound, task) = crate::api::serve(addr, ctx, api_stop.clone())
                 .await
                 .map_err(|e| StartError::Bind {
                     addr: addr.to_string(),
@@ -502,15 +560,24 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         }
         None => (None, None),
     };
-    let mut background = vec![tokio::spawn(backend::track_readiness(state.clone()))];
+    let background_stop = stop.child();
+    let mut background = vec![tokio::spawn(backend::track_readiness(
+        state.clone(),
+        background_stop.clone(),
+    ))];
     if let Some(path) = &opts.latency_map {
-        background.push(watch::spawn_latency_map(state.clone(), path.clone()));
+        background.push(latency_map::spawn(
+            state.clone(),
+            path.clone(),
+            background_stop.clone(),
+        ));
     }
     if opts.watch {
         background.push(watch::spawn(
             state.clone(),
             opts.zones_dir.clone(),
             opts.geoip_paths(),
+            background_stop.clone(),
         ));
     }
     Ok(Running {
@@ -518,8 +585,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         dns_addrs,
         api_addr,
         listeners,
+        stop,
         api_stop,
         api_task,
+        background_stop,
         background,
     })
 }
@@ -527,12 +596,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
 /// `gslbd serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.
 pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let sig = |k| {
-        signal(k).map_err(|e| StartError::Bind {
-            addr: "signals".into(),
-            source: e,
-        })
-    };
+    let sig = |k| signal(k).map_err(StartError::Signals);
     // Signal handlers first: a SIGHUP during start-up must not kill the process.
     let mut hup = sig(SignalKind::hangup())?;
     let mut term = sig(SignalKind::terminate())?;

@@ -8,14 +8,18 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use super::State;
+use crate::shutdown::Shutdown;
 
 /// Quiet time after the last event before reloading: editors write files in several steps.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
+/// Watches the zones directory and the GeoIP files' directories until `stop`; a burst of
+/// changes becomes one reload.
 pub fn spawn(
     state: Arc<State>,
     zones: PathBuf,
     geoip: Vec<PathBuf>,
+    stop: Shutdown,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -44,59 +48,25 @@ pub fn spawn(
                 tracing::warn!(error = %e, file = %g.display(), "cannot watch a GeoIP file");
             }
         }
-        while rx.recv().await.is_some() {
+        loop {
+            tokio::select! {
+                _ = stop.stopped() => break,
+                ev = rx.recv() => if ev.is_none() { break },
+            }
             // Debounce: wait until events stop for DEBOUNCE.
             loop {
-                match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                    Ok(Some(())) => continue,
-                    Ok(None) => return,
-                    Err(_) => break,
+                tokio::select! {
+                    _ = stop.stopped() => return,
+                    r = tokio::time::timeout(DEBOUNCE, rx.recv()) => match r {
+                        Ok(Some(())) => continue,
+                        Ok(None) => return,
+                        Err(_) => break,
+                    },
                 }
             }
             tracing::info!("files changed: reloading");
             let _ = state.reload().await;
         }
         drop(watcher);
-    })
-}
-
-/// How often the latency map file is checked for changes.
-const LATENCY_MAP_POLL: Duration = Duration::from_secs(1);
-
-/// Keeps the latency map of the health snapshot current: loads it at start, again when the
-/// file changes (checked every second), and re-resolves it after every reload (datacenter ids
-/// may have changed). A bad file is reported and the previous map stays.
-pub fn spawn_latency_map(state: Arc<State>, path: PathBuf) -> tokio::task::JoinHandle<()> {
-    use std::sync::atomic::Ordering;
-    tokio::spawn(async move {
-        let mut watcher = crate::health::LatencyMapWatcher::new(path.clone());
-        let mut seen_generation = 0;
-        let mut tick = tokio::time::interval(LATENCY_MAP_POLL);
-        loop {
-            tick.tick().await;
-            let generation = state.generation.load(Ordering::Relaxed);
-            let loaded = state.loaded.load();
-            let ids = |n: &str| loaded.model.datacenters.by_name.get(n).copied();
-            let result = if generation != seen_generation {
-                watcher.force(ids).map(Some)
-            } else {
-                watcher.poll(ids)
-            };
-            match result {
-                Ok(Some(map)) => {
-                    if let Some(h) = state.health_handle().await
-                        && h.set_latency_map(Some(Arc::new(map))).await.is_ok()
-                    {
-                        seen_generation = generation;
-                        tracing::info!(file = %path.display(), "latency map loaded");
-                    }
-                }
-                Ok(None) => seen_generation = generation,
-                Err(e) => {
-                    seen_generation = generation;
-                    tracing::error!("latency map not loaded, keeping the previous one: {e}");
-                }
-            }
-        }
     })
 }

@@ -3,7 +3,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 use gslbd::config;
-use gslbd::dns::{self, Client, NoGslb, Query};
+use gslbd::dns::{self, NoGslb, Peer, Query};
 use gslbd::model::Model;
 use proptest::prelude::*;
 
@@ -12,17 +12,19 @@ use crate::common::*;
 fn model() -> Model {
     let f = config::parse_file(Path::new("example.com.toml"), EXAMPLE).unwrap();
     let g = config::parse_file(Path::new("inner.toml"), INNER).unwrap();
-    Model::build(&config::Config { files: vec![f, g] }).unwrap()
+    config::build(&config::Config { files: vec![f, g] }).unwrap()
 }
 
 fn run(m: &Model, pkt: &[u8], tcp: bool) -> Option<Vec<u8>> {
     let mut out = vec![0u8; 65535];
     let mut q = Query::default();
-    let client = Client {
-        addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        tcp,
+    let addr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let peer = if tcp {
+        Peer::tcp(addr)
+    } else {
+        Peer::udp(addr)
     };
-    dns::handle(m, &NoGslb, pkt, &client, &mut q, &mut out).map(|a| out[..a.len].to_vec())
+    dns::handle(m, &NoGslb, pkt, &peer, &mut q, &mut out).map(|a| out[..a.len].to_vec())
 }
 
 proptest! {

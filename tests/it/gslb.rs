@@ -224,7 +224,10 @@ impl Fixture {
         let n = self.s.running().state.model().model.datacenters.list.len();
         let mut snap = Snapshot::all_up(n);
         f(self, &mut snap);
-        self.s.running().state.snapshot.store(Arc::new(snap));
+        let serving = &self.s.running().state.serving;
+        serving
+            .health_sink(serving.health_generation())
+            .publish(Arc::new(snap));
     }
 
     fn set(&self, snap: &mut Snapshot, name: &str, st: DcState) {

@@ -266,7 +266,7 @@ fn failover_detection_and_slow_start_ramp_over_dns() {
     let mut samples: Vec<(Duration, bool, f64, bool, u32)> = Vec::new();
     let mut ramp_done: Option<Instant> = None;
     loop {
-        let snap = srv.running().state.snapshot.load();
+        let snap = srv.running().state.serving.load().snapshot.clone();
         let st = *snap.get(a_id);
         let ans = dns.a(name);
         samples.push((

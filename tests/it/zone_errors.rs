@@ -13,7 +13,7 @@ const GOOD: &str = concat!(minimal_zone!(), r#""#);
 fn errors_of(text: &str) -> Vec<String> {
     let e = config::parse_file(Path::new("zones/example.com.toml"), text)
         .and_then(|f| {
-            gslbd::model::Model::build(&config::Config { files: vec![f] }).map(|_| unreachable_ok())
+            gslbd::config::build(&config::Config { files: vec![f] }).map(|_| unreachable_ok())
         })
         .expect_err("must fail");
     e.0.iter()

@@ -7,9 +7,13 @@
 //!   set_admin / set_max_ttl / status   |  per target: rise/fall hysteresis, load, latency EWMA
 //!                                      |  per datacenter: min-up, admin, slow start, drain
 //!                                      |--publish (coalesced, >= publish_interval apart)-->
-//!                                      |      Arc<ArcSwap<Snapshot>> --> policies (hot path)
+//!                                      |      dyn Publish (the server pairs it with the model)
 //!                                      +--persist (periodic, shutdown)--> --state-dir files
 //! ```
+//!
+//! The parts: `target.rs` (the per-target rise/fall state machine), `status.rs` (what the
+//! status API sees), `warm.rs` (restoring and writing the state files), and this file (the
+//! per-datacenter state, the handle, publication and the run loop).
 //!
 //! Everything time-dependent takes `now` (tokio's clock) as an argument, so the state machine
 //! can be driven synchronously in tests ([`Aggregator::apply`], [`Aggregator::set_admin`],
@@ -21,23 +25,26 @@
 //! probe round ends the assumption); after that, `rise` consecutive passes bring it up and
 //! `fall` consecutive fails take it down.
 
-use std::net::SocketAddr;
+mod status;
+mod target;
+mod warm;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use super::ewma::{DEFAULT_HALF_LIFE, Ewma, slow_start_factor};
-use super::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
-    SavedLoadKind, TargetEntry, VERSION, read_json, unix_secs, write_atomic,
-};
-use super::{AdminState, DcState, LatencyMap, Snapshot};
-use crate::probe::{LoadFigure, Outcome, ProbeResult, ProbeSet, TargetId};
+pub use status::{DcStatus, DrainStatus, Status, TargetStatus};
+use target::TargetState;
+
+use super::ewma::{DEFAULT_HALF_LIFE, slow_start_factor};
+use super::persist::{ADMIN_FILE, AdminFile, HEALTH_FILE, HealthFile, PersistError, read_json};
+use super::{AdminState, DcState, Publish, Snapshot};
+use crate::probe::{LoadFigure, ProbeOutcome, ProbeResult, ProbeSet};
+use crate::shutdown::Shutdown;
 
 /// What a target is assumed to be before its first probe (without usable warm state).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -84,56 +91,6 @@ impl Default for AggregatorSettings {
 }
 
 #[derive(Clone, Debug)]
-struct Last {
-    outcome: Outcome,
-    at: Instant,
-    latency: Option<Duration>,
-}
-
-#[derive(Clone, Debug)]
-struct TargetState {
-    addr: SocketAddr,
-    fingerprint: String,
-    rise: u32,
-    fall: u32,
-    up: bool,
-    /// At least one probe result since start.
-    probed: bool,
-    /// State came from a fresh warm-start file.
-    warm: bool,
-    passes: u32,
-    fails: u32,
-    /// Results since the last state change; `u32::MAX` when there was none.
-    since_change: u32,
-    probes: u64,
-    last: Option<Last>,
-    load: Option<(LoadFigure, Instant)>,
-    load_error: Option<String>,
-    latency: Ewma,
-}
-
-impl TargetState {
-    fn settled(&self) -> bool {
-        if !self.probed && !self.warm {
-            return false; // still on the startup assumption
-        }
-        let pending_flip = if self.up {
-            self.fails > 0
-        } else {
-            self.passes > 0
-        };
-        let threshold = if self.up { self.rise } else { self.fall };
-        !pending_flip && self.since_change >= threshold
-    }
-
-    fn fresh_load(&self, now: Instant, max_age: Duration) -> Option<LoadFigure> {
-        self.load
-            .filter(|(_, at)| now.saturating_duration_since(*at) <= max_age)
-            .map(|(f, _)| f)
-    }
-}
-
-#[derive(Clone, Debug)]
 struct DcRuntime {
     admin: AdminState,
     healthy: bool,
@@ -155,68 +112,6 @@ pub enum AdminError {
     Stopped,
 }
 
-/// Status of one probed target as one datacenter uses it (for the status API).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TargetStatus {
-    pub addr: String,
-    pub check: String,
-    pub up: bool,
-    pub probed: bool,
-    pub warm: bool,
-    pub consecutive_passes: u32,
-    pub consecutive_fails: u32,
-    pub probes: u64,
-    /// `pass`, `status`, `timeout`, `refused`, `body_mismatch`, `bad_load`, `error`.
-    pub last_result: Option<&'static str>,
-    /// Human reason, e.g. `status 503`, `timeout after 2s`.
-    pub last_reason: Option<String>,
-    pub last_ms_ago: Option<u64>,
-    pub last_latency_ms: Option<f64>,
-    pub latency_ms: Option<f64>,
-    /// Raw figure: utilisation, or connections before dividing by capacity.
-    pub load: Option<f64>,
-    pub load_age_ms: Option<u64>,
-    pub load_error: Option<String>,
-}
-
-/// Drain progress of a datacenter.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DrainStatus {
-    pub started_unix: u64,
-    pub started_ms_ago: u64,
-    /// The longest TTL handed out for the datacenter.
-    pub max_ttl_secs: u64,
-    /// Every answer that named it has expired from resolver caches.
-    pub complete: bool,
-    pub complete_unix: u64,
-}
-
-/// Status of one datacenter (for the status API).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DcStatus {
-    pub id: u32,
-    pub name: String,
-    pub healthy: bool,
-    pub usable: bool,
-    pub admin: &'static str,
-    pub settled: bool,
-    pub slow_start: f64,
-    pub load: Option<f64>,
-    pub load_error: Option<String>,
-    pub latency_ms: Option<f64>,
-    pub min_up: u32,
-    pub addresses_up: u32,
-    pub drain: Option<DrainStatus>,
-    pub targets: Vec<TargetStatus>,
-}
-
-/// Status of everything the aggregator knows.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Status {
-    pub generation: u64,
-    pub datacenters: Vec<DcStatus>,
-}
-
 enum Command {
     SetAdmin {
         dc: u32,
@@ -233,10 +128,6 @@ enum Command {
     },
     Persist {
         reply: oneshot::Sender<Result<(), PersistError>>,
-    },
-    SetLatencyMap {
-        map: Option<Arc<LatencyMap>>,
-        reply: oneshot::Sender<()>,
     },
 }
 
@@ -292,16 +183,6 @@ impl AggregatorHandle {
         rx.await.ok()
     }
 
-    /// Publish `map` (or no map) in the snapshots from now on; returns once published.
-    pub async fn set_latency_map(&self, map: Option<Arc<LatencyMap>>) -> Result<(), AdminError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::SetLatencyMap { map, reply })
-            .await
-            .map_err(|_| AdminError::Stopped)?;
-        rx.await.map_err(|_| AdminError::Stopped)
-    }
-
     /// Write the state files now (no-op without a state dir).
     pub async fn persist(&self) -> Result<(), AdminError> {
         let (reply, rx) = oneshot::channel();
@@ -325,7 +206,9 @@ impl AggregatorHandle {
 pub struct Aggregator {
     set: Arc<ProbeSet>,
     settings: AggregatorSettings,
-    out: Arc<ArcSwap<Snapshot>>,
+    out: Arc<dyn Publish>,
+    /// The last snapshot handed to `out`.
+    current: Arc<Snapshot>,
     targets: Vec<TargetState>,
     dcs: Vec<DcRuntime>,
     generation: u64,
@@ -333,8 +216,6 @@ pub struct Aggregator {
     last_publish: Option<Instant>,
     cmds: Option<mpsc::Receiver<Command>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Carried into every snapshot (see [`Aggregator::set_latency_map`]).
-    latency_map: Option<Arc<LatencyMap>>,
 }
 
 impl Aggregator {
@@ -347,7 +228,7 @@ impl Aggregator {
     pub fn new(
         set: Arc<ProbeSet>,
         settings: AggregatorSettings,
-        out: Arc<ArcSwap<Snapshot>>,
+        out: Arc<dyn Publish>,
     ) -> Result<(Aggregator, AggregatorHandle), PersistError> {
         let now = Instant::now();
         let wall = SystemTime::now();
@@ -355,22 +236,15 @@ impl Aggregator {
         let targets = set
             .targets
             .iter()
-            .map(|t| TargetState {
-                addr: t.addr,
-                fingerprint: t.check.fingerprint(),
-                rise: t.check.rise,
-                fall: t.check.fall,
-                up: assume_up,
-                probed: false,
-                warm: false,
-                passes: 0,
-                fails: 0,
-                since_change: u32::MAX,
-                probes: 0,
-                last: None,
-                load: None,
-                load_error: None,
-                latency: Ewma::new(settings.latency_half_life),
+            .map(|t| {
+                TargetState::new(
+                    t.addr,
+                    t.check.fingerprint(),
+                    t.check.rise,
+                    t.check.fall,
+                    assume_up,
+                    settings.latency_half_life,
+                )
             })
             .collect();
         let dcs = set
@@ -391,6 +265,7 @@ impl Aggregator {
             set,
             settings,
             out,
+            current: Arc::new(Snapshot::default()),
             targets,
             dcs,
             generation: 0,
@@ -398,7 +273,6 @@ impl Aggregator {
             last_publish: None,
             cmds: Some(rx),
             metrics: None,
-            latency_map: None,
         };
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
@@ -417,89 +291,9 @@ impl Aggregator {
         Ok((agg, AggregatorHandle { tx, names }))
     }
 
-    fn restore_admin(
-        &mut self,
-        file: &AdminFile,
-        now: Instant,
-        wall: SystemTime,
-        dir: &std::path::Path,
-    ) -> Result<(), PersistError> {
-        for (name, entry) in &file.datacenters {
-            let Some(state) = AdminState::parse(&entry.admin) else {
-                return Err(PersistError::BadAdmin {
-                    path: dir.join(ADMIN_FILE),
-                    dc: name.clone(),
-                    state: entry.admin.clone(),
-                });
-            };
-            let Some(i) = self.set.dcs.iter().position(|d| &d.name == name) else {
-                tracing::info!(dc = %name, admin = state.as_str(), "admin state for a datacenter no longer configured; dropped");
-                continue;
-            };
-            self.dcs[i].admin = state;
-            if state == AdminState::Drain {
-                // Keep the original drain start, so a restart does not restart the clock.
-                let started_unix = entry.drain_started_unix.unwrap_or_else(|| unix_secs(wall));
-                let ago = Duration::from_secs(unix_secs(wall).saturating_sub(started_unix));
-                let started = now.checked_sub(ago).unwrap_or(now);
-                let started_wall = wall.checked_sub(ago).unwrap_or(wall);
-                self.dcs[i].drain_started = Some((started, started_wall));
-            }
-            tracing::info!(dc = %name, admin = state.as_str(), "restored admin state");
-        }
-        Ok(())
-    }
-
-    fn restore_health(&mut self, file: &HealthFile, now: Instant, wall: SystemTime) {
-        let age = Duration::from_secs(unix_secs(wall).saturating_sub(file.written_unix));
-        if file.version != VERSION || age > self.settings.warm_max_age {
-            tracing::info!(
-                age_secs = age.as_secs(),
-                "warm-start state too old or from another version; using the startup setting"
-            );
-            return;
-        }
-        let mut restored = 0usize;
-        for entry in &file.targets {
-            let Some(t) = self
-                .targets
-                .iter_mut()
-                .find(|t| t.fingerprint == entry.check && t.addr.to_string() == entry.addr)
-            else {
-                continue;
-            };
-            t.up = entry.up;
-            t.warm = true;
-            t.passes = entry.passes;
-            t.fails = entry.fails;
-            if let Some(ms) = entry.latency_ms.filter(|v| v.is_finite() && *v >= 0.0) {
-                t.latency = Ewma::with_value(self.settings.latency_half_life, ms, now);
-            }
-            if let Some(l) = entry.load.filter(|l| l.value.is_finite() && l.value >= 0.0) {
-                let load_age =
-                    age + Duration::try_from_secs_f64(l.age_secs).unwrap_or(Duration::MAX);
-                if load_age <= self.settings.load_max_age
-                    && let Some(at) = now.checked_sub(load_age)
-                {
-                    let fig = match l.kind {
-                        SavedLoadKind::Utilisation => LoadFigure::Utilisation(l.value.min(1.0)),
-                        SavedLoadKind::Connections => LoadFigure::Connections(l.value),
-                    };
-                    t.load = Some((fig, at));
-                }
-            }
-            restored += 1;
-        }
-        tracing::info!(
-            targets = restored,
-            age_secs = age.as_secs(),
-            "warm start from saved health"
-        );
-    }
-
     /// The current snapshot as published.
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.out.load_full()
+        self.current.clone()
     }
 
     /// Counts probe results and snapshot publications in `m` from now on.
@@ -509,7 +303,6 @@ impl Aggregator {
 
     /// Apply one probe result at its own time `r.at`. Returns true when a target changed state.
     pub fn apply(&mut self, r: &ProbeResult) -> bool {
-        let now = r.at;
         if let (Some(m), Some(target)) = (&self.metrics, self.set.targets.get(r.target.0 as usize))
         {
             let addr = target.addr.ip().to_string();
@@ -522,70 +315,27 @@ impl Aggregator {
         let Some(t) = self.targets.get_mut(r.target.0 as usize) else {
             return false;
         };
-        t.probes += 1;
-        t.last = Some(Last {
-            outcome: r.outcome.clone(),
-            at: now,
-            latency: r.latency,
-        });
-        let pass = r.outcome.is_pass();
-        if pass && let Some(l) = r.latency {
-            t.latency.update(l.as_secs_f64() * 1000.0, now);
-        }
-        match (&r.outcome, r.load) {
-            (Outcome::BadLoad(reason), _) => {
-                if t.load_error.as_deref() != Some(reason.as_str()) {
-                    tracing::warn!(target_addr = %t.addr, reason = %reason, "load figure unreadable; keeping the last good value");
-                }
-                t.load_error = Some(reason.clone());
-            }
-            (Outcome::Pass, Some(fig)) => {
-                t.load = Some((fig, now));
-                t.load_error = None;
-            }
-            _ => {}
-        }
-        if pass {
-            t.passes = t.passes.saturating_add(1);
-            t.fails = 0;
-        } else {
-            t.fails = t.fails.saturating_add(1);
-            t.passes = 0;
-        }
-        let first = !t.probed && !t.warm;
-        t.probed = true;
-        let new_up = if first {
-            pass
-        } else if t.up {
-            t.fails < t.fall
-        } else {
-            t.passes >= t.rise
-        };
-        if new_up == t.up {
-            t.since_change = t.since_change.saturating_add(1);
+        let Some(flip) = t.observe(r) else {
             return false;
-        }
-        let old = t.up;
-        t.up = new_up;
-        t.since_change = 0;
+        };
         let (passes, fails, addr) = (t.passes, t.fails, t.addr);
         let target = &self.set.targets[r.target.0 as usize];
         for &(dc, _) in &target.users {
             tracing::info!(
                 dc = %self.set.dcs[dc as usize].name,
                 addr = %addr,
-                old = updown(old),
-                new = updown(new_up),
+                old = updown(!flip.up),
+                new = updown(flip.up),
                 reason = %r.outcome,
                 passes,
                 fails,
-                first_probe = first,
+                first_probe = flip.first,
                 "target state change"
             );
         }
         let users: Vec<u32> = target.users.iter().map(|&(dc, _)| dc).collect();
         for dc in users {
-            self.recompute_dc(dc as usize, now, &r.outcome, first);
+            self.recompute_dc(dc as usize, r.at, &r.outcome, flip.first);
         }
         true
     }
@@ -604,7 +354,7 @@ impl Aggregator {
     }
 
     /// `first`: the change ends the startup assumption; that is not a recovery, so no ramp.
-    fn recompute_dc(&mut self, dc: usize, now: Instant, reason: &Outcome, first: bool) {
+    fn recompute_dc(&mut self, dc: usize, now: Instant, reason: &ProbeOutcome, first: bool) {
         let healthy = self.compute_healthy(dc);
         let d = &self.dcs[dc];
         if healthy == d.healthy {
@@ -778,11 +528,13 @@ impl Aggregator {
     /// Publishes `dcs` as the next snapshot generation.
     fn store(&mut self, dcs: Vec<DcState>, now: Instant) {
         self.generation += 1;
-        self.out.store(Arc::new(Snapshot {
+        let snap = Arc::new(Snapshot {
             generation: self.generation,
             dcs: dcs.clone(),
-            latency_map: self.latency_map.clone(),
-        }));
+            latency_map: None,
+        });
+        self.current = snap.clone();
+        self.out.publish(snap);
         self.published = dcs;
         self.last_publish = Some(now);
         if let Some(m) = &self.metrics {
@@ -806,12 +558,6 @@ impl Aggregator {
         true
     }
 
-    /// Use `map` (or none) in every snapshot from now on, and publish one at once.
-    pub fn set_latency_map(&mut self, map: Option<Arc<LatencyMap>>, now: Instant) {
-        self.latency_map = map;
-        self.force_publish(now);
-    }
-
     fn check_drains(&mut self, now: Instant) {
         for (i, d) in self.dcs.iter_mut().enumerate() {
             if let Some((started, _)) = d.drain_started
@@ -822,166 +568,6 @@ impl Aggregator {
                 tracing::info!(dc = %self.set.dcs[i].name, max_ttl_secs = d.max_ttl.as_secs(), "drain complete: every answer naming it has expired");
             }
         }
-    }
-
-    /// Status of everything at `now`.
-    pub fn status(&self, now: Instant) -> Status {
-        let datacenters = (0..self.dcs.len())
-            .map(|i| {
-                let plan = &self.set.dcs[i];
-                let d = &self.dcs[i];
-                let state = self.dc_state(i, now);
-                let (load, load_error) = self.dc_load(i, now);
-                let targets = plan
-                    .slots
-                    .iter()
-                    .map(|id| self.target_status(*id, now))
-                    .collect::<Vec<_>>();
-                let drain = d.drain_started.map(|(at, wall)| {
-                    let ago = now.saturating_duration_since(at);
-                    DrainStatus {
-                        started_unix: unix_secs(wall),
-                        started_ms_ago: ms(ago),
-                        max_ttl_secs: d.max_ttl.as_secs(),
-                        complete: ago >= d.max_ttl,
-                        complete_unix: unix_secs(wall + d.max_ttl),
-                    }
-                });
-                DcStatus {
-                    id: u32::try_from(i).unwrap_or(u32::MAX),
-                    name: plan.name.clone(),
-                    healthy: d.healthy,
-                    usable: state.usable(),
-                    admin: d.admin.as_str(),
-                    settled: state.settled,
-                    slow_start: state.slow_start,
-                    load,
-                    load_error,
-                    latency_ms: state.latency_ms,
-                    min_up: plan.min_up,
-                    addresses_up: u32::try_from(targets.iter().filter(|t| t.up).count())
-                        .unwrap_or(u32::MAX),
-                    drain,
-                    targets,
-                }
-            })
-            .collect();
-        Status {
-            generation: self.generation,
-            datacenters,
-        }
-    }
-
-    fn target_status(&self, id: TargetId, now: Instant) -> TargetStatus {
-        let t = &self.targets[id.0 as usize];
-        TargetStatus {
-            addr: t.addr.to_string(),
-            check: t.fingerprint.clone(),
-            up: t.up,
-            probed: t.probed,
-            warm: t.warm,
-            consecutive_passes: t.passes,
-            consecutive_fails: t.fails,
-            probes: t.probes,
-            last_result: t.last.as_ref().map(|l| l.outcome.kind()),
-            last_reason: t.last.as_ref().map(|l| l.outcome.to_string()),
-            last_ms_ago: t
-                .last
-                .as_ref()
-                .map(|l| ms(now.saturating_duration_since(l.at))),
-            last_latency_ms: t
-                .last
-                .as_ref()
-                .and_then(|l| l.latency)
-                .map(|l| l.as_secs_f64() * 1000.0),
-            latency_ms: t.latency.get(),
-            load: t.load.map(|(f, _)| match f {
-                LoadFigure::Utilisation(v) | LoadFigure::Connections(v) => v,
-            }),
-            load_age_ms: t.load.map(|(_, at)| ms(now.saturating_duration_since(at))),
-            load_error: t.load_error.clone(),
-        }
-    }
-
-    /// The two state files as they would be written at (`now`, `wall`).
-    pub fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
-        let mut admin = AdminFile {
-            version: VERSION,
-            ..AdminFile::default()
-        };
-        for (i, d) in self.dcs.iter().enumerate() {
-            if d.admin != AdminState::Obey {
-                admin.datacenters.insert(
-                    self.set.dcs[i].name.clone(),
-                    AdminEntry {
-                        admin: d.admin.as_str().to_string(),
-                        drain_started_unix: d.drain_started.map(|(_, w)| unix_secs(w)),
-                    },
-                );
-            }
-        }
-        let targets = self
-            .targets
-            .iter()
-            // Only what was measured (or restored): an assumption is not knowledge.
-            .filter(|t| t.probed || t.warm)
-            .map(|t| TargetEntry {
-                check: t.fingerprint.clone(),
-                addr: t.addr.to_string(),
-                up: t.up,
-                passes: t.passes,
-                fails: t.fails,
-                latency_ms: t.latency.get(),
-                load: t.load.map(|(f, at)| {
-                    let (kind, value) = match f {
-                        LoadFigure::Utilisation(v) => (SavedLoadKind::Utilisation, v),
-                        LoadFigure::Connections(v) => (SavedLoadKind::Connections, v),
-                    };
-                    SavedLoad {
-                        kind,
-                        value,
-                        age_secs: now.saturating_duration_since(at).as_secs_f64(),
-                    }
-                }),
-            })
-            .collect();
-        (
-            admin,
-            HealthFile {
-                version: VERSION,
-                written_unix: unix_secs(wall),
-                targets,
-            },
-        )
-    }
-
-    /// Write both state files now (synchronously; no-op without a state dir).
-    pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
-        let Some(dir) = &self.settings.state_dir else {
-            return Ok(());
-        };
-        let (admin, health) = self.state_files(now, SystemTime::now());
-        write_json(dir, ADMIN_FILE, &admin)?;
-        write_json(dir, HEALTH_FILE, &health)
-    }
-
-    async fn persist_async(&self, now: Instant) -> Result<(), PersistError> {
-        let Some(dir) = self.settings.state_dir.clone() else {
-            return Ok(());
-        };
-        let (admin, health) = self.state_files(now, SystemTime::now());
-        // File I/O and fsync off the runtime's worker threads.
-        tokio::task::spawn_blocking(move || {
-            write_json(&dir, ADMIN_FILE, &admin)?;
-            write_json(&dir, HEALTH_FILE, &health)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(PersistError::Io {
-                path: PathBuf::from(HEALTH_FILE),
-                source: std::io::Error::other(e),
-            })
-        })
     }
 
     fn handle(
@@ -1009,21 +595,12 @@ impl Aggregator {
                 None
             }
             Command::Persist { reply } => Some(reply),
-            Command::SetLatencyMap { map, reply } => {
-                self.set_latency_map(map, now);
-                let _ = reply.send(());
-                None
-            }
         }
     }
 
-    /// Run until `shutdown` turns true (or its sender is dropped): apply results and commands,
+    /// Run until `shutdown` is stopped: apply results and commands,
     /// publish coalesced snapshots, write the state files periodically and once at the end.
-    pub async fn run(
-        mut self,
-        mut results: mpsc::Receiver<ProbeResult>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(mut self, mut results: mpsc::Receiver<ProbeResult>, shutdown: Shutdown) {
         let Some(mut cmds) = self.cmds.take() else {
             return;
         };
@@ -1040,7 +617,7 @@ impl Aggregator {
         loop {
             tokio::select! {
                 biased;
-                _ = stopped(&mut shutdown) => break,
+                _ = shutdown.stopped() => break,
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => {
                         if let Some(reply) = self.handle(cmd, Instant::now()) {
@@ -1079,19 +656,6 @@ impl Aggregator {
             tracing::warn!(error = %e, "writing state files at shutdown");
         }
     }
-}
-
-fn write_json<T: Serialize>(dir: &std::path::Path, name: &str, v: &T) -> Result<(), PersistError> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|source| PersistError::Parse {
-        path: dir.join(name),
-        source,
-    })?;
-    write_atomic(dir, name, &bytes)
-}
-
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    // A dropped sender also means stop. The guard is dropped here, keeping `run` Send.
-    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 fn usable(admin: AdminState, healthy: bool) -> bool {

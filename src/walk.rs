@@ -1,5 +1,8 @@
 //! A path-aware walk over a parsed TOML document.
 //!
+//! A leaf module (no dependency inside the crate): the config loader reads whole files with it,
+//! and each check kind and policy reads its own keys with it, so a kind's keys live with it.
+//!
 //! serde stops at the first error; operators want every mistake of a file at once, each with
 //! the key path that holds it. The walker reads a `toml::Table`, records which keys were used,
 //! and collects errors (`records.www.A[1]: ...`) instead of returning early.
@@ -95,6 +98,12 @@ impl<'a> Table<'a> {
         }
     }
 
+    /// Is `key` present (used or not)?
+    pub fn has(&self, key: &str) -> bool {
+        self.table.contains_key(key)
+    }
+
+    /// The path of `key` in this table, as messages name it.
     pub fn key_path(&self, key: &str) -> String {
         join(&self.path, key)
     }

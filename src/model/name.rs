@@ -1,7 +1,7 @@
-//! The runtime model of GSLB names: datacenters, pools, rules and the all-down behaviour.
+//! GSLB names: rules, pools and the all-down behaviour, with every reference an integer id.
 //!
 //! The config loader builds these from the zone files after validation, resolving every name
-//! to an integer id, so the query path only indexes arrays:
+//! to an id, so the query path only indexes arrays:
 //!
 //! ```text
 //! zones/*.toml --parse/validate--> GslbName { rules -> PoolId, pools -> DatacenterId }
@@ -11,83 +11,20 @@
 //! Everything here is immutable once built, except [`LeaderCell`], the one piece of runtime
 //! state a pool carries (the current `latency` leader, for hysteresis).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::geo::Code2;
+use hickory_proto::rr::Name;
 
-/// Index of a datacenter in the model's datacenter array (and in `Snapshot::dcs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DatacenterId(pub u32);
+use super::datacenter::{Datacenter, DatacenterId};
+use super::policy::PolicyKind;
+use crate::geo::{GeoCode, Location};
+use crate::net::{Family, Subnet};
 
 /// Index of a pool in its name's `pools`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PoolId(pub u32);
-
-/// A place that serves traffic, declared once and shared by every name that uses it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Datacenter {
-    pub name: Box<str>,
-    /// Answer addresses. Address bit `i` of `DcState::addr_up` is `v4[i]` for `i < v4.len()`,
-    /// then `v6[i - v4.len()]`: declaration order, IPv4 first. Addresses past bit 63 have no
-    /// per-address state and follow the datacenter (the loader should reject them).
-    pub v4: Vec<Ipv4Addr>,
-    pub v6: Vec<Ipv6Addr>,
-    /// Latitude and longitude in degrees, for `nearest`.
-    pub coords: Option<(f64, f64)>,
-    /// Relative capacity, for `load` (any unit, the same for all datacenters of a pool).
-    pub capacity: f64,
-    /// Default member weight for `weighted` and `hash`.
-    pub weight: u32,
-}
-
-/// How a pool picks among its usable datacenters.
-#[derive(Clone, Debug, PartialEq)]
-pub enum PolicyKind {
-    /// First usable in pool order.
-    Failover,
-    /// Smallest great-circle distance from the client, minus the member's bias.
-    Nearest,
-    /// Lowest measured latency; the current leader stays until another one is faster by more
-    /// than `margin_ms`.
-    Latency { margin_ms: f64 },
-    /// Share by spare capacity; members above `max_load` get only the overflow the others
-    /// cannot take (see `policy::rank::load_shares`).
-    Load { max_load: f64 },
-    /// Random pick proportional to member weight.
-    Weighted,
-    /// Rotation over the usable members.
-    RoundRobin,
-    /// Uniform random pick.
-    Random,
-    /// Rendezvous hash of the client subnet (`/v4_prefix`, `/v6_prefix`, default 24 and 56).
-    Hash { v4_prefix: u8, v6_prefix: u8 },
-    /// Every usable member (multi-value answer; ignores `answers`).
-    All,
-}
-
-impl PolicyKind {
-    /// `hash` with the default granularity (/24 IPv4, /56 IPv6).
-    pub const HASH: PolicyKind = PolicyKind::Hash {
-        v4_prefix: 24,
-        v6_prefix: 56,
-    };
-
-    /// The name used in zone files and in `explain`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            PolicyKind::Failover => "failover",
-            PolicyKind::Nearest => "nearest",
-            PolicyKind::Latency { .. } => "latency",
-            PolicyKind::Load { .. } => "load",
-            PolicyKind::Weighted => "weighted",
-            PolicyKind::RoundRobin => "round-robin",
-            PolicyKind::Random => "random",
-            PolicyKind::Hash { .. } => "hash",
-            PolicyKind::All => "all",
-        }
-    }
-}
 
 /// A datacenter's membership in one pool.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,23 +49,6 @@ impl Member {
     }
 }
 
-/// The address family of a query: A = V4, AAAA = V6.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    /// Address length in bits.
-    pub fn bits(self) -> u8 {
-        match self {
-            Family::V4 => 32,
-            Family::V6 => 128,
-        }
-    }
-}
-
 /// The `latency` leaders of a pool, one per address family, shared by all queries.
 ///
 /// Per family because the usable members may differ (a datacenter without IPv6 is no
@@ -142,10 +62,12 @@ pub struct LeaderCell([AtomicU32; 2]);
 impl LeaderCell {
     const NONE: u32 = u32::MAX;
 
+    /// No leader yet for either family.
     pub fn new() -> LeaderCell {
         LeaderCell([AtomicU32::new(Self::NONE), AtomicU32::new(Self::NONE)])
     }
 
+    /// The current leader for `family`.
     pub fn get(&self, family: Family) -> Option<DatacenterId> {
         // Relaxed: the leader is a hint; a racing query that sees the older one is harmless.
         match self.0[family as usize].load(Ordering::Relaxed) {
@@ -154,8 +76,14 @@ impl LeaderCell {
         }
     }
 
+    /// Records the leader. Stores only when it changed: every `latency` query of the pool
+    /// calls this, and a store on each would bounce the cache line between cores.
     pub fn set(&self, family: Family, leader: Option<DatacenterId>) {
-        self.0[family as usize].store(leader.map_or(Self::NONE, |d| d.0), Ordering::Relaxed);
+        let cell = &self.0[family as usize];
+        let v = leader.map_or(Self::NONE, |d| d.0);
+        if cell.load(Ordering::Relaxed) != v {
+            cell.store(v, Ordering::Relaxed);
+        }
     }
 }
 
@@ -172,10 +100,12 @@ impl Clone for LeaderCell {
 /// An ordered set of datacenters and the policy that picks among the usable ones.
 #[derive(Clone, Debug)]
 pub struct Pool {
+    /// The pool's name in the zone file.
     pub name: Box<str>,
     /// In declaration order (the order `failover` and ties use). At most
-    /// `policy::MAX_MEMBERS` are considered.
+    /// `limits::MAX_MEMBERS` are considered.
     pub members: Vec<Member>,
+    /// How the pool picks among its usable members.
     pub policy: PolicyKind,
     /// Pool tried when none of this pool's members is usable.
     pub fallback: Option<PoolId>,
@@ -184,6 +114,7 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// A pool without fallback and without a leader yet.
     pub fn new(name: &str, members: Vec<Member>, policy: PolicyKind) -> Pool {
         Pool {
             name: name.into(),
@@ -198,15 +129,31 @@ impl Pool {
 /// One entry of a rule's match list.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MatchItem {
-    Continent(Code2),
-    Country(Code2),
-    /// Country and ISO 3166-2 subdivision (without the country part, zero-padded).
-    Subdivision(Code2, [u8; 3]),
-    /// A CIDR network; `addr` has no bits set past `prefix` (the loader checks).
-    Subnet {
-        addr: IpAddr,
-        prefix: u8,
-    },
+    /// A continent, country or subdivision.
+    Geo(GeoCode),
+    /// A CIDR network (no bits set past its prefix: the loader checks).
+    Subnet(Subnet),
+}
+
+impl MatchItem {
+    /// Parses a match item as zone files write it: a geo code (`EU`, `DE`, `EU-DE`,
+    /// `NA-US-CA`) or a subnet (`192.0.2.0/24`).
+    pub fn parse(s: &str, tables: &crate::geo::CountryTables) -> Result<MatchItem, String> {
+        if crate::geo::looks_like_subnet(s) {
+            Subnet::parse(s.trim()).map(MatchItem::Subnet)
+        } else {
+            GeoCode::parse(s, tables).map(MatchItem::Geo)
+        }
+    }
+
+    /// Does a client at `loc` match this item by location? (Subnets never match here.)
+    #[inline]
+    pub fn matches_location(&self, loc: Option<&Location>) -> bool {
+        match (self, loc) {
+            (MatchItem::Geo(g), Some(loc)) => g.contains(loc),
+            (MatchItem::Geo(_), None) | (MatchItem::Subnet(_), _) => false,
+        }
+    }
 }
 
 /// Clients matching any item of `matches` use `pool`.
@@ -214,6 +161,7 @@ pub enum MatchItem {
 pub struct Rule {
     /// Empty = catch-all.
     pub matches: Vec<MatchItem>,
+    /// The pool these clients use.
     pub pool: PoolId,
 }
 
@@ -225,22 +173,29 @@ pub enum AllDown {
     FailOpen,
     /// A last-resort address list.
     Addresses {
+        /// IPv4 addresses answered to `A`.
         v4: Vec<Ipv4Addr>,
+        /// IPv6 addresses answered to `AAAA`.
         v6: Vec<Ipv6Addr>,
     },
+    /// Answer NODATA.
     NoData,
+    /// Answer SERVFAIL.
     ServFail,
 }
 
 /// A GSLB name (`gslb.<name>` in a zone file).
 #[derive(Clone, Debug)]
 pub struct GslbName {
+    /// TTL of answers (lowered while health is unsettled, halved when all-down).
     pub ttl: u32,
     /// First match wins, subnet matches before geo matches. Empty = everyone uses pool 0.
     pub rules: Vec<Rule>,
+    /// The pools, indexed by `PoolId`.
     pub pools: Vec<Pool>,
     /// How many datacenters an answer carries (default 1).
     pub answers: u8,
+    /// What to answer when nothing in the chain is usable.
     pub all_down: AllDown,
 }
 
@@ -255,4 +210,34 @@ impl GslbName {
             all_down: AllDown::FailOpen,
         }
     }
+}
+
+impl GslbName {
+    /// Does answering this name need the client's GeoIP location? (A geo rule, or a policy
+    /// that ranks by location.)
+    pub fn needs_location(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.matches.iter().any(|m| matches!(m, MatchItem::Geo(_))))
+            || self.pools.iter().any(|p| p.policy.needs_location())
+    }
+}
+
+/// A GSLB name placed in a zone.
+#[derive(Debug)]
+pub struct GslbEntry {
+    /// The owner name (`www.example.com.`).
+    pub owner: Name,
+    /// Index of its zone in `Model::zones`.
+    pub zone: u32,
+    /// The decision data.
+    pub def: GslbName,
+    /// Look the client up in GeoIP only when a rule or a policy needs it.
+    pub needs_location: bool,
+    /// Use EDNS Client Subnet for this name.
+    pub ecs: bool,
+    /// Key path of the name in its file (`gslb.www`).
+    pub path: String,
+    /// The file it was declared in.
+    pub file: PathBuf,
 }

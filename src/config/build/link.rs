@@ -1,44 +1,25 @@
-//! Resolving the GSLB declarations of all files into the model: datacenter and check names
-//! become ids, pool and fallback names become `PoolId`s, and every reference that does not
-//! resolve is reported with the key path that made it.
+//! Linking the GSLB declarations of all files into the model: datacenter and check names
+//! become ids, pool and fallback names become `PoolId`s, the probe plan is built and checked,
+//! and every reference or setting that does not hold is reported with the key path that
+//! made it.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 
-use super::gslb::{Datacenter, DatacenterId, GslbName, Member, Pool, PoolId, Rule};
-use super::zone::{Zone, add_empty_ancestors, is_below, wire_key};
-use crate::config::gslb::parse_match;
+use super::zone::add_empty_ancestors;
 use crate::config::{Config, ConfigError, GslbSpec};
-use crate::geo::CountryTables;
-use crate::model::gslb::{MatchItem, PolicyKind};
-use crate::probe::{CheckSpec, DatacenterProbe};
-
-/// A GSLB name placed in a zone.
-#[derive(Debug)]
-pub struct GslbEntry {
-    pub owner: Name,
-    pub zone: u32,
-    pub def: GslbName,
-    /// Look the client up in GeoIP only when a rule or `nearest` needs it.
-    pub needs_location: bool,
-    /// Use EDNS Client Subnet for this name.
-    pub ecs: bool,
-    pub path: String,
-    pub file: PathBuf,
-}
-
-/// Datacenters resolved from every file, indexed by `DatacenterId`.
-#[derive(Debug, Default)]
-pub struct Datacenters {
-    pub list: Vec<Datacenter>,
-    /// What the probe workers need, in the same order.
-    pub probes: Vec<DatacenterProbe>,
-    pub by_name: FxHashMap<String, DatacenterId>,
-}
+use crate::geo::{CountryTables, GeoCode};
+use crate::limits::MAX_MEMBERS;
+use crate::model::{
+    Datacenter, DatacenterId, Datacenters, GslbEntry, GslbName, Member, Pool, PoolId, Rule, Zone,
+};
+use crate::probe::{CheckSpec, DatacenterProbe, ProbeSet};
+use crate::rr::{TYPE_A, TYPE_AAAA, is_below, wire_key};
 
 fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
     errs.push(ConfigError {
@@ -112,20 +93,23 @@ pub fn datacenters(
             // Coordinates: given, else the centroid of the geo code's country.
             let mut coords = d.coords;
             if let Some(g) = &d.geo {
-                match parse_match(g, tables) {
-                    Ok(MatchItem::Country(c)) | Ok(MatchItem::Subdivision(c, _)) => {
-                        if coords.is_none() {
-                            coords = tables.centroid(c);
-                        }
-                    }
-                    Ok(MatchItem::Continent(_)) => {}
-                    Ok(MatchItem::Subnet { .. }) => err(
+                let path = format!("{}.geo", d.path);
+                if crate::geo::looks_like_subnet(g) {
+                    err(
                         errs,
                         &f.file,
-                        &format!("{}.geo", d.path),
+                        &path,
                         format!("{g:?} is a subnet, not a geo code"),
-                    ),
-                    Err(e) => err(errs, &f.file, &format!("{}.geo", d.path), e),
+                    );
+                } else {
+                    match GeoCode::parse(g, tables) {
+                        Ok(code) => {
+                            if coords.is_none() {
+                                coords = code.country().and_then(|c| tables.centroid(c));
+                            }
+                        }
+                        Err(e) => err(errs, &f.file, &path, e),
+                    }
                 }
             }
             if d.addresses.is_empty() {
@@ -230,15 +214,12 @@ pub fn gslb_name(
                 }
             }
         }
-        if members.len() > crate::policy::MAX_MEMBERS {
+        if members.len() > MAX_MEMBERS {
             err(
                 errs,
                 file,
                 &p.path,
-                format!(
-                    "a pool has at most {} datacenters",
-                    crate::policy::MAX_MEMBERS
-                ),
+                format!("a pool has at most {MAX_MEMBERS} datacenters"),
             );
         }
         let mut pool = Pool::new(&p.name, members, p.policy.clone());
@@ -342,15 +323,6 @@ pub fn gslb_name(
     })
 }
 
-/// Does answering this name need the client's GeoIP location?
-pub fn needs_location(n: &GslbName) -> bool {
-    n.rules.iter().any(|r| {
-        r.matches
-            .iter()
-            .any(|m| !matches!(m, MatchItem::Subnet { .. }))
-    }) || n.pools.iter().any(|p| p.policy == PolicyKind::Nearest)
-}
-
 /// Places GSLB name `id` in `zone` at `owner`, with empty non-terminals above it; reports a
 /// clash with static data there.
 pub fn place(
@@ -373,7 +345,11 @@ pub fn place(
         return;
     }
     let node = zone.nodes.entry(key.clone()).or_default();
-    if node.cut || node.cname.is_some() || node.rrset(1).is_some() || node.rrset(28).is_some() {
+    if node.cut
+        || node.cname.is_some()
+        || node.rrset(TYPE_A).is_some()
+        || node.rrset(TYPE_AAAA).is_some()
+    {
         err(
             errs,
             file,
@@ -403,5 +379,36 @@ pub fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
     }
     for (p, t) in dcs.probes.iter_mut().zip(max) {
         p.max_ttl = Duration::from_secs(u64::from(t));
+    }
+}
+
+/// Builds the probe plan of `dcs` and reports what cannot be probed at the datacenter's own
+/// file and key (`min-up` larger than the probed addresses, `check-addresses = []`...), so
+/// `gslbd check` refuses what `serve` would.
+pub fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<ConfigError>) {
+    match ProbeSet::build_all(&dcs.probes) {
+        Ok(set) => dcs.plan = Arc::new(set),
+        Err(list) => {
+            for e in list {
+                let name = dcs.probes.get(e.dc()).map(|p| p.name.as_str());
+                let at = config
+                    .files
+                    .iter()
+                    .flat_map(|f| f.datacenters.iter().map(move |d| (f, d)))
+                    .find(|(_, d)| Some(d.name.as_str()) == name);
+                match at {
+                    Some((f, d)) => err(
+                        errs,
+                        &f.file,
+                        &format!("{}.{}", d.path, e.key()),
+                        e.detail(),
+                    ),
+                    None => {
+                        let file = config.files.first().map_or(Path::new(""), |f| &f.file);
+                        err(errs, file, "", e.to_string());
+                    }
+                }
+            }
+        }
     }
 }

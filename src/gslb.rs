@@ -1,5 +1,6 @@
-//! GSLB answers on the query path: who the client is (ECS or source address, GeoIP once),
-//! then `policy::select` over the current health snapshot, then the A/AAAA records.
+//! GSLB answers on the query path: the glue between the DNS core and the decision. Who the
+//! client is (ECS or source address, GeoIP once), then `policy::select` over the health
+//! snapshot published with this query's model, then the A/AAAA records and the metrics.
 //!
 //! `explain` builds its client with the same [`client_for`] and calls the same `select`, with
 //! a recording tracer instead of the no-op one, so it cannot disagree with the server.
@@ -7,15 +8,15 @@
 use std::cell::Cell;
 use std::net::IpAddr;
 
-use arc_swap::ArcSwap;
-
-use super::answer::{Client, GslbAnswerer, GslbOutcome, Writer};
-use super::wire::{ClientSubnet, Query, TYPE_A};
+use crate::dns::wire::{ClientSubnet, Query};
+use crate::dns::{GslbAnswerer, GslbOutcome, Peer, Writer};
 use crate::geo::GeoDb;
 use crate::health::Snapshot;
 use crate::metrics::{GslbSlots, Metrics};
 use crate::model::{GslbEntry, Model};
-use crate::policy::{self, Family, NoTrace, Outcome, QueryInput, Source, Tracer};
+use crate::net::Family;
+use crate::policy::{self, AnswerKind, NoTrace, QueryInput, Source, Tracer};
+use crate::rr::TYPE_A;
 
 /// The decision inputs for one GSLB name: the client as the policies see it.
 pub fn client_for(
@@ -123,12 +124,16 @@ pub fn decide<T: Tracer>(
     )
 }
 
-/// The query path's view of the GSLB state: the model of this query plus the swappable
-/// health snapshot and GeoIP databases, loaded only when a GSLB name is asked.
+/// The query path's view of the GSLB state: the model and the health snapshot of one
+/// publication (the same datacenter ids), the GeoIP databases, and the metrics.
 pub struct GslbContext<'a> {
+    /// The model of this query.
     pub model: &'a Model,
-    pub snapshot: &'a ArcSwap<Snapshot>,
-    pub geo: &'a ArcSwap<GeoDb>,
+    /// Health published together with `model`.
+    pub snapshot: &'a Snapshot,
+    /// GeoIP databases.
+    pub geo: &'a GeoDb,
+    /// Where decisions are counted.
     pub metrics: &'a Metrics,
     /// Metric slots of each GSLB name, indexed like `Model::gslb`.
     pub slots: &'a [GslbSlots],
@@ -140,7 +145,7 @@ impl GslbAnswerer for GslbContext<'_> {
         id: u32,
         qtype: u16,
         q: &Query,
-        client: &Client,
+        peer: &Peer,
         w: &mut Writer<'_>,
         owner: u16,
     ) -> GslbOutcome {
@@ -148,17 +153,15 @@ impl GslbAnswerer for GslbContext<'_> {
             return GslbOutcome::ServFail { scope: 0 };
         };
         let ecs = q.edns.as_ref().and_then(|e| e.ecs.as_ref());
-        let geo = self.geo.load();
-        let pc = client_for(entry, &geo, client.addr, ecs);
+        let pc = client_for(entry, self.geo, peer.addr, ecs);
         let family = if qtype == TYPE_A {
             Family::V4
         } else {
             Family::V6
         };
-        let snap = self.snapshot.load();
         let sel = decide(
             self.model,
-            &snap,
+            self.snapshot,
             entry,
             &pc,
             family,
@@ -168,7 +171,7 @@ impl GslbAnswerer for GslbContext<'_> {
         let scope = response_scope(entry, ecs, &pc, sel.scope);
         if let Some(slots) = self.slots.get(id as usize) {
             if matches!(sel.source, Source::FailOpen | Source::LastResort)
-                || sel.outcome == Outcome::ServFail
+                || sel.outcome == AnswerKind::ServFail
             {
                 self.metrics.all_down(slots);
             }
@@ -183,7 +186,7 @@ impl GslbAnswerer for GslbContext<'_> {
             }
         }
         match sel.outcome {
-            Outcome::Answer => {
+            AnswerKind::Answer => {
                 let mut n = 0;
                 for a in sel.addresses(&entry.def, &self.model.datacenters.list) {
                     match a {
@@ -199,8 +202,8 @@ impl GslbAnswerer for GslbContext<'_> {
                     GslbOutcome::Answered { scope }
                 }
             }
-            Outcome::NoData => GslbOutcome::NoData { scope },
-            Outcome::ServFail => GslbOutcome::ServFail { scope },
+            AnswerKind::NoData => GslbOutcome::NoData { scope },
+            AnswerKind::ServFail => GslbOutcome::ServFail { scope },
         }
     }
 }

@@ -1,0 +1,130 @@
+//! Reading `datacenters.<name>`: answer addresses, location, capacity, weight, the check that
+//! decides their health and how (`check-addresses`, `min-up`). Names are linked to ids, and
+//! the probe plan checked, by `config::build`.
+
+use std::net::IpAddr;
+
+use crate::limits::MAX_DC_ADDRESSES;
+use crate::walk::{Errors, Table, index, join};
+
+/// `datacenters.<name>`.
+#[derive(Clone, Debug)]
+pub struct DatacenterSpec {
+    /// Its name.
+    pub name: String,
+    /// Key path (`datacenters.fra`).
+    pub path: String,
+    /// Answer addresses, in declaration order.
+    pub addresses: Vec<IpAddr>,
+    /// Latitude and longitude.
+    pub coords: Option<(f64, f64)>,
+    /// Geo code (`EU-DE`), informational and used as location when no coordinates are given.
+    pub geo: Option<String>,
+    /// Relative capacity (default 1).
+    pub capacity: f64,
+    /// Default member weight (default 1).
+    pub weight: u32,
+    /// Name of the check and the key path that named it.
+    pub check: Option<(String, String)>,
+    /// Probe these instead of the answer addresses.
+    pub check_addresses: Option<Vec<IpAddr>>,
+    /// Up while at least this many probed addresses are (default 1).
+    pub min_up: u32,
+}
+
+const DC_KEYS: &[&str] = &[
+    "addresses",
+    "location",
+    "geo",
+    "capacity",
+    "weight",
+    "check",
+    "check-addresses",
+    "min-up",
+];
+/// A list of addresses at `key`, each checked.
+pub(super) fn ip_list(t: &mut Table<'_>, key: &str, errs: &mut Errors) -> Option<Vec<IpAddr>> {
+    let items = t.str_list(key, errs)?;
+    let mut out = Vec::with_capacity(items.len());
+    for (p, s) in items {
+        match s.trim().parse::<IpAddr>() {
+            Ok(a) => out.push(a),
+            Err(_) => errs.add(&p, format!("{s:?} is not an IPv4 or IPv6 address")),
+        }
+    }
+    Some(out)
+}
+
+/// Reads `datacenters`.
+pub fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSpec> {
+    let mut out = Vec::new();
+    let path = t.path.clone();
+    for (name, v) in t.entries() {
+        let p = join(&path, name);
+        let Some(mut d) = Table::from_value(v, p.clone(), errs) else {
+            continue;
+        };
+        let addresses = match d.get("addresses") {
+            Some(_) => ip_list(&mut d, "addresses", errs).unwrap_or_default(),
+            None => {
+                errs.add(
+                    &join(&p, "addresses"),
+                    "is required (a list of answer addresses)",
+                );
+                vec![]
+            }
+        };
+        if addresses.len() > MAX_DC_ADDRESSES {
+            errs.add(
+                &join(&p, "addresses"),
+                format!("at most {MAX_DC_ADDRESSES} addresses per datacenter"),
+            );
+        }
+        for (i, a) in addresses.iter().enumerate() {
+            if addresses[..i].contains(a) {
+                errs.add(
+                    &index(&join(&p, "addresses"), i),
+                    format!("{a} is listed twice"),
+                );
+            }
+        }
+        let coords = d.table("location", errs).and_then(|mut l| {
+            let lat = l.float("lat", -90.0, 90.0, errs);
+            let lon = l.float("lon", -180.0, 180.0, errs);
+            if lat.is_none() && !errs.list.iter().any(|e| e.path == l.key_path("lat")) {
+                errs.add(&l.key_path("lat"), "is required (degrees, -90..90)");
+            }
+            if lon.is_none() && !errs.list.iter().any(|e| e.path == l.key_path("lon")) {
+                errs.add(&l.key_path("lon"), "is required (degrees, -180..180)");
+            }
+            l.finish(&["lat", "lon"], errs);
+            Some((lat?, lon?))
+        });
+        let geo = d.str("geo", errs).map(str::to_string);
+        let capacity = d.float("capacity", 0.0, 1e12, errs).unwrap_or(1.0);
+        let weight = d.int("weight", 0, 1_000_000, errs).unwrap_or(1) as u32;
+        let check = d
+            .str("check", errs)
+            .map(|c| (c.to_string(), join(&p, "check")));
+        let check_addresses = if d.get("check-addresses").is_some() {
+            ip_list(&mut d, "check-addresses", errs)
+        } else {
+            None
+        };
+        let min_up = d.int("min-up", 1, 64, errs).unwrap_or(1) as u32;
+        d.finish(DC_KEYS, errs);
+        out.push(DatacenterSpec {
+            name: name.to_string(),
+            path: p,
+            addresses,
+            coords,
+            geo,
+            capacity,
+            weight,
+            check,
+            check_addresses,
+            min_up,
+        });
+    }
+    out
+}

@@ -1,0 +1,146 @@
+//! Binding and running the DNS listeners: UDP and TCP on every configured address, on the same
+//! port (also when the port is 0), each under one child of the server's stop tree.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::handler::PacketHandler;
+use super::{tcp, udp};
+use crate::shutdown::Shutdown;
+
+/// Listener settings.
+#[derive(Clone, Debug)]
+pub struct ListenConfig {
+    /// Addresses to serve on (UDP and TCP each).
+    pub addrs: Vec<SocketAddr>,
+    /// UDP sockets (and threads) per address; 0 = one per core.
+    pub udp_threads: usize,
+    /// Most TCP connections at once (all addresses together).
+    pub tcp_max_connections: usize,
+    /// A TCP connection with no query for this long is closed.
+    pub tcp_idle_timeout: Duration,
+    /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
+    /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
+    pub best_effort: bool,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            addrs: vec![],
+            udp_threads: 0,
+            tcp_max_connections: 512,
+            tcp_idle_timeout: Duration::from_secs(10),
+            best_effort: false,
+        }
+    }
+}
+
+/// Sockets bound and served until [`Listeners::stop`] (or until their stop node is stopped).
+pub struct Listeners {
+    /// The addresses actually bound (ephemeral ports resolved), one per configured address.
+    pub bound: Vec<SocketAddr>,
+    stop: Shutdown,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+    tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Stops accepting, lets in-flight TCP queries finish (bounded by `grace`), joins the UDP
+    /// threads.
+    pub async fn stop(mut self, grace: Duration) {
+        self.stop.stop();
+        for t in self.tcp_tasks.drain(..) {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
+        let threads: Vec<_> = self.udp_threads.drain(..).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+/// Binds UDP and TCP on every address and starts serving with `handler`, until `stop`. Must
+/// be called inside a tokio runtime.
+pub fn start<H: PacketHandler>(
+    cfg: &ListenConfig,
+    handler: Arc<H>,
+    stop: Shutdown,
+) -> io::Result<Listeners> {
+    let threads = if cfg.udp_threads == 0 {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    } else {
+        cfg.udp_threads
+    };
+    let mut out = Listeners {
+        bound: vec![],
+        stop,
+        udp_threads: vec![],
+        tcp_tasks: vec![],
+    };
+    let conns = Arc::new(Semaphore::new(cfg.tcp_max_connections));
+    for (n, &addr) in cfg.addrs.iter().enumerate() {
+        let (sockets, tcp, bound) = match bind_pair(addr, threads) {
+            Ok(x) => x,
+            Err(e) if cfg.best_effort && (n + 1 < cfg.addrs.len() || !out.bound.is_empty()) => {
+                tracing::warn!(%addr, error = %e, "cannot listen here; continuing on the other addresses");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        out.bound.push(bound);
+        for (i, sock) in sockets.into_iter().enumerate() {
+            let h = handler.clone();
+            let stop = out.stop.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("udp-{bound}-{i}"))
+                .spawn(move || udp::serve(sock, &*h, &stop))?;
+            out.udp_threads.push(t);
+        }
+        let listener = TcpListener::from_std(tcp)?;
+        let task = tokio::spawn(tcp::accept_loop(
+            listener,
+            handler.clone(),
+            conns.clone(),
+            cfg.tcp_idle_timeout,
+            out.stop.clone(),
+        ));
+        out.tcp_tasks.push(task);
+    }
+    Ok(out)
+}
+
+/// Binds `n` UDP sockets and a TCP listener on one address; with port 0, retries until UDP
+/// and TCP share a free port.
+fn bind_pair(
+    addr: SocketAddr,
+    n: usize,
+) -> io::Result<(Vec<UdpSocket>, std::net::TcpListener, SocketAddr)> {
+    let mut last_err = None;
+    for _ in 0..20 {
+        let first = udp::socket(addr)?;
+        let bound = first.local_addr()?;
+        match tcp::listener(bound) {
+            Ok(tcp) => {
+                let mut socks = vec![first];
+                for _ in 1..n {
+                    socks.push(udp::socket(bound)?);
+                }
+                return Ok((socks, tcp, bound));
+            }
+            Err(e) if addr.port() == 0 => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("no free port")))
+}

@@ -1,0 +1,359 @@
+//! Rendering the registry in the Prometheus text exposition format 0.0.4.
+
+use std::fmt::{Display, Write as _};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::SystemTime;
+
+use super::Metrics;
+use super::registry::lock;
+use super::slots::{
+    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, N_TRANSPORTS,
+    PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
+};
+use crate::net::Transport;
+
+impl Metrics {
+    /// The whole registry plus the gauges in `extra`, in the Prometheus text format 0.0.4.
+    pub fn render(&self, extra: &Extra<'_>) -> String {
+        let mut o = Text::default();
+        self.render_queries(&mut o);
+        self.render_gslb(&mut o);
+        self.render_probes(&mut o);
+        o.header(
+            "gslbd_snapshot_publications_total",
+            "Health snapshots published.",
+            "counter",
+        );
+        o.sample(
+            "gslbd_snapshot_publications_total",
+            &[],
+            self.snapshots.load(Relaxed),
+        );
+        o.header(
+            "gslbd_reloads_total",
+            "Configuration reloads by result.",
+            "counter",
+        );
+        o.sample(
+            "gslbd_reloads_total",
+            &[("result", "ok")],
+            self.reload_ok.load(Relaxed),
+        );
+        o.sample(
+            "gslbd_reloads_total",
+            &[("result", "error")],
+            self.reload_err.load(Relaxed),
+        );
+        if let Some(s) = &extra.server {
+            render_server(&mut o, s);
+        }
+        if let Some(h) = extra.health {
+            h.render(&mut o);
+        }
+        o.s
+    }
+
+    fn render_queries(&self, o: &mut Text) {
+        let name = "gslbd_queries_total";
+        o.header(
+            name,
+            "Queries answered, by zone, query type, response code and transport.",
+            "counter",
+        );
+        for (slot, labels) in self.zones.labels().iter().enumerate() {
+            let zone = labels.first().map_or("", String::as_str);
+            for (qi, qt) in qtype_labels().enumerate() {
+                for (ri, rc) in RCODES.iter().enumerate() {
+                    for (ti, tr) in Transport::ALL.iter().map(|t| t.label()).enumerate() {
+                        let j = (qi * RCODES.len() + ri) * N_TRANSPORTS + ti;
+                        let v = self.zones.counters.sum(slot as u32, j);
+                        // Only combinations seen so far: 192 zero series per zone would drown
+                        // the scrape; a series appears with its first query and then stays.
+                        if v > 0 {
+                            let l = [
+                                ("zone", zone),
+                                ("qtype", qt),
+                                ("rcode", rc),
+                                ("transport", tr),
+                            ];
+                            o.sample(name, &l, v);
+                        }
+                    }
+                }
+            }
+        }
+
+        let h = "gslbd_query_duration_seconds";
+        o.header(
+            h,
+            "Time from receiving a query to having its response.",
+            "histogram",
+        );
+        let counts: Vec<u64> = (0..=QUERY_BUCKETS_US.len())
+            .map(|b| self.hot.sum(0, HOT_DUR + b))
+            .collect();
+        let bounds: Vec<f64> = QUERY_BUCKETS_US.iter().map(|&us| us as f64 / 1e6).collect();
+        let sum = self.hot.sum(0, HOT_DUR_SUM_NS) as f64 / 1e9;
+        o.histogram(h, &[], &bounds, &counts, sum);
+
+        let e = "gslbd_ecs_queries_total";
+        o.header(
+            e,
+            "Queries carrying an EDNS Client Subnet option, by address family.",
+            "counter",
+        );
+        let rows = [
+            ("ipv4", HOT_ECS, &ECS_BUCKETS_V4[..]),
+            ("ipv6", HOT_ECS + ECS_ROW, &ECS_BUCKETS_V6[..]),
+        ];
+        let exact: Vec<Vec<u64>> = rows
+            .iter()
+            .map(|(_, row, _)| (0..=128).map(|p| self.hot.sum(0, row + p)).collect())
+            .collect();
+        for ((fam, _, _), ex) in rows.iter().zip(&exact) {
+            o.sample(e, &[("family", fam)], ex.iter().sum::<u64>());
+        }
+        let s = "gslbd_ecs_scope_prefix";
+        o.header(
+            s,
+            "ECS scope prefix length of answers to ECS queries.",
+            "histogram",
+        );
+        for ((fam, row, bounds), ex) in rows.iter().zip(&exact) {
+            let mut counts = vec![0u64; bounds.len() + 1];
+            for (p, &n) in ex.iter().enumerate() {
+                let b = bounds.partition_point(|&le| usize::from(le) < p);
+                counts[b] += n;
+            }
+            let bounds: Vec<f64> = bounds.iter().map(|&b| f64::from(b)).collect();
+            let sum = self.hot.sum(0, row + 129) as f64;
+            o.histogram(s, &[("family", fam)], &bounds, &counts, sum);
+        }
+    }
+
+    fn render_gslb(&self, o: &mut Text) {
+        let d = "gslbd_gslb_decisions_total";
+        o.header(d, "GSLB answers by name, pool and datacenter.", "counter");
+        for (slot, l) in self.decisions.labels().iter().enumerate() {
+            if let [name, pool, dc] = &l[..] {
+                let v = self.decisions.counters.sum(slot as u32, 0);
+                o.sample(d, &[("name", name), ("pool", pool), ("datacenter", dc)], v);
+            }
+        }
+        let a = "gslbd_gslb_all_down_total";
+        o.header(
+            a,
+            "GSLB answers where no datacenter was usable, by name.",
+            "counter",
+        );
+        for (slot, l) in self.all_down.labels().iter().enumerate() {
+            if let [name] = &l[..] {
+                o.sample(
+                    a,
+                    &[("name", name)],
+                    self.all_down.counters.sum(slot as u32, 0),
+                );
+            }
+        }
+    }
+
+    fn render_probes(&self, o: &mut Text) {
+        let p = "gslbd_probe_results_total";
+        o.header(
+            p,
+            "Probe results by datacenter, target address and outcome.",
+            "counter",
+        );
+        let mut rows: Vec<_> = lock(&self.probes)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        rows.sort();
+        for ((dc, addr, outcome), v) in &rows {
+            o.sample(
+                p,
+                &[("datacenter", dc), ("address", addr), ("outcome", outcome)],
+                *v,
+            );
+        }
+        let h = "gslbd_probe_duration_seconds";
+        o.header(
+            h,
+            "Probe round-trip time (connect, or HTTP response headers).",
+            "histogram",
+        );
+        let counts: Vec<u64> = self
+            .probe_time
+            .buckets
+            .iter()
+            .map(|b| b.load(Relaxed))
+            .collect();
+        let bounds: Vec<f64> = PROBE_BUCKETS_MS.iter().map(|&ms| ms as f64 / 1e3).collect();
+        let sum = self.probe_time.sum_ns.load(Relaxed) as f64 / 1e9;
+        o.histogram(h, &[], &bounds, &counts, sum);
+    }
+}
+
+/// Process-level gauges, filled by the caller at scrape time.
+#[derive(Clone, Debug)]
+pub struct ServerGauges {
+    /// Process start.
+    pub started: SystemTime,
+    /// Configuration generation (1 at start, +1 per successful reload).
+    pub config_generation: u64,
+    /// When the serving configuration was loaded.
+    pub loaded_at: SystemTime,
+    /// The last reload succeeded.
+    pub last_reload_ok: bool,
+    /// Zones served.
+    pub zones: usize,
+}
+
+/// Gauges another part of the server renders itself at scrape time (health renders its
+/// datacenter and target gauges), so the registry needs no knowledge of them.
+pub trait Gauges {
+    /// Appends this part's gauge families.
+    fn render(&self, t: &mut Text);
+}
+
+/// State rendered as gauges at scrape time, in addition to the registry's own counters.
+#[derive(Default)]
+pub struct Extra<'a> {
+    /// Datacenter and target health, rendered by the health module.
+    pub health: Option<&'a dyn Gauges>,
+    /// Process and configuration gauges.
+    pub server: Option<ServerGauges>,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn render_server(o: &mut Text, s: &ServerGauges) {
+    let g = "gauge";
+    o.header(
+        "gslbd_start_time_seconds",
+        "Process start time, Unix seconds.",
+        g,
+    );
+    o.sample("gslbd_start_time_seconds", &[], F(unix(s.started)));
+    o.header(
+        "gslbd_config_generation",
+        "Configuration generation serving now.",
+        g,
+    );
+    o.sample("gslbd_config_generation", &[], s.config_generation);
+    o.header(
+        "gslbd_config_loaded_time_seconds",
+        "When the serving configuration was loaded, Unix seconds.",
+        g,
+    );
+    o.sample(
+        "gslbd_config_loaded_time_seconds",
+        &[],
+        F(unix(s.loaded_at)),
+    );
+    o.header(
+        "gslbd_config_last_reload_successful",
+        "1 if the last reload succeeded.",
+        g,
+    );
+    o.sample(
+        "gslbd_config_last_reload_successful",
+        &[],
+        u8::from(s.last_reload_ok),
+    );
+    o.header("gslbd_zones", "Zones served.", g);
+    o.sample("gslbd_zones", &[], s.zones);
+}
+
+/// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).
+pub struct F(pub f64);
+
+impl Display for F {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v.is_infinite() {
+            f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+/// Escapes a label value: backslash, double quote and newline, as the text format requires.
+pub fn escape_label(v: &str) -> String {
+    let mut s = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => s.push_str("\\\\"),
+            '"' => s.push_str("\\\""),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s
+}
+
+/// The text exposition being written.
+#[derive(Default)]
+pub struct Text {
+    s: String,
+}
+
+impl Text {
+    /// The text written so far.
+    pub fn into_string(self) -> String {
+        self.s
+    }
+
+    /// `# HELP` and `# TYPE` lines of a family.
+    pub fn header(&mut self, name: &str, help: &str, kind: &str) {
+        // HELP text escapes only backslash and newline.
+        let help = help.replace('\\', "\\\\").replace('\n', "\\n");
+        let _ = writeln!(self.s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One sample line.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl Display) {
+        self.s.push_str(name);
+        if !labels.is_empty() {
+            self.s.push('{');
+            for (i, (k, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.s.push(',');
+                }
+                let _ = write!(self.s, "{k}=\"{}\"", escape_label(val));
+            }
+            self.s.push('}');
+        }
+        let _ = writeln!(self.s, " {v}");
+    }
+
+    /// `counts` are per bucket (not cumulative), one more than `bounds` (the +Inf bucket).
+    pub fn histogram(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        bounds: &[f64],
+        counts: &[u64],
+        sum: f64,
+    ) {
+        let bucket = format!("{name}_bucket");
+        let mut cum = 0u64;
+        for (i, c) in counts.iter().enumerate() {
+            cum += c;
+            let le = bounds
+                .get(i)
+                .map_or_else(|| "+Inf".to_string(), |b| F(*b).to_string());
+            let mut l: Vec<(&str, &str)> = labels.to_vec();
+            l.push(("le", &le));
+            self.sample(&bucket, &l, cum);
+        }
+        self.sample(&format!("{name}_sum"), labels, F(sum));
+        self.sample(&format!("{name}_count"), labels, cum);
+    }
+}

@@ -1,0 +1,300 @@
+//! The probe set: every distinct (check, target address), probed once however many
+//! datacenters, names and zones use it, and the way back from a target to its users.
+//!
+//! ```text
+//! DatacenterProbe[dc] --(check, addr:port) dedup--> Target[t] --users--> (dc, slot) ...
+//!   slot = index into the datacenter's probed addresses (check addresses if set, else the
+//!          answer addresses in bit order: v4 first, then v6, each in declaration order)
+//! ```
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::spec::{CheckError, CheckSpec};
+use crate::limits::MAX_DC_ADDRESSES;
+
+/// Index of a target in [`ProbeSet::targets`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetId(pub u32);
+
+/// One datacenter as the probe set needs it. Its position in the input list is its
+/// `DatacenterId`, the index into `Snapshot::dcs`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatacenterProbe {
+    /// For logs, status and the state files (ids change between configs; names do not).
+    pub name: String,
+    /// Answer addresses, in declaration order (v4 and v6 may be mixed).
+    pub addresses: Vec<IpAddr>,
+    /// Probe these instead of the answer addresses (check the inside address, answer the
+    /// public one). The whole datacenter then follows them.
+    pub check_addresses: Option<Vec<IpAddr>>,
+    /// Capacity, the divisor of a `connections` load figure.
+    pub capacity: Option<f64>,
+    /// The datacenter is up while at least this many of its probed addresses are (default 1).
+    pub min_up: u32,
+    /// `None`: no check, always up.
+    pub check: Option<CheckSpec>,
+    /// The longest TTL any answer containing this datacenter carries: drain is complete once
+    /// this long has passed since the drain started.
+    pub max_ttl: Duration,
+}
+
+impl DatacenterProbe {
+    /// A datacenter with the defaults: no check address, no capacity, `min_up` 1, TTL 300 s.
+    pub fn new(name: impl Into<String>, addresses: Vec<IpAddr>, check: Option<CheckSpec>) -> Self {
+        DatacenterProbe {
+            name: name.into(),
+            addresses,
+            check_addresses: None,
+            capacity: None,
+            min_up: 1,
+            check,
+            max_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// One probed endpoint.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub id: TargetId,
+    pub check: Arc<CheckSpec>,
+    pub addr: SocketAddr,
+    /// Every (datacenter id, slot) whose health this target decides.
+    pub users: Vec<(u32, usize)>,
+}
+
+/// How one datacenter maps to targets.
+#[derive(Clone, Debug)]
+pub struct DcPlan {
+    pub name: String,
+    /// Target of each slot.
+    pub slots: Vec<TargetId>,
+    /// `Snapshot` bits each slot controls when up.
+    pub slot_bits: Vec<u64>,
+    /// All answer-address bits of this datacenter.
+    pub all_bits: u64,
+    /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
+    pub follows_check_addresses: bool,
+    pub min_up: u32,
+    pub capacity: Option<f64>,
+    pub check: Option<Arc<CheckSpec>>,
+    pub max_ttl: Duration,
+}
+
+/// The de-duplicated probe plan for a list of datacenters.
+#[derive(Clone, Debug, Default)]
+pub struct ProbeSet {
+    pub targets: Vec<Target>,
+    pub dcs: Vec<DcPlan>,
+}
+
+/// A datacenter list that cannot be probed. `dc` is the datacenter's index in the list given
+/// to [`ProbeSet::build`], so the config loader can name the file and key that caused it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProbeSetError {
+    /// The check cannot run as written.
+    #[error("datacenter `{name}`: {source}")]
+    Check {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// What is wrong with the check.
+        source: CheckError,
+    },
+    /// More answer addresses than the snapshot has bits.
+    #[error("datacenter `{name}`: {n} answer addresses, at most 64 are supported")]
+    TooManyAddresses {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// How many it has.
+        n: usize,
+    },
+    /// A check, but nothing to probe (`check-addresses = []`).
+    #[error("datacenter `{name}`: has a check but no address to probe")]
+    NothingToProbe {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+    },
+    /// `min-up` above the number of probed addresses: the datacenter could never be up.
+    #[error("datacenter `{name}`: min-up is {min_up} but only {n} addresses are probed")]
+    MinUpTooLarge {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// The min-up given.
+        min_up: u32,
+        /// Addresses probed.
+        n: usize,
+    },
+}
+
+impl ProbeSetError {
+    /// Index of the datacenter the error is about.
+    pub fn dc(&self) -> usize {
+        match self {
+            ProbeSetError::Check { dc, .. }
+            | ProbeSetError::TooManyAddresses { dc, .. }
+            | ProbeSetError::NothingToProbe { dc, .. }
+            | ProbeSetError::MinUpTooLarge { dc, .. } => *dc,
+        }
+    }
+
+    /// The datacenter key that holds the mistake (`check-addresses`, `min-up`...).
+    pub fn key(&self) -> &'static str {
+        match self {
+            ProbeSetError::Check { .. } => "check",
+            ProbeSetError::TooManyAddresses { .. } => "addresses",
+            ProbeSetError::NothingToProbe { .. } => "check-addresses",
+            ProbeSetError::MinUpTooLarge { .. } => "min-up",
+        }
+    }
+
+    /// The message without the datacenter name (the key path names it).
+    pub fn detail(&self) -> String {
+        match self {
+            ProbeSetError::Check { source, .. } => source.to_string(),
+            ProbeSetError::TooManyAddresses { n, .. } => {
+                format!("{n} answer addresses, at most 64 are supported")
+            }
+            ProbeSetError::NothingToProbe { .. } => {
+                "is empty: a datacenter with a check needs at least one address to probe".into()
+            }
+            ProbeSetError::MinUpTooLarge { min_up, n, .. } => format!(
+                "min-up is {min_up} but only {n} address{} probed",
+                if *n == 1 { " is" } else { "es are" }
+            ),
+        }
+    }
+}
+
+/// Answer addresses in `addr_up` bit order: v4 first, then v6, each in declaration order.
+pub fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
+    let v4 = addresses.iter().filter(|a| a.is_ipv4());
+    let v6 = addresses.iter().filter(|a| a.is_ipv6());
+    v4.chain(v6).copied().collect()
+}
+
+impl ProbeSet {
+    /// Build the plan; datacenter `i` of `dcs` is `DatacenterId(i)`.
+    pub fn build(dcs: &[DatacenterProbe]) -> Result<ProbeSet, ProbeSetError> {
+        ProbeSet::build_all(dcs).map_err(|mut e| e.swap_remove(0))
+    }
+
+    /// Build the plan, reporting every datacenter that cannot be probed (not only the first).
+    pub fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
+        let mut set = ProbeSet::default();
+        let mut errors = Vec::new();
+        let mut by_target: HashMap<(Arc<CheckSpec>, SocketAddr), TargetId> = HashMap::new();
+        // Equal specs share one Arc, so targets of different datacenters compare cheaply.
+        let mut specs: HashMap<CheckSpec, Arc<CheckSpec>> = HashMap::new();
+        for (i, dc) in dcs.iter().enumerate() {
+            let dc_id = u32::try_from(i).unwrap_or(u32::MAX);
+            let name = || dc.name.clone();
+            let answers = bit_order(&dc.addresses);
+            let mut plan = DcPlan {
+                name: dc.name.clone(),
+                slots: Vec::new(),
+                slot_bits: Vec::new(),
+                all_bits: 0,
+                follows_check_addresses: dc.check_addresses.is_some(),
+                min_up: dc.min_up.max(1),
+                capacity: dc.capacity,
+                check: None,
+                max_ttl: dc.max_ttl,
+            };
+            if answers.len() > MAX_DC_ADDRESSES {
+                errors.push(ProbeSetError::TooManyAddresses {
+                    dc: i,
+                    name: name(),
+                    n: answers.len(),
+                });
+                set.dcs.push(plan);
+                continue;
+            }
+            plan.all_bits = if answers.len() == 64 {
+                u64::MAX
+            } else {
+                (1u64 << answers.len()) - 1
+            };
+            let Some(check) = &dc.check else {
+                set.dcs.push(plan);
+                continue;
+            };
+            if let Err(source) = check.validate() {
+                errors.push(ProbeSetError::Check {
+                    dc: i,
+                    name: name(),
+                    source,
+                });
+                set.dcs.push(plan);
+                continue;
+            }
+            let probed: Vec<(IpAddr, u64)> = match &dc.check_addresses {
+                Some(list) => list.iter().map(|a| (*a, plan.all_bits)).collect(),
+                None => answers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (*a, 1u64 << i))
+                    .collect(),
+            };
+            if probed.is_empty() {
+                errors.push(ProbeSetError::NothingToProbe {
+                    dc: i,
+                    name: name(),
+                });
+            } else if plan.min_up as usize > probed.len() {
+                errors.push(ProbeSetError::MinUpTooLarge {
+                    dc: i,
+                    name: name(),
+                    min_up: plan.min_up,
+                    n: probed.len(),
+                });
+            }
+            if !errors.is_empty() {
+                set.dcs.push(plan);
+                continue;
+            }
+            let spec = specs
+                .entry(check.clone())
+                .or_insert_with(|| Arc::new(check.clone()))
+                .clone();
+            for (slot, (ip, bits)) in probed.into_iter().enumerate() {
+                let addr = SocketAddr::new(ip, spec.port());
+                let id = *by_target.entry((spec.clone(), addr)).or_insert_with(|| {
+                    let id = TargetId(u32::try_from(set.targets.len()).unwrap_or(u32::MAX));
+                    set.targets.push(Target {
+                        id,
+                        check: spec.clone(),
+                        addr,
+                        users: Vec::new(),
+                    });
+                    id
+                });
+                set.targets[id.0 as usize].users.push((dc_id, slot));
+                plan.slots.push(id);
+                plan.slot_bits.push(bits);
+            }
+            plan.check = Some(spec);
+            set.dcs.push(plan);
+        }
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The target `id`.
+    pub fn target(&self, id: TargetId) -> Option<&Target> {
+        self.targets.get(id.0 as usize)
+    }
+}
