@@ -1,4 +1,5 @@
-//! Integration tests: the real server on loopback, real UDP/TCP queries, exact answers.
+//! Integration tests, one binary: the real server on loopback with real UDP/TCP queries and
+//! exact answers, and the public API of each layer (policy, probes, GeoIP, latency map, API).
 
 /// The smallest valid zone (example.com. with its SOA, NS and the NS address), as a literal
 /// for `concat!`, so tests only write what they are about.
@@ -16,12 +17,18 @@ A = ["192.0.2.1"]
     };
 }
 
+mod api;
 mod common;
 mod dns_core;
 mod fuzz;
+mod geo;
 mod gslb;
 mod latency;
+mod latency_map;
+mod layers;
 mod ops;
+mod policy;
+mod probe;
 mod probe_e2e;
 mod reload;
 mod zone_errors;

@@ -117,3 +117,101 @@ pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
     }
     panic!("condition not met within 15s");
 }
+
+/// Reloads that add, remove and renumber datacenters while clients query: every answer must
+/// be the healthy datacenter's. `x` fails over from m2 (down: its check port refuses) to m1
+/// (up); a1 and a2 sort before them, so adding or removing them renumbers m1 and m2. A query
+/// that read the new health through the old model's ids would answer m2.
+#[test]
+fn reloads_never_answer_a_down_datacenter_through_renumbered_ids() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let up = HealthHttp::start();
+    let refused = free_port();
+    let zone = |extra: &[&str]| {
+        let mut t = String::from(minimal_zone!());
+        t.push_str(&format!(
+            "[checks.up]\ntype = \"tcp\"\nport = {}\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n",
+            up.port()
+        ));
+        t.push_str(&format!(
+            "[checks.down]\ntype = \"tcp\"\nport = {refused}\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1\n"
+        ));
+        t.push_str("[datacenters.m1]\naddresses = [\"198.51.100.1\"]\ncheck-addresses = [\"127.0.0.1\"]\ncheck = \"up\"\n");
+        t.push_str("[datacenters.m2]\naddresses = [\"198.51.100.2\"]\ncheck-addresses = [\"127.0.0.1\"]\ncheck = \"down\"\n");
+        for (i, a) in extra.iter().enumerate() {
+            t.push_str(&format!(
+                "[datacenters.{a}]\naddresses = [\"198.51.100.{}\"]\n",
+                11 + i
+            ));
+        }
+        t.push_str("[gslb.x]\ndatacenters = [\"m2\", \"m1\"]\nttl = 5\n");
+        // The extra datacenters must be used somewhere, as operators would.
+        if !extra.is_empty() {
+            let list: Vec<String> = extra.iter().map(|a| format!("\"{a}\"")).collect();
+            t.push_str(&format!(
+                "[gslb.other]\ndatacenters = [{}]\n",
+                list.join(", ")
+            ));
+        }
+        t
+    };
+    let s = TestServer::start(&[("example.com.toml", &zone(&[]))]);
+    let x = q("x.example.com", "A");
+    let m1 = ["x.example.com. 5 IN A 198.51.100.1"];
+    // Until m2's first probe it is assumed up; wait until both were probed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut streak = 0;
+    while streak < 5 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "m1 never answered alone"
+        );
+        streak = if s.udp(&x).answers() == m1 {
+            streak + 1
+        } else {
+            0
+        };
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (bad, total) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, bad, total, addr, bytes) =
+                (stop.clone(), bad.clone(), total.clone(), s.addr, x.bytes());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(raw) = udp_raw(addr, &bytes) {
+                        let a = Resp::parse(raw).answers();
+                        total.fetch_add(1, Ordering::Relaxed);
+                        if a.iter().any(|r| r.ends_with("198.51.100.2")) {
+                            bad.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let variants: [&[&str]; 3] = [&["a1", "a2"], &[], &["a1"]];
+    for i in 0..30 {
+        std::fs::write(s.zone_path("example.com.toml"), zone(variants[i % 3])).unwrap();
+        s.reload().expect("reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (bad, total) = (bad.load(Ordering::Relaxed), total.load(Ordering::Relaxed));
+    assert!(
+        total > 300,
+        "the clients queried throughout ({total} answers)"
+    );
+    assert_eq!(
+        bad, 0,
+        "{bad} of {total} answers named the down datacenter m2"
+    );
+}

@@ -215,3 +215,65 @@ fn the_shipped_zones_are_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// What `serve` would refuse, `check` refuses too, naming the file and the key: the probe plan
+/// is built and checked in the same step as the model.
+#[test]
+fn check_refuses_what_serve_refuses_about_probing() {
+    let dir = tempfile::tempdir().unwrap();
+    let dcs = r#"
+[checks.web]
+type = "tcp"
+port = 80
+[datacenters.one]
+addresses = ["192.0.2.10"]
+check = "web"
+min-up = 2
+[datacenters.none]
+addresses = ["192.0.2.20"]
+check = "web"
+check-addresses = []
+"#;
+    std::fs::write(dir.path().join("example.com.toml"), GOOD).unwrap();
+    std::fs::write(dir.path().join("datacenters.toml"), dcs).unwrap();
+    let out = Command::new(bin())
+        .args(["check", "--zones"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let file = dir.path().join("datacenters.toml");
+    let file = file.display();
+    assert!(
+        err.contains(&format!(
+            "{file}: datacenters.one.min-up: min-up is 2 but only 1 address is probed"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{file}: datacenters.none.check-addresses: is empty: a datacenter with a check needs at least one address to probe"
+        )),
+        "{err}"
+    );
+    // serve says the same, at start.
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api",
+            "none",
+            "--zones",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("datacenters.one.min-up"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
