@@ -13,6 +13,7 @@ use crate::dns::{GslbAnswerer, GslbOutcome, Peer, Writer};
 use crate::geo::GeoDb;
 use crate::health::Snapshot;
 use crate::metrics::{GslbSlots, Metrics};
+use crate::mix::{GOLDEN, mix64};
 use crate::model::{GslbEntry, Model};
 use crate::net::Family;
 use crate::policy::{self, AnswerKind, NoTrace, QueryInput, Source, Tracer};
@@ -85,15 +86,15 @@ fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     let stack = &t as *const u64 as u64;
-    t ^ stack.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15
+    t ^ stack.rotate_left(32) ^ GOLDEN
 }
 
 /// Next per-query input (splitmix64 step, rotation + 1).
 fn next_input() -> QueryInput {
     let random = RNG.with(|r| {
-        let x = r.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let x = r.get().wrapping_add(GOLDEN);
         r.set(x);
-        policy::rank::mix64(x)
+        mix64(x)
     });
     let rotation = ROTATION.with(|c| {
         let v = c.get().wrapping_add(1);

@@ -12,7 +12,8 @@
 //!
 //! 1. leaves, the shared vocabulary: [`net`] (addresses, prefixes, families, transports),
 //!    [`rr`] (record types, rcodes, wire names), [`limits`], [`walk`] (the TOML walker),
-//!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), [`metrics`];
+//!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), [`mix`] (splitmix64),
+//!    [`metrics`];
 //! 2. [`probe`]: check kinds, the probe plan and the workers;
 //! 3. [`model`]: the immutable tables the query path reads;
 //! 4. [`config`]: zone files to specs, and the one build step to a [`model::Model`];
@@ -32,6 +33,7 @@ pub mod gslb;
 pub mod health;
 pub mod limits;
 pub mod metrics;
+pub mod mix;
 pub mod model;
 pub mod net;
 pub mod policy;

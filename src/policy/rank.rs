@@ -24,6 +24,7 @@
 use std::net::IpAddr;
 
 use crate::health::Snapshot;
+use crate::mix::{GOLDEN, mix64, unit_f64};
 use crate::model::{Datacenter, DatacenterId, LatencySource, LatencyView, Member, PolicyKind};
 
 /// A usable member of the pool being decided.
@@ -65,21 +66,14 @@ impl Rng {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN);
         mix64(self.0)
     }
 
     /// Uniform in [0, 1).
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit_f64(self.next_u64())
     }
-}
-
-/// The splitmix64 finaliser: a fixed bijective mix, identical in every process.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Puts `cands` in `kind`'s preference order (first `want` positions). Returns the new

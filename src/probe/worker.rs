@@ -20,6 +20,7 @@ use tokio::time::{Instant, sleep_until};
 use super::outcome::ProbeResult;
 use super::plan::{ProbeSet, Target, TargetId};
 use super::prober::Prober;
+use crate::mix::{GOLDEN, mix64, unit_f64};
 use crate::shutdown::Shutdown;
 
 /// Default bound on probes in flight at once.
@@ -57,14 +58,10 @@ pub struct Jitter {
 impl Jitter {
     /// Uniform in `[0, 1)`, a pure function of its inputs (splitmix64).
     pub fn unit(&self, target: TargetId, round: u64) -> f64 {
-        let mut z = self.seed
-            ^ u64::from(target.0).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        let z = self.seed
+            ^ u64::from(target.0).wrapping_mul(GOLDEN)
             ^ round.wrapping_mul(0xD1B5_4A32_D192_ED03);
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        unit_f64(mix64(z.wrapping_add(GOLDEN)))
     }
 
     /// Delay of the first probe: `[0, jitter)`, so a thousand targets do not start together.
