@@ -1,4 +1,5 @@
-//! The `gslbd` command: `serve` (the default), `check`.
+//! The `gslbd` command: `serve` (the default), `check`, `explain`, and the API clients
+//! `status` and `admin` (exit codes in `gslbd::api::client`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,38 @@ enum Cmd {
     },
     /// Explain the GSLB answer for a client: location, rule, pools, candidates, answer.
     Explain(ExplainArgs),
+    /// Show a running server's datacenters, GSLB names and recent changes (GET /status).
+    ///
+    /// Exit codes: 0 shown; 1 the API refused; 2 usage; 3 the API cannot be reached.
+    Status {
+        /// The server's API.
+        #[arg(long, default_value = gslbd::api::client::DEFAULT_API, value_name = "URL")]
+        api: String,
+    },
+    /// Set a datacenter's admin state on a running server: obey, up, down or drain.
+    ///
+    /// Exit codes: 0 set; 1 the API refused (its reason is printed as given: wrong token,
+    /// unknown datacenter, unknown state); 2 usage or unreadable token; 3 the API cannot be
+    /// reached.
+    Admin(AdminArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct AdminArgs {
+    /// The datacenter's name, as in the zone files.
+    datacenter: String,
+    /// obey | up | down | drain (checked by the API).
+    #[arg(value_name = "obey|up|down|drain")]
+    action: String,
+    /// The server's API.
+    #[arg(long, default_value = gslbd::api::client::DEFAULT_API, value_name = "URL")]
+    api: String,
+    /// File holding the API token.
+    #[arg(long, value_name = "FILE", conflicts_with = "token_env")]
+    token_file: Option<PathBuf>,
+    /// Environment variable holding the API token.
+    #[arg(long, value_name = "NAME")]
+    token_env: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -118,8 +151,64 @@ fn main() -> ExitCode {
         Some(Cmd::Check { zones }) => check(&zones),
         Some(Cmd::Serve(a)) => serve(a),
         Some(Cmd::Explain(a)) => explain(a),
+        Some(Cmd::Status { api }) => api_call("status", async move {
+            let v = gslbd::api::client::fetch_status(&api).await?;
+            print!("{}", gslbd::api::client::render_status(&api, &v));
+            Ok(())
+        }),
+        Some(Cmd::Admin(a)) => admin(a),
         None => serve(ServeArgs::parse_from(["serve"])),
     }
+}
+
+/// Runs one API call of `gslbd status`/`admin` and turns its error into a message and an exit
+/// code.
+fn api_call(
+    what: &str,
+    f: impl std::future::Future<Output = Result<(), gslbd::api::client::CliError>>,
+) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("gslbd {what}: cannot start the runtime: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gslbd {what}: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn admin(a: AdminArgs) -> ExitCode {
+    use gslbd::api::client::{CliError, set_admin};
+    let token = match gslbd::api::load_token(a.token_file.as_deref(), a.token_env.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("gslbd admin: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let no_token = token.is_none();
+    api_call("admin", async move {
+        match set_admin(&a.api, &a.datacenter, &a.action, token.as_deref()).await {
+            Ok(line) => {
+                println!("{line}");
+                Ok(())
+            }
+            Err(e @ CliError::Refused { status: 401, .. }) if no_token => {
+                eprintln!("gslbd admin: give the API token with --token-file or --token-env");
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    })
 }
 
 fn check(zones: &std::path::Path) -> ExitCode {

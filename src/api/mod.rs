@@ -7,7 +7,12 @@
 //!     PUT  /datacenters/{name}/admin  -> bearer token check -> ApiBackend::set_admin
 //!     GET  /explain?name=&type=&client=&ecs= -> ApiBackend::explain               -> JSON
 //!     GET  /healthz, /readyz          -> "ok" / ApiBackend::ready
+//!     GET  /, /ui/*                   -> the status page (ui.rs), embedded in the binary
 //! ```
+//!
+//! `/status` also carries what the status page and `gslbd status` show (view.rs): each
+//! datacenter's state and deciding input, its location, the GSLB names with their share of
+//! answers over the last minute (sampled from the decision counters), and recent changes.
 //!
 //! The API never touches server internals directly: it talks to an [`ApiBackend`] the server
 //! implements over its state (model, reload report, aggregator handle, snapshot). That keeps
@@ -16,7 +21,10 @@
 //!
 //! Errors are JSON `{ "error": "..." }` with a reason a person can act on.
 
+pub mod client;
 mod token;
+mod ui;
+pub mod view;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,6 +46,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::health::aggregator::AdminError;
+use crate::health::events::EventView;
 use crate::health::{AdminState, Status};
 use crate::metrics::{Extra, Metrics, ServerGauges};
 use crate::model::Model;
@@ -45,6 +54,7 @@ use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
 pub use token::load_token;
+pub use view::{DcInfo, NameInfo, PoolInfo, Topology};
 
 /// A boxed future, so [`ApiBackend`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -71,6 +81,16 @@ pub trait ApiBackend: Send + Sync + 'static {
 
     /// Zones loaded and every target probed once (or warm-started).
     fn ready(&self) -> bool;
+
+    /// Datacenter locations and addresses, GSLB names and their pools, for the status page.
+    fn topology(&self) -> Topology {
+        Topology::default()
+    }
+
+    /// Recent health state changes, newest first.
+    fn events(&self) -> BoxFuture<'_, Vec<EventView>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// Process and configuration facts for `/status`.
@@ -153,6 +173,8 @@ pub struct ApiContext {
     pub backend: Arc<dyn ApiBackend>,
     /// Bearer token for mutating calls; `None` = the API is read-only.
     pub token: Option<Arc<str>>,
+    /// Samples of the decision counters, for the answer shares of `/status`.
+    pub window: Arc<view::DecisionWindow>,
 }
 
 impl ApiContext {
@@ -162,6 +184,7 @@ impl ApiContext {
             metrics,
             backend,
             token: token.map(Arc::from),
+            window: Arc::default(),
         }
     }
 }
@@ -175,6 +198,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/explain", get(explain))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -194,13 +219,38 @@ pub async fn serve(
 ) -> io::Result<(SocketAddr, JoinHandle<io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let app = router(ctx);
+    // The first sample is the baseline of the answers counted from now on.
+    ctx.window
+        .sample(ctx.metrics.gslb_totals(), tokio::time::Instant::now());
+    let app = router(ctx.clone());
+    let sampler_stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        // The answer shares need counter samples from before the request; a stopped server
+        // stops sampling with it.
+        let sampler = tokio::spawn(async move {
+            tokio::select! {
+                () = sample_decisions(&ctx) => {}
+                () = sampler_stop.stopped() => {}
+            }
+        });
+        let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.stopped().await })
-            .await
+            .await;
+        sampler.abort();
+        r
     });
     Ok((bound, task))
+}
+
+/// Samples the decision counters every [`view::SAMPLE_EVERY`], forever.
+async fn sample_decisions(ctx: &ApiContext) {
+    let start = tokio::time::Instant::now() + view::SAMPLE_EVERY;
+    let mut tick = tokio::time::interval_at(start, view::SAMPLE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let now = tick.tick().await;
+        ctx.window.sample(ctx.metrics.gslb_totals(), now);
+    }
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -215,6 +265,23 @@ fn unix(t: SystemTime) -> u64 {
 async fn status(State(ctx): State<ApiContext>) -> Response {
     let info = ctx.backend.server_info();
     let health = ctx.backend.datacenter_status().await;
+    let events = ctx.backend.events().await;
+    let topo = ctx.backend.topology();
+    let now = tokio::time::Instant::now();
+    let totals = ctx.metrics.gslb_totals();
+    let (base, window) = ctx.window.baseline(now).unwrap_or_default();
+    let datacenters: Vec<Value> = health
+        .as_ref()
+        .map(|h| {
+            h.datacenters
+                .iter()
+                .map(|d| {
+                    let info = topo.datacenters.iter().find(|i| i.name == d.name);
+                    view::datacenter(d, info)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let uptime = SystemTime::now()
         .duration_since(info.started)
         .map_or(0, |d| d.as_secs());
@@ -232,7 +299,10 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "ready": ctx.backend.ready(),
         "zones": info.zones,
         "health_generation": health.as_ref().map(|h| h.generation),
-        "datacenters": health.map(|h| h.datacenters).unwrap_or_default(),
+        "datacenters": datacenters,
+        "answers_window_secs": window.as_secs(),
+        "names": view::names(&topo, &totals, &base),
+        "events": events,
     });
     axum::Json(body).into_response()
 }

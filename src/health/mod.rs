@@ -114,6 +114,7 @@ impl Snapshot {
 
 pub mod admin;
 pub mod aggregator;
+pub mod events;
 pub mod ewma;
 pub mod persist;
 

@@ -228,6 +228,34 @@ impl Metrics {
         }
         .fetch_add(1, Relaxed);
     }
+
+    /// GSLB answers counted so far per `(name, datacenter)` (summed over pools), and
+    /// all-down answers per name; for the status page's answer shares (cold path).
+    pub fn gslb_totals(&self) -> GslbTotals {
+        let mut t = GslbTotals::default();
+        for (slot, l) in self.decisions.labels().iter().enumerate() {
+            if let [name, _pool, dc] = &l[..] {
+                *t.decisions.entry((name.clone(), dc.clone())).or_insert(0) +=
+                    self.decisions.counters.sum(slot as u32, 0);
+            }
+        }
+        for (slot, l) in self.all_down.labels().iter().enumerate() {
+            if let [name] = &l[..] {
+                *t.all_down.entry(name.clone()).or_insert(0) +=
+                    self.all_down.counters.sum(slot as u32, 0);
+            }
+        }
+        t
+    }
+}
+
+/// Counter totals of [`Metrics::gslb_totals`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GslbTotals {
+    /// `(name, datacenter)` -> answers naming that datacenter.
+    pub decisions: HashMap<(String, String), u64>,
+    /// name -> answers given under the all-down behaviour.
+    pub all_down: HashMap<String, u64>,
 }
 
 #[cfg(test)]
@@ -500,5 +528,30 @@ mod tests {
         assert!(text.contains(r#"zone="we\"ird\\zone\n.""#), "{text}");
         assert_eq!(F(f64::INFINITY).to_string(), "+Inf");
         assert_eq!(F(f64::NAN).to_string(), "NaN");
+    }
+
+    #[test]
+    fn gslb_totals_sum_pools_per_datacenter() {
+        let m = Metrics::with_shards(2);
+        let pools = [
+            PoolLabels {
+                name: "europe",
+                members: vec![(0, "fra"), (1, "ams")],
+            },
+            PoolLabels {
+                name: "world",
+                members: vec![(0, "fra")],
+            },
+        ];
+        let g = m.gslb_slots("www.example.com.", &pools);
+        m.decision(&g, 0, 0);
+        m.decision(&g, 1, 0);
+        m.decision(&g, 0, 1);
+        m.all_down(&g);
+        let t = m.gslb_totals();
+        let key = |dc: &str| ("www.example.com.".to_string(), dc.to_string());
+        assert_eq!(t.decisions.get(&key("fra")), Some(&2));
+        assert_eq!(t.decisions.get(&key("ams")), Some(&1));
+        assert_eq!(t.all_down.get("www.example.com."), Some(&1));
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::State;
 use crate::api::{
-    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, ZoneInfo,
+    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, Topology,
+    ZoneInfo,
 };
 use crate::dns::wire::ClientSubnet;
 use crate::explain::ExplainError;
@@ -92,7 +93,13 @@ impl ApiBackend for Backend {
             source,
             ecs.as_ref(),
         ) {
-            Ok(x) => serde_json::to_value(&x).map_err(|e| ExplainFailure::Invalid(e.to_string())),
+            Ok(x) => {
+                let mut v =
+                    serde_json::to_value(&x).map_err(|e| ExplainFailure::Invalid(e.to_string()))?;
+                // The text `gslbd explain` prints, for the status page.
+                v["text"] = x.to_string().into();
+                Ok(v)
+            }
             Err(ExplainError::NotGslb(n)) => Err(ExplainFailure::NotServed(format!(
                 "{n} is not a GSLB name served here"
             ))),
@@ -102,6 +109,19 @@ impl ApiBackend for Backend {
 
     fn ready(&self) -> bool {
         self.state.ready.load(Ordering::Relaxed)
+    }
+
+    fn topology(&self) -> Topology {
+        Topology::of(&self.state.serving.load().loaded.model)
+    }
+
+    fn events(&self) -> BoxFuture<'_, Vec<crate::health::events::EventView>> {
+        Box::pin(async move {
+            match self.state.health_handle().await {
+                Some(h) => h.events().await.unwrap_or_default(),
+                None => Vec::new(),
+            }
+        })
     }
 }
 

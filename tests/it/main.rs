@@ -18,6 +18,8 @@ A = ["192.0.2.1"]
 }
 
 mod api;
+mod browser;
+mod cli;
 mod common;
 mod dns_core;
 mod fuzz;
@@ -26,9 +28,11 @@ mod gslb;
 mod latency;
 mod latency_map;
 mod layers;
+mod observability;
 mod ops;
 mod policy;
 mod probe;
 mod probe_e2e;
 mod reload;
+mod webdriver;
 mod zone_errors;

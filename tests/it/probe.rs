@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use gslbd::health::aggregator::{Aggregator, AggregatorSettings, Startup};
+use gslbd::health::events::EventKind;
 use gslbd::health::ewma::{Ewma, slow_start_factor};
 use gslbd::health::{AdminState, Snapshot};
 use gslbd::probe::{
@@ -1180,4 +1181,105 @@ async fn https_redirects_fail_unless_followed() {
     })
     .await
     .expect("bounded");
+}
+
+#[tokio::test]
+async fn state_changes_are_recorded_with_their_reasons() {
+    timeout(BOUND, async {
+        let server = TestServer::start(SocketAddr::new(LOCAL, 0)).await;
+        let mut check = http_check(server.addr.port(), "/health");
+        check.rise = 1;
+        check.fall = 2;
+        let dc = DatacenterProbe::new("fra", vec![LOCAL], Some(check));
+        let (set, mut agg, _out) = aggregator(&[dc], settings());
+        let prober = Prober::new(&set).expect("prober");
+        round(&set, &prober, &mut agg).await;
+        assert_eq!(
+            agg.events(Instant::now()),
+            vec![],
+            "the first probe confirming the assumption changes nothing"
+        );
+        server.set(Mode::Status(503));
+        round(&set, &prober, &mut agg).await;
+        round(&set, &prober, &mut agg).await;
+        let ev = agg.events(Instant::now());
+        let addr = format!("{LOCAL}:{}", server.addr.port());
+        let seen: Vec<_> = ev
+            .iter()
+            .map(|e| {
+                (
+                    e.kind,
+                    e.datacenter.as_str(),
+                    e.address.as_deref(),
+                    e.old.as_str(),
+                    e.new.as_str(),
+                    e.reason.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    EventKind::Datacenter,
+                    "fra",
+                    None,
+                    "up",
+                    "down",
+                    "status 503 (0 of 1 addresses up, 1 needed)"
+                ),
+                (
+                    EventKind::Target,
+                    "fra",
+                    Some(addr.as_str()),
+                    "up",
+                    "down",
+                    "status 503"
+                ),
+            ],
+            "newest first"
+        );
+        assert!(ev[0].seq > ev[1].seq);
+        agg.set_admin(0, AdminState::Down, Instant::now())
+            .expect("admin");
+        let ev = agg.events(Instant::now());
+        assert_eq!(
+            (ev[0].kind, ev[0].old.as_str(), ev[0].new.as_str(), ev.len()),
+            (EventKind::Admin, "obey", "down", 3)
+        );
+    })
+    .await
+    .expect("bounded");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_drain_is_an_event_read_through_the_handle() {
+    let mut dc = DatacenterProbe::new("fra", vec![LOCAL], Some(CheckSpec::tcp(9)));
+    dc.max_ttl = Duration::from_secs(30);
+    let set = Arc::new(ProbeSet::build(&[dc]).expect("set"));
+    let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let (agg, handle) = Aggregator::new(set, settings(), out).expect("agg");
+    let (_tx, rx) = mpsc::channel(1);
+    let stop = Shutdown::new();
+    let task = tokio::spawn(agg.run(rx, stop.clone()));
+    handle
+        .set_admin_by_name("fra", AdminState::Drain)
+        .await
+        .expect("drain");
+    tokio::time::advance(Duration::from_secs(31)).await;
+    // Let the aggregator's tick (which checks drains) run before asking.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ev = handle.events().await.expect("events");
+    let kinds: Vec<_> = ev.iter().map(|e| (e.kind, e.new.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (EventKind::DrainComplete, "drained"),
+            (EventKind::Admin, "drain")
+        ]
+    );
+    assert_eq!(ev[0].reason, "the longest TTL handed out (30 s) has passed");
+    assert!(ev[1].ago_ms >= 31_000, "{}", ev[1].ago_ms);
+    stop.stop();
+    task.await.expect("task");
 }

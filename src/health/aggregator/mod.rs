@@ -40,6 +40,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 pub use status::{DcStatus, DrainStatus, Status, TargetStatus};
 use target::TargetState;
 
+use super::events::{Change, EventKind, EventLog, EventView};
 use super::ewma::{DEFAULT_HALF_LIFE, slow_start_factor};
 use super::persist::{ADMIN_FILE, AdminFile, HEALTH_FILE, HealthFile, PersistError, read_json};
 use super::{AdminState, DcState, Publish, Snapshot};
@@ -129,6 +130,9 @@ enum Command {
     Persist {
         reply: oneshot::Sender<Result<(), PersistError>>,
     },
+    Events {
+        reply: oneshot::Sender<Vec<EventView>>,
+    },
 }
 
 /// Talks to a running [`Aggregator`]; cheap to clone.
@@ -145,6 +149,13 @@ impl AggregatorHandle {
             .iter()
             .position(|n| n == name)
             .and_then(|i| u32::try_from(i).ok())
+    }
+
+    /// Recent state changes, newest first; `None` once the aggregator has stopped.
+    pub async fn events(&self) -> Option<Vec<EventView>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Command::Events { reply }).await.ok()?;
+        rx.await.ok()
     }
 
     /// Set a datacenter's admin state; returns once applied (and published, if it changed
@@ -216,6 +227,8 @@ pub struct Aggregator {
     last_publish: Option<Instant>,
     cmds: Option<mpsc::Receiver<Command>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Recent state changes, for the status page.
+    events: EventLog,
 }
 
 impl Aggregator {
@@ -273,6 +286,7 @@ impl Aggregator {
             last_publish: None,
             cmds: Some(rx),
             metrics: None,
+            events: EventLog::default(),
         };
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
@@ -289,6 +303,11 @@ impl Aggregator {
         }
         agg.force_publish(now);
         Ok((agg, AggregatorHandle { tx, names }))
+    }
+
+    /// Recent state changes, newest first, with ages as of `now`.
+    pub fn events(&self, now: Instant) -> Vec<EventView> {
+        self.events.view(now)
     }
 
     /// The current snapshot as published.
@@ -334,6 +353,19 @@ impl Aggregator {
             );
         }
         let users: Vec<u32> = target.users.iter().map(|&(dc, _)| dc).collect();
+        for &dc in &users {
+            self.events.push(
+                Change {
+                    kind: EventKind::Target,
+                    datacenter: &self.set.dcs[dc as usize].name,
+                    address: Some(addr.to_string()),
+                    old: updown(!flip.up),
+                    new: updown(flip.up),
+                    reason: event_reason(&r.outcome, flip.first),
+                },
+                r.at,
+            );
+        }
         for dc in users {
             self.recompute_dc(dc as usize, r.at, &r.outcome, flip.first);
         }
@@ -376,6 +408,22 @@ impl Aggregator {
             min_up = plan.min_up,
             "datacenter state change"
         );
+        self.events.push(
+            Change {
+                kind: EventKind::Datacenter,
+                datacenter: &plan.name,
+                address: None,
+                old: updown(d.healthy),
+                new: updown(healthy),
+                reason: format!(
+                    "{} ({up} of {} addresses up, {} needed)",
+                    event_reason(reason, first),
+                    plan.slots.len(),
+                    plan.min_up
+                ),
+            },
+            now,
+        );
         let window = plan.check.as_ref().and_then(|c| c.slow_start);
         let d = &mut self.dcs[dc];
         d.healthy = healthy;
@@ -414,6 +462,17 @@ impl Aggregator {
             d.came_up_at = window.map(|_| now);
         }
         tracing::info!(dc = %self.set.dcs[i].name, old = old.as_str(), new = state.as_str(), "admin state change");
+        self.events.push(
+            Change {
+                kind: EventKind::Admin,
+                datacenter: &self.set.dcs[i].name,
+                address: None,
+                old: old.as_str(),
+                new: state.as_str(),
+                reason: "set by an operator".into(),
+            },
+            now,
+        );
         Ok(())
     }
 
@@ -566,6 +625,20 @@ impl Aggregator {
             {
                 d.drain_complete_logged = true;
                 tracing::info!(dc = %self.set.dcs[i].name, max_ttl_secs = d.max_ttl.as_secs(), "drain complete: every answer naming it has expired");
+                self.events.push(
+                    Change {
+                        kind: EventKind::DrainComplete,
+                        datacenter: &self.set.dcs[i].name,
+                        address: None,
+                        old: "draining",
+                        new: "drained",
+                        reason: format!(
+                            "the longest TTL handed out ({} s) has passed",
+                            d.max_ttl.as_secs()
+                        ),
+                    },
+                    now,
+                );
             }
         }
     }
@@ -595,6 +668,10 @@ impl Aggregator {
                 None
             }
             Command::Persist { reply } => Some(reply),
+            Command::Events { reply } => {
+                let _ = reply.send(self.events.view(now));
+                None
+            }
         }
     }
 
@@ -665,6 +742,16 @@ fn usable(admin: AdminState, healthy: bool) -> bool {
         ..DcState::UP
     }
     .usable()
+}
+
+/// The reason an event gives: the probe outcome, or that the first probe ended the startup
+/// assumption.
+fn event_reason(outcome: &ProbeOutcome, first: bool) -> String {
+    if first {
+        format!("first probe: {outcome}")
+    } else {
+        outcome.to_string()
+    }
 }
 
 fn updown(up: bool) -> &'static str {

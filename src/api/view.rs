@@ -1,0 +1,426 @@
+//! What `/status` adds for people: each datacenter's state in one word and the input that
+//! decided it, where it is on the map, the GSLB names with their share of answers over the
+//! last minute, and recent state changes.
+//!
+//! ```text
+//!  ApiBackend::topology (model: locations, addresses, pools) --+
+//!  ApiBackend::datacenter_status (aggregator Status) ----------+--> classify --> /status JSON
+//!  Metrics::gslb_totals --sample every 5 s--> DecisionWindow --+--> shares over the last 60 s
+//! ```
+//!
+//! The answer shares come from the decision counters the query path already keeps: a task
+//! samples their totals every few seconds into a short ring, and a request subtracts the
+//! sample taken about a minute earlier (or the oldest one, just after start). Nothing here
+//! touches the query path beyond reading those counters.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::health::aggregator::DcStatus;
+use crate::metrics::GslbTotals;
+use crate::model::Model;
+
+/// The window the answer shares cover.
+pub const SHARE_WINDOW: Duration = Duration::from_secs(60);
+/// How often the decision counters are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// The configuration facts the status page needs that the aggregator does not have.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Topology {
+    pub datacenters: Vec<DcInfo>,
+    pub names: Vec<NameInfo>,
+}
+
+/// One datacenter as configured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DcInfo {
+    pub name: String,
+    /// `(lat, lon)`: the configured location, or the centroid of its geo code's country.
+    pub location: Option<(f64, f64)>,
+    pub addresses: Vec<String>,
+    /// The check's interval; `None` without a check.
+    pub check_interval_ms: Option<u64>,
+}
+
+/// One GSLB name as configured.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NameInfo {
+    /// Fully qualified, as in the metrics labels.
+    pub name: String,
+    pub zone: String,
+    pub ttl: u32,
+    pub pools: Vec<PoolInfo>,
+}
+
+/// One pool of a GSLB name.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PoolInfo {
+    pub name: String,
+    pub policy: &'static str,
+    pub datacenters: Vec<String>,
+    pub fallback: Option<String>,
+}
+
+impl Topology {
+    /// The datacenters and GSLB names of `model`, in model order.
+    pub fn of(model: &Model) -> Topology {
+        let list = &model.datacenters.list;
+        let dc_name = |id: u32| list.get(id as usize).map_or("?", |d| &*d.name).to_string();
+        let datacenters = list
+            .iter()
+            .enumerate()
+            .map(|(i, d)| DcInfo {
+                name: d.name.to_string(),
+                location: d.coords,
+                addresses: d
+                    .v4
+                    .iter()
+                    .map(ToString::to_string)
+                    .chain(d.v6.iter().map(ToString::to_string))
+                    .collect(),
+                check_interval_ms: model
+                    .datacenters
+                    .probes
+                    .get(i)
+                    .and_then(|p| p.check.as_ref())
+                    .map(|c| u64::try_from(c.interval.as_millis()).unwrap_or(u64::MAX)),
+            })
+            .collect();
+        let names = model
+            .gslb
+            .iter()
+            .map(|g| NameInfo {
+                name: g.owner.to_string(),
+                zone: model
+                    .zones
+                    .get(g.zone as usize)
+                    .map(|z| z.origin.to_string())
+                    .unwrap_or_default(),
+                ttl: g.def.ttl,
+                pools: g
+                    .def
+                    .pools
+                    .iter()
+                    .map(|p| PoolInfo {
+                        name: p.name.to_string(),
+                        policy: p.policy.name(),
+                        datacenters: p.members.iter().map(|m| dc_name(m.dc.0)).collect(),
+                        fallback: p
+                            .fallback
+                            .and_then(|f| g.def.pools.get(f.0 as usize))
+                            .map(|f| f.name.to_string()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Topology { datacenters, names }
+    }
+}
+
+/// Recent samples of the decision counters (see the module docs).
+#[derive(Debug, Default)]
+pub struct DecisionWindow {
+    samples: Mutex<VecDeque<(Instant, GslbTotals)>>,
+}
+
+impl DecisionWindow {
+    /// Records the totals as of `now`, forgetting samples no longer needed: one sample older
+    /// than [`SHARE_WINDOW`] is kept as the baseline.
+    pub fn sample(&self, totals: GslbTotals, now: Instant) {
+        let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        s.push_back((now, totals));
+        while s
+            .get(1)
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= SHARE_WINDOW)
+        {
+            s.pop_front();
+        }
+    }
+
+    /// The baseline for a window ending `now`: the newest sample at least [`SHARE_WINDOW`]
+    /// old, else the oldest there is; with the window's length. `None` before any sample.
+    pub fn baseline(&self, now: Instant) -> Option<(GslbTotals, Duration)> {
+        let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let pick = s
+            .iter()
+            .rev()
+            .find(|(at, _)| now.saturating_duration_since(*at) >= SHARE_WINDOW)
+            .or_else(|| s.front())?;
+        Some((pick.1.clone(), now.saturating_duration_since(pick.0)))
+    }
+}
+
+/// The answer shares of every configured name between `base` and `now_totals`.
+pub fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec<Value> {
+    topo.names
+        .iter()
+        .map(|n| {
+            let mut dcs: Vec<&str> = Vec::new();
+            for p in &n.pools {
+                for d in &p.datacenters {
+                    if !dcs.contains(&d.as_str()) {
+                        dcs.push(d);
+                    }
+                }
+            }
+            let delta = |dc: &str| {
+                let k = (n.name.clone(), dc.to_string());
+                let now = now_totals.decisions.get(&k).copied().unwrap_or(0);
+                now.saturating_sub(base.decisions.get(&k).copied().unwrap_or(0))
+            };
+            let counts: Vec<(&str, u64)> = dcs.iter().map(|d| (*d, delta(d))).collect();
+            let total: u64 = counts.iter().map(|c| c.1).sum();
+            let all_down = now_totals
+                .all_down
+                .get(&n.name)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(base.all_down.get(&n.name).copied().unwrap_or(0));
+            let share: Vec<Value> = counts
+                .iter()
+                .map(|(dc, c)| {
+                    json!({
+                        "datacenter": dc,
+                        "answers": c,
+                        "share": if total == 0 { 0.0 } else { *c as f64 / total as f64 },
+                    })
+                })
+                .collect();
+            json!({
+                "name": n.name,
+                "zone": n.zone,
+                "ttl": n.ttl,
+                "pools": n.pools,
+                "answers": total,
+                "all_down_answers": all_down,
+                "share": share,
+            })
+        })
+        .collect()
+}
+
+/// A datacenter's state in one word, and the input that decided it.
+///
+/// `up`, `down` (probes), `drain`, `admin-down`, `forced-up` (admin `up`), `slow-start`
+/// (recovering, not yet at full share), `stale` (the state rests on an assumption or on an
+/// old probe result).
+pub fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
+    let probes = || {
+        let up = d.targets.iter().filter(|t| t.up).count();
+        let mut s = format!(
+            "probes: {up} of {} addresses up ({} needed)",
+            d.targets.len(),
+            d.min_up
+        );
+        if let Some(t) = d.targets.iter().find(|t| !t.up) {
+            let why = t.last_reason.as_deref().unwrap_or("not probed yet");
+            s.push_str(&format!("; {}: {why}", t.addr));
+        }
+        s
+    };
+    match d.admin {
+        "drain" => {
+            let text = match &d.drain {
+                Some(dr) if dr.complete => {
+                    "admin: drain, complete (every answer naming it has expired)".to_string()
+                }
+                Some(dr) => {
+                    let left = (dr.max_ttl_secs * 1000).saturating_sub(dr.started_ms_ago);
+                    format!(
+                        "admin: drain, the last answers naming it expire in {} s",
+                        left.div_ceil(1000)
+                    )
+                }
+                None => "admin: drain".to_string(),
+            };
+            return ("drain", text);
+        }
+        "down" => return ("admin-down", format!("admin: down ({})", probes())),
+        "up" => return ("forced-up", format!("admin: up ({})", probes())),
+        _ => {}
+    }
+    if d.targets.is_empty() {
+        return ("up", "no health check: always up".into());
+    }
+    if !d.healthy {
+        return ("down", probes());
+    }
+    if let Some(t) = d.targets.iter().find(|t| !t.probed) {
+        let why = if t.warm {
+            "saved state from before the restart"
+        } else {
+            "assumed at start"
+        };
+        return ("stale", format!("{}: not probed yet, {why}", t.addr));
+    }
+    let limit = info
+        .and_then(|i| i.check_interval_ms)
+        .map(|ms| ms.saturating_mul(3).saturating_add(1000));
+    if let Some(limit) = limit
+        && let Some(t) = d
+            .targets
+            .iter()
+            .find(|t| t.last_ms_ago.is_some_and(|a| a > limit))
+    {
+        let ago = t.last_ms_ago.unwrap_or(0) / 1000;
+        return (
+            "stale",
+            format!("{}: last probe result {ago} s ago (overdue)", t.addr),
+        );
+    }
+    if d.slow_start < 1.0 {
+        return (
+            "slow-start",
+            format!(
+                "slow start: {:.0}% of its traffic ({})",
+                d.slow_start * 100.0,
+                probes()
+            ),
+        );
+    }
+    ("up", probes())
+}
+
+/// A datacenter of `/status`: the aggregator's status plus state, deciding input, location
+/// and answer addresses.
+pub fn datacenter(d: &DcStatus, info: Option<&DcInfo>) -> Value {
+    let (state, deciding) = classify(d, info);
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert("state".into(), state.into());
+        o.insert("deciding".into(), deciding.into());
+        o.insert(
+            "location".into(),
+            info.and_then(|i| i.location)
+                .map_or(Value::Null, |(lat, lon)| json!({ "lat": lat, "lon": lon })),
+        );
+        o.insert(
+            "addresses".into(),
+            info.map_or(Value::Null, |i| json!(i.addresses)),
+        );
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::aggregator::{DrainStatus, TargetStatus};
+
+    fn target(up: bool, probed: bool, reason: &str, ago: u64) -> TargetStatus {
+        TargetStatus {
+            addr: "127.0.0.1:80".into(),
+            check: "http:80::/health".into(),
+            up,
+            probed,
+            warm: false,
+            consecutive_passes: 0,
+            consecutive_fails: 0,
+            probes: 1,
+            last_result: None,
+            last_reason: Some(reason.into()),
+            last_ms_ago: Some(ago),
+            last_latency_ms: None,
+            latency_ms: None,
+            load: None,
+            load_age_ms: None,
+            load_error: None,
+        }
+    }
+
+    fn dc(admin: &'static str, healthy: bool, targets: Vec<TargetStatus>) -> DcStatus {
+        DcStatus {
+            id: 0,
+            name: "fra".into(),
+            healthy,
+            usable: healthy,
+            admin,
+            settled: true,
+            slow_start: 1.0,
+            load: None,
+            load_error: None,
+            latency_ms: None,
+            min_up: 1,
+            addresses_up: 0,
+            drain: None,
+            targets,
+        }
+    }
+
+    fn info(interval_ms: u64) -> DcInfo {
+        DcInfo {
+            name: "fra".into(),
+            location: None,
+            addresses: vec![],
+            check_interval_ms: Some(interval_ms),
+        }
+    }
+
+    #[test]
+    fn states_and_deciding_inputs() {
+        let i = info(1000);
+        let c = |d: &DcStatus| classify(d, Some(&i));
+        assert_eq!(c(&dc("obey", true, vec![])).0, "up");
+        let down = dc("obey", false, vec![target(false, true, "status 503", 10)]);
+        assert_eq!(
+            c(&down),
+            (
+                "down",
+                "probes: 0 of 1 addresses up (1 needed); 127.0.0.1:80: status 503".to_string()
+            )
+        );
+        assert_eq!(c(&dc("down", true, vec![])).0, "admin-down");
+        assert_eq!(c(&dc("up", false, vec![])).0, "forced-up");
+        let up = dc("obey", true, vec![target(true, true, "pass", 10)]);
+        assert_eq!(c(&up).0, "up");
+        let assumed = dc("obey", true, vec![target(true, false, "pass", 10)]);
+        assert_eq!(c(&assumed).0, "stale");
+        let overdue = dc("obey", true, vec![target(true, true, "pass", 4001)]);
+        assert_eq!(c(&overdue).0, "stale");
+        let mut ramp = up.clone();
+        ramp.slow_start = 0.25;
+        assert!(c(&ramp).1.starts_with("slow start: 25%"));
+        let mut drain = dc("drain", true, vec![]);
+        drain.drain = Some(DrainStatus {
+            started_unix: 0,
+            started_ms_ago: 10_500,
+            max_ttl_secs: 30,
+            complete: false,
+            complete_unix: 30,
+        });
+        assert_eq!(
+            c(&drain),
+            (
+                "drain",
+                "admin: drain, the last answers naming it expire in 20 s".to_string()
+            )
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn window_keeps_one_baseline_older_than_a_minute() {
+        let w = DecisionWindow::default();
+        let t0 = Instant::now();
+        assert!(w.baseline(t0).is_none());
+        let totals = |n: u64| {
+            let mut t = GslbTotals::default();
+            t.decisions.insert(("a.".into(), "fra".into()), n);
+            t
+        };
+        for i in 0..20u64 {
+            w.sample(totals(i * 10), t0 + SAMPLE_EVERY * i as u32);
+        }
+        // Now = t0 + 95 s: the baseline is the sample at 35 s (the newest >= 60 s old).
+        let now = t0 + SAMPLE_EVERY * 19;
+        let (base, len) = w.baseline(now).expect("baseline");
+        assert_eq!(len, Duration::from_secs(60));
+        assert_eq!(base.decisions.values().next(), Some(&70));
+        assert_eq!(w.samples.lock().map(|s| s.len()).unwrap_or(0), 13);
+    }
+}

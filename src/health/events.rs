@@ -1,0 +1,160 @@
+//! Recent health state changes, kept for the status page and `/status`.
+//!
+//! The aggregator (the single writer) records every change it logs — a target or datacenter
+//! going up or down, an admin state change, a drain completing — into a small bounded ring.
+//! Readers get a copy through `AggregatorHandle::events`; nothing here is on the query path.
+//! The ring lives as long as the aggregator: a reload that changes the datacenters starts a new
+//! one (its own start is the first event), unchanged datacenters keep theirs.
+
+use std::collections::VecDeque;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+/// How many changes are kept; older ones are dropped first.
+pub const EVENTS_KEPT: usize = 64;
+
+/// What changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// One probed address went up or down (after rise/fall).
+    Target,
+    /// The datacenter's probe verdict (min-up over its addresses) changed.
+    Datacenter,
+    /// An operator changed the admin state.
+    Admin,
+    /// Every answer naming a drained datacenter has expired.
+    DrainComplete,
+}
+
+/// One recorded change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Increases by one per event (readers can tell new ones from seen ones).
+    pub seq: u64,
+    pub at: Instant,
+    pub wall: SystemTime,
+    pub kind: EventKind,
+    pub datacenter: String,
+    /// The probed address, for `Target` events.
+    pub address: Option<String>,
+    pub old: String,
+    pub new: String,
+    /// Why: the probe outcome (`status 503`, `connection refused`), `set through the API`, ...
+    pub reason: String,
+}
+
+/// An event as `/status` shows it (with its age at the time of the request).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventView {
+    pub seq: u64,
+    pub at_unix_ms: u64,
+    pub ago_ms: u64,
+    pub kind: EventKind,
+    pub datacenter: String,
+    pub address: Option<String>,
+    pub old: String,
+    pub new: String,
+    pub reason: String,
+}
+
+/// The bounded ring.
+#[derive(Clone, Debug, Default)]
+pub struct EventLog {
+    events: VecDeque<Event>,
+    next: u64,
+}
+
+/// What one change is, without its sequence number and time.
+pub struct Change<'a> {
+    pub kind: EventKind,
+    pub datacenter: &'a str,
+    pub address: Option<String>,
+    pub old: &'a str,
+    pub new: &'a str,
+    pub reason: String,
+}
+
+impl EventLog {
+    /// Records `c` as happening at `now`, dropping the oldest event when full.
+    pub fn push(&mut self, c: Change<'_>, now: Instant) {
+        if self.events.len() == EVENTS_KEPT {
+            self.events.pop_front();
+        }
+        self.next += 1;
+        // Wall time of `now`, which may lie a little in the past (a probe result's own time).
+        let back = Instant::now().saturating_duration_since(now);
+        let wall = SystemTime::now()
+            .checked_sub(back)
+            .unwrap_or(SystemTime::now());
+        self.events.push_back(Event {
+            seq: self.next,
+            at: now,
+            wall,
+            kind: c.kind,
+            datacenter: c.datacenter.to_string(),
+            address: c.address,
+            old: c.old.to_string(),
+            new: c.new.to_string(),
+            reason: c.reason,
+        });
+    }
+
+    /// Every kept event, newest first, with ages as of `now`.
+    pub fn view(&self, now: Instant) -> Vec<EventView> {
+        self.events
+            .iter()
+            .rev()
+            .map(|e| EventView {
+                seq: e.seq,
+                at_unix_ms: e
+                    .wall
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                ago_ms: u64::try_from(now.saturating_duration_since(e.at).as_millis())
+                    .unwrap_or(u64::MAX),
+                kind: e.kind,
+                datacenter: e.datacenter.clone(),
+                address: e.address.clone(),
+                old: e.old.clone(),
+                new: e.new.clone(),
+                reason: e.reason.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(dc: &str) -> Change<'_> {
+        Change {
+            kind: EventKind::Datacenter,
+            datacenter: dc,
+            address: None,
+            old: "up",
+            new: "down",
+            reason: "status 503".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounded_newest_first_with_ages() {
+        let mut log = EventLog::default();
+        let t0 = Instant::now();
+        for i in 0..(EVENTS_KEPT + 5) {
+            log.push(change(&format!("dc{i}")), t0);
+            tokio::time::advance(std::time::Duration::from_millis(10)).await;
+        }
+        let v = log.view(Instant::now());
+        assert_eq!(v.len(), EVENTS_KEPT);
+        assert_eq!(v[0].datacenter, format!("dc{}", EVENTS_KEPT + 4));
+        assert_eq!(v[0].seq, (EVENTS_KEPT + 5) as u64);
+        assert_eq!(v.last().map(|e| e.datacenter.as_str()), Some("dc5"));
+        assert_eq!(v[0].ago_ms, 10 * (EVENTS_KEPT as u64 + 5));
+        assert_eq!(v[0].reason, "status 503");
+    }
+}
