@@ -116,6 +116,8 @@ pub struct Q {
     pub rd: bool,
     /// EDNS: (udp size, version, options bytes)
     pub edns: Option<(u16, u8, Vec<u8>)>,
+    /// The DO bit of the OPT record (only written with `edns`).
+    pub dnssec_ok: bool,
 }
 
 pub fn q(name: &str, qtype: &str) -> Q {
@@ -127,6 +129,7 @@ pub fn q(name: &str, qtype: &str) -> Q {
         opcode: 0,
         rd: false,
         edns: Some((1232, 0, vec![])),
+        dnssec_ok: false,
     }
 }
 
@@ -198,7 +201,8 @@ impl Q {
             v.push(0);
             v.extend_from_slice(&41u16.to_be_bytes());
             v.extend_from_slice(&size.to_be_bytes());
-            v.extend_from_slice(&[0, *version, 0, 0]);
+            let do_bit = if self.dnssec_ok { 0x80 } else { 0 };
+            v.extend_from_slice(&[0, *version, do_bit, 0]);
             v.extend_from_slice(&(opts.len() as u16).to_be_bytes());
             v.extend_from_slice(opts);
         }
@@ -284,6 +288,34 @@ fn find_opt(raw: &[u8]) -> Option<usize> {
     (12..raw.len().saturating_sub(10))
         .rev()
         .find(|&i| raw[i] == 0 && raw[i + 1] == 0 && raw[i + 2] == 41)
+}
+
+/// A GeoIP2 City record (what `mmdb-writer` stores for a network); `coords` None leaves
+/// `location` out (the server then uses the country's centroid).
+pub fn geo_city(
+    continent: &str,
+    country: &str,
+    subs: &[&str],
+    coords: Option<(f64, f64)>,
+) -> mmdb_writer::Value {
+    use mmdb_writer::Value;
+    let iso = |code: &str| Value::map([("iso_code", Value::from(code))]);
+    let mut fields = vec![
+        ("continent", Value::map([("code", Value::from(continent))])),
+        ("country", iso(country)),
+        ("registered_country", iso(country)),
+        ("subdivisions", Value::array(subs.iter().map(|s| iso(s)))),
+    ];
+    if let Some((lat, lon)) = coords {
+        fields.push((
+            "location",
+            Value::map([
+                ("latitude", Value::from(lat)),
+                ("longitude", Value::from(lon)),
+            ]),
+        ));
+    }
+    Value::map(fields)
 }
 
 pub fn bin() -> &'static Path {

@@ -20,31 +20,6 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
 
-fn iso(code: &str) -> Value {
-    Value::map([("iso_code", Value::from(code))])
-}
-
-/// A record in the GeoIP2 City layout; `coords` None leaves `location` out (the server then
-/// uses the country's centroid).
-fn city(continent: &str, country: &str, subs: &[&str], coords: Option<(f64, f64)>) -> Value {
-    let mut fields = vec![
-        ("continent", Value::map([("code", Value::from(continent))])),
-        ("country", iso(country)),
-        ("registered_country", iso(country)),
-        ("subdivisions", Value::array(subs.iter().map(|s| iso(s)))),
-    ];
-    if let Some((lat, lon)) = coords {
-        fields.push((
-            "location",
-            Value::map([
-                ("latitude", Value::from(lat)),
-                ("longitude", Value::from(lon)),
-            ]),
-        ));
-    }
-    Value::map(fields)
-}
-
 /// The City fixture: networks in EU, NA, OC, AF, AS (IPv4 and IPv6), with and without
 /// coordinates, and 127.0.0.0/8 in Singapore so queries without ECS (from 127.0.0.1) have a
 /// location of their own.
@@ -52,27 +27,27 @@ fn geo_fixture(dir: &Path) -> PathBuf {
     let nets: Vec<(&str, Value)> = vec![
         (
             "81.2.69.0/24",
-            city("EU", "GB", &["ENG"], Some((51.5142, -0.0931))),
+            geo_city("EU", "GB", &["ENG"], Some((51.5142, -0.0931))),
         ),
-        ("85.0.0.0/16", city("EU", "DE", &["BY"], None)),
+        ("85.0.0.0/16", geo_city("EU", "DE", &["BY"], None)),
         (
             "198.51.100.0/24",
-            city("NA", "US", &["CA"], Some((37.7749, -122.4194))),
+            geo_city("NA", "US", &["CA"], Some((37.7749, -122.4194))),
         ),
         (
             "203.0.113.0/25",
-            city("OC", "AU", &["NSW"], Some((-33.8688, 151.2093))),
+            geo_city("OC", "AU", &["NSW"], Some((-33.8688, 151.2093))),
         ),
         (
             "100.64.0.0/10",
-            city("AF", "ZA", &["GP"], Some((-26.2041, 28.0473))),
+            geo_city("AF", "ZA", &["GP"], Some((-26.2041, 28.0473))),
         ),
-        ("127.0.0.0/8", city("AS", "SG", &[], Some((1.29, 103.85)))),
+        ("127.0.0.0/8", geo_city("AS", "SG", &[], Some((1.29, 103.85)))),
         (
             "2001:db8:100::/48",
-            city("AS", "JP", &["13"], Some((35.6895, 139.6917))),
+            geo_city("AS", "JP", &["13"], Some((35.6895, 139.6917))),
         ),
-        ("2001:db8:200::/48", city("EU", "DE", &[], None)),
+        ("2001:db8:200::/48", geo_city("EU", "DE", &[], None)),
     ];
     let mut w = Writer::builder("GeoIP2-City-Test")
         .ip_version(IpVersion::V6)
