@@ -66,12 +66,6 @@ impl TestServer {
     pub fn udp(&self, q: &Q) -> Resp {
         Resp::parse(udp_raw(self.addr, &q.bytes()).expect("udp answer"))
     }
-
-    pub fn tcp(&self, q: &Q) -> Resp {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Resp::parse(tcp_exchange(&mut s, &q.bytes()).expect("tcp answer"))
-    }
 }
 
 impl Drop for TestServer {
@@ -154,11 +148,6 @@ pub fn rtype(s: &str) -> u16 {
 }
 
 impl Q {
-    pub fn no_edns(mut self) -> Q {
-        self.edns = None;
-        self
-    }
-
     /// Adds an EDNS Client Subnet option for `addr/prefix` (address bytes truncated).
     pub fn ecs(mut self, addr: IpAddr, prefix: u8) -> Q {
         let (family, octets): (u16, Vec<u8>) = match addr {
@@ -225,34 +214,11 @@ impl Resp {
     pub fn rcode(&self) -> ResponseCode {
         self.msg.metadata.response_code
     }
-    pub fn aa(&self) -> bool {
-        self.msg.metadata.authoritative
-    }
-    pub fn tc(&self) -> bool {
-        self.msg.metadata.truncation
-    }
     pub fn id(&self) -> u16 {
         self.msg.metadata.id
     }
     pub fn answers(&self) -> Vec<String> {
         self.msg.answers.iter().map(|r| r.to_string()).collect()
-    }
-    pub fn authority(&self) -> Vec<String> {
-        self.msg.authorities.iter().map(|r| r.to_string()).collect()
-    }
-    pub fn additional(&self) -> Vec<String> {
-        self.msg.additionals.iter().map(|r| r.to_string()).collect()
-    }
-    /// Header rcode bits as sent (without the EDNS extension).
-    pub fn header_rcode(&self) -> u8 {
-        self.raw[3] & 0x0F
-    }
-    /// The raw OPT record's (udp size, extended rcode, version), if present.
-    pub fn opt(&self) -> Option<(u16, u8, u8)> {
-        self.msg
-            .edns
-            .as_ref()
-            .map(|e| (e.max_payload(), e.rcode_high(), e.version()))
     }
     /// The ECS option of the response: (family, source, scope, address bytes).
     pub fn ecs(&self) -> Option<(u16, u8, u8, Vec<u8>)> {
