@@ -687,6 +687,15 @@ fn render_ecs(d: &[u8]) -> String {
         }
         _ => return format!("family {family} {addr:02x?}/{source}/{scope}"),
     };
+    // RFC 7871 6: exactly ceil(source / 8) address bytes; the padded address alone would
+    // not show a wrong count.
+    let want = usize::from(source).div_ceil(8);
+    if addr.len() != want {
+        return format!(
+            "{ip}/{source}/{scope} ({} address bytes, not {want})",
+            addr.len()
+        );
+    }
     format!("{ip}/{source}/{scope}")
 }
 
@@ -1117,6 +1126,30 @@ answer = [\"www.example.com. 3600 IN A 192.0.2.10\"]
         let err = run_scenario("t.toml", &text).expect_err(wrong);
         assert!(err.contains(line), "{wrong}: want {line:?} in\n{err}");
     }
+    // The ECS option: a wrong scope, and a wrong number of address bytes.
+    let text = format!(
+        "{TINY}
+[[query]]
+name = \"www.example.com\"
+ecs = \"198.51.100.0/24\"
+[query.expect]
+answer = [\"www.example.com. 3600 IN A 192.0.2.10\"]
+ecs = \"198.51.100.0/24/24\"
+"
+    );
+    let err = run_scenario("t.toml", &text).expect_err("wrong scope");
+    assert!(
+        err.contains("    - ecs 198.51.100.0/24/24\n    + ecs 198.51.100.0/24/0\n"),
+        "{err}"
+    );
+    assert_eq!(
+        render_ecs(&[0, 1, 24, 0, 198, 51, 100]),
+        "198.51.100.0/24/0"
+    );
+    assert_eq!(
+        render_ecs(&[0, 1, 24, 0, 198, 51, 100, 0]),
+        "198.51.100.0/24/0 (4 address bytes, not 3)"
+    );
     // The question must come back as asked: a response with another name is caught.
     let got = vec!["question www.example.com. IN A".to_string()];
     let want = vec!["question WWW.example.com. IN A".to_string()];
