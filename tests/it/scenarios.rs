@@ -55,8 +55,7 @@ const DEFAULT_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Scenario {
-    /// The behaviour the file pins down, in one or two sentences.
-    #[allow(dead_code)]
+    /// The behaviour the file pins down, in one or two sentences (required, non-empty).
     about: String,
     /// The zones directory: file name -> the file's TOML text (the zone format of zones/).
     files: BTreeMap<String, String>,
@@ -231,6 +230,9 @@ pub struct World {
 
 fn parse_scenario(text: &str) -> Result<Scenario, String> {
     let s: Scenario = toml::from_str(text).map_err(|e| format!("not a valid scenario: {e}"))?;
+    if s.about.trim().is_empty() {
+        return Err("`about` is empty: say which behaviour the file pins down".into());
+    }
     if s.files.is_empty() {
         return Err("no [files]: a scenario needs at least one zone".into());
     }
