@@ -66,12 +66,6 @@ impl TestServer {
     pub fn udp(&self, q: &Q) -> Resp {
         Resp::parse(udp_raw(self.addr, &q.bytes()).expect("udp answer"))
     }
-
-    pub fn tcp(&self, q: &Q) -> Resp {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        Resp::parse(tcp_exchange(&mut s, &q.bytes()).expect("tcp answer"))
-    }
 }
 
 impl Drop for TestServer {
@@ -116,6 +110,8 @@ pub struct Q {
     pub rd: bool,
     /// EDNS: (udp size, version, options bytes)
     pub edns: Option<(u16, u8, Vec<u8>)>,
+    /// The DO bit of the OPT record (only written with `edns`).
+    pub dnssec_ok: bool,
 }
 
 pub fn q(name: &str, qtype: &str) -> Q {
@@ -127,6 +123,7 @@ pub fn q(name: &str, qtype: &str) -> Q {
         opcode: 0,
         rd: false,
         edns: Some((1232, 0, vec![])),
+        dnssec_ok: false,
     }
 }
 
@@ -151,11 +148,6 @@ pub fn rtype(s: &str) -> u16 {
 }
 
 impl Q {
-    pub fn no_edns(mut self) -> Q {
-        self.edns = None;
-        self
-    }
-
     /// Adds an EDNS Client Subnet option for `addr/prefix` (address bytes truncated).
     pub fn ecs(mut self, addr: IpAddr, prefix: u8) -> Q {
         let (family, octets): (u16, Vec<u8>) = match addr {
@@ -198,7 +190,8 @@ impl Q {
             v.push(0);
             v.extend_from_slice(&41u16.to_be_bytes());
             v.extend_from_slice(&size.to_be_bytes());
-            v.extend_from_slice(&[0, *version, 0, 0]);
+            let do_bit = if self.dnssec_ok { 0x80 } else { 0 };
+            v.extend_from_slice(&[0, *version, do_bit, 0]);
             v.extend_from_slice(&(opts.len() as u16).to_be_bytes());
             v.extend_from_slice(opts);
         }
@@ -221,34 +214,11 @@ impl Resp {
     pub fn rcode(&self) -> ResponseCode {
         self.msg.metadata.response_code
     }
-    pub fn aa(&self) -> bool {
-        self.msg.metadata.authoritative
-    }
-    pub fn tc(&self) -> bool {
-        self.msg.metadata.truncation
-    }
     pub fn id(&self) -> u16 {
         self.msg.metadata.id
     }
     pub fn answers(&self) -> Vec<String> {
         self.msg.answers.iter().map(|r| r.to_string()).collect()
-    }
-    pub fn authority(&self) -> Vec<String> {
-        self.msg.authorities.iter().map(|r| r.to_string()).collect()
-    }
-    pub fn additional(&self) -> Vec<String> {
-        self.msg.additionals.iter().map(|r| r.to_string()).collect()
-    }
-    /// Header rcode bits as sent (without the EDNS extension).
-    pub fn header_rcode(&self) -> u8 {
-        self.raw[3] & 0x0F
-    }
-    /// The raw OPT record's (udp size, extended rcode, version), if present.
-    pub fn opt(&self) -> Option<(u16, u8, u8)> {
-        self.msg
-            .edns
-            .as_ref()
-            .map(|e| (e.max_payload(), e.rcode_high(), e.version()))
     }
     /// The ECS option of the response: (family, source, scope, address bytes).
     pub fn ecs(&self) -> Option<(u16, u8, u8, Vec<u8>)> {
@@ -284,6 +254,34 @@ fn find_opt(raw: &[u8]) -> Option<usize> {
     (12..raw.len().saturating_sub(10))
         .rev()
         .find(|&i| raw[i] == 0 && raw[i + 1] == 0 && raw[i + 2] == 41)
+}
+
+/// A GeoIP2 City record (what `mmdb-writer` stores for a network); `coords` None leaves
+/// `location` out (the server then uses the country's centroid).
+pub fn geo_city(
+    continent: &str,
+    country: &str,
+    subs: &[&str],
+    coords: Option<(f64, f64)>,
+) -> mmdb_writer::Value {
+    use mmdb_writer::Value;
+    let iso = |code: &str| Value::map([("iso_code", Value::from(code))]);
+    let mut fields = vec![
+        ("continent", Value::map([("code", Value::from(continent))])),
+        ("country", iso(country)),
+        ("registered_country", iso(country)),
+        ("subdivisions", Value::array(subs.iter().map(|s| iso(s)))),
+    ];
+    if let Some((lat, lon)) = coords {
+        fields.push((
+            "location",
+            Value::map([
+                ("latitude", Value::from(lat)),
+                ("longitude", Value::from(lon)),
+            ]),
+        ));
+    }
+    Value::map(fields)
 }
 
 pub fn bin() -> &'static Path {

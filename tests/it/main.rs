@@ -34,5 +34,6 @@ mod policy;
 mod probe;
 mod probe_e2e;
 mod reload;
+mod scenarios;
 mod webdriver;
 mod zone_errors;

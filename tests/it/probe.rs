@@ -4,6 +4,8 @@
 //! timeout. Tests that need exact counts drive probe rounds explicitly (`Prober::probe` then
 //! `Aggregator::apply`), because tokio's paused clock auto-advances while a real socket is
 //! waiting and would fire timeouts early; the worker tests use real time with short intervals.
+//! Tests without a socket that wait on the clock (slow start, drain, warm state) run on the
+//! paused clock (`start_paused`, `time::advance`) instead of sleeping.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -671,9 +673,12 @@ async fn drain_is_immediate_and_completes_after_the_max_ttl() {
     task.await.expect("task");
 }
 
-#[tokio::test]
+/// Paused clock: nothing here waits on a socket (the results are sent by hand), so the
+/// aggregator's timers (publish tick, the 30 s periodic write) run on virtual time.
+#[tokio::test(start_paused = true)]
 async fn admin_state_and_warm_health_survive_a_restart() {
-    timeout(BOUND, async {
+    // Bounded on the virtual clock, which also moves by the 30 s persist interval.
+    timeout(BOUND + Duration::from_secs(60), async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut check = CheckSpec::tcp(9);
         check.fall = 1;
@@ -708,6 +713,26 @@ async fn admin_state_and_warm_health_survive_a_restart() {
             while out.load().dcs[1].healthy {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
+            // Nothing is written before the first periodic write...
+            let measured = || -> Option<usize> {
+                let text = std::fs::read_to_string(dir.path().join("health.json")).ok()?;
+                let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+                v["targets"].as_array().map(Vec::len)
+            };
+            assert_eq!(measured(), None);
+            assert!(!dir.path().join("admin.json").exists());
+            // ...which comes persist_interval after the start, without waiting for the stop,
+            // with the measured target (ams; fra was never probed).
+            tokio::time::advance(s.persist_interval).await;
+            let t = Instant::now();
+            while measured().is_none() {
+                assert!(
+                    t.elapsed() < Duration::from_secs(1),
+                    "written after the interval"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            assert_eq!(measured(), Some(1));
             stop.stop();
             task.await.expect("task");
         }
@@ -763,6 +788,57 @@ async fn admin_state_and_warm_health_survive_a_restart() {
     })
     .await
     .expect("bounded");
+}
+
+/// A drain restored from `admin.json` keeps its original start: it completes `max_ttl` after
+/// that start, not after the restart. Paused clock, so the wait is virtual; the file counts
+/// in whole wall-clock seconds, hence the one-second margin.
+#[tokio::test(start_paused = true)]
+async fn a_restored_drain_completes_max_ttl_after_its_original_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    std::fs::write(
+        dir.path().join("admin.json"),
+        format!(
+            r#"{{"version":1,"datacenters":{{"fra":{{"admin":"drain","drain_started_unix":{}}}}}}}"#,
+            unix - 20
+        ),
+    )
+    .expect("write");
+    let mut dc = DatacenterProbe::new("fra", vec![LOCAL], Some(CheckSpec::tcp(9)));
+    dc.max_ttl = Duration::from_secs(30);
+    let set = Arc::new(ProbeSet::build(&[dc]).expect("set"));
+    let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let s = AggregatorSettings {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..settings()
+    };
+    let (agg, handle) = Aggregator::new(set, s, out.clone()).expect("agg");
+    let (_tx, rx) = mpsc::channel(1);
+    let stop = Shutdown::new();
+    let task = tokio::spawn(agg.run(rx, stop.clone()));
+    assert!(
+        !out.load().dcs[0].usable(),
+        "still drained after the restart"
+    );
+
+    let complete = || async {
+        let st = handle.status().await.expect("status");
+        let d = st.datacenters[0].drain.clone().expect("drain status");
+        assert_eq!(d.started_unix, unix - 20, "the original start");
+        assert_eq!(d.max_ttl_secs, 30);
+        d.complete
+    };
+    assert!(!complete().await, "20 s of 30 at the restart");
+    tokio::time::advance(Duration::from_secs(8)).await;
+    assert!(!complete().await, "28 or 29 s of 30");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(complete().await, "30 s after the original start");
+    stop.stop();
+    task.await.expect("task");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
