@@ -24,7 +24,7 @@
 pub mod client;
 mod token;
 mod ui;
-pub mod view;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -54,7 +54,7 @@ use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
 pub use token::load_token;
-pub use view::{DcInfo, NameInfo, PoolInfo, Topology};
+pub(crate) use view::Topology;
 
 /// A boxed future, so [`ApiBackend`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -96,36 +96,47 @@ pub trait ApiBackend: Send + Sync + 'static {
 /// Process and configuration facts for `/status`.
 #[derive(Clone, Debug)]
 pub struct ServerInfo {
+    /// When the process started.
     pub started: SystemTime,
     /// Configuration generation serving now (1 at start, +1 per successful reload).
     pub generation: u64,
     /// When the serving configuration was loaded.
     pub loaded_at: SystemTime,
+    /// The last reload, successful or not.
     pub last_reload: ReloadInfo,
+    /// The zones serving now.
     pub zones: Vec<ZoneInfo>,
 }
 
 /// Result of the last reload (the first load counts as one).
 #[derive(Clone, Debug)]
 pub struct ReloadInfo {
+    /// When it was tried.
     pub at: SystemTime,
+    /// It succeeded (a failed reload keeps the previous configuration serving).
     pub ok: bool,
+    /// The errors that refused it, each with file and key path.
     pub errors: Vec<String>,
 }
 
 /// One served zone, as `/status` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ZoneInfo {
+    /// The origin, fully qualified (`example.com.`).
     pub name: String,
+    /// SOA serial.
     pub serial: u32,
+    /// Static resource records (one per value), the SOA included; GSLB names are not counted.
     pub records: usize,
+    /// GSLB names placed in the zone.
     pub gslb_names: usize,
+    /// The zone file it was loaded from.
     pub file: String,
 }
 
 impl ZoneInfo {
     /// The zones of `model`, in model order.
-    pub fn list(model: &Model) -> Vec<ZoneInfo> {
+    pub(crate) fn list(model: &Model) -> Vec<ZoneInfo> {
         model
             .zones
             .iter()
@@ -168,13 +179,13 @@ pub enum ExplainFailure {
 #[derive(Clone)]
 pub struct ApiContext {
     /// The registry `/metrics` renders.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The server behind the API.
-    pub backend: Arc<dyn ApiBackend>,
+    pub(crate) backend: Arc<dyn ApiBackend>,
     /// Bearer token for mutating calls; `None` = the API is read-only.
     pub token: Option<Arc<str>>,
     /// Samples of the decision counters, for the answer shares of `/status`.
-    pub window: Arc<view::DecisionWindow>,
+    pub(crate) window: Arc<view::DecisionWindow>,
 }
 
 impl ApiContext {
@@ -190,7 +201,7 @@ impl ApiContext {
 }
 
 /// The API's routes.
-pub fn router(ctx: ApiContext) -> Router {
+pub(crate) fn router(ctx: ApiContext) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -478,7 +489,7 @@ fn parse_ecs(s: &str) -> Result<(IpAddr, u8), String> {
 }
 
 /// Validates the `/explain` parameters.
-pub fn parse_explain(params: &[(String, String)]) -> Result<ExplainRequest, String> {
+pub(crate) fn parse_explain(params: &[(String, String)]) -> Result<ExplainRequest, String> {
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (k, v) in params {
         if !matches!(k.as_str(), "name" | "type" | "client" | "ecs") {

@@ -112,11 +112,10 @@ impl Snapshot {
     }
 }
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod aggregator;
 pub mod events;
 pub mod ewma;
-pub mod persist;
+pub(crate) mod persist;
 
-pub use aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, Startup, Status};
-pub use ewma::Ewma;
+pub use aggregator::Status;

@@ -23,18 +23,19 @@
 //! check specs and the probe plan, and the config loader builds and validates the plan in the
 //! same step that builds the model.
 
-pub mod http;
-pub mod outcome;
-pub mod plan;
-pub mod prober;
-pub mod spec;
-pub mod tcp;
-pub mod worker;
+pub(crate) mod http;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod prober;
+pub(crate) mod spec;
+pub(crate) mod tcp;
+pub(crate) mod worker;
 
 pub use http::HttpCheck;
-pub use outcome::{LoadFigure, ProbeOutcome, ProbeResult};
-pub use plan::{DatacenterProbe, DcPlan, ProbeSet, ProbeSetError, Target, TargetId};
-pub use prober::{Prober, ProberError};
-pub use spec::{CheckError, CheckKind, CheckSpec};
-pub use tcp::TcpCheck;
-pub use worker::{Jitter, WorkerSettings, Workers, spawn_workers};
+pub(crate) use outcome::LoadFigure;
+pub use outcome::{ProbeOutcome, ProbeResult};
+pub use plan::{DatacenterProbe, ProbeSet, TargetId};
+pub use prober::Prober;
+pub use spec::{CheckKind, CheckSpec};
+pub(crate) use worker::Workers;
+pub use worker::{Jitter, WorkerSettings, spawn_workers};

@@ -29,7 +29,7 @@ pub enum ProbeOutcome {
 
 impl ProbeOutcome {
     /// Does this result count as a pass for rise/fall?
-    pub fn is_pass(&self) -> bool {
+    pub(crate) fn is_pass(&self) -> bool {
         matches!(self, ProbeOutcome::Pass | ProbeOutcome::BadLoad(_))
     }
 
@@ -63,7 +63,7 @@ impl fmt::Display for ProbeOutcome {
 
 /// A load figure read from a health body.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LoadFigure {
+pub(crate) enum LoadFigure {
     /// Utilisation 0..1 (values above 1 are clamped: an overloaded server is full).
     Utilisation(f64),
     /// A connection count; the aggregator divides it by each datacenter's capacity.
@@ -73,14 +73,16 @@ pub enum LoadFigure {
 /// One probe of one target, sent from a worker to the aggregator.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeResult {
-    pub target: TargetId,
+    /// The target probed.
+    pub(crate) target: TargetId,
+    /// Pass, or the kind of failure and its reason.
     pub outcome: ProbeOutcome,
     /// TCP connect time, or HTTP time to the response headers; `None` when there was no answer.
     pub latency: Option<Duration>,
     /// Only for checks with a load or connections pointer, and only when it could be read.
-    pub load: Option<LoadFigure>,
+    pub(crate) load: Option<LoadFigure>,
     /// When the probe finished (tokio clock).
-    pub at: Instant,
+    pub(crate) at: Instant,
 }
 
 impl ProbeResult {

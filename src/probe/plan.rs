@@ -26,14 +26,14 @@ pub struct DatacenterProbe {
     /// For logs, status and the state files (ids change between configs; names do not).
     pub name: String,
     /// Answer addresses, in declaration order (v4 and v6 may be mixed).
-    pub addresses: Vec<IpAddr>,
+    pub(crate) addresses: Vec<IpAddr>,
     /// Probe these instead of the answer addresses (check the inside address, answer the
     /// public one). The whole datacenter then follows them.
     pub check_addresses: Option<Vec<IpAddr>>,
     /// Capacity, the divisor of a `connections` load figure.
     pub capacity: Option<f64>,
     /// The datacenter is up while at least this many of its probed addresses are (default 1).
-    pub min_up: u32,
+    pub(crate) min_up: u32,
     /// `None`: no check, always up.
     pub check: Option<CheckSpec>,
     /// The longest TTL any answer containing this datacenter carries: drain is complete once
@@ -59,8 +59,11 @@ impl DatacenterProbe {
 /// One probed endpoint.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub id: TargetId,
-    pub check: Arc<CheckSpec>,
+    /// Its index in `ProbeSet::targets`.
+    pub(crate) id: TargetId,
+    /// How it is probed (shared by every datacenter that probes the same thing).
+    pub(crate) check: Arc<CheckSpec>,
+    /// Where it is probed: a check address (or else an answer address) with the check's port.
     pub addr: SocketAddr,
     /// Every (datacenter id, slot) whose health this target decides.
     pub users: Vec<(u32, usize)>,
@@ -69,25 +72,32 @@ pub struct Target {
 /// How one datacenter maps to targets.
 #[derive(Clone, Debug)]
 pub struct DcPlan {
-    pub name: String,
+    /// The datacenter name.
+    pub(crate) name: String,
     /// Target of each slot.
     pub slots: Vec<TargetId>,
     /// `Snapshot` bits each slot controls when up.
     pub slot_bits: Vec<u64>,
     /// All answer-address bits of this datacenter.
-    pub all_bits: u64,
+    pub(crate) all_bits: u64,
     /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
-    pub follows_check_addresses: bool,
-    pub min_up: u32,
-    pub capacity: Option<f64>,
-    pub check: Option<Arc<CheckSpec>>,
-    pub max_ttl: Duration,
+    pub(crate) follows_check_addresses: bool,
+    /// Slots that must be up for the datacenter to be up.
+    pub(crate) min_up: u32,
+    /// Divisor of a `connections` load figure.
+    pub(crate) capacity: Option<f64>,
+    /// The check, `None`: no check, always up.
+    pub(crate) check: Option<Arc<CheckSpec>>,
+    /// The longest TTL an answer naming the datacenter carries (drain length).
+    pub(crate) max_ttl: Duration,
 }
 
 /// The de-duplicated probe plan for a list of datacenters.
 #[derive(Clone, Debug, Default)]
 pub struct ProbeSet {
+    /// Every distinct target, each probed once however many datacenters use it.
     pub targets: Vec<Target>,
+    /// Per datacenter, in `DatacenterId` order: which targets decide its health.
     pub dcs: Vec<DcPlan>,
 }
 
@@ -139,7 +149,7 @@ pub enum ProbeSetError {
 
 impl ProbeSetError {
     /// Index of the datacenter the error is about.
-    pub fn dc(&self) -> usize {
+    pub(crate) fn dc(&self) -> usize {
         match self {
             ProbeSetError::Check { dc, .. }
             | ProbeSetError::TooManyAddresses { dc, .. }
@@ -149,7 +159,7 @@ impl ProbeSetError {
     }
 
     /// The datacenter key that holds the mistake (`check-addresses`, `min-up`...).
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             ProbeSetError::Check { .. } => "check",
             ProbeSetError::TooManyAddresses { .. } => "addresses",
@@ -159,7 +169,7 @@ impl ProbeSetError {
     }
 
     /// The message without the datacenter name (the key path names it).
-    pub fn detail(&self) -> String {
+    pub(crate) fn detail(&self) -> String {
         match self {
             ProbeSetError::Check { source, .. } => source.to_string(),
             ProbeSetError::TooManyAddresses { n, .. } => {
@@ -177,7 +187,7 @@ impl ProbeSetError {
 }
 
 /// Answer addresses in `addr_up` bit order: v4 first, then v6, each in declaration order.
-pub fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
+pub(crate) fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
     let v4 = addresses.iter().filter(|a| a.is_ipv4());
     let v6 = addresses.iter().filter(|a| a.is_ipv6());
     v4.chain(v6).copied().collect()
@@ -190,7 +200,7 @@ impl ProbeSet {
     }
 
     /// Build the plan, reporting every datacenter that cannot be probed (not only the first).
-    pub fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
+    pub(crate) fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
         let mut set = ProbeSet::default();
         let mut errors = Vec::new();
         let mut by_target: HashMap<(Arc<CheckSpec>, SocketAddr), TargetId> = HashMap::new();
@@ -291,10 +301,5 @@ impl ProbeSet {
         } else {
             Err(errors)
         }
-    }
-
-    /// The target `id`.
-    pub fn target(&self, id: TargetId) -> Option<&Target> {
-        self.targets.get(id.0 as usize)
     }
 }
