@@ -18,7 +18,9 @@ pub(crate) mod name;
 pub(crate) mod zone;
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use build::build;
 pub(crate) use check::CheckEntry;
@@ -45,18 +47,17 @@ pub struct ConfigError {
     pub(crate) message: String,
 }
 
+/// One line per error, whatever the file held: values are cut and escaped where messages
+/// quote them (`walk::shown`), and the key path and the message are cut and escaped here too,
+/// as the last guard (a parser's own error text, a key path many levels deep).
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = walk::one_line(&self.message, walk::MESSAGE_CHARS);
         if self.path.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
+            write!(f, "{}: {message}", self.file.display())
         } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.path,
-                self.message
-            )
+            let path = walk::one_line(&self.path, walk::MESSAGE_CHARS / 2);
+            write!(f, "{}: {path}: {message}", self.file.display())
         }
     }
 }
@@ -125,7 +126,21 @@ pub(crate) fn country_tables() -> &'static crate::geo::CountryTables {
     })
 }
 
+/// How long a zone file must have been left unchanged before it is read: a file changed more
+/// recently may still be being written in several steps. The file watch waits as long after
+/// the last event before it reloads (`server::watch`).
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
+
+/// How many times a file that keeps changing is looked at again before it is an error.
+const READ_TRIES: u32 = 20;
+
 /// Reads every `*.toml` file of `dir` (sorted by name, so errors come in a stable order).
+///
+/// Names starting with a dot are not zone files (editors' lock and swap files). Anything else
+/// ending in `.toml` must be a regular file (or a symbolic link to one): a dangling link, a
+/// directory, a FIFO or a device is an error with its path, never skipped, so `check` and a
+/// reload never run with a zone fewer than the directory shows. A file is read only when it
+/// is stable (see [`read_stable`]).
 pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -140,20 +155,20 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .filter(|p| is_zone_file_name(p))
         .collect();
     paths.sort();
     let mut config = Config::default();
     for path in paths {
-        match std::fs::read_to_string(&path) {
+        match read_stable(&path, SETTLE) {
             Ok(text) => match parse_file(&path, &text) {
                 Ok(f) => config.files.push(f),
                 Err(mut e) => errors.append(&mut e.0),
             },
-            Err(e) => errors.push(ConfigError {
+            Err(message) => errors.push(ConfigError {
                 file: path,
                 path: String::new(),
-                message: format!("cannot read: {e}"),
+                message,
             }),
         }
     }
@@ -171,6 +186,148 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// A zone file's name: ends in `.toml`, does not start with a dot.
+fn is_zone_file_name(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "toml")
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'))
+}
+
+/// What tells two versions of a file apart: which file, its size and its times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// How long ago the file last changed (contents or inode: a rename into place counts),
+    /// or `None` when its time is ahead of the clock.
+    fn age(&self, now: SystemTime) -> Option<Duration> {
+        let at = |(s, ns): (i64, i64)| {
+            let secs =
+                Duration::from_secs(s.unsigned_abs()) + Duration::from_nanos(ns.unsigned_abs());
+            if s >= 0 {
+                UNIX_EPOCH.checked_add(secs)
+            } else {
+                UNIX_EPOCH.checked_sub(secs)
+            }
+        };
+        let changed = at(self.mtime).max(at(self.ctime))?;
+        now.duration_since(changed).ok()
+    }
+}
+
+/// Reads the zone file at `path` once it is stable: unchanged for `settle` before the read
+/// and from the start of the read to its end (the open file and the path both: a rename over
+/// it during the read is seen). A file that keeps changing is looked at again, up to
+/// [`READ_TRIES`] times, then is an error that names the supported way to update (a write to
+/// a temporary name and a rename into place, which is always seen whole).
+///
+/// The file is opened without blocking and checked to be a regular file before a byte is
+/// read, so a FIFO (or a device, a socket, a directory) is an error, never a hang.
+pub(crate) fn read_stable(path: &Path, settle: Duration) -> Result<String, String> {
+    for _ in 0..READ_TRIES {
+        let mut f = open_regular(path)?;
+        let meta = |f: &std::fs::File| f.metadata().map(|m| Stamp::of(&m));
+        let before = meta(&f).map_err(|e| format!("cannot read: {e}"))?;
+        if let Some(age) = before.age(SystemTime::now())
+            && age < settle
+        {
+            // Changed moments ago: look again once it has been left alone for `settle`.
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "zone loading runs off the runtime (spawn_blocking, or the CLI)"
+            )]
+            std::thread::sleep(settle - age);
+            continue;
+        }
+        let mut text = String::with_capacity(usize::try_from(before.len).unwrap_or(0));
+        if let Err(e) = f.read_to_string(&mut text) {
+            return Err(format!("cannot read: {e}"));
+        }
+        let after = meta(&f).map_err(|e| format!("cannot read: {e}"))?;
+        let now_at_path = std::fs::metadata(path).map(|m| Stamp::of(&m)).ok();
+        if before == after && now_at_path == Some(before) {
+            return Ok(text);
+        }
+    }
+    Err(format!(
+        "kept changing while it was read ({READ_TRIES} tries): write zone files under a temporary name and rename them into place"
+    ))
+}
+
+/// Opens `path` for reading without blocking, and only if it is a regular file.
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO opens at once instead of waiting for a writer; regular files read the same.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match std::fs::read_link(path) {
+                Ok(target) => format!(
+                    "is a symbolic link to {}, which does not exist",
+                    walk::shown(&target.to_string_lossy())
+                ),
+                Err(_) => "disappeared while the directory was read".into(),
+            });
+        }
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    let kind = f
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .file_type();
+    if kind.is_file() {
+        return Ok(f);
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    };
+    Err(format!(
+        "is {what}, not a regular file: a zone file must be a file (or a symbolic link to one)"
+    ))
+}
+
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 /// Parses one zone file's text; `path` is only used in messages.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     let located = |p: String, message: String| ConfigError {
@@ -181,15 +338,16 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
-            let msg = e
-                .to_string()
-                .replace('\n', " ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
+            // The parser's message without its excerpt of the file (which quotes the whole
+            // line, however long): where, and what is wrong.
+            let at = e.span().map_or_else(String::new, |s| {
+                let (line, col) = line_col(text, s.start);
+                format!("line {line}, column {col}: ")
+            });
+            let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
             return Err(ConfigErrors(vec![located(
                 String::new(),
-                format!("not valid TOML: {msg}"),
+                format!("not valid TOML: {at}{msg}"),
             )]));
         }
     };

@@ -7,7 +7,7 @@ use hickory_proto::rr::rdata::{CNAME, MX, NS, PTR, SRV, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use crate::rr;
-use crate::walk::{Errors, Table, index, join, type_name};
+use crate::walk::{Errors, SHOWN_CHARS, Table, index, join, one_line, shown, type_name};
 
 /// The SOA of a zone, with defaults that pass common zone checks (RFC 1912 ranges).
 #[derive(Clone, Debug, PartialEq)]
@@ -96,10 +96,11 @@ pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSp
 fn parse_origin(s: &str) -> Result<Name, String> {
     if !s.ends_with('.') {
         return Err(format!(
-            "{s:?} must be a fully qualified name ending in \".\""
+            "{} must be a fully qualified name ending in \".\"",
+            shown(s)
         ));
     }
-    Name::from_ascii(s).map_err(|e| format!("{s:?} is not a valid domain name: {e}"))
+    Name::from_ascii(s).map_err(|e| format!("{} is not a valid domain name: {e}", shown(s)))
 }
 
 fn read_soa(mut t: Table<'_>, origin: &Name, zone_ttl: u32, errs: &mut Errors) -> Option<SoaSpec> {
@@ -146,7 +147,7 @@ pub(crate) fn parse_name(s: &str, origin: &Name) -> Result<Name, String> {
         return Ok(origin.clone());
     }
     let n = Name::parse(s, Some(origin))
-        .map_err(|e| format!("{s:?} is not a valid domain name: {e}"))?;
+        .map_err(|e| format!("{} is not a valid domain name: {e}", shown(s)))?;
     Ok(n)
 }
 
@@ -164,7 +165,7 @@ fn read_records(
             Ok(_) => {
                 errs.add(
                     &node_path,
-                    format!("{owner_key:?} is not inside the zone {origin}"),
+                    format!("{} is not inside the zone {origin}", shown(owner_key)),
                 );
                 continue;
             }
@@ -190,7 +191,11 @@ fn read_records(
             if !known && tv.is_table() && !tv.as_table().is_some_and(|t| t.contains_key("values")) {
                 errs.add(
                     &path,
-                    format!("unknown record type; a dotted name makes nested tables: quote it, as in [records.\"{owner_key}.{type_key}\"]"),
+                    format!(
+                        "unknown record type; a dotted name makes nested tables: quote it, as in [records.\"{}.{}\"]",
+                        one_line(owner_key, SHOWN_CHARS),
+                        one_line(type_key, SHOWN_CHARS)
+                    ),
                 );
                 continue;
             }
@@ -294,14 +299,14 @@ pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<R
                 .trim()
                 .parse::<std::net::Ipv4Addr>()
                 .map(|a| RData::A(a.into()))
-                .map_err(|_| format!("{s:?} is not an IPv4 address"));
+                .map_err(|_| format!("{} is not an IPv4 address", shown(s)));
         }
         RecordType::AAAA => {
             return s
                 .trim()
                 .parse::<std::net::Ipv6Addr>()
                 .map(|a| RData::AAAA(a.into()))
-                .map_err(|_| format!("{s:?} is not an IPv6 address"));
+                .map_err(|_| format!("{} is not an IPv6 address", shown(s)));
         }
         // A TXT value not starting with a quote is one text (split in 255-byte strings), so
         // operators need not quote spaces; a quoted value is presentation form.
@@ -324,13 +329,13 @@ pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<R
         _ => {}
     }
     let rdata = RData::try_from_str(rtype, s)
-        .map_err(|e| format!("{s:?} is not a valid {rtype} record: {e}"))?;
+        .map_err(|e| format!("{} is not a valid {rtype} record: {e}", shown(s)))?;
     let fix = |n: Name| -> Result<Name, String> {
         if n.is_fqdn() {
             Ok(n)
         } else {
             n.append_domain(origin)
-                .map_err(|e| format!("{s:?}: name too long with the origin: {e}"))
+                .map_err(|e| format!("{}: name too long with the origin: {e}", shown(s)))
         }
     };
     Ok(match rdata {

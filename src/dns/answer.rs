@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use super::handler::Peer;
-use super::wire::{HEADER_LEN, Query, Reject, parse};
+use super::wire::{HEADER_LEN, Query, Reject, Tsig, expand_name, parse};
 use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
 use crate::rr::*;
@@ -560,12 +560,15 @@ fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
     }
 }
 
-/// The response to a packet that could not be parsed into a query.
+/// The response to a packet that could not be parsed into a query, within `limit` bytes.
+/// A signed request's NOTAUTH carries an unsigned TSIG record with error BADKEY (RFC 8945
+/// 5.2.1, 5.3.2); when that would not fit, it is left out and TC set.
 pub(crate) fn reject(
     req: &[u8],
     q: &Query,
     rcode: u8,
     with_question: bool,
+    limit: usize,
     out: &mut [u8],
 ) -> usize {
     let mut w = Writer::new(out);
@@ -588,11 +591,42 @@ pub(crate) fn reject(
         w.u16(0);
         w.ar = 1;
     }
+    if let Some(t) = q.tsig.filter(|_| with_question) {
+        let before = w.len;
+        badkey(req, &t, &mut w);
+        if w.overflow || w.len > limit {
+            w.len = before;
+            w.overflow = false;
+            flags |= 0x0200;
+        } else {
+            w.ar += 1;
+        }
+    }
     w.set_u16(0, q.id);
     w.set_u16(2, flags);
     w.set_u16(4, qd);
     w.set_u16(10, w.ar);
     w.len
+}
+
+/// The TSIG record of a BADKEY answer: the request's key name and algorithm, its Time Signed,
+/// Fudge and Original ID, no MAC (an error about the key is never signed), error BADKEY.
+fn badkey(req: &[u8], t: &Tsig, w: &mut Writer<'_>) {
+    let mut name = [0u8; 255];
+    // Both names were checked to expand when the request was parsed.
+    let n = expand_name(req, t.owner_at, &mut name).unwrap_or(0);
+    w.put(&name[..n]);
+    w.u16(TYPE_TSIG);
+    w.u16(CLASS_ANY);
+    w.u32(0);
+    let n = expand_name(req, t.rdata_at, &mut name).unwrap_or(0);
+    w.u16((n + 16) as u16);
+    w.put(&name[..n]);
+    w.put(req.get(t.time_at..t.time_at + 8).unwrap_or(&[0; 8]));
+    w.u16(0); // MAC size
+    w.u16(t.original_id);
+    w.u16(TSIG_BADKEY);
+    w.u16(0); // other len
 }
 
 /// Parses and answers one packet; `None` means drop it silently.
@@ -611,7 +645,7 @@ pub fn handle<G: GslbAnswerer>(
             rcode,
             with_question,
         }) => Some(Answered {
-            len: reject(req, q, rcode, with_question, out),
+            len: reject(req, q, rcode, with_question, udp_limit(q, peer), out),
             zone: None,
             scope: 0,
         }),

@@ -207,6 +207,11 @@ pub(crate) struct ServerGauges {
     pub(crate) last_reload_ok: bool,
     /// Zones served.
     pub(crate) zones: usize,
+    /// Times `admin.json` could not be used at a start of the probes (since the process
+    /// started).
+    pub(crate) admin_file_errors: u64,
+    /// Times `health.json` could not be used.
+    pub(crate) health_file_errors: u64,
 }
 
 /// Gauges another part of the server renders itself at scrape time (health renders its
@@ -266,6 +271,21 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
     );
     o.header("gslbd_zones", "Zones served.", g);
     o.sample("gslbd_zones", &[], s.zones);
+    o.header(
+        "gslbd_state_file_errors_total",
+        "State files that could not be used (admin.json is then moved aside and every datacenter starts in obey).",
+        "counter",
+    );
+    o.sample(
+        "gslbd_state_file_errors_total",
+        &[("file", "admin.json")],
+        s.admin_file_errors,
+    );
+    o.sample(
+        "gslbd_state_file_errors_total",
+        &[("file", "health.json")],
+        s.health_file_errors,
+    );
 }
 
 /// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).

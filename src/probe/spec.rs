@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::http::{self, HttpCheck};
 use super::tcp::{self, TcpCheck};
-use crate::walk::{Errors, Table};
+use crate::walk::{Errors, Table, shown};
 
 /// Default probe interval.
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -76,7 +76,8 @@ impl CheckKind {
                 errs.add(
                     &t.key_path("type"),
                     format!(
-                        "{other:?} is not a check type (expected {})",
+                        "{} is not a check type (expected {})",
+                        shown(other),
                         CheckKind::TYPES
                     ),
                 );

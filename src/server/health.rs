@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::health::Publish;
-use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings};
+use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, StateProblem};
 use crate::metrics::Metrics;
 use crate::probe::{DatacenterProbe, ProbeSet, Prober, WorkerSettings, Workers, spawn_workers};
 use crate::shutdown::Shutdown;
@@ -22,6 +22,8 @@ pub(crate) struct HealthRuntime {
     pub(crate) handle: AggregatorHandle,
     /// The datacenters this runtime was built for (to tell whether a reload changed them).
     pub(crate) probes: Vec<DatacenterProbe>,
+    /// The state files that could not be used when it started.
+    pub(crate) problems: Vec<StateProblem>,
     stop: Shutdown,
     task: tokio::task::JoinHandle<()>,
     workers: Workers,
@@ -44,6 +46,7 @@ impl HealthRuntime {
         let (mut agg, handle) =
             Aggregator::new(plan.clone(), settings, out).map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
+        let problems = agg.state_problems().to_vec();
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
         let workers = spawn_workers(&plan, prober, workers, tx, stop.clone());
@@ -51,6 +54,7 @@ impl HealthRuntime {
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),
+            problems,
             stop,
             task,
             workers,

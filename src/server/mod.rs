@@ -30,7 +30,7 @@ use crate::dns::wire::response_rcode;
 use crate::dns::{self, ListenConfig, Listeners, PacketHandler, Peer, Query};
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
-use crate::health::aggregator::{AggregatorSettings, Startup};
+use crate::health::aggregator::{AggregatorSettings, Startup, StateProblem};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
@@ -64,6 +64,9 @@ pub struct ServeOptions {
     pub startup: Startup,
     /// Warm state older than this is ignored.
     pub(crate) warm_max_age: Duration,
+    /// Refuse to start (or a reload to restart the probes) when `admin.json` cannot be used,
+    /// instead of moving it aside and going on with every datacenter in `obey`.
+    pub strict_state: bool,
     /// Reload when the zones directory or the GeoIP files change.
     pub watch: bool,
     /// Probes in flight at once.
@@ -93,6 +96,7 @@ impl ServeOptions {
             state_dir: None,
             startup: Startup::AssumeUp,
             warm_max_age: Duration::from_secs(300),
+            strict_state: false,
             watch: false,
             max_probes_in_flight: 256,
             shutdown_grace: Duration::from_secs(5),
@@ -182,6 +186,8 @@ pub struct State {
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
+    /// State files that could not be used since the process started (`/status`, metrics).
+    pub(crate) state_problems: std::sync::Mutex<Vec<(SystemTime, StateProblem)>>,
     /// One reload at a time (SIGHUP, file watch and tests may race).
     reload_lock: tokio::sync::Mutex<()>,
     opts: ServeOptions,
@@ -294,6 +300,7 @@ impl State {
             startup: self.opts.startup,
             state_dir: Some(self.state_dir.clone()),
             warm_max_age: self.opts.warm_max_age,
+            strict_state: self.opts.strict_state,
             ..AggregatorSettings::default()
         }
     }
@@ -326,6 +333,12 @@ impl State {
             self.metrics.clone(),
             self.stop.child(),
         )?;
+        if !rt.problems.is_empty() {
+            let now = SystemTime::now();
+            if let Ok(mut list) = self.state_problems.lock() {
+                list.extend(rt.problems.iter().map(|p| (now, p.clone())));
+            }
+        }
         *guard = Some(rt);
         Ok(Some(generation))
     }
@@ -477,7 +490,14 @@ impl Running {
 
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
-    let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
+    // Off the runtime's threads: reading waits for files still being written.
+    let dir = opts.zones_dir.clone();
+    let model = tokio::task::spawn_blocking(move || load_model(&dir))
+        .await
+        .map_err(|e| {
+            StartError::Config(one_error(&opts.zones_dir, format!("load task failed: {e}")))
+        })?
+        .map_err(StartError::Config)?;
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),
@@ -515,6 +535,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
         health_gen: AtomicU64::new(0),
+        state_problems: std::sync::Mutex::new(Vec::new()),
         reload_lock: tokio::sync::Mutex::new(()),
         opts: opts.clone(),
         state_dir,
@@ -538,7 +559,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     };
     let listeners =
         dns::listen::start(&cfg, state.clone(), stop.child()).map_err(|e| StartError::Bind {
-            addr: format!("{:?}", opts.listen),
+            addr: opts
+                .listen
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             source: e,
         })?;
     let dns_addrs = listeners.bound.clone();

@@ -68,6 +68,7 @@ impl ApiBackend for Fake {
                 gslb_names: 1,
                 file: "zones/example.com.toml".into(),
             }],
+            state_files: vec![],
         }
     }
 

@@ -249,6 +249,82 @@ fn status_metrics_and_explain_over_http() {
     assert_eq!(api.get(&s, "/explain?type=A").0, 400);
 }
 
+/// Issue 9, item 7: a corrupt `admin.json` does not stop the server. It starts and serves
+/// with every datacenter in obey, the file is moved aside (so the next write does not replace
+/// it), and the problem is logged, in `/status` and counted in
+/// `gslbd_state_file_errors_total`. `--strict-state` refuses to start instead.
+#[test]
+fn a_corrupt_admin_file_is_moved_aside_and_reported() {
+    let h = Health::start();
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = r#"{"version":1,"datacenters":{"one":{"admin":"dra"#;
+    std::fs::write(dir.path().join("admin.json"), corrupt).unwrap();
+    {
+        let s = start(&h, Some(dir.path()), Some("s3cret"));
+        assert_eq!(
+            answer(&s, "www.example.com"),
+            ["www.example.com. 1 IN A 192.0.2.10"],
+            "serving, datacenter one in obey"
+        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().contains("admin.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), corrupt);
+        let api = Http::of(&s);
+        let (_, status) = api.get(&s, "/status");
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let p = &v["state_files"][0];
+        assert_eq!(p["file"], "admin.json", "{status}");
+        assert!(
+            p["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a valid state file"),
+            "{p}"
+        );
+        assert_eq!(p["moved_to"].as_str(), aside[0].to_str());
+        let (_, text) = api.get(&s, "/metrics");
+        assert_eq!(
+            metric(
+                &text,
+                "gslbd_state_file_errors_total",
+                &[("file", "admin.json")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "gslbd_state_file_errors_total",
+                &[("file", "health.json")]
+            ),
+            0.0
+        );
+    }
+    // --strict-state: refuse to start, leave the file where it is.
+    std::fs::write(dir.path().join("admin.json"), corrupt).unwrap();
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(
+        zones.path().join("example.com.toml"),
+        gslb_zone(h.addr.port(), "192.0.2.80"),
+    )
+    .unwrap();
+    let mut opts =
+        gslbd::server::ServeOptions::new(zones.path(), vec!["127.0.0.1:0".parse().unwrap()]);
+    opts.state_dir = Some(dir.path().to_path_buf());
+    opts.strict_state = true;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(gslbd::server::start(opts))
+        .err()
+        .expect("strict: refused");
+    assert!(err.to_string().contains("admin.json"), "{err}");
+    assert!(dir.path().join("admin.json").exists());
+}
+
 #[test]
 fn admin_state_needs_the_token_drains_at_once_and_survives_a_restart() {
     let h = Health::start();

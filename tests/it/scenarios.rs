@@ -611,6 +611,7 @@ fn rcode_name(n: u16) -> String {
         3 => "NXDOMAIN".into(),
         4 => "NOTIMP".into(),
         5 => "REFUSED".into(),
+        9 => "NOTAUTH".into(),
         16 => "BADVERS".into(),
         n => n.to_string(),
     }

@@ -3,6 +3,7 @@
 //! and every reference or setting that does not hold is reported with the key path that
 //! made it.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use crate::model::{
     Datacenter, DatacenterId, Datacenters, GslbEntry, GslbName, Member, Pool, PoolId, Rule, Zone,
 };
 use crate::probe::{CheckSpec, DatacenterProbe, ProbeSet};
-use crate::rr::{TYPE_A, TYPE_AAAA, is_below, wire_key};
+use crate::rr::{TYPE_A, TYPE_AAAA, ancestors, wire_key};
+use crate::walk::{SHOWN_CHARS, one_line, shown};
 
 fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
     errs.push(ConfigError {
@@ -44,8 +46,8 @@ pub(crate) fn datacenters(
                     &f.file,
                     &c.path,
                     format!(
-                        "check {:?} is already declared at {}: {}",
-                        c.name,
+                        "check {} is already declared at {}: {}",
+                        shown(&c.name),
                         file.display(),
                         path
                     ),
@@ -65,8 +67,8 @@ pub(crate) fn datacenters(
                     &f.file,
                     &d.path,
                     format!(
-                        "datacenter {:?} is already declared at {}: {}",
-                        d.name,
+                        "datacenter {} is already declared at {}: {}",
+                        shown(&d.name),
                         file.display(),
                         path
                     ),
@@ -83,7 +85,7 @@ pub(crate) fn datacenters(
                             errs,
                             &f.file,
                             path,
-                            format!("unknown check {name:?} (declared: {})", list(&known)),
+                            format!("unknown check {} (declared: {})", shown(name), list(&known)),
                         );
                         None
                     }
@@ -99,7 +101,7 @@ pub(crate) fn datacenters(
                         errs,
                         &f.file,
                         &path,
-                        format!("{g:?} is a subnet, not a geo code"),
+                        format!("{} is a subnet, not a geo code", shown(g)),
                     );
                 } else {
                     match GeoCode::parse(g, tables) {
@@ -157,14 +159,27 @@ pub(crate) fn datacenters(
     out
 }
 
+/// The names a message lists as the ones declared: sorted, each cut, at most [`LISTED`].
 fn list(names: &[&str]) -> String {
     if names.is_empty() {
         return "none".into();
     }
     let mut v = names.to_vec();
     v.sort_unstable();
-    v.join(", ")
+    let mut s = v
+        .iter()
+        .take(LISTED)
+        .map(|n| one_line(n, SHOWN_CHARS))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if v.len() > LISTED {
+        let _ = write!(s, " and {} more", v.len() - LISTED);
+    }
+    s
 }
+
+/// Most names a message lists.
+const LISTED: usize = 20;
 
 /// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be.
 pub(crate) fn gslb_name(
@@ -192,7 +207,7 @@ pub(crate) fn gslb_name(
                             errs,
                             file,
                             &m.path,
-                            format!("datacenter {:?} is already in this pool", m.dc),
+                            format!("datacenter {} is already in this pool", shown(&m.dc)),
                         );
                         continue;
                     }
@@ -209,7 +224,11 @@ pub(crate) fn gslb_name(
                         errs,
                         file,
                         &m.path,
-                        format!("unknown datacenter {:?} (declared: {})", m.dc, list(&known)),
+                        format!(
+                            "unknown datacenter {} (declared: {})",
+                            shown(&m.dc),
+                            list(&known)
+                        ),
                     );
                 }
             }
@@ -231,7 +250,8 @@ pub(crate) fn gslb_name(
                     file,
                     path,
                     format!(
-                        "unknown pool {f:?} (this name's pools: {})",
+                        "unknown pool {} (this name's pools: {})",
+                        shown(f),
                         list(&pool_names)
                     ),
                 ),
@@ -288,8 +308,8 @@ pub(crate) fn gslb_name(
                 file,
                 &format!("{}.pool", r.path),
                 format!(
-                    "unknown pool {:?} (this name's pools: {})",
-                    r.pool,
+                    "unknown pool {} (this name's pools: {})",
+                    shown(&r.pool),
                     list(&pool_names)
                 ),
             ),
@@ -334,7 +354,12 @@ pub(crate) fn place(
     errs: &mut Vec<ConfigError>,
 ) {
     let key = wire_key(owner);
-    let below_cut = zone.nodes.iter().any(|(k, n)| n.cut && is_below(&key, k));
+    // A cut is a node of the zone: look at the name's ancestors (a few lookups), not at every
+    // node (which made placing many names quadratic).
+    let below_cut = zone.has_cuts
+        && ancestors(&key)
+            .take_while(|a| a.len() > zone.apex.len())
+            .any(|a| zone.nodes.get(a).is_some_and(|n| n.cut));
     if below_cut {
         err(
             errs,

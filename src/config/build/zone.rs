@@ -4,11 +4,11 @@
 
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::{ConfigError, FileSpec, RecordSpec, ZoneSpec};
 use crate::model::{Node, RRset, Zone};
-use crate::rr::{TYPE_SOA, ancestors, is_below, put_name, wire_key};
+use crate::rr::{TYPE_SOA, ancestors, put_name, wire_key};
 
 /// RDATA in wire form, names inside uncompressed (each RRset is encoded on its own).
 pub(crate) fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
@@ -76,8 +76,9 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
         );
     }
 
-    // Zone cuts: owners below the apex with NS.
-    let cuts: Vec<Box<[u8]>> = order
+    // Zone cuts: owners below the apex with NS. Whether a name is below one is a lookup of
+    // each of its ancestors, so many delegations stay linear.
+    let cuts: FxHashSet<&[u8]> = order
         .iter()
         .filter(|k| {
             k[..] != apex[..]
@@ -86,9 +87,14 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                     .iter()
                     .any(|(s, _)| s.rtype == RecordType::NS)
         })
-        .cloned()
+        .map(|k| &k[..])
         .collect();
-    let below_cut = |k: &[u8]| cuts.iter().any(|c| is_below(k, c));
+    let below_cut = |k: &[u8]| {
+        !cuts.is_empty()
+            && ancestors(k)
+                .take_while(|a| a.len() > apex.len())
+                .any(|a| cuts.contains(a))
+    };
 
     for k in &order {
         let p = &pending[k];
@@ -129,7 +135,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                 }
             }
         }
-        if cuts.contains(k) {
+        if cuts.contains(&k[..]) {
             for (s, _) in &p.sets {
                 if !matches!(s.rtype, RecordType::NS | RecordType::A | RecordType::AAAA) {
                     err(errs, &s.path, "is at a delegation point (NS below the apex): the data belongs in the child zone".into());
@@ -168,7 +174,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
     for k in &order {
         let p = &pending[k];
         let mut node = Node {
-            cut: cuts.contains(k),
+            cut: cuts.contains(&k[..]),
             ..Default::default()
         };
         for (s, vals) in &p.sets {
