@@ -26,7 +26,7 @@ pub use build::build;
 pub(crate) use check::CheckEntry;
 pub(crate) use datacenter::DatacenterSpec;
 pub(crate) use name::GslbSpec;
-pub(crate) use zone::{RecordSpec, ZoneSpec};
+pub(crate) use zone::ZoneSpec;
 
 use crate::walk;
 

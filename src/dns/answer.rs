@@ -134,7 +134,7 @@ impl<'a> Writer<'a> {
 
     /// Writes each record of `rr` with a compressed owner; returns how many.
     #[inline]
-    pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
+    pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset<'_>) -> u16 {
         if rr.count == 1 {
             self.u16(owner);
             self.put(&rr.wire);
@@ -427,7 +427,7 @@ fn resolve<G: GslbAnswerer>(
                     && n.cut
                     && !(i == 0 && q.qtype == TYPE_DS && hop == 0)
                 {
-                    return referral(n, cur.ptr(i), w, aa);
+                    return referral(&n, cur.ptr(i), w, aa);
                 }
             }
         }
@@ -457,14 +457,14 @@ fn resolve<G: GslbAnswerer>(
                 }
             }
         };
-        if let Some(target) = &node.cname
+        if let Some(target) = node.cname
             && q.qtype != TYPE_CNAME
             && let Some(rr) = node.rrset(TYPE_CNAME)
         {
             // Answer the CNAME, then continue with its target, whose owner pointer is the
             // RDATA we just wrote (when it is within pointer range).
             let rdata_at = w.len + 12;
-            w.an += w.rrset(owner, rr);
+            w.an += w.rrset(owner, &rr);
             if rdata_at > 0x3FFF {
                 return Decided {
                     rcode: RCODE_NOERROR,
@@ -475,7 +475,7 @@ fn resolve<G: GslbAnswerer>(
             cur = Cursor::of_wire(target, rdata_at);
             continue;
         }
-        return answer_node(zone, node, gslb, q, peer, w, owner, apex_ptr);
+        return answer_node(zone, &node, gslb, q, peer, w, owner, apex_ptr);
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
     Decided {
@@ -488,7 +488,7 @@ fn resolve<G: GslbAnswerer>(
 #[allow(clippy::too_many_arguments)]
 fn answer_node<G: GslbAnswerer>(
     zone: &Zone,
-    node: &Node,
+    node: &Node<'_>,
     gslb: &G,
     q: &Query,
     peer: &Peer,
@@ -534,8 +534,8 @@ fn answer_node<G: GslbAnswerer>(
     }
     match node.rrset(q.qtype) {
         Some(rr) => {
-            w.an += w.rrset(owner, rr);
-            w.additional(&rr.additional, rr.additional_count);
+            w.an += w.rrset(owner, &rr);
+            w.additional(rr.additional, rr.additional_count);
         }
         None => negative(zone, apex_ptr, w),
     }
@@ -544,14 +544,14 @@ fn answer_node<G: GslbAnswerer>(
 
 /// NODATA/NXDOMAIN authority: the SOA with the negative TTL.
 fn negative(zone: &Zone, apex_ptr: u16, w: &mut Writer<'_>) {
-    w.ns += w.rrset(apex_ptr, &zone.soa_negative);
+    w.ns += w.rrset(apex_ptr, &zone.soa_negative.view());
 }
 
 /// Referral to a child zone: NS in authority, glue in additional, no AA.
-fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
+fn referral(cut: &Node<'_>, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
     if let Some(ns) = cut.rrset(TYPE_NS) {
-        w.ns += w.rrset(cut_ptr, ns);
-        w.additional(&ns.additional, ns.additional_count);
+        w.ns += w.rrset(cut_ptr, &ns);
+        w.additional(ns.additional, ns.additional_count);
     }
     Decided {
         rcode: RCODE_NOERROR,

@@ -25,7 +25,8 @@ pub(crate) use name::GslbEntry;
 pub use name::{AllDown, GslbName, MatchItem, Member, Pool, PoolId, Rule};
 pub(crate) use policy::ClientDependence;
 pub use policy::PolicyKind;
-pub(crate) use zone::{Node, RRset, Zone};
+pub use zone::Zone;
+pub(crate) use zone::{Node, Nodes, OwnedRRset, RRset, Span, encode_record};
 
 /// Everything the server answers from.
 #[derive(Debug)]

@@ -359,7 +359,7 @@ pub(crate) fn place(
     let below_cut = zone.has_cuts
         && ancestors(&key)
             .take_while(|a| a.len() > zone.apex.len())
-            .any(|a| zone.nodes.get(a).is_some_and(|n| n.cut));
+            .any(|a| zone.node(a).is_some_and(|n| n.cut));
     if below_cut {
         err(
             errs,
@@ -369,12 +369,12 @@ pub(crate) fn place(
         );
         return;
     }
-    let node = zone.nodes.entry(key.clone()).or_default();
-    if node.cut
-        || node.cname.is_some()
-        || node.rrset(TYPE_A).is_some()
-        || node.rrset(TYPE_AAAA).is_some()
-    {
+    if zone.node(&key).is_some_and(|node| {
+        node.cut
+            || node.cname.is_some()
+            || node.rrset(TYPE_A).is_some()
+            || node.rrset(TYPE_AAAA).is_some()
+    }) {
         err(
             errs,
             file,
@@ -385,7 +385,7 @@ pub(crate) fn place(
         );
         return;
     }
-    node.gslb = Some(id);
+    zone.nodes.set_gslb(&key, id);
     zone.gslb_count += 1;
     add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
 }

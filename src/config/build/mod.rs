@@ -47,6 +47,8 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
                 });
             }
         }
+        // Names placed after the build grew the table: give back what it reserved beyond.
+        z.nodes.shrink_to_fit();
         if let Some(&prev) = zone_by_apex.get(&z.apex) {
             let prev: &Zone = &zones[prev as usize];
             errs.push(ConfigError {
