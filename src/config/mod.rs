@@ -15,6 +15,7 @@ pub(crate) mod check;
 pub(crate) mod datacenter;
 pub mod latency_map;
 pub(crate) mod name;
+pub(crate) mod split;
 pub(crate) mod zone;
 
 use std::fmt;
@@ -329,12 +330,21 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Parses one zone file's text; `path` is only used in messages.
+///
+/// A file with `records.*` or `gslb.*` sections is parsed in parts (`split.rs`): the same
+/// reading with a fraction of the memory. Whenever that is in doubt, and for every error the
+/// TOML parser reports, the file is parsed whole.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
-    let located = |p: String, message: String| ConfigError {
-        file: path.to_path_buf(),
-        path: p,
-        message,
-    };
+    if let Some(parts) = split::split(text)
+        && (!parts.records.is_empty() || !parts.gslb.is_empty())
+        && let Ok(head) = toml::from_str::<toml::Table>(&parts.head)
+        && head.contains_key("origin")
+        && !head.contains_key("records")
+        && !head.contains_key("gslb")
+        && let Some(result) = walk_file(path, &head, &parts)
+    {
+        return result;
+    }
     let table: toml::Table = match toml::from_str(text) {
         Ok(t) => t,
         Err(e) => {
@@ -345,20 +355,52 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
                 format!("line {line}, column {col}: ")
             });
             let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-            return Err(ConfigErrors(vec![located(
-                String::new(),
-                format!("not valid TOML: {at}{msg}"),
-            )]));
+            return Err(ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                path: String::new(),
+                message: format!("not valid TOML: {at}{msg}"),
+            }]));
         }
     };
+    walk_file(path, &table, &split::Split::default())
+        .unwrap_or_else(|| Err(ConfigErrors::default()))
+}
+
+/// Reads the parsed file `table` (and the `records` and `gslb` sections of `parts`, parsed
+/// one part at a time) into specs; `None` when a part does not parse (the caller then
+/// parses the file whole, for the parser's own message).
+fn walk_file(
+    path: &Path,
+    table: &toml::Table,
+    parts: &split::Split<'_>,
+) -> Option<Result<FileSpec, ConfigErrors>> {
+    let located = |p: String, message: String| ConfigError {
+        file: path.to_path_buf(),
+        path: p,
+        message,
+    };
     let mut errs = walk::Errors::default();
-    let mut top = walk::Table::new(&table, "");
+    let mut top = walk::Table::new(table, "");
     let shared = !table.contains_key("origin");
+    let mut failed = false;
     let zone = if shared {
         None
     } else {
-        zone::read_zone(&mut top, &mut errs)
+        zone::read_zone(&mut top, &mut errs, &mut |origin, ttl, records, errs| {
+            for part in &parts.records {
+                let Ok(t) = toml::from_str::<toml::Table>(part) else {
+                    failed = true;
+                    return;
+                };
+                if let Some(r) = walk::Table::new(&t, "").table("records", errs) {
+                    zone::read_records(r, origin, ttl, records, errs);
+                }
+            }
+        })
     };
+    if failed {
+        return None;
+    }
     let datacenters = top
         .table("datacenters", &mut errs)
         .map(|t| datacenter::read_datacenters(t, &mut errs))
@@ -373,9 +415,17 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     let gslb = if shared {
         Vec::new()
     } else {
-        top.table("gslb", &mut errs)
+        let mut gslb = top
+            .table("gslb", &mut errs)
             .map(|t| name::read_gslb(t, &origin, country_tables(), &mut errs))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for part in &parts.gslb {
+            let t: toml::Table = toml::from_str(part).ok()?;
+            if let Some(g) = walk::Table::new(&t, "").table("gslb", &mut errs) {
+                gslb.extend(name::read_gslb(g, &origin, country_tables(), &mut errs));
+            }
+        }
+        gslb
     };
     if shared {
         if table.is_empty() {
@@ -392,18 +442,18 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
         top.finish(TOP_KEYS, &mut errs);
     }
     if errs.list.is_empty() && (shared || zone.is_some()) {
-        return Ok(FileSpec {
+        return Some(Ok(FileSpec {
             file: path.to_path_buf(),
             zone,
             datacenters,
             checks,
             gslb,
-        });
+        }));
     }
-    Err(ConfigErrors(
+    Some(Err(ConfigErrors(
         errs.list
             .into_iter()
             .map(|e| located(e.path, e.message))
             .collect(),
-    ))
+    )))
 }

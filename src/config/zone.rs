@@ -66,6 +66,14 @@ pub(crate) struct RecordTable {
 }
 
 impl RecordTable {
+    /// Gives back what the arenas reserved beyond what they hold.
+    fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        self.wire.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        self.sets.shrink_to_fit();
+    }
+
     /// The owner key of `s`.
     pub(crate) fn owner(&self, s: &SetSpec) -> &[u8] {
         s.owner.of(&self.names)
@@ -109,7 +117,14 @@ pub(crate) struct ZoneSpec {
 pub(crate) const DEFAULT_TTL: u32 = 3600;
 
 /// Reads origin, ttl, soa and records from the top table of a zone file.
-pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSpec> {
+///
+/// `more` reads the records kept elsewhere (the parts of a file read in parts) with the
+/// origin and the zone's TTL, after those of `top`.
+pub(crate) fn read_zone(
+    top: &mut Table<'_>,
+    errs: &mut Errors,
+    more: &mut dyn FnMut(&Name, u32, &mut RecordTable, &mut Errors),
+) -> Option<ZoneSpec> {
     let origin = match top.required_str("origin", errs) {
         Some(s) => match parse_origin(s) {
             Ok(n) => Some(n),
@@ -135,6 +150,8 @@ pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSp
     if let Some(t) = top.table("records", errs) {
         read_records(t, &origin_for_names, ttl, &mut records, errs);
     }
+    more(&origin_for_names, ttl, &mut records, errs);
+    records.shrink_to_fit();
     Some(ZoneSpec {
         origin: origin?,
         soa: soa?,
