@@ -990,6 +990,27 @@ fn scenario_files() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Every scenario query as the packet fuzz target reads it (a selector byte, bit 0 for TCP,
+/// then the request) and every scenario's zone files: seeds of the fuzz corpora
+/// (`fuzz::write_fuzz_seeds`).
+pub fn fuzz_seeds() -> (Vec<Vec<u8>>, Vec<String>) {
+    let (mut packets, mut zones) = (Vec::new(), Vec::new());
+    for (_, text) in scenario_files() {
+        let Ok(s) = parse_scenario(&text) else {
+            continue;
+        };
+        zones.extend(s.files.values().cloned());
+        for q in &s.query {
+            if let Ok(b) = q.bytes() {
+                let mut v = vec![u8::from(q.transport == "tcp")];
+                v.extend(b);
+                packets.push(v);
+            }
+        }
+    }
+    (packets, zones)
+}
+
 #[test]
 fn every_scenario_answers_as_written() {
     let files = scenario_files();
