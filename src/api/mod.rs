@@ -22,6 +22,7 @@
 //! Errors are JSON `{ "error": "..." }` with a reason a person can act on.
 
 pub mod client;
+mod listen;
 mod token;
 mod ui;
 pub(crate) mod view;
@@ -35,7 +36,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
+use http_body_util::BodyExt;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -53,6 +55,7 @@ use crate::model::Model;
 use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
+pub use listen::ApiLimits;
 pub use token::load_token;
 pub(crate) use view::Topology;
 
@@ -186,6 +189,8 @@ pub struct ApiContext {
     pub token: Option<Arc<str>>,
     /// Samples of the decision counters, for the answer shares of `/status`.
     pub(crate) window: Arc<view::DecisionWindow>,
+    /// Bounds of the listener and of request bodies.
+    pub(crate) limits: ApiLimits,
 }
 
 impl ApiContext {
@@ -196,7 +201,14 @@ impl ApiContext {
             backend,
             token: token.map(Arc::from),
             window: Arc::default(),
+            limits: ApiLimits::default(),
         }
+    }
+
+    /// The same context with other listener bounds.
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.limits = limits;
+        self
     }
 }
 
@@ -238,17 +250,16 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         // The answer shares need counter samples from before the request; a stopped server
         // stops sampling with it.
+        let (limits, metrics) = (ctx.limits, ctx.metrics.clone());
         let sampler = tokio::spawn(async move {
             tokio::select! {
                 () = sample_decisions(&ctx) => {}
                 () = sampler_stop.stopped() => {}
             }
         });
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.stopped().await })
-            .await;
+        listen::accept_loop(listener, app, limits, metrics, shutdown).await;
         sampler.abort();
-        r
+        Ok(())
     });
     Ok((bound, task))
 }
@@ -444,11 +455,39 @@ fn parse_admin_body(body: &[u8]) -> Result<AdminState, String> {
     })
 }
 
+/// Reads a request body of at most `limits.max_body` bytes within `limits.body_timeout`
+/// (after the token was checked: a stranger's body is never read).
+async fn read_body(limits: &ApiLimits, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {} bytes", limits.max_body),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_body as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limits.max_body);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "the body could not be read")),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {} s", limits.body_timeout.as_secs()),
+        )),
+    }
+}
+
 async fn set_admin(
     State(ctx): State<ApiContext>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(denied) = authorize(&ctx, &headers) {
         return denied.into_response();
@@ -458,6 +497,10 @@ async fn set_admin(
             StatusCode::BAD_REQUEST,
             "invalid datacenter name in the path",
         );
+    };
+    let body = match read_body(&ctx.limits, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let state = match parse_admin_body(&body) {
         Ok(s) => s,
