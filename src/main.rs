@@ -393,7 +393,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     opts.tcp_max_queries = a.tcp_max_queries;
     opts.tcp_read_timeout = a.tcp_read_timeout;
     opts.tcp_write_timeout = a.tcp_write_timeout;
-    opts.api_max_connections = a.api_max_connections.max(1);
+    opts.api_limits.max_connections = a.api_max_connections.max(1);
     opts.rrl.rate = a.rrl_rate;
     opts.rrl.slip = a.rrl_slip;
     opts.rrl.ipv4_prefix = a.rrl_ipv4_prefix;

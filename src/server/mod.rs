@@ -72,8 +72,8 @@ pub struct ServeOptions {
     pub tcp_read_timeout: Duration,
     /// A TCP response must be written within this (a client that does not read is closed).
     pub tcp_write_timeout: Duration,
-    /// Most API connections at once (a fourth of them per client address, at least 4).
-    pub api_max_connections: usize,
+    /// Bounds of the API listener (connections, timeouts, body size).
+    pub api_limits: crate::api::ApiLimits,
     /// Response rate limiting of UDP answers (rate 0 = off).
     pub rrl: RrlConfig,
     /// DNS cookies (RFC 7873) on.
@@ -121,7 +121,7 @@ impl ServeOptions {
             tcp_max_queries: StreamLimits::default().max_queries,
             tcp_read_timeout: StreamLimits::default().read_timeout,
             tcp_write_timeout: StreamLimits::default().write_timeout,
-            api_max_connections: crate::api::ApiLimits::default().max_connections,
+            api_limits: crate::api::ApiLimits::default(),
             rrl: RrlConfig::default(),
             cookies: true,
             cookie_secret_file: None,
@@ -740,7 +740,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     };
     let nofile = rlimit::nofile();
     let tcp_max = match opts.tcp_max_connections {
-        0 => rlimit::auto_tcp_limit(nofile, opts.max_probes_in_flight, opts.api_max_connections),
+        0 => rlimit::auto_tcp_limit(
+            nofile,
+            opts.max_probes_in_flight,
+            opts.api_limits.max_connections,
+        ),
         n => n,
     };
     tracing::info!(
@@ -773,10 +777,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                 }),
                 opts.api_token.clone(),
             )
-            .with_limits(crate::api::ApiLimits {
-                max_connections: opts.api_max_connections,
-                ..crate::api::ApiLimits::default()
-            });
+            .with_limits(opts.api_limits);
             let (bound, task) = crate::api::serve(addr, ctx, api_stop.clone())
                 .await
                 .map_err(|e| StartError::Bind {

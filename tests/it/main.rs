@@ -25,6 +25,7 @@ mod dns_core;
 mod fuzz;
 mod geo;
 mod gslb;
+mod hardening;
 mod latency;
 mod latency_map;
 mod layers;
