@@ -134,10 +134,20 @@ struct ServeArgs {
 
     /// Most TCP connections at once; 0 = half the descriptors left after probes and API
     /// (the soft limit is raised to the hard one at start), at most 16384.
-    #[arg(long, default_value_t = 0, value_name = "N", help_heading = "TCP limits")]
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
     tcp_max_connections: usize,
     /// Most TCP connections of one client address (IPv6: one /64).
-    #[arg(long, default_value_t = 16, value_name = "N", help_heading = "TCP limits")]
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
     tcp_max_per_client: usize,
     /// Close a TCP connection after this long without a query.
     #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
@@ -146,7 +156,12 @@ struct ServeArgs {
     #[arg(long, default_value = "120s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
     tcp_lifetime: Duration,
     /// Close a TCP connection after answering this many queries (0 = no budget).
-    #[arg(long, default_value_t = 500, value_name = "N", help_heading = "TCP limits")]
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
     tcp_max_queries: u32,
     /// Once the first byte of a TCP message arrived, the rest must arrive within this.
     #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
@@ -155,14 +170,29 @@ struct ServeArgs {
     #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
     tcp_write_timeout: Duration,
     /// Most API connections at once (a fourth of them per client address, at least 4).
-    #[arg(long, default_value_t = 64, value_name = "N", help_heading = "TCP limits")]
+    #[arg(
+        long,
+        default_value_t = 64,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
     api_max_connections: usize,
 
     /// Response rate limiting: UDP responses a second per (client prefix, class, name); 0 = off.
-    #[arg(long, default_value_t = 200, value_name = "N", help_heading = "Response rate limiting")]
+    #[arg(
+        long,
+        default_value_t = 200,
+        value_name = "N",
+        help_heading = "Response rate limiting"
+    )]
     rrl_rate: u32,
     /// Every Nth rate-limited response is sent truncated (TC=1) instead of dropped; 0 = drop all.
-    #[arg(long, default_value_t = 2, value_name = "N", help_heading = "Response rate limiting")]
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_name = "N",
+        help_heading = "Response rate limiting"
+    )]
     rrl_slip: u32,
     /// IPv4 clients share a bucket per prefix of this length.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=32), value_name = "LEN", help_heading = "Response rate limiting")]
@@ -172,7 +202,11 @@ struct ServeArgs {
     rrl_ipv6_prefix: u8,
     /// A prefix never rate limited; repeatable. Giving any replaces the default (loopback:
     /// 127.0.0.0/8 and ::1); `none` exempts nothing.
-    #[arg(long, value_name = "PREFIX|none", help_heading = "Response rate limiting")]
+    #[arg(
+        long,
+        value_name = "PREFIX|none",
+        help_heading = "Response rate limiting"
+    )]
     rrl_exempt: Vec<String>,
     /// Count and log what rate limiting would do, but send every response.
     #[arg(long, help_heading = "Response rate limiting")]

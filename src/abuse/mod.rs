@@ -169,7 +169,8 @@ pub(crate) enum RrlAction {
 
 impl RrlAction {
     /// Every action, in metric label order.
-    pub(crate) const ALL: [RrlAction; 3] = [RrlAction::Dropped, RrlAction::Slipped, RrlAction::LogOnly];
+    pub(crate) const ALL: [RrlAction; 3] =
+        [RrlAction::Dropped, RrlAction::Slipped, RrlAction::LogOnly];
 
     /// The metric label.
     pub(crate) fn label(self) -> &'static str {
@@ -289,9 +290,16 @@ mod tests {
         for (i, r) in Listener::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
         }
-        assert!(is_resource_exhaustion(&std::io::Error::from_raw_os_error(libc::EMFILE)));
+        assert!(is_resource_exhaustion(&std::io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
         let mut b = std::time::Duration::ZERO;
-        let seq: Vec<u128> = (0..9).map(|_| { b = next_backoff(b); b.as_millis() }).collect();
+        let seq: Vec<u128> = (0..9)
+            .map(|_| {
+                b = next_backoff(b);
+                b.as_millis()
+            })
+            .collect();
         assert_eq!(seq, [10, 20, 40, 80, 160, 320, 640, 1000, 1000]);
         assert!(!is_resource_exhaustion(&std::io::Error::from_raw_os_error(
             libc::ECONNABORTED

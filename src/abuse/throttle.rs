@@ -3,8 +3,8 @@
 //! is logged with the number of occurrences left unlogged since the previous line. Lock-free,
 //! so the UDP threads may call it per event.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use super::{CloseReason, Listener};
@@ -34,8 +34,8 @@ impl LogThrottle {
     /// Called once per event at `now`: `Some(n)` when a line may be written now (`n` events
     /// went unlogged since the previous line), `None` when this one is only counted.
     pub(crate) fn allow(&self, now: Instant) -> Option<u64> {
-        let ms = u64::try_from(now.saturating_duration_since(self.base).as_millis())
-            .unwrap_or(u64::MAX);
+        let ms =
+            u64::try_from(now.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX);
         let next = self.next_ms.load(Relaxed);
         if ms >= next
             && self

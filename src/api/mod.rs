@@ -37,12 +37,12 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::Body;
-use http_body_util::BodyExt;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -457,7 +457,11 @@ fn parse_admin_body(body: &[u8]) -> Result<AdminState, String> {
 
 /// Reads a request body of at most `limits.max_body` bytes within `limits.body_timeout`
 /// (after the token was checked: a stranger's body is never read).
-async fn read_body(limits: &ApiLimits, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, Response> {
+async fn read_body(
+    limits: &ApiLimits,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Response> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -478,7 +482,10 @@ async fn read_body(limits: &ApiLimits, headers: &HeaderMap, body: Body) -> Resul
         Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "the body could not be read")),
         Err(_) => Err(error(
             StatusCode::REQUEST_TIMEOUT,
-            format!("the body did not arrive within {} s", limits.body_timeout.as_secs()),
+            format!(
+                "the body did not arrive within {} s",
+                limits.body_timeout.as_secs()
+            ),
         )),
     }
 }

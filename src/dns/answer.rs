@@ -685,7 +685,7 @@ pub(crate) fn reject(
 }
 
 /// Parses and answers one packet; `None` means drop it silently. Cookies are not looked at
-/// (as by a server that does not implement them): see [`handle_with`].
+/// (as by a server that does not implement them): see `handle_with`.
 pub fn handle<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,

@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-pub(crate) use crate::net::Transport;
 use crate::abuse::CloseReason;
+pub(crate) use crate::net::Transport;
 
 use super::wire::Query;
 

@@ -29,7 +29,6 @@ pub(crate) struct ListenConfig {
     pub(crate) best_effort: bool,
 }
 
-
 /// Sockets bound and served until [`Listeners::stop`] (or until their stop node is stopped).
 pub(crate) struct Listeners {
     /// The addresses actually bound (ephemeral ports resolved), one per configured address.

@@ -271,7 +271,11 @@ fn classify<'q>(q: &'q Query, a: &Answered, model: &'q Model) -> (RrlClass, KeyN
     };
     match a.kind {
         Kind::Answer => (RrlClass::Answer, KeyName::Name(q.name()), q.qtype),
-        Kind::Wildcard { encloser } => (RrlClass::Answer, KeyName::Wildcard(suffix(encloser)), q.qtype),
+        Kind::Wildcard { encloser } => (
+            RrlClass::Answer,
+            KeyName::Wildcard(suffix(encloser)),
+            q.qtype,
+        ),
         Kind::Negative => {
             let zone = a
                 .zone
@@ -372,7 +376,10 @@ mod tests {
 
     #[test]
     fn text_of_names() {
-        assert_eq!(wire_to_text(b"\x03www\x07example\x03com\x00"), "www.example.com.");
+        assert_eq!(
+            wire_to_text(b"\x03www\x07example\x03com\x00"),
+            "www.example.com."
+        );
         assert_eq!(wire_to_text(b"\x00"), ".");
         assert_eq!(wire_to_text(b"\x03a.b\x00"), "a\\046b.");
     }

@@ -43,7 +43,9 @@ use slots::{
 };
 pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
-use crate::abuse::{CloseReason, ConnTable, CookieResult, Listener, RrlAction, RrlClass, RrlExempt};
+use crate::abuse::{
+    CloseReason, ConnTable, CookieResult, Listener, RrlAction, RrlClass, RrlExempt,
+};
 use crate::net::Transport;
 
 /// The process-wide registry; share it as `Arc<Metrics>`.
@@ -209,13 +211,15 @@ impl Metrics {
     /// A UDP response not rate limited because of `why`.
     #[inline]
     pub(crate) fn rrl_exempt(&self, why: RrlExempt) {
-        self.hot.add(self.shard(), 0, HOT_RRL_EXEMPT + why.index(), 1);
+        self.hot
+            .add(self.shard(), 0, HOT_RRL_EXEMPT + why.index(), 1);
     }
 
     /// A query carried a COOKIE option that showed `result`.
     #[inline]
     pub(crate) fn cookie(&self, result: CookieResult) {
-        self.hot.add(self.shard(), 0, HOT_COOKIE + result.index(), 1);
+        self.hot
+            .add(self.shard(), 0, HOT_COOKIE + result.index(), 1);
     }
 
     /// A connection of `listener` was closed or refused by a limit.
@@ -226,7 +230,8 @@ impl Metrics {
 
     /// Accepting on `listener` failed for lack of descriptors or memory.
     pub(crate) fn accept_failed(&self, listener: Listener) {
-        self.hot.add(self.shard(), 0, HOT_ACCEPT + listener.index(), 1);
+        self.hot
+            .add(self.shard(), 0, HOT_ACCEPT + listener.index(), 1);
     }
 
     /// Reports the open connections of `listener`'s table (and its bounds) as gauges.

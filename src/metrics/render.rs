@@ -77,7 +77,11 @@ impl Metrics {
             "counter",
         );
         for r in RrlExempt::ALL {
-            o.sample(n, &[("reason", r.label())], self.hot.sum(0, HOT_RRL_EXEMPT + r.index()));
+            o.sample(
+                n,
+                &[("reason", r.label())],
+                self.hot.sum(0, HOT_RRL_EXEMPT + r.index()),
+            );
         }
         let n = "gslbd_cookie_queries_total";
         o.header(
@@ -86,7 +90,11 @@ impl Metrics {
             "counter",
         );
         for r in CookieResult::ALL {
-            o.sample(n, &[("result", r.label())], self.hot.sum(0, HOT_COOKIE + r.index()));
+            o.sample(
+                n,
+                &[("result", r.label())],
+                self.hot.sum(0, HOT_COOKIE + r.index()),
+            );
         }
         let n = "gslbd_connections_closed_total";
         o.header(
@@ -97,7 +105,11 @@ impl Metrics {
         for l in Listener::ALL {
             for r in CloseReason::ALL {
                 let j = HOT_CLOSED + l.index() * CloseReason::ALL.len() + r.index();
-                o.sample(n, &[("listener", l.label()), ("reason", r.label())], self.hot.sum(0, j));
+                o.sample(
+                    n,
+                    &[("listener", l.label()), ("reason", r.label())],
+                    self.hot.sum(0, j),
+                );
             }
         }
         let n = "gslbd_accept_errors_total";
@@ -107,7 +119,11 @@ impl Metrics {
             "counter",
         );
         for l in Listener::ALL {
-            o.sample(n, &[("listener", l.label())], self.hot.sum(0, HOT_ACCEPT + l.index()));
+            o.sample(
+                n,
+                &[("listener", l.label())],
+                self.hot.sum(0, HOT_ACCEPT + l.index()),
+            );
         }
         let tables = lock(&self.conn_tables).clone();
         let n = "gslbd_connections_open";

@@ -90,7 +90,9 @@ impl CookieJar {
                 )
             }
         };
-        let elapsed = tokio::time::Instant::now().into_std().saturating_duration_since(base);
+        let elapsed = tokio::time::Instant::now()
+            .into_std()
+            .saturating_duration_since(base);
         Ok(CookieJar {
             secrets: ArcSwap::from_pointee(secrets),
             unix_at_base: AtomicU64::new(unix_now().saturating_sub(elapsed.as_secs())),
@@ -108,7 +110,8 @@ impl CookieJar {
     /// Unix seconds at `now` (an instant of the query path's clock).
     #[inline]
     pub(crate) fn unix(&self, now: Instant) -> u32 {
-        let s = self.unix_at_base.load(Relaxed) + now.saturating_duration_since(self.base).as_secs();
+        let s =
+            self.unix_at_base.load(Relaxed) + now.saturating_duration_since(self.base).as_secs();
         s as u32
     }
 
@@ -137,7 +140,9 @@ impl CookieJar {
                             if let Some(s) = CookieSecrets::new(vec![new, old]) {
                                 self.secrets.store(Arc::new(s));
                                 *rotated = tokio::time::Instant::now();
-                                tracing::info!("cookie secret rotated (the previous one is still accepted)");
+                                tracing::info!(
+                                    "cookie secret rotated (the previous one is still accepted)"
+                                );
                             }
                         }
                         Err(e) => tracing::error!(error = %e, "cookie secret rotation failed"),

@@ -28,20 +28,18 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::abuse::{
-    CloseReason, ConnLimits, ConnLog, ConnTable, Listener, RrlAction, RrlExempt,
-};
+use crate::abuse::{CloseReason, ConnLimits, ConnLog, ConnTable, Listener, RrlAction, RrlExempt};
 use crate::config::{self, ConfigErrors};
 use crate::dns::rrl::{Rrl, Verdict};
 use crate::dns::{
     self, ListenConfig, Listeners, PacketHandler, Peer, Query, RrlConfig, StreamLimits,
 };
-use crate::net::Transport;
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
 use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
+use crate::net::Transport;
 use crate::probe::WorkerSettings;
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
@@ -760,10 +758,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     state
         .metrics
         .register_conns(Listener::DnsTcp, tcp_table.clone());
-    let listeners = dns::listen::start(&cfg, state.clone(), tcp_table, stop.child())
-        .map_err(|e| StartError::Bind {
-            addr: format!("{:?}", opts.listen),
-            source: e,
+    let listeners =
+        dns::listen::start(&cfg, state.clone(), tcp_table, stop.child()).map_err(|e| {
+            StartError::Bind {
+                addr: format!("{:?}", opts.listen),
+                source: e,
+            }
         })?;
     let dns_addrs = listeners.bound.clone();
 
@@ -838,7 +838,11 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     // Connections are descriptors: take every one the hard limit allows.
     match rlimit::raise_nofile() {
         Ok((before, after)) if before != after => {
-            tracing::info!(before, after, "raised the open file limit to the hard limit");
+            tracing::info!(
+                before,
+                after,
+                "raised the open file limit to the hard limit"
+            );
         }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),

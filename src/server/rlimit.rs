@@ -61,7 +61,9 @@ pub(crate) fn auto_tcp_limit(nofile: Option<u64>, probes: usize, api: usize) -> 
         return 4096;
     };
     let left = n.saturating_sub(RESERVE + probes as u64 + api as u64);
-    usize::try_from(left / 2).unwrap_or(AUTO_MAX).clamp(16, AUTO_MAX)
+    usize::try_from(left / 2)
+        .unwrap_or(AUTO_MAX)
+        .clamp(16, AUTO_MAX)
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ fn server(tweak: impl FnOnce(&mut ServeOptions)) -> TestServer {
 /// A TCP connection from local address `from` (any 127.0.0.0/8 address works on Linux).
 fn tcp_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    s.bind(&SocketAddr::new(IpAddr::V4(from), 0).into()).unwrap();
+    s.bind(&SocketAddr::new(IpAddr::V4(from), 0).into())
+        .unwrap();
     s.connect(&to.into()).unwrap();
     let s: TcpStream = s.into();
     s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -36,7 +37,8 @@ fn tcp_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
 
 fn udp_from(from: Ipv4Addr) -> UdpSocket {
     let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
     s
 }
 
@@ -59,7 +61,11 @@ fn served(s: &mut TcpStream) -> bool {
 fn http_get(s: &TestServer, path: &str) -> String {
     let mut c = TcpStream::connect(s.running().api_addr.expect("api")).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = c.read_to_string(&mut out);
     out
@@ -149,7 +155,10 @@ fn when_full_the_oldest_idle_connection_is_closed_for_a_new_one() {
     assert!(served(&mut c[1]) && served(&mut c[2]));
     let mut d = tcp_from(lo, s.addr);
     assert!(served(&mut d), "a new connection is served, not refused");
-    assert!(closed_by_server(&mut c[0]), "the oldest idle one was closed");
+    assert!(
+        closed_by_server(&mut c[0]),
+        "the oldest idle one was closed"
+    );
     assert!(served(&mut c[1]) && served(&mut c[2]));
     assert_eq!(closed_metric(&s, "dns_tcp", "evicted"), 1.0);
     assert_eq!(closed_metric(&s, "dns_tcp", "full"), 0.0);
@@ -203,7 +212,11 @@ fn the_query_budget_and_the_read_timeout_close_a_connection() {
     c.write_all(&[0]).unwrap();
     let t = Instant::now();
     assert!(closed_by_server(&mut c));
-    assert!(t.elapsed() < Duration::from_millis(2500), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t.elapsed()
+    );
     // A message trickled a byte at a time: the read timeout runs from its first byte.
     let mut c = tcp_from(Ipv4Addr::LOCALHOST, s.addr);
     let query = q("www.example.com", "A").bytes();
@@ -237,7 +250,12 @@ fn a_client_that_does_not_read_is_closed_by_the_write_timeout() {
     let mut query = q("big.example.com", "TXT").bytes();
     let mut framed = (query.len() as u16).to_be_bytes().to_vec();
     framed.append(&mut query);
-    let batch: Vec<u8> = framed.iter().copied().cycle().take(framed.len() * 100).collect();
+    let batch: Vec<u8> = framed
+        .iter()
+        .copied()
+        .cycle()
+        .take(framed.len() * 100)
+        .collect();
     let t = Instant::now();
     let mut sent = 0;
     let mut write_failed = false;
@@ -305,7 +323,13 @@ fn out_of_descriptors_the_server_backs_off_instead_of_spinning() {
         .arg(dir.path())
         .args(["--listen", &dns.to_string()])
         .args(["--api", &format!("127.0.0.1:{api_port}")])
-        .args(["--udp-threads", "1", "--no-watch", "--tcp-max-connections", "1000"])
+        .args([
+            "--udp-threads",
+            "1",
+            "--no-watch",
+            "--tcp-max-connections",
+            "1000",
+        ])
         .args(["--tcp-max-per-client", "1000"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -356,14 +380,20 @@ fn out_of_descriptors_the_server_backs_off_instead_of_spinning() {
     let c0 = cpu_secs(pid);
     std::thread::sleep(Duration::from_secs(2));
     let used = cpu_secs(pid) - c0;
-    assert!(used < 0.5, "{used:.2} s of CPU in 2 s while out of descriptors: spinning");
+    assert!(
+        used < 0.5,
+        "{used:.2} s of CPU in 2 s while out of descriptors: spinning"
+    );
     // UDP still answers, and a new TCP client is served: an idle connection makes room.
     assert!(udp_raw(dns, &q("www.example.com", "A").bytes()).is_some());
     let mut c = TcpStream::connect(dns).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let r = tcp_exchange(&mut c, &q("www.example.com", "A").bytes());
     let text = log.lock().unwrap().clone();
-    assert!(r.is_some(), "a new TCP client is served while descriptors are short: {text}");
+    assert!(
+        r.is_some(),
+        "a new TCP client is served while descriptors are short: {text}"
+    );
     assert!(
         text.contains("accept failed; waiting before the next try"),
         "the back-off is logged: {text}"
@@ -388,7 +418,8 @@ fn api_server(token: Option<&str>, tweak: impl FnOnce(&mut gslbd::api::ApiLimits
 /// so far and how many body bytes went out before it came.
 fn put_with_big_body(s: &TestServer, head: &str, body_bytes: usize) -> (String, usize) {
     let mut c = TcpStream::connect(s.running().api_addr.unwrap()).unwrap();
-    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     c.write_all(head.as_bytes()).unwrap();
     let chunk = vec![b'x'; 1024];
     let mut sent = 0;
@@ -419,7 +450,10 @@ fn api_refuses_a_tokenless_big_body_before_reading_it_and_bounds_bodies() {
     let head = "PUT /datacenters/fra/admin HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n";
     let (resp, sent) = put_with_big_body(&s, head, 10_000_000);
     assert!(resp.starts_with("HTTP/1.1 401"), "{resp}");
-    assert!(sent < 200_000, "answered after {sent} body bytes: the body was read first");
+    assert!(
+        sent < 200_000,
+        "answered after {sent} body bytes: the body was read first"
+    );
     // With the token, a body over the limit is refused by its declared length (413).
     let head = "PUT /datacenters/fra/admin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\
                 Content-Length: 10000000\r\n\r\n";
@@ -470,7 +504,8 @@ fn api_closes_idle_and_slow_connections_and_bounds_each_client() {
     // A keep-alive connection that has been answered is closed once idle too.
     let mut ka = TcpStream::connect(api).unwrap();
     ka.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    ka.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut buf = [0u8; 512];
     assert!(ka.read(&mut buf).unwrap() > 0);
     assert!(closed_by_server(&mut ka));
@@ -478,15 +513,29 @@ fn api_closes_idle_and_slow_connections_and_bounds_each_client() {
     let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(api).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));
     let mut fifth = TcpStream::connect(api).unwrap();
-    fifth.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     let _ = fifth.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut out = String::new();
     let _ = fifth.read_to_string(&mut out);
     assert!(out.is_empty(), "over the per-client share: {out}");
     drop(held);
     std::thread::sleep(Duration::from_millis(200));
-    assert!(metric(&s, "gslbd_connections_closed_total", &[("listener", "api"), ("reason", "per_client_limit")]) >= 1.0);
-    assert!(metric(&s, "gslbd_connections_closed_total", &[("listener", "api"), ("reason", "idle")]) >= 2.0);
+    assert!(
+        metric(
+            &s,
+            "gslbd_connections_closed_total",
+            &[("listener", "api"), ("reason", "per_client_limit")]
+        ) >= 1.0
+    );
+    assert!(
+        metric(
+            &s,
+            "gslbd_connections_closed_total",
+            &[("listener", "api"), ("reason", "idle")]
+        ) >= 2.0
+    );
 }
 
 // ---- response rate limiting ------------------------------------------------------------------
@@ -502,7 +551,8 @@ fn rrl(rate: u32) -> RrlConfig {
 /// (full answers, truncated answers) counted by a receiver on `sock` until `stop`.
 fn count_answers(sock: UdpSocket, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
     std::thread::spawn(move || {
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let (mut full, mut tc) = (0u64, 0u64);
         let mut buf = [0u8; 2048];
         loop {
@@ -573,12 +623,26 @@ fn rrl_a_flood_from_one_prefix_gets_the_rate_plus_slips_while_another_is_served(
     assert_eq!(fine, 50, "the other prefix is served in full");
     let allowed = u64::from(rate) * (took.as_secs() + 2);
     assert!(full <= allowed, "{full} full answers, at most {allowed}");
-    assert!(full >= u64::from(rate) * 4, "the rate still gets through: {full}");
+    assert!(
+        full >= u64::from(rate) * 4,
+        "the rate still gets through: {full}"
+    );
     // slip 2: about every second limited response is truncated, the rest dropped.
     let limited = sent.saturating_sub(full);
-    assert!(tc > 0 && tc <= limited / 2 + 1, "{tc} truncated of {limited} limited");
-    let dropped = metric(&s, "gslbd_rrl_limited_total", &[("class", "answer"), ("action", "dropped")]);
-    let slipped = metric(&s, "gslbd_rrl_limited_total", &[("class", "answer"), ("action", "slipped")]);
+    assert!(
+        tc > 0 && tc <= limited / 2 + 1,
+        "{tc} truncated of {limited} limited"
+    );
+    let dropped = metric(
+        &s,
+        "gslbd_rrl_limited_total",
+        &[("class", "answer"), ("action", "dropped")],
+    );
+    let slipped = metric(
+        &s,
+        "gslbd_rrl_limited_total",
+        &[("class", "answer"), ("action", "slipped")],
+    );
     assert!(dropped > 0.0 && slipped > 0.0 && (slipped - tc as f64).abs() <= slipped * 0.2 + 5.0);
 }
 
@@ -594,14 +658,19 @@ fn rrl_log_only_limits_nothing_and_the_class_keys_on_the_zone_for_nxdomain() {
     let mut got = 0;
     for i in 0..40 {
         // Random names: NXDOMAIN, one bucket for the whole zone.
-        c.send_to(&q(&format!("nx{i}.example.com"), "A").bytes(), s.addr).unwrap();
+        c.send_to(&q(&format!("nx{i}.example.com"), "A").bytes(), s.addr)
+            .unwrap();
         let mut buf = [0u8; 2048];
         if c.recv(&mut buf).is_ok() {
             got += 1;
         }
     }
     assert_eq!(got, 40, "log-only sends everything");
-    let logged = metric(&s, "gslbd_rrl_limited_total", &[("class", "negative"), ("action", "log_only")]);
+    let logged = metric(
+        &s,
+        "gslbd_rrl_limited_total",
+        &[("class", "negative"), ("action", "log_only")],
+    );
     assert!(logged >= 30.0, "{logged}");
 }
 
@@ -657,7 +726,12 @@ fn cookies_echoed_verified_and_badcookie_over_udp_only() {
     let c = udp_from(Ipv4Addr::LOCALHOST);
     let client = *b"clientck";
     // A client cookie alone: a normal answer with our cookie (client cookie + 16 bytes).
-    let raw = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &[])).unwrap();
+    let raw = ask(
+        &c,
+        s.addr,
+        &with_cookie(q("www.example.com", "A"), client, &[]),
+    )
+    .unwrap();
     let (cookie, rcode) = cookie_of(&raw);
     let cookie = cookie.expect("cookie echoed");
     assert_eq!((rcode, cookie.len(), &cookie[..8]), (0, 24, &client[..]));
@@ -665,32 +739,66 @@ fn cookies_echoed_verified_and_badcookie_over_udp_only() {
     let server_cookie = cookie[8..].to_vec();
     assert_eq!(server_cookie[0], 1, "RFC 9018 version 1");
     // With our server cookie: answered, a fresh cookie back.
-    let raw = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &server_cookie)).unwrap();
+    let raw = ask(
+        &c,
+        s.addr,
+        &with_cookie(q("www.example.com", "A"), client, &server_cookie),
+    )
+    .unwrap();
     assert_eq!(cookie_of(&raw).1, 0);
     assert_eq!(Resp::parse(raw).answers().len(), 2);
     // A server cookie we did not make: BADCOOKIE over UDP, no records, a fresh cookie.
     let forged = [1u8, 0, 0, 0, 0x60, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
-    let raw = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &forged)).unwrap();
+    let raw = ask(
+        &c,
+        s.addr,
+        &with_cookie(q("www.example.com", "A"), client, &forged),
+    )
+    .unwrap();
     let (cookie, rcode) = cookie_of(&raw);
     assert_eq!(rcode, 23, "BADCOOKIE");
     assert_eq!(u16::from_be_bytes([raw[6], raw[7]]), 0, "no answer");
     assert_eq!(cookie.as_ref().map(Vec::len), Some(24));
     // Retrying with the fresh cookie works, as RFC 7873 5.3 has the client do.
     let fresh = cookie.unwrap()[8..].to_vec();
-    let raw = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &fresh)).unwrap();
+    let raw = ask(
+        &c,
+        s.addr,
+        &with_cookie(q("www.example.com", "A"), client, &fresh),
+    )
+    .unwrap();
     assert_eq!(cookie_of(&raw).1, 0);
     // Over TCP the same forged cookie is answered normally (the address is proven).
     let mut t = TcpStream::connect(s.addr).unwrap();
     t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    let raw = tcp_exchange(&mut t, &with_cookie(q("www.example.com", "A"), client, &forged).bytes()).unwrap();
+    let raw = tcp_exchange(
+        &mut t,
+        &with_cookie(q("www.example.com", "A"), client, &forged).bytes(),
+    )
+    .unwrap();
     assert_eq!(cookie_of(&raw).1, 0);
     assert_eq!(Resp::parse(raw).answers().len(), 2);
     // A malformed option (12 bytes) is FORMERR.
-    let raw = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &[1, 2, 3, 4])).unwrap();
+    let raw = ask(
+        &c,
+        s.addr,
+        &with_cookie(q("www.example.com", "A"), client, &[1, 2, 3, 4]),
+    )
+    .unwrap();
     assert_eq!(raw[3] & 0x0f, 1, "FORMERR");
-    assert_eq!(metric(&s, "gslbd_cookie_queries_total", &[("result", "invalid")]), 2.0);
+    assert_eq!(
+        metric(&s, "gslbd_cookie_queries_total", &[("result", "invalid")]),
+        2.0
+    );
     assert!(metric(&s, "gslbd_cookie_queries_total", &[("result", "valid")]) >= 2.0);
-    assert_eq!(metric(&s, "gslbd_cookie_queries_total", &[("result", "client_only")]), 1.0);
+    assert_eq!(
+        metric(
+            &s,
+            "gslbd_cookie_queries_total",
+            &[("result", "client_only")]
+        ),
+        1.0
+    );
 }
 
 #[test]
@@ -698,11 +806,20 @@ fn a_cookie_bearing_client_is_not_rate_limited() {
     let s = server(|o| o.rrl = rrl(10));
     let c = udp_from(Ipv4Addr::new(127, 0, 2, 1));
     let client = *b"ck-rrl-1";
-    let raw = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &[])).unwrap();
+    let raw = ask(
+        &c,
+        s.addr,
+        &with_cookie(q("www.example.com", "A"), client, &[]),
+    )
+    .unwrap();
     let mut server_cookie = cookie_of(&raw).0.unwrap()[8..].to_vec();
     let mut full = 0;
     for _ in 0..60 {
-        let Some(raw) = ask(&c, s.addr, &with_cookie(q("www.example.com", "A"), client, &server_cookie)) else {
+        let Some(raw) = ask(
+            &c,
+            s.addr,
+            &with_cookie(q("www.example.com", "A"), client, &server_cookie),
+        ) else {
             continue;
         };
         server_cookie = cookie_of(&raw).0.unwrap()[8..].to_vec();
@@ -713,7 +830,9 @@ fn a_cookie_bearing_client_is_not_rate_limited() {
     assert_eq!(full, 60, "every answer in full with a valid cookie");
     // The same prefix without a cookie is limited to its rate (10 a second, burst 10).
     let plain = udp_from(Ipv4Addr::new(127, 0, 2, 2));
-    plain.set_read_timeout(Some(Duration::from_millis(150))).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_millis(150)))
+        .unwrap();
     let mut plain_full = 0;
     for _ in 0..60 {
         if let Some(raw) = ask(&plain, s.addr, &q("www.example.com", "A"))
@@ -722,7 +841,10 @@ fn a_cookie_bearing_client_is_not_rate_limited() {
             plain_full += 1;
         }
     }
-    assert!(plain_full < 60, "without a cookie the rate applies: {plain_full}");
+    assert!(
+        plain_full < 60,
+        "without a cookie the rate applies: {plain_full}"
+    );
     assert!(metric(&s, "gslbd_rrl_exempt_total", &[("reason", "cookie")]) >= 60.0);
 }
 
@@ -730,7 +852,11 @@ fn a_cookie_bearing_client_is_not_rate_limited() {
 fn instances_sharing_a_secret_file_accept_each_others_cookies() {
     let dir = tempfile::tempdir().unwrap();
     let shared = dir.path().join("cookie-secret");
-    std::fs::write(&shared, "# the set's secret\n00112233445566778899aabbccddeeff\n").unwrap();
+    std::fs::write(
+        &shared,
+        "# the set's secret\n00112233445566778899aabbccddeeff\n",
+    )
+    .unwrap();
     let other = dir.path().join("other-secret");
     std::fs::write(&other, "ffeeddccbbaa99887766554433221100\n").unwrap();
     let (f1, f2, f3) = (shared.clone(), shared.clone(), other.clone());
@@ -739,15 +865,35 @@ fn instances_sharing_a_secret_file_accept_each_others_cookies() {
     let c = server(move |o| o.cookie_secret_file = Some(f3));
     let sock = udp_from(Ipv4Addr::LOCALHOST);
     let client = *b"anycast!";
-    let raw = ask(&sock, a.addr, &with_cookie(q("www.example.com", "A"), client, &[])).unwrap();
+    let raw = ask(
+        &sock,
+        a.addr,
+        &with_cookie(q("www.example.com", "A"), client, &[]),
+    )
+    .unwrap();
     let from_a = cookie_of(&raw).0.unwrap()[8..].to_vec();
-    let raw = ask(&sock, b.addr, &with_cookie(q("www.example.com", "A"), client, &from_a)).unwrap();
+    let raw = ask(
+        &sock,
+        b.addr,
+        &with_cookie(q("www.example.com", "A"), client, &from_a),
+    )
+    .unwrap();
     assert_eq!(cookie_of(&raw).1, 0, "b accepts a's cookie");
-    let raw = ask(&sock, c.addr, &with_cookie(q("www.example.com", "A"), client, &from_a)).unwrap();
+    let raw = ask(
+        &sock,
+        c.addr,
+        &with_cookie(q("www.example.com", "A"), client, &from_a),
+    )
+    .unwrap();
     assert_eq!(cookie_of(&raw).1, 23, "c has another secret: BADCOOKIE");
     // Cookies off: the option is ignored, as by a server without cookies.
     let off = server(|o| o.cookies = false);
-    let raw = ask(&sock, off.addr, &with_cookie(q("www.example.com", "A"), client, &from_a)).unwrap();
+    let raw = ask(
+        &sock,
+        off.addr,
+        &with_cookie(q("www.example.com", "A"), client, &from_a),
+    )
+    .unwrap();
     assert_eq!(cookie_of(&raw), (None, 0));
 }
 
