@@ -22,8 +22,10 @@
 //!
 //! The parts: `registry.rs` (sharded storage and label interning), `slots.rs` (label buckets
 //! and the per-model slot tables), `render.rs` (the text format), and this file (the counting
-//! API). The registry knows no other module: health renders its own gauges through
-//! `Gauges`, and callers pass plain numbers (type, rcode, transport).
+//! API). The registry knows no module above the leaves: health renders its own gauges through
+//! `Gauges`, and callers pass plain numbers (type, rcode) and the leaves' vocabulary
+//! (`net::Transport`; `abuse`'s close reasons, rate limiting classes and cookie results, and
+//! the connection tables whose sizes it reports).
 
 mod registry;
 mod render;
