@@ -684,6 +684,36 @@ pub(crate) fn reject(
     (w.len, opt_at)
 }
 
+/// The answer to a query for a server cookie (no question, RFC 7873 5.4): the header, no
+/// question or records, and the OPT record with the client cookie and a fresh server cookie.
+fn cookie_reply(q: &Query, rcode: u16, cookie: OutCookie, out: &mut [u8]) -> (usize, usize) {
+    let mut w = Writer::new(out);
+    w.put(&[0; HEADER_LEN]);
+    let opt_at = w.len;
+    let do_bit = if q.edns.is_some_and(|e| e.dnssec_ok) {
+        0x8000
+    } else {
+        0
+    };
+    w.put(&[0]);
+    w.u16(TYPE_OPT);
+    w.u16(OUR_UDP_SIZE);
+    w.u32(u32::from(rcode >> 4) << 24 | do_bit);
+    w.u16(COOKIE_OPT_LEN as u16);
+    w.u16(OPTION_COOKIE);
+    w.u16(24);
+    w.put(&cookie.client);
+    w.put(&cookie.server);
+    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | (rcode & 0xF);
+    if q.rd {
+        flags |= 0x0100;
+    }
+    w.set_u16(0, q.id);
+    w.set_u16(2, flags);
+    w.set_u16(10, 1);
+    (w.len, opt_at)
+}
+
 /// Parses and answers one packet; `None` means drop it silently. Cookies are not looked at
 /// (as by a server that does not implement them): see `handle_with`.
 pub fn handle<G: GslbAnswerer>(
@@ -735,6 +765,50 @@ pub(crate) fn handle_with<G: GslbAnswerer>(
             Some(a)
         }
         Err(Reject::Drop) => None,
+        Err(Reject::CookieOnly) => {
+            let c = q.edns.and_then(|e| e.cookie);
+            match (cookies, c) {
+                (Some(secrets), Some(c)) => {
+                    let result = secrets.check(&c, peer.addr, now);
+                    let fresh = OutCookie {
+                        client: c.client,
+                        server: secrets.make(&c.client, peer.addr, now),
+                    };
+                    let rcode = if result == CookieResult::Invalid && !peer.transport.is_stream() {
+                        RCODE_BADCOOKIE
+                    } else {
+                        u16::from(RCODE_NOERROR)
+                    };
+                    let (len, opt_at) = cookie_reply(q, rcode, fresh, out);
+                    Some(Answered {
+                        len,
+                        zone: None,
+                        scope: 0,
+                        rcode,
+                        kind: if rcode == 0 {
+                            Kind::Answer
+                        } else {
+                            Kind::Error
+                        },
+                        opt_at,
+                        cookie: Some(result),
+                    })
+                }
+                // Cookies off: as a server that does not know them (FORMERR, RFC 7873 5.4).
+                _ => {
+                    let (len, opt_at) = reject(req, q, RCODE_FORMERR, false, out);
+                    Some(Answered {
+                        len,
+                        zone: None,
+                        scope: 0,
+                        rcode: u16::from(RCODE_FORMERR),
+                        kind: Kind::Error,
+                        opt_at,
+                        cookie: None,
+                    })
+                }
+            }
+        }
         Err(Reject::Rcode {
             rcode,
             with_question,

@@ -106,6 +106,9 @@ pub(crate) enum Reject {
         /// The question was read and is echoed.
         with_question: bool,
     },
+    /// No question, only a COOKIE option: a client asking for a server cookie (RFC 7873 5.4).
+    /// `Query::edns` holds the cookie.
+    CookieOnly,
 }
 
 #[inline]
@@ -145,6 +148,9 @@ pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
         rcode: RCODE_FORMERR,
         with_question: false,
     };
+    if qdcount == 0 && ancount == 0 && nscount == 0 && arcount > 0 {
+        return cookie_only(req, q, arcount).unwrap_or(Err(formerr));
+    }
     if qdcount != 1 {
         return Err(formerr);
     }
@@ -199,6 +205,27 @@ pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
         at = next;
     }
     Ok(())
+}
+
+/// A query without a question (RFC 7873 5.4): only an OPT record with a COOKIE option is
+/// meaningful; `None` (FORMERR) otherwise.
+fn cookie_only(req: &[u8], q: &mut Query, arcount: u16) -> Option<Result<(), Reject>> {
+    q.qtype = 0;
+    q.qclass = 0;
+    let mut at = HEADER_LEN;
+    for _ in 0..arcount {
+        let (next, rtype, rdata_at) = skip_rr(req, at)?;
+        if rtype == TYPE_OPT {
+            if q.edns.is_some() || req[at] != 0 {
+                return None;
+            }
+            q.edns = Some(parse_opt(req, at + 1, rdata_at, next)?);
+        }
+        at = next;
+    }
+    q.edns
+        .is_some_and(|e| e.cookie.is_some())
+        .then_some(Err(Reject::CookieOnly))
 }
 
 /// Skips a resource record at `at`; returns (end, type, start of RDATA).
@@ -406,6 +433,30 @@ mod tests {
         for bad in [0, 7, 9, 15, 41] {
             assert!(with_cookie(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_query_without_a_question_is_a_cookie_request_or_formerr() {
+        let mut req = vec![0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1];
+        req.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8]);
+        req.extend_from_slice(b"clientck");
+        let mut q = Query::default();
+        assert_eq!(parse(&req, &mut q), Err(Reject::CookieOnly));
+        assert_eq!(
+            q.edns.and_then(|e| e.cookie).map(|c| c.client),
+            Some(*b"clientck")
+        );
+        // Without a cookie: FORMERR, as before.
+        let plain = [
+            0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(matches!(
+            parse(&plain, &mut q),
+            Err(Reject::Rcode {
+                rcode: RCODE_FORMERR,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -790,9 +790,31 @@ fn cookies_echoed_verified_and_badcookie_over_udp_only() {
     )
     .unwrap();
     assert_eq!(raw[3] & 0x0f, 1, "FORMERR");
+    // A query without a question asks for a server cookie (RFC 7873 5.4): NOERROR, no
+    // question, the cookie; with a server cookie we cannot verify, BADCOOKIE.
+    let ask_cookie = |server: &[u8]| {
+        let mut raw = vec![
+            0x77, 0x77, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41, 4, 0xd0, 0, 0, 0, 0,
+        ];
+        raw.extend_from_slice(&((4 + 8 + server.len()) as u16).to_be_bytes());
+        raw.extend_from_slice(&[0, 10]);
+        raw.extend_from_slice(&((8 + server.len()) as u16).to_be_bytes());
+        raw.extend_from_slice(&client);
+        raw.extend_from_slice(server);
+        c.send_to(&raw, s.addr).unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.recv(&mut buf).unwrap();
+        buf[..n].to_vec()
+    };
+    let raw = ask_cookie(&[]);
+    assert_eq!(&raw[..2], &[0x77, 0x77]);
+    assert_eq!(&raw[4..6], &[0, 0], "no question");
+    let (cookie, rcode) = cookie_of(&raw);
+    assert_eq!((rcode, cookie.map(|c| c.len())), (0, Some(24)));
+    assert_eq!(cookie_of(&ask_cookie(&forged)).1, 23);
     assert_eq!(
         metric(&s, "gslbd_cookie_queries_total", &[("result", "invalid")]),
-        2.0
+        3.0
     );
     assert!(metric(&s, "gslbd_cookie_queries_total", &[("result", "valid")]) >= 2.0);
     assert_eq!(
@@ -801,7 +823,7 @@ fn cookies_echoed_verified_and_badcookie_over_udp_only() {
             "gslbd_cookie_queries_total",
             &[("result", "client_only")]
         ),
-        1.0
+        2.0
     );
 }
 
