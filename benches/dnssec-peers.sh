@@ -118,6 +118,23 @@ for kind in dict.fromkeys(r["kind"] for r in rows):
     print(f"{kind:9} {st.mean(u):15.0f} {st.mean(s):14.0f} {st.mean(s)/st.mean(u):6.2f}  {st.mean(sig):.0f}")
 PY
 
+# Does a flood of cache misses stall other queries? p50/p99 of signed static A at a fixed
+# LAT_QPS, alone and while a second dnsperf floods new names with DO (every query a signature).
+LAT_QPS=${LAT_QPS:-5000}
+lat() {  # dnsperf args... -> "p50 p99" in ms
+  taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT" "$@" -l 5 -c 4 -Q "$LAT_QPS" -v 2>/dev/null |
+    awk '/^> /{print $NF*1000}' | sort -n |
+    awk '{a[NR]=$1} END{ if(NR){printf "%.3f %.3f", a[int(NR*0.50)+1], a[int(NR*0.99)]} else printf "NA NA"}'
+}
+alone=$(lat -d "$LAB/queries/static.txt" -D)
+taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries/nx.txt" -D -l 7 -c 16 -q 200 >/dev/null 2>&1 &
+FLOOD=$!
+sleep 1
+busy=$(lat -d "$LAB/queries/static.txt" -D)
+wait "$FLOOD" || true
+echo
+echo "signed static A at $LAT_QPS QPS, p50/p99 ms: alone $alone; during a signing flood (nx -D) $busy"
+
 echo
 echo "answer sizes (bytes): unsigned / signed (DO)"
 size() { dig +time=2 +tries=1 +bufsize=1232 "$@" -p "$PORT" @127.0.0.1 | awk '/MSG SIZE/{print $NF}'; }

@@ -55,6 +55,7 @@ const KEYS: &[&str] = &[
     "dnskey_ttl",
     "cds",
     "cache_entries",
+    "max_online_signatures",
 ];
 
 /// Reads `[dnssec]`; `file` is the zone file (key paths are relative to its directory).
@@ -99,6 +100,9 @@ pub(crate) fn read_dnssec(
     let cache_entries = t
         .int("cache_entries", 16, 1 << 24, errs)
         .map_or(defaults.cache_entries, |n| n as usize);
+    let max_online_signatures = t
+        .int("max_online_signatures", 1, 10_000_000, errs)
+        .map_or(defaults.max_online_signatures, |n| n as u32);
     for (k, d) in [("validity", validity), ("refresh", refresh)] {
         if d < Duration::from_secs(2) {
             errs.add(&t.key_path(k), "must be at least 2s");
@@ -157,6 +161,7 @@ pub(crate) fn read_dnssec(
             dnskey_ttl,
             cds,
             cache_entries,
+            max_online_signatures,
         },
     })
 }

@@ -188,6 +188,38 @@ impl Striped {
     }
 }
 
+/// Online signatures allowed per second on each stripe (query thread): a fixed one-second
+/// window per stripe, packed as (second, count) in one atomic, so a flood of new names cannot
+/// take more than its share of a core however fast it comes.
+#[derive(Default)]
+pub struct RateLimit {
+    stripes: [Padded; STRIPES],
+}
+
+impl RateLimit {
+    /// Takes one of `limit` tokens of second `now` on this thread's stripe; false when spent.
+    #[inline]
+    pub fn take(&self, now: u64, limit: u32) -> bool {
+        let cell = &self.stripes[STRIPE.with(|s| *s)].0;
+        let cur = cell.load(Relaxed);
+        let (sec, used) = ((cur >> 32) as u32, cur as u32);
+        let now = now as u32;
+        let used = if sec == now { used } else { 0 };
+        if used >= limit {
+            return false;
+        }
+        // Relaxed and racy between threads that share a stripe: the limit is approximate.
+        cell.store((u64::from(now) << 32) | u64::from(used + 1), Relaxed);
+        true
+    }
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RateLimit")
+    }
+}
+
 impl std::fmt::Debug for Striped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.get())
@@ -220,6 +252,14 @@ mod tests {
             c.put(c.hash(&k), &k, vec![], 0, 10, 5);
         }
         assert!(c.len() <= 16);
+    }
+
+    #[test]
+    fn the_rate_limit_is_per_second() {
+        let r = RateLimit::default();
+        assert!((0..3).all(|_| r.take(100, 3)));
+        assert!(!r.take(100, 3));
+        assert!(r.take(101, 3), "a new second, new tokens");
     }
 
     #[test]

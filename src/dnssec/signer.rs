@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::cache::{Hit, SigCache, Striped};
+use super::cache::{Hit, RateLimit, SigCache, Striped};
 use super::keys::ZoneKey;
 use super::nsec::{TypeSet, compact_rdata};
 use super::sign::{
@@ -41,6 +41,8 @@ pub struct Params {
     pub cds: bool,
     /// Entries of each signature cache (answers, and per-name denials/wildcards).
     pub cache_entries: usize,
+    /// Online signatures per second per query thread; past it a miss is SERVFAIL.
+    pub max_online_signatures: u32,
 }
 
 impl Default for Params {
@@ -52,6 +54,7 @@ impl Default for Params {
             dnskey_ttl: 3600,
             cds: true,
             cache_entries: 65536,
+            max_online_signatures: 20_000,
         }
     }
 }
@@ -120,6 +123,8 @@ pub struct Stats {
     pub over_budget: AtomicU64,
     /// Responses not served because a static signature had expired (re-signing stalled).
     pub expired: AtomicU64,
+    /// Responses refused because this thread's online signatures of the second were spent.
+    pub rate_limited: AtomicU64,
 }
 
 /// Signing state of one zone; shared by every model holding the zone (`Arc`).
@@ -140,6 +145,8 @@ pub struct ZoneSigner {
     pub answers: SigCache,
     /// Signatures made per query name: compact-denial NSECs, wildcard answers, RFC 8482 HINFO.
     pub names: SigCache,
+    /// Online signatures per second per query thread (`Params::max_online_signatures`).
+    limit: RateLimit,
     /// Counters, shared with the zone's earlier signers (reloads).
     pub stats: Arc<Stats>,
     /// The time source of every signature of this zone.
@@ -200,6 +207,8 @@ pub struct DnssecInfo {
     pub over_budget: u64,
     /// Responses refused (SERVFAIL) because a static signature had expired.
     pub expired_refusals: u64,
+    /// Responses refused (SERVFAIL) past the online signing rate.
+    pub rate_limited: u64,
 }
 
 /// The signed zones of a scrape, rendered as DNSSEC metric families: (origin, state).
@@ -257,6 +266,7 @@ impl crate::metrics::Gauges for ZonesGauges {
         for (z, d) in zones {
             for (r, v) in [
                 ("over_budget", d.over_budget),
+                ("rate_limited", d.rate_limited),
                 ("expired", d.expired_refusals),
             ] {
                 o.sample(
@@ -328,6 +338,7 @@ impl ZoneSigner {
             nsecs: Vec::new(),
             answers: SigCache::new(n),
             names: SigCache::new(n),
+            limit: RateLimit::default(),
             stats: Arc::default(),
             clock: super::Clock::system(),
         }
@@ -462,6 +473,10 @@ impl ZoneSigner {
             self.stats.over_budget.fetch_add(1, Relaxed);
             return Err(DynError::OverBudget);
         }
+        if !self.limit.take(now, self.params.max_online_signatures) {
+            self.stats.rate_limited.fetch_add(1, Relaxed);
+            return Err(DynError::RateLimited);
+        }
         *fresh += 1;
         let (owner, rtype, ttl, canonical) = key.parts();
         let window = self.params.window(now);
@@ -516,6 +531,7 @@ impl ZoneSigner {
             resign_failures: s.resign_failures.load(Relaxed),
             over_budget: s.over_budget.load(Relaxed),
             expired_refusals: s.expired.load(Relaxed),
+            rate_limited: s.rate_limited.load(Relaxed),
         }
     }
 
@@ -534,6 +550,8 @@ impl ZoneSigner {
 pub enum DynError {
     /// This response already made its share of signatures.
     OverBudget,
+    /// This thread made its share of signatures this second.
+    RateLimited,
     /// Signing failed.
     Sign(String),
 }

@@ -1063,3 +1063,27 @@ fn expired_static_signatures_are_never_served() {
     let v = verify_response(&r.raw, &z.keys.dnskeys, clock.now()).unwrap();
     assert_eq!(v.signatures, 1);
 }
+
+#[test]
+fn online_signing_is_rate_limited_per_thread_and_static_answers_stay() {
+    // 3 online signatures per second per query thread (the test server has 2 UDP threads).
+    let z = start_signed(CSK, "max_online_signatures = 3", |_| {});
+    let start = Instant::now();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..40 {
+        let r = z.ask(&format!("flood-{i}.signed.test"), "A");
+        match r.rcode() {
+            ResponseCode::NoError => ok += 1,
+            ResponseCode::ServFail => refused += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let seconds = start.elapsed().as_secs() + 2; // the windows the loop touched, at most
+    assert!(ok <= 3 * 2 * seconds, "{ok} signed in about {seconds} s");
+    assert!(refused >= 40 - 3 * 2 * seconds, "{refused} refused");
+    assert_eq!(z.signer().info().rate_limited, refused);
+    // What needs no new signature is still answered: statics, and cached online answers.
+    let r = z.ask("www.signed.test", "A");
+    assert_eq!(r.rcode(), ResponseCode::NoError);
+    z.verify(&r);
+}
