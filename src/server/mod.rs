@@ -610,6 +610,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
 /// alarms (error log) when the serving signatures get close to expiry anyway. Runs under the
 /// background stop node; the signing itself runs on a blocking thread.
 async fn dnssec_maintenance(state: Arc<State>, stop: Shutdown) {
+    // Zones are signed when they are loaded: the first check is one interval later.
+    let mut wait = Duration::from_secs(30);
     loop {
         let loaded = state.model();
         let signers: Vec<Arc<crate::dnssec::ZoneSigner>> = loaded
@@ -619,9 +621,14 @@ async fn dnssec_maintenance(state: Arc<State>, stop: Shutdown) {
             .filter_map(|z| z.dnssec.clone())
             .collect();
         drop(loaded);
-        let mut wait = Duration::from_secs(30);
-        for s in signers {
+        for s in &signers {
             wait = wait.min(s.check_interval());
+        }
+        tokio::select! {
+            _ = stop.stopped() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        for s in signers {
             let now = s.clock.now();
             let st = s.statics();
             let (refresh_at, expires) = (st.refresh_at, st.expires);
@@ -644,10 +651,7 @@ async fn dnssec_maintenance(state: Arc<State>, stop: Shutdown) {
                 );
             }
         }
-        tokio::select! {
-            _ = stop.stopped() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
+        wait = Duration::from_secs(30);
     }
 }
 
