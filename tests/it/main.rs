@@ -22,6 +22,9 @@ mod browser;
 mod cli;
 mod common;
 mod dns_core;
+mod dnssec;
+#[cfg(feature = "validator-tests")]
+mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;
