@@ -170,7 +170,6 @@ impl Keys {
     }
 
     /// The SEP keys (trust anchors).
-    #[cfg_attr(not(feature = "validator-tests"), allow(dead_code))]
     pub fn anchors(&self) -> Vec<&Vec<u8>> {
         self.dnskeys.iter().filter(|k| k[1] & 1 == 1).collect()
     }

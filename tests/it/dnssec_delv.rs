@@ -1,8 +1,9 @@
 //! A real validator against the signed zone: BIND's `delv` (Debian bind9-dnsutils), given
 //! the test's key as its trust anchor, asks gslbd on 127.0.0.1 over UDP or TCP and must
 //! report "fully validated" (or a validated negative answer); a tampered anchor or expired
-//! signatures must make it fail. Built with `--features validator-tests` (.ci/run installs
-//! delv), since a plain `cargo test` needs no system package.
+//! signatures must make it fail. Without `delv` on the PATH each test says so and returns, so a
+//! plain `cargo test` needs no system package; .ci/run installs it and sets
+//! `GSLBD_DELV_TESTS=require`, which turns a missing `delv` into a failure.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -14,6 +15,22 @@ use gslbd::dnssec::{Clock, Env, KeyAlgorithm, Role};
 
 use super::common::*;
 use super::dnssec::*;
+
+/// Is `delv` there? Prints why not and returns false (or panics when required).
+fn delv_present() -> bool {
+    let ok = Command::new("delv")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        let msg = "delv not found (Debian bind9-dnsutils): validator test skipped";
+        if std::env::var("GSLBD_DELV_TESTS").as_deref() == Ok("require") {
+            panic!("{msg}; GSLBD_DELV_TESTS=require");
+        }
+        eprintln!("{msg}");
+    }
+    ok
+}
 
 /// What delv said.
 #[derive(Debug)]
@@ -143,6 +160,9 @@ fn check_all(z: &Signed, extra: &[&str]) {
 
 #[test]
 fn delv_validates_every_kind_of_answer_over_udp_and_tcp() {
+    if !delv_present() {
+        return;
+    }
     let z = start_signed(CSK, "", |_| {});
     check_all(&z, &[]);
     check_all(&z, &["+tcp"]);
@@ -163,6 +183,9 @@ fn delv_validates_a_ksk_zsk_zone_with_ed25519() {
 
 #[test]
 fn delv_validates_gslb_answers_in_each_region() {
+    if !delv_present() {
+        return;
+    }
     let z = start_signed(CSK, "", |_| {});
     let cases = [
         ("127.1.0.1", "A", "geo.signed.test. 30 IN A 192.0.2.110"),
@@ -213,6 +236,9 @@ fn delv_validates_gslb_answers_in_each_region() {
 
 #[test]
 fn answers_keep_validating_while_the_datacenter_fails_over() {
+    if !delv_present() {
+        return;
+    }
     let z = start_signed(CSK, "", |_| {});
     let state = z.s.running().state.clone();
     let lon = dc(&state.model().model, "lon");
@@ -262,6 +288,9 @@ fn answers_keep_validating_while_the_datacenter_fails_over() {
 
 #[test]
 fn a_tampered_key_or_expired_signatures_are_bogus_for_the_validator() {
+    if !delv_present() {
+        return;
+    }
     let z = start_signed(CSK, "", |_| {});
     // The genuine anchor validates...
     assert!(delv(z.s.addr, &z.keys.anchors(), "www.signed.test", "A", &[]).secure);
@@ -299,6 +328,9 @@ fn a_tampered_key_or_expired_signatures_are_bogus_for_the_validator() {
 
 #[test]
 fn resigned_answers_keep_validating() {
+    if !delv_present() {
+        return;
+    }
     let keys = Keys::new("signed.test.", CSK);
     let zone = short_ttl(&signed_zone(
         &keys,

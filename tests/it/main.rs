@@ -23,7 +23,6 @@ mod cli;
 mod common;
 mod dns_core;
 mod dnssec;
-#[cfg(feature = "validator-tests")]
 mod dnssec_delv;
 mod fuzz;
 mod geo;
