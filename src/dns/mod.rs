@@ -10,6 +10,7 @@
 //! listen.rs binds UDP+TCP per address and runs the loops under one stop node.
 //! cookie.rs (RFC 7873/9018 server cookies) is used by answer::handle_with; rrl.rs (response
 //! rate limiting) is called by the server's handler for UDP responses.
+//! signed.rs adds RRSIGs and compact-denial NSECs when the query has DO and the zone is signed.
 //! ```
 //!
 //! A new transport is one new file that reads queries and calls `PacketHandler::handle`.
@@ -19,6 +20,7 @@ pub(crate) mod cookie;
 pub(crate) mod handler;
 pub(crate) mod listen;
 pub(crate) mod rrl;
+pub(crate) mod signed;
 pub(crate) mod tcp;
 #[allow(unsafe_code)]
 pub(crate) mod udp;

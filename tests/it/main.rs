@@ -22,6 +22,8 @@ mod browser;
 mod cli;
 mod common;
 mod dns_core;
+mod dnssec;
+mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;

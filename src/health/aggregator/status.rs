@@ -339,6 +339,7 @@ mod tests {
             zones: 2,
         };
         let text = m.render(&Extra {
+            dnssec: None,
             health: Some(&status),
             server: Some(server),
         });
