@@ -8,7 +8,8 @@
 //!   key = (client prefix /24 | /56, class, name part, qtype for answers) --keyed hash-->
 //!   one AtomicU64 bucket: 20-bit tag | 44-bit theoretical arrival time in µs (GCRA)
 //!   within rate (burst: one second's worth) --> pass
-//!   over --> log-only: pass, counted | every slip-th: truncated | else: dropped
+//!   over --> log-only: pass, counted | every slip-th (of this UDP thread's limited
+//!            responses, all buckets together): truncated | else: dropped
 //! ```
 //!
 //! The name part of the key depends on the class, as in BIND: an answer keys on the query
