@@ -171,25 +171,25 @@ fn when_full_the_oldest_idle_connection_is_closed_for_a_new_one() {
 #[test]
 fn a_trickling_client_is_closed_by_the_lifetime() {
     let s = server(|o| {
-        o.tcp_idle_timeout = Duration::from_millis(800);
-        o.tcp_lifetime = Duration::from_secs(2);
+        o.tcp_idle_timeout = Duration::from_millis(1500);
+        o.tcp_lifetime = Duration::from_millis(2500);
         o.tcp_max_queries = 0;
     });
-    // One query every 400 ms keeps the idle timer from ever firing; the lifetime still ends
+    // One query every 300 ms keeps the idle timer from ever firing; the lifetime still ends
     // the connection.
     let t = Instant::now();
     let mut c = tcp_from(Ipv4Addr::LOCALHOST, s.addr);
     let mut answered = 0;
-    while t.elapsed() < Duration::from_secs(6) && served(&mut c) {
+    while t.elapsed() < Duration::from_secs(8) && served(&mut c) {
         answered += 1;
-        std::thread::sleep(Duration::from_millis(400));
+        std::thread::sleep(Duration::from_millis(300));
     }
     let lived = t.elapsed();
     assert!(
-        (Duration::from_millis(1900)..Duration::from_millis(3500)).contains(&lived),
+        (Duration::from_millis(2400)..Duration::from_millis(5000)).contains(&lived),
         "closed after {lived:?} and {answered} answers"
     );
-    assert!(answered >= 4, "{answered}");
+    assert!(answered >= 5, "{answered}");
     assert_eq!(closed_metric(&s, "dns_tcp", "lifetime"), 1.0);
     assert_eq!(closed_metric(&s, "dns_tcp", "idle"), 0.0);
 }
@@ -602,18 +602,27 @@ fn rrl_a_flood_from_one_prefix_gets_the_rate_plus_slips_while_another_is_served(
         n.store(i, Ordering::Relaxed);
         t.elapsed()
     });
-    // Another prefix (127.0.1.0/24) asks 50 times meanwhile and gets every answer in full.
+    // Another prefix (127.0.1.0/24) asks 50 times meanwhile and gets every answer in full. Like
+    // a resolver it asks again after a timeout: the flood shares the server's socket buffer,
+    // so a packet may be lost there (not limited: loss is not what is tested).
     let other = udp_from(Ipv4Addr::new(127, 0, 1, 1));
+    other
+        .set_read_timeout(Some(Duration::from_millis(700)))
+        .unwrap();
     let mut fine = 0;
     for i in 0..50u16 {
         let mut query = q("www.example.com", "A");
         query.id = i;
-        other.send_to(&query.bytes(), s.addr).unwrap();
-        let mut buf = [0u8; 2048];
-        if let Ok(n) = other.recv(&mut buf) {
-            let r = Resp::parse(buf[..n].to_vec());
-            if r.id() == i && r.answers().len() == 2 {
-                fine += 1;
+        'tries: for _try in 0..3 {
+            other.send_to(&query.bytes(), s.addr).unwrap();
+            let mut buf = [0u8; 2048];
+            // A late answer to an earlier query is skipped; a timeout asks again.
+            while let Ok(n) = other.recv(&mut buf) {
+                let r = Resp::parse(buf[..n].to_vec());
+                if r.id() == i {
+                    fine += u32::from(r.answers().len() == 2);
+                    break 'tries;
+                }
             }
         }
         std::thread::sleep(Duration::from_millis(80));
