@@ -264,7 +264,7 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let snap = gslbd::health::Snapshot::all_up(model.datacenters.list.len());
+    let snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
             Ok(j) => {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::rank::Cand;
 use super::{AnswerKind, Client, Selection, Source};
-use crate::health::{AdminState, DcState};
+use crate::health::{AdminState, CheckVerdict, DcState, Input, Why};
 use crate::model::{Datacenter, DatacenterId, GslbName, LatencySource, Member, Pool, PoolId};
 
 /// How the rule was chosen.
@@ -37,7 +37,7 @@ pub enum Verdict {
     Usable,
     /// Usable because the name is all-down and fail-open.
     ForcedUp,
-    /// The probes say down (admin state `obey`).
+    /// Its health is down (the probes, or an external verdict; admin state `obey`).
     Down,
     AdminDown,
     Drain,
@@ -69,7 +69,7 @@ impl Verdict {
         match self {
             Verdict::Usable => "kept",
             Verdict::ForcedUp => "kept (all down: fail-open)",
-            Verdict::Down => "dropped: probes say down",
+            Verdict::Down => "dropped: health down",
             Verdict::AdminDown => "dropped: admin down",
             Verdict::Drain => "dropped: draining",
             Verdict::NoAddressOfFamily => "skipped: no address of this family",
@@ -108,6 +108,18 @@ pub struct CandidateTrace {
     pub datacenter: String,
     pub healthy: bool,
     pub admin: &'static str,
+    /// The input that decided whether it is usable (admin, pushed, feed, alert, probes,
+    /// config).
+    pub input: Input,
+    /// The input that decided its health.
+    pub health_input: Input,
+    /// What the deciding input says, when the server knows (not in offline `gslbd explain`).
+    pub reason: Option<String>,
+    /// Each check's verdict, in declaration order.
+    pub checks: Vec<CheckVerdict>,
+    /// `all`, `any` or N, with several checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub require: Option<String>,
     pub load: Option<f64>,
     pub latency_ms: Option<f64>,
     pub slow_start: f64,
@@ -162,6 +174,9 @@ pub struct Trace<'a> {
     name: &'a GslbName,
     #[serde(skip)]
     dcs: &'a [Datacenter],
+    /// Why each datacenter is in its state (from the snapshot), indexed by id.
+    #[serde(skip)]
+    whys: Vec<Why>,
     /// The client address the decision used (ECS or source).
     pub client: Option<String>,
     pub continent: Option<String>,
@@ -182,6 +197,7 @@ impl<'a> Trace<'a> {
         Trace {
             name,
             dcs,
+            whys: Vec::new(),
             client: None,
             continent: None,
             country: None,
@@ -193,6 +209,12 @@ impl<'a> Trace<'a> {
             cycle_at: None,
             answer: None,
         }
+    }
+
+    /// Show why each datacenter is in its state (the snapshot's reasons, indexed by id).
+    pub fn with_reasons(mut self, whys: &[Why]) -> Self {
+        self.whys = whys.to_vec();
+        self
     }
 
     fn dc_name(&self, id: u32) -> String {
@@ -257,10 +279,18 @@ impl Tracer for Trace<'_> {
             (Some(a), Some(b)) => Some(super::rank::haversine_km(a, b)),
             _ => None,
         };
+        let why = self.whys.get(member.dc.0 as usize);
         let c = CandidateTrace {
             datacenter: self.dc_name(member.dc.0),
             healthy: state.healthy,
             admin: admin_str(state.admin),
+            input: state.decided_by(),
+            health_input: state.health_input,
+            reason: why.map(|w| w.reason.clone()),
+            checks: why.map(|w| w.checks.clone()).unwrap_or_default(),
+            require: why
+                .filter(|w| w.checks.len() > 1)
+                .map(|w| w.require.clone()),
             load: state.load,
             latency_ms: state.latency_ms,
             slow_start: state.slow_start,
@@ -391,10 +421,11 @@ impl fmt::Display for Trace<'_> {
             for c in &p.candidates {
                 writeln!(
                     f,
-                    "  {:<12} health={} admin={} load={} latency={} distance={} slow-start={:.2}{}: {}",
+                    "  {:<12} health={} admin={} input={} load={} latency={} distance={} slow-start={:.2}{}: {}",
                     c.datacenter,
                     if c.healthy { "up" } else { "down" },
                     c.admin,
+                    c.input.as_str(),
                     opt(c.load.map(|l| l * 100.0), "%"),
                     opt(c.latency_ms, "ms"),
                     opt(c.distance_km, "km"),
@@ -402,6 +433,23 @@ impl fmt::Display for Trace<'_> {
                     if c.settled { "" } else { " unsettled" },
                     c.verdict.reason(),
                 )?;
+                if let Some(r) = &c.reason {
+                    writeln!(f, "  {:<12} decided by {}: {r}", "", c.input.as_str())?;
+                }
+                if c.checks.len() > 1 {
+                    let list: Vec<String> = c
+                        .checks
+                        .iter()
+                        .map(|k| format!("{} {}", k.name, if k.up { "up" } else { "down" }))
+                        .collect();
+                    writeln!(
+                        f,
+                        "  {:<12} checks (require {}): {}",
+                        "",
+                        c.require.as_deref().unwrap_or("all"),
+                        list.join(", ")
+                    )?;
+                }
             }
             if p.order.is_empty() {
                 writeln!(f, "  no usable datacenter")?;

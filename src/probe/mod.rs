@@ -15,26 +15,37 @@
 //! latency, load figure). Rise/fall, admin state, slow start and publication live in
 //! `health::aggregator`.
 //!
-//! A check kind is one file (`http.rs`, `tcp.rs`): its zone-file keys, validation, identity
-//! and probe. [`CheckKind`] dispatches to them with exhaustive matches, so adding a kind is a
+//! A check kind is one file (`http.rs`, `tcp.rs`, `dns.rs`, `tls.rs`, `exec.rs`, `icmp.rs`):
+//! its zone-file keys, validation, identity and probe. [`CheckKind`] dispatches to them with exhaustive matches, so adding a kind is a
 //! new file plus the variant (the compiler lists every match to extend).
 //!
 //! This module sits low in the layers (it depends only on the leaf modules): the model holds
 //! check specs and the probe plan, and the config loader builds and validates the plan in the
 //! same step that builds the model.
 
+pub mod dns;
+pub mod exec;
 pub mod http;
+pub mod icmp;
 pub mod outcome;
 pub mod plan;
 pub mod prober;
 pub mod spec;
 pub mod tcp;
+pub mod tls;
 pub mod worker;
 
+pub use dns::DnsCheck;
+pub use exec::ExecCheck;
 pub use http::HttpCheck;
+pub use icmp::IcmpCheck;
 pub use outcome::{LoadFigure, ProbeOutcome, ProbeResult};
-pub use plan::{DatacenterProbe, DcPlan, ProbeSet, ProbeSetError, Target, TargetId};
+pub use plan::{
+    CheckPlan, DatacenterProbe, DcPlan, NamedCheck, ProbeSet, ProbeSetError, Require, Target,
+    TargetId,
+};
 pub use prober::{Prober, ProberError};
 pub use spec::{CheckError, CheckKind, CheckSpec};
 pub use tcp::TcpCheck;
+pub use tls::TlsCheck;
 pub use worker::{Jitter, WorkerSettings, Workers, spawn_workers};

@@ -183,7 +183,7 @@ fn http_check(port: u16, path: &str) -> CheckSpec {
 fn http_mut(c: &mut CheckSpec) -> &mut HttpCheck {
     match &mut c.kind {
         CheckKind::Http(h) => h,
-        CheckKind::Tcp(_) => panic!("not http"),
+        _ => panic!("not http"),
     }
 }
 
@@ -944,8 +944,7 @@ fn probe_set_validation_and_bit_order() {
     )])
     .expect("set");
     let addrs: Vec<IpAddr> = set.dcs[0]
-        .slots
-        .iter()
+        .targets()
         .map(|t| set.targets[t.0 as usize].addr.ip())
         .collect();
     assert_eq!(addrs, vec![LOCAL, v4b, v6]);

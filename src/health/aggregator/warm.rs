@@ -11,8 +11,8 @@ use super::Aggregator;
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
-    SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, PersistError,
+    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -154,8 +154,10 @@ impl Aggregator {
         let Some(dir) = &self.settings.state_dir else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
         write_json(dir, ADMIN_FILE, &admin)?;
+        write_json(dir, INPUTS_FILE, &self.inputs_file(wall))?;
         write_json(dir, HEALTH_FILE, &health)
     }
 
@@ -163,10 +165,13 @@ impl Aggregator {
         let Some(dir) = self.settings.state_dir.clone() else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        let inputs = self.inputs_file(wall);
         // File I/O and fsync off the runtime's worker threads.
         tokio::task::spawn_blocking(move || {
             write_json(&dir, ADMIN_FILE, &admin)?;
+            write_json(&dir, INPUTS_FILE, &inputs)?;
             write_json(&dir, HEALTH_FILE, &health)
         })
         .await
