@@ -26,6 +26,24 @@ use serde::Deserialize;
 
 use super::input::{Subject, Verdict};
 
+/// How one feed file is doing, for `/status` and `/metrics`.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct FeedStatus {
+    pub path: String,
+    /// The last read succeeded.
+    pub ok: bool,
+    /// Why the last read failed (the previous good entries stay until they expire).
+    pub error: Option<String>,
+    /// Entries of the last good read.
+    pub entries: usize,
+    /// Keys of the last good read that name no configured datacenter or address.
+    pub unknown: Vec<String>,
+    /// Modification time of the last good read, Unix seconds.
+    pub modified_unix: Option<u64>,
+    /// The file is older than the maximum age: its entries are ignored.
+    pub stale: bool,
+}
+
 /// One line (CSV) or member (JSON) of a feed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedEntry {

@@ -368,6 +368,7 @@ async fn workers_take_a_datacenter_down_and_back_in_real_time() {
             WorkerSettings {
                 max_in_flight: 8,
                 seed: 7,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -442,6 +443,7 @@ async fn one_probe_per_interval_per_address_however_many_users() {
             WorkerSettings {
                 max_in_flight: 4,
                 seed: 1,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -880,6 +882,7 @@ async fn hanging_targets_do_not_block_other_probes() {
             WorkerSettings {
                 max_in_flight,
                 seed: 3,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
