@@ -19,6 +19,7 @@ A = ["192.0.2.1"]
 
 mod api;
 mod browser;
+mod checks;
 mod cli;
 mod common;
 mod dns_core;

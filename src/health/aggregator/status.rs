@@ -519,6 +519,7 @@ mod tests {
             loaded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(200),
             last_reload_ok: false,
             zones: 2,
+            feeds: vec![("/run/feed.csv".into(), false, Some(12.0))],
         };
         let text = m.render(&Extra {
             health: Some(&status),
@@ -565,5 +566,12 @@ mod tests {
         );
         assert_eq!(value(&s, "gslbd_start_time_seconds", &[]), Some(100.0));
         assert_eq!(value(&s, "gslbd_zones", &[]), Some(2.0));
+        let f = [("file", "/run/feed.csv")];
+        assert_eq!(value(&s, "gslbd_health_feed_ok", &f), Some(0.0));
+        assert_eq!(value(&s, "gslbd_health_feed_age_seconds", &f), Some(12.0));
+        assert_eq!(
+            value(&s, "gslbd_notifications_total", &[("result", "dropped")]),
+            Some(0.0)
+        );
     }
 }
