@@ -434,7 +434,7 @@ impl fmt::Display for Trace<'_> {
                     c.verdict.reason(),
                 )?;
                 if let Some(r) = &c.reason {
-                    writeln!(f, "  {:<12} decided by {}: {r}", "", c.input.as_str())?;
+                    writeln!(f, "  {:<12} why: {r}", "")?;
                 }
                 if c.checks.len() > 1 {
                     let list: Vec<String> = c

@@ -26,6 +26,7 @@ mod dns_core;
 mod fuzz;
 mod geo;
 mod gslb;
+mod health_inputs;
 mod latency;
 mod latency_map;
 mod layers;
