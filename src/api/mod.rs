@@ -613,8 +613,7 @@ pub fn parse_push_body(body: &[u8]) -> Result<PushBody, String> {
 fn valid_source(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -627,20 +626,14 @@ fn input_error(e: InputError) -> Response {
     }
 }
 
-/// The subject of `/datacenters/{name}[/addresses/{addr}]/health`.
-fn health_subject(name: String, addr: Option<&str>) -> Result<Subject, Response> {
-    match addr {
-        None => Ok(Subject::Datacenter(name)),
-        Some(a) => match a.parse::<IpAddr>() {
-            Ok(address) => Ok(Subject::Address {
-                datacenter: name,
-                address,
-            }),
-            Err(_) => Err(error(
-                StatusCode::BAD_REQUEST,
-                format!("`{a}` is not an IP address"),
-            )),
-        },
+/// The subject of `/datacenters/{name}/addresses/{addr}/health`; the error says why not.
+fn address_subject(name: String, addr: &str) -> Result<Subject, String> {
+    match addr.parse::<IpAddr>() {
+        Ok(address) => Ok(Subject::Address {
+            datacenter: name,
+            address,
+        }),
+        Err(_) => Err(format!("`{addr}` is not an IP address")),
     }
 }
 
@@ -731,7 +724,10 @@ async fn push_health(
     body: Bytes,
 ) -> Response {
     let Ok(Path(name)) = name else {
-        return error(StatusCode::BAD_REQUEST, "invalid datacenter name in the path");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter name in the path",
+        );
     };
     push(ctx, headers, Subject::Datacenter(name), body).await
 }
@@ -743,11 +739,14 @@ async fn push_address_health(
     body: Bytes,
 ) -> Response {
     let Ok(Path((name, addr))) = path else {
-        return error(StatusCode::BAD_REQUEST, "invalid datacenter or address in the path");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter or address in the path",
+        );
     };
-    match health_subject(name, Some(&addr)) {
+    match address_subject(name, &addr) {
         Ok(subject) => push(ctx, headers, subject, body).await,
-        Err(r) => r,
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -770,11 +769,14 @@ async fn clear_address_health(
     headers: HeaderMap,
 ) -> Response {
     let (Ok(Path((name, addr))), Ok(Query(params))) = (path, params) else {
-        return error(StatusCode::BAD_REQUEST, "invalid datacenter, address or query");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter, address or query",
+        );
     };
-    match health_subject(name, Some(&addr)) {
+    match address_subject(name, &addr) {
         Ok(subject) => clear(ctx, headers, subject, params).await,
-        Err(r) => r,
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
@@ -1011,7 +1013,10 @@ mod tests {
             }
         );
         let b = parse_push_body(br#"{"state":"UP","ttl":30,"source":"ci-1"}"#).expect("valid");
-        assert_eq!((b.up, b.ttl.as_secs(), b.source.as_str()), (true, 30, "ci-1"));
+        assert_eq!(
+            (b.up, b.ttl.as_secs(), b.source.as_str()),
+            (true, 30, "ci-1")
+        );
         assert_eq!(
             parse_push_body(br#"{"state":"up"}"#).map(|b| b.ttl),
             Ok(DEFAULT_PUSH_TTL)
@@ -1028,7 +1033,11 @@ mod tests {
             br#""up""#,
             b"down",
         ] {
-            assert!(parse_push_body(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_push_body(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -344,7 +344,11 @@ mod tests {
             let up = targets.iter().filter(|t| t.up).count();
             let mut s = format!("probes: {up} of {} addresses up (1 needed)", targets.len());
             if let Some(t) = targets.iter().find(|t| !t.up) {
-                s.push_str(&format!("; {}: {}", t.addr, t.last_reason.clone().unwrap_or_default()));
+                s.push_str(&format!(
+                    "; {}: {}",
+                    t.addr,
+                    t.last_reason.clone().unwrap_or_default()
+                ));
             }
             s
         };
@@ -355,7 +359,11 @@ mod tests {
             usable: healthy,
             admin,
             input: if admin == "obey" { "probes" } else { "admin" },
-            health_input: if targets.is_empty() { "config" } else { "probes" },
+            health_input: if targets.is_empty() {
+                "config"
+            } else {
+                "probes"
+            },
             reason,
             probes_up: healthy,
             require: None,
@@ -402,7 +410,10 @@ mod tests {
         pushed.reason = "pushed: down, maintenance (expires in 42 s)".into();
         assert_eq!(
             c(&pushed),
-            ("down", "pushed: down, maintenance (expires in 42 s)".to_string())
+            (
+                "down",
+                "pushed: down, maintenance (expires in 42 s)".to_string()
+            )
         );
         let up = dc("obey", true, vec![target(true, true, "pass", 10)]);
         assert_eq!(c(&up).0, "up");

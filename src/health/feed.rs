@@ -171,10 +171,13 @@ fn parse_csv(text: &str) -> Result<Vec<FeedEntry>, FeedError> {
             continue; // the header line
         }
         let Some(st) = st else {
-            return Err(fail(n, format!("`{line}`: expected key,state[,load][,reason]")));
+            return Err(fail(
+                n,
+                format!("`{line}`: expected key,state[,load][,reason]"),
+            ));
         };
-        let up = state(st)
-            .ok_or_else(|| fail(n, format!("`{key}`: state {st:?} is not up or down")))?;
+        let up =
+            state(st).ok_or_else(|| fail(n, format!("`{key}`: state {st:?} is not up or down")))?;
         let ld = match fields.next().map(str::trim) {
             None | Some("") => None,
             Some(v) => Some(
@@ -257,7 +260,8 @@ mod tests {
 
     #[test]
     fn json() {
-        let text = r#"{ "fra": "down", "ams": { "state": "up", "load": 0.4, "reason": "canary ok" } }"#;
+        let text =
+            r#"{ "fra": "down", "ams": { "state": "up", "load": 0.4, "reason": "canary ok" } }"#;
         let mut got = parse(text).expect("parses");
         got.sort_by(|a, b| a.key.cmp(&b.key));
         assert_eq!(
@@ -275,12 +279,18 @@ mod tests {
     #[test]
     fn keys_become_subjects() {
         let v = verdicts(
-            &[e("fra", false, None, Some("m")), e("192.0.2.1", true, None, None)],
+            &[
+                e("fra", false, None, Some("m")),
+                e("192.0.2.1", true, None, None),
+            ],
             "/f.csv",
             Duration::from_secs(5),
         );
         assert_eq!(v[0].subject, Subject::Datacenter("fra".into()));
         assert_eq!(v[0].reason, "m (/f.csv)");
-        assert_eq!(v[1].subject, Subject::AnyAddress("192.0.2.1".parse().unwrap()));
+        assert_eq!(
+            v[1].subject,
+            Subject::AnyAddress("192.0.2.1".parse().unwrap())
+        );
     }
 }

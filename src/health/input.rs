@@ -186,10 +186,7 @@ pub enum InputError {
     #[error("no datacenter named `{0}`")]
     UnknownDatacenter(String),
     #[error("{address} is not an answer address of datacenter `{datacenter}`")]
-    NotAnAddress {
-        datacenter: String,
-        address: IpAddr,
-    },
+    NotAnAddress { datacenter: String, address: IpAddr },
     #[error("no datacenter has the answer address {0}")]
     UnknownAddress(IpAddr),
     #[error("the health aggregator has stopped")]

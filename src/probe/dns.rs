@@ -133,7 +133,10 @@ impl DnsCheck {
             None => 0,
             Some(toml::Value::Integer(i)) if (0..=15).contains(i) => *i as u8,
             Some(toml::Value::String(s)) => {
-                match RCODES.iter().find(|(n, _)| n.eq_ignore_ascii_case(s.trim())) {
+                match RCODES
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(s.trim()))
+                {
                     Some((_, c)) => *c,
                     None => {
                         errs.add(
@@ -243,7 +246,12 @@ pub(super) async fn probe(
     let start = Instant::now();
     let query = match d.message(id) {
         Ok(q) => q,
-        Err(e) => return (ProbeOutcome::Other(format!("cannot build the query: {e}")), None),
+        Err(e) => {
+            return (
+                ProbeOutcome::Other(format!("cannot build the query: {e}")),
+                None,
+            );
+        }
     };
     let work = async {
         let msg = match udp(addr, &query, id).await {

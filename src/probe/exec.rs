@@ -236,7 +236,13 @@ pub(super) async fn probe(
     group.kill();
     let status = match status {
         Ok(Ok(s)) => s,
-        Ok(Err(err)) => return (ProbeOutcome::Other(format!("waiting for {program}: {err}")), None, None),
+        Ok(Err(err)) => {
+            return (
+                ProbeOutcome::Other(format!("waiting for {program}: {err}")),
+                None,
+                None,
+            );
+        }
         Err(_) => {
             // Killed above; reap it now so no zombie is left.
             let _ = child.wait().await;
@@ -278,7 +284,11 @@ pub(super) async fn probe(
     }
     match parse_load(&out) {
         None => (ProbeOutcome::Pass, Some(took), None),
-        Some(Ok(v)) => (ProbeOutcome::Pass, Some(took), Some(LoadFigure::Utilisation(v))),
+        Some(Ok(v)) => (
+            ProbeOutcome::Pass,
+            Some(took),
+            Some(LoadFigure::Utilisation(v)),
+        ),
         Some(Err(reason)) => (ProbeOutcome::BadLoad(reason), Some(took), None),
     }
 }

@@ -54,12 +54,7 @@ pub fn permitted(v6: bool) -> Result<(), String> {
     let family = if v6 { "IPv6" } else { "IPv4" };
     match socket(v6) {
         Ok(_) => Ok(()),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EACCES) | Some(libc::EPERM)
-            ) =>
-        {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) => {
             let range = std::fs::read_to_string(PING_GROUP_RANGE)
                 .map(|r| r.split_whitespace().collect::<Vec<_>>().join(" "))
                 .unwrap_or_else(|_| "unknown".into());
@@ -157,7 +152,10 @@ mod tests {
         reply[0] = 0;
         assert!(is_reply(false, &reply, 7, &token));
         assert!(!is_reply(false, &reply, 8, &token));
-        assert!(!is_reply(false, &r, 7, &token), "our own request is not a reply");
+        assert!(
+            !is_reply(false, &r, 7, &token),
+            "our own request is not a reply"
+        );
         let r6 = request(true, 7, &token);
         assert_eq!((r6[0], r6[2], r6[3]), (128, 0, 0));
     }

@@ -444,7 +444,11 @@ impl ProbeSet {
                 });
             }
             // ICMP: refuse at load time what the system would refuse at every probe.
-            for c in dc.checks.iter().filter(|c| matches!(c.spec.kind, CheckKind::Icmp(_))) {
+            for c in dc
+                .checks
+                .iter()
+                .filter(|c| matches!(c.spec.kind, CheckKind::Icmp(_)))
+            {
                 for v6 in [false, true] {
                     if !probed.iter().any(|(a, _)| a.is_ipv6() == v6) {
                         continue;
@@ -470,8 +474,10 @@ impl ProbeSet {
                     .entry(c.spec.clone())
                     .or_insert_with(|| Arc::new(c.spec.clone()))
                     .clone();
-                let scope: Option<Arc<str>> =
-                    spec.kind.per_datacenter().then(|| Arc::from(dc.name.as_str()));
+                let scope: Option<Arc<str>> = spec
+                    .kind
+                    .per_datacenter()
+                    .then(|| Arc::from(dc.name.as_str()));
                 let mut slots = Vec::with_capacity(probed.len());
                 for (slot, (ip, _)) in probed.iter().enumerate() {
                     let addr = SocketAddr::new(*ip, spec.port());

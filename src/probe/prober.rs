@@ -167,9 +167,13 @@ impl Prober {
             }
             (CheckKind::Icmp(_), Some(Runner::Icmp)) => {
                 let n = self.nonce();
-                let (o, l) =
-                    icmp::probe(target.addr, n as u16, (n ^ self.seed).to_be_bytes(), timeout)
-                        .await;
+                let (o, l) = icmp::probe(
+                    target.addr,
+                    n as u16,
+                    (n ^ self.seed).to_be_bytes(),
+                    timeout,
+                )
+                .await;
                 (o, l, None)
             }
             (

@@ -18,12 +18,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::CryptoProvider;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{self, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::outcome::ProbeOutcome;
 use crate::walk::{Errors, Table};
@@ -248,7 +248,9 @@ mod tests {
             judge_expiry(at(3), "CN=x", now, 7),
             ProbeOutcome::Expiring(m) if m == "expires in 3.0 days (CN=x), below min-days 7"
         ));
-        assert!(matches!(judge_expiry(at(-2), "", now, 0), ProbeOutcome::Expiring(m) if m.starts_with("expired 2.0")));
+        assert!(
+            matches!(judge_expiry(at(-2), "", now, 0), ProbeOutcome::Expiring(m) if m.starts_with("expired 2.0"))
+        );
         assert_eq!(judge_expiry(at(1), "", now, 0), ProbeOutcome::Pass);
     }
 }

@@ -52,7 +52,12 @@ pub fn spawn(
             let stamp = match FileStamp::of(&path) {
                 Ok(s) => s,
                 Err(e) => {
-                    report(&state, index, &mut last_error, format!("cannot read {name}: {e}"));
+                    report(
+                        &state,
+                        index,
+                        &mut last_error,
+                        format!("cannot read {name}: {e}"),
+                    );
                     continue;
                 }
             };
@@ -62,7 +67,12 @@ pub fn spawn(
             let text = match tokio::fs::read_to_string(&path).await {
                 Ok(t) => t,
                 Err(e) => {
-                    report(&state, index, &mut last_error, format!("cannot read {name}: {e}"));
+                    report(
+                        &state,
+                        index,
+                        &mut last_error,
+                        format!("cannot read {name}: {e}"),
+                    );
                     continue;
                 }
             };

@@ -397,7 +397,11 @@ impl State {
         self.update_feed_status(index, |s| *s = status);
     }
 
-    fn update_feed_status(&self, index: usize, f: impl FnOnce(&mut crate::health::feed::FeedStatus)) {
+    fn update_feed_status(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut crate::health::feed::FeedStatus),
+    ) {
         let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = v.get_mut(index) {
             f(s);

@@ -50,7 +50,9 @@ fn named(name: &str, spec: CheckSpec) -> NamedCheck {
 }
 
 fn http(port: u16) -> CheckSpec {
-    spec(CheckKind::Http(gslbd::probe::HttpCheck::new("/health", port)))
+    spec(CheckKind::Http(gslbd::probe::HttpCheck::new(
+        "/health", port,
+    )))
 }
 
 /// One explicit probe round of every target, applied and published.
@@ -272,7 +274,11 @@ async fn truncating_responder() -> (SocketAddr, tokio::task::JoinHandle<()>) {
         m.add_query(req.queries[0].clone());
         if !truncated {
             let name = req.queries[0].name().clone();
-            m.add_answer(Record::from_rdata(name, 60, RData::A(A::new(192, 0, 2, 53))));
+            m.add_answer(Record::from_rdata(
+                name,
+                60,
+                RData::A(A::new(192, 0, 2, 53)),
+            ));
         }
         m.to_vec().expect("encode")
     }
@@ -348,7 +354,9 @@ async fn tls_server(days: u64) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     .with_single_cert(vec![cert.der().clone()], der)
     .expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind((LOCAL, 0)).await.expect("bind");
+    let listener = tokio::net::TcpListener::bind((LOCAL, 0))
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let task = tokio::spawn(async move {
         loop {
@@ -559,7 +567,10 @@ async fn exec_checks_run_at_most_max_exec_at_once_and_per_datacenter() {
             most = most.max(running);
         }
         assert_eq!(most, 2, "{text}");
-        assert!(took >= Duration::from_millis(600), "two waves of two: {took:?}");
+        assert!(
+            took >= Duration::from_millis(600),
+            "two waves of two: {took:?}"
+        );
     })
     .await
     .expect("bounded");

@@ -98,7 +98,14 @@ async fn a_pushed_state_holds_for_its_ttl_then_the_probes_decide_again() {
     let stop = Shutdown::new();
     let task = tokio::spawn(agg.run(rx, stop.clone()));
     let applied = handle
-        .input(set(SourceKind::Pushed, "api", fra(), false, 60, "maintenance"))
+        .input(set(
+            SourceKind::Pushed,
+            "api",
+            fra(),
+            false,
+            60,
+            "maintenance",
+        ))
         .await
         .expect("applied");
     assert_eq!((applied.changed, applied.active), (1, 1));
@@ -112,13 +119,23 @@ async fn a_pushed_state_holds_for_its_ttl_then_the_probes_decide_again() {
     // The same push again only moves the expiry: no event, still down.
     tokio::time::advance(Duration::from_secs(30)).await;
     let again = handle
-        .input(set(SourceKind::Pushed, "api", fra(), false, 60, "maintenance"))
+        .input(set(
+            SourceKind::Pushed,
+            "api",
+            fra(),
+            false,
+            60,
+            "maintenance",
+        ))
         .await
         .expect("applied");
     assert_eq!(again.changed, 0);
     tokio::time::advance(Duration::from_secs(59)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!out.load().dcs[0].healthy, "59 s after the refresh: still down");
+    assert!(
+        !out.load().dcs[0].healthy,
+        "59 s after the refresh: still down"
+    );
     let st = handle.status().await.expect("status");
     let v = &st.datacenters[0].inputs[0];
     assert_eq!((v.source, v.state, v.deciding), ("pushed", "down", true));
@@ -134,13 +151,31 @@ async fn a_pushed_state_holds_for_its_ttl_then_the_probes_decide_again() {
         kinds(&ev),
         [
             (EventKind::Input, "fra", "none", "down", Some(Input::Pushed)),
-            (EventKind::Datacenter, "fra", "up", "down", Some(Input::Pushed)),
+            (
+                EventKind::Datacenter,
+                "fra",
+                "up",
+                "down",
+                Some(Input::Pushed)
+            ),
             (EventKind::Input, "fra", "down", "none", Some(Input::Pushed)),
-            (EventKind::Datacenter, "fra", "down", "up", Some(Input::Probes)),
+            (
+                EventKind::Datacenter,
+                "fra",
+                "down",
+                "up",
+                Some(Input::Probes)
+            ),
         ]
     );
     assert_eq!(ev[1].reason, "pushed api: expired after 1m");
-    assert!(ev[0].reason.starts_with("external verdicts no longer hold; probes:"), "{}", ev[0].reason);
+    assert!(
+        ev[0]
+            .reason
+            .starts_with("external verdicts no longer hold; probes:"),
+        "{}",
+        ev[0].reason
+    );
     stop.stop();
     task.await.expect("task");
 }
@@ -158,12 +193,18 @@ async fn admin_beats_external_verdicts_which_beat_the_probes_and_down_wins_among
     assert_eq!(out.load().dcs[0].health_input, Input::Probes);
 
     // A pushed up overrides the probes, and vouches for every address.
-    agg.input(set(SourceKind::Pushed, "ci", fra(), true, 300, "canary ok"), t0)
-        .expect("push");
+    agg.input(
+        set(SourceKind::Pushed, "ci", fra(), true, 300, "canary ok"),
+        t0,
+    )
+    .expect("push");
     agg.publish(t0);
     let s = out.load();
     assert!(s.dcs[0].healthy && s.dcs[0].usable());
-    assert_eq!((s.dcs[0].health_input, s.dcs[0].addr_up), (Input::Pushed, 0b11));
+    assert_eq!(
+        (s.dcs[0].health_input, s.dcs[0].addr_up),
+        (Input::Pushed, 0b11)
+    );
 
     // A firing alert (down) wins over the pushed up.
     let alert = Source::new(SourceKind::Alert, "f00d");
@@ -188,7 +229,11 @@ async fn admin_beats_external_verdicts_which_beat_the_probes_and_down_wins_among
     );
     let st = agg.status(t0);
     assert_eq!(st.datacenters[0].input, "alert");
-    assert!(st.datacenters[0].reason.starts_with("alert: down, HighErrorRate firing (expires in 900 s)"));
+    assert!(
+        st.datacenters[0]
+            .reason
+            .starts_with("alert: down, HighErrorRate firing (expires in 900 s)")
+    );
 
     // Admin beats both.
     agg.set_admin(0, AdminState::Up, t0).expect("admin");
@@ -196,11 +241,21 @@ async fn admin_beats_external_verdicts_which_beat_the_probes_and_down_wins_among
     let s = out.load();
     assert!(s.dcs[0].usable());
     assert_eq!(s.dcs[0].decided_by(), Input::Admin);
-    assert_eq!(s.why[0].reason, "admin: up (health: alert: down, HighErrorRate firing)");
+    assert_eq!(
+        s.why[0].reason,
+        "admin: up (health: alert: down, HighErrorRate firing)"
+    );
     agg.set_admin(0, AdminState::Obey, t0).expect("admin");
 
     // The alert resolves: the pushed up decides again.
-    agg.input(Update::Clear { source: alert, subject: fra() }, t0).expect("clear");
+    agg.input(
+        Update::Clear {
+            source: alert,
+            subject: fra(),
+        },
+        t0,
+    )
+    .expect("clear");
     agg.publish(t0);
     assert_eq!(
         (out.load().dcs[0].healthy, out.load().dcs[0].health_input),
@@ -216,7 +271,17 @@ async fn admin_beats_external_verdicts_which_beat_the_probes_and_down_wins_among
 
     // Unknown names are refused, not ignored.
     assert_eq!(
-        agg.input(set(SourceKind::Pushed, "api", Subject::Datacenter("nope".into()), false, 5, ""), t0),
+        agg.input(
+            set(
+                SourceKind::Pushed,
+                "api",
+                Subject::Datacenter("nope".into()),
+                false,
+                5,
+                ""
+            ),
+            t0
+        ),
         Err(InputError::UnknownDatacenter("nope".into()))
     );
     assert_eq!(
@@ -224,14 +289,20 @@ async fn admin_beats_external_verdicts_which_beat_the_probes_and_down_wins_among
             set(
                 SourceKind::Pushed,
                 "api",
-                Subject::Address { datacenter: "ams".into(), address: ip("192.0.2.10") },
+                Subject::Address {
+                    datacenter: "ams".into(),
+                    address: ip("192.0.2.10")
+                },
                 false,
                 5,
                 ""
             ),
             t0
         ),
-        Err(InputError::NotAnAddress { datacenter: "ams".into(), address: ip("192.0.2.10") })
+        Err(InputError::NotAnAddress {
+            datacenter: "ams".into(),
+            address: ip("192.0.2.10")
+        })
     );
 }
 
@@ -244,7 +315,10 @@ async fn address_verdicts_and_feed_replacement() {
         set(
             SourceKind::Pushed,
             "api",
-            Subject::Address { datacenter: "fra".into(), address: ip("192.0.2.11") },
+            Subject::Address {
+                datacenter: "fra".into(),
+                address: ip("192.0.2.11"),
+            },
             false,
             60,
             "disk full",
@@ -261,9 +335,16 @@ async fn address_verdicts_and_feed_replacement() {
     let feed = Source::new(SourceKind::Feed, "/run/feed.csv");
     let text = "fra,down,,maintenance\n192.0.2.20,up,0.4\nnope,down\n";
     let entries = gslbd::health::feed::parse(text).expect("feed parses");
-    let verdicts = gslbd::health::feed::verdicts(&entries, "/run/feed.csv", Duration::from_secs(60));
+    let verdicts =
+        gslbd::health::feed::verdicts(&entries, "/run/feed.csv", Duration::from_secs(60));
     let a = agg
-        .input(Update::Replace { source: feed.clone(), verdicts }, t0)
+        .input(
+            Update::Replace {
+                source: feed.clone(),
+                verdicts,
+            },
+            t0,
+        )
         .expect("replace");
     assert_eq!((a.changed, a.active), (2, 2));
     assert_eq!(a.unknown, ["nope"]);
@@ -274,12 +355,23 @@ async fn address_verdicts_and_feed_replacement() {
         (false, Input::Feed)
     );
     assert_eq!(s.why[0].reason, "feed: down, maintenance (/run/feed.csv)");
-    assert_eq!(s.dcs[1].load, Some(0.4), "the feed's load for ams's address");
+    assert_eq!(
+        s.dcs[1].load,
+        Some(0.4),
+        "the feed's load for ams's address"
+    );
     // Written again without fra: fra's entry goes.
     let entries = gslbd::health::feed::parse("192.0.2.20,up,0.4\n").expect("parses");
-    let verdicts = gslbd::health::feed::verdicts(&entries, "/run/feed.csv", Duration::from_secs(60));
+    let verdicts =
+        gslbd::health::feed::verdicts(&entries, "/run/feed.csv", Duration::from_secs(60));
     let a = agg
-        .input(Update::Replace { source: feed, verdicts }, t0)
+        .input(
+            Update::Replace {
+                source: feed,
+                verdicts,
+            },
+            t0,
+        )
         .expect("replace");
     assert_eq!((a.changed, a.active), (1, 1));
     agg.publish(t0);
@@ -297,15 +389,29 @@ async fn external_verdicts_survive_a_restart_until_they_expire() {
     };
     let (mut agg, _h, _out) = aggregator(s.clone());
     let t0 = tokio::time::Instant::now();
-    agg.input(set(SourceKind::Pushed, "api", fra(), false, 600, "maintenance"), t0)
-        .expect("push");
-    agg.input(set(SourceKind::Alert, "short", Subject::Datacenter("ams".into()), false, 600, "x"), t0)
-        .expect("alert");
+    agg.input(
+        set(SourceKind::Pushed, "api", fra(), false, 600, "maintenance"),
+        t0,
+    )
+    .expect("push");
+    agg.input(
+        set(
+            SourceKind::Alert,
+            "short",
+            Subject::Datacenter("ams".into()),
+            false,
+            600,
+            "x",
+        ),
+        t0,
+    )
+    .expect("alert");
     agg.persist(t0).expect("persist");
     drop(agg);
     // Age the alert's saved expiry into the past, as if it lapsed while gslbd was stopped.
     let path = dir.path().join("inputs.json");
-    let mut file: Value = serde_json::from_slice(&std::fs::read(&path).expect("inputs.json")).expect("json");
+    let mut file: Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("inputs.json")).expect("json");
     for e in file["entries"].as_array_mut().expect("entries") {
         if e["id"] == "short" {
             e["expires_unix_ms"] = 1_000.into();
@@ -396,7 +502,13 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Durat
 }
 
 /// An HTTP call to the server's API: (status, body).
-fn call(s: &TestServer, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
+fn call(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     let url = format!("http://{}{path}", s.running().api_addr.expect("api"));
     let (method, token, body) = (
         reqwest::Method::from_bytes(method.as_bytes()).expect("method"),
@@ -447,31 +559,71 @@ fn pushed_health_over_the_api_moves_answers_and_is_explained() {
     let s = start(|_| {});
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.10"]);
     let body = r#"{"state":"down","ttl":"60s","reason":"maintenance"}"#;
-    assert_eq!(call(&s, "PUT", "/datacenters/fra/health", None, body).0, 401);
-    assert_eq!(call(&s, "PUT", "/datacenters/fra/health", Some("nope"), body).0, 403);
+    assert_eq!(
+        call(&s, "PUT", "/datacenters/fra/health", None, body).0,
+        401
+    );
+    assert_eq!(
+        call(&s, "PUT", "/datacenters/fra/health", Some("nope"), body).0,
+        403
+    );
     let (code, text) = call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), body);
     assert_eq!(code, 200, "{text}");
     let v: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!((v["state"].as_str(), v["ttl_secs"].as_u64(), v["changed"].as_bool()), (Some("down"), Some(60), Some(true)));
+    assert_eq!(
+        (
+            v["state"].as_str(),
+            v["ttl_secs"].as_u64(),
+            v["changed"].as_bool()
+        ),
+        (Some("down"), Some(60), Some(true))
+    );
     // Applied and published before the reply: the next query already sees it.
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.20", "192.0.2.21"]);
 
     let d = status_dc(&s, "fra");
-    assert_eq!((d["state"].as_str(), d["input"].as_str()), (Some("down"), Some("pushed")));
+    assert_eq!(
+        (d["state"].as_str(), d["input"].as_str()),
+        (Some("down"), Some("pushed"))
+    );
     let deciding = d["deciding"].as_str().expect("deciding");
-    assert!(deciding.starts_with("pushed: down, maintenance (expires in "), "{deciding}");
+    assert!(
+        deciding.starts_with("pushed: down, maintenance (expires in "),
+        "{deciding}"
+    );
     assert_eq!(d["inputs"][0]["source"], "pushed");
 
-    let (code, text) = call(&s, "GET", "/explain?name=www.example.com&client=192.0.2.1", None, "");
+    let (code, text) = call(
+        &s,
+        "GET",
+        "/explain?name=www.example.com&client=192.0.2.1",
+        None,
+        "",
+    );
     assert_eq!(code, 200, "{text}");
     let x: Value = serde_json::from_str(&text).expect("json");
     let fra = &x["trace"]["pools"][0]["candidates"][0];
-    assert_eq!((fra["datacenter"].as_str(), fra["input"].as_str()), (Some("fra"), Some("pushed")));
+    assert_eq!(
+        (fra["datacenter"].as_str(), fra["input"].as_str()),
+        (Some("fra"), Some("pushed"))
+    );
     assert_eq!(fra["reason"], "pushed: down, maintenance");
-    assert!(x["text"].as_str().expect("text").contains("why: pushed: down, maintenance"));
+    assert!(
+        x["text"]
+            .as_str()
+            .expect("text")
+            .contains("why: pushed: down, maintenance")
+    );
 
     let (_, m) = call(&s, "GET", "/metrics", None, "");
-    assert_eq!(metric(&m, "gslbd_datacenter_input", &[("datacenter", "fra"), ("input", "pushed")]), 1.0);
+    assert_eq!(
+        metric(
+            &m,
+            "gslbd_datacenter_input",
+            &[("datacenter", "fra"), ("input", "pushed")]
+        ),
+        1.0
+    );
 
     // One address of ams, by another pusher: only that address leaves the answers.
     let (code, text) = call(
@@ -491,7 +643,11 @@ fn pushed_health_over_the_api_moves_answers_and_is_explained() {
         ("/datacenters/fra/addresses/192.0.2.99/health", body, 404),
         ("/datacenters/fra/addresses/not-an-ip/health", body, 400),
         ("/datacenters/fra/health", r#"{"state":"sideways"}"#, 400),
-        ("/datacenters/fra/health", r#"{"state":"down","ttl":"30d"}"#, 400),
+        (
+            "/datacenters/fra/health",
+            r#"{"state":"down","ttl":"30d"}"#,
+            400,
+        ),
     ] {
         let (c, t) = call(&s, "PUT", path, Some(TOKEN), body);
         assert_eq!(c, code, "{path} {body}: {t}");
@@ -500,11 +656,24 @@ fn pushed_health_over_the_api_moves_answers_and_is_explained() {
 
     // DELETE withdraws the pusher's verdict at once.
     let (code, text) = call(&s, "DELETE", "/datacenters/fra/health", Some(TOKEN), "");
-    assert_eq!((code, text.contains("\"cleared\":true")), (200, true), "{text}");
+    assert_eq!(
+        (code, text.contains("\"cleared\":true")),
+        (200, true),
+        "{text}"
+    );
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.10"]);
-    let (code, _) = call(&s, "DELETE", "/datacenters/ams/addresses/192.0.2.21/health?source=disk-monitor", Some(TOKEN), "");
+    let (code, _) = call(
+        &s,
+        "DELETE",
+        "/datacenters/ams/addresses/192.0.2.21/health?source=disk-monitor",
+        Some(TOKEN),
+        "",
+    );
     assert_eq!(code, 200);
-    assert_eq!(answer(&s, "all.example.com"), ["192.0.2.10", "192.0.2.20", "192.0.2.21"]);
+    assert_eq!(
+        answer(&s, "all.example.com"),
+        ["192.0.2.10", "192.0.2.20", "192.0.2.21"]
+    );
     assert_eq!(status_dc(&s, "fra")["input"], "config");
 }
 
@@ -512,14 +681,24 @@ fn pushed_health_over_the_api_moves_answers_and_is_explained() {
 fn a_reload_that_restarts_the_probes_keeps_pushed_verdicts() {
     let s = start(|_| {});
     let body = r#"{"state":"down","ttl":"10m","reason":"maintenance"}"#;
-    assert_eq!(call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), body).0, 200);
+    assert_eq!(
+        call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), body).0,
+        200
+    );
     let mut z = zone();
     z.push_str("[datacenters.iad]\naddresses = [\"192.0.2.30\"]\n");
     std::fs::write(s.zone_path("example.com.toml"), z).expect("write");
     s.reload().expect("reload");
-    assert_eq!(status_dc(&s, "iad")["state"], "up", "the new configuration is serving");
+    assert_eq!(
+        status_dc(&s, "iad")["state"],
+        "up",
+        "the new configuration is serving"
+    );
     let d = status_dc(&s, "fra");
-    assert_eq!((d["state"].as_str(), d["input"].as_str()), (Some("down"), Some("pushed")));
+    assert_eq!(
+        (d["state"].as_str(), d["input"].as_str()),
+        (Some("down"), Some("pushed"))
+    );
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.20", "192.0.2.21"]);
 }
 
@@ -573,24 +752,49 @@ fn alertmanager_alerts_take_a_datacenter_down_while_they_fire() {
     let (code, text) = call(&s, "POST", "/alertmanager", Some(TOKEN), &firing);
     assert_eq!(code, 200, "{text}");
     let v: Value = serde_json::from_str(&text).expect("json");
-    assert_eq!((v["alerts"].as_u64(), v["ignored"].as_u64(), v["changed"].as_u64()), (Some(2), Some(1), Some(1)));
+    assert_eq!(
+        (
+            v["alerts"].as_u64(),
+            v["ignored"].as_u64(),
+            v["changed"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.20", "192.0.2.21"]);
     let d = status_dc(&s, "fra");
     assert_eq!(d["input"], "alert");
     let deciding = d["deciding"].as_str().expect("deciding");
-    assert!(deciding.starts_with("alert: down, ProbeFailure firing: blackbox probe of fra failed"), "{deciding}");
+    assert!(
+        deciding.starts_with("alert: down, ProbeFailure firing: blackbox probe of fra failed"),
+        "{deciding}"
+    );
     // Alertmanager repeats a firing alert: nothing changes but its expiry.
     let (_, text) = call(&s, "POST", "/alertmanager", Some(TOKEN), &firing);
     assert!(text.contains("\"changed\":0"), "{text}");
     // Resolved: fra is back.
-    let (code, _) = call(&s, "POST", "/alertmanager", Some(TOKEN), &alertmanager("resolved", "fra", "1a30ba71cca2921f"));
+    let (code, _) = call(
+        &s,
+        "POST",
+        "/alertmanager",
+        Some(TOKEN),
+        &alertmanager("resolved", "fra", "1a30ba71cca2921f"),
+    );
     assert_eq!(code, 200);
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.10"]);
     // A datacenter gslbd does not know: accepted (retrying would not help), reported.
-    let (code, text) = call(&s, "POST", "/alertmanager", Some(TOKEN), &alertmanager("firing", "nope", "22"));
+    let (code, text) = call(
+        &s,
+        "POST",
+        "/alertmanager",
+        Some(TOKEN),
+        &alertmanager("firing", "nope", "22"),
+    );
     assert_eq!(code, 200);
     assert!(text.contains("no datacenter named `nope`"), "{text}");
-    assert_eq!(call(&s, "POST", "/alertmanager", Some(TOKEN), "{\"alerts\": 3}").0, 400);
+    assert_eq!(
+        call(&s, "POST", "/alertmanager", Some(TOKEN), "{\"alerts\": 3}").0,
+        400
+    );
 }
 
 #[test]
@@ -637,7 +841,14 @@ fn a_health_feed_file_a_broken_write_and_an_old_file() {
     let d = status_dc(&s, "fra");
     assert_eq!(d["input"], "feed");
     let f = feed_status(&s);
-    assert_eq!((f["ok"].as_bool(), f["entries"].as_u64(), f["stale"].as_bool()), (Some(true), Some(1), Some(false)));
+    assert_eq!(
+        (
+            f["ok"].as_bool(),
+            f["entries"].as_u64(),
+            f["stale"].as_bool()
+        ),
+        (Some(true), Some(1), Some(false))
+    );
 
     // A broken write: the last good entries stay, the error is reported.
     write_feed(&path, "fra,sideways\n");
@@ -649,12 +860,19 @@ fn a_health_feed_file_a_broken_write_and_an_old_file() {
         f["error"].as_str(),
         Some(format!("{}: line 1: `fra`: state \"sideways\" is not up or down; keeping the last good entries", path.display()).as_str())
     );
-    assert_eq!(answer(&s, "www.example.com"), ["192.0.2.20", "192.0.2.21"], "last good entries");
+    assert_eq!(
+        answer(&s, "www.example.com"),
+        ["192.0.2.20", "192.0.2.21"],
+        "last good entries"
+    );
     let (_, m) = call(&s, "GET", "/metrics", None, "");
     assert_eq!(metric(&m, "gslbd_health_feed_ok", &[]), 0.0);
 
     // JSON, with an address entry and a load.
-    write_feed(&path, r#"{ "fra": { "state": "up", "reason": "back" }, "192.0.2.21": "down" }"#);
+    write_feed(
+        &path,
+        r#"{ "fra": { "state": "up", "reason": "back" }, "192.0.2.21": "down" }"#,
+    );
     wait_until("the JSON feed applies", Duration::from_secs(5), || {
         answer(&s, "all.example.com") == ["192.0.2.10", "192.0.2.20"]
     });
@@ -668,10 +886,15 @@ fn a_health_feed_file_a_broken_write_and_an_old_file() {
         .open(&path)
         .and_then(|f| f.set_modified(old))
         .expect("set mtime");
-    wait_until("an old file counts for nothing", Duration::from_secs(5), || {
-        feed_status(&s)["stale"] == true
-    });
-    assert_eq!(answer(&s, "all.example.com"), ["192.0.2.10", "192.0.2.20", "192.0.2.21"]);
+    wait_until(
+        "an old file counts for nothing",
+        Duration::from_secs(5),
+        || feed_status(&s)["stale"] == true,
+    );
+    assert_eq!(
+        answer(&s, "all.example.com"),
+        ["192.0.2.10", "192.0.2.20", "192.0.2.21"]
+    );
     assert_eq!(status_dc(&s, "fra")["input"], "config");
 }
 
@@ -728,7 +951,12 @@ impl Receiver {
     }
 
     fn bodies(&self) -> Vec<Value> {
-        self.got.lock().unwrap().iter().map(|(_, v)| v.clone()).collect()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
@@ -757,9 +985,10 @@ fn serve_hook(c: TcpStream, mode: Mode, got: &Mutex<Vec<(Instant, Value)>>) {
         if r.read_exact(&mut body).is_err() {
             return;
         }
-        got.lock()
-            .unwrap()
-            .push((Instant::now(), serde_json::from_slice(&body).unwrap_or(Value::Null)));
+        got.lock().unwrap().push((
+            Instant::now(),
+            serde_json::from_slice(&body).unwrap_or(Value::Null),
+        ));
         let status = match mode {
             Mode::Good => "200 OK",
             Mode::Slow(d) => {
@@ -784,36 +1013,73 @@ fn webhooks_get_every_change_and_a_slow_or_failing_receiver_delays_nothing() {
     let s = start(move |o| o.notify = urls);
     let down = r#"{"state":"down","ttl":"60s","reason":"maintenance"}"#;
     let t = Instant::now();
-    assert_eq!(call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), down).0, 200);
+    assert_eq!(
+        call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), down).0,
+        200
+    );
     assert_eq!(answer(&s, "www.example.com"), ["192.0.2.20", "192.0.2.21"]);
-    wait_until("the good receiver has both events", Duration::from_secs(2), || {
-        good.bodies().len() >= 2
-    });
+    wait_until(
+        "the good receiver has both events",
+        Duration::from_secs(2),
+        || good.bodies().len() >= 2,
+    );
     // The next change is not held up by the slow receiver (still answering the first).
     let t2 = Instant::now();
-    assert_eq!(call(&s, "PUT", "/datacenters/fra/admin", Some(TOKEN), "drain").0, 200);
+    assert_eq!(
+        call(&s, "PUT", "/datacenters/fra/admin", Some(TOKEN), "drain").0,
+        200
+    );
     let took = t2.elapsed();
-    assert!(took < Duration::from_millis(500), "the admin change took {took:?}");
-    wait_until("the good receiver has the admin event", Duration::from_secs(2), || {
-        good.bodies().len() >= 3
-    });
+    assert!(
+        took < Duration::from_millis(500),
+        "the admin change took {took:?}"
+    );
+    wait_until(
+        "the good receiver has the admin event",
+        Duration::from_secs(2),
+        || good.bodies().len() >= 3,
+    );
     let b = good.bodies();
     let seen: Vec<(&str, &str, &str)> = b
         .iter()
-        .map(|v| (v["kind"].as_str().unwrap_or(""), v["datacenter"].as_str().unwrap_or(""), v["new"].as_str().unwrap_or("")))
+        .map(|v| {
+            (
+                v["kind"].as_str().unwrap_or(""),
+                v["datacenter"].as_str().unwrap_or(""),
+                v["new"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
-    assert_eq!(seen, [("input", "fra", "down"), ("datacenter", "fra", "down"), ("admin", "fra", "drain")]);
+    assert_eq!(
+        seen,
+        [
+            ("input", "fra", "down"),
+            ("datacenter", "fra", "down"),
+            ("admin", "fra", "drain")
+        ]
+    );
     assert_eq!(b[1]["input"], "pushed");
     assert_eq!(b[1]["reason"], "pushed: down, maintenance");
-    assert!(t.elapsed() < Duration::from_secs(3), "delivered before the slow receiver answered once");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "delivered before the slow receiver answered once"
+    );
     // The failing receiver is retried with backoff; the slow one gets everything in order.
-    wait_until("retries of the failing receiver", Duration::from_secs(4), || {
-        failing.bodies().len() >= 2
-    });
-    assert_eq!(failing.bodies()[0], failing.bodies()[1], "the same event again");
-    wait_until("the slow receiver catches up", Duration::from_secs(12), || {
-        slow.bodies().len() >= 3
-    });
+    wait_until(
+        "retries of the failing receiver",
+        Duration::from_secs(4),
+        || failing.bodies().len() >= 2,
+    );
+    assert_eq!(
+        failing.bodies()[0],
+        failing.bodies()[1],
+        "the same event again"
+    );
+    wait_until(
+        "the slow receiver catches up",
+        Duration::from_secs(12),
+        || slow.bodies().len() >= 3,
+    );
     let (_, m) = call(&s, "GET", "/metrics", None, "");
     assert!(metric(&m, "gslbd_notifications_total", &[("result", "retried")]) >= 1.0);
     assert!(metric(&m, "gslbd_notifications_total", &[("result", "sent")]) >= 6.0);
@@ -824,7 +1090,8 @@ fn events_stream_as_server_sent_events() {
     let s = start(|_| {});
     let api: SocketAddr = s.running().api_addr.expect("api");
     let mut c = TcpStream::connect(api).expect("connect");
-    c.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     c.write_all(b"GET /events HTTP/1.1\r\nHost: gslbd\r\nAccept: text/event-stream\r\n\r\n")
         .expect("request");
     let mut r = BufReader::new(c);
@@ -835,9 +1102,16 @@ fn events_stream_as_server_sent_events() {
         head.push_str(&l);
     }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
     let body = r#"{"state":"down","ttl":"60s","reason":"maintenance"}"#;
-    assert_eq!(call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), body).0, 200);
+    assert_eq!(
+        call(&s, "PUT", "/datacenters/fra/health", Some(TOKEN), body).0,
+        200
+    );
     let mut seen = String::new();
     let t = Instant::now();
     while !(seen.contains("event: datacenter") && seen.contains("\"new\":\"down\""))
@@ -855,5 +1129,9 @@ fn events_stream_as_server_sent_events() {
     // The stream ends with the server (shutdown does not wait for it).
     let t = Instant::now();
     drop(s);
-    assert!(t.elapsed() < Duration::from_secs(3), "shutdown took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "shutdown took {:?}",
+        t.elapsed()
+    );
 }

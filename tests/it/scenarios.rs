@@ -280,7 +280,12 @@ impl World {
             .map_err(|e| format!("the zone files do not build:\n{e}"))?;
         // Health is set by the scenario; a check would make the socket replay probe the
         // datacenters' addresses, which are not ours.
-        if let Some(p) = model.datacenters.probes.iter().find(|p| !p.checks.is_empty()) {
+        if let Some(p) = model
+            .datacenters
+            .probes
+            .iter()
+            .find(|p| !p.checks.is_empty())
+        {
             return Err(format!(
                 "datacenter {:?} has a check: scenarios set health with [health], not probes",
                 p.name

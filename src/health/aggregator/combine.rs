@@ -227,7 +227,10 @@ impl Aggregator {
                 format!("{} ({detail})", super::event_reason(outcome, *first))
             }
             (_, Input::Probes | Input::Config) => {
-                format!("external verdicts no longer hold; {}", self.probes_summary(dc))
+                format!(
+                    "external verdicts no longer hold; {}",
+                    self.probes_summary(dc)
+                )
             }
             _ => self.health_reason(dc),
         };

@@ -22,10 +22,12 @@ use tokio::time::Instant;
 use super::Aggregator;
 use super::combine::Cause;
 use crate::health::events::{Change, EventKind};
-use crate::health::input::{
-    Applied, InputError, Source, SourceKind, Subject, Update, Verdict,
-};
+use crate::health::input::{Applied, InputError, Source, SourceKind, Subject, Update, Verdict};
 use crate::health::persist::{InputEntry, InputsFile, unix_ms};
+
+/// What a subject names: each datacenter, with one of its answer addresses (and that
+/// address's `addr_up` bit) or `None` for the whole datacenter.
+type Resolved = Vec<(usize, Option<(IpAddr, u64)>)>;
 
 /// One verdict held.
 #[derive(Clone, Debug)]
@@ -135,7 +137,7 @@ fn state(up: Option<bool>) -> &'static str {
 
 impl Aggregator {
     /// The (datacenter, address) pairs `subject` names.
-    fn resolve(&self, subject: &Subject) -> Result<Vec<(usize, Option<(IpAddr, u64)>)>, InputError> {
+    fn resolve(&self, subject: &Subject) -> Result<Resolved, InputError> {
         let by_name = |name: &str| {
             self.set
                 .dcs
@@ -160,7 +162,10 @@ impl Aggregator {
             }
             Subject::AnyAddress(address) => {
                 let found: Vec<_> = (0..self.set.dcs.len())
-                    .filter_map(|dc| self.address_bit(dc, *address).map(|b| (dc, Some((*address, b)))))
+                    .filter_map(|dc| {
+                        self.address_bit(dc, *address)
+                            .map(|b| (dc, Some((*address, b))))
+                    })
                     .collect();
                 if found.is_empty() {
                     Err(InputError::UnknownAddress(*address))
@@ -467,9 +472,9 @@ pub(super) fn human(d: Duration) -> String {
     let s = d.as_secs();
     if s == 0 {
         format!("{}ms", d.as_millis())
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 && s >= 60 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")

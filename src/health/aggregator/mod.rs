@@ -56,9 +56,9 @@ use super::persist::{
 };
 use super::{AdminState, DcState, Publish, Snapshot};
 use crate::probe::{LoadFigure, ProbeOutcome, ProbeResult, ProbeSet};
+use crate::shutdown::Shutdown;
 use combine::Cause;
 use inputs::Inputs;
-use crate::shutdown::Shutdown;
 
 /// What a target is assumed to be before its first probe (without usable warm state).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -573,14 +573,8 @@ impl Aggregator {
         addr_up = self.inputs.apply_addresses(dc, addr_up);
         let slow_start = self.slow_start(dc, now);
         let settled = slow_start >= 1.0
-            && (external
-                || plan
-                    .targets()
-                    .all(|t| self.targets[t.0 as usize].settled()));
-        let load = self
-            .inputs
-            .load(dc)
-            .or_else(|| self.dc_load(dc, now).0);
+            && (external || plan.targets().all(|t| self.targets[t.0 as usize].settled()));
+        let load = self.inputs.load(dc).or_else(|| self.dc_load(dc, now).0);
         DcState {
             healthy: d.healthy,
             health_input: d.health_input,

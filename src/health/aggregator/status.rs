@@ -151,14 +151,20 @@ impl Aggregator {
                             kind: c.check.kind.type_name(),
                             up,
                             addresses_up: count(
-                                c.slots.iter().filter(|t| self.targets[t.0 as usize].up).count(),
+                                c.slots
+                                    .iter()
+                                    .filter(|t| self.targets[t.0 as usize].up)
+                                    .count(),
                             ),
                             addresses: count(c.slots.len()),
                             decided: up == d.probes_up,
                         }
                     })
                     .collect();
-                let deciding = self.inputs.deciding(i).map(|e| (e.kind, e.id.clone(), e.address));
+                let deciding = self
+                    .inputs
+                    .deciding(i)
+                    .map(|e| (e.kind, e.id.clone(), e.address));
                 let inputs = self
                     .inputs
                     .of(i)
@@ -171,9 +177,9 @@ impl Aggregator {
                         reason: e.reason.clone(),
                         expires_in_ms: ms(e.expires.saturating_duration_since(now)),
                         set_ms_ago: ms(now.saturating_duration_since(e.set_at)),
-                        deciding: deciding
-                            .as_ref()
-                            .is_some_and(|(k, id, a)| *k == e.kind && *id == e.id && *a == e.address),
+                        deciding: deciding.as_ref().is_some_and(|(k, id, a)| {
+                            *k == e.kind && *id == e.id && *a == e.address
+                        }),
                     })
                     .collect();
                 let reason = match self.inputs.deciding(i) {
@@ -196,10 +202,10 @@ impl Aggregator {
                             .map(|t| &self.targets[t.0 as usize])
                             .find(|t| !t.up);
                         if let Some(t) = failing {
-                            let why = t
-                                .last
-                                .as_ref()
-                                .map_or_else(|| "not probed yet".to_string(), |l| l.outcome.to_string());
+                            let why = t.last.as_ref().map_or_else(
+                                || "not probed yet".to_string(),
+                                |l| l.outcome.to_string(),
+                            );
                             s.push_str(&format!("; {}: {why}", t.addr));
                         }
                         s
@@ -400,7 +406,11 @@ impl Gauges for Status {
                         .iter()
                         .filter(|v| v.source == src && v.state == st)
                         .count();
-                    let l = [("datacenter", d.name.as_str()), ("source", src), ("state", st)];
+                    let l = [
+                        ("datacenter", d.name.as_str()),
+                        ("source", src),
+                        ("state", st),
+                    ];
                     o.sample(x, &l, n);
                 }
             }
@@ -553,7 +563,11 @@ mod tests {
         let i = |input| [("datacenter", "fra"), ("input", input)];
         assert_eq!(value(&s, "gslbd_datacenter_input", &i("admin")), Some(1.0));
         assert_eq!(value(&s, "gslbd_datacenter_input", &i("probes")), Some(0.0));
-        let x = [("datacenter", "fra"), ("source", "alert"), ("state", "down")];
+        let x = [
+            ("datacenter", "fra"),
+            ("source", "alert"),
+            ("state", "down"),
+        ];
         assert_eq!(
             value(&s, "gslbd_datacenter_external_verdicts", &x),
             Some(1.0)
