@@ -232,7 +232,10 @@ pub(super) async fn probe(
     let status = tokio::time::timeout(timeout, child.wait()).await;
     let took = start.elapsed();
     // Whatever it left running in its group goes with it (a hung grandchild would keep the
-    // pipes open and the slot taken).
+    // pipes open and the slot taken). After a normal exit the leader is already reaped: its
+    // pid is not reused while the group has members; only if the group is empty and, within
+    // these microseconds, a new process took that pid and made it a group of its own could
+    // the signal reach anything else (the kernel hands pids out in increasing order).
     group.kill();
     let status = match status {
         Ok(Ok(s)) => s,

@@ -370,7 +370,12 @@ impl State {
             .health_handle()
             .await
             .ok_or(crate::health::input::InputError::Stopped)?;
-        h.input(update).await
+        let applied = h.input(update).await?;
+        // Written at once, as admin states are: a crash must not forget a pushed "down".
+        if applied.changed > 0 {
+            let _ = h.persist().await;
+        }
+        Ok(applied)
     }
 
     /// Every health event from now on (for `/events`).

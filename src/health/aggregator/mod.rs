@@ -291,7 +291,11 @@ impl Aggregator {
             .map(|t| {
                 TargetState::new(
                     t.addr,
-                    t.check.fingerprint(),
+                    // A per-datacenter target (exec) is told its datacenter: keep them apart.
+                    match &t.datacenter {
+                        Some(dc) => format!("{}@{dc}", t.check.fingerprint()),
+                        None => t.check.fingerprint(),
+                    },
                     t.check.rise,
                     t.check.fall,
                     assume_up,
