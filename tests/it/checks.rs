@@ -138,6 +138,11 @@ async fn require_all_any_and_n_over_two_checks_each_failing_in_turn() {
         assert!(all.reason.ends_with("status 503"), "{}", all.reason);
         let any = &s.datacenters[1];
         assert_eq!(
+            any.reason,
+            "probes: 1 of 2 checks up (require any); db: 1 of 1 addresses up (1 needed)",
+            "an up datacenter names the check that carried it"
+        );
+        assert_eq!(
             any.checks.iter().map(|c| (c.name.as_str(), c.decided)).collect::<Vec<_>>(),
             [("web", false), ("db", true)],
             "the passing check decided `any`"

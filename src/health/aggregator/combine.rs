@@ -91,7 +91,9 @@ impl Aggregator {
 
     /// The probes in words, from counts only (stable between flips): `probes: 1 of 2
     /// addresses up (1 needed)`, or with several checks `probes: 1 of 2 checks up (require
-    /// all); db: 0 of 1 addresses up (1 needed)`.
+    /// all); db: 0 of 1 addresses up (1 needed)`, naming the checks that decided: the failing
+    /// ones of a datacenter that is down, the passing ones of one that is up only thanks to
+    /// them (none when every check passes).
     pub(super) fn probes_summary(&self, dc: usize) -> String {
         let plan = &self.set.dcs[dc];
         let d = &self.dcs[dc];
@@ -112,9 +114,11 @@ impl Aggregator {
                     "probes: {up} of {n} checks up (require {})",
                     plan.require.describe()
                 );
-                for (c, check) in plan.checks.iter().enumerate() {
-                    if !d.checks_up.get(c).copied().unwrap_or(true) {
-                        s.push_str(&format!("; {}: {}", check.name, addrs(c)));
+                if up < n {
+                    for (c, check) in plan.checks.iter().enumerate() {
+                        if d.checks_up.get(c).copied().unwrap_or(true) == d.probes_up {
+                            s.push_str(&format!("; {}: {}", check.name, addrs(c)));
+                        }
                     }
                 }
                 s

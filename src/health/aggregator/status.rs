@@ -190,15 +190,14 @@ impl Aggregator {
                     ),
                     None => {
                         let mut s = self.probes_summary(i);
-                        // The first failing address of a check that failed, and its last reason.
+                        // The first failing address of the one check, or of a failing check
+                        // of a datacenter that is down, and its last reason.
                         let failing = plan
                             .checks
                             .iter()
                             .zip(&d.checks_up)
-                            .filter(|(_, up)| !**up)
-                            .map(|(c, _)| c)
-                            .chain(plan.checks.iter())
-                            .flat_map(|c| c.slots.iter())
+                            .filter(|(_, up)| plan.checks.len() == 1 || (!**up && !d.probes_up))
+                            .flat_map(|(c, _)| c.slots.iter())
                             .map(|t| &self.targets[t.0 as usize])
                             .find(|t| !t.up);
                         if let Some(t) = failing {
@@ -378,6 +377,18 @@ impl Gauges for Status {
             for ch in &d.checks {
                 let l = [("datacenter", d.name.as_str()), ("check", ch.name.as_str())];
                 o.sample(c, &l, u8::from(ch.up));
+            }
+        }
+        let k = "gslbd_check_deciding";
+        o.header(
+            k,
+            "1 if the check's verdict is its datacenter's probe verdict (a failing check of a datacenter down by its probes, a passing one of a datacenter up).",
+            g,
+        );
+        for d in &h.datacenters {
+            for ch in &d.checks {
+                let l = [("datacenter", d.name.as_str()), ("check", ch.name.as_str())];
+                o.sample(k, &l, u8::from(ch.decided));
             }
         }
         let i = "gslbd_datacenter_input";
@@ -560,6 +571,7 @@ mod tests {
         assert_eq!(value(&s, "gslbd_target_up", &t), Some(0.0));
         let c = [("datacenter", "fra"), ("check", "web")];
         assert_eq!(value(&s, "gslbd_check_up", &c), Some(1.0));
+        assert_eq!(value(&s, "gslbd_check_deciding", &c), Some(1.0));
         let i = |input| [("datacenter", "fra"), ("input", input)];
         assert_eq!(value(&s, "gslbd_datacenter_input", &i("admin")), Some(1.0));
         assert_eq!(value(&s, "gslbd_datacenter_input", &i("probes")), Some(0.0));
