@@ -461,6 +461,8 @@ impl ProbeSet {
                             check: c.name.clone(),
                             source: CheckError::IcmpNotPermitted(msg.clone()),
                         });
+                        // One reason per check is enough (the sysctl covers both families).
+                        break;
                     }
                 }
             }
