@@ -150,13 +150,13 @@ struct ServeArgs {
     #[arg(long, value_name = "URL")]
     notify: Vec<String>,
     /// exec checks running at once, at most.
-    #[arg(long, default_value_t = gslbd::probe::exec::DEFAULT_MAX_EXEC, value_name = "N")]
+    #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
     max_exec_checks: usize,
 }
 
 /// A duration such as `90s`, `5m` or `1h`.
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    gslbd::walk::parse_duration(s)
+    gslbd::config::parse_duration(s)
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))
 }

@@ -30,7 +30,7 @@ pub mod alertmanager;
 pub mod client;
 mod token;
 mod ui;
-pub mod view;
+pub(crate) mod view;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,7 +62,7 @@ use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
 pub use token::load_token;
-pub use view::{DcInfo, NameInfo, PoolInfo, Topology};
+pub(crate) use view::Topology;
 
 /// A boxed future, so [`ApiBackend`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -120,36 +120,47 @@ pub trait ApiBackend: Send + Sync + 'static {
 /// Process and configuration facts for `/status`.
 #[derive(Clone, Debug)]
 pub struct ServerInfo {
+    /// When the process started.
     pub started: SystemTime,
     /// Configuration generation serving now (1 at start, +1 per successful reload).
     pub generation: u64,
     /// When the serving configuration was loaded.
     pub loaded_at: SystemTime,
+    /// The last reload, successful or not.
     pub last_reload: ReloadInfo,
+    /// The zones serving now.
     pub zones: Vec<ZoneInfo>,
 }
 
 /// Result of the last reload (the first load counts as one).
 #[derive(Clone, Debug)]
 pub struct ReloadInfo {
+    /// When it was tried.
     pub at: SystemTime,
+    /// It succeeded (a failed reload keeps the previous configuration serving).
     pub ok: bool,
+    /// The errors that refused it, each with file and key path.
     pub errors: Vec<String>,
 }
 
 /// One served zone, as `/status` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ZoneInfo {
+    /// The origin, fully qualified (`example.com.`).
     pub name: String,
+    /// SOA serial.
     pub serial: u32,
+    /// Static resource records (one per value), the SOA included; GSLB names are not counted.
     pub records: usize,
+    /// GSLB names placed in the zone.
     pub gslb_names: usize,
+    /// The zone file it was loaded from.
     pub file: String,
 }
 
 impl ZoneInfo {
     /// The zones of `model`, in model order.
-    pub fn list(model: &Model) -> Vec<ZoneInfo> {
+    pub(crate) fn list(model: &Model) -> Vec<ZoneInfo> {
         model
             .zones
             .iter()
@@ -192,17 +203,17 @@ pub enum ExplainFailure {
 #[derive(Clone)]
 pub struct ApiContext {
     /// The registry `/metrics` renders.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// The server behind the API.
-    pub backend: Arc<dyn ApiBackend>,
+    pub(crate) backend: Arc<dyn ApiBackend>,
     /// Bearer token for mutating calls; `None` = the API is read-only.
     pub token: Option<Arc<str>>,
     /// Samples of the decision counters, for the answer shares of `/status`.
-    pub window: Arc<view::DecisionWindow>,
+    pub(crate) window: Arc<view::DecisionWindow>,
     /// How `POST /alertmanager` reads alerts.
-    pub alerts: alertmanager::AlertSettings,
+    pub(crate) alerts: alertmanager::AlertSettings,
     /// Stopped when the API stops: ends the `/events` streams.
-    pub stop: Shutdown,
+    pub(crate) stop: Shutdown,
 }
 
 impl ApiContext {
@@ -226,7 +237,7 @@ impl ApiContext {
 }
 
 /// The API's routes.
-pub fn router(ctx: ApiContext) -> Router {
+pub(crate) fn router(ctx: ApiContext) -> Router {
     Router::new()
         .route("/status", get(status))
         .route("/metrics", get(metrics))
@@ -532,9 +543,13 @@ pub const DEFAULT_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs
 /// "source": "ci"}` (only `state` is required).
 #[derive(Clone, Debug, PartialEq)]
 pub struct PushBody {
+    /// `up` (true) or `down`.
     pub up: bool,
+    /// Utilisation 0..1 while the verdict holds.
     pub load: Option<f64>,
+    /// How long the verdict holds (default 5 minutes, at most 7 days).
     pub ttl: std::time::Duration,
+    /// Why, for people (may be empty).
     pub reason: String,
     /// Who pushes (default `api`): each source holds its own verdict.
     pub source: String,
@@ -866,7 +881,7 @@ fn parse_ecs(s: &str) -> Result<(IpAddr, u8), String> {
 }
 
 /// Validates the `/explain` parameters.
-pub fn parse_explain(params: &[(String, String)]) -> Result<ExplainRequest, String> {
+pub(crate) fn parse_explain(params: &[(String, String)]) -> Result<ExplainRequest, String> {
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (k, v) in params {
         if !matches!(k.as_str(), "name" | "type" | "client" | "ecs") {

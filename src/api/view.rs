@@ -26,50 +26,61 @@ use crate::metrics::GslbTotals;
 use crate::model::Model;
 
 /// The window the answer shares cover.
-pub const SHARE_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const SHARE_WINDOW: Duration = Duration::from_secs(60);
 /// How often the decision counters are sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// The configuration facts the status page needs that the aggregator does not have.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Topology {
-    pub datacenters: Vec<DcInfo>,
-    pub names: Vec<NameInfo>,
+    /// Every datacenter, in id order.
+    pub(crate) datacenters: Vec<DcInfo>,
+    /// Every GSLB name of every zone.
+    pub(crate) names: Vec<NameInfo>,
 }
 
 /// One datacenter as configured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DcInfo {
-    pub name: String,
+pub(crate) struct DcInfo {
+    /// The datacenter name.
+    pub(crate) name: String,
     /// `(lat, lon)`: the configured location, or the centroid of its geo code's country.
-    pub location: Option<(f64, f64)>,
-    pub addresses: Vec<String>,
+    pub(crate) location: Option<(f64, f64)>,
+    /// Its answer addresses.
+    pub(crate) addresses: Vec<String>,
     /// The check's interval; `None` without a check.
-    pub check_interval_ms: Option<u64>,
+    pub(crate) check_interval_ms: Option<u64>,
 }
 
 /// One GSLB name as configured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NameInfo {
+pub(crate) struct NameInfo {
     /// Fully qualified, as in the metrics labels.
-    pub name: String,
-    pub zone: String,
-    pub ttl: u32,
-    pub pools: Vec<PoolInfo>,
+    pub(crate) name: String,
+    /// The origin of its zone.
+    pub(crate) zone: String,
+    /// The name's TTL, seconds.
+    pub(crate) ttl: u32,
+    /// Its pools, in declaration order.
+    pub(crate) pools: Vec<PoolInfo>,
 }
 
 /// One pool of a GSLB name.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PoolInfo {
-    pub name: String,
-    pub policy: &'static str,
-    pub datacenters: Vec<String>,
-    pub fallback: Option<String>,
+pub(crate) struct PoolInfo {
+    /// The pool name.
+    pub(crate) name: String,
+    /// The policy name (`failover`, `nearest`, ...).
+    pub(crate) policy: &'static str,
+    /// Its member datacenters, in pool order.
+    pub(crate) datacenters: Vec<String>,
+    /// The pool used when none of its members is usable.
+    pub(crate) fallback: Option<String>,
 }
 
 impl Topology {
     /// The datacenters and GSLB names of `model`, in model order.
-    pub fn of(model: &Model) -> Topology {
+    pub(crate) fn of(model: &Model) -> Topology {
         let list = &model.datacenters.list;
         let dc_name = |id: u32| list.get(id as usize).map_or("?", |d| &*d.name).to_string();
         let datacenters = list
@@ -125,14 +136,14 @@ impl Topology {
 
 /// Recent samples of the decision counters (see the module docs).
 #[derive(Debug, Default)]
-pub struct DecisionWindow {
+pub(crate) struct DecisionWindow {
     samples: Mutex<VecDeque<(Instant, GslbTotals)>>,
 }
 
 impl DecisionWindow {
     /// Records the totals as of `now`, forgetting samples no longer needed: one sample older
     /// than [`SHARE_WINDOW`] is kept as the baseline.
-    pub fn sample(&self, totals: GslbTotals, now: Instant) {
+    pub(crate) fn sample(&self, totals: GslbTotals, now: Instant) {
         let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         s.push_back((now, totals));
         while s
@@ -145,7 +156,7 @@ impl DecisionWindow {
 
     /// The baseline for a window ending `now`: the newest sample at least [`SHARE_WINDOW`]
     /// old, else the oldest there is; with the window's length. `None` before any sample.
-    pub fn baseline(&self, now: Instant) -> Option<(GslbTotals, Duration)> {
+    pub(crate) fn baseline(&self, now: Instant) -> Option<(GslbTotals, Duration)> {
         let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let pick = s
             .iter()
@@ -157,7 +168,7 @@ impl DecisionWindow {
 }
 
 /// The answer shares of every configured name between `base` and `now_totals`.
-pub fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec<Value> {
+pub(crate) fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec<Value> {
     topo.names
         .iter()
         .map(|n| {
@@ -211,7 +222,7 @@ pub fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec
 /// `up`), `slow-start` (recovering, not yet at full share), `stale` (the probes' verdict rests
 /// on an assumption or on an old probe result). The text starts with the deciding input:
 /// `admin: ...`, `pushed: ...`, `feed: ...`, `alert: ...`, `probes: ...`.
-pub fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
+pub(crate) fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
     match d.admin {
         "drain" => {
             let text = match &d.drain {
@@ -291,7 +302,7 @@ pub fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
 
 /// A datacenter of `/status`: the aggregator's status plus state, deciding input, location
 /// and answer addresses.
-pub fn datacenter(d: &DcStatus, info: Option<&DcInfo>) -> Value {
+pub(crate) fn datacenter(d: &DcStatus, info: Option<&DcInfo>) -> Value {
     let (state, deciding) = classify(d, info);
     let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {

@@ -11,30 +11,30 @@ use crate::walk::{Errors, Table, index, join};
 
 /// `datacenters.<name>`.
 #[derive(Clone, Debug)]
-pub struct DatacenterSpec {
+pub(crate) struct DatacenterSpec {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Key path (`datacenters.fra`).
-    pub path: String,
+    pub(crate) path: String,
     /// Answer addresses, in declaration order.
-    pub addresses: Vec<IpAddr>,
+    pub(crate) addresses: Vec<IpAddr>,
     /// Latitude and longitude.
-    pub coords: Option<(f64, f64)>,
+    pub(crate) coords: Option<(f64, f64)>,
     /// Geo code (`EU-DE`), informational and used as location when no coordinates are given.
-    pub geo: Option<String>,
+    pub(crate) geo: Option<String>,
     /// Relative capacity (default 1).
-    pub capacity: f64,
+    pub(crate) capacity: f64,
     /// Default member weight (default 1).
-    pub weight: u32,
+    pub(crate) weight: u32,
     /// Names of its checks, each with the key path that named it (`check = "web"` is a list
     /// of one).
-    pub checks: Vec<(String, String)>,
+    pub(crate) checks: Vec<(String, String)>,
     /// `require`, with its key path (default all).
-    pub require: Option<(Require, String)>,
+    pub(crate) require: Option<(Require, String)>,
     /// Probe these instead of the answer addresses.
-    pub check_addresses: Option<Vec<IpAddr>>,
+    pub(crate) check_addresses: Option<Vec<IpAddr>>,
     /// Up while at least this many probed addresses are (default 1).
-    pub min_up: u32,
+    pub(crate) min_up: u32,
 }
 
 const DC_KEYS: &[&str] = &[
@@ -63,7 +63,7 @@ pub(super) fn ip_list(t: &mut Table<'_>, key: &str, errs: &mut Errors) -> Option
 }
 
 /// Reads `datacenters`.
-pub fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSpec> {
+pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSpec> {
     let mut out = Vec::new();
     let path = t.path.clone();
     for (name, v) in t.entries() {

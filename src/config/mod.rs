@@ -1,5 +1,5 @@
 //! Reading the zones directory into specs, with every error named by file and key path, and
-//! the one build step where the specs meet the model ([`build`]).
+//! the one build step where the specs meet the model ([`build()`]).
 //!
 //! ```text
 //! zones/*.toml --toml--> toml::Table --walk--> FileSpec (zone, datacenters, checks, gslb)
@@ -10,21 +10,23 @@
 //! touches the query path: a reload reads and validates a whole new set of specs, and only a
 //! clean set is turned into a model and published.
 
-pub mod build;
-pub mod check;
-pub mod datacenter;
+pub(crate) mod build;
+pub(crate) mod check;
+pub(crate) mod datacenter;
 pub mod latency_map;
-pub mod name;
-pub mod zone;
+pub(crate) mod name;
+pub(crate) mod zone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Durations as zone files write them (`"500ms"`, `"5s"`, `"2m"`, `"1h"`), for flags too.
+pub use crate::walk::parse_duration;
 pub use build::build;
-pub use check::CheckEntry;
-pub use datacenter::DatacenterSpec;
-pub use name::GslbSpec;
-pub use zone::{RecordSpec, SoaSpec, ZoneSpec};
+pub(crate) use check::CheckEntry;
+pub(crate) use datacenter::DatacenterSpec;
+pub(crate) use name::GslbSpec;
+pub(crate) use zone::{RecordSpec, ZoneSpec};
 
 use crate::walk;
 
@@ -40,9 +42,9 @@ pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
     /// Key path inside the file (`records.www.A[1]`); empty for file-level errors.
-    pub path: String,
+    pub(crate) path: String,
     /// What is wrong and what was expected.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -86,15 +88,15 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Clone, Debug)]
 pub struct FileSpec {
     /// The file.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The zone, for a file with `origin`.
-    pub zone: Option<ZoneSpec>,
+    pub(crate) zone: Option<ZoneSpec>,
     /// `datacenters.*`.
-    pub datacenters: Vec<DatacenterSpec>,
+    pub(crate) datacenters: Vec<DatacenterSpec>,
     /// `checks.*`.
-    pub checks: Vec<CheckEntry>,
+    pub(crate) checks: Vec<CheckEntry>,
     /// `gslb.*`.
-    pub gslb: Vec<GslbSpec>,
+    pub(crate) gslb: Vec<GslbSpec>,
 }
 
 /// Every zone file of a directory.
@@ -126,7 +128,7 @@ pub(crate) fn country_tables() -> &'static crate::geo::CountryTables {
 }
 
 /// Reads every `*.toml` file of `dir` (sorted by name, so errors come in a stable order).
-pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
+pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -69,22 +69,22 @@ impl GslbAnswerer for NoGslb {
 pub struct Writer<'a> {
     buf: &'a mut [u8],
     /// Bytes written so far.
-    pub len: usize,
+    pub(crate) len: usize,
     /// Answer records written.
-    pub an: u16,
+    pub(crate) an: u16,
     /// Authority records written.
-    pub ns: u16,
+    pub(crate) ns: u16,
     /// Additional records written.
-    pub ar: u16,
+    pub(crate) ar: u16,
     /// Something did not fit.
-    pub overflow: bool,
+    pub(crate) overflow: bool,
     /// Where the additional section starts, once something was written to it.
-    pub additional_start: Option<usize>,
+    pub(crate) additional_start: Option<usize>,
 }
 
 impl<'a> Writer<'a> {
     /// A writer at the start of `buf`.
-    pub fn new(buf: &'a mut [u8]) -> Self {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Writer {
             buf,
             len: 0,
@@ -97,7 +97,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Appends pre-encoded additional records (full owner names included).
-    pub fn additional(&mut self, bytes: &[u8], count: u16) {
+    pub(crate) fn additional(&mut self, bytes: &[u8], count: u16) {
         if count == 0 {
             return;
         }
@@ -110,7 +110,7 @@ impl<'a> Writer<'a> {
 
     /// Appends raw bytes.
     #[inline]
-    pub fn put(&mut self, b: &[u8]) {
+    pub(crate) fn put(&mut self, b: &[u8]) {
         match self.buf.get_mut(self.len..self.len + b.len()) {
             Some(d) => {
                 d.copy_from_slice(b);
@@ -122,19 +122,19 @@ impl<'a> Writer<'a> {
 
     /// Appends a big-endian u16.
     #[inline]
-    pub fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.put(&v.to_be_bytes());
     }
 
     /// Appends a big-endian u32.
     #[inline]
-    pub fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.put(&v.to_be_bytes());
     }
 
     /// Writes each record of `rr` with a compressed owner; returns how many.
     #[inline]
-    pub fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
+    pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
         if rr.count == 1 {
             self.u16(owner);
             self.put(&rr.wire);
@@ -152,7 +152,7 @@ impl<'a> Writer<'a> {
 
     /// One A/AAAA (or any) record with a compressed owner.
     #[inline]
-    pub fn record(&mut self, owner: u16, rtype: u16, ttl: u32, rdata: &[u8]) {
+    pub(crate) fn record(&mut self, owner: u16, rtype: u16, ttl: u32, rdata: &[u8]) {
         self.u16(owner);
         self.u16(rtype);
         self.u16(CLASS_IN);
@@ -236,14 +236,14 @@ pub struct Answered {
     /// Length of the response in the output buffer.
     pub len: usize,
     /// The zone (index into `Model::zones`) that answered the query name, if any.
-    pub zone: Option<u32>,
+    pub(crate) zone: Option<u32>,
     /// ECS scope prefix length sent back (0 when not client-specific).
-    pub scope: u8,
+    pub(crate) scope: u8,
 }
 
 /// Answers `q` (already parsed from `req`) into `out`. The size limit is the transport's
 /// (the client's UDP payload within 512..=1232, or 65535 over TCP).
-pub fn respond<G: GslbAnswerer>(
+pub(crate) fn respond<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
     q: &Query,
@@ -561,7 +561,13 @@ fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
 }
 
 /// The response to a packet that could not be parsed into a query.
-pub fn reject(req: &[u8], q: &Query, rcode: u8, with_question: bool, out: &mut [u8]) -> usize {
+pub(crate) fn reject(
+    req: &[u8],
+    q: &Query,
+    rcode: u8,
+    with_question: bool,
+    out: &mut [u8],
+) -> usize {
     let mut w = Writer::new(out);
     w.put(&[0; HEADER_LEN]);
     let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(rcode);

@@ -1,7 +1,7 @@
 //! The authoritative DNS core: the wire format, the response builder and the transports. It
-//! depends on the model only; what a GSLB name answers comes in through [`GslbAnswerer`]
+//! depends on the model only; what a GSLB name answers comes in through `GslbAnswerer`
 //! (implemented by `crate::gslb`), and what the server does around each query through the
-//! [`PacketHandler`] it passes to the transports.
+//! `PacketHandler` it passes to the transports.
 //!
 //! ```text
 //! udp.rs / tcp.rs --bytes, Peer--> PacketHandler (server) --> answer::handle
@@ -12,15 +12,17 @@
 //!
 //! A new transport is one new file that reads queries and calls `PacketHandler::handle`.
 
-pub mod answer;
-pub mod handler;
-pub mod listen;
-pub mod tcp;
+pub(crate) mod answer;
+pub(crate) mod handler;
+pub(crate) mod listen;
+pub(crate) mod tcp;
 #[allow(unsafe_code)]
-pub mod udp;
-pub mod wire;
+pub(crate) mod udp;
+pub(crate) mod wire;
 
-pub use answer::{Answered, GslbAnswerer, GslbOutcome, NoGslb, Writer, handle};
-pub use handler::{PacketHandler, Peer, Transport};
-pub use listen::{ListenConfig, Listeners};
+pub(crate) use answer::{GslbAnswerer, GslbOutcome, Writer};
+pub use answer::{NoGslb, handle};
+pub(crate) use handler::PacketHandler;
+pub use handler::Peer;
+pub(crate) use listen::{ListenConfig, Listeners};
 pub use wire::Query;

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use super::input::Input;
 
 /// How many changes are kept; older ones are dropped first.
-pub const EVENTS_KEPT: usize = 64;
+pub(crate) const EVENTS_KEPT: usize = 64;
 
 /// What changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,40 +47,58 @@ pub enum EventKind {
 
 /// One recorded change.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Event {
+pub(crate) struct Event {
     /// Increases by one per event (readers can tell new ones from seen ones).
-    pub seq: u64,
-    pub at: Instant,
-    pub wall: SystemTime,
-    pub kind: EventKind,
-    pub datacenter: String,
+    pub(crate) seq: u64,
+    /// When it happened, on tokio's clock (for ages).
+    pub(crate) at: Instant,
+    /// When it happened, wall clock (for `/status`).
+    pub(crate) wall: SystemTime,
+    /// What changed.
+    pub(crate) kind: EventKind,
+    /// The datacenter it concerns.
+    pub(crate) datacenter: String,
     /// The probed address, for `Target` events; the address an external verdict is about.
-    pub address: Option<String>,
+    pub(crate) address: Option<String>,
     /// The check, for `Target` and `Check` events.
-    pub check: Option<String>,
+    pub(crate) check: Option<String>,
     /// The input behind the change: which one decided (`Datacenter`), whose verdict (`Input`).
-    pub input: Option<Input>,
-    pub old: String,
-    pub new: String,
+    pub(crate) input: Option<Input>,
+    /// The state before (`up`/`down`, an admin state, `draining`).
+    pub(crate) old: String,
+    /// The state after.
+    pub(crate) new: String,
     /// Why: the probe outcome (`status 503`, `connection refused`), `set through the API`, ...
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// An event as `/status` shows it (with its age at the time of the request).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct EventView {
+    /// Increases by one per event.
     pub seq: u64,
-    pub at_unix_ms: u64,
+    /// When it happened, Unix milliseconds.
+    pub(crate) at_unix_ms: u64,
+    /// Milliseconds between the change and the request.
     pub ago_ms: u64,
+    /// What changed.
     pub kind: EventKind,
+    /// The datacenter it concerns.
     pub datacenter: String,
+    /// The probed address, for `target` events.
     pub address: Option<String>,
+    /// The check, for `target` and `check` events.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub check: Option<String>,
+    /// The input behind the change: which one decided (`datacenter`), whose verdict
+    /// (`input`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub input: Option<Input>,
+    /// The state before (`up`/`down`, an admin state, `draining`).
     pub old: String,
+    /// The state after.
     pub new: String,
+    /// Why: the probe outcome, `set by an operator`, ...
     pub reason: String,
 }
 
@@ -89,27 +107,35 @@ pub const BROADCAST_CAPACITY: usize = 256;
 
 /// The bounded ring, and where new events are also sent.
 #[derive(Clone, Debug, Default)]
-pub struct EventLog {
+pub(crate) struct EventLog {
     events: VecDeque<Event>,
     next: u64,
     out: Option<broadcast::Sender<EventView>>,
 }
 
 /// What one change is, without its sequence number and time.
-pub struct Change<'a> {
-    pub kind: EventKind,
-    pub datacenter: &'a str,
-    pub address: Option<String>,
-    pub check: Option<String>,
-    pub input: Option<Input>,
-    pub old: &'a str,
-    pub new: &'a str,
-    pub reason: String,
+pub(crate) struct Change<'a> {
+    /// What changed.
+    pub(crate) kind: EventKind,
+    /// The datacenter it concerns.
+    pub(crate) datacenter: &'a str,
+    /// The probed address, for `Target` changes; the address an external verdict is about.
+    pub(crate) address: Option<String>,
+    /// The check, for `Target` and `Check` changes.
+    pub(crate) check: Option<String>,
+    /// The input behind the change.
+    pub(crate) input: Option<Input>,
+    /// The state before.
+    pub(crate) old: &'a str,
+    /// The state after.
+    pub(crate) new: &'a str,
+    /// Why it changed.
+    pub(crate) reason: String,
 }
 
 impl<'a> Change<'a> {
     /// A change of `kind` for `datacenter` from `old` to `new`, with no address, check or input.
-    pub fn new(
+    pub(crate) fn new(
         kind: EventKind,
         datacenter: &'a str,
         old: &'a str,
@@ -132,12 +158,12 @@ impl<'a> Change<'a> {
 impl EventLog {
     /// Also send every new event to `out` (without waiting: a full channel drops the oldest
     /// for the slowest reader).
-    pub fn send_to(&mut self, out: broadcast::Sender<EventView>) {
+    pub(crate) fn send_to(&mut self, out: broadcast::Sender<EventView>) {
         self.out = Some(out);
     }
 
     /// Records `c` as happening at `now`, dropping the oldest event when full.
-    pub fn push(&mut self, c: Change<'_>, now: Instant) {
+    pub(crate) fn push(&mut self, c: Change<'_>, now: Instant) {
         if self.events.len() == EVENTS_KEPT {
             self.events.pop_front();
         }
@@ -167,7 +193,7 @@ impl EventLog {
     }
 
     /// Every kept event, newest first, with ages as of `now`.
-    pub fn view(&self, now: Instant) -> Vec<EventView> {
+    pub(crate) fn view(&self, now: Instant) -> Vec<EventView> {
         self.events.iter().rev().map(|e| view(e, now)).collect()
     }
 }

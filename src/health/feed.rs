@@ -29,6 +29,7 @@ use super::input::{Subject, Verdict};
 /// How one feed file is doing, for `/status` and `/metrics`.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct FeedStatus {
+    /// The file.
     pub path: String,
     /// The last read succeeded.
     pub ok: bool,
@@ -49,8 +50,11 @@ pub struct FeedStatus {
 pub struct FeedEntry {
     /// A datacenter name or an IP address.
     pub key: String,
+    /// `up` (true) or `down`.
     pub up: bool,
+    /// Utilisation 0..1, if given.
     pub load: Option<f64>,
+    /// Why, if given.
     pub reason: Option<String>,
 }
 
@@ -60,6 +64,7 @@ pub struct FeedEntry {
 pub struct FeedError {
     /// 1-based line of a CSV feed, when the error is on one.
     pub line: Option<usize>,
+    /// What is wrong.
     pub message: String,
 }
 

@@ -101,7 +101,9 @@ impl SourceKind {
 /// one replaces it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Source {
+    /// Pushed, feed or alert.
     pub kind: SourceKind,
+    /// Who, within the kind.
     pub id: String,
 }
 
@@ -121,7 +123,12 @@ pub enum Subject {
     /// A whole datacenter, by name.
     Datacenter(String),
     /// One answer address of one datacenter.
-    Address { datacenter: String, address: IpAddr },
+    Address {
+        /// The datacenter, by name.
+        datacenter: String,
+        /// One of its answer addresses.
+        address: IpAddr,
+    },
     /// An answer address of whichever datacenters list it (feed files name addresses alone).
     AnyAddress(IpAddr),
 }
@@ -143,6 +150,7 @@ impl Subject {
 /// One external verdict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Verdict {
+    /// What it is about.
     pub subject: Subject,
     /// Up (true) or down.
     pub up: bool,
@@ -158,13 +166,25 @@ pub struct Verdict {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Update {
     /// Set (or replace) `source`'s verdict on its subject.
-    Set { source: Source, verdict: Verdict },
+    Set {
+        /// Who says so.
+        source: Source,
+        /// What it says.
+        verdict: Verdict,
+    },
     /// Withdraw `source`'s verdict on `subject` (an alert resolved, a DELETE).
-    Clear { source: Source, subject: Subject },
+    Clear {
+        /// Whose verdict.
+        source: Source,
+        /// About what.
+        subject: Subject,
+    },
     /// Replace every verdict of `source` with `verdicts` (a feed file read again). Subjects
     /// that name nothing configured are skipped and listed in [`Applied::unknown`].
     Replace {
+        /// Whose verdicts.
         source: Source,
+        /// All of them, as they are now.
         verdicts: Vec<Verdict>,
     },
 }
@@ -183,12 +203,21 @@ pub struct Applied {
 /// Why an update was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InputError {
+    /// No datacenter has this name.
     #[error("no datacenter named `{0}`")]
     UnknownDatacenter(String),
+    /// The datacenter has no such answer address.
     #[error("{address} is not an answer address of datacenter `{datacenter}`")]
-    NotAnAddress { datacenter: String, address: IpAddr },
+    NotAnAddress {
+        /// The datacenter named.
+        datacenter: String,
+        /// The address given.
+        address: IpAddr,
+    },
+    /// No datacenter has this answer address.
     #[error("no datacenter has the answer address {0}")]
     UnknownAddress(IpAddr),
+    /// The aggregator is not running (between two probe runtimes, or at shutdown).
     #[error("the health aggregator has stopped")]
     Stopped,
 }

@@ -191,13 +191,12 @@ impl Snapshot {
     }
 }
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod aggregator;
 pub mod events;
 pub mod ewma;
 pub mod feed;
 pub mod input;
-pub mod persist;
+pub(crate) mod persist;
 
-pub use aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, Startup, Status};
-pub use ewma::Ewma;
+pub use aggregator::Status;

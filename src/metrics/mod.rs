@@ -23,7 +23,7 @@
 //! The parts: `registry.rs` (sharded storage and label interning), `slots.rs` (label buckets
 //! and the per-model slot tables), `render.rs` (the text format), and this file (the counting
 //! API). The registry knows no other module: health renders its own gauges through
-//! [`Gauges`], and callers pass plain numbers (type, rcode, transport).
+//! `Gauges`, and callers pass plain numbers (type, rcode, transport).
 
 mod registry;
 mod render;
@@ -35,15 +35,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use registry::{Counters, Family, Hist, MAX_SHARDS, NO_SLOT, lock};
-pub use render::{Extra, F, Gauges, ServerGauges, Text, escape_label};
+pub(crate) use render::{Extra, F, Gauges, ServerGauges, Text};
+pub use slots::PoolLabels;
 use slots::{
     ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES,
     qtype_bucket, rcode_bucket,
 };
-pub use slots::{
-    GslbSlots, N_QTYPES, PROBE_BUCKETS_MS, PoolLabels, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots,
-    qtype_labels,
-};
+pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
 use crate::net::Transport;
 
@@ -244,7 +242,7 @@ impl Metrics {
 
     /// GSLB answers counted so far per `(name, datacenter)` (summed over pools), and
     /// all-down answers per name; for the status page's answer shares (cold path).
-    pub fn gslb_totals(&self) -> GslbTotals {
+    pub(crate) fn gslb_totals(&self) -> GslbTotals {
         let mut t = GslbTotals::default();
         for (slot, l) in self.decisions.labels().iter().enumerate() {
             if let [name, _pool, dc] = &l[..] {
@@ -264,15 +262,16 @@ impl Metrics {
 
 /// Counter totals of [`Metrics::gslb_totals`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GslbTotals {
+pub(crate) struct GslbTotals {
     /// `(name, datacenter)` -> answers naming that datacenter.
-    pub decisions: HashMap<(String, String), u64>,
+    pub(crate) decisions: HashMap<(String, String), u64>,
     /// name -> answers given under the all-down behaviour.
-    pub all_down: HashMap<String, u64>,
+    pub(crate) all_down: HashMap<String, u64>,
 }
 
 #[cfg(test)]
 mod tests {
+    use super::slots::qtype_labels;
     use super::*;
 
     fn parse(text: &str) -> prometheus_parse::Scrape {

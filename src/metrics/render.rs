@@ -14,7 +14,7 @@ use crate::net::Transport;
 
 impl Metrics {
     /// The whole registry plus the gauges in `extra`, in the Prometheus text format 0.0.4.
-    pub fn render(&self, extra: &Extra<'_>) -> String {
+    pub(crate) fn render(&self, extra: &Extra<'_>) -> String {
         let mut o = Text::default();
         self.render_queries(&mut o);
         self.render_gslb(&mut o);
@@ -205,35 +205,35 @@ impl Metrics {
 
 /// Process-level gauges, filled by the caller at scrape time.
 #[derive(Clone, Debug)]
-pub struct ServerGauges {
+pub(crate) struct ServerGauges {
     /// Process start.
-    pub started: SystemTime,
+    pub(crate) started: SystemTime,
     /// Configuration generation (1 at start, +1 per successful reload).
-    pub config_generation: u64,
+    pub(crate) config_generation: u64,
     /// When the serving configuration was loaded.
-    pub loaded_at: SystemTime,
+    pub(crate) loaded_at: SystemTime,
     /// The last reload succeeded.
-    pub last_reload_ok: bool,
+    pub(crate) last_reload_ok: bool,
     /// Zones served.
-    pub zones: usize,
+    pub(crate) zones: usize,
     /// Health feed files: (path, last read ok, age of the last good file in seconds).
-    pub feeds: Vec<(String, bool, Option<f64>)>,
+    pub(crate) feeds: Vec<(String, bool, Option<f64>)>,
 }
 
 /// Gauges another part of the server renders itself at scrape time (health renders its
 /// datacenter and target gauges), so the registry needs no knowledge of them.
-pub trait Gauges {
+pub(crate) trait Gauges {
     /// Appends this part's gauge families.
     fn render(&self, t: &mut Text);
 }
 
 /// State rendered as gauges at scrape time, in addition to the registry's own counters.
 #[derive(Default)]
-pub struct Extra<'a> {
+pub(crate) struct Extra<'a> {
     /// Datacenter and target health, rendered by the health module.
-    pub health: Option<&'a dyn Gauges>,
+    pub(crate) health: Option<&'a dyn Gauges>,
     /// Process and configuration gauges.
-    pub server: Option<ServerGauges>,
+    pub(crate) server: Option<ServerGauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -298,7 +298,7 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
 }
 
 /// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).
-pub struct F(pub f64);
+pub(crate) struct F(pub(crate) f64);
 
 impl Display for F {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -314,7 +314,7 @@ impl Display for F {
 }
 
 /// Escapes a label value: backslash, double quote and newline, as the text format requires.
-pub fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -329,25 +329,20 @@ pub fn escape_label(v: &str) -> String {
 
 /// The text exposition being written.
 #[derive(Default)]
-pub struct Text {
+pub(crate) struct Text {
     s: String,
 }
 
 impl Text {
-    /// The text written so far.
-    pub fn into_string(self) -> String {
-        self.s
-    }
-
     /// `# HELP` and `# TYPE` lines of a family.
-    pub fn header(&mut self, name: &str, help: &str, kind: &str) {
+    pub(crate) fn header(&mut self, name: &str, help: &str, kind: &str) {
         // HELP text escapes only backslash and newline.
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.s, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
     /// One sample line.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl Display) {
         self.s.push_str(name);
         if !labels.is_empty() {
             self.s.push('{');
@@ -363,7 +358,7 @@ impl Text {
     }
 
     /// `counts` are per bucket (not cumulative), one more than `bounds` (the +Inf bucket).
-    pub fn histogram(
+    pub(crate) fn histogram(
         &mut self,
         name: &str,
         labels: &[(&str, &str)],

@@ -34,12 +34,15 @@ pub enum MatchedBy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
+    /// Usable: health and admin state allow it and an address of the family is up.
     Usable,
     /// Usable because the name is all-down and fail-open.
     ForcedUp,
     /// Its health is down (the probes, or an external verdict; admin state `obey`).
     Down,
+    /// Admin state `down`: dropped whatever the probes say.
     AdminDown,
+    /// Admin state `drain`: no new answers while the ones handed out expire.
     Drain,
     /// The datacenter has no address of the asked family.
     NoAddressOfFamily,
@@ -52,7 +55,8 @@ pub enum Verdict {
 }
 
 impl MatchedBy {
-    pub fn as_str(self) -> &'static str {
+    /// How the rule was chosen, as `explain` prints it.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MatchedBy::Subnet => "subnet",
             MatchedBy::Geo => "geo",
@@ -65,7 +69,7 @@ impl MatchedBy {
 
 impl Verdict {
     /// Why the member was kept or dropped, for a person.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Verdict::Usable => "kept",
             Verdict::ForcedUp => "kept (all down: fail-open)",
@@ -84,15 +88,22 @@ impl Verdict {
 /// for each member and, when the pool answers, `latency_source` for each ranked member (the
 /// `latency` policy only) and `ranked`; `cycle` if the fallback chain loops, and `finish` once.
 pub trait Tracer {
+    /// The client as the decision sees it (address and GeoIP location).
     fn client(&mut self, _client: &Client) {}
+    /// The rule chosen (`None`: no rule) and how it matched.
     fn rule(&mut self, _index: Option<u32>, _by: MatchedBy) {}
+    /// A pool of the chain is tried; `fail_open` when the whole chain is down and the name
+    /// answers as if everything were up.
     fn pool(&mut self, _id: PoolId, _pool: &Pool, _fail_open: bool) {}
+    /// One member of that pool, its health and the verdict on it.
     fn candidate(&mut self, _member: &Member, _state: &DcState, _verdict: Verdict) {}
     /// Where the `latency` policy took `dc`'s figure from (latency map or probe).
     fn latency_source(&mut self, _dc: DatacenterId, _source: LatencySource) {}
     /// `cands` in preference order with the policy's key; the first `answered` are answered.
     fn ranked(&mut self, _pool: &Pool, _cands: &[Cand], _answered: usize) {}
+    /// The fallback chain came back to pool `id`; the decision stops there.
     fn cycle(&mut self, _id: PoolId) {}
+    /// The decision, once, at the end.
     fn finish(&mut self, _sel: &Selection) {}
 }
 
@@ -104,52 +115,68 @@ impl Tracer for NoTrace {}
 
 /// A member as `explain` shows it.
 #[derive(Clone, Debug, Serialize)]
-pub struct CandidateTrace {
-    pub datacenter: String,
-    pub healthy: bool,
-    pub admin: &'static str,
+pub(crate) struct CandidateTrace {
+    /// Datacenter name.
+    pub(crate) datacenter: String,
+    /// Health verdict (an external verdict, else the probes), before the admin state.
+    pub(crate) healthy: bool,
+    /// Admin state: `obey`, `up`, `down` or `drain`.
+    pub(crate) admin: &'static str,
     /// The input that decided whether it is usable (admin, pushed, feed, alert, probes,
     /// config).
-    pub input: Input,
+    pub(crate) input: Input,
     /// The input that decided its health.
-    pub health_input: Input,
+    pub(crate) health_input: Input,
     /// What the deciding input says, when the server knows (not in offline `gslbd explain`).
-    pub reason: Option<String>,
+    pub(crate) reason: Option<String>,
     /// Each check's verdict, in declaration order.
-    pub checks: Vec<CheckVerdict>,
+    pub(crate) checks: Vec<CheckVerdict>,
     /// `all`, `any` or N, with several checks.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub require: Option<String>,
-    pub load: Option<f64>,
-    pub latency_ms: Option<f64>,
-    pub slow_start: f64,
-    pub settled: bool,
+    pub(crate) require: Option<String>,
+    /// Utilisation 0..1 read from the health endpoint, if the check reads one.
+    pub(crate) load: Option<f64>,
+    /// Smoothed probe round-trip time in ms, if measured.
+    pub(crate) latency_ms: Option<f64>,
+    /// Slow-start ramp 0..1 (1: gets its full share).
+    pub(crate) slow_start: f64,
+    /// False within rise/fall of a change or in slow start (caps the answer TTL).
+    pub(crate) settled: bool,
     /// Great-circle km from the client (when both have coordinates).
-    pub distance_km: Option<f64>,
-    pub verdict: Verdict,
+    pub(crate) distance_km: Option<f64>,
+    /// Kept or dropped, and why.
+    pub(crate) verdict: Verdict,
 }
 
 /// A usable member's place in the policy's order.
 #[derive(Clone, Debug, Serialize)]
 pub struct RankTrace {
+    /// Datacenter name.
     pub datacenter: String,
     /// What `value` is: distance-km (minus bias), latency-ms, share, hash-score or none.
-    pub metric: &'static str,
+    pub(crate) metric: &'static str,
+    /// The `metric` value that placed it (share as a fraction of the pool); `None` when
+    /// the policy has no key or the value is unknown.
     pub value: Option<f64>,
     /// For `latency`: where the value comes from (`map-subnet`, `map-country`,
     /// `map-continent`, `probe`, `unknown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<LatencySource>,
-    pub answered: bool,
+    /// Among the datacenters put in the answer.
+    pub(crate) answered: bool,
 }
 
 /// One pool of the chain.
 #[derive(Clone, Debug, Serialize)]
 pub struct PoolTrace {
-    pub pool: String,
-    pub policy: &'static str,
-    pub fail_open: bool,
-    pub candidates: Vec<CandidateTrace>,
+    /// Pool name as in the zone file.
+    pub(crate) pool: String,
+    /// Policy name as in the zone file (`failover`, `nearest`, ...).
+    pub(crate) policy: &'static str,
+    /// Tried as if every member were up (the whole chain is down and the name fails open).
+    pub(crate) fail_open: bool,
+    /// Every member in pool order, with its verdict.
+    pub(crate) candidates: Vec<CandidateTrace>,
     /// Empty when no member was usable (the chain moved on).
     pub order: Vec<RankTrace>,
     #[serde(skip)]
@@ -158,13 +185,19 @@ pub struct PoolTrace {
 
 /// The final decision.
 #[derive(Clone, Debug, Serialize)]
-pub struct AnswerTrace {
-    pub outcome: &'static str,
-    pub source: &'static str,
-    pub addresses: Vec<String>,
-    pub datacenters: Vec<String>,
-    pub ttl: u32,
-    pub ecs_scope: u8,
+pub(crate) struct AnswerTrace {
+    /// `answer`, `nodata` or `servfail`.
+    pub(crate) outcome: &'static str,
+    /// Where the addresses come from: `pool`, `fail-open`, `last-resort` or `none`.
+    pub(crate) source: &'static str,
+    /// The answered addresses, in answer order.
+    pub(crate) addresses: Vec<String>,
+    /// The answered datacenters, in answer order.
+    pub(crate) datacenters: Vec<String>,
+    /// TTL of the answer, seconds (after settle caps and fail-open halving).
+    pub(crate) ttl: u32,
+    /// ECS scope prefix length the answer carries (0: the same for every client).
+    pub(crate) ecs_scope: u8,
 }
 
 /// Records a decision for `gslbd explain`.
@@ -178,21 +211,30 @@ pub struct Trace<'a> {
     #[serde(skip)]
     whys: Vec<Why>,
     /// The client address the decision used (ECS or source).
-    pub client: Option<String>,
-    pub continent: Option<String>,
-    pub country: Option<String>,
-    pub coords: Option<(f64, f64)>,
+    pub(crate) client: Option<String>,
+    /// The client's continent code from GeoIP (`EU`).
+    pub(crate) continent: Option<String>,
+    /// The client's country, with the subdivision when known (`US-CA`).
+    pub(crate) country: Option<String>,
+    /// The client's (lat, lon) from GeoIP, for `nearest`.
+    pub(crate) coords: Option<(f64, f64)>,
     /// Prefix of the GeoIP network that matched.
-    pub geo_prefix: Option<u8>,
+    pub(crate) geo_prefix: Option<u8>,
+    /// Index of the rule that matched (0-based, file order), if any.
     pub rule: Option<u32>,
-    pub matched_by: Option<MatchedBy>,
+    /// How that rule was chosen.
+    pub(crate) matched_by: Option<MatchedBy>,
+    /// The pools tried, in fallback order.
     pub pools: Vec<PoolTrace>,
     /// Set when the fallback chain loops back to this pool (validation should prevent it).
     pub cycle_at: Option<String>,
-    pub answer: Option<AnswerTrace>,
+    /// The decision, set by `finish`.
+    pub(crate) answer: Option<AnswerTrace>,
 }
 
 impl<'a> Trace<'a> {
+    /// An empty trace of a decision for `name`; `dcs` (the model's datacenters) gives the
+    /// names it prints.
     pub fn new(name: &'a GslbName, dcs: &'a [Datacenter]) -> Trace<'a> {
         Trace {
             name,

@@ -23,7 +23,7 @@ use crate::rr::{CLASS_IN, TYPE_A, TYPE_OPT, parse_type, put_name};
 use crate::walk::{Errors, Table};
 
 /// The keys of a `dns` check besides the common ones.
-pub const KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &[
     "port",
     "query",
     "query-type",
@@ -48,7 +48,7 @@ const RCODES: &[(&str, u8)] = &[
 ];
 
 /// The name of response code `code` (`NXDOMAIN`), or its number.
-pub fn rcode_name(code: u16) -> String {
+pub(crate) fn rcode_name(code: u16) -> String {
     RCODES
         .iter()
         .find(|(_, c)| u16::from(*c) == code)
@@ -86,7 +86,7 @@ impl DnsCheck {
     }
 
     /// Reads the keys of a `dns` check (`query` is required); `None` after reporting an error.
-    pub fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<DnsCheck> {
+    pub(crate) fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<DnsCheck> {
         let before = errs.list.len();
         let port = t.int("port", 1, 65535, errs).map_or(53, |x| x as u16);
         let query = match t.str("query", errs) {

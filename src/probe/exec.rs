@@ -26,7 +26,7 @@ use super::spec::CheckError;
 use crate::walk::{Errors, Table};
 
 /// The keys of an `exec` check besides the common ones.
-pub const KEYS: &[&str] = &["command", "port", "env"];
+pub(crate) const KEYS: &[&str] = &["command", "port", "env"];
 
 /// Default bound on `exec` commands running at once (all checks together).
 pub const DEFAULT_MAX_EXEC: usize = 16;
@@ -57,7 +57,7 @@ impl ExecCheck {
 
     /// Reads the keys of an `exec` check (`command` is required); `None` after reporting an
     /// error.
-    pub fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<ExecCheck> {
+    pub(crate) fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<ExecCheck> {
         let before = errs.list.len();
         let command: Vec<String> = match t.get("command") {
             Some(toml::Value::Array(_)) => t
@@ -179,7 +179,7 @@ fn first_line(bytes: &[u8]) -> String {
 }
 
 /// The load figure of a `load=0.42` first line: `None` when the line is something else.
-pub fn parse_load(stdout: &[u8]) -> Option<Result<f64, String>> {
+pub(crate) fn parse_load(stdout: &[u8]) -> Option<Result<f64, String>> {
     let text = String::from_utf8_lossy(stdout);
     let line = text.lines().next()?.trim();
     let v = line.strip_prefix("load=")?.trim();

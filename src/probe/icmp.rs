@@ -24,10 +24,10 @@ use tokio::time::Instant;
 use super::outcome::ProbeOutcome;
 
 /// The keys of an `icmp` check besides the common ones: none.
-pub const KEYS: &[&str] = &[];
+pub(crate) const KEYS: &[&str] = &[];
 
 /// Where the kernel keeps the groups allowed to open ping sockets.
-pub const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
+pub(crate) const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
 
 /// An `icmp` check (echo request/reply; nothing to configure besides the common knobs).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]

@@ -23,29 +23,26 @@
 //! check specs and the probe plan, and the config loader builds and validates the plan in the
 //! same step that builds the model.
 
-pub mod dns;
-pub mod exec;
-pub mod http;
-pub mod icmp;
-pub mod outcome;
-pub mod plan;
-pub mod prober;
-pub mod spec;
-pub mod tcp;
-pub mod tls;
-pub mod worker;
+pub(crate) mod dns;
+pub(crate) mod exec;
+pub(crate) mod http;
+pub(crate) mod icmp;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod prober;
+pub(crate) mod spec;
+pub(crate) mod tcp;
+pub(crate) mod tls;
+pub(crate) mod worker;
 
 pub use dns::DnsCheck;
-pub use exec::ExecCheck;
+pub use exec::{DEFAULT_MAX_EXEC, ExecCheck};
 pub use http::HttpCheck;
-pub use icmp::IcmpCheck;
+pub use icmp::{IcmpCheck, permitted as icmp_permitted};
 pub use outcome::{LoadFigure, ProbeOutcome, ProbeResult};
-pub use plan::{
-    CheckPlan, DatacenterProbe, DcPlan, NamedCheck, ProbeSet, ProbeSetError, Require, Target,
-    TargetId,
-};
-pub use prober::{Prober, ProberError};
-pub use spec::{CheckError, CheckKind, CheckSpec};
-pub use tcp::TcpCheck;
+pub use plan::{DatacenterProbe, NamedCheck, ProbeSet, Require, TargetId};
+pub use prober::Prober;
+pub use spec::{CheckKind, CheckSpec};
 pub use tls::TlsCheck;
-pub use worker::{Jitter, WorkerSettings, Workers, spawn_workers};
+pub(crate) use worker::Workers;
+pub use worker::{Jitter, WorkerSettings, spawn_workers};

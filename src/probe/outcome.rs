@@ -38,7 +38,7 @@ pub enum ProbeOutcome {
 
 impl ProbeOutcome {
     /// Does this result count as a pass for rise/fall?
-    pub fn is_pass(&self) -> bool {
+    pub(crate) fn is_pass(&self) -> bool {
         matches!(self, ProbeOutcome::Pass | ProbeOutcome::BadLoad(_))
     }
 
@@ -90,7 +90,9 @@ pub enum LoadFigure {
 /// One probe of one target, sent from a worker to the aggregator.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeResult {
-    pub target: TargetId,
+    /// The target probed.
+    pub(crate) target: TargetId,
+    /// Pass, or the kind of failure and its reason.
     pub outcome: ProbeOutcome,
     /// TCP connect time, HTTP time to the response headers, DNS or ICMP round trip, TLS
     /// handshake time, or the run time of an `exec` command; `None` when there was no answer.
@@ -98,7 +100,7 @@ pub struct ProbeResult {
     /// Only for checks with a load or connections pointer, and only when it could be read.
     pub load: Option<LoadFigure>,
     /// When the probe finished (tokio clock).
-    pub at: Instant,
+    pub(crate) at: Instant,
 }
 
 impl ProbeResult {

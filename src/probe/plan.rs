@@ -72,7 +72,7 @@ pub struct DatacenterProbe {
     /// For logs, status and the state files (ids change between configs; names do not).
     pub name: String,
     /// Answer addresses, in declaration order (v4 and v6 may be mixed).
-    pub addresses: Vec<IpAddr>,
+    pub(crate) addresses: Vec<IpAddr>,
     /// Probe these instead of the answer addresses (check the inside address, answer the
     /// public one). The whole datacenter then follows them.
     pub check_addresses: Option<Vec<IpAddr>>,
@@ -80,7 +80,7 @@ pub struct DatacenterProbe {
     pub capacity: Option<f64>,
     /// A check passes while at least this many of the datacenter's probed addresses pass it
     /// (default 1).
-    pub min_up: u32,
+    pub(crate) min_up: u32,
     /// The checks that decide its health; empty: no check, always up (unless an external
     /// input says otherwise).
     pub checks: Vec<NamedCheck>,
@@ -118,8 +118,11 @@ impl DatacenterProbe {
 /// One probed endpoint.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub id: TargetId,
-    pub check: Arc<CheckSpec>,
+    /// Its index in `ProbeSet::targets`.
+    pub(crate) id: TargetId,
+    /// How it is probed (shared by every datacenter that probes the same thing).
+    pub(crate) check: Arc<CheckSpec>,
+    /// Where it is probed: a check address (or else an answer address) with the check's port.
     pub addr: SocketAddr,
     /// The datacenter, for kinds whose probe is about one (`exec`): such targets are never
     /// shared between datacenters.
@@ -141,22 +144,26 @@ pub struct CheckPlan {
 /// How one datacenter maps to targets.
 #[derive(Clone, Debug)]
 pub struct DcPlan {
-    pub name: String,
+    /// The datacenter name.
+    pub(crate) name: String,
     /// Answer addresses in `addr_up` bit order (bit i = `answers[i]`).
-    pub answers: Vec<IpAddr>,
+    pub(crate) answers: Vec<IpAddr>,
     /// Its checks, in declaration order; empty: always up by the probes.
     pub checks: Vec<CheckPlan>,
     /// How many checks must pass.
-    pub require: Require,
+    pub(crate) require: Require,
     /// `Snapshot` bits each slot (probed address) controls when up.
     pub slot_bits: Vec<u64>,
     /// All answer-address bits of this datacenter.
-    pub all_bits: u64,
+    pub(crate) all_bits: u64,
     /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
-    pub follows_check_addresses: bool,
-    pub min_up: u32,
-    pub capacity: Option<f64>,
-    pub max_ttl: Duration,
+    pub(crate) follows_check_addresses: bool,
+    /// Addresses that must pass a check for the check to pass.
+    pub(crate) min_up: u32,
+    /// Divisor of a `connections` load figure.
+    pub(crate) capacity: Option<f64>,
+    /// The longest TTL an answer naming the datacenter carries (drain length).
+    pub(crate) max_ttl: Duration,
 }
 
 impl DcPlan {
@@ -198,7 +205,9 @@ impl DcPlan {
 /// The de-duplicated probe plan for a list of datacenters.
 #[derive(Clone, Debug, Default)]
 pub struct ProbeSet {
+    /// Every distinct target, each probed once however many datacenters use it.
     pub targets: Vec<Target>,
+    /// Per datacenter, in `DatacenterId` order: which targets decide its health.
     pub dcs: Vec<DcPlan>,
 }
 
@@ -274,7 +283,7 @@ pub enum ProbeSetError {
 
 impl ProbeSetError {
     /// Index of the datacenter the error is about.
-    pub fn dc(&self) -> usize {
+    pub(crate) fn dc(&self) -> usize {
         match self {
             ProbeSetError::Check { dc, .. }
             | ProbeSetError::TooManyAddresses { dc, .. }
@@ -332,7 +341,7 @@ impl ProbeSetError {
 }
 
 /// Answer addresses in `addr_up` bit order: v4 first, then v6, each in declaration order.
-pub fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
+pub(crate) fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
     let v4 = addresses.iter().filter(|a| a.is_ipv4());
     let v6 = addresses.iter().filter(|a| a.is_ipv6());
     v4.chain(v6).copied().collect()
@@ -349,7 +358,7 @@ impl ProbeSet {
     }
 
     /// Build the plan, reporting every datacenter that cannot be probed (not only the first).
-    pub fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
+    pub(crate) fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
         let mut set = ProbeSet::default();
         let mut errors = Vec::new();
         let mut by_target: HashMap<TargetKey, TargetId> = HashMap::new();
@@ -514,10 +523,5 @@ impl ProbeSet {
         } else {
             Err(errors)
         }
-    }
-
-    /// The target `id`.
-    pub fn target(&self, id: TargetId) -> Option<&Target> {
-        self.targets.get(id.0 as usize)
     }
 }

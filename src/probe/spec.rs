@@ -18,18 +18,18 @@ use super::tls::{self, TlsCheck};
 use crate::walk::{Errors, Table};
 
 /// Default probe interval.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default probe timeout (must stay below the interval).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default consecutive passes to go up.
-pub const DEFAULT_RISE: u32 = 2;
+pub(crate) const DEFAULT_RISE: u32 = 2;
 /// Default consecutive fails to go down.
-pub const DEFAULT_FALL: u32 = 3;
+pub(crate) const DEFAULT_FALL: u32 = 3;
 /// Default jitter, as a fraction of the interval (10 %).
-pub const DEFAULT_JITTER_FRACTION: f64 = 0.1;
+pub(crate) const DEFAULT_JITTER_FRACTION: f64 = 0.1;
 
 /// Keys every check has, whatever its type.
-pub const COMMON_KEYS: &[&str] = &[
+pub(crate) const COMMON_KEYS: &[&str] = &[
     "type",
     "interval",
     "timeout",
@@ -63,7 +63,7 @@ pub struct CheckSpec {
 pub enum CheckKind {
     /// `http` or `https` GET ([`HttpCheck`]).
     Http(HttpCheck),
-    /// TCP connect to the port ([`TcpCheck`]).
+    /// TCP connect to the port (`TcpCheck`).
     Tcp(TcpCheck),
     /// A DNS query and its expected answer ([`DnsCheck`]).
     Dns(DnsCheck),
@@ -77,11 +77,11 @@ pub enum CheckKind {
 
 impl CheckKind {
     /// The `type` values a zone file may use, for messages.
-    pub const TYPES: &'static str = "http, https, tcp, dns, tls, exec or icmp";
+    pub(crate) const TYPES: &'static str = "http, https, tcp, dns, tls, exec or icmp";
 
     /// Reads the kind-specific keys of a check whose `type` is `kind`; `None` after reporting
     /// an error (an unknown type included).
-    pub fn read(kind: &str, t: &mut Table<'_>, errs: &mut Errors) -> Option<CheckKind> {
+    pub(crate) fn read(kind: &str, t: &mut Table<'_>, errs: &mut Errors) -> Option<CheckKind> {
         match kind {
             "http" | "https" => Some(CheckKind::Http(HttpCheck::read(t, kind == "https", errs))),
             "tcp" => TcpCheck::read(t, errs).map(CheckKind::Tcp),
@@ -116,7 +116,7 @@ impl CheckKind {
     }
 
     /// The keys of this kind besides [`COMMON_KEYS`].
-    pub fn keys(&self) -> &'static [&'static str] {
+    pub(crate) fn keys(&self) -> &'static [&'static str] {
         match self {
             CheckKind::Http(_) => http::KEYS,
             CheckKind::Tcp(_) => tcp::KEYS,
@@ -128,7 +128,7 @@ impl CheckKind {
     }
 
     /// Every kind's keys: what a check of unknown type may hold without a second error.
-    pub fn all_keys() -> impl Iterator<Item = &'static str> {
+    pub(crate) fn all_keys() -> impl Iterator<Item = &'static str> {
         http::KEYS
             .iter()
             .chain(tcp::KEYS)
@@ -141,7 +141,7 @@ impl CheckKind {
 
     /// The port probed on each target address; 0 for kinds without one (`icmp`, an `exec`
     /// check without `port`).
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         match self {
             CheckKind::Http(h) => h.port,
             CheckKind::Tcp(t) => t.port,
@@ -175,7 +175,7 @@ impl CheckKind {
     }
 
     /// A stable text identity of what is probed.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         match self {
             CheckKind::Http(h) => h.fingerprint(),
             CheckKind::Tcp(t) => t.fingerprint(),
@@ -273,7 +273,7 @@ impl CheckSpec {
 
     /// Reads a whole `checks.<name>` table: the type, its keys and the common knobs, then
     /// validates. `None` after reporting every error found.
-    pub fn read(mut t: Table<'_>, errs: &mut Errors) -> Option<CheckSpec> {
+    pub(crate) fn read(mut t: Table<'_>, errs: &mut Errors) -> Option<CheckSpec> {
         let before = errs.list.len();
         let kind = t
             .required_str("type", errs)
@@ -329,24 +329,24 @@ impl CheckSpec {
     }
 
     /// The port probed on each target address.
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.kind.port()
     }
 
     /// TTL cap for answers built from unsettled state: the interval in whole seconds (>= 1).
-    pub fn settle_ttl(&self) -> u32 {
+    pub(crate) fn settle_ttl(&self) -> u32 {
         let ms = self.interval.as_millis();
         u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX).max(1)
     }
 
     /// A stable text identity of what is probed (not how often), used as the key of the
     /// warm-start file so that changing the interval keeps the saved health.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         self.kind.fingerprint()
     }
 
     /// Reject checks that cannot work, with a message a person can act on.
-    pub fn validate(&self) -> Result<(), CheckError> {
+    pub(crate) fn validate(&self) -> Result<(), CheckError> {
         if self.interval.is_zero() || self.timeout.is_zero() {
             return Err(CheckError::ZeroDuration);
         }

@@ -29,10 +29,10 @@ use super::outcome::ProbeOutcome;
 use crate::walk::{Errors, Table};
 
 /// The keys of a `tls` check besides the common ones.
-pub const KEYS: &[&str] = &["port", "host", "verify-tls", "min-days"];
+pub(crate) const KEYS: &[&str] = &["port", "host", "verify-tls", "min-days"];
 
 /// Default `min-days`.
-pub const DEFAULT_MIN_DAYS: u32 = 7;
+pub(crate) const DEFAULT_MIN_DAYS: u32 = 7;
 
 /// A `tls` check.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -60,7 +60,7 @@ impl TlsCheck {
     }
 
     /// Reads the keys of a `tls` check; `None` after reporting an error.
-    pub fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<TlsCheck> {
+    pub(crate) fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<TlsCheck> {
         let before = errs.list.len();
         let mut c = TlsCheck::new(t.int("port", 1, 65535, errs).map_or(443, |x| x as u16));
         if let Some(h) = t.str("host", errs) {
@@ -157,7 +157,7 @@ impl ServerCertVerifier for AcceptAny {
 }
 
 /// The earliest expiry among `certs`: (unix seconds, the certificate's subject).
-pub fn earliest_expiry(certs: &[CertificateDer<'_>]) -> Result<(i64, String), String> {
+pub(crate) fn earliest_expiry(certs: &[CertificateDer<'_>]) -> Result<(i64, String), String> {
     let mut best: Option<(i64, String)> = None;
     for (i, der) in certs.iter().enumerate() {
         let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
@@ -171,7 +171,12 @@ pub fn earliest_expiry(certs: &[CertificateDer<'_>]) -> Result<(i64, String), St
 }
 
 /// Judges the time left before `not_after` (unix seconds) at `now` against `min_days`.
-pub fn judge_expiry(not_after: i64, subject: &str, now: SystemTime, min_days: u32) -> ProbeOutcome {
+pub(crate) fn judge_expiry(
+    not_after: i64,
+    subject: &str,
+    now: SystemTime,
+    min_days: u32,
+) -> ProbeOutcome {
     let now = now
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));

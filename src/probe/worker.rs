@@ -24,7 +24,7 @@ use crate::mix::{GOLDEN, mix64, unit_f64};
 use crate::shutdown::Shutdown;
 
 /// Default bound on probes in flight at once.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Settings shared by all workers.
 #[derive(Clone, Copy, Debug)]
@@ -55,6 +55,7 @@ impl Default for WorkerSettings {
 /// Deterministic jitter: a number in `[0, 1)` for each (target, round).
 #[derive(Clone, Copy, Debug)]
 pub struct Jitter {
+    /// Seed of the stream (`WorkerSettings::seed`).
     pub seed: u64,
 }
 
@@ -74,7 +75,7 @@ impl Jitter {
 
     /// Offset of round `round` (>= 1) from its grid point: `[-jitter/2, +jitter/2)`.
     /// Returned as (add, sub) since `Duration` is unsigned.
-    pub fn round_offset(
+    pub(crate) fn round_offset(
         &self,
         target: TargetId,
         round: u64,
@@ -113,28 +114,12 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Number of worker tasks (= distinct targets).
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// Wait for every worker to stop (after the shutdown signal, or once the results
     /// channel is closed).
     pub async fn join(self) {
         for h in self.handles {
             // A panicked worker has nothing left to clean up; shutdown carries on.
             let _ = h.await;
-        }
-    }
-
-    /// Stop every worker now, without waiting for the shutdown signal.
-    pub fn abort(&self) {
-        for h in &self.handles {
-            h.abort();
         }
     }
 }

@@ -18,9 +18,9 @@ use crate::net::Family;
 use crate::shutdown::Shutdown;
 
 /// The API's view of a running server.
-pub struct Backend {
+pub(crate) struct Backend {
     /// The server's state.
-    pub state: Arc<State>,
+    pub(crate) state: Arc<State>,
 }
 
 impl ApiBackend for Backend {
@@ -145,7 +145,7 @@ impl ApiBackend for Backend {
 
 /// Marks the server ready once every target has been probed or warm-started, and again after
 /// a reload restarted the probes; until `stop`.
-pub async fn track_readiness(state: Arc<State>, stop: Shutdown) {
+pub(crate) async fn track_readiness(state: Arc<State>, stop: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {

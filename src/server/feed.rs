@@ -26,10 +26,10 @@ use crate::health::persist::unix_secs;
 use crate::shutdown::Shutdown;
 
 /// How often each feed file is checked for changes.
-pub const POLL: Duration = Duration::from_secs(1);
+pub(super) const POLL: Duration = Duration::from_secs(1);
 
 /// Polls feed `index` (`path`) until `stop`.
-pub fn spawn(
+pub(super) fn spawn(
     state: Arc<State>,
     index: usize,
     path: PathBuf,

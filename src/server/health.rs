@@ -17,13 +17,11 @@ use crate::probe::{DatacenterProbe, ProbeSet, Prober, WorkerSettings, Workers, s
 use crate::shutdown::Shutdown;
 
 /// Probes and aggregator for one set of datacenters.
-pub struct HealthRuntime {
+pub(crate) struct HealthRuntime {
     /// Talks to the aggregator.
-    pub handle: AggregatorHandle,
+    pub(crate) handle: AggregatorHandle,
     /// The datacenters this runtime was built for (to tell whether a reload changed them).
-    pub probes: Vec<DatacenterProbe>,
-    /// The health generation its snapshots are published under.
-    pub generation: u64,
+    pub(crate) probes: Vec<DatacenterProbe>,
     stop: Shutdown,
     task: tokio::task::JoinHandle<()>,
     workers: Workers,
@@ -33,10 +31,9 @@ impl HealthRuntime {
     /// Restores state from the state dir, publishes the first snapshot into `out` and starts
     /// probing the (already validated) `plan`.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub(crate) fn start(
         plan: Arc<ProbeSet>,
         probes: &[DatacenterProbe],
-        generation: u64,
         settings: AggregatorSettings,
         workers: WorkerSettings,
         out: Arc<dyn Publish>,
@@ -59,7 +56,6 @@ impl HealthRuntime {
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),
-            generation,
             stop,
             task,
             workers,
@@ -67,7 +63,7 @@ impl HealthRuntime {
     }
 
     /// Stops probing; the aggregator applies what is queued, publishes and writes its state.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.stop();
         self.workers.join().await;
         let _ = self.task.await;

@@ -15,7 +15,7 @@
 
 mod backend;
 mod feed;
-pub mod health;
+pub(crate) mod health;
 mod latency_map;
 mod notify;
 pub mod publish;
@@ -46,9 +46,9 @@ use publish::{Publisher, Serving};
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// The zones directory.
-    pub zones_dir: PathBuf,
+    pub(crate) zones_dir: PathBuf,
     /// DNS listen addresses (UDP and TCP each).
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// GeoIP files; empty = the shipped database.
     pub geoip: Vec<PathBuf>,
     /// UDP sockets and threads per address; 0 = one per core.
@@ -67,11 +67,11 @@ pub struct ServeOptions {
     /// How never-probed targets count before their first probe (without warm state).
     pub startup: Startup,
     /// Warm state older than this is ignored.
-    pub warm_max_age: Duration,
+    pub(crate) warm_max_age: Duration,
     /// Reload when the zones directory or the GeoIP files change.
     pub watch: bool,
     /// Probes in flight at once.
-    pub max_probes_in_flight: usize,
+    pub(crate) max_probes_in_flight: usize,
     /// Grace time for in-flight TCP queries at shutdown.
     pub shutdown_grace: Duration,
     /// Log one query in this many (0 = no query log): client, ECS, name, type, rcode, answer.
@@ -121,7 +121,7 @@ impl ServeOptions {
             alert_label: crate::api::alertmanager::DEFAULT_LABEL.to_string(),
             alert_ttl: crate::api::alertmanager::DEFAULT_TTL,
             notify: vec![],
-            max_exec_checks: crate::probe::exec::DEFAULT_MAX_EXEC,
+            max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
         }
     }
 
@@ -138,11 +138,11 @@ impl ServeOptions {
 #[derive(Clone, Debug)]
 pub struct ReloadReport {
     /// When it finished.
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
     /// It succeeded.
     pub ok: bool,
     /// Every error, when it failed.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// A model and the metric slots of its zones and GSLB names, published together.
@@ -150,7 +150,7 @@ pub struct Loaded {
     /// The model.
     pub model: Model,
     /// Metric slot of each zone.
-    pub zone_slots: ZoneSlots,
+    pub(crate) zone_slots: ZoneSlots,
     /// Metric slots of each GSLB name.
     pub gslb_slots: Vec<GslbSlots>,
 }
@@ -193,15 +193,15 @@ pub struct State {
     /// The model, health, latency map and GeoIP databases, published together.
     pub serving: Arc<Publisher>,
     /// Counters and histograms.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Configuration generation (1 at start, +1 per successful reload).
-    pub generation: AtomicU64,
+    pub(crate) generation: AtomicU64,
     /// The last reload's result.
     pub last_reload: ArcSwap<ReloadReport>,
     /// Process start.
-    pub started: SystemTime,
+    pub(crate) started: SystemTime,
     /// True once every target was probed or warm-started (`/readyz`).
-    pub ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
@@ -221,6 +221,10 @@ pub struct State {
 impl PacketHandler for State {
     #[inline]
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize> {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "query duration: the hot path runs on plain threads and measures real time"
+        )]
         let t0 = std::time::Instant::now();
         let serving = self.serving.load();
         let Serving {
@@ -340,7 +344,6 @@ impl State {
         let rt = HealthRuntime::start(
             model.datacenters.plan.clone(),
             &model.datacenters.probes,
-            generation,
             self.aggregator_settings(),
             WorkerSettings {
                 max_in_flight: self.opts.max_probes_in_flight,

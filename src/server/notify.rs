@@ -21,15 +21,15 @@ use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 /// Events waiting per URL; beyond this the oldest is dropped.
-pub const QUEUE_LEN: usize = 256;
+pub(super) const QUEUE_LEN: usize = 256;
 /// Attempts per event before it is dropped.
-pub const ATTEMPTS: u32 = 5;
+pub(super) const ATTEMPTS: u32 = 5;
 /// Time allowed for one POST.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wait before the first retry; doubles each time, at most [`MAX_BACKOFF`].
-pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest wait between two attempts.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// One receiver's queue.
 #[derive(Default)]
@@ -61,7 +61,7 @@ impl Queue {
 }
 
 /// Starts delivering the events of `events` to `urls` until `stop`.
-pub fn spawn(
+pub(super) fn spawn(
     urls: &[String],
     events: &broadcast::Sender<EventView>,
     metrics: Arc<Metrics>,

@@ -37,7 +37,7 @@ pub struct Serving {
     /// Health in the model's datacenter ids, with the latency map resolved for the model.
     pub snapshot: Arc<Snapshot>,
     /// GeoIP databases.
-    pub geo: Arc<GeoDb>,
+    pub(crate) geo: Arc<GeoDb>,
 }
 
 /// The text of a latency map file that parsed against a model.
@@ -93,11 +93,6 @@ impl Publisher {
     #[inline]
     pub fn load(&self) -> Guard<Arc<Serving>> {
         self.current.load()
-    }
-
-    /// The current publication, owned.
-    pub fn load_full(&self) -> Arc<Serving> {
-        self.current.load_full()
     }
 
     fn writers(&self) -> MutexGuard<'_, Writers> {

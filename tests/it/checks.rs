@@ -586,7 +586,7 @@ async fn exec_checks_run_at_most_max_exec_at_once_and_per_datacenter() {
 
 #[tokio::test]
 async fn icmp_echo_to_localhost_where_permitted() {
-    if let Err(why) = gslbd::probe::icmp::permitted(false) {
+    if let Err(why) = gslbd::probe::icmp_permitted(false) {
         println!("icmp test skipped: {why}");
         return;
     }
@@ -594,7 +594,7 @@ async fn icmp_echo_to_localhost_where_permitted() {
         let r = probe_once(LOCAL, spec(CheckKind::Icmp(IcmpCheck))).await;
         assert_eq!(r.outcome, ProbeOutcome::Pass);
         assert!(r.latency.is_some());
-        match gslbd::probe::icmp::permitted(true) {
+        match gslbd::probe::icmp_permitted(true) {
             Ok(()) => {
                 let r = probe_once("::1".parse().unwrap(), spec(CheckKind::Icmp(IcmpCheck))).await;
                 assert_eq!(r.outcome, ProbeOutcome::Pass, "ICMPv6 echo to ::1");
@@ -615,7 +615,7 @@ fn icmp_is_refused_at_load_time_where_not_permitted() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("z.toml"), zone).expect("write");
     let r = gslbd::config::load(dir.path());
-    match gslbd::probe::icmp::permitted(false) {
+    match gslbd::probe::icmp_permitted(false) {
         Ok(()) => assert!(r.is_ok(), "{:?}", r.err()),
         Err(why) => {
             println!("ping sockets not permitted here ({why}): checking the load-time error");
@@ -683,7 +683,8 @@ require = 2
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(m.datacenters.plan.dcs[0].checks.len(), 3);
+    let plan = Arc::new(ProbeSet::build(&m.datacenters.probes).expect("plan"));
+    assert_eq!(plan.dcs[0].checks.len(), 3);
     // Input shown by a freshly built aggregator: the probes decide.
     let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -691,8 +692,7 @@ require = 2
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let (agg, _h) =
-            Aggregator::new(m.datacenters.plan.clone(), settings(), out.clone()).expect("agg");
+        let (agg, _h) = Aggregator::new(plan.clone(), settings(), out.clone()).expect("agg");
         assert_eq!(agg.snapshot().dcs[0].health_input, Input::Probes);
     });
 }

@@ -50,7 +50,7 @@ fn aggregator(
     s: AggregatorSettings,
 ) -> (
     Aggregator,
-    gslbd::health::AggregatorHandle,
+    gslbd::health::aggregator::AggregatorHandle,
     Arc<ArcSwap<Snapshot>>,
 ) {
     let set = Arc::new(ProbeSet::build(&two_dcs()).expect("set"));

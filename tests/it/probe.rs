@@ -875,7 +875,8 @@ async fn hanging_targets_do_not_block_other_probes() {
         let (agg, handle) = Aggregator::new(set.clone(), s, out.clone()).expect("agg");
         let (tx, rx) = mpsc::channel(256);
         let stop = Shutdown::new();
-        let max_in_flight = 64;
+        // Well below the 100 hanging targets, so the bound shows even with the slack below.
+        let max_in_flight = 32;
         let workers = spawn_workers(
             &set,
             Arc::new(Prober::new(&set).expect("prober")),
@@ -919,8 +920,12 @@ async fn hanging_targets_do_not_block_other_probes() {
         );
         let peak = hang.counters.max_open.load(Ordering::SeqCst);
         // The server notices a closed connection a moment after the client released its
-        // slot, so allow a few; without the bound all 100 would hang at once.
-        assert!(peak <= max_in_flight + 8, "{peak} probes in flight");
+        // slot (longer on a loaded machine: up to a dozen seen at load 8 on 2 cores), so allow
+        // half the bound again; without the bound all 100 would hang at once.
+        assert!(
+            peak <= max_in_flight + max_in_flight / 2,
+            "{peak} probes in flight"
+        );
 
         stop.stop();
         workers.join().await;

@@ -30,7 +30,7 @@ fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
 }
 
 /// Resolves checks and datacenters declared anywhere in the directory.
-pub fn datacenters(
+pub(crate) fn datacenters(
     config: &Config,
     tables: &CountryTables,
     errs: &mut Vec<ConfigError>,
@@ -171,7 +171,7 @@ fn list(names: &[&str]) -> String {
 }
 
 /// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be.
-pub fn gslb_name(
+pub(crate) fn gslb_name(
     spec: &GslbSpec,
     dcs: &Datacenters,
     file: &Path,
@@ -329,7 +329,7 @@ pub fn gslb_name(
 
 /// Places GSLB name `id` in `zone` at `owner`, with empty non-terminals above it; reports a
 /// clash with static data there.
-pub fn place(
+pub(crate) fn place(
     zone: &mut Zone,
     owner: &Name,
     id: u32,
@@ -370,7 +370,7 @@ pub fn place(
 }
 
 /// Longest TTL any name hands out for each datacenter (drain completes after it).
-pub fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
+pub(crate) fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
     let mut max = vec![0u32; dcs.list.len()];
     for n in names {
         for p in &n.def.pools {
@@ -389,7 +389,7 @@ pub fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
 /// Builds the probe plan of `dcs` and reports what cannot be probed at the datacenter's own
 /// file and key (`min-up` larger than the probed addresses, `check-addresses = []`...), so
 /// `gslbd check` refuses what `serve` would.
-pub fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<ConfigError>) {
+pub(crate) fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<ConfigError>) {
     match ProbeSet::build_all(&dcs.probes) {
         Ok(set) => dcs.plan = Arc::new(set),
         Err(list) => {

@@ -14,8 +14,6 @@
 mod link;
 mod zone;
 
-pub use zone::rdata_wire;
-
 use std::time::SystemTime;
 
 use rustc_hash::FxHashMap;
@@ -46,8 +44,6 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
                     needs_location: def.needs_location(),
                     def,
                     ecs: g.ecs,
-                    path: g.path.clone(),
-                    file: f.file.clone(),
                 });
             }
         }

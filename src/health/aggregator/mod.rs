@@ -4,7 +4,7 @@
 //!  probe workers --mpsc<ProbeResult>--+
 //!                                     v
 //!  AggregatorHandle --mpsc<Command>--> Aggregator::run (one task)
-//!   set_admin / set_max_ttl / status   |  per target: rise/fall hysteresis, load, latency EWMA
+//!   set_admin/status/persist/events    |  per target: rise/fall hysteresis, load, latency EWMA
 //!   input (pushed, feed, alert)        |  per check: min-up over its addresses
 //!                                      |  per datacenter: require over its checks, external
 //!                                      |    verdicts (expiring), admin, slow start, drain
@@ -125,10 +125,13 @@ struct DcRuntime {
 /// Why an admin command was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AdminError {
+    /// No datacenter has this id.
     #[error("no datacenter with id {0}")]
     UnknownDatacenter(u32),
+    /// No datacenter has this name.
     #[error("no datacenter named `{0}`")]
     UnknownName(String),
+    /// The aggregator task has ended (the server is stopping).
     #[error("the health aggregator has stopped")]
     Stopped,
 }
@@ -137,11 +140,6 @@ enum Command {
     SetAdmin {
         dc: u32,
         state: AdminState,
-        reply: oneshot::Sender<Result<(), AdminError>>,
-    },
-    SetMaxTtl {
-        dc: u32,
-        ttl: Duration,
         reply: oneshot::Sender<Result<(), AdminError>>,
     },
     Status {
@@ -209,16 +207,6 @@ impl AggregatorHandle {
             .await
             .map_err(|_| InputError::Stopped)?;
         rx.await.map_err(|_| InputError::Stopped)?
-    }
-
-    /// Set the longest TTL handed out for a datacenter (decides when a drain is complete).
-    pub async fn set_max_ttl(&self, dc: u32, ttl: Duration) -> Result<(), AdminError> {
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Command::SetMaxTtl { dc, ttl, reply })
-            .await
-            .map_err(|_| AdminError::Stopped)?;
-        rx.await.map_err(|_| AdminError::Stopped)?
     }
 
     /// Full status as of now; `None` once the aggregator has stopped.
@@ -378,7 +366,7 @@ impl Aggregator {
     }
 
     /// Counts probe results and snapshot publications in `m` from now on.
-    pub fn set_metrics(&mut self, m: Arc<crate::metrics::Metrics>) {
+    pub(crate) fn set_metrics(&mut self, m: Arc<crate::metrics::Metrics>) {
         self.metrics = Some(m);
     }
 
@@ -499,18 +487,8 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Set the longest TTL handed out for datacenter `dc`.
-    pub fn set_max_ttl(&mut self, dc: u32, ttl: Duration) -> Result<(), AdminError> {
-        let d = self
-            .dcs
-            .get_mut(dc as usize)
-            .ok_or(AdminError::UnknownDatacenter(dc))?;
-        d.max_ttl = ttl;
-        Ok(())
-    }
-
     /// Slow-start factor of datacenter `dc` at `now` (1 when not ramping).
-    pub fn slow_start(&self, dc: usize, now: Instant) -> f64 {
+    pub(crate) fn slow_start(&self, dc: usize, now: Instant) -> f64 {
         let window = self.set.dcs[dc].slow_start();
         match (self.dcs[dc].came_up_at, window) {
             (Some(at), Some(w)) => slow_start_factor(at, w, now),
@@ -682,10 +660,6 @@ impl Aggregator {
                     self.publish(now);
                 }
                 let _ = reply.send(r);
-                None
-            }
-            Command::SetMaxTtl { dc, ttl, reply } => {
-                let _ = reply.send(self.set_max_ttl(dc, ttl));
                 None
             }
             Command::Status { reply } => {

@@ -13,52 +13,71 @@ use crate::probe::{LoadFigure, TargetId};
 /// Status of one probed target as one datacenter uses it (for the status API).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TargetStatus {
+    /// The probed address and port.
     pub addr: String,
-    /// What is probed (the check's fingerprint).
+    /// What is probed (check kind and its settings), as in the warm-start file.
     pub check: String,
     /// The check's name in the zone files.
     pub check_name: String,
+    /// The target's state after rise/fall.
     pub up: bool,
+    /// At least one probe result since start (false: still on the startup assumption
+    /// or the warm state).
     pub probed: bool,
+    /// The state was restored from a fresh warm-start file.
     pub warm: bool,
+    /// Passes in a row (`rise` of them bring a down target up).
     pub consecutive_passes: u32,
+    /// Fails in a row (`fall` of them take an up target down).
     pub consecutive_fails: u32,
+    /// Probe results received since start.
     pub probes: u64,
     /// `pass`, `status`, `timeout`, `refused`, `body_mismatch`, `bad_load`, `error`.
     pub last_result: Option<&'static str>,
     /// Human reason, e.g. `status 503`, `timeout after 2s`.
     pub last_reason: Option<String>,
+    /// Milliseconds since the last result.
     pub last_ms_ago: Option<u64>,
+    /// Round-trip time of the last probe, ms (none for failures without one).
     pub last_latency_ms: Option<f64>,
+    /// Smoothed (EWMA) round-trip time, ms.
     pub latency_ms: Option<f64>,
     /// Raw figure: utilisation, or connections before dividing by capacity.
     pub load: Option<f64>,
+    /// Milliseconds since the load figure was read.
     pub load_age_ms: Option<u64>,
+    /// Why the last body gave no load figure, when the check reads one.
     pub load_error: Option<String>,
 }
 
 /// Drain progress of a datacenter.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DrainStatus {
+    /// When the drain started, Unix seconds.
     pub started_unix: u64,
-    pub started_ms_ago: u64,
+    /// Milliseconds since the drain started.
+    pub(crate) started_ms_ago: u64,
     /// The longest TTL handed out for the datacenter.
     pub max_ttl_secs: u64,
     /// Every answer that named it has expired from resolver caches.
     pub complete: bool,
-    pub complete_unix: u64,
+    /// When the drain is (or was) complete, Unix seconds.
+    pub(crate) complete_unix: u64,
 }
 
 /// One check of a datacenter.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CheckStatus {
+    /// `checks.<name>`.
     pub name: String,
     /// `http`, `https`, `tcp`, `dns`, `tls`, `exec` or `icmp`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// At least min-up of its addresses pass.
     pub up: bool,
+    /// Its addresses that pass.
     pub addresses_up: u32,
+    /// Its addresses.
     pub addresses: u32,
     /// This check's verdict is the probes' verdict (a failing check of a datacenter that is
     /// down by its probes; a passing one of a datacenter that is up).
@@ -76,9 +95,13 @@ pub struct InputStatus {
     pub address: Option<String>,
     /// `up` or `down`.
     pub state: &'static str,
+    /// Utilisation 0..1 it gives, if any.
     pub load: Option<f64>,
+    /// Why, as the source said.
     pub reason: String,
+    /// Time left before it no longer counts.
     pub expires_in_ms: u64,
+    /// Time since it was set or last changed.
     pub set_ms_ago: u64,
     /// This verdict decides the datacenter's health.
     pub deciding: bool,
@@ -87,11 +110,16 @@ pub struct InputStatus {
 /// Status of one datacenter (for the status API).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DcStatus {
+    /// The datacenter id (its index in the model).
     pub id: u32,
+    /// The datacenter name from the zone files.
     pub name: String,
-    /// The health verdict (external verdict, else probes).
+    /// The health verdict: an external verdict when one holds, else the probes (after
+    /// rise/fall, `min-up` and `require`).
     pub healthy: bool,
+    /// May receive new answers (health and admin state).
     pub usable: bool,
+    /// Admin state: `obey`, `up`, `down` or `drain`.
     pub admin: &'static str,
     /// The input that decided whether it is usable: `admin`, `pushed`, `feed`, `alert`,
     /// `probes` or `config` (no check).
@@ -104,23 +132,36 @@ pub struct DcStatus {
     pub probes_up: bool,
     /// `all`, `any` or N; `None` without checks.
     pub require: Option<String>,
+    /// Each check, in declaration order.
     pub checks: Vec<CheckStatus>,
+    /// Every external verdict held for it.
     pub inputs: Vec<InputStatus>,
+    /// False within rise/fall of a change or in slow start (answers get a short TTL).
     pub settled: bool,
+    /// Slow-start ramp 0..1: the share of its normal traffic it gets now.
     pub slow_start: f64,
+    /// Utilisation 0..1, the mean over the targets with a fresh figure.
     pub load: Option<f64>,
+    /// Why a target gave no usable load figure, if one did not.
     pub load_error: Option<String>,
+    /// Smoothed probe round-trip time, ms (mean over the up targets).
     pub latency_ms: Option<f64>,
+    /// How many of its probed addresses must be up for the datacenter to be up.
     pub min_up: u32,
+    /// How many of its probed addresses are up.
     pub addresses_up: u32,
+    /// Drain progress, while the admin state is `drain`.
     pub drain: Option<DrainStatus>,
+    /// Each probed target of the datacenter.
     pub targets: Vec<TargetStatus>,
 }
 
 /// Status of everything the aggregator knows.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Status {
+    /// Generation of the last published health snapshot.
     pub generation: u64,
+    /// Every datacenter, in id order.
     pub datacenters: Vec<DcStatus>,
 }
 

@@ -98,7 +98,7 @@ impl Aggregator {
     }
 
     /// The two state files as they would be written at (`now`, `wall`).
-    pub fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
+    pub(crate) fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
         let mut admin = AdminFile {
             version: VERSION,
             ..AdminFile::default()
@@ -149,7 +149,7 @@ impl Aggregator {
         )
     }
 
-    /// Write both state files now (synchronously; no-op without a state dir).
+    /// Write the state files now (synchronously; no-op without a state dir).
     pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
         let Some(dir) = &self.settings.state_dir else {
             return Ok(());
