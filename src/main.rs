@@ -45,6 +45,27 @@ enum Cmd {
     /// unknown datacenter, unknown state); 2 usage or unreadable token; 3 the API cannot be
     /// reached.
     Admin(AdminArgs),
+    /// Make a DNSSEC key pair for ZONE; print its DNSKEY, DS and the zone-file entry.
+    Keygen {
+        /// The zone (example.com).
+        zone: String,
+        /// ECDSAP256SHA256 (default) or ED25519.
+        #[arg(long, default_value = "ECDSAP256SHA256")]
+        algorithm: String,
+        /// csk (default: signs everything), ksk (signs the key set) or zsk (signs the rest).
+        #[arg(long, default_value = "csk")]
+        role: String,
+        /// Directory for the key files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records of ZONE's key-signing keys, for the parent zone.
+    Ds {
+        /// The zone (example.com).
+        zone: String,
+        #[arg(long, default_value = "zones")]
+        zones: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -186,6 +207,13 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some(Cmd::Admin(a)) => admin(a),
+        Some(Cmd::Keygen {
+            zone,
+            algorithm,
+            role,
+            dir,
+        }) => keygen(&zone, &algorithm, &role, &dir),
+        Some(Cmd::Ds { zone, zones }) => ds(&zone, &zones),
         None => serve(ServeArgs::parse_from(["serve"])),
     }
 }
@@ -261,6 +289,75 @@ fn check(zones: &std::path::Path) -> ExitCode {
             eprintln!("{} error(s)", errs.0.len());
             ExitCode::from(1)
         }
+    }
+}
+
+fn zone_name(zone: &str) -> Result<hickory_proto::rr::Name, String> {
+    let fq = if zone.ends_with('.') {
+        zone.to_string()
+    } else {
+        format!("{zone}.")
+    };
+    hickory_proto::rr::Name::from_ascii(&fq)
+        .map_err(|e| format!("{zone:?} is not a domain name: {e}"))
+}
+
+fn keygen(zone: &str, algorithm: &str, role: &str, dir: &std::path::Path) -> ExitCode {
+    use gslbd::dnssec::{KeyAlgorithm, Role};
+    let fail = |msg: String| {
+        eprintln!("gslbd keygen: {msg}");
+        ExitCode::from(1)
+    };
+    let Some(alg) = KeyAlgorithm::parse(algorithm) else {
+        return fail(format!(
+            "--algorithm {algorithm:?}: expected one of {}",
+            KeyAlgorithm::NAMES
+        ));
+    };
+    let Some(role) = Role::parse(role) else {
+        return fail(format!("--role {role:?}: expected csk, ksk or zsk"));
+    };
+    let name = match zone_name(zone) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    match gslbd::dnssec::keys::keygen(&name, alg, role, dir) {
+        Ok(g) => {
+            println!(
+                "; private key (keep it secret): {}",
+                g.private_file.display()
+            );
+            println!("; public key: {}", g.key_file.display());
+            println!("{}", g.dnskey);
+            if !g.ds.is_empty() {
+                println!("; DS for the parent zone:");
+                println!("{}", g.ds);
+            }
+            println!("; add to the zone file (a relative path is from the zone file's directory):");
+            print!("{}", g.snippet);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn ds(zone: &str, zones: &std::path::Path) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("gslbd ds: {msg}");
+        ExitCode::from(1)
+    };
+    let name = match zone_name(zone) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    match gslbd::config::ds_records(zones, &name) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 

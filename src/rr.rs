@@ -30,6 +30,12 @@ pub(crate) const TYPE_SRV: u16 = 33;
 pub(crate) const TYPE_OPT: u16 = 41;
 /// Type `DS`.
 pub(crate) const TYPE_DS: u16 = 43;
+/// Type `RRSIG`.
+pub(crate) const TYPE_RRSIG: u16 = 46;
+/// Type `NSEC`.
+pub(crate) const TYPE_NSEC: u16 = 47;
+/// Meta type `NXNAME` (RFC 9824): only in compact-denial NSEC bitmaps; asked for, FORMERR.
+pub(crate) const TYPE_NXNAME: u16 = 128;
 /// Type `CAA`.
 pub(crate) const TYPE_CAA: u16 = 257;
 /// Query type `IXFR`.
@@ -95,6 +101,7 @@ pub(crate) const TYPES: &[TypeInfo] = &[
     t(TYPE_SRV, "SRV", true, true),
     t(TYPE_CAA, "CAA", true, true),
     t(TYPE_PTR, "PTR", true, true),
+    t(TYPE_DS, "DS", true, true),
     t(TYPE_ANY, "ANY", false, true),
 ];
 

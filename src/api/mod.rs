@@ -156,6 +156,9 @@ pub struct ZoneInfo {
     pub gslb_names: usize,
     /// The zone file it was loaded from.
     pub file: String,
+    /// Keys, signature expiry and signing counters of a signed zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<crate::dnssec::signer::DnssecInfo>,
 }
 
 impl ZoneInfo {
@@ -170,6 +173,7 @@ impl ZoneInfo {
                 records: z.record_count,
                 gslb_names: z.gslb_count,
                 file: z.file.display().to_string(),
+                dnssec: z.dnssec.as_ref().map(|s| s.info()),
             })
             .collect()
     }
@@ -387,9 +391,16 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
                 .collect()
         },
     };
+    let dnssec = crate::dnssec::signer::ZonesGauges(
+        info.zones
+            .iter()
+            .filter_map(|z| Some((z.name.clone(), z.dnssec.clone()?)))
+            .collect(),
+    );
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
+        dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()

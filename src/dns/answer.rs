@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use super::handler::Peer;
+use super::signed::{self, Denial, Sec};
 use super::wire::{HEADER_LEN, Query, Reject, parse};
 use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
@@ -135,19 +136,84 @@ impl<'a> Writer<'a> {
     /// Writes each record of `rr` with a compressed owner; returns how many.
     #[inline]
     pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
-        if rr.count == 1 {
+        self.records(owner, &rr.wire, rr.count)
+    }
+
+    /// Writes `count` records given as `TYPE CLASS TTL RDLENGTH RDATA` each, with a
+    /// compressed owner; returns how many.
+    #[inline]
+    pub(crate) fn records(&mut self, owner: u16, wire: &[u8], count: u16) -> u16 {
+        if count == 1 {
             self.u16(owner);
-            self.put(&rr.wire);
+            self.put(wire);
             return 1;
         }
         let mut at = 0;
-        while at + 10 <= rr.wire.len() {
-            let rdlen = u16::from_be_bytes([rr.wire[at + 8], rr.wire[at + 9]]) as usize;
+        while at + 10 <= wire.len() {
+            let rdlen = u16::from_be_bytes([wire[at + 8], wire[at + 9]]) as usize;
             self.u16(owner);
-            self.put(&rr.wire[at..at + 10 + rdlen]);
+            self.put(&wire[at..at + 10 + rdlen]);
             at += 10 + rdlen;
         }
-        rr.count
+        count
+    }
+
+    /// Offsets (fixed part, RDATA, end) of each record written at `[from, len)`; owners are
+    /// compression pointers or uncompressed names.
+    fn walk(&self, from: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let b = &self.buf[..self.len.min(self.buf.len())];
+        let mut at = from;
+        std::iter::from_fn(move || {
+            loop {
+                let l = *b.get(at)?;
+                if l & 0xC0 == 0xC0 {
+                    at += 2;
+                    break;
+                }
+                at += 1 + l as usize;
+                if l == 0 {
+                    break;
+                }
+            }
+            let fixed = at;
+            let rdlen = u16::from_be_bytes([*b.get(fixed + 8)?, *b.get(fixed + 9)?]) as usize;
+            let end = fixed + 10 + rdlen;
+            if end > b.len() {
+                return None;
+            }
+            at = end;
+            Some((fixed, fixed + 10, end))
+        })
+    }
+
+    /// Type and TTL of the first record written at `from`.
+    pub(crate) fn first_record(&self, from: usize) -> Option<(u16, u32)> {
+        let (f, _, _) = self.walk(from).next()?;
+        let b = &self.buf[f..f + 8];
+        Some((
+            u16::from_be_bytes([b[0], b[1]]),
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ))
+    }
+
+    /// Sets the TTL of every record written at `[from, len)`.
+    pub(crate) fn set_ttls(&mut self, from: usize, ttl: u32) {
+        let mut fixed = [0usize; 64];
+        let mut n = 0;
+        for (f, _, _) in self.walk(from) {
+            if n < fixed.len() {
+                fixed[n] = f;
+                n += 1;
+            }
+        }
+        for &f in &fixed[..n] {
+            self.buf[f + 4..f + 8].copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+
+    /// The RDATA of every record written at `[from, len)`.
+    pub(crate) fn rdatas(&self, from: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        self.walk(from).map(|(_, r, e)| &self.buf[r..e])
     }
 
     /// One A/AAAA (or any) record with a compressed owner.
@@ -277,14 +343,31 @@ pub(crate) fn respond<G: GslbAnswerer>(
             aa: false,
             scope: 0,
         }
-    } else if q.qtype == TYPE_OPT {
+    } else if q.qtype == TYPE_OPT || q.qtype == TYPE_NXNAME {
         Decided {
             rcode: RCODE_FORMERR,
             aa: false,
             scope: 0,
         }
     } else {
-        resolve(model, gslb, q, peer, &mut w, &mut zone)
+        let mut sec = Sec::new(q);
+        let o = resolve(model, gslb, q, peer, &mut w, &mut zone, &mut sec);
+        if sec.failed {
+            // A signature we cannot serve: say so rather than answer unsigned or expired.
+            w.len = q.question_end;
+            w.an = 0;
+            w.ns = 0;
+            w.ar = 0;
+            w.additional_start = None;
+            w.overflow = false;
+            Decided {
+                rcode: RCODE_SERVFAIL,
+                aa: false,
+                scope: o.scope,
+            }
+        } else {
+            o
+        }
     };
     let scope = outcome.scope;
     let len = finish(q, &mut w, outcome, badvers, limit);
@@ -344,7 +427,13 @@ fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize
         w.u16(TYPE_OPT);
         w.u16(OUR_UDP_SIZE);
         let do_bit = if e.dnssec_ok { 0x8000 } else { 0 };
-        w.u32(ext << 24 | do_bit);
+        // RFC 9824 4.1: we implement compact answers with NXDOMAIN restored; say so.
+        let co_bit = if e.dnssec_ok && e.compact_ok {
+            0x4000
+        } else {
+            0
+        };
+        w.u32(ext << 24 | do_bit | co_bit);
         match e.ecs {
             Some(c) if !badvers => {
                 let alen = usize::from(c.source_prefix).div_ceil(8);
@@ -392,19 +481,33 @@ fn resolve<G: GslbAnswerer>(
     peer: &Peer,
     w: &mut Writer<'_>,
     zone_out: &mut Option<u32>,
+    sec: &mut Sec,
 ) -> Decided {
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
     let mut wild = [0u8; 258];
     for hop in 0..MAX_CNAME_CHAIN {
+        // DS is the parent's half of a delegation: asked at a child apex we also serve, the
+        // parent answers when it delegates there.
+        let ds_at_cut = q.qtype == TYPE_DS && hop == 0;
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {
-            model.zone_at(cur.suffix(i)).map(|z| {
-                if hop == 0 {
-                    *zone_out = Some(z);
-                }
-                (&model.zones[z as usize], i)
-            })
+            let z = model.zone_at(cur.suffix(i))?;
+            if i == 0
+                && ds_at_cut
+                && (1..=cur.nlabels).any(|j| {
+                    model
+                        .zone_at_apex(cur.suffix(j))
+                        .and_then(|p| p.node(cur.name))
+                        .is_some_and(|n| n.cut)
+                })
+            {
+                return None;
+            }
+            if hop == 0 {
+                *zone_out = Some(z);
+            }
+            Some((&model.zones[z as usize], i))
         }) else {
             // Outside every zone: REFUSED for the query itself; after a CNAME the chain
             // simply ends at our border.
@@ -420,20 +523,21 @@ fn resolve<G: GslbAnswerer>(
             };
         };
         let apex_ptr = cur.ptr(zl);
+        let signer = sec.signer(zone);
         // A zone cut above the name (or at it) makes this a referral, not an answer.
         if zone.has_cuts {
             for i in (0..zl).rev() {
                 if let Some(n) = zone.node(cur.suffix(i))
                     && n.cut
-                    && !(i == 0 && q.qtype == TYPE_DS && hop == 0)
+                    && !(i == 0 && ds_at_cut)
                 {
-                    return referral(n, cur.ptr(i), w, aa);
+                    return referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
                 }
             }
         }
         aa = true;
-        let (node, owner) = match zone.node(cur.name) {
-            Some(n) => (n, cur.ptr(0)),
+        let (node, owner, wildcard) = match zone.node(cur.name) {
+            Some(n) => (n, cur.ptr(0), false),
             None => {
                 // RFC 4592: the wildcard at the closest encloser answers for a name that does not
                 // exist; a name that exists (even empty) is never covered.
@@ -445,11 +549,11 @@ fn resolve<G: GslbAnswerer>(
                 wild[1] = b'*';
                 wild[2..2 + encloser.len()].copy_from_slice(encloser);
                 match zone.node(&wild[..2 + encloser.len()]) {
-                    Some(n) => (n, cur.ptr(0)),
+                    Some(n) => (n, cur.ptr(0), true),
                     None => {
-                        negative(zone, apex_ptr, w);
+                        let nx = deny(zone, apex_ptr, w, sec, cur.name, cur.ptr(0), Denial::NxName);
                         return Decided {
-                            rcode: RCODE_NXDOMAIN,
+                            rcode: if nx { RCODE_NXDOMAIN } else { RCODE_NOERROR },
                             aa,
                             scope: 0,
                         };
@@ -465,6 +569,13 @@ fn resolve<G: GslbAnswerer>(
             // RDATA we just wrote (when it is within pointer range).
             let rdata_at = w.len + 12;
             w.an += w.rrset(owner, rr);
+            if let Some(s) = signer {
+                w.an += if wildcard {
+                    signed::wildcard_rrset(w, sec, s, rr, cur.name, owner)
+                } else {
+                    signed::static_sigs(w, sec, s, rr, owner)
+                };
+            }
             if rdata_at > 0x3FFF {
                 return Decided {
                     rcode: RCODE_NOERROR,
@@ -475,7 +586,14 @@ fn resolve<G: GslbAnswerer>(
             cur = Cursor::of_wire(target, rdata_at);
             continue;
         }
-        return answer_node(zone, node, gslb, q, peer, w, owner, apex_ptr);
+        let at = At {
+            node,
+            name: cur.name,
+            owner,
+            wildcard,
+            apex_ptr,
+        };
+        return answer_node(model, zone, &at, gslb, q, peer, w, sec);
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
     Decided {
@@ -485,44 +603,71 @@ fn resolve<G: GslbAnswerer>(
     }
 }
 
+/// Where an answer is: the node, its lower-cased wire name and pointer, and how it was found.
+struct At<'a> {
+    node: &'a Node,
+    name: &'a [u8],
+    owner: u16,
+    /// Synthesized from a wildcard (signed at the query name, online).
+    wildcard: bool,
+    apex_ptr: u16,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn answer_node<G: GslbAnswerer>(
+    model: &Model,
     zone: &Zone,
-    node: &Node,
+    at: &At<'_>,
     gslb: &G,
     q: &Query,
     peer: &Peer,
     w: &mut Writer<'_>,
-    owner: u16,
-    apex_ptr: u16,
+    sec: &mut Sec,
 ) -> Decided {
     let ok = |scope| Decided {
         rcode: RCODE_NOERROR,
         aa: true,
         scope,
     };
+    let (node, owner) = (at.node, at.owner);
+    let signer = sec.signer(zone);
+    let nodata = |w: &mut Writer<'_>, sec: &mut Sec, without: Option<u16>| {
+        let d = Denial::NoData {
+            node,
+            wild: at.wildcard,
+            without,
+        };
+        deny(zone, at.apex_ptr, w, sec, at.name, owner, d);
+    };
     if q.qtype == TYPE_ANY {
         if node.is_empty() {
-            negative(zone, apex_ptr, w);
+            nodata(w, sec, None);
         } else {
             // RFC 8482: a small synthesized HINFO instead of the whole node.
-            w.record(
-                owner,
-                TYPE_HINFO,
-                zone.soa.ttl.min(3600),
-                b"\x07RFC8482\x00",
-            );
+            let ttl = zone.soa.ttl.min(3600);
+            const HINFO: &[u8] = b"\x07RFC8482\x00";
+            w.record(owner, TYPE_HINFO, ttl, HINFO);
             w.an += 1;
+            if let Some(s) = signer {
+                w.an += signed::synthesized(w, sec, s, at.name, owner, TYPE_HINFO, ttl, HINFO);
+            }
         }
         return ok(0);
     }
     if let Some(id) = node.gslb
         && (q.qtype == TYPE_A || q.qtype == TYPE_AAAA)
     {
+        let start = w.len;
         return match gslb.answer(id, q.qtype, q, peer, w, owner) {
-            GslbOutcome::Answered { scope } => ok(scope),
+            GslbOutcome::Answered { scope } => {
+                if let Some(s) = signer {
+                    let base = model.gslb.get(id as usize).map(|g| g.def.ttl);
+                    w.an += signed::sign_written(w, sec, s, start, at.name, owner, base);
+                }
+                ok(scope)
+            }
             GslbOutcome::NoData { scope } => {
-                negative(zone, apex_ptr, w);
+                nodata(w, sec, Some(q.qtype));
                 ok(scope)
             }
             GslbOutcome::ServFail { scope } => Decided {
@@ -532,25 +677,92 @@ fn answer_node<G: GslbAnswerer>(
             },
         };
     }
+    if q.qtype == TYPE_NSEC
+        && let Some(s) = signer
+    {
+        // The NSEC of the name itself, as the answer.
+        let d = Denial::NoData {
+            node,
+            wild: at.wildcard,
+            without: None,
+        };
+        w.an += signed::nsec(w, sec, s, zone.soa_negative.ttl, at.name, owner, d);
+        return ok(0);
+    }
     match node.rrset(q.qtype) {
         Some(rr) => {
             w.an += w.rrset(owner, rr);
-            w.additional(&rr.additional, rr.additional_count);
+            match signer {
+                Some(s) if at.wildcard => {
+                    w.an += signed::wildcard_rrset(w, sec, s, rr, at.name, owner);
+                }
+                Some(s) => {
+                    // Signed answers stay minimal: no additional data (its RRSIGs would
+                    // have to come along, RFC 4035 3.1.1).
+                    w.an += signed::static_sigs(w, sec, s, rr, owner);
+                }
+                None => w.additional(&rr.additional, rr.additional_count),
+            }
         }
-        None => negative(zone, apex_ptr, w),
+        None => nodata(w, sec, None),
     }
     ok(0)
 }
 
-/// NODATA/NXDOMAIN authority: the SOA with the negative TTL.
-fn negative(zone: &Zone, apex_ptr: u16, w: &mut Writer<'_>) {
+/// Negative answer authority: the SOA with the negative TTL, and when signed its RRSIGs and
+/// the compact-denial NSEC. Returns whether the rcode is NXDOMAIN (a signed NXDOMAIN is a
+/// NODATA unless the resolver set Compact Answers OK, RFC 9824 3.1 and 4.1).
+fn deny(
+    zone: &Zone,
+    apex_ptr: u16,
+    w: &mut Writer<'_>,
+    sec: &mut Sec,
+    name: &[u8],
+    owner: u16,
+    denial: Denial<'_>,
+) -> bool {
+    let nx = matches!(denial, Denial::NxName);
     w.ns += w.rrset(apex_ptr, &zone.soa_negative);
+    let Some(s) = sec.signer(zone) else {
+        return nx;
+    };
+    w.ns += signed::static_sigs(w, sec, s, &zone.soa_negative, apex_ptr);
+    w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, name, owner, denial);
+    nx && sec.co
 }
 
-/// Referral to a child zone: NS in authority, glue in additional, no AA.
-fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
+/// Referral to a child zone: NS in authority, glue in additional, no AA. Signed: the DS
+/// RRset and its RRSIGs, or the NSEC proving there is none (an insecure delegation); NS and
+/// glue are the child's and stay unsigned.
+fn referral(
+    zone: &Zone,
+    cut: &Node,
+    cut_name: &[u8],
+    cut_ptr: u16,
+    w: &mut Writer<'_>,
+    aa: bool,
+    sec: &mut Sec,
+) -> Decided {
     if let Some(ns) = cut.rrset(TYPE_NS) {
         w.ns += w.rrset(cut_ptr, ns);
+    }
+    if let Some(s) = sec.signer(zone) {
+        match cut.rrset(TYPE_DS) {
+            Some(ds) => {
+                w.ns += w.rrset(cut_ptr, ds);
+                w.ns += signed::static_sigs(w, sec, s, ds, cut_ptr);
+            }
+            None => {
+                let d = Denial::NoData {
+                    node: cut,
+                    wild: false,
+                    without: None,
+                };
+                w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, cut_name, cut_ptr, d);
+            }
+        }
+    }
+    if let Some(ns) = cut.rrset(TYPE_NS) {
         w.additional(&ns.additional, ns.additional_count);
     }
     Decided {

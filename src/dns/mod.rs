@@ -8,6 +8,7 @@
 //!     answer::handle: wire::parse --Query--> zone lookup, CNAME, wildcard, referral
 //!                     --> GslbAnswerer for GSLB names --> response bytes
 //! listen.rs binds UDP+TCP per address and runs the loops under one stop node.
+//! signed.rs adds RRSIGs and compact-denial NSECs when the query has DO and the zone is signed.
 //! ```
 //!
 //! A new transport is one new file that reads queries and calls `PacketHandler::handle`.
@@ -15,6 +16,7 @@
 pub(crate) mod answer;
 pub(crate) mod handler;
 pub(crate) mod listen;
+pub(crate) mod signed;
 pub(crate) mod tcp;
 #[allow(unsafe_code)]
 pub(crate) mod udp;

@@ -33,6 +33,8 @@ pub(crate) struct Edns {
     pub(crate) version: u8,
     /// The DO bit.
     pub(crate) dnssec_ok: bool,
+    /// RFC 9824 4.1 "Compact Answers OK": the resolver takes NXDOMAIN with a compact NSEC.
+    pub(crate) compact_ok: bool,
     /// The Client Subnet option, if sent and valid.
     pub(crate) ecs: Option<ClientSubnet>,
 }
@@ -218,6 +220,7 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns
         udp_size,
         version,
         dnssec_ok: flags & 0x8000 != 0,
+        compact_ok: flags & 0x4000 != 0,
         ecs: None,
     };
     let mut at = rdata_at;
@@ -391,6 +394,7 @@ mod tests {
             udp_size: 1232,
             version: 1,
             dnssec_ok: false,
+            compact_ok: false,
             ecs: None,
         });
         assert_eq!(response_rcode(&resp, &q), 16);

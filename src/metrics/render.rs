@@ -59,6 +59,9 @@ impl Metrics {
         if let Some(h) = extra.health {
             h.render(&mut o);
         }
+        if let Some(d) = extra.dnssec {
+            d.render(&mut o);
+        }
         o.s
     }
 
@@ -234,6 +237,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) health: Option<&'a dyn Gauges>,
     /// Process and configuration gauges.
     pub(crate) server: Option<ServerGauges>,
+    /// Signed zones: keys, signature expiry and signing counters.
+    pub(crate) dnssec: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {

@@ -93,6 +93,9 @@ pub struct ServeOptions {
     pub notify: Vec<String>,
     /// `exec` checks running at once, at most.
     pub max_exec_checks: usize,
+    /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
+    /// counters, kept across reloads.
+    pub dnssec: crate::dnssec::Env,
 }
 
 impl ServeOptions {
@@ -122,6 +125,7 @@ impl ServeOptions {
             alert_ttl: crate::api::alertmanager::DEFAULT_TTL,
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
+            dnssec: crate::dnssec::Env::system(),
         }
     }
 
@@ -456,11 +460,13 @@ impl State {
     async fn try_reload(&self) -> Result<(), ConfigErrors> {
         let dir = self.opts.zones_dir.clone();
         let paths = self.opts.geoip_paths();
-        // File reading and validation stay off the runtime's worker threads.
-        let (model, geo) =
-            tokio::task::spawn_blocking(move || (load_model(&dir), GeoDb::open(&paths)))
-                .await
-                .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
+        let env = self.opts.dnssec.clone();
+        // File reading, validation and signing stay off the runtime's worker threads.
+        let (model, geo) = tokio::task::spawn_blocking(move || {
+            (config::load_signed(&dir, &env), GeoDb::open(&paths))
+        })
+        .await
+        .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
         let model = model?;
         let geo = geo.map_err(|e| one_error(&self.opts.zones_dir, format!("GeoIP: {e}")))?;
         let loaded = Arc::new(Loaded::new(model, &self.metrics));
@@ -558,7 +564,7 @@ impl Running {
 
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
-    let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
+    let model = config::load_signed(&opts.zones_dir, &opts.dnssec).map_err(StartError::Config)?;
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),
@@ -664,6 +670,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         state.clone(),
         background_stop.clone(),
     ))];
+    background.push(tokio::spawn(dnssec_maintenance(
+        state.clone(),
+        background_stop.clone(),
+    )));
     if let Some(path) = &opts.latency_map {
         background.push(latency_map::spawn(
             state.clone(),
@@ -705,6 +715,55 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         background_stop,
         background,
     })
+}
+
+/// Re-signs the static RRsets of every signed zone before their signatures expire, and
+/// alarms (error log) when the serving signatures get close to expiry anyway. Runs under the
+/// background stop node; the signing itself runs on a blocking thread.
+async fn dnssec_maintenance(state: Arc<State>, stop: Shutdown) {
+    // Zones are signed when they are loaded: the first check is one interval later.
+    let mut wait = Duration::from_secs(30);
+    loop {
+        let loaded = state.model();
+        let signers: Vec<Arc<crate::dnssec::ZoneSigner>> = loaded
+            .model
+            .zones
+            .iter()
+            .filter_map(|z| z.dnssec.clone())
+            .collect();
+        drop(loaded);
+        for s in &signers {
+            wait = wait.min(s.check_interval());
+        }
+        tokio::select! {
+            _ = stop.stopped() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        for s in signers {
+            let now = s.clock.now();
+            let st = s.statics();
+            let (refresh_at, expires) = (st.refresh_at, st.expires);
+            drop(st);
+            if now < refresh_at {
+                continue;
+            }
+            let zone = s.origin.clone();
+            let done = tokio::task::spawn_blocking(move || s.maintain(s.clock.now())).await;
+            match done {
+                Ok(Ok(_)) => tracing::info!(%zone, "re-signed static RRsets"),
+                Ok(Err(e)) => tracing::error!(%zone, error = %e, "re-signing failed"),
+                Err(e) => tracing::error!(%zone, error = %e, "re-signing task failed"),
+            }
+            if expires.saturating_sub(now) < (expires - refresh_at) / 2 {
+                tracing::error!(
+                    %zone,
+                    expires_in_secs = expires.saturating_sub(now),
+                    "DNSSEC signatures close to expiry: re-signing is late"
+                );
+            }
+        }
+        wait = Duration::from_secs(30);
+    }
 }
 
 /// `gslbd serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.

@@ -67,6 +67,7 @@ impl ApiBackend for Fake {
                 records: 7,
                 gslb_names: 1,
                 file: "zones/example.com.toml".into(),
+                dnssec: None,
             }],
         }
     }

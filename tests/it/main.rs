@@ -23,6 +23,8 @@ mod checks;
 mod cli;
 mod common;
 mod dns_core;
+mod dnssec;
+mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;

@@ -74,8 +74,8 @@ CNAME = { values = ["a", "b"], ttl = 60, extra = 1 }
         "records.www.A[1]: expected a string, found an integer",
         "records.www.AAAA[0]: \"1.2.3.4\" is not an IPv6 address",
         "records.www.MX[0]: \"mail\" is not a valid MX record",
-        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR)",
-        "colour: unknown key (expected one of: origin, ttl, soa, records, datacenters, checks, gslb)",
+        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR, DS)",
+        "colour: unknown key (expected one of: origin, ttl, soa, records, datacenters, checks, gslb, dnssec)",
     ];
     for want in expected {
         let want = want.replace(
