@@ -26,7 +26,7 @@ use crate::health::input::{Source, SourceKind, Subject, Update, Verdict};
 /// The label that names the datacenter an alert takes down.
 pub const DEFAULT_LABEL: &str = "gslbd_datacenter";
 /// How long a firing alert holds without being sent again.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+pub(crate) const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// How alerts are read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,17 +67,17 @@ struct Alert {
 
 /// What one payload asks for.
 #[derive(Debug, Default, PartialEq)]
-pub struct Parsed {
+pub(crate) struct Parsed {
     /// One update per alert that names a datacenter.
-    pub updates: Vec<Update>,
+    pub(crate) updates: Vec<Update>,
     /// Alerts without the label.
-    pub ignored: usize,
+    pub(crate) ignored: usize,
     /// Alerts in the payload.
-    pub alerts: usize,
+    pub(crate) alerts: usize,
 }
 
 /// Reads an Alertmanager webhook payload; the error says what is wrong with it.
-pub fn parse(body: &[u8], s: &AlertSettings) -> Result<Parsed, String> {
+pub(crate) fn parse(body: &[u8], s: &AlertSettings) -> Result<Parsed, String> {
     let p: Payload = serde_json::from_slice(body)
         .map_err(|e| format!("not an Alertmanager webhook payload: {e}"))?;
     if let Some(v) = p.version.as_deref()

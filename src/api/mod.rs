@@ -234,7 +234,7 @@ impl ApiContext {
     }
 
     /// Reads Alertmanager alerts with `alerts` (label name, time to live).
-    pub fn with_alerts(mut self, alerts: alertmanager::AlertSettings) -> Self {
+    pub(crate) fn with_alerts(mut self, alerts: alertmanager::AlertSettings) -> Self {
         self.alerts = alerts;
         self
     }
@@ -546,28 +546,28 @@ async fn set_admin(
 }
 
 /// Longest time to live a pushed state may ask for.
-pub const MAX_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+pub(crate) const MAX_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 /// Time to live of a pushed state that gives none.
-pub const DEFAULT_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const DEFAULT_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A pushed state: `{"state": "up"|"down", "load": 0.4, "ttl": "60s", "reason": "...",
 /// "source": "ci"}` (only `state` is required).
 #[derive(Clone, Debug, PartialEq)]
-pub struct PushBody {
+pub(crate) struct PushBody {
     /// `up` (true) or `down`.
-    pub up: bool,
+    pub(crate) up: bool,
     /// Utilisation 0..1 while the verdict holds.
-    pub load: Option<f64>,
+    pub(crate) load: Option<f64>,
     /// How long the verdict holds (default 5 minutes, at most 7 days).
-    pub ttl: std::time::Duration,
+    pub(crate) ttl: std::time::Duration,
     /// Why, for people (may be empty).
-    pub reason: String,
+    pub(crate) reason: String,
     /// Who pushes (default `api`): each source holds its own verdict.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Validates a pushed-state body.
-pub fn parse_push_body(body: &[u8]) -> Result<PushBody, String> {
+pub(crate) fn parse_push_body(body: &[u8]) -> Result<PushBody, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| {
         format!("expected JSON {{\"state\": \"up\"|\"down\", \"ttl\": \"60s\", ...}}: {e}")
     })?;

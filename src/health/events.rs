@@ -103,7 +103,7 @@ pub struct EventView {
 }
 
 /// Capacity of the server's event broadcast: readers further behind lose the oldest.
-pub const BROADCAST_CAPACITY: usize = 256;
+pub(crate) const BROADCAST_CAPACITY: usize = 256;
 
 /// The bounded ring, and where new events are also sent.
 #[derive(Clone, Debug, Default)]

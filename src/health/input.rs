@@ -46,7 +46,7 @@ pub enum Input {
 
 impl Input {
     /// `config`, `probes`, `pushed`, `feed`, `alert` or `admin`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Input::Config => "config",
             Input::Probes => "probes",
@@ -58,7 +58,7 @@ impl Input {
     }
 
     /// Every input, in precedence order (strongest first), for metrics.
-    pub const ALL: [Input; 6] = [
+    pub(crate) const ALL: [Input; 6] = [
         Input::Admin,
         Input::Pushed,
         Input::Feed,
@@ -82,7 +82,7 @@ pub enum SourceKind {
 
 impl SourceKind {
     /// The [`Input`] a verdict of this kind is shown as.
-    pub fn input(self) -> Input {
+    pub(crate) fn input(self) -> Input {
         match self {
             SourceKind::Pushed => Input::Pushed,
             SourceKind::Feed => Input::Feed,
@@ -91,7 +91,7 @@ impl SourceKind {
     }
 
     /// `pushed`, `feed` or `alert`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.input().as_str()
     }
 }
@@ -135,7 +135,7 @@ pub enum Subject {
 
 impl Subject {
     /// The subject as a feed or a message names it: `fra`, `fra/192.0.2.10`, `192.0.2.10`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Subject::Datacenter(d) => d.clone(),
             Subject::Address {

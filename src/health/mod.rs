@@ -184,11 +184,6 @@ impl Snapshot {
     pub fn get(&self, id: u32) -> &DcState {
         self.dcs.get(id as usize).unwrap_or(&DcState::UP)
     }
-
-    /// Why datacenter `id` is in its state, when the aggregator said.
-    pub fn why(&self, id: u32) -> Option<&Why> {
-        self.why.get(id as usize)
-    }
 }
 
 pub(crate) mod admin;

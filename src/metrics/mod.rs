@@ -62,7 +62,7 @@ pub struct Metrics {
 }
 
 /// The `result` labels of `gslbd_notifications_total`, in storage order.
-pub const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "retried", "dropped"];
+pub(crate) const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "retried", "dropped"];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -234,7 +234,7 @@ impl Metrics {
     }
 
     /// A webhook notification was `sent`, `retried` or `dropped` (other words are ignored).
-    pub fn notification(&self, result: &str) {
+    pub(crate) fn notification(&self, result: &str) {
         if let Some(i) = NOTIFICATION_RESULTS.iter().position(|r| *r == result) {
             self.notifications[i].fetch_add(1, Relaxed);
         }

@@ -174,7 +174,7 @@ impl DnsCheck {
     }
 
     /// What is probed, for the warm-start key.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!(
             "dns:{}:{}:{}:{}:{}",
             self.port,

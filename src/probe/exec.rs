@@ -110,7 +110,7 @@ impl ExecCheck {
     }
 
     /// Rejects a command that names no program.
-    pub fn validate(&self) -> Result<(), CheckError> {
+    pub(crate) fn validate(&self) -> Result<(), CheckError> {
         match self.command.first() {
             Some(p) if !p.trim().is_empty() && !p.contains('\0') => Ok(()),
             _ => Err(CheckError::EmptyCommand),
@@ -118,7 +118,7 @@ impl ExecCheck {
     }
 
     /// What is probed, for the warm-start key.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         let env: Vec<String> = self.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!(
             "exec:{}:{}:{}",

@@ -35,7 +35,7 @@ pub struct IcmpCheck;
 
 impl IcmpCheck {
     /// What is probed, for the warm-start key.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         "icmp".to_string()
     }
 }

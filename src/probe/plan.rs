@@ -38,7 +38,7 @@ pub enum Require {
 
 impl Require {
     /// Checks that must pass out of `n`.
-    pub fn needed(self, n: usize) -> usize {
+    pub(crate) fn needed(self, n: usize) -> usize {
         match self {
             Require::All => n,
             Require::Any => n.min(1),
@@ -47,7 +47,7 @@ impl Require {
     }
 
     /// `all`, `any` or the number, as the zone file says it.
-    pub fn describe(self) -> String {
+    pub(crate) fn describe(self) -> String {
         match self {
             Require::All => "all".into(),
             Require::Any => "any".into(),
@@ -135,10 +135,11 @@ pub struct Target {
 #[derive(Clone, Debug)]
 pub struct CheckPlan {
     /// `checks.<name>`.
-    pub name: String,
-    pub check: Arc<CheckSpec>,
+    pub(crate) name: String,
+    /// What it probes.
+    pub(crate) check: Arc<CheckSpec>,
     /// Target of each slot (probed address).
-    pub slots: Vec<TargetId>,
+    pub(crate) slots: Vec<TargetId>,
 }
 
 /// How one datacenter maps to targets.
@@ -173,32 +174,27 @@ impl DcPlan {
     }
 
     /// Does any check decide this datacenter's health?
-    pub fn has_checks(&self) -> bool {
+    pub(crate) fn has_checks(&self) -> bool {
         !self.checks.is_empty()
     }
 
     /// Checks that must pass.
-    pub fn needed(&self) -> usize {
+    pub(crate) fn needed(&self) -> usize {
         self.require.needed(self.checks.len())
     }
 
     /// The longest slow-start window of its checks; `None` = no ramp.
-    pub fn slow_start(&self) -> Option<Duration> {
+    pub(crate) fn slow_start(&self) -> Option<Duration> {
         self.checks.iter().filter_map(|c| c.check.slow_start).max()
     }
 
     /// TTL cap for answers built from unsettled state: the shortest check interval.
-    pub fn settle_ttl(&self) -> u32 {
+    pub(crate) fn settle_ttl(&self) -> u32 {
         self.checks
             .iter()
             .map(|c| c.check.settle_ttl())
             .min()
             .unwrap_or(u32::MAX)
-    }
-
-    /// The shortest check interval, for staleness; `None` without checks.
-    pub fn interval(&self) -> Option<Duration> {
-        self.checks.iter().map(|c| c.check.interval).min()
     }
 }
 

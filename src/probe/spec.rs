@@ -103,7 +103,7 @@ impl CheckKind {
     }
 
     /// The `type` a zone file gives for this kind.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             CheckKind::Http(h) if h.tls => "https",
             CheckKind::Http(_) => "http",
@@ -153,7 +153,7 @@ impl CheckKind {
     }
 
     /// Does this kind connect to a port (so port 0 is a mistake)?
-    pub fn uses_port(&self) -> bool {
+    pub(crate) fn uses_port(&self) -> bool {
         match self {
             CheckKind::Http(_) | CheckKind::Tcp(_) | CheckKind::Dns(_) | CheckKind::Tls(_) => true,
             CheckKind::Exec(_) | CheckKind::Icmp(_) => false,
@@ -163,7 +163,7 @@ impl CheckKind {
     /// Is one probe of this kind about one datacenter, not only one address? An `exec`
     /// command is told the datacenter's name, so its targets are never shared between
     /// datacenters.
-    pub fn per_datacenter(&self) -> bool {
+    pub(crate) fn per_datacenter(&self) -> bool {
         match self {
             CheckKind::Exec(_) => true,
             CheckKind::Http(_)

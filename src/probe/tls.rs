@@ -80,7 +80,7 @@ impl TlsCheck {
     }
 
     /// What is probed, for the warm-start key.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!(
             "tls:{}:{}:{}",
             self.port,

@@ -369,7 +369,7 @@ impl State {
     }
 
     /// Hands an external verdict (pushed, feed, alert) to the running aggregator.
-    pub async fn health_input(
+    pub(crate) async fn health_input(
         &self,
         update: crate::health::input::Update,
     ) -> Result<crate::health::input::Applied, crate::health::input::InputError> {
@@ -386,14 +386,14 @@ impl State {
     }
 
     /// Every health event from now on (for `/events`).
-    pub fn subscribe_events(
+    pub(crate) fn subscribe_events(
         &self,
     ) -> tokio::sync::broadcast::Receiver<crate::health::events::EventView> {
         self.events.subscribe()
     }
 
     /// How each health feed file is doing; `stale` as of now.
-    pub fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
+    pub(crate) fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
         let now = crate::health::persist::unix_secs(SystemTime::now());
         let max_age = self.opts.health_feed_max_age.as_secs();
         let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).clone();

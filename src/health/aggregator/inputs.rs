@@ -378,7 +378,7 @@ impl Aggregator {
     }
 
     /// Removes the verdicts whose time is up at `now` and lets the probes decide again.
-    pub fn expire_inputs(&mut self, now: Instant) {
+    pub(crate) fn expire_inputs(&mut self, now: Instant) {
         if !self.inputs.entries.iter().any(|e| e.expires <= now) {
             return;
         }
