@@ -369,21 +369,13 @@ mod tests {
         req[2] |= 0x80;
         assert_eq!(parse(&req, &mut q), Err(Reject::Drop));
     }
+
     #[test]
     fn rcode_of_a_response() {
         let mut q = Query {
-            id: 0,
-            opcode: 0,
-            rd: false,
-            cd: false,
-            qname: [0; 256],
-            qname_len: 0,
-            labels: [0; 128],
-            nlabels: 0,
             qtype: 1,
             qclass: 1,
-            question_end: 12,
-            edns: None,
+            ..Query::default()
         };
         let mut resp = [0u8; 12];
         resp[3] = 0x83; // RA + NXDOMAIN

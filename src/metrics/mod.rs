@@ -269,17 +269,21 @@ pub(crate) struct GslbTotals {
     pub(crate) all_down: HashMap<String, u64>,
 }
 
+/// Reading the text format back in unit tests, as Prometheus would.
 #[cfg(test)]
-mod tests {
-    use super::slots::qtype_labels;
-    use super::*;
-
-    fn parse(text: &str) -> prometheus_parse::Scrape {
+pub(crate) mod scrape {
+    /// Parses a whole exposition.
+    pub(crate) fn parse(text: &str) -> prometheus_parse::Scrape {
         let lines = text.lines().map(|l| Ok(l.to_string()));
         prometheus_parse::Scrape::parse(lines).expect("parses")
     }
 
-    fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    /// The value of the sample `name` with (at least) `labels`.
+    pub(crate) fn value(
+        s: &prometheus_parse::Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
         s.samples
             .iter()
             .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
@@ -290,6 +294,13 @@ mod tests {
                 _ => None,
             })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrape::{parse, value};
+    use super::slots::qtype_labels;
+    use super::*;
 
     fn histogram(s: &prometheus_parse::Scrape, name: &str) -> Vec<(f64, f64)> {
         s.samples

@@ -489,24 +489,8 @@ impl Gauges for Status {
 mod tests {
     use super::*;
     use crate::metrics::ServerGauges;
+    use crate::metrics::scrape::{parse, value};
     use std::time::{Duration, SystemTime};
-
-    fn parse(text: &str) -> prometheus_parse::Scrape {
-        let lines = text.lines().map(|l| Ok(l.to_string()));
-        prometheus_parse::Scrape::parse(lines).expect("parses")
-    }
-
-    fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        s.samples
-            .iter()
-            .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-            .and_then(|x| match &x.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => Some(*v),
-                _ => None,
-            })
-    }
 
     #[test]
     fn health_gauges() {
