@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Serve the zones (the default: zones/ on 127.0.0.1:5353 and [::1]:5353).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load and validate the zones; print every error; exit 1 on any error.
     Check {
         #[arg(long, default_value = "zones")]
@@ -151,6 +151,35 @@ struct ServeArgs {
     /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     query_log_sample: u32,
+    /// Health feed file (JSON or CSV: datacenter or address -> state [, load] [, reason]),
+    /// re-read when it changes; repeatable.
+    #[arg(long, value_name = "FILE")]
+    health_feed: Vec<PathBuf>,
+    /// A health feed file older than this is ignored (its entries expire this long after it
+    /// was written).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration)]
+    health_feed_max_age: std::time::Duration,
+    /// The Alertmanager label that names the datacenter a firing alert takes down
+    /// (POST /alertmanager).
+    #[arg(long, default_value = gslbd::api::alertmanager::DEFAULT_LABEL, value_name = "LABEL")]
+    alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (keep the route's
+    /// repeat_interval below it) or resolves it.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = duration)]
+    alert_ttl: std::time::Duration,
+    /// POST every health event as JSON to this URL (retries, bounded queue); repeatable.
+    #[arg(long, value_name = "URL")]
+    notify: Vec<String>,
+    /// exec checks running at once, at most.
+    #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
+    max_exec_checks: usize,
+}
+
+/// A duration such as `90s`, `5m` or `1h`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    gslbd::config::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))
 }
 
 fn init_logs(format: &str) {
@@ -170,7 +199,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Check { zones }) => check(&zones),
-        Some(Cmd::Serve(a)) => serve(a),
+        Some(Cmd::Serve(a)) => serve(*a),
         Some(Cmd::Explain(a)) => explain(a),
         Some(Cmd::Status { api }) => api_call("status", async move {
             let v = gslbd::api::client::fetch_status(&api).await?;
@@ -361,7 +390,7 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let snap = gslbd::health::Snapshot::all_up(model.datacenters.list.len());
+    let snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
             Ok(j) => {
@@ -420,6 +449,20 @@ fn serve(a: ServeArgs) -> ExitCode {
     opts.watch = !a.no_watch;
     opts.query_log_sample = a.query_log_sample;
     opts.latency_map = a.latency_map;
+    opts.health_feeds = a.health_feed;
+    opts.health_feed_max_age = a.health_feed_max_age;
+    opts.alert_label = a.alert_label;
+    opts.alert_ttl = a.alert_ttl;
+    for url in &a.notify {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            eprintln!("gslbd: --notify {url:?}: expected an http:// or https:// URL");
+            return ExitCode::from(2);
+        }
+    }
+    opts.notify = a.notify;
+    opts.max_exec_checks = a.max_exec_checks.max(1);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -57,7 +57,12 @@ pub struct Metrics {
     snapshots: AtomicU64,
     reload_ok: AtomicU64,
     reload_err: AtomicU64,
+    /// Webhook notifications: sent, retried, dropped.
+    notifications: [AtomicU64; 3],
 }
+
+/// The `result` labels of `gslbd_notifications_total`, in storage order.
+pub(crate) const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "retried", "dropped"];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -97,6 +102,7 @@ impl Metrics {
             snapshots: AtomicU64::new(0),
             reload_ok: AtomicU64::new(0),
             reload_err: AtomicU64::new(0),
+            notifications: Default::default(),
         };
         let none = m.zones.slot("zones", vec!["none".into()]);
         debug_assert_eq!(none, ZoneSlot::NONE.0);
@@ -225,6 +231,13 @@ impl Metrics {
             &self.reload_err
         }
         .fetch_add(1, Relaxed);
+    }
+
+    /// A webhook notification was `sent`, `retried` or `dropped` (other words are ignored).
+    pub(crate) fn notification(&self, result: &str) {
+        if let Some(i) = NOTIFICATION_RESULTS.iter().position(|r| *r == result) {
+            self.notifications[i].fetch_add(1, Relaxed);
+        }
     }
 
     /// GSLB answers counted so far per `(name, datacenter)` (summed over pools), and
