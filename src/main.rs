@@ -241,13 +241,35 @@ struct ServeArgs {
     /// process makes its own secret and replaces it daily.
     #[arg(long, value_name = "FILE", help_heading = "DNS cookies")]
     cookie_secret_file: Option<PathBuf>,
+    /// Health feed file (JSON or CSV: datacenter or address -> state [, load] [, reason]),
+    /// re-read when it changes; repeatable.
+    #[arg(long, value_name = "FILE")]
+    health_feed: Vec<PathBuf>,
+    /// A health feed file older than this is ignored (its entries expire this long after it
+    /// was written).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration)]
+    health_feed_max_age: std::time::Duration,
+    /// The Alertmanager label that names the datacenter a firing alert takes down
+    /// (POST /alertmanager).
+    #[arg(long, default_value = gslbd::api::alertmanager::DEFAULT_LABEL, value_name = "LABEL")]
+    alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (keep the route's
+    /// repeat_interval below it) or resolves it.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = duration)]
+    alert_ttl: std::time::Duration,
+    /// POST every health event as JSON to this URL (retries, bounded queue); repeatable.
+    #[arg(long, value_name = "URL")]
+    notify: Vec<String>,
+    /// exec checks running at once, at most.
+    #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
+    max_exec_checks: usize,
 }
 
-/// `10s`, `500ms`, `2m`, `1h` for duration flags.
-fn duration(s: &str) -> Result<Duration, String> {
-    gslbd::server::parse_duration(s)
+/// A duration such as `90s`, `5m` or `1h`.
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    gslbd::config::parse_duration(s)
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{s:?}: expected a duration such as 500ms, 10s, 2m"))
+        .ok_or_else(|| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))
 }
 
 fn init_logs(format: &str) {
@@ -458,7 +480,7 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let snap = gslbd::health::Snapshot::all_up(model.datacenters.list.len());
+    let snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
             Ok(j) => {
@@ -541,6 +563,20 @@ fn serve(a: ServeArgs) -> ExitCode {
     }
     opts.cookies = !a.no_cookies;
     opts.cookie_secret_file = a.cookie_secret_file;
+    opts.health_feeds = a.health_feed;
+    opts.health_feed_max_age = a.health_feed_max_age;
+    opts.alert_label = a.alert_label;
+    opts.alert_ttl = a.alert_ttl;
+    for url in &a.notify {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            eprintln!("gslbd: --notify {url:?}: expected an http:// or https:// URL");
+            return ExitCode::from(2);
+        }
+    }
+    opts.notify = a.notify;
+    opts.max_exec_checks = a.max_exec_checks.max(1);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -9,8 +9,10 @@
 //!     service: Router, the connection busy while a request is handled (not evictable)
 //!     watchdog: no byte read or written for `stall_timeout` --> closed (a client that
 //!               does not read its response)
-//! set_admin: token checked from the headers, then at most `max_body` bytes within
-//!            `body_timeout` (Content-Length over the limit: 413 without reading)
+//! PUT/POST with a body: token checked from the headers, then at most `max_body` bytes
+//!            (`max_alert_body` for /alertmanager) within `body_timeout` (Content-Length
+//!            over the limit: 413 without reading)
+//! /events (server-sent events): a keep-alive every half stall timeout
 //! ```
 
 use std::io;
@@ -45,8 +47,11 @@ pub struct ApiLimits {
     pub body_timeout: Duration,
     /// A connection that moves no byte in either direction for this long is closed.
     pub stall_timeout: Duration,
-    /// Largest request body read (admin calls send a word).
+    /// Largest request body read by the admin and health push calls (they send a word or a
+    /// small JSON object).
     pub max_body: usize,
+    /// Largest body of `POST /alertmanager` (Alertmanager sends a group of alerts at once).
+    pub max_alert_body: usize,
 }
 
 impl Default for ApiLimits {
@@ -57,6 +62,7 @@ impl Default for ApiLimits {
             body_timeout: Duration::from_secs(5),
             stall_timeout: Duration::from_secs(10),
             max_body: 4096,
+            max_alert_body: 256 * 1024,
         }
     }
 }

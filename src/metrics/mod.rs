@@ -64,7 +64,12 @@ pub struct Metrics {
     reload_err: AtomicU64,
     /// The connection tables of the stream listeners, for the open/max gauges.
     conn_tables: Mutex<Vec<(Listener, std::sync::Arc<ConnTable>)>>,
+    /// Webhook notifications: sent, retried, dropped.
+    notifications: [AtomicU64; 3],
 }
+
+/// The `result` labels of `gslbd_notifications_total`, in storage order.
+pub(crate) const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "retried", "dropped"];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -105,6 +110,7 @@ impl Metrics {
             reload_ok: AtomicU64::new(0),
             reload_err: AtomicU64::new(0),
             conn_tables: Mutex::new(Vec::new()),
+            notifications: Default::default(),
         };
         let none = m.zones.slot("zones", vec!["none".into()]);
         debug_assert_eq!(none, ZoneSlot::NONE.0);
@@ -275,6 +281,13 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
+    /// A webhook notification was `sent`, `retried` or `dropped` (other words are ignored).
+    pub(crate) fn notification(&self, result: &str) {
+        if let Some(i) = NOTIFICATION_RESULTS.iter().position(|r| *r == result) {
+            self.notifications[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// GSLB answers counted so far per `(name, datacenter)` (summed over pools), and
     /// all-down answers per name; for the status page's answer shares (cold path).
     pub(crate) fn gslb_totals(&self) -> GslbTotals {
@@ -304,17 +317,21 @@ pub(crate) struct GslbTotals {
     pub(crate) all_down: HashMap<String, u64>,
 }
 
+/// Reading the text format back in unit tests, as Prometheus would.
 #[cfg(test)]
-mod tests {
-    use super::slots::qtype_labels;
-    use super::*;
-
-    fn parse(text: &str) -> prometheus_parse::Scrape {
+pub(crate) mod scrape {
+    /// Parses a whole exposition.
+    pub(crate) fn parse(text: &str) -> prometheus_parse::Scrape {
         let lines = text.lines().map(|l| Ok(l.to_string()));
         prometheus_parse::Scrape::parse(lines).expect("parses")
     }
 
-    fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    /// The value of the sample `name` with (at least) `labels`.
+    pub(crate) fn value(
+        s: &prometheus_parse::Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
         s.samples
             .iter()
             .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
@@ -325,6 +342,13 @@ mod tests {
                 _ => None,
             })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrape::{parse, value};
+    use super::slots::qtype_labels;
+    use super::*;
 
     fn histogram(s: &prometheus_parse::Scrape, name: &str) -> Vec<(f64, f64)> {
         s.samples

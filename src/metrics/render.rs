@@ -46,6 +46,15 @@ impl Metrics {
             &[("result", "error")],
             self.reload_err.load(Relaxed),
         );
+        let n = "gslbd_notifications_total";
+        o.header(
+            n,
+            "Webhook notifications of health events by result (sent, retried, dropped).",
+            "counter",
+        );
+        for (i, r) in super::NOTIFICATION_RESULTS.iter().enumerate() {
+            o.sample(n, &[("result", r)], self.notifications[i].load(Relaxed));
+        }
         self.render_abuse(&mut o);
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
@@ -304,6 +313,8 @@ pub(crate) struct ServerGauges {
     pub(crate) last_reload_ok: bool,
     /// Zones served.
     pub(crate) zones: usize,
+    /// Health feed files: (path, last read ok, age of the last good file in seconds).
+    pub(crate) feeds: Vec<(String, bool, Option<f64>)>,
 }
 
 /// Gauges another part of the server renders itself at scrape time (health renders its
@@ -365,6 +376,24 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
     );
     o.header("gslbd_zones", "Zones served.", g);
     o.sample("gslbd_zones", &[], s.zones);
+    if !s.feeds.is_empty() {
+        let ok = "gslbd_health_feed_ok";
+        o.header(ok, "1 if the health feed file's last read succeeded.", g);
+        for (path, good, _) in &s.feeds {
+            o.sample(ok, &[("file", path.as_str())], u8::from(*good));
+        }
+        let age = "gslbd_health_feed_age_seconds";
+        o.header(
+            age,
+            "Age of the health feed file last read successfully (its entries are ignored past the maximum age).",
+            g,
+        );
+        for (path, _, a) in &s.feeds {
+            if let Some(a) = a {
+                o.sample(age, &[("file", path.as_str())], F(*a));
+            }
+        }
+    }
 }
 
 /// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).

@@ -5,6 +5,8 @@
 //! config::load -> Loaded{Model, metric slots} --+
 //! HealthRuntime (probes -> aggregator) ---------+--> Publisher: ArcSwap<Serving> <--load--
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
+//! health feed pollers, API (pushed, alerts) --input--> aggregator
+//! aggregator --events (broadcast)--> /events stream, webhook notifier
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
 //! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
@@ -12,9 +14,11 @@
 //! (`crate::shutdown`): `Running::shutdown` stops and joins each part in order.
 
 mod backend;
+mod feed;
 mod guard;
 pub(crate) mod health;
 mod latency_map;
+mod notify;
 pub mod publish;
 #[allow(unsafe_code)]
 mod rlimit;
@@ -102,6 +106,19 @@ pub struct ServeOptions {
     pub listen_best_effort: bool,
     /// Latency map file (client region or subnet -> datacenter -> ms) for the `latency` policy.
     pub latency_map: Option<PathBuf>,
+    /// Health feed files (datacenter or address -> state), polled for changes.
+    pub health_feeds: Vec<PathBuf>,
+    /// A feed file older than this is ignored (its entries expire this long after it was
+    /// written).
+    pub health_feed_max_age: Duration,
+    /// The Alertmanager label that names the datacenter an alert takes down.
+    pub alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (or resolves it).
+    pub alert_ttl: Duration,
+    /// Webhook URLs that receive every health event.
+    pub notify: Vec<String>,
+    /// `exec` checks running at once, at most.
+    pub max_exec_checks: usize,
     /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
     /// counters, kept across reloads.
     pub dnssec: crate::dnssec::Env,
@@ -137,6 +154,12 @@ impl ServeOptions {
             query_log_sample: 0,
             listen_best_effort: false,
             latency_map: None,
+            health_feeds: vec![],
+            health_feed_max_age: Duration::from_secs(300),
+            alert_label: crate::api::alertmanager::DEFAULT_LABEL.to_string(),
+            alert_ttl: crate::api::alertmanager::DEFAULT_TTL,
+            notify: vec![],
+            max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
         }
     }
@@ -221,6 +244,10 @@ pub struct State {
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
+    /// Every health event of every probe runtime (SSE, webhooks).
+    events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
+    /// The health feed files, in `--health-feed` order.
+    feeds: std::sync::Mutex<Vec<crate::health::feed::FeedStatus>>,
     /// One reload at a time (SIGHUP, file watch and tests may race).
     reload_lock: tokio::sync::Mutex<()>,
     opts: ServeOptions,
@@ -399,11 +426,6 @@ fn sample_log(every: u32, peer: &Peer, q: &Query, resp: &[u8]) {
     }
 }
 
-/// Parses a duration flag: `500ms`, `10s`, `2m`, `1h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    crate::walk::parse_duration(s)
-}
-
 /// Parses the `--rrl-exempt` list: prefixes (`192.0.2.0/24`, `2001:db8::/32`, bare
 /// addresses), or `none` alone for no exemption.
 pub fn parse_exempt(list: &[String]) -> Result<Vec<crate::net::Subnet>, String> {
@@ -459,10 +481,12 @@ impl State {
             self.aggregator_settings(),
             WorkerSettings {
                 max_in_flight: self.opts.max_probes_in_flight,
+                max_exec: self.opts.max_exec_checks,
                 ..WorkerSettings::default()
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),
+            self.events.clone(),
             self.stop.child(),
         )?;
         *guard = Some(rt);
@@ -472,6 +496,58 @@ impl State {
     /// The aggregator's handle, when probes run.
     pub async fn health_handle(&self) -> Option<crate::health::aggregator::AggregatorHandle> {
         self.health.lock().await.as_ref().map(|h| h.handle.clone())
+    }
+
+    /// Hands an external verdict (pushed, feed, alert) to the running aggregator.
+    pub(crate) async fn health_input(
+        &self,
+        update: crate::health::input::Update,
+    ) -> Result<crate::health::input::Applied, crate::health::input::InputError> {
+        let h = self
+            .health_handle()
+            .await
+            .ok_or(crate::health::input::InputError::Stopped)?;
+        let applied = h.input(update).await?;
+        // Written at once, as admin states are: a crash must not forget a pushed "down".
+        if applied.changed > 0 {
+            let _ = h.persist().await;
+        }
+        Ok(applied)
+    }
+
+    /// Every health event from now on (for `/events`).
+    pub(crate) fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::health::events::EventView> {
+        self.events.subscribe()
+    }
+
+    /// How each health feed file is doing; `stale` as of now.
+    pub(crate) fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
+        let now = crate::health::persist::unix_secs(SystemTime::now());
+        let max_age = self.opts.health_feed_max_age.as_secs();
+        let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for f in &mut v {
+            f.stale = f
+                .modified_unix
+                .is_some_and(|m| now.saturating_sub(m) >= max_age);
+        }
+        v
+    }
+
+    fn set_feed_status(&self, index: usize, status: crate::health::feed::FeedStatus) {
+        self.update_feed_status(index, |s| *s = status);
+    }
+
+    fn update_feed_status(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut crate::health::feed::FeedStatus),
+    ) {
+        let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = v.get_mut(index) {
+            f(s);
+        }
     }
 
     /// Re-reads the zones and GeoIP files; on success swaps the new model in, on failure keeps
@@ -711,6 +787,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
         health_gen: AtomicU64::new(0),
+        events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
+        feeds: std::sync::Mutex::new(
+            opts.health_feeds
+                .iter()
+                .map(|p| crate::health::feed::FeedStatus {
+                    path: p.display().to_string(),
+                    error: Some("not read yet".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         reload_lock: tokio::sync::Mutex::new(()),
         opts: opts.clone(),
         state_dir,
@@ -783,7 +870,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                 }),
                 opts.api_token.clone(),
             )
-            .with_limits(opts.api_limits);
+            .with_limits(opts.api_limits)
+            .with_alerts(crate::api::alertmanager::AlertSettings {
+                label: opts.alert_label.clone(),
+                ttl: opts.alert_ttl,
+            });
             let (bound, task) = crate::api::serve(addr, ctx, api_stop.clone())
                 .await
                 .map_err(|e| StartError::Bind {
@@ -813,6 +904,21 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             background_stop.clone(),
         ));
     }
+    for (i, path) in opts.health_feeds.iter().enumerate() {
+        background.push(feed::spawn(
+            state.clone(),
+            i,
+            path.clone(),
+            opts.health_feed_max_age,
+            background_stop.clone(),
+        ));
+    }
+    background.extend(notify::spawn(
+        &opts.notify,
+        &state.events,
+        state.metrics.clone(),
+        background_stop.clone(),
+    ));
     if opts.watch {
         background.push(watch::spawn(
             state.clone(),
