@@ -454,6 +454,13 @@ fn api_refuses_a_tokenless_big_body_before_reading_it_and_bounds_bodies() {
         sent < 200_000,
         "answered after {sent} body bytes: the body was read first"
     );
+    // The same for the other calls that take a body (health push, Alertmanager).
+    for path in ["PUT /datacenters/fra/health", "POST /alertmanager"] {
+        let head = format!("{path} HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n");
+        let (resp, sent) = put_with_big_body(&s, &head, 10_000_000);
+        assert!(resp.starts_with("HTTP/1.1 401"), "{path}: {resp}");
+        assert!(sent < 200_000, "{path}: answered after {sent} body bytes");
+    }
     // With the token, a body over the limit is refused by its declared length (413).
     let head = "PUT /datacenters/fra/admin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\
                 Content-Length: 10000000\r\n\r\n";
