@@ -30,6 +30,12 @@ pub(crate) const TYPE_SRV: u16 = 33;
 pub(crate) const TYPE_OPT: u16 = 41;
 /// Type `DS`.
 pub(crate) const TYPE_DS: u16 = 43;
+/// Type `RRSIG`.
+pub(crate) const TYPE_RRSIG: u16 = 46;
+/// Type `NSEC`.
+pub(crate) const TYPE_NSEC: u16 = 47;
+/// Meta type `NXNAME` (RFC 9824): only in compact-denial NSEC bitmaps; asked for, FORMERR.
+pub(crate) const TYPE_NXNAME: u16 = 128;
 /// Type `CAA`.
 pub(crate) const TYPE_CAA: u16 = 257;
 /// Meta type `TSIG`: a transaction signature, last in the additional section (RFC 8945).
@@ -49,6 +55,9 @@ pub(crate) const CLASS_ANY: u16 = 255;
 /// EDNS option code of Client Subnet (RFC 7871).
 pub(crate) const OPTION_ECS: u16 = 8;
 
+/// EDNS option code of DNS COOKIE (RFC 7873).
+pub(crate) const OPTION_COOKIE: u16 = 10;
+
 /// Response code NOERROR.
 pub(crate) const RCODE_NOERROR: u8 = 0;
 /// Response code FORMERR.
@@ -67,6 +76,8 @@ pub(crate) const RCODE_NOTAUTH: u8 = 9;
 pub(crate) const TSIG_BADKEY: u16 = 17;
 /// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
 pub(crate) const RCODE_BADVERS: u16 = 16;
+/// Extended response code BADCOOKIE (RFC 7873): the server cookie could not be verified.
+pub(crate) const RCODE_BADCOOKIE: u16 = 23;
 
 /// What gslbd knows about one record type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +114,7 @@ pub(crate) const TYPES: &[TypeInfo] = &[
     t(TYPE_SRV, "SRV", true, true),
     t(TYPE_CAA, "CAA", true, true),
     t(TYPE_PTR, "PTR", true, true),
+    t(TYPE_DS, "DS", true, true),
     t(TYPE_ANY, "ANY", false, true),
 ];
 

@@ -49,8 +49,7 @@ pub(crate) fn shown(s: &str) -> Shown<'_> {
 /// for text that comes whole from elsewhere (a parser's error message).
 pub(crate) fn one_line(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 16));
-    let mut n = 0;
-    for c in text.chars() {
+    for (n, c) in text.chars().enumerate() {
         if n == max {
             let _ = write!(out, "...({} bytes)", text.len());
             return out;
@@ -60,7 +59,6 @@ pub(crate) fn one_line(text: &str, max: usize) -> String {
         } else {
             out.push(c);
         }
-        n += 1;
     }
     out
 }
@@ -364,7 +362,7 @@ pub(crate) fn str_list<'a>(
 }
 
 /// Parses `"500ms"`, `"5s"`, `"2m"`, `"1h"`, `"1.5s"`.
-pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic())?;
     let (num, unit) = s.split_at(split);

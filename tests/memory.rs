@@ -81,11 +81,7 @@ fn measured_load(dir: &Path) -> (usize, usize, gslbd::model::Model) {
     PEAK.store(before, Ordering::Relaxed);
     let model = gslbd::server::load_model(dir).expect("loads");
     let after = LIVE.load(Ordering::Relaxed);
-    (
-        after - before,
-        PEAK.load(Ordering::Relaxed) - before,
-        model,
-    )
+    (after - before, PEAK.load(Ordering::Relaxed) - before, model)
 }
 
 fn answer(model: &gslbd::model::Model, name: &str) -> Vec<u8> {
@@ -136,7 +132,9 @@ fn big_zones_load_into_a_small_model_with_a_bounded_peak() {
         drop(m);
     }
     assert!(
-        sizes.iter().all(|&b| b.abs_diff(model_bytes) * 100 < model_bytes),
+        sizes
+            .iter()
+            .all(|&b| b.abs_diff(model_bytes) * 100 < model_bytes),
         "{model_bytes} then {sizes:?}"
     );
 
@@ -144,14 +142,25 @@ fn big_zones_load_into_a_small_model_with_a_bounded_peak() {
     // (a head that defines `records` itself) answer byte for byte the same.
     let (_, _, parts) = measured_load(dir.path());
     // Records defined by dotted keys before the first section: the head defines `records`.
-    let whole_text = text.replacen("ttl = 300\n", "ttl = 300\nrecords.txt.TXT = [\"whole\"]\n", 1);
+    let whole_text = text.replacen(
+        "ttl = 300\n",
+        "ttl = 300\nrecords.txt.TXT = [\"whole\"]\n",
+        1,
+    );
     assert_ne!(whole_text, text);
     // The TXT record aside, both hold the same names and records.
     let whole_dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(whole_dir.path().join("big.test.toml"), &whole_text).expect("write");
     let whole = gslbd::server::load_model(whole_dir.path()).expect("loads");
     assert_eq!(whole.zones[0].record_count, parts.zones[0].record_count + 1);
-    for name in ["h0.big.test", "h1.big.test", "h4242.big.test", "ns1.big.test", "nope.big.test", "big.test"] {
+    for name in [
+        "h0.big.test",
+        "h1.big.test",
+        "h4242.big.test",
+        "ns1.big.test",
+        "nope.big.test",
+        "big.test",
+    ] {
         assert_eq!(answer(&parts, name), answer(&whole, name), "{name}");
     }
     for i in (0..RECORDS).step_by(997) {

@@ -111,6 +111,8 @@ pub(crate) struct ZoneSpec {
     pub(crate) soa: SoaSpec,
     /// Every `records.<name>.<TYPE>` RRset.
     pub(crate) records: RecordTable,
+    /// `[dnssec]`: the zone is signed.
+    pub(crate) dnssec: Option<super::dnssec::DnssecSpec>,
 }
 
 /// TTL of records when neither the record nor the zone gives one.
@@ -153,6 +155,7 @@ pub(crate) fn read_zone(
     more(&origin_for_names, ttl, &mut records, errs);
     records.shrink_to_fit();
     Some(ZoneSpec {
+        dnssec: None,
         origin: origin?,
         soa: soa?,
         records,

@@ -10,7 +10,7 @@
 //!        data     [ records of a set | ... ]          TYPE CLASS TTL RDLENGTH RDATA, per set
 //!        extra    [ additional data | ... ]           full records (owner included)
 //!        rrsets   [ RRsetEntry ... ]                  a node's sets are contiguous
-//!        entries  [ NodeEntry ... ]                   name, sets, cut, CNAME, GSLB name
+//!        entries  [ NodeEntry ... ]                   name, sets, cut, CNAME, GSLB name, NSEC
 //!        index    hash table of entry numbers, by key
 //! ```
 //! A zone is a handful of allocations whatever its size, about 90 bytes for a name with one
@@ -25,7 +25,8 @@ use hashbrown::HashTable;
 use hickory_proto::rr::Name;
 use rustc_hash::FxHasher;
 
-use crate::rr::CLASS_IN;
+use crate::dnssec::nsec::TypeSet;
+use crate::rr::{CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_DS, TYPE_NS, TYPE_NSEC, TYPE_RRSIG};
 
 /// A run of bytes in one of a zone's arenas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +58,10 @@ impl Span {
 /// One RRset, ready to copy into a response after an owner name.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RRset<'a> {
+    /// Record type number.
+    pub(crate) rtype: u16,
+    /// TTL of every record of the set, seconds.
+    pub(crate) ttl: u32,
     /// Number of records (the ANCOUNT it adds).
     pub(crate) count: u16,
     /// `count` times: TYPE CLASS TTL RDLENGTH RDATA.
@@ -66,11 +71,26 @@ pub(crate) struct RRset<'a> {
     pub(crate) additional: &'a [u8],
     /// Number of records in `additional`.
     pub(crate) additional_count: u16,
+    /// 1 + index of its signatures in the zone's DNSSEC statics (0: not signed).
+    pub(crate) sig: u32,
 }
 
-/// An RRset kept outside a node table (the SOA of a zone).
+/// The TTL of the first record of `wire` (TYPE CLASS TTL RDLENGTH RDATA ...); 0 when empty.
+#[inline]
+fn first_ttl(wire: &[u8]) -> u32 {
+    match wire.get(4..8) {
+        Some(t) => u32::from_be_bytes([t[0], t[1], t[2], t[3]]),
+        None => 0,
+    }
+}
+
+/// An RRset kept outside a node table (the SOA of a zone), or on its way into one.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct OwnedRRset {
+    /// Record type number.
+    pub(crate) rtype: u16,
+    /// 1 + index of its signatures in the zone's DNSSEC statics (0: not signed).
+    pub(crate) sig: u32,
     /// TTL of every record of the set, seconds.
     pub(crate) ttl: u32,
     /// Number of records.
@@ -87,6 +107,8 @@ impl OwnedRRset {
             encode_record(&mut wire, rtype, ttl, v);
         }
         OwnedRRset {
+            rtype,
+            sig: 0,
             ttl,
             count: values.len() as u16,
             wire: wire.into(),
@@ -97,10 +119,13 @@ impl OwnedRRset {
     #[inline]
     pub(crate) fn view(&self) -> RRset<'_> {
         RRset {
+            rtype: self.rtype,
+            ttl: self.ttl,
             count: self.count,
             wire: &self.wire,
             additional: &[],
             additional_count: 0,
+            sig: self.sig,
         }
     }
 }
@@ -128,6 +153,8 @@ pub(crate) struct RRsetEntry {
     pub(crate) additional: Span,
     /// Number of additional records.
     pub(crate) additional_count: u16,
+    /// 1 + index of its signatures in the zone's DNSSEC statics (0: not signed).
+    pub(crate) sig: u32,
 }
 
 /// No GSLB name at a node.
@@ -148,6 +175,8 @@ struct NodeEntry {
     cname: Span,
     /// GSLB name answered here, or `NO_GSLB`.
     gslb: u32,
+    /// 1 + index of this name's NSEC in the zone's DNSSEC signer (0: zone not signed).
+    nsec: u32,
 }
 
 /// A name in a zone, as the answer code reads it: its RRsets, or nothing (an empty
@@ -160,6 +189,8 @@ pub(crate) struct Node<'a> {
     pub(crate) cname: Option<&'a [u8]>,
     /// The GSLB name answered here for A/AAAA (index into `Model::gslb`).
     pub(crate) gslb: Option<u32>,
+    /// 1 + index of this name's NSEC in the zone's DNSSEC signer (0: zone not signed).
+    pub(crate) nsec: u32,
     rrsets: &'a [RRsetEntry],
     nodes: &'a Nodes,
 }
@@ -172,9 +203,33 @@ impl<'a> Node<'a> {
         Some(self.nodes.view(e))
     }
 
+    /// Every RRset of the node.
+    pub(crate) fn rrsets(&self) -> impl Iterator<Item = RRset<'a>> + use<'a> {
+        let nodes = self.nodes;
+        self.rrsets.iter().map(move |e| nodes.view(e))
+    }
+
     /// Holds no data of its own (empty non-terminal).
     pub(crate) fn is_empty(&self) -> bool {
         self.rrsets.is_empty() && self.gslb.is_none()
+    }
+
+    /// The RR types present here, for its NSEC (RRSIG and NSEC included); at a delegation
+    /// only NS and DS (the rest is the child's or glue).
+    pub(crate) fn nsec_types(&self) -> TypeSet {
+        let mut t = TypeSet::default();
+        for rr in self.rrsets {
+            if !self.cut || rr.rtype == TYPE_NS || rr.rtype == TYPE_DS {
+                t.insert(rr.rtype);
+            }
+        }
+        if self.gslb.is_some() && !self.cut {
+            t.insert(TYPE_A);
+            t.insert(TYPE_AAAA);
+        }
+        t.insert(TYPE_RRSIG);
+        t.insert(TYPE_NSEC);
+        t
     }
 }
 
@@ -228,11 +283,15 @@ impl Nodes {
 
     #[inline]
     fn view(&self, e: &RRsetEntry) -> RRset<'_> {
+        let wire = e.wire.of(&self.data);
         RRset {
+            rtype: e.rtype,
+            ttl: first_ttl(wire),
             count: e.count,
-            wire: e.wire.of(&self.data),
+            wire,
             additional: e.additional.of(&self.extra),
             additional_count: e.additional_count,
+            sig: e.sig,
         }
     }
 
@@ -242,6 +301,7 @@ impl Nodes {
             cut: e.cut,
             cname: (e.cname.len > 0).then(|| e.cname.of(&self.names)),
             gslb: (e.gslb != NO_GSLB).then_some(e.gslb),
+            nsec: e.nsec,
             rrsets: &self.rrsets[at..at + usize::from(e.rrsets_len)],
             nodes: self,
         }
@@ -269,6 +329,7 @@ impl Nodes {
             cut: false,
             cname: Span::default(),
             gslb: NO_GSLB,
+            nsec: 0,
         });
         let (names, entries) = (&self.names, &self.entries);
         self.index
@@ -316,7 +377,63 @@ impl Nodes {
             wire: Span::push(&mut self.data, wire),
             additional: Span::push(&mut self.extra, additional),
             additional_count,
+            sig: 0,
         });
+    }
+
+    /// How many names the table holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The key and the node of name number `i` (`0..len()`, in the order they were added).
+    pub(crate) fn at(&self, i: usize) -> (&[u8], Node<'_>) {
+        let e = &self.entries[i];
+        (e.name.of(&self.names), self.node(e))
+    }
+
+    /// Sets the signature indexes of name number `i`: `sigs[j]` for its `j`-th RRset (as
+    /// [`Node::rrsets`] lists them), and its NSEC.
+    pub(crate) fn set_signatures(&mut self, i: usize, sigs: &[u32], nsec: u32) {
+        let e = &mut self.entries[i];
+        e.nsec = nsec;
+        let at = e.rrsets_at as usize;
+        for (r, &sig) in self.rrsets[at..at + usize::from(e.rrsets_len)]
+            .iter_mut()
+            .zip(sigs)
+        {
+            r.sig = sig;
+        }
+    }
+
+    /// Puts `sets` at `key` (added if new), each replacing an RRset of its type. The name's
+    /// RRsets move to the end of the table to stay contiguous (the old entries stay unused:
+    /// for the few key RRsets a signed zone adds at its apex).
+    pub(crate) fn replace_rrsets(&mut self, key: &[u8], sets: &[OwnedRRset]) {
+        let i = match self.add(key) {
+            Ok(i) | Err(i) => i as usize,
+        };
+        let e = self.entries[i];
+        let at = e.rrsets_at as usize;
+        let mut kept: Vec<RRsetEntry> = self.rrsets[at..at + usize::from(e.rrsets_len)]
+            .iter()
+            .filter(|r| sets.iter().all(|s| s.rtype != r.rtype))
+            .copied()
+            .collect();
+        for s in sets {
+            kept.push(RRsetEntry {
+                rtype: s.rtype,
+                count: s.count,
+                wire: Span::push(&mut self.data, &s.wire),
+                additional: Span::default(),
+                additional_count: 0,
+                sig: s.sig,
+            });
+        }
+        let e = &mut self.entries[i];
+        e.rrsets_at = self.rrsets.len() as u32;
+        e.rrsets_len = kept.len() as u16;
+        self.rrsets.extend(kept);
     }
 
     /// Makes sure `key` exists (as an empty non-terminal if new).
@@ -378,6 +495,8 @@ pub struct Zone {
     pub record_count: usize,
     /// GSLB names placed in the zone.
     pub(crate) gslb_count: usize,
+    /// Keys and signatures when the zone is signed (`[dnssec]`).
+    pub dnssec: Option<std::sync::Arc<crate::dnssec::ZoneSigner>>,
 }
 
 impl Zone {

@@ -115,8 +115,16 @@ fn write_fuzz_seeds() {
         v
     };
     write("state", "both".into(), &pair(&admin, &health));
-    write("state", "admin-only".into(), &pair(&admin, &serde_json::json!({})));
-    write("state", "health-only".into(), &pair(&serde_json::json!({}), &health));
+    write(
+        "state",
+        "admin-only".into(),
+        &pair(&admin, &serde_json::json!({})),
+    );
+    write(
+        "state",
+        "health-only".into(),
+        &pair(&serde_json::json!({}), &health),
+    );
     let mut future = health.clone();
     future["written_unix"] = serde_json::json!(now + 3600);
     write("state", "future".into(), &pair(&admin, &future));

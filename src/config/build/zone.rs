@@ -22,7 +22,8 @@ use crate::config::zone::{SetSpec, rdata_into, records};
 use crate::config::{ConfigError, FileSpec, ZoneSpec};
 use crate::model::{Nodes, OwnedRRset, Zone};
 use crate::rr::{
-    TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_MX, TYPE_NS, TYPE_SOA, TYPE_SRV, ancestors, wire_key,
+    TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_DS, TYPE_MX, TYPE_NS, TYPE_SOA, TYPE_SRV, ancestors,
+    wire_key,
 };
 
 /// RDATA in wire form, names inside uncompressed (each RRset is encoded on its own).
@@ -155,7 +156,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                 .any(|a| find(a).is_some_and(|n| cut[n as usize]))
     };
 
-    for n in 0..nodes {
+    for (n, &is_cut) in cut.iter().enumerate().take(nodes) {
         let key = owner_of(n as u32, &first);
         let mut seen: Vec<&SetSpec> = Vec::new();
         for s in sets_of(n) {
@@ -208,9 +209,18 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                 }
             }
         }
-        if cut[n] {
+        if !is_cut {
+            for s in seen.iter().filter(|s| s.rtype == TYPE_DS) {
+                err(
+                    errs,
+                    &rt.path(s),
+                    "DS belongs at a delegation point (a name below the apex with NS)".into(),
+                );
+            }
+        }
+        if is_cut {
             for s in &seen {
-                if !matches!(s.rtype, TYPE_NS | TYPE_A | TYPE_AAAA) {
+                if !matches!(s.rtype, TYPE_NS | TYPE_A | TYPE_AAAA | TYPE_DS) {
                     err(
                         errs,
                         &rt.path(s),
@@ -256,14 +266,14 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
     let mut extra = Vec::new();
     let mut lowered = [0u8; 256];
     let mut record_count = 0;
-    for n in 0..nodes {
+    for (n, &is_cut) in cut.iter().enumerate().take(nodes) {
         let key = owner_of(n as u32, &first);
         let cname = sets_of(n)
             .find(|s| s.rtype == TYPE_CNAME)
             .and_then(|s| rt.rdata(s).next())
             .and_then(|r| target(TYPE_CNAME, r))
             .map(|t| lower(t, &mut lowered).to_vec());
-        table.push_node(key, cut[n], cname.as_deref());
+        table.push_node(key, is_cut, cname.as_deref());
         for s in sets_of(n) {
             record_count += usize::from(s.count);
             // Additional data: the in-zone addresses of the names NS, MX and SRV records
@@ -309,6 +319,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
         nodes: table,
         record_count: record_count + 1,
         gslb_count: 0,
+        dnssec: None,
     })
 }
 

@@ -3,7 +3,8 @@
 //!
 //! A state file that cannot be used never stops the server (unless `strict_state` says so):
 //! an unusable `admin.json` is moved aside and every datacenter starts in `obey`; an unusable
-//! `health.json` is only a cache and is ignored. Either is logged at error/warn level and kept
+//! `health.json` is only a cache and is ignored, and so is an unusable `inputs.json` (external
+//! verdicts expire anyway). Each is logged at error/warn level and kept
 //! as a [`StateProblem`] for `/status` and the `gslbd_state_file_errors_total` metric.
 
 use std::path::PathBuf;
@@ -16,9 +17,9 @@ use super::{Aggregator, StateProblem};
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
-    SavedLoadKind, TargetEntry, VERSION, parse_admin, parse_health, read_bytes, set_aside,
-    unix_secs, write_atomic,
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, InputsFile,
+    PersistError, SavedLoad, SavedLoadKind, TargetEntry, VERSION, parse_admin, parse_health,
+    read_bytes, read_json, set_aside, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -77,6 +78,20 @@ impl Aggregator {
                 error,
                 moved_to: None,
             });
+        }
+        // External verdicts expire on their own: a file that cannot be used is ignored (the
+        // probes decide until a source says otherwise again), said as for health.json.
+        match read_json::<InputsFile>(dir, INPUTS_FILE) {
+            Ok(Some(file)) => self.restore_inputs(&file, now, wall),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "saved external verdicts not used: the probes decide until a source sends its verdict again");
+                self.problems.push(StateProblem {
+                    file: INPUTS_FILE,
+                    error: e.to_string(),
+                    moved_to: None,
+                });
+            }
         }
         Ok(())
     }
@@ -221,14 +236,29 @@ impl Aggregator {
         )
     }
 
+    /// Write the state files now (synchronously; no-op without a state dir).
+    pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
+        let Some(dir) = &self.settings.state_dir else {
+            return Ok(());
+        };
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        write_json(dir, ADMIN_FILE, &admin)?;
+        write_json(dir, INPUTS_FILE, &self.inputs_file(wall))?;
+        write_json(dir, HEALTH_FILE, &health)
+    }
+
     pub(super) async fn persist_async(&self, now: Instant) -> Result<(), PersistError> {
         let Some(dir) = self.settings.state_dir.clone() else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        let inputs = self.inputs_file(wall);
         // File I/O and fsync off the runtime's worker threads.
         tokio::task::spawn_blocking(move || {
             write_json(&dir, ADMIN_FILE, &admin)?;
+            write_json(&dir, INPUTS_FILE, &inputs)?;
             write_json(&dir, HEALTH_FILE, &health)
         })
         .await
