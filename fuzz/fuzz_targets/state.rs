@@ -1,10 +1,12 @@
-//! State files in: any bytes as `admin.json` and `health.json` of the state directory, read
-//! and restored the way the health aggregator does at start (versions checked, admin states
-//! applied, warm health aged), into two datacenters with checks.
+//! State files in: any bytes as `admin.json`, `health.json` and `inputs.json` of the state
+//! directory, read and restored the way the health aggregator does at start (versions
+//! checked, admin states applied, warm health aged, external verdicts resolved), into two
+//! datacenters with checks.
 //!
-//! Input: the two files separated by the first NUL byte (`admin` NUL `health`; no NUL: the
-//! bytes are both files). Invariants: no panic; a file that cannot be used is reported as a
-//! problem with its name and a message a log can hold; a usable file is not reported.
+//! Input: the three files separated by NUL bytes (`admin` NUL `health` NUL `inputs`; a
+//! missing part is an absent file; no NUL: the bytes are all three files). Invariants: no
+//! panic; a file that cannot be used is reported as a problem with its name and a message a
+//! log can hold.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -29,13 +31,18 @@ fn set() -> Arc<ProbeSet> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (admin, health) = match data.iter().position(|&b| b == 0) {
-        Some(i) => (&data[..i], &data[i + 1..]),
-        None => (data, data),
+    let (admin, health, inputs) = if data.contains(&0) {
+        let mut parts = data.splitn(3, |&b| b == 0);
+        let mut next = || parts.next().unwrap_or(&[]);
+        (next(), next(), next())
+    } else {
+        (data, data, data)
     };
-    for problem in restore_for_fuzzing(set(), admin, health) {
+    for problem in restore_for_fuzzing(set(), admin, health, inputs) {
         assert!(
-            problem.starts_with("admin.json") || problem.starts_with("health.json"),
+            ["admin.json", "health.json", "inputs.json"]
+                .iter()
+                .any(|f| problem.starts_with(f)),
             "{problem}"
         );
         assert!(problem.chars().count() <= 2048, "a {}-byte message", problem.len());

@@ -93,7 +93,7 @@ fn write_fuzz_seeds() {
     for (i, t) in texts.iter().enumerate() {
         write("zone", format!("zone-{i:04}"), t.as_bytes());
     }
-    // admin.json NUL health.json, as the state target splits them.
+    // admin.json NUL health.json NUL inputs.json, as the state target splits them.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
@@ -108,28 +108,30 @@ fn write_fuzz_seeds() {
         {"check": "tcp:443", "addr": "127.0.0.3:443", "up": true, "passes": 2, "fails": 0,
          "load": {"kind": "connections", "value": 120.0, "age_secs": 1.0}},
     ]});
-    let pair = |a: &serde_json::Value, h: &serde_json::Value| {
+    let inputs = serde_json::json!({"version": 1, "written_unix": now - 10, "entries": [
+        {"kind": "pushed", "id": "deploy", "datacenter": "fra", "up": false,
+         "reason": "maintenance", "ttl_secs": 600.0, "expires_unix_ms": (now + 590) * 1000},
+        {"kind": "alert", "id": "a1b2", "datacenter": "ams", "address": "127.0.0.3",
+         "up": true, "load": 0.4, "ttl_secs": 300.0, "expires_unix_ms": (now + 290) * 1000},
+    ]});
+    let none = serde_json::json!({});
+    let files = |a: &serde_json::Value, h: &serde_json::Value, i: &serde_json::Value| {
         let mut v = a.to_string().into_bytes();
         v.push(0);
         v.extend(h.to_string().into_bytes());
+        v.push(0);
+        v.extend(i.to_string().into_bytes());
         v
     };
-    write("state", "both".into(), &pair(&admin, &health));
-    write(
-        "state",
-        "admin-only".into(),
-        &pair(&admin, &serde_json::json!({})),
-    );
-    write(
-        "state",
-        "health-only".into(),
-        &pair(&serde_json::json!({}), &health),
-    );
+    write("state", "all".into(), &files(&admin, &health, &inputs));
+    write("state", "admin-only".into(), &files(&admin, &none, &none));
+    write("state", "health-only".into(), &files(&none, &health, &none));
+    write("state", "inputs-only".into(), &files(&none, &none, &inputs));
     let mut future = health.clone();
     future["written_unix"] = serde_json::json!(now + 3600);
-    write("state", "future".into(), &pair(&admin, &future));
+    write("state", "future".into(), &files(&admin, &future, &inputs));
     println!(
-        "{} packets, {} zone files, 4 state files in {}",
+        "{} packets, {} zone files, 5 state files in {}",
         packets.len(),
         texts.len(),
         dir.display()

@@ -758,6 +758,11 @@ fn response_lines(raw: &[u8]) -> Vec<String> {
     ] {
         v.extend(records.iter().map(|r| format!("{section} {r}")));
     }
+    // hickory-proto (with DNSSEC support) keeps a TSIG record apart from the additional
+    // section, where it was (last).
+    if let Some(sig) = msg.signature() {
+        v.push(format!("additional {sig}"));
+    }
     match &opt {
         None => {
             v.push("edns none".into());

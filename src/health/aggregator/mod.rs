@@ -53,7 +53,7 @@ use target::TargetState;
 use super::events::{Change, EventKind, EventLog, EventView};
 use super::ewma::{DEFAULT_HALF_LIFE, slow_start_factor};
 use super::input::{Applied, Input, InputError, Update};
-use super::persist::PersistError;
+use super::persist::{INPUTS_FILE, PersistError};
 use super::{AdminState, DcState, Publish, Snapshot};
 use crate::probe::{LoadFigure, ProbeOutcome, ProbeResult, ProbeSet};
 use crate::shutdown::Shutdown;
@@ -793,12 +793,17 @@ impl Aggregator {
     }
 }
 
-/// Restores `admin` and `health` (any bytes; empty = no such file) as the state files of a
-/// start over `set`, the way [`Aggregator::new`] reads them from the state directory, and
-/// returns each problem found as `file: error` lines. For the fuzz target (`fuzz/`); it
-/// writes both into a private temporary directory.
+/// Restores `admin`, `health` and `inputs` (any bytes; empty = no such file) as the state
+/// files of a start over `set`, the way [`Aggregator::new`] reads them from the state
+/// directory, and returns each problem found as `file: error` lines. For the fuzz target
+/// (`fuzz/`); it writes them into a private temporary directory.
 #[doc(hidden)]
-pub fn restore_for_fuzzing(set: Arc<ProbeSet>, admin: &[u8], health: &[u8]) -> Vec<String> {
+pub fn restore_for_fuzzing(
+    set: Arc<ProbeSet>,
+    admin: &[u8],
+    health: &[u8],
+    inputs: &[u8],
+) -> Vec<String> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
         "gslbd-fuzz-state-{}-{}",
@@ -809,7 +814,11 @@ pub fn restore_for_fuzzing(set: Arc<ProbeSet>, admin: &[u8], health: &[u8]) -> V
     if std::fs::create_dir_all(&dir).is_err() {
         return Vec::new();
     }
-    for (name, bytes) in [("admin.json", admin), ("health.json", health)] {
+    for (name, bytes) in [
+        ("admin.json", admin),
+        ("health.json", health),
+        (INPUTS_FILE, inputs),
+    ] {
         if !bytes.is_empty() {
             let _ = std::fs::write(dir.join(name), bytes);
         }
