@@ -3,7 +3,7 @@
 //! ```text
 //!  HTTP client --axum--> router(ApiContext)
 //!     GET  /status                    -> ApiBackend::server_info + datacenter_status -> JSON
-//!     GET  /metrics                   -> Metrics::render(Extra { health, server })   -> text
+//!     GET  /metrics                   -> Metrics::render(Extra { health, server, .. }) -> text
 //!     PUT  /datacenters/{name}/admin  -> bearer token check -> ApiBackend::set_admin
 //!     GET  /explain?name=&type=&client=&ecs= -> ApiBackend::explain               -> JSON
 //!     GET  /healthz, /readyz          -> "ok" / ApiBackend::ready
@@ -25,6 +25,7 @@ pub mod client;
 mod token;
 mod ui;
 pub(crate) mod view;
+mod xdp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -90,6 +91,11 @@ pub trait ApiBackend: Send + Sync + 'static {
     /// Recent health state changes, newest first.
     fn events(&self) -> BoxFuture<'_, Vec<EventView>> {
         Box::pin(async { Vec::new() })
+    }
+
+    /// The AF_XDP listeners and their counters (none by default).
+    fn xdp_status(&self) -> Vec<crate::dns::xdp::XdpStatus> {
+        vec![]
     }
 }
 
@@ -318,6 +324,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "answers_window_secs": window.as_secs(),
         "names": view::names(&topo, &totals, &base),
         "events": events,
+        "xdp": ctx.backend.xdp_status(),
     });
     axum::Json(body).into_response()
 }
@@ -338,10 +345,13 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
             .filter_map(|z| Some((z.name.clone(), z.dnssec.clone()?)))
             .collect(),
     );
+    let xdp = ctx.backend.xdp_status();
+    let xdp = xdp::XdpGauges(&xdp);
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
         dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
+        xdp: (!xdp.0.is_empty()).then_some(&xdp as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()

@@ -4,10 +4,11 @@
 //! `PacketHandler` it passes to the transports.
 //!
 //! ```text
-//! udp.rs / tcp.rs --bytes, Peer--> PacketHandler (server) --> answer::handle
+//! udp.rs / tcp.rs / xdp/ --bytes, Peer--> PacketHandler (server) --> answer::handle
 //!     answer::handle: wire::parse --Query--> zone lookup, CNAME, wildcard, referral
 //!                     --> GslbAnswerer for GSLB names --> response bytes
-//! listen.rs binds UDP+TCP per address and runs the loops under one stop node.
+//! listen.rs binds UDP+TCP per address (and AF_XDP per interface) and runs the loops under
+//! one stop node.
 //! signed.rs adds RRSIGs and compact-denial NSECs when the query has DO and the zone is signed.
 //! ```
 //!
@@ -21,6 +22,7 @@ pub(crate) mod tcp;
 #[allow(unsafe_code)]
 pub(crate) mod udp;
 pub(crate) mod wire;
+pub mod xdp;
 
 pub(crate) use answer::{GslbAnswerer, GslbOutcome, Writer};
 pub use answer::{NoGslb, handle};

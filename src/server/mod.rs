@@ -79,6 +79,10 @@ pub struct ServeOptions {
     /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
     /// counters, kept across reloads.
     pub dnssec: crate::dnssec::Env,
+    /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
+    pub xdp: Vec<dns::xdp::XdpListen>,
+    /// Where the XDP program runs (`--xdp-mode`).
+    pub xdp_mode: dns::xdp::XdpMode,
 }
 
 impl ServeOptions {
@@ -103,6 +107,8 @@ impl ServeOptions {
             listen_best_effort: false,
             latency_map: None,
             dnssec: crate::dnssec::Env::system(),
+            xdp: vec![],
+            xdp_mode: dns::xdp::XdpMode::Auto,
         }
     }
 
@@ -193,6 +199,8 @@ pub struct State {
     private_state_dir: bool,
     /// Parent of every probe runtime's stop node.
     stop: Shutdown,
+    /// The AF_XDP listeners' counters, once they run (for /status and /metrics).
+    xdp: std::sync::OnceLock<dns::xdp::XdpView>,
 }
 
 impl PacketHandler for State {
@@ -526,6 +534,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         state_dir,
         private_state_dir,
         stop: stop.clone(),
+        xdp: std::sync::OnceLock::new(),
     });
     let health_gen = state
         .sync_health(&loaded.model)
@@ -542,11 +551,23 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         tcp_idle_timeout: opts.tcp_idle_timeout,
         best_effort: opts.listen_best_effort,
     };
-    let listeners =
+    let mut listeners =
         dns::listen::start(&cfg, state.clone(), stop.child()).map_err(|e| StartError::Bind {
             addr: format!("{:?}", opts.listen),
             source: e,
         })?;
+    if let Err(e) = listeners
+        .start_xdp(&opts.xdp, opts.xdp_mode, state.clone())
+        .await
+    {
+        listeners.stop(opts.shutdown_grace).await;
+        let list: Vec<String> = opts.xdp.iter().map(ToString::to_string).collect();
+        return Err(StartError::Bind {
+            addr: format!("AF_XDP {}", list.join(", ")),
+            source: e,
+        });
+    }
+    let _ = state.xdp.set(listeners.xdp_view());
     let dns_addrs = listeners.bound.clone();
 
     let api_stop = stop.child();

@@ -323,9 +323,9 @@ mod tests {
             zones: 2,
         };
         let text = m.render(&Extra {
-            dnssec: None,
             health: Some(&status),
             server: Some(server),
+            ..Extra::default()
         });
         let s = parse(&text);
         let fra = [("datacenter", "fra")];
