@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 use crate::gslb::{DATACENTERS, ZONE, geo_fixture};
+use crate::hardening::{cookie_of, with_cookie};
 
 const SRV4: &str = "192.0.2.1";
 const SRV6: &str = "2001:db8::1";
@@ -172,12 +173,18 @@ impl Lab {
     }
 
     fn start(&mut self, mode: &str) {
+        self.start_with(mode, &[]);
+    }
+
+    /// Starts the server with the lab's listeners and `more` options.
+    fn start_with(&mut self, mode: &str, more: &[&str]) {
         #[rustfmt::skip]
-        let args = [
+        let mut args = vec![
             "--listen", "192.0.2.1:53", "--listen", "192.0.2.1:5300",
             "--listen", "[2001:db8::1]:53", "--listen", "[2001:db8::1]:5300",
             "--api", "192.0.2.1:8053",
         ];
+        args.extend_from_slice(more);
         let child = self.spawn(mode, &args);
         self.server = Some(child);
         self.wait_ready();
@@ -611,4 +618,144 @@ fn xdp_generic_mode_two_queues() {
         assert_eq!(a, ask(&c, sock, &query.bytes(), Duration::from_secs(2)));
     }
     assert_eq!(lab.counter("answered") - before, 20);
+}
+
+/// Sends every packet of `burst` from `sock` to its destination as fast as it goes, then
+/// listens `grace` longer; the full answers per source port of the answer, and when the last
+/// one arrived. Limited responses are dropped (the server runs with slip 0), so an answer is a
+/// response the rate limit let through.
+fn burst(
+    sock: &UdpSocket,
+    burst: &[(SocketAddr, Vec<u8>)],
+    grace: Duration,
+) -> (std::collections::BTreeMap<u16, u64>, Option<Instant>) {
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let (mut got, mut last) = (std::collections::BTreeMap::new(), None);
+    let mut buf = vec![0u8; 4096];
+    for (to, bytes) in burst {
+        sock.send_to(bytes, to).expect("send");
+    }
+    let sent = Instant::now();
+    while sent.elapsed() < grace {
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let r = Resp::parse(buf[..n].to_vec());
+            if !truncated(&r) && !r.answers().is_empty() {
+                *got.entry(from.port()).or_default() += 1;
+                last = Some(Instant::now());
+            }
+        }
+    }
+    (got, last)
+}
+
+#[test]
+fn xdp_is_rate_limited_and_checks_cookies_as_udp_sockets_do() {
+    require_root!();
+    let mut lab = Lab::new(1);
+    // Rate 1 (a burst of 1, then 1 a second) and slip 0: every limited response is dropped,
+    // so each answer that arrives is one the limit let through.
+    lab.start_with("auto", &["--rrl-rate", "1", "--rrl-slip", "0"]);
+    let xdp = SocketAddr::new(ip(SRV4), 53);
+    let sock = SocketAddr::new(ip(SRV4), 5300);
+
+    // Cookies, from a prefix the flood below does not use. A client cookie alone over XDP:
+    // the answer carries it back with our server cookie.
+    let c = lab.client("192.0.2.2");
+    let client = *b"xdpclnt1";
+    let with = |server: &[u8]| with_cookie(q("www.example.com", "A"), client, server).bytes();
+    let wait = Duration::from_secs(2);
+    let raw = ask(&c, xdp, &with(&[]), wait).expect("answer over XDP");
+    let (cookie, rcode) = cookie_of(&raw);
+    let cookie = cookie.expect("cookie echoed over XDP");
+    assert_eq!((rcode, cookie.len(), &cookie[..8]), (0, 24, &client[..]));
+    let made_by_xdp = cookie[8..].to_vec();
+    // One secret for both paths: the cookie made over XDP is valid over the UDP socket, and
+    // one made over the socket is valid over XDP (valid cookies are not rate limited, so
+    // these repeated queries from one prefix are all answered).
+    let raw = ask(&c, sock, &with(&made_by_xdp), wait).expect("socket answer");
+    assert_eq!(cookie_of(&raw).1, 0);
+    let made_by_socket = cookie_of(&raw).0.expect("fresh cookie")[8..].to_vec();
+    let raw = ask(&c, xdp, &with(&made_by_socket), wait).expect("answer over XDP");
+    assert_eq!(cookie_of(&raw).1, 0);
+    assert_eq!(Resp::parse(raw).answers().len(), 2);
+    // A server cookie we did not make: BADCOOKIE with a fresh cookie and no records over XDP,
+    // as over the UDP socket (another bucket, class error: the first of each passes).
+    let forged = [1u8, 0, 0, 0, 0x60, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+    let c6 = lab.client("2001:db8::2");
+    for (from, to) in [(&c, xdp), (&c6, SocketAddr::new(ip(SRV6), 5300))] {
+        let raw = ask(from, to, &with(&forged), wait).expect("BADCOOKIE answer");
+        let (cookie, rcode) = cookie_of(&raw);
+        assert_eq!(rcode, 23, "BADCOOKIE from {to}");
+        assert_eq!(u16::from_be_bytes([raw[6], raw[7]]), 0, "no answer");
+        assert_eq!(cookie.map(|c| c.len()), Some(24));
+    }
+    let cookies = |r| lab.metric("gslbd_cookie_queries_total", &[("result", r)]) as u64;
+    assert_eq!(cookies("invalid"), 2);
+
+    // The flood, from another prefix (81.2.69.0/24): first its cookie for later, asked for
+    // another name (another bucket).
+    let f = lab.client("81.2.69.10");
+    let mx = with_cookie(q("example.com", "MX"), client, &[]).bytes();
+    let raw = ask(&f, sock, &mx, wait).expect("socket answer");
+    let fresh = cookie_of(&raw).0.expect("cookie")[8..].to_vec();
+    // 60 identical queries over XDP: the first finds a full bucket and is answered, the rest
+    // get what one a second allows.
+    let pkt = q("www.example.com", "A").bytes();
+    let t0 = Instant::now();
+    let (got, last) = burst(
+        &f,
+        &vec![(xdp, pkt.clone()); 60],
+        Duration::from_millis(150),
+    );
+    let over_xdp = got.get(&53).copied().unwrap_or(0);
+    let secs = last.map_or(0.0, |t| t.duration_since(t0).as_secs_f64());
+    eprintln!("XDP flood: {got:?} full answers, the last after {secs:.2} s");
+    assert!(over_xdp >= 1, "the first query over XDP passes: {got:?}");
+    assert!(
+        over_xdp <= 1 + secs as u64,
+        "{over_xdp} answers over XDP in {secs:.2} s, at most 1 + 1 a second"
+    );
+    // Then 60 to the UDP socket: XDP and the sockets share the buckets, so the socket path
+    // does not start with a full one (it would answer at least its first query).
+    let (got2, last2) = burst(
+        &f,
+        &vec![(sock, pkt.clone()); 60],
+        Duration::from_millis(150),
+    );
+    let over_socket = got2.get(&5300).copied().unwrap_or(0);
+    let secs = last2.map_or(secs, |t| t.duration_since(t0).as_secs_f64());
+    let full = over_xdp + over_socket;
+    eprintln!("then the socket: {got2:?} full answers, the last after {secs:.2} s");
+    assert!(
+        full <= 1 + secs as u64,
+        "{full} answers over both paths in {secs:.2} s: one bucket allows 1 + 1 a second"
+    );
+    let dropped = lab.metric(
+        "gslbd_rrl_limited_total",
+        &[("class", "answer"), ("action", "dropped")],
+    ) as u64;
+    assert_eq!(
+        dropped,
+        120 - full,
+        "every other response was dropped by RRL"
+    );
+    // The XDP listener counts the responses the limit dropped among its drops.
+    assert!(lab.counter("dropped") >= 60 - over_xdp);
+
+    // A valid cookie exempts the client over XDP, as over UDP: the same prefix, still over
+    // its rate, gets all 30 answers of a burst that carries one.
+    let exempt_before = lab.metric("gslbd_rrl_exempt_total", &[("reason", "cookie")]) as u64;
+    let (got, _) = burst(
+        &f,
+        &vec![(xdp, with(&fresh)); 30],
+        Duration::from_millis(500),
+    );
+    assert_eq!(
+        got.get(&53).copied(),
+        Some(30),
+        "cookie queries over XDP: {got:?}"
+    );
+    let exempt = lab.metric("gslbd_rrl_exempt_total", &[("reason", "cookie")]) as u64;
+    assert_eq!(exempt - exempt_before, 30);
 }
