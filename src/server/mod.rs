@@ -75,7 +75,7 @@ pub struct ServeOptions {
     pub tcp_write_timeout: Duration,
     /// Bounds of the API listener (connections, timeouts, body size).
     pub api_limits: crate::api::ApiLimits,
-    /// Response rate limiting of UDP answers (rate 0 = off).
+    /// Response rate limiting of UDP answers, over sockets and AF_XDP (rate 0 = off).
     pub rrl: RrlConfig,
     /// DNS cookies (RFC 7873) on.
     pub cookies: bool,
@@ -260,7 +260,7 @@ pub struct State {
     private_state_dir: bool,
     /// Parent of every probe runtime's stop node.
     stop: Shutdown,
-    /// Response rate limiting of UDP answers (`None` = off).
+    /// Response rate limiting of UDP answers, sockets and AF_XDP alike (`None` = off).
     rrl: Option<Rrl>,
     /// Cookie secrets (`None` = cookies off).
     cookies: Option<Arc<guard::CookieJar>>,
