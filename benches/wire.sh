@@ -15,6 +15,11 @@
 # Each run writes $LAB_WORK/results/wire-<timestamp>.csv; compare peers within one run (the
 # machine is shared). gslbd gets the lab's GeoIP file, so `dyn` asks the same GSLB question as
 # gdnsd's geoip plugin; knot serves static and nx only.
+# Rate limiting: kxdpgun sends everything from one address (193.0.0.2), so gslbd's default RRL
+# (200 responses a second per bucket) would limit the run to slips and drops. The peers run
+# without RRL (their defaults); gslbd runs with GSLBD_RRL (default `--rrl-rate 1000000
+# --rrl-exempt none`: every response takes the limiter's whole path, none is limited), so its
+# figures include what RRL costs. GSLBD_RRL="" measures the defaults, i.e. the limited flood.
 #
 # Needs root (namespaces, veth, AF_XDP), the lab's peers (../shared/lab/peers/install.sh) and
 # kxdpgun (knot-dnsutils). Writes only under $LAB_WORK (default /tmp/gslb-lab) and a copy of the
@@ -44,7 +49,8 @@ else
 fi
 "$TMP/gslbd" check --zones "$REPO/benches/zones"
 
-BASE="$TMP/gslbd serve --zones $REPO/benches/zones --geoip $GEO_MMDB --listen @ADDR@ --api none --udp-threads 1 --no-watch"
+GSLBD_RRL=${GSLBD_RRL---rrl-rate 1000000 --rrl-exempt none}
+BASE="$TMP/gslbd serve --zones $REPO/benches/zones --geoip $GEO_MMDB --listen @ADDR@ --api none --udp-threads 1 --no-watch $GSLBD_RRL"
 for m in "${MODES[@]}"; do
   case $m in
     xdp)
