@@ -17,6 +17,8 @@ mod backend;
 mod feed;
 mod guard;
 pub(crate) mod health;
+#[allow(unsafe_code)]
+mod heap;
 mod latency_map;
 mod notify;
 pub mod publish;
@@ -637,6 +639,12 @@ impl State {
         if let Err(e) = self.serving.swap_model(loaded, Arc::new(geo), health_gen) {
             tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
         }
+        // The old model is freed when the last query holding it is done (within a batch);
+        // then its memory goes back to the system, so reloads do not grow the resident size.
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = tokio::task::spawn_blocking(heap::trim).await;
+        });
         Ok(())
     }
 }
@@ -768,6 +776,8 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             StartError::Config(one_error(&opts.zones_dir, format!("load task failed: {e}")))
         })?
         .map_err(StartError::Config)?;
+    // What reading the files took beyond the model goes back to the system.
+    heap::trim();
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),
