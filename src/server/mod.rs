@@ -79,6 +79,9 @@ pub struct ServeOptions {
     /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
     /// counters, kept across reloads.
     pub dnssec: crate::dnssec::Env,
+    /// Seed of the probe jitter; `None` = random. A fixed seed gives the probe schedule
+    /// `gslbd simulate` computes for the same seed (its tests compare the two).
+    pub probe_seed: Option<u64>,
 }
 
 impl ServeOptions {
@@ -103,6 +106,7 @@ impl ServeOptions {
             listen_best_effort: false,
             latency_map: None,
             dnssec: crate::dnssec::Env::system(),
+            probe_seed: None,
         }
     }
 
@@ -322,9 +326,15 @@ impl State {
             model.datacenters.plan.clone(),
             &model.datacenters.probes,
             self.aggregator_settings(),
-            WorkerSettings {
-                max_in_flight: self.opts.max_probes_in_flight,
-                ..WorkerSettings::default()
+            {
+                let mut w = WorkerSettings {
+                    max_in_flight: self.opts.max_probes_in_flight,
+                    ..WorkerSettings::default()
+                };
+                if let Some(seed) = self.opts.probe_seed {
+                    w.seed = seed;
+                }
+                w
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),

@@ -37,5 +37,6 @@ mod probe;
 mod probe_e2e;
 mod reload;
 mod scenarios;
+mod simulate;
 mod webdriver;
 mod zone_errors;

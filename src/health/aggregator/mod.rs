@@ -464,6 +464,29 @@ impl Aggregator {
         Ok(())
     }
 
+    /// What an operator's admin command does (the API, `gslbd admin`, `gslbd simulate`): set
+    /// the state at `now` and publish at once, skipping the coalescing wait (the operator
+    /// expects the change at once).
+    pub fn admin_command(
+        &mut self,
+        dc: u32,
+        state: AdminState,
+        now: Instant,
+    ) -> Result<(), AdminError> {
+        self.set_admin(dc, state, now)?;
+        self.last_publish = None;
+        self.publish(now);
+        Ok(())
+    }
+
+    /// The periodic step of the run loop (every `publish_interval`): log completed drains and
+    /// publish what changed. Returns true when it published. `gslbd simulate` calls it on the
+    /// same schedule on virtual time.
+    pub fn tick(&mut self, now: Instant) -> bool {
+        self.check_drains(now);
+        self.publish(now)
+    }
+
     /// Slow-start factor of datacenter `dc` at `now` (1 when not ramping).
     pub(crate) fn slow_start(&self, dc: usize, now: Instant) -> f64 {
         let window = self.set.dcs[dc].check.as_ref().and_then(|c| c.slow_start);
@@ -628,13 +651,7 @@ impl Aggregator {
     ) -> Option<oneshot::Sender<Result<(), PersistError>>> {
         match cmd {
             Command::SetAdmin { dc, state, reply } => {
-                let r = self.set_admin(dc, state, now);
-                // Admin changes skip the coalescing wait: the operator expects them at once.
-                if r.is_ok() {
-                    self.last_publish = None;
-                    self.publish(now);
-                }
-                let _ = reply.send(r);
+                let _ = reply.send(self.admin_command(dc, state, now));
                 None
             }
             Command::Status { reply } => {
@@ -685,9 +702,7 @@ impl Aggregator {
                     None => results_open = false,
                 },
                 _ = tick.tick() => {
-                    let now = Instant::now();
-                    self.check_drains(now);
-                    self.publish(now);
+                    self.tick(Instant::now());
                 }
                 _ = persist.tick(), if self.settings.state_dir.is_some() => {
                     if let Err(e) = self.persist_async(Instant::now()).await {

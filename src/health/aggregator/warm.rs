@@ -97,6 +97,23 @@ impl Aggregator {
         );
     }
 
+    /// What a reload that changes the datacenters does through the state files (the old
+    /// runtime writes them when it stops, the new one reads them back at start), in memory:
+    /// admin states by datacenter name and the health of the targets both sets probe, taken
+    /// from `prev` at `now`, then published. `gslbd simulate` uses it for a zone change on
+    /// virtual time, where there are no files (and no wall clock to age them by).
+    pub(crate) fn carry_over(&mut self, prev: &Aggregator, now: Instant) {
+        let wall = SystemTime::now();
+        let (admin, health) = prev.state_files(now, wall);
+        // The states come from `state_files`, so they always parse; there is no file to name.
+        let _ = self.restore_admin(&admin, now, wall, std::path::Path::new(""));
+        self.restore_health(&health, now, wall);
+        for i in 0..self.dcs.len() {
+            self.dcs[i].healthy = self.compute_healthy(i);
+        }
+        self.force_publish(now);
+    }
+
     /// The two state files as they would be written at (`now`, `wall`).
     pub(crate) fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
         let mut admin = AdminFile {
