@@ -21,6 +21,8 @@ pub(crate) mod zone;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// Durations as zone files write them (`"500ms"`, `"5s"`, `"2m"`, `"1h"`), for flags too.
+pub use crate::walk::parse_duration;
 pub use build::{build, build_signed};
 pub(crate) use check::CheckEntry;
 pub(crate) use datacenter::DatacenterSpec;

@@ -7,9 +7,11 @@ use std::time::SystemTime;
 use super::Metrics;
 use super::registry::lock;
 use super::slots::{
-    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, N_TRANSPORTS,
-    PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
+    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR,
+    HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL, HOT_RRL_EXEMPT, N_TRANSPORTS, PROBE_BUCKETS_MS,
+    QUERY_BUCKETS_US, RCODES, qtype_labels,
 };
+use crate::abuse::{CloseReason, CookieResult, Listener, RrlAction, RrlClass, RrlExempt};
 use crate::net::Transport;
 
 impl Metrics {
@@ -44,6 +46,16 @@ impl Metrics {
             &[("result", "error")],
             self.reload_err.load(Relaxed),
         );
+        let n = "gslbd_notifications_total";
+        o.header(
+            n,
+            "Webhook notifications of health events by result (sent, retried, dropped).",
+            "counter",
+        );
+        for (i, r) in super::NOTIFICATION_RESULTS.iter().enumerate() {
+            o.sample(n, &[("result", r)], self.notifications[i].load(Relaxed));
+        }
+        self.render_abuse(&mut o);
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
         }
@@ -54,6 +66,97 @@ impl Metrics {
             d.render(&mut o);
         }
         o.s
+    }
+
+    fn render_abuse(&self, o: &mut Text) {
+        let n = "gslbd_rrl_limited_total";
+        o.header(
+            n,
+            "UDP responses over their rate-limit bucket, by response class and what was done.",
+            "counter",
+        );
+        for c in RrlClass::ALL {
+            for a in RrlAction::ALL {
+                let j = HOT_RRL + c.index() * RrlAction::ALL.len() + a.index();
+                let l = [("class", c.label()), ("action", a.label())];
+                o.sample(n, &l, self.hot.sum(0, j));
+            }
+        }
+        let n = "gslbd_rrl_exempt_total";
+        o.header(
+            n,
+            "UDP responses not rate limited: a valid server cookie, or an exempt prefix.",
+            "counter",
+        );
+        for r in RrlExempt::ALL {
+            o.sample(
+                n,
+                &[("reason", r.label())],
+                self.hot.sum(0, HOT_RRL_EXEMPT + r.index()),
+            );
+        }
+        let n = "gslbd_cookie_queries_total";
+        o.header(
+            n,
+            "Queries with a DNS COOKIE option, by what it showed (invalid over UDP = BADCOOKIE).",
+            "counter",
+        );
+        for r in CookieResult::ALL {
+            o.sample(
+                n,
+                &[("result", r.label())],
+                self.hot.sum(0, HOT_COOKIE + r.index()),
+            );
+        }
+        let n = "gslbd_connections_closed_total";
+        o.header(
+            n,
+            "Stream connections closed or refused by a limit, by listener and reason.",
+            "counter",
+        );
+        for l in Listener::ALL {
+            for r in CloseReason::ALL {
+                let j = HOT_CLOSED + l.index() * CloseReason::ALL.len() + r.index();
+                o.sample(
+                    n,
+                    &[("listener", l.label()), ("reason", r.label())],
+                    self.hot.sum(0, j),
+                );
+            }
+        }
+        let n = "gslbd_accept_errors_total";
+        o.header(
+            n,
+            "Accepts that failed for lack of file descriptors or memory (the listener backs off).",
+            "counter",
+        );
+        for l in Listener::ALL {
+            o.sample(
+                n,
+                &[("listener", l.label())],
+                self.hot.sum(0, HOT_ACCEPT + l.index()),
+            );
+        }
+        let tables = lock(&self.conn_tables).clone();
+        let n = "gslbd_connections_open";
+        o.header(n, "Stream connections open now, by listener.", "gauge");
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.open());
+        }
+        let n = "gslbd_connections_max";
+        o.header(n, "Most stream connections at once, by listener.", "gauge");
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.limits().max_total);
+        }
+        let n = "gslbd_connections_max_per_client";
+        o.header(
+            n,
+            "Most stream connections of one client address (IPv6: one /64), by listener.",
+            "gauge",
+        );
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.limits().max_per_client);
+        }
     }
 
     fn render_queries(&self, o: &mut Text) {
@@ -210,6 +313,8 @@ pub(crate) struct ServerGauges {
     pub(crate) last_reload_ok: bool,
     /// Zones served.
     pub(crate) zones: usize,
+    /// Health feed files: (path, last read ok, age of the last good file in seconds).
+    pub(crate) feeds: Vec<(String, bool, Option<f64>)>,
 }
 
 /// Gauges another part of the server renders itself at scrape time (health renders its
@@ -271,6 +376,24 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
     );
     o.header("gslbd_zones", "Zones served.", g);
     o.sample("gslbd_zones", &[], s.zones);
+    if !s.feeds.is_empty() {
+        let ok = "gslbd_health_feed_ok";
+        o.header(ok, "1 if the health feed file's last read succeeded.", g);
+        for (path, good, _) in &s.feeds {
+            o.sample(ok, &[("file", path.as_str())], u8::from(*good));
+        }
+        let age = "gslbd_health_feed_age_seconds";
+        o.header(
+            age,
+            "Age of the health feed file last read successfully (its entries are ignored past the maximum age).",
+            g,
+        );
+        for (path, _, a) in &s.feeds {
+            if let Some(a) = a {
+                o.sample(age, &[("file", path.as_str())], F(*a));
+            }
+        }
+    }
 }
 
 /// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).

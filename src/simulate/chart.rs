@@ -133,7 +133,7 @@ fn marks(s: &mut String, r: &Report, f: &Frame, only: Option<&[usize]>) {
     let n_dcs = r.datacenters.len();
     let dc_index = |name: &str| r.datacenters.iter().position(|d| d.name == name);
     for inc in &r.incidents {
-        if !(inc.kind == "down" || inc.kind == "address down") {
+        if !super::report::is_failure(&inc.kind) {
             continue;
         }
         let Some(d) = dc_index(&inc.datacenter) else {

@@ -654,19 +654,26 @@ impl Check {
                 .collect())
         };
         let v = match name.as_str() {
-            "max_time_to_drain" => incidents(&["down", "address down", "drain", "admin down"])?
-                .iter()
-                .map(|i| match (i.drained, i.last_sent_after_s) {
-                    (false, _) => f64::INFINITY,
-                    (true, Some(l)) => l,
-                    (true, None) => 0.0,
-                })
-                .fold(0.0, f64::max),
-            "max_time_to_detect" => incidents(&["down", "address down"])?
+            "max_time_to_drain" => incidents(&[
+                "down",
+                "address down",
+                "check down",
+                "pushed down",
+                "drain",
+                "admin down",
+            ])?
+            .iter()
+            .map(|i| match (i.drained, i.last_sent_after_s) {
+                (false, _) => f64::INFINITY,
+                (true, Some(l)) => l,
+                (true, None) => 0.0,
+            })
+            .fold(0.0, f64::max),
+            "max_time_to_detect" => incidents(&["down", "address down", "check down"])?
                 .iter()
                 .map(|i| i.detected_after_s.unwrap_or(f64::INFINITY))
                 .fold(0.0, f64::max),
-            "max_time_to_recover" => incidents(&["down", "address down"])?
+            "max_time_to_recover" => incidents(&["down", "address down", "check down"])?
                 .iter()
                 .filter(|i| i.end_s.is_some() && i.detected_after_s.is_some())
                 .map(|i| i.recovered_after_s.unwrap_or(f64::INFINITY))

@@ -7,6 +7,7 @@
 //!        result -> Aggregator::apply, publish (coalesced) -> snapshot
 //!        tick   -> Aggregator::tick -> snapshot
 //!        admin  -> Aggregator::admin_command (publishes at once)
+//!        pushed -> Aggregator::input_command (a verdict of the health API; publishes at once)
 //!        zones  -> the new model (a new aggregator, carried over, when the datacenters changed)
 //! stream queue (time, stream): before each stream event, the health queue runs up to it
 //!        query  -> the resolver's cache (TTL, ECS scope) or gslbd: client_for -> select ->
@@ -42,6 +43,9 @@ use crate::dns::wire::ClientSubnet;
 use crate::geo::{CONTINENTS, GeoDb};
 use crate::gslb::{client_for, decide, response_scope};
 use crate::health::aggregator::{Aggregator, AggregatorSettings};
+use crate::health::input::{
+    Source as PushSource, SourceKind, Subject as PushSubject, Update, Verdict,
+};
 use crate::health::{AdminState, Publish, Snapshot};
 use crate::model::Model;
 use crate::net::{self, Family};
@@ -122,6 +126,10 @@ enum IncKind {
     AddrDown,
     Drain,
     AdminDown,
+    /// One check of the datacenter fails (the others pass).
+    CheckDown,
+    /// A pushed verdict says down (until it is withdrawn, replaced or expires).
+    PushedDown,
 }
 
 #[derive(Clone, Debug)]
@@ -129,6 +137,8 @@ struct Inc {
     kind: IncKind,
     dc: usize,
     addr: Option<IpAddr>,
+    /// The check, for `CheckDown`.
+    check: Option<String>,
     start: Ns,
     /// `end` of the run when it lasts to the end (`open`).
     end: Ns,
@@ -362,13 +372,37 @@ impl<'a> Engine<'a> {
                 },
                 _ => {}
             }
-            if let Action::Pushed { .. } = e.action {
-                // EXTENSION POINT (issue 12): once the aggregator takes pushed health as an
-                // input, apply it in `Engine::scenario_event` and drop this error.
-                errors.push((
-                    crate::walk::join(&e.path, "pushed"),
-                    "pushed health is not an input of this build's aggregator (it comes with issue 12); use `admin` or `health`".into(),
-                ));
+            // A pushed verdict names an answer address (the health API's `address`).
+            if let (Action::Pushed { .. }, Some(Subject::Address(a))) = (&e.action, &e.subject) {
+                let answers = m.datacenters.list.iter().any(|d| {
+                    d.v4.iter().any(|x| IpAddr::V4(*x) == *a)
+                        || d.v6.iter().any(|x| IpAddr::V6(*x) == *a)
+                });
+                if !answers {
+                    errors.push((
+                        crate::walk::join(&e.path, "address"),
+                        format!("{a} is no answer address in the zones active at {at}: a pushed verdict names an answer address"),
+                    ));
+                }
+            }
+            // A check-only failure names one of the datacenter's checks.
+            if let (Some(c), Some(Subject::Datacenter(n))) = (&e.check, &e.subject)
+                && let Some(id) = m.datacenters.id_of(n)
+            {
+                let checks: Vec<&str> = m.datacenters.probes[id.0 as usize]
+                    .checks
+                    .iter()
+                    .map(|x| x.name.as_str())
+                    .collect();
+                if !checks.contains(&c.as_str()) {
+                    errors.push((
+                        crate::walk::join(&e.path, "check"),
+                        format!(
+                            "datacenter {n:?} has no check {c:?} in the zones active at {at} (it has {})",
+                            if checks.is_empty() { "none".to_string() } else { checks.join(", ") }
+                        ),
+                    ));
+                }
             }
         }
         // The names asked.
@@ -452,8 +486,8 @@ impl<'a> Engine<'a> {
         let longest_check = models
             .iter()
             .flat_map(|m| m.datacenters.probes.iter())
-            .filter_map(|p| p.check.as_ref())
-            .map(|c| c.interval * (c.rise + c.fall + 2))
+            .flat_map(|p| p.checks.iter())
+            .map(|c| c.spec.interval * (c.spec.rise + c.spec.fall + 2))
             .max()
             .unwrap_or_default();
         let longest_ttl = name_entry[0]
@@ -693,6 +727,7 @@ impl<'a> Engine<'a> {
             kind,
             dc,
             addr,
+            check: None,
             start: p.start,
             end: p.end,
             open: p.end >= end,
@@ -727,6 +762,73 @@ impl<'a> Engine<'a> {
                 });
                 list.push(new(IncKind::AddrDown, d, Some(*a), p, flap));
             }
+        }
+        let mut checks: Vec<(&(usize, String), &Vec<Period>)> = self.truth.checks.iter().collect();
+        checks.sort_by(|a, b| a.0.cmp(b.0));
+        for ((d, c), ps) in checks {
+            // Periods made by a `flap` of this check are numbered, as a datacenter's.
+            let windows: Vec<(Ns, Ns)> = self
+                .scen
+                .events
+                .iter()
+                .filter(|e| e.check.as_deref() == Some(c.as_str()))
+                .filter(|e| {
+                    matches!(&e.subject, Some(Subject::Datacenter(n)) if self.dc_names.get(*d) == Some(n))
+                })
+                .filter_map(|e| match &e.action {
+                    Action::Flap { until, .. } => {
+                        Some((self.warm + ns(e.at), self.warm + ns(*until)))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let mut n = 0;
+            for p in ps {
+                let flap = windows
+                    .iter()
+                    .any(|w| p.start >= w.0 && p.start < w.1)
+                    .then(|| {
+                        n += 1;
+                        n
+                    });
+                list.push(Inc {
+                    check: Some(c.clone()),
+                    ..new(IncKind::CheckDown, *d, None, p, flap)
+                });
+            }
+        }
+        // Pushed down: from the verdict until the next verdict about the datacenter, or its
+        // expiry (the TTL), whichever comes first.
+        let mut pushed: FxHashMap<usize, (Ns, Ns)> = FxHashMap::default();
+        let pushed_inc = |d: usize, start: Ns, until: Ns| {
+            let p = Period {
+                start,
+                end: until.min(end),
+                fail: Default::default(),
+            };
+            new(IncKind::PushedDown, d, None, &p, None)
+        };
+        for e in &self.scen.events {
+            let (Action::Pushed { up, ttl, .. }, Some(Subject::Datacenter(n))) =
+                (&e.action, &e.subject)
+            else {
+                continue;
+            };
+            let Some(d) = self.dc_names.iter().position(|x| x == n) else {
+                continue;
+            };
+            let at = self.warm + ns(e.at);
+            if let Some((start, expires)) = pushed.remove(&d) {
+                list.push(pushed_inc(d, start, expires.min(at)));
+            }
+            if *up == Some(false) {
+                pushed.insert(d, (at, at + ns(*ttl)));
+            }
+        }
+        let mut rest: Vec<(usize, (Ns, Ns))> = pushed.into_iter().collect();
+        rest.sort_by_key(|(d, _)| *d);
+        for (d, (start, expires)) in rest {
+            list.push(pushed_inc(d, start, expires));
         }
         // Admin: drain and down last until the next admin change of the datacenter.
         let mut open: FxHashMap<usize, (IncKind, Ns)> = FxHashMap::default();
@@ -772,7 +874,12 @@ impl<'a> Engine<'a> {
         for i in 0..list.len() {
             let next = list[i + 1..]
                 .iter()
-                .find(|j| j.dc == list[i].dc && j.addr == list[i].addr && j.kind == list[i].kind)
+                .find(|j| {
+                    j.dc == list[i].dc
+                        && j.addr == list[i].addr
+                        && j.check == list[i].check
+                        && j.kind == list[i].kind
+                })
                 .map_or(end, |j| j.start);
             list[i].horizon = next;
         }
@@ -897,8 +1004,31 @@ impl<'a> Engine<'a> {
                     self.zone_change(k, t);
                 }
             }
-            // Pushed health is refused when the scenario is checked (EXTENSION POINT, issue 12).
-            Action::Pushed { .. } => {}
+            Action::Pushed { up, ttl, load } => {
+                let subject = match &e.subject {
+                    Some(Subject::Datacenter(n)) => PushSubject::Datacenter(n.clone()),
+                    Some(Subject::Address(a)) => PushSubject::AnyAddress(*a),
+                    None => return,
+                };
+                let source = PushSource::new(SourceKind::Pushed, "api");
+                let update = match up {
+                    Some(up) => Update::Set {
+                        source,
+                        verdict: Verdict {
+                            subject,
+                            up: *up,
+                            load: *load,
+                            reason: e.label.clone().unwrap_or_default(),
+                            ttl: *ttl,
+                        },
+                    },
+                    None => Update::Clear { source, subject },
+                };
+                // Validated against the zones active at this time.
+                if self.agg.input_command(update, self.clock.at(t)).is_ok() {
+                    self.published(t);
+                }
+            }
             // The ground truth is fixed in advance (truth.rs); the probes find it.
             Action::Health { .. }
             | Action::Flap { .. }
@@ -1041,12 +1171,24 @@ impl<'a> Engine<'a> {
                 }
                 IncKind::Drain => st.admin == AdminState::Drain,
                 IncKind::AdminDown => st.admin == AdminState::Down,
+                // gslbd sees a check's failure as the datacenter's when its `require` says so.
+                IncKind::CheckDown | IncKind::PushedDown => !st.healthy,
             };
-            if matches!(inc.kind, IncKind::Down | IncKind::AddrDown)
-                && m.datacenters.probes[id as usize].check.is_none()
-            {
+            let probe = &m.datacenters.probes[id as usize];
+            if matches!(inc.kind, IncKind::Down | IncKind::AddrDown) && probe.checks.is_empty() {
                 inc.note = Some("not seen: the datacenter has no check".into());
                 continue;
+            }
+            if inc.kind == IncKind::CheckDown
+                && inc.detected.is_none()
+                && probe.require.needed(probe.checks.len()) < probe.checks.len()
+            {
+                inc.note = Some(format!(
+                    "not seen as the datacenter's failure: it needs {} of its {} checks (require = {})",
+                    probe.require.needed(probe.checks.len()),
+                    probe.checks.len(),
+                    probe.require.describe()
+                ));
             }
             if inc.detected.is_none() && t < inc.horizon && seen_down {
                 inc.detected = Some(t);
@@ -1058,7 +1200,7 @@ impl<'a> Engine<'a> {
                 && !seen_down
             {
                 let usable = match inc.kind {
-                    IncKind::Drain | IncKind::AdminDown => st.usable(),
+                    IncKind::Drain | IncKind::AdminDown | IncKind::PushedDown => st.usable(),
                     _ => true,
                 };
                 if usable {
@@ -1514,10 +1656,13 @@ impl<'a> Engine<'a> {
                     IncKind::AddrDown => "address down",
                     IncKind::Drain => "drain",
                     IncKind::AdminDown => "admin down",
+                    IncKind::CheckDown => "check down",
+                    IncKind::PushedDown => "pushed down",
                 }
                 .into(),
                 datacenter: self.dc_names[i.dc].clone(),
                 address: i.addr.map(|a| a.to_string()),
+                check: i.check.clone(),
                 start_s: rel(i.start),
                 end_s: (!i.open).then(|| rel(i.end)),
                 flap: i.flap,
@@ -1569,7 +1714,13 @@ fn describe(e: &super::scenario::Event) -> String {
         None => String::new(),
     };
     match &e.action {
-        Action::Health { up, .. } => format!("{who} {}", if *up { "up" } else { "down" }),
+        Action::Health { up, .. } => {
+            let state = if *up { "up" } else { "down" };
+            match &e.check {
+                Some(c) => format!("{who} check {c} {state}"),
+                None => format!("{who} {state}"),
+            }
+        }
         Action::Flap { down, up, .. } => format!(
             "{who} flaps ({} down / {} up)",
             fmt_duration(*down),

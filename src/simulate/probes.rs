@@ -5,7 +5,10 @@
 //! aggregator.
 //!
 //! ```text
-//! due(round) ──ground truth at due──> down:  timeout (at due+timeout) | refused | status 503
+//! due(round) ──ground truth at due──> down:  timeout (at due+timeout) | refused
+//!            (datacenter, address,               | `status`: what the kind sees of a sick
+//!             or this check of its                 application (http 503, dns SERVFAIL,
+//!             datacenter)                          exec exit 1; tcp, tls, icmp: a pass)
 //!                                     up:    lost (probe-loss share)  -> timeout
 //!                                            latency >= timeout       -> timeout
 //!                                            else pass at due+latency, with the load figure
@@ -49,6 +52,19 @@ enum LoadKind {
     Connections(f64),
 }
 
+/// What a probe of the kind sees of an application that says it is unhealthy
+/// ([`FailMode::Status`]); `None`: the kind does not look at the application and passes.
+fn sick_outcome(kind: &CheckKind) -> Option<ProbeOutcome> {
+    match kind {
+        CheckKind::Http(_) => Some(ProbeOutcome::Status(503)),
+        CheckKind::Dns(_) => Some(ProbeOutcome::Rcode(
+            "rcode SERVFAIL, expected NOERROR".into(),
+        )),
+        CheckKind::Exec(_) => Some(ProbeOutcome::Exit("exit status 1".into())),
+        CheckKind::Tcp(_) | CheckKind::Tls(_) | CheckKind::Icmp(_) => None,
+    }
+}
+
 /// One target's worker, on virtual time.
 #[derive(Clone, Debug)]
 struct Sched {
@@ -58,7 +74,13 @@ struct Sched {
     interval: Duration,
     jitter: Duration,
     timeout: Duration,
-    tcp: bool,
+    /// The outcome of a probe of a sick application (`None`: it passes).
+    sick: Option<ProbeOutcome>,
+    /// Refused connections are seen as such (icmp sees no connection: a timeout).
+    refusable: bool,
+    /// (global datacenter, check name) of every check this target is probed for: a
+    /// check-only failure of the ground truth makes it fail.
+    checks: Vec<(usize, String)>,
     /// Global indexes of the datacenters that use the target (the first one's latency and
     /// load are reported).
     dcs: Vec<usize>,
@@ -111,16 +133,24 @@ impl Probes {
                     .first()
                     .and_then(|&(d, _)| set.dcs.get(d as usize))
                     .and_then(|p| p.capacity);
-                let (load, tcp) = match &t.check.kind {
-                    CheckKind::Http(h) if h.load_pointer.is_some() => {
-                        (LoadKind::Utilisation, false)
-                    }
+                // An exec command may print a load figure too, but what it prints is not
+                // known here: its probes report none.
+                let load = match &t.check.kind {
+                    CheckKind::Http(h) if h.load_pointer.is_some() => LoadKind::Utilisation,
                     CheckKind::Http(h) if h.connections_pointer.is_some() => {
-                        (LoadKind::Connections(cap.unwrap_or(0.0)), false)
+                        LoadKind::Connections(cap.unwrap_or(0.0))
                     }
-                    CheckKind::Http(_) => (LoadKind::None, false),
-                    CheckKind::Tcp(_) => (LoadKind::None, true),
+                    _ => LoadKind::None,
                 };
+                let checks = t
+                    .users
+                    .iter()
+                    .filter_map(|&(d, _)| {
+                        let plan = set.dcs.get(d as usize)?;
+                        let c = plan.checks.iter().find(|c| c.slots.contains(&t.id))?;
+                        Some((global[d as usize], c.name.clone()))
+                    })
+                    .collect();
                 Sched {
                     id: t.id,
                     start,
@@ -128,7 +158,9 @@ impl Probes {
                     interval: t.check.interval,
                     jitter: j,
                     timeout: t.check.timeout,
-                    tcp,
+                    sick: sick_outcome(&t.check.kind),
+                    refusable: !matches!(t.check.kind, CheckKind::Icmp(_)),
+                    checks,
                     dcs,
                     ip: t.addr.ip().to_canonical(),
                     load,
@@ -154,6 +186,11 @@ impl Probes {
             .iter()
             .find_map(|&d| containing(&ctx.truth.dcs[d].down, due))
             .or_else(|| ctx.truth.addrs.get(&s.ip).and_then(|p| containing(p, due)))
+            .or_else(|| {
+                s.checks
+                    .iter()
+                    .find_map(|(d, c)| containing(ctx.truth.check_periods(*d, c), due))
+            })
             .map(|p| p.fail);
         let dc = s.dcs.first().copied();
         let (lat_ms, jit_ms) = dc.map_or((super::truth::DEFAULT_LATENCY_MS, 0.0), |d| {
@@ -165,9 +202,13 @@ impl Probes {
         let timeout = |s: &Sched| (ProbeOutcome::Timeout(s.timeout), None, due + ns(s.timeout));
         let (outcome, lat, at) = match down {
             Some(FailMode::Timeout) => timeout(s),
-            Some(FailMode::Refused) => (ProbeOutcome::Refused, None, due + ns(latency) / 2),
-            Some(FailMode::Status) if !s.tcp => {
-                (ProbeOutcome::Status(503), Some(latency), due + ns(latency))
+            Some(FailMode::Refused) if s.refusable => {
+                (ProbeOutcome::Refused, None, due + ns(latency) / 2)
+            }
+            Some(FailMode::Refused) => timeout(s),
+            Some(FailMode::Status) if s.sick.is_some() => {
+                let sick = s.sick.clone().unwrap_or(ProbeOutcome::Status(503));
+                (sick, Some(latency), due + ns(latency))
             }
             _ if lost || latency >= s.timeout => timeout(s),
             _ => (ProbeOutcome::Pass, Some(latency), due + ns(latency)),

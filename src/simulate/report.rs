@@ -110,12 +110,14 @@ pub struct DcReport {
 /// A failure, drain or admin down, and how gslbd and the caches dealt with it.
 #[derive(Clone, Debug, Serialize)]
 pub struct Incident {
-    /// `down`, `address down`, `drain` or `admin down`.
+    /// `down`, `address down`, `check down`, `pushed down`, `drain` or `admin down`.
     pub kind: String,
     /// The datacenter.
     pub datacenter: String,
     /// The address, for `address down`.
     pub address: Option<String>,
+    /// The check, for `check down`.
+    pub check: Option<String>,
     /// When it started, seconds.
     pub start_s: f64,
     /// When it ended (`None`: at the end of the run).
@@ -382,7 +384,7 @@ impl fmt::Display for Report {
                 let mut parts = Vec::new();
                 match (inc.detected_after_s, &inc.note) {
                     (_, Some(n)) => parts.push(n.clone()),
-                    (Some(d), None) if inc.kind == "down" || inc.kind == "address down" => {
+                    (Some(d), None) if is_failure(&inc.kind) => {
                         parts.push(format!("detected after {}", time(d)))
                     }
                     (Some(_), None) => {}
@@ -404,7 +406,7 @@ impl fmt::Display for Report {
                     count(inc.queries_sent)
                 ));
                 if let Some(r) = inc.recovered_after_s
-                    && (inc.kind == "down" || inc.kind == "address down")
+                    && is_failure(&inc.kind)
                 {
                     parts.push(format!("back in answers {} after it recovered", time(r)));
                 }
@@ -468,8 +470,15 @@ impl fmt::Display for Report {
 }
 
 fn subject(inc: &Incident) -> String {
-    match &inc.address {
-        Some(a) => format!("{} {}", inc.datacenter, a),
-        None => inc.datacenter.clone(),
+    match (&inc.address, &inc.check) {
+        (Some(a), _) => format!("{} {}", inc.datacenter, a),
+        (None, Some(c)) => format!("{} ({c})", inc.datacenter),
+        (None, None) => inc.datacenter.clone(),
     }
+}
+
+/// A failure of the datacenter (as opposed to an operator's action or a pushed verdict): what
+/// gslbd must detect through its probes.
+pub(crate) fn is_failure(kind: &str) -> bool {
+    matches!(kind, "down" | "address down" | "check down")
 }

@@ -213,9 +213,13 @@ pub(crate) enum Action {
     Load(f64),
     /// An operator sets the admin state.
     Admin(AdminState),
-    /// Pushed health (issue 12). EXTENSION POINT: parsed here, refused by the engine until the
-    /// aggregator has an input for it.
-    Pushed { up: Option<bool>, ttl: Duration },
+    /// A verdict pushed to the health API (`PUT /datacenters/{name}/health`), `None` = its
+    /// withdrawal (`DELETE`); with a load figure, and held for `ttl`.
+    Pushed {
+        up: Option<bool>,
+        ttl: Duration,
+        load: Option<f64>,
+    },
     /// The zones directory is replaced by this one (a reload).
     Zones(PathBuf),
 }
@@ -229,6 +233,9 @@ pub(crate) struct Event {
     pub(crate) path: String,
     /// The datacenter or address, for actions that need one.
     pub(crate) subject: Option<Subject>,
+    /// `health` and `flap` of a datacenter: only this check of it fails (`checks.<name>`);
+    /// `None`: every check.
+    pub(crate) check: Option<String>,
     /// What happens.
     pub(crate) action: Action,
     /// Label on the chart (default: made from the action).
@@ -285,6 +292,7 @@ const EVENT_KEYS: &[&str] = &[
     "at",
     "datacenter",
     "address",
+    "check",
     "health",
     "fail",
     "flap",
@@ -728,8 +736,11 @@ fn read_event(mut t: Table<'_>, path: String, base: &Path, errs: &mut Errors) ->
             "is required (scenario time, e.g. \"10m\")",
         );
     }
-    let given: Vec<&str> = ACTIONS.iter().copied().filter(|k| t.has(k)).collect();
-    // `load` and `latency` may be given together with nothing else; so may `pushed` + `ttl`.
+    let mut given: Vec<&str> = ACTIONS.iter().copied().filter(|k| t.has(k)).collect();
+    // A pushed verdict may carry a load figure: that `load` is part of it, not an action.
+    if given.contains(&"pushed") {
+        given.retain(|k| *k != "load");
+    }
     let action_key = match given.as_slice() {
         [one] => Some(*one),
         [] => {
@@ -862,8 +873,15 @@ fn read_event(mut t: Table<'_>, path: String, base: &Path, errs: &mut Errors) ->
                 }
                 None => None,
             };
-            let ttl = t.duration("ttl", errs).unwrap_or(Duration::from_secs(60));
-            up.map(|up| Action::Pushed { up, ttl })
+            let ttl = t.duration("ttl", errs).unwrap_or(Duration::from_secs(300));
+            if ttl.is_zero() {
+                errs.add(&t.key_path("ttl"), "must be more than 0");
+            }
+            let load = t.float("load", 0.0, 1.0, errs);
+            if load.is_some() && up == Some(None) {
+                errs.add(&t.key_path("load"), "goes with up or down, not with clear");
+            }
+            up.map(|up| Action::Pushed { up, ttl, load })
         }
         Some("zones") => t.str("zones", errs).map(|z| Action::Zones(base.join(z))),
         _ => None,
@@ -871,12 +889,16 @@ fn read_event(mut t: Table<'_>, path: String, base: &Path, errs: &mut Errors) ->
     // Which keys go with which action: report the others as unknown for this event.
     let mut allowed = vec!["at", "label"];
     match action_key {
-        Some("health") => allowed.extend(["health", "fail", "datacenter", "address"]),
-        Some("flap") => allowed.extend(["flap", "until", "fail", "datacenter", "address"]),
+        Some("health") => {
+            allowed.extend(["health", "fail", "datacenter", "address", "check"]);
+        }
+        Some("flap") => {
+            allowed.extend(["flap", "until", "fail", "datacenter", "address", "check"]);
+        }
         Some("latency") => allowed.extend(["latency", "latency-jitter", "datacenter"]),
         Some("load") => allowed.extend(["load", "datacenter"]),
         Some("admin") => allowed.extend(["admin", "datacenter"]),
-        Some("pushed") => allowed.extend(["pushed", "ttl", "datacenter", "address"]),
+        Some("pushed") => allowed.extend(["pushed", "ttl", "load", "datacenter", "address"]),
         Some("zones") => allowed.push("zones"),
         _ => allowed = EVENT_KEYS.to_vec(),
     }
@@ -903,11 +925,19 @@ fn read_event(mut t: Table<'_>, path: String, base: &Path, errs: &mut Errors) ->
             "a zone change applies to everything: drop datacenter/address",
         );
     }
+    let check = t.str("check", errs).map(str::to_string);
+    if check.is_some() && matches!(subject, Some(Subject::Address(_))) {
+        errs.add(
+            &t.key_path("check"),
+            "a check-only failure is of a datacenter's check: use `datacenter`",
+        );
+    }
     t.finish(&allowed, errs);
     Some(Event {
         at: at?,
         path,
         subject: if needs_subject { subject } else { None },
+        check,
         action: action?,
         label,
     })

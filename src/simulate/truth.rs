@@ -6,6 +6,8 @@
 //! events: health down/up, flap, latency, load ──> per datacenter: down periods, latency and
 //!                                                  background-load step functions
 //!                                             ──> per address: down periods
+//!                                             ──> per (datacenter, check): down periods of
+//!                                                 that check only (`check = "db"`)
 //! ```
 
 use std::net::IpAddr;
@@ -66,6 +68,8 @@ pub(crate) struct Truth {
     pub(crate) dcs: Vec<DcTruth>,
     /// Down periods of single addresses, sorted and merged.
     pub(crate) addrs: FxHashMap<IpAddr, Vec<Period>>,
+    /// Down periods of one check of a datacenter (its other checks pass), sorted and merged.
+    pub(crate) checks: FxHashMap<(usize, String), Vec<Period>>,
 }
 
 /// Index of the period containing `t`, if any.
@@ -166,6 +170,7 @@ impl Truth {
                 })
                 .collect(),
             addrs: FxHashMap::default(),
+            checks: FxHashMap::default(),
         };
         // Switches per subject, in time order, then flaps as extra periods.
         let mut dc_switch: Vec<Vec<(Ns, Option<bool>, FailMode)>> = vec![Vec::new(); dcs.len()];
@@ -173,6 +178,9 @@ impl Truth {
             FxHashMap::default();
         let mut dc_extra: Vec<Vec<Period>> = vec![Vec::new(); dcs.len()];
         let mut addr_extra: FxHashMap<IpAddr, Vec<Period>> = FxHashMap::default();
+        let mut check_switch: FxHashMap<(usize, String), Vec<(Ns, Option<bool>, FailMode)>> =
+            FxHashMap::default();
+        let mut check_extra: FxHashMap<(usize, String), Vec<Period>> = FxHashMap::default();
         for e in &scenario.events {
             let at = warm + ns(e.at);
             let dc = match &e.subject {
@@ -186,7 +194,9 @@ impl Truth {
             match &e.action {
                 Action::Health { up, fail } => {
                     let s = (at, Some(*up), *fail);
-                    if let Some(d) = dc {
+                    if let (Some(d), Some(c)) = (dc, &e.check) {
+                        check_switch.entry((d, c.clone())).or_default().push(s);
+                    } else if let Some(d) = dc {
                         dc_switch[d].push(s);
                     } else if let Some(a) = addr {
                         addr_switch.entry(a).or_default().push(s);
@@ -209,7 +219,9 @@ impl Truth {
                         });
                         t += ns(*down) + ns(*up);
                     }
-                    if let Some(d) = dc {
+                    if let (Some(d), Some(c)) = (dc, &e.check) {
+                        check_extra.entry((d, c.clone())).or_default().extend(v);
+                    } else if let Some(d) = dc {
                         dc_extra[d].extend(v);
                     } else if let Some(a) = addr {
                         addr_extra.entry(a).or_default().extend(v);
@@ -253,14 +265,48 @@ impl Truth {
             }
             out.addrs.insert(a, merge(p));
         }
+        let mut keys: Vec<(usize, String)> = check_switch
+            .keys()
+            .chain(check_extra.keys())
+            .cloned()
+            .collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let mut p = check_switch
+                .get(&k)
+                .map(|sw| periods_from(sw, end))
+                .unwrap_or_default();
+            if let Some(x) = check_extra.get_mut(&k) {
+                p.append(x);
+            }
+            out.checks.insert(k, merge(p));
+        }
         out
     }
 
-    /// Down periods of address `ip` of datacenter `dc`: the datacenter's and the address's own.
+    /// Down periods of check `name` of datacenter `dc` alone (empty when it never fails on
+    /// its own).
+    pub(crate) fn check_periods(&self, dc: usize, name: &str) -> &[Period] {
+        // The map is small (one entry per check the scenario fails): a scan is enough.
+        self.checks
+            .iter()
+            .find(|((d, c), _)| *d == dc && c == name)
+            .map_or(&[], |(_, v)| v.as_slice())
+    }
+
+    /// Down periods of address `ip` of datacenter `dc`: the datacenter's, the address's own
+    /// and those of any one of its checks (what that check guards is broken: clients sent
+    /// there meanwhile count as sent to a failed datacenter).
     pub(crate) fn addr_periods(&self, dc: usize, ip: IpAddr) -> Vec<Period> {
         let mut v = self.dcs[dc].down.clone();
         if let Some(a) = self.addrs.get(&ip) {
             v.extend_from_slice(a);
+        }
+        for ((d, _), p) in &self.checks {
+            if *d == dc {
+                v.extend_from_slice(p);
+            }
         }
         merge(v)
     }

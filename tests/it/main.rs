@@ -19,6 +19,7 @@ A = ["192.0.2.1"]
 
 mod api;
 mod browser;
+mod checks;
 mod cli;
 mod common;
 mod dns_core;
@@ -27,6 +28,8 @@ mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;
+mod hardening;
+mod health_inputs;
 mod latency;
 mod latency_map;
 mod layers;

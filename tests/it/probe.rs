@@ -183,7 +183,7 @@ fn http_check(port: u16, path: &str) -> CheckSpec {
 fn http_mut(c: &mut CheckSpec) -> &mut HttpCheck {
     match &mut c.kind {
         CheckKind::Http(h) => h,
-        CheckKind::Tcp(_) => panic!("not http"),
+        _ => panic!("not http"),
     }
 }
 
@@ -368,6 +368,7 @@ async fn workers_take_a_datacenter_down_and_back_in_real_time() {
             WorkerSettings {
                 max_in_flight: 8,
                 seed: 7,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -442,6 +443,7 @@ async fn one_probe_per_interval_per_address_however_many_users() {
             WorkerSettings {
                 max_in_flight: 4,
                 seed: 1,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -881,6 +883,7 @@ async fn hanging_targets_do_not_block_other_probes() {
             WorkerSettings {
                 max_in_flight,
                 seed: 3,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -949,8 +952,7 @@ fn probe_set_validation_and_bit_order() {
     )])
     .expect("set");
     let addrs: Vec<IpAddr> = set.dcs[0]
-        .slots
-        .iter()
+        .targets()
         .map(|t| set.targets[t.0 as usize].addr.ip())
         .collect();
     assert_eq!(addrs, vec![LOCAL, v4b, v6]);

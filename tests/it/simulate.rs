@@ -1020,3 +1020,249 @@ fn shipped_examples_run() {
     }
     assert!(n >= 4, "{n} examples");
 }
+
+// ---------------------------------------------------------------------------------------------
+// 4. Several checks per datacenter and pushed health (the aggregator's other inputs).
+
+/// fra has two checks, `web` and `db`; the ground truth fails only `db` (its endpoint answers
+/// 503) from 5m to 10m. With `require = "all"` gslbd takes fra out after `fall` failed probes
+/// and brings it back after `rise` passes; with `require = "any"` fra stays in the answers (by
+/// design: the report says why) and every client query meanwhile is counted as sent to a
+/// failed datacenter.
+#[test]
+fn several_checks_and_require_decide_what_a_check_failure_does() {
+    let run_with = |require: &str| {
+        let z = zone(&format!(
+            "{}[checks.db]\ntype = \"http\"\npath = \"/db\"\ninterval = \"5s\"\ntimeout = \"2s\"\nrise = 2\nfall = 3\n\n\
+             [datacenters.fra]\naddresses = [\"198.51.100.10\"]\nchecks = [\"web\", \"db\"]\nrequire = \"{require}\"\n\n{}\
+             [gslb.www]\nttl = 30\ndatacenters = [\"fra\", \"ams\"]\npolicy = \"failover\"\n",
+            check(""),
+            dc("ams", "198.51.100.20", ""),
+        ));
+        run(
+            &z,
+            r#"
+[run]
+duration = "15m"
+seed = 4
+[[populations]]
+subnets = ["10.0.0.0/16"]
+clients = 200
+rate = 0.5
+[[events]]
+at = "5m"
+datacenter = "fra"
+check = "db"
+health = "down"
+fail = "status"
+[[events]]
+at = "10m"
+datacenter = "fra"
+check = "db"
+health = "up"
+"#,
+        )
+    };
+    let at = |r: &Report, t: f64| {
+        r.share_series("www.example.com", "fra")
+            .iter()
+            .rev()
+            .find(|(s, _)| *s <= t)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+
+    let all = run_with("all");
+    let inc = all
+        .incidents
+        .iter()
+        .find(|i| i.kind == "check down")
+        .expect("the db failure is an incident");
+    println!("require all: {inc:?}");
+    assert_eq!(inc.check.as_deref(), Some("db"));
+    assert_eq!(inc.note, None);
+    // Three failed probes 5 s (± 0.25 s) apart, the first within one interval, each seen when
+    // it completes (a 503 comes back at once).
+    let d = inc.detected_after_s.expect("detected");
+    assert!((10.0..=16.0).contains(&d), "detected after {d} s");
+    let rec = inc.recovered_after_s.expect("recovered");
+    assert!((5.0..=11.0).contains(&rec), "back after {rec} s");
+    assert!(inc.drained, "TTL 30: every client left within the failure");
+    assert!(at(&all, 7.0 * 60.0) < 0.001, "fra out of the answers");
+    assert!(at(&all, 12.0 * 60.0) > 0.99, "fra back");
+    // `--check` sees the check's failure as a failure of fra.
+    let holds = |r: &Report, expr: &str| Check::parse(expr).unwrap().eval(r).unwrap().passed;
+    assert!(holds(&all, "max_time_to_detect(\"fra\") < 17s"));
+    assert!(!holds(&all, "max_time_to_detect(\"fra\") < 10s"));
+
+    let any = run_with("any");
+    let inc = any
+        .incidents
+        .iter()
+        .find(|i| i.kind == "check down")
+        .expect("the db failure is an incident");
+    println!("require any: {inc:?}");
+    assert_eq!(inc.detected_after_s, None);
+    let note = inc.note.as_deref().unwrap_or_default();
+    assert!(note.contains("require = any"), "{note}");
+    assert!(!inc.drained, "clients were sent there until it ended");
+    assert!(at(&any, 7.0 * 60.0) > 0.99, "web still passes: fra stays");
+    // 200 clients x 0.5 q/s x 300 s went to fra while its db was down.
+    let q = metric(&any, "queries_to_down(\"fra\")");
+    assert!((q - 30_000.0).abs() < 3_000.0, "{q}");
+    assert!(metric(&all, "queries_to_down(\"fra\")") < q / 10.0);
+}
+
+/// A pushed verdict (the health API's `PUT /datacenters/fra/health`) takes fra out at once,
+/// holds across a zone change that changes the datacenters (carried over like the state files
+/// carry it), and expires after its TTL, when the probes decide again; a second one is
+/// withdrawn before its TTL.
+#[test]
+fn pushed_health_holds_for_its_ttl_and_across_a_zone_change() {
+    let v1 = three(
+        "",
+        "[gslb.www]\nttl = 30\ndatacenters = [\"fra\", \"ams\"]\npolicy = \"failover\"\n",
+    );
+    let dir = zones_dir(&v1);
+    let v2 = dir.path().join("v2");
+    std::fs::create_dir(&v2).unwrap();
+    let no_lhr = zone(&format!(
+        "{}{}{}[gslb.www]\nttl = 30\ndatacenters = [\"fra\", \"ams\"]\npolicy = \"failover\"\n",
+        check(""),
+        dc("fra", "198.51.100.10", "capacity = 2000"),
+        dc("ams", "198.51.100.20", "capacity = 2000"),
+    ));
+    std::fs::write(v2.join("example.com.toml"), no_lhr).unwrap();
+    let r = run_in(
+        dir.path(),
+        r#"
+[run]
+duration = "30m"
+seed = 3
+[[populations]]
+subnets = ["10.0.0.0/16"]
+clients = 300
+rate = 1
+[[events]]
+at = "2m"
+datacenter = "fra"
+pushed = "down"
+ttl = "10m"
+label = "database failover"
+[[events]]
+at = "6m"
+zones = "v2"
+[[events]]
+at = "20m"
+datacenter = "fra"
+pushed = "down"
+ttl = "1h"
+[[events]]
+at = "25m"
+datacenter = "fra"
+pushed = "clear"
+"#,
+    );
+    let series = r.share_series("www.example.com", "fra");
+    let at = |t: f64| {
+        series
+            .iter()
+            .rev()
+            .find(|(s, _)| *s <= t)
+            .map(|(_, v)| *v)
+            .unwrap()
+    };
+    let pushed: Vec<_> = r
+        .incidents
+        .iter()
+        .filter(|i| i.kind == "pushed down")
+        .collect();
+    println!("{pushed:#?}");
+    assert_eq!(pushed.len(), 2);
+    let (a, b) = (pushed[0], pushed[1]);
+    assert_eq!(a.detected_after_s, Some(0.0), "published at once");
+    assert_eq!(a.end_s, Some(12.0 * 60.0), "ends with its TTL");
+    let last = a.last_sent_after_s.unwrap();
+    assert!(a.drained && last > 25.0 && last <= 30.0, "TTL 30: {last}");
+    assert!(at(5.0 * 60.0) < 0.001, "out while the verdict holds");
+    assert!(at(11.0 * 60.0) < 0.001, "still out after the zone change");
+    // At 12m the verdict expires at the next tick; the probes say fra is up.
+    let rec = a.recovered_after_s.unwrap();
+    assert!(rec < 1.0, "back at once: {rec}");
+    assert!(at(13.0 * 60.0) > 0.95, "{}", at(13.0 * 60.0));
+    assert_eq!(b.end_s, Some(25.0 * 60.0), "withdrawn");
+    assert!(at(24.0 * 60.0) < 0.001);
+    assert!(at(26.0 * 60.0) > 0.95);
+    assert!(
+        r.events
+            .iter()
+            .any(|m| m.source == "scenario" && m.label == "database failover"),
+        "the label marks the chart"
+    );
+}
+
+/// Scenario mistakes about checks and pushed verdicts are reported with their key paths.
+#[test]
+fn check_and_pushed_mistakes_are_reported() {
+    let z = three(
+        "",
+        "[gslb.www]\nttl = 30\ndatacenters = [\"fra\", \"ams\"]\npolicy = \"failover\"\n",
+    );
+    let dir = zones_dir(&z);
+    let s = Scenario::parse(
+        r#"
+[run]
+duration = "10m"
+[[populations]]
+subnets = ["10.0.0.0/16"]
+clients = 10
+[[events]]
+at = "1m"
+datacenter = "fra"
+check = "db"
+health = "down"
+[[events]]
+at = "2m"
+address = "203.0.113.9"
+pushed = "down"
+[[events]]
+at = "3m"
+datacenter = "fra"
+pushed = "clear"
+load = 0.5
+"#,
+        &dir.path().join("s.toml"),
+    );
+    let e = s.expect_err("load with clear").to_string();
+    assert!(e.contains("events[2].load"), "{e}");
+    let s = Scenario::parse(
+        r#"
+[run]
+duration = "10m"
+[[populations]]
+subnets = ["10.0.0.0/16"]
+clients = 10
+[[events]]
+at = "1m"
+datacenter = "fra"
+check = "db"
+health = "down"
+[[events]]
+at = "2m"
+address = "198.51.100.99"
+pushed = "down"
+"#,
+        &dir.path().join("s.toml"),
+    )
+    .unwrap();
+    let e = simulate::run(dir.path(), &s, &GeoDb::empty())
+        .err()
+        .expect("unknown check and address")
+        .to_string();
+    println!("{e}");
+    assert!(
+        e.contains("events[0].check") && e.contains("no check \"db\"") && e.contains("web"),
+        "{e}"
+    );
+    assert!(e.contains("events[1].address"), "{e}");
+}

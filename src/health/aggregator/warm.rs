@@ -8,11 +8,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Aggregator;
+use super::combine::Cause;
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
-    SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, PersistError,
+    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_ms, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -99,17 +100,25 @@ impl Aggregator {
 
     /// What a reload that changes the datacenters does through the state files (the old
     /// runtime writes them when it stops, the new one reads them back at start), in memory:
-    /// admin states by datacenter name and the health of the targets both sets probe, taken
-    /// from `prev` at `now`, then published. `gslbd simulate` uses it for a zone change on
-    /// virtual time, where there are no files (and no wall clock to age them by).
+    /// admin states by datacenter name, the health of the targets both sets probe and the
+    /// external verdicts still held, taken from `prev` at `now`, then published. `gslbd
+    /// simulate` uses it for a zone change on virtual time, where there are no files (and no
+    /// wall clock to age them by: the verdicts keep what is left of their TTL on `now`'s
+    /// clock).
     pub(crate) fn carry_over(&mut self, prev: &Aggregator, now: Instant) {
         let wall = SystemTime::now();
         let (admin, health) = prev.state_files(now, wall);
+        let mut inputs = prev.inputs_file(wall);
+        for (saved, e) in inputs.entries.iter_mut().zip(&prev.inputs.entries) {
+            let left = e.expires.saturating_duration_since(now);
+            saved.expires_unix_ms = unix_ms(wall + left);
+        }
         // The states come from `state_files`, so they always parse; there is no file to name.
         let _ = self.restore_admin(&admin, now, wall, std::path::Path::new(""));
         self.restore_health(&health, now, wall);
+        self.restore_inputs(&inputs, now, wall);
         for i in 0..self.dcs.len() {
-            self.dcs[i].healthy = self.compute_healthy(i);
+            self.reevaluate(i, now, Cause::Start);
         }
         self.force_publish(now);
     }
@@ -166,14 +175,29 @@ impl Aggregator {
         )
     }
 
+    /// Write the state files now (synchronously; no-op without a state dir).
+    pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
+        let Some(dir) = &self.settings.state_dir else {
+            return Ok(());
+        };
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        write_json(dir, ADMIN_FILE, &admin)?;
+        write_json(dir, INPUTS_FILE, &self.inputs_file(wall))?;
+        write_json(dir, HEALTH_FILE, &health)
+    }
+
     pub(super) async fn persist_async(&self, now: Instant) -> Result<(), PersistError> {
         let Some(dir) = self.settings.state_dir.clone() else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        let inputs = self.inputs_file(wall);
         // File I/O and fsync off the runtime's worker threads.
         tokio::task::spawn_blocking(move || {
             write_json(&dir, ADMIN_FILE, &admin)?;
+            write_json(&dir, INPUTS_FILE, &inputs)?;
             write_json(&dir, HEALTH_FILE, &health)
         })
         .await
