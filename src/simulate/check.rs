@@ -109,13 +109,13 @@ const METRICS: &[(&str, &str, Kind, &str)] = &[
         "max_time_to_drain",
         "[dc]",
         Kind::Time,
-        "the longest time from a failure, drain or admin down until the last client query answered with it (caches included); infinite when clients were still sent there when it ended",
+        "the longest time from a failure (of a datacenter, an address or one check), a pushed down verdict, a drain or an admin down until the last client query answered with it (caches included); infinite when clients were still sent there when it ended",
     ),
     (
         "max_time_to_detect",
         "[dc]",
         Kind::Time,
-        "the longest time from a failure until gslbd's published health showed it; infinite when it never did",
+        "the longest time from a failure (of a datacenter, an address or one check) until gslbd's published health showed it; infinite when it never did",
     ),
     (
         "max_time_to_recover",

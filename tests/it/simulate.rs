@@ -1266,3 +1266,47 @@ pushed = "down"
     );
     assert!(e.contains("events[1].address"), "{e}");
 }
+
+/// The CI example (examples/simulate/ci/check.sh) passes on the example zones and refuses a
+/// zone change that makes detection slow (`fall` 3 -> 10): exit 1, with the failed condition.
+#[test]
+fn ci_example_refuses_a_zone_change_that_breaks_a_condition() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = root.join("examples/simulate/ci/check.sh");
+    let out = tempfile::tempdir().unwrap();
+    let run_on = |zones: &Path| {
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(zones)
+            .env("GSLBD", bin())
+            .env("OUT", out.path())
+            .output()
+            .unwrap()
+    };
+    let ok = run_on(&example_zones());
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(text.matches("\n  ok   ").count(), 4, "{text}");
+    assert!(out.path().join("outage/www.example.net.svg").exists());
+
+    let slow = tempfile::tempdir().unwrap();
+    let zone = std::fs::read_to_string(example_zones().join("example.net.toml")).unwrap();
+    assert!(zone.contains("fall = 3\n"));
+    std::fs::write(
+        slow.path().join("example.net.toml"),
+        zone.replace("fall = 3\n", "fall = 10\n"),
+    )
+    .unwrap();
+    let refused = run_on(slow.path());
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL max_time_to_detect(\"fra\") < 20s"),
+        "{text}"
+    );
+}
