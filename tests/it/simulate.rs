@@ -1016,6 +1016,26 @@ fn shipped_examples_run() {
         };
         let r = simulate::run(&zones, &s, &geo).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert!(r.client_queries > 0.0, "{}", p.display());
+        if p.ends_with("shipped-drain.toml") {
+            // The findings docs/simulate.md reads from its charts.
+            let kind = |k: &str| r.incidents.iter().find(|i| i.kind == k).unwrap();
+            let drain = kind("drain");
+            let last = drain.last_sent_after_s.unwrap();
+            assert!(drain.drained && last > 120.0 && last < 600.0, "{last}");
+            let ams = r.datacenter("ams").unwrap();
+            assert!(ams.peak_load > 1.2, "ams cannot carry Europe: {}", ams.peak_load);
+            let down = kind("down");
+            assert_eq!(
+                down.note.as_deref(),
+                Some("not seen: the datacenter has no check")
+            );
+            assert!(down.queries_sent > 100_000.0);
+            let pushed = kind("pushed down");
+            assert_eq!(pushed.detected_after_s, Some(0.0));
+            assert!(pushed.drained);
+            let n = r.name("app.lb.example.com").unwrap();
+            assert!((n.flaps_per_client - 0.5).abs() < 0.01, "{}", n.flaps_per_client);
+        }
         n += 1;
     }
     assert!(n >= 4, "{n} examples");
