@@ -110,8 +110,11 @@ pub(crate) fn merge(mut v: Vec<Period>) -> Vec<Period> {
     out
 }
 
-/// Down periods from an ordered list of (time, up?, fail mode) switches; open at `end`.
-fn periods_from(switches: &[(Ns, Option<bool>, FailMode)], end: Ns) -> Vec<Period> {
+/// One `health` event: (time, up?, fail mode).
+type Switch = (Ns, Option<bool>, FailMode);
+
+/// Down periods from an ordered list of switches; open at `end`.
+fn periods_from(switches: &[Switch], end: Ns) -> Vec<Period> {
     let mut out = Vec::new();
     let mut open: Option<(Ns, FailMode)> = None;
     for &(t, up, fail) in switches {
@@ -178,8 +181,7 @@ impl Truth {
             FxHashMap::default();
         let mut dc_extra: Vec<Vec<Period>> = vec![Vec::new(); dcs.len()];
         let mut addr_extra: FxHashMap<IpAddr, Vec<Period>> = FxHashMap::default();
-        let mut check_switch: FxHashMap<(usize, String), Vec<(Ns, Option<bool>, FailMode)>> =
-            FxHashMap::default();
+        let mut check_switch: FxHashMap<(usize, String), Vec<Switch>> = FxHashMap::default();
         let mut check_extra: FxHashMap<(usize, String), Vec<Period>> = FxHashMap::default();
         for e in &scenario.events {
             let at = warm + ns(e.at);

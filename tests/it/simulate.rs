@@ -304,10 +304,7 @@ fn compare_once() -> Result<Compared, String> {
     }
     // Scenario times: when the endpoint really failed and recovered, on the corrected clock.
     let on_schedule = |i: Instant| (i - origin).as_secs_f64() * 1000.0 - shift * 1000.0;
-    let (sim_fail, sim_up) = (
-        on_schedule(failed_at.unwrap()),
-        on_schedule(up_at.unwrap()),
-    );
+    let (sim_fail, sim_up) = (on_schedule(failed_at.unwrap()), on_schedule(up_at.unwrap()));
     let real_detect = (down_seen.expect("a seen down") - failed_at.unwrap()).as_secs_f64();
     let real_recover = (up_seen.expect("a seen up again") - up_at.unwrap()).as_secs_f64();
     let real_share = time_b / time_all;
@@ -1044,7 +1041,11 @@ fn shipped_examples_run() {
             let last = drain.last_sent_after_s.unwrap();
             assert!(drain.drained && last > 120.0 && last < 600.0, "{last}");
             let ams = r.datacenter("ams").unwrap();
-            assert!(ams.peak_load > 1.2, "ams cannot carry Europe: {}", ams.peak_load);
+            assert!(
+                ams.peak_load > 1.2,
+                "ams cannot carry Europe: {}",
+                ams.peak_load
+            );
             let down = kind("down");
             assert_eq!(
                 down.note.as_deref(),
@@ -1055,7 +1056,11 @@ fn shipped_examples_run() {
             assert_eq!(pushed.detected_after_s, Some(0.0));
             assert!(pushed.drained);
             let n = r.name("app.lb.example.com").unwrap();
-            assert!((n.flaps_per_client - 0.5).abs() < 0.01, "{}", n.flaps_per_client);
+            assert!(
+                (n.flaps_per_client - 0.5).abs() < 0.01,
+                "{}",
+                n.flaps_per_client
+            );
         }
         n += 1;
     }
@@ -1297,8 +1302,7 @@ pushed = "down"
     )
     .unwrap();
     let e = simulate::run(dir.path(), &s, &GeoDb::empty())
-        .err()
-        .expect("unknown check and address")
+        .expect_err("unknown check and address")
         .to_string();
     println!("{e}");
     assert!(
