@@ -1355,3 +1355,50 @@ fn ci_example_refuses_a_zone_change_that_breaks_a_condition() {
         "{text}"
     );
 }
+
+/// Health-aware TTL: when every datacenter of www is down, gslbd fails open (answers as if all
+/// were up) with half the TTL, so clients behind their own resolvers come back twice as often: about
+/// twice the decisions of a healthy hour, and every client query goes to a down address.
+#[test]
+fn fail_open_answers_carry_half_the_ttl() {
+    let z = three(
+        "",
+        "[gslb.www]\nttl = 60\ndatacenters = [\"fra\", \"ams\"]\npolicy = \"failover\"\n",
+    );
+    let scenario = |events: &str| {
+        format!(
+            r#"
+[run]
+duration = "20m"
+seed = 6
+[[populations]]
+subnets = ["10.0.0.0/16"]
+clients = 200
+rate = 1
+{events}
+"#
+        )
+    };
+    let healthy = run(&z, &scenario(""));
+    let down = run(
+        &z,
+        &scenario(
+            "[[events]]\nat = \"0s\"\ndatacenter = \"fra\"\nhealth = \"down\"\n\
+             [[events]]\nat = \"0s\"\ndatacenter = \"ams\"\nhealth = \"down\"\n",
+        ),
+    );
+    let ratio = down.decisions as f64 / healthy.decisions as f64;
+    println!(
+        "decisions: healthy {}, all down {} ({ratio:.2} x)",
+        healthy.decisions, down.decisions
+    );
+    // A client asks again about 1 s (one query at 1/s) after its answer expires: 1200 s /
+    // (60 + 1) against 1200 s / (30 + 1), less the ~15 s before the failure is seen.
+    assert!((1.8..2.1).contains(&ratio), "{ratio}");
+    assert!(
+        share(&down, "www.example.com", "fra") > 0.999,
+        "fail-open answers as if all were up: failover's first"
+    );
+    assert!(metric(&down, "share_to_down") > 0.99);
+    assert_eq!(metric(&healthy, "share_to_down"), 0.0);
+}
