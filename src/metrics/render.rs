@@ -65,6 +65,9 @@ impl Metrics {
         if let Some(d) = extra.dnssec {
             d.render(&mut o);
         }
+        if let Some(x) = extra.xdp {
+            x.render(&mut o);
+        }
         o.s
     }
 
@@ -333,6 +336,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) server: Option<ServerGauges>,
     /// Signed zones: keys, signature expiry and signing counters.
     pub(crate) dnssec: Option<&'a dyn Gauges>,
+    /// The AF_XDP listeners: mode and per-queue counters.
+    pub(crate) xdp: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {

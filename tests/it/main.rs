@@ -42,4 +42,6 @@ mod reload;
 mod scenarios;
 mod simulate;
 mod webdriver;
+#[cfg(feature = "xdp")]
+mod xdp;
 mod zone_errors;
