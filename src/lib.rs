@@ -38,6 +38,7 @@ pub mod model;
 pub mod net;
 pub mod policy;
 pub mod probe;
+pub mod resolve;
 pub mod rr;
 pub mod server;
 pub mod shutdown;

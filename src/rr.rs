@@ -26,10 +26,26 @@ pub const TYPE_TXT: u16 = 16;
 pub const TYPE_AAAA: u16 = 28;
 /// Type `SRV`.
 pub const TYPE_SRV: u16 = 33;
+/// Type `NAPTR` (RFC 3403).
+pub const TYPE_NAPTR: u16 = 35;
 /// Type `OPT` (EDNS pseudo-record).
 pub const TYPE_OPT: u16 = 41;
-/// Type `DS`.
+/// Type `DS` (RFC 4034): the hash of a child zone's key, at a delegation point.
 pub const TYPE_DS: u16 = 43;
+/// Type `SSHFP` (RFC 4255).
+pub const TYPE_SSHFP: u16 = 44;
+/// Type `RRSIG` (made by a signer, never written).
+pub const TYPE_RRSIG: u16 = 46;
+/// Type `NSEC` (made by a signer, never written).
+pub const TYPE_NSEC: u16 = 47;
+/// Type `NSEC3` (made by a signer, never written).
+pub const TYPE_NSEC3: u16 = 50;
+/// Type `TLSA` (RFC 6698).
+pub const TYPE_TLSA: u16 = 52;
+/// Type `SVCB` (RFC 9460).
+pub const TYPE_SVCB: u16 = 64;
+/// Type `HTTPS` (RFC 9460).
+pub const TYPE_HTTPS: u16 = 65;
 /// Type `CAA`.
 pub const TYPE_CAA: u16 = 257;
 /// Query type `IXFR`.
@@ -97,6 +113,12 @@ pub const TYPES: &[TypeInfo] = &[
     t(TYPE_SRV, "SRV", true, true),
     t(TYPE_CAA, "CAA", true, true),
     t(TYPE_PTR, "PTR", true, true),
+    t(TYPE_HTTPS, "HTTPS", true, true),
+    t(TYPE_SVCB, "SVCB", true, true),
+    t(TYPE_DS, "DS", true, true),
+    t(TYPE_TLSA, "TLSA", true, false),
+    t(TYPE_SSHFP, "SSHFP", true, false),
+    t(TYPE_NAPTR, "NAPTR", true, false),
     t(TYPE_ANY, "ANY", false, true),
 ];
 
@@ -108,6 +130,21 @@ pub fn info(code: u16) -> Option<&'static TypeInfo> {
 /// The mnemonics of the types a zone file may hold, in table order.
 pub fn static_type_names() -> impl Iterator<Item = &'static str> {
     TYPES.iter().filter(|t| t.static_record).map(|t| t.name)
+}
+
+/// Why type number `code` cannot be written as a static record (in the RFC 3597 `TYPEnnn`
+/// form or otherwise), or `None` when it can: meta and query types never hold data, the SOA
+/// has its own table, and DNSSEC records are made by a signer.
+pub fn not_writable(code: u16) -> Option<&'static str> {
+    match code {
+        0 => Some("type 0 is reserved"),
+        TYPE_SOA => Some("the SOA is written in the [soa] table, not under records"),
+        TYPE_OPT | 128..=255 => Some("a meta or query type holds no data"),
+        TYPE_RRSIG | TYPE_NSEC | TYPE_NSEC3 => {
+            Some("DNSSEC signatures and denial records are made by a signer, not written")
+        }
+        _ => None,
+    }
 }
 
 /// A query type as people write it: a mnemonic in any case (`aaaa`), `TYPE65`, or a number.

@@ -54,7 +54,7 @@ use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
 pub use token::load_token;
-pub use view::{DcInfo, NameInfo, PoolInfo, Topology};
+pub use view::{DcInfo, HostnameStatus, NameInfo, PoolInfo, Topology};
 
 /// A boxed future, so [`ApiBackend`] can be used as a trait object.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -302,6 +302,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "datacenters": datacenters,
         "answers_window_secs": window.as_secs(),
         "names": view::names(&topo, &totals, &base),
+        "hostnames": topo.hostnames,
         "events": events,
     });
     axum::Json(body).into_response()
@@ -317,9 +318,12 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
         last_reload_ok: info.last_reload.ok,
         zones: info.zones.len(),
     };
+    let topo = ctx.backend.topology();
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
+        resolver: (!topo.hostnames.is_empty())
+            .then_some(&topo.hostnames as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()

@@ -24,7 +24,7 @@ pub use build::build;
 pub use check::CheckEntry;
 pub use datacenter::DatacenterSpec;
 pub use name::GslbSpec;
-pub use zone::{RecordSpec, SoaSpec, ZoneSpec};
+pub use zone::{AliasSpec, RecordSpec, SoaSpec, ZoneSpec};
 
 use crate::walk;
 

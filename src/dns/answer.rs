@@ -13,10 +13,12 @@ use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
 use crate::rr::*;
 
-/// What a GSLB name contributes to an answer; implemented by the GSLB engine.
+/// What a GSLB name or an `ALIAS` contributes to an answer; implemented by the GSLB engine,
+/// which writes every such record (one place for the answer shapes).
 pub trait GslbAnswerer {
-    /// Writes the A/AAAA records of GSLB name `id` (owner = pointer `owner`) and returns
-    /// what happened.
+    /// Writes the answer of GSLB name `id` (owner = pointer `owner`) to `qtype` and returns
+    /// what happened: A/AAAA records, or a CNAME to a hostname datacenter's target (then for
+    /// any query type when the name may answer a CNAME, `GslbEntry::cname`).
     fn answer(
         &self,
         id: u32,
@@ -26,6 +28,19 @@ pub trait GslbAnswerer {
         w: &mut Writer<'_>,
         owner: u16,
     ) -> GslbOutcome;
+
+    /// Writes the A or AAAA records of an `ALIAS` to hostname `target`, with a TTL of at most
+    /// `ttl`.
+    fn alias(
+        &self,
+        _target: u32,
+        _ttl: u32,
+        _qtype: u16,
+        _w: &mut Writer<'_>,
+        _owner: u16,
+    ) -> GslbOutcome {
+        GslbOutcome::ServFail { scope: 0 }
+    }
 }
 
 /// Result of a GSLB decision for the response builder.
@@ -45,6 +60,17 @@ pub enum GslbOutcome {
     ServFail {
         /// ECS scope prefix length.
         scope: u8,
+    },
+    /// A CNAME was written to hostname `target` (an index into `Model::hostnames`), its RDATA
+    /// at `rdata_at` in the response: the answer goes on with the target, as after a static
+    /// CNAME.
+    Cname {
+        /// ECS scope prefix length (the same as an address answer of the decision would have).
+        scope: u8,
+        /// The hostname.
+        target: u32,
+        /// Offset of the CNAME's RDATA (the target name) in the response.
+        rdata_at: usize,
     },
 }
 
@@ -230,6 +256,19 @@ struct Decided {
     scope: u8,
 }
 
+/// What answering one node of a chain led to.
+enum Step<'m> {
+    /// The answer is complete.
+    Done(Decided),
+    /// A GSLB CNAME was written: go on with `target` (lower-cased wire name), whose name in
+    /// the response is at `at`.
+    Follow {
+        target: &'m [u8],
+        at: usize,
+        scope: u8,
+    },
+}
+
 /// A response written into the caller's buffer, with what metrics want to know about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answered {
@@ -396,6 +435,8 @@ fn resolve<G: GslbAnswerer>(
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
     let mut wild = [0u8; 258];
+    // The widest ECS scope of the chain: a GSLB CNAME's scope holds for what follows it.
+    let mut scope = 0u8;
     for hop in 0..MAX_CNAME_CHAIN {
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {
@@ -413,11 +454,7 @@ fn resolve<G: GslbAnswerer>(
             } else {
                 RCODE_NOERROR
             };
-            return Decided {
-                rcode,
-                aa,
-                scope: 0,
-            };
+            return Decided { rcode, aa, scope };
         };
         let apex_ptr = cur.ptr(zl);
         // A zone cut above the name (or at it) makes this a referral, not an answer.
@@ -427,7 +464,9 @@ fn resolve<G: GslbAnswerer>(
                     && n.cut
                     && !(i == 0 && q.qtype == TYPE_DS && hop == 0)
                 {
-                    return referral(n, cur.ptr(i), w, aa);
+                    let mut d = referral(n, cur.ptr(i), w, aa);
+                    d.scope = d.scope.max(scope);
+                    return d;
                 }
             }
         }
@@ -451,7 +490,7 @@ fn resolve<G: GslbAnswerer>(
                         return Decided {
                             rcode: RCODE_NXDOMAIN,
                             aa,
-                            scope: 0,
+                            scope,
                         };
                     }
                 }
@@ -469,24 +508,45 @@ fn resolve<G: GslbAnswerer>(
                 return Decided {
                     rcode: RCODE_NOERROR,
                     aa,
-                    scope: 0,
+                    scope,
                 };
             }
             cur = Cursor::of_wire(target, rdata_at);
             continue;
         }
-        return answer_node(zone, node, gslb, q, peer, w, owner, apex_ptr);
+        match answer_node(model, zone, node, gslb, q, peer, w, owner, apex_ptr) {
+            Step::Done(mut d) => {
+                d.scope = d.scope.max(scope);
+                return d;
+            }
+            Step::Follow {
+                target,
+                at,
+                scope: s,
+            } => {
+                scope = scope.max(s);
+                if at > 0x3FFF || q.qtype == TYPE_CNAME {
+                    return Decided {
+                        rcode: RCODE_NOERROR,
+                        aa,
+                        scope,
+                    };
+                }
+                cur = Cursor::of_wire(target, at);
+            }
+        }
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
     Decided {
         rcode: RCODE_NOERROR,
         aa,
-        scope: 0,
+        scope,
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn answer_node<G: GslbAnswerer>(
+fn answer_node<'m, G: GslbAnswerer>(
+    model: &'m Model,
     zone: &Zone,
     node: &Node,
     gslb: &G,
@@ -495,12 +555,15 @@ fn answer_node<G: GslbAnswerer>(
     w: &mut Writer<'_>,
     owner: u16,
     apex_ptr: u16,
-) -> Decided {
-    let ok = |scope| Decided {
-        rcode: RCODE_NOERROR,
-        aa: true,
-        scope,
+) -> Step<'m> {
+    let ok = |scope| {
+        Step::Done(Decided {
+            rcode: RCODE_NOERROR,
+            aa: true,
+            scope,
+        })
     };
+    let address = q.qtype == TYPE_A || q.qtype == TYPE_AAAA;
     if q.qtype == TYPE_ANY {
         if node.is_empty() {
             negative(zone, apex_ptr, w);
@@ -516,19 +579,40 @@ fn answer_node<G: GslbAnswerer>(
         }
         return ok(0);
     }
-    if let Some(id) = node.gslb
-        && (q.qtype == TYPE_A || q.qtype == TYPE_AAAA)
-    {
-        return match gslb.answer(id, q.qtype, q, peer, w, owner) {
+    let dynamic = match (node.gslb, node.alias) {
+        // A name that may answer a CNAME decides every type (RFC 1034: a CNAME owner holds
+        // no other data); otherwise GSLB names and ALIASes answer A and AAAA.
+        (Some(id), _)
+            if address || model.gslb.get(id as usize).is_some_and(|e| e.cname) =>
+        {
+            Some(gslb.answer(id, q.qtype, q, peer, w, owner))
+        }
+        (None, Some(a)) if address => Some(gslb.alias(a.target.0, a.ttl, q.qtype, w, owner)),
+        _ => None,
+    };
+    if let Some(outcome) = dynamic {
+        return match outcome {
             GslbOutcome::Answered { scope } => ok(scope),
             GslbOutcome::NoData { scope } => {
                 negative(zone, apex_ptr, w);
                 ok(scope)
             }
-            GslbOutcome::ServFail { scope } => Decided {
+            GslbOutcome::ServFail { scope } => Step::Done(Decided {
                 rcode: RCODE_SERVFAIL,
                 aa: false,
                 scope,
+            }),
+            GslbOutcome::Cname {
+                scope,
+                target,
+                rdata_at,
+            } => match model.hostnames.get(target as usize) {
+                Some(h) => Step::Follow {
+                    target: &h.key,
+                    at: rdata_at,
+                    scope,
+                },
+                None => ok(scope),
             },
         };
     }

@@ -37,8 +37,8 @@ use std::time::Duration;
 use registry::{Counters, Family, Hist, MAX_SHARDS, NO_SLOT, lock};
 pub use render::{Extra, F, Gauges, ServerGauges, Text, escape_label};
 use slots::{
-    ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES,
-    qtype_bucket, rcode_bucket,
+    ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_STALE, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH,
+    RCODES, qtype_bucket, rcode_bucket,
 };
 pub use slots::{
     GslbSlots, N_QTYPES, PROBE_BUCKETS_MS, PoolLabels, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots,
@@ -177,6 +177,12 @@ impl Metrics {
         if slot != NO_SLOT {
             self.decisions.counters.add(self.shard(), slot, 0, 1);
         }
+    }
+
+    /// An answer carried addresses of a hostname target past its TTL (RFC 8767 serve-stale).
+    #[inline]
+    pub fn stale_answer(&self) {
+        self.hot.add(self.shard(), 0, HOT_STALE, 1);
     }
 
     /// A GSLB name found nothing usable and applied its all-down behaviour.

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use super::Metrics;
 use super::registry::lock;
 use super::slots::{
-    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, N_TRANSPORTS,
-    PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
+    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_STALE,
+    N_TRANSPORTS, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
 };
 use crate::net::Transport;
 
@@ -30,6 +30,16 @@ impl Metrics {
             self.snapshots.load(Relaxed),
         );
         o.header(
+            "gslbd_stale_answers_total",
+            "Answers that carried a hostname target's addresses past their TTL, while its upstream failed (RFC 8767 serve-stale).",
+            "counter",
+        );
+        o.sample(
+            "gslbd_stale_answers_total",
+            &[],
+            self.hot.sum(0, HOT_STALE),
+        );
+        o.header(
             "gslbd_reloads_total",
             "Configuration reloads by result.",
             "counter",
@@ -49,6 +59,9 @@ impl Metrics {
         }
         if let Some(h) = extra.health {
             h.render(&mut o);
+        }
+        if let Some(r) = extra.resolver {
+            r.render(&mut o);
         }
         o.s
     }
@@ -223,6 +236,8 @@ pub struct Extra<'a> {
     pub health: Option<&'a dyn Gauges>,
     /// Process and configuration gauges.
     pub server: Option<ServerGauges>,
+    /// Hostname targets (addresses, staleness, lookups), rendered by the server.
+    pub resolver: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {

@@ -90,7 +90,9 @@ pub(super) const HOT_DUR: usize = 0; // QUERY_BUCKETS_US.len() + 1 buckets (last
 pub(super) const HOT_DUR_SUM_NS: usize = HOT_DUR + QUERY_BUCKETS_US.len() + 1;
 pub(super) const HOT_ECS: usize = HOT_DUR_SUM_NS + 1; // per family: 129 exact prefix counts, then the sum
 pub(super) const ECS_ROW: usize = 129 + 1;
-pub(super) const HOT_WIDTH: usize = HOT_ECS + 2 * ECS_ROW;
+/// Answers built from stale resolved addresses (RFC 8767).
+pub(super) const HOT_STALE: usize = HOT_ECS + 2 * ECS_ROW;
+pub(super) const HOT_WIDTH: usize = HOT_STALE + 1;
 
 /// The metrics slot of one zone (or of "no zone").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -197,6 +197,9 @@ pub struct GslbName {
     pub answers: u8,
     /// What to answer when nothing in the chain is usable.
     pub all_down: AllDown,
+    /// Hostname datacenters answer their target's addresses (true), or a CNAME to the
+    /// target (false, the default; always true at a zone apex).
+    pub flatten: bool,
 }
 
 impl GslbName {
@@ -208,6 +211,7 @@ impl GslbName {
             pools: vec![pool],
             answers: 1,
             all_down: AllDown::FailOpen,
+            flatten: false,
         }
     }
 }
@@ -236,6 +240,12 @@ pub struct GslbEntry {
     pub needs_location: bool,
     /// Use EDNS Client Subnet for this name.
     pub ecs: bool,
+    /// May answer a CNAME (hostname datacenters, not flattened): then every query type is
+    /// decided (RFC 1034: a CNAME owner holds no other data), not only A and AAAA.
+    pub cname: bool,
+    /// Some datacenter of the name is a hostname datacenter (its answers read the published
+    /// resolutions and their TTL left).
+    pub has_hostnames: bool,
     /// Key path of the name in its file (`gslb.www`).
     pub path: String,
     /// The file it was declared in.

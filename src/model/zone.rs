@@ -46,6 +46,15 @@ impl RRset {
     }
 }
 
+/// An `ALIAS` record: A and AAAA queries are answered with the target's current addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alias {
+    /// The target.
+    pub target: super::hostname::HostnameId,
+    /// The most the answer's TTL may be (also capped by the target's remaining TTL).
+    pub ttl: u32,
+}
+
 /// A name in a zone: its RRsets, or nothing (an empty non-terminal).
 #[derive(Clone, Debug, Default)]
 pub struct Node {
@@ -54,8 +63,11 @@ pub struct Node {
     pub cut: bool,
     /// Lower-cased wire form of the CNAME target, when the node is a CNAME.
     pub cname: Option<Box<[u8]>>,
-    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`).
+    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`); every type when
+    /// the name may answer a CNAME (`GslbEntry::cname`).
     pub gslb: Option<u32>,
+    /// An `ALIAS`: A/AAAA answered from the target's addresses.
+    pub alias: Option<Alias>,
 }
 
 impl Node {
@@ -65,7 +77,7 @@ impl Node {
 
     /// Holds no data of its own (empty non-terminal).
     pub fn is_empty(&self) -> bool {
-        self.rrsets.is_empty() && self.gslb.is_none()
+        self.rrsets.is_empty() && self.gslb.is_none() && self.alias.is_none()
     }
 }
 

@@ -33,8 +33,10 @@ pub mod worker;
 
 pub use http::HttpCheck;
 pub use outcome::{LoadFigure, ProbeOutcome, ProbeResult};
-pub use plan::{DatacenterProbe, DcPlan, ProbeSet, ProbeSetError, Target, TargetId};
+pub use plan::{
+    DatacenterProbe, DcPlan, MIN_UP_ALL, PlanChange, ProbeSet, ProbeSetError, Target, TargetId,
+};
 pub use prober::{Prober, ProberError};
 pub use spec::{CheckError, CheckKind, CheckSpec};
 pub use tcp::TcpCheck;
-pub use worker::{Jitter, WorkerSettings, Workers, spawn_workers};
+pub use worker::{DynamicWorkers, Jitter, WorkerSettings, Workers, spawn_workers};

@@ -6,6 +6,30 @@
 //!   slot = index into the datacenter's probed addresses (check addresses if set, else the
 //!          answer addresses in bit order: v4 first, then v6, each in declaration order)
 //! ```
+//!
+//! **The dynamic part.** A hostname datacenter (`DatacenterProbe::hostname`) probes the
+//! addresses its target resolves to now, which change at run time. Its plan starts with no
+//! slot; [`ProbeSet::set_addresses`] gives it the current addresses (the aggregator calls it
+//! whenever the resolver publishes a new address set, `serial` naming that set):
+//!
+//! ```text
+//! set_addresses(dc, [a, b], serial)
+//!   old slots: drop (dc, _) from their targets' users
+//!   new slot i = address i (bit order, as the policy reads the resolved addresses)
+//!     (check, addr) already a target? reuse it -- its state (rise/fall counters, latency,
+//!         load) lives on in the aggregator, keyed by the same TargetId
+//!     else a new target (a new id; the aggregator starts it as the warm-start rules say)
+//!   a target left without users is retired (its worker stops); its id is never handed to
+//!     another (check, addr), so a late result of its stopped worker is still a true
+//!     observation of that target, and an address that comes back revives it
+//!   -> PlanChange { added (need a worker), retired (stop the worker) }
+//! ```
+//!
+//! Targets are matched by identity (check, address), so two datacenters that resolve to the
+//! same address share one probe, and an address that stays in the set keeps its history
+//! across any number of changes. `DcPlan::addr_serial` tells the policy which address set the
+//! datacenter's per-address bits describe (it answers a different set as if all were up until
+//! the aggregator has caught up).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +43,9 @@ use crate::limits::MAX_DC_ADDRESSES;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetId(pub u32);
 
+/// `min-up = "all"`: every probed address must be up (and there must be one).
+pub const MIN_UP_ALL: u32 = u32::MAX;
+
 /// One datacenter as the probe set needs it. Its position in the input list is its
 /// `DatacenterId`, the index into `Snapshot::dcs`.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +54,9 @@ pub struct DatacenterProbe {
     pub name: String,
     /// Answer addresses, in declaration order (v4 and v6 may be mixed).
     pub addresses: Vec<IpAddr>,
+    /// A hostname datacenter resolved at run time: the name (lower-cased, fully qualified)
+    /// whose current addresses are probed; `addresses` is empty then (see the module docs).
+    pub hostname: Option<String>,
     /// Probe these instead of the answer addresses (check the inside address, answer the
     /// public one). The whole datacenter then follows them.
     pub check_addresses: Option<Vec<IpAddr>>,
@@ -47,6 +77,7 @@ impl DatacenterProbe {
         DatacenterProbe {
             name: name.into(),
             addresses,
+            hostname: None,
             check_addresses: None,
             capacity: None,
             min_up: 1,
@@ -78,10 +109,40 @@ pub struct DcPlan {
     pub all_bits: u64,
     /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
     pub follows_check_addresses: bool,
+    /// `MIN_UP_ALL` for "all"; see [`DcPlan::needed`].
     pub min_up: u32,
+    /// A hostname datacenter's name (its slots follow the resolved addresses).
+    pub hostname: Option<String>,
+    /// Which resolved address set the slots describe (0: static).
+    pub addr_serial: u64,
     pub capacity: Option<f64>,
     pub check: Option<Arc<CheckSpec>>,
     pub max_ttl: Duration,
+}
+
+impl DcPlan {
+    /// How many probed addresses must be up for the datacenter to be up: `min-up`, or all
+    /// of them (at least one).
+    pub fn needed(&self) -> usize {
+        if self.min_up == MIN_UP_ALL {
+            self.slots.len().max(1)
+        } else {
+            self.min_up as usize
+        }
+    }
+
+    /// Probes the addresses its target resolves to at run time.
+    pub fn is_dynamic(&self) -> bool {
+        self.hostname.is_some() && !self.follows_check_addresses && self.check.is_some()
+    }
+}
+
+/// What [`ProbeSet::set_addresses`] changed: targets that need a worker, targets whose
+/// worker must stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanChange {
+    pub added: Vec<TargetId>,
+    pub retired: Vec<TargetId>,
 }
 
 /// The de-duplicated probe plan for a list of datacenters.
@@ -207,6 +268,8 @@ impl ProbeSet {
                 all_bits: 0,
                 follows_check_addresses: dc.check_addresses.is_some(),
                 min_up: dc.min_up.max(1),
+                hostname: dc.hostname.clone(),
+                addr_serial: 0,
                 capacity: dc.capacity,
                 check: None,
                 max_ttl: dc.max_ttl,
@@ -220,7 +283,7 @@ impl ProbeSet {
                 set.dcs.push(plan);
                 continue;
             }
-            plan.all_bits = if answers.len() == 64 {
+            plan.all_bits = if answers.len() == 64 || dc.hostname.is_some() {
                 u64::MAX
             } else {
                 (1u64 << answers.len()) - 1
@@ -246,12 +309,13 @@ impl ProbeSet {
                     .map(|(i, a)| (*a, 1u64 << i))
                     .collect(),
             };
-            if probed.is_empty() {
+            let dynamic = dc.hostname.is_some() && dc.check_addresses.is_none();
+            if probed.is_empty() && !dynamic {
                 errors.push(ProbeSetError::NothingToProbe {
                     dc: i,
                     name: name(),
                 });
-            } else if plan.min_up as usize > probed.len() {
+            } else if !dynamic && plan.min_up != MIN_UP_ALL && plan.min_up as usize > probed.len() {
                 errors.push(ProbeSetError::MinUpTooLarge {
                     dc: i,
                     name: name(),
@@ -296,5 +360,72 @@ impl ProbeSet {
     /// The target `id`.
     pub fn target(&self, id: TargetId) -> Option<&Target> {
         self.targets.get(id.0 as usize)
+    }
+
+    /// Gives dynamic datacenter `dc` the address set `addrs` (bit order) named `serial`
+    /// (see the module docs). A datacenter that is not dynamic only records the serial.
+    pub fn set_addresses(&mut self, dc: usize, addrs: &[IpAddr], serial: u64) -> PlanChange {
+        let mut change = PlanChange::default();
+        let Some(plan) = self.dcs.get(dc) else {
+            return change;
+        };
+        if !plan.is_dynamic() {
+            if let Some(p) = self.dcs.get_mut(dc) {
+                p.addr_serial = serial;
+            }
+            return change;
+        }
+        let Some(spec) = plan.check.clone() else {
+            return change;
+        };
+        let dc_id = u32::try_from(dc).unwrap_or(u32::MAX);
+        let old: Vec<TargetId> = std::mem::take(&mut self.dcs[dc].slots);
+        for t in &old {
+            if let Some(target) = self.targets.get_mut(t.0 as usize) {
+                target.users.retain(|(d, _)| *d != dc_id);
+            }
+        }
+        let mut slots = Vec::with_capacity(addrs.len());
+        let mut bits = Vec::with_capacity(addrs.len());
+        for (slot, ip) in addrs.iter().take(MAX_DC_ADDRESSES).enumerate() {
+            let addr = SocketAddr::new(*ip, spec.port());
+            let found = self
+                .targets
+                .iter()
+                .position(|t| t.addr == addr && (Arc::ptr_eq(&t.check, &spec) || *t.check == *spec));
+            let id = match found {
+                Some(i) => {
+                    let id = TargetId(i as u32);
+                    if self.targets[i].users.is_empty() && !old.contains(&id) {
+                        change.added.push(id);
+                    }
+                    id
+                }
+                None => {
+                    let id = TargetId(u32::try_from(self.targets.len()).unwrap_or(u32::MAX));
+                    self.targets.push(Target {
+                        id,
+                        check: spec.clone(),
+                        addr,
+                        users: Vec::new(),
+                    });
+                    change.added.push(id);
+                    id
+                }
+            };
+            self.targets[id.0 as usize].users.push((dc_id, slot));
+            slots.push(id);
+            bits.push(1u64 << slot);
+        }
+        for t in old {
+            if self.targets[t.0 as usize].users.is_empty() && !slots.contains(&t) {
+                change.retired.push(t);
+            }
+        }
+        let p = &mut self.dcs[dc];
+        p.slots = slots;
+        p.slot_bits = bits;
+        p.addr_serial = serial;
+        change
     }
 }

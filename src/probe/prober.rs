@@ -2,6 +2,8 @@
 //! built once) and the dispatch to the kind's probe function.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use tokio::time::Instant;
 
 use super::http::{self, ClientKey};
@@ -23,18 +25,23 @@ enum Runner {
     Tcp,
 }
 
-/// Runs probes for the targets of one [`ProbeSet`].
+/// Runs probes for the targets of one [`ProbeSet`] (or for targets added at run time).
 #[derive(Debug)]
 pub struct Prober {
-    runners: Vec<Runner>,
+    runners: FxHashMap<u32, Runner>,
 }
 
 impl Prober {
     /// Builds what every target of `set` needs (one HTTP client per distinct setting).
     pub fn new(set: &ProbeSet) -> Result<Prober, ProberError> {
+        Prober::for_targets(&set.targets)
+    }
+
+    /// Builds what `targets` need (a hostname datacenter's new addresses).
+    pub fn for_targets(targets: &[Target]) -> Result<Prober, ProberError> {
         let mut built: HashMap<ClientKey, reqwest::Client> = HashMap::new();
-        let mut runners = Vec::with_capacity(set.targets.len());
-        for t in &set.targets {
+        let mut runners = FxHashMap::default();
+        for t in targets {
             let runner = match &t.check.kind {
                 CheckKind::Http(h) => {
                     let key = ClientKey::of(h, t.addr);
@@ -50,7 +57,7 @@ impl Prober {
                 }
                 CheckKind::Tcp(_) => Runner::Tcp,
             };
-            runners.push(runner);
+            runners.insert(t.id.0, runner);
         }
         Ok(Prober { runners })
     }
@@ -59,7 +66,7 @@ impl Prober {
     pub async fn probe(&self, target: &Target) -> ProbeResult {
         let timeout = target.check.timeout;
         let start = Instant::now();
-        let runner = self.runners.get(target.id.0 as usize);
+        let runner = self.runners.get(&target.id.0);
         let (outcome, latency, load) = match (&target.check.kind, runner) {
             (CheckKind::Tcp(_), Some(Runner::Tcp)) => {
                 let (o, l) = tcp::probe(target.addr, timeout).await;

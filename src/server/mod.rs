@@ -5,6 +5,7 @@
 //! config::load -> Loaded{Model, metric slots} --+
 //! HealthRuntime (probes -> aggregator) ---------+--> Publisher: ArcSwap<Serving> <--load--
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
+//! Resolver (hostname targets, by name) ---------+--> also watched by the HealthRuntime
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
 //! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
@@ -34,6 +35,7 @@ use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
+use crate::resolve::{Resolver, ResolverSettings};
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
 use publish::{Publisher, Serving};
@@ -76,6 +78,8 @@ pub struct ServeOptions {
     pub listen_best_effort: bool,
     /// Latency map file (client region or subnet -> datacenter -> ms) for the `latency` policy.
     pub latency_map: Option<PathBuf>,
+    /// How hostname targets outside our zones are resolved.
+    pub resolver: ResolverSettings,
 }
 
 impl ServeOptions {
@@ -99,6 +103,7 @@ impl ServeOptions {
             query_log_sample: 0,
             listen_best_effort: false,
             latency_map: None,
+            resolver: ResolverSettings::default(),
         }
     }
 
@@ -180,6 +185,8 @@ pub struct State {
     /// True once every target was probed or warm-started (`/readyz`).
     pub ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
+    /// Keeps hostname targets resolved.
+    resolver: Resolver,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
     /// One reload at a time (SIGHUP, file watch and tests may race).
@@ -321,6 +328,7 @@ impl State {
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),
+            self.resolver.subscribe(),
             self.stop.child(),
         )?;
         *guard = Some(rt);
@@ -384,9 +392,11 @@ impl State {
             .sync_health(&loaded.model)
             .await
             .map_err(|e| one_error(&self.opts.zones_dir, e))?;
+        let targets = loaded.model.resolver_targets();
         if let Err(e) = self.serving.swap_model(loaded, Arc::new(geo), health_gen) {
             tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
         }
+        self.resolver.set_targets(targets);
         Ok(())
     }
 }
@@ -413,6 +423,7 @@ pub struct Running {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     background_stop: Shutdown,
     background: Vec<tokio::task::JoinHandle<()>>,
+    resolver_stop: Shutdown,
 }
 
 /// Why the server could not start.
@@ -462,6 +473,8 @@ impl Running {
         for t in self.background {
             let _ = tokio::time::timeout(grace, t).await;
         }
+        self.resolver_stop.stop();
+        let _ = tokio::time::timeout(grace, self.state.resolver.join()).await;
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
         }
@@ -499,6 +512,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     ));
     let serving = Arc::new(Publisher::new(loaded.clone(), Arc::new(geo), 0, all_up));
     let stop = Shutdown::new();
+    let resolver_stop = stop.child();
+    let resolver = {
+        let publisher = Arc::downgrade(&serving);
+        Resolver::start(
+            opts.resolver.clone(),
+            loaded.model.resolver_targets(),
+            Arc::new(move |names| {
+                if let Some(p) = publisher.upgrade() {
+                    p.set_resolved(names);
+                }
+            }),
+            resolver_stop.clone(),
+        )
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -511,6 +538,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         started: SystemTime::now(),
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
+        resolver,
         health_gen: AtomicU64::new(0),
         reload_lock: tokio::sync::Mutex::new(()),
         opts: opts.clone(),
@@ -590,6 +618,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         api_task,
         background_stop,
         background,
+        resolver_stop,
     })
 }
 

@@ -131,10 +131,20 @@ pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Op
         }
         if cuts.contains(k) {
             for (s, _) in &p.sets {
-                if !matches!(s.rtype, RecordType::NS | RecordType::A | RecordType::AAAA) {
+                if !matches!(
+                    s.rtype,
+                    RecordType::NS | RecordType::A | RecordType::AAAA | RecordType::DS
+                ) {
                     err(errs, &s.path, "is at a delegation point (NS below the apex): the data belongs in the child zone".into());
                 }
             }
+        } else if let Some((ds, _)) = p.sets.iter().find(|(s, _)| s.rtype == RecordType::DS) {
+            let why = if k[..] == apex[..] {
+                "DS at the apex belongs in the parent zone (it holds the hash of this zone's key)"
+            } else {
+                "DS is written at a delegation point (a name with NS below the apex), beside the NS"
+            };
+            err(errs, &ds.path, why.into());
         }
     }
     if errs.len() > start_errs {

@@ -24,6 +24,14 @@
 //! first probe result of a target without warm state decides its state directly (the first
 //! probe round ends the assumption); after that, `rise` consecutive passes bring it up and
 //! `fall` consecutive fails take it down.
+//!
+//! Hostname datacenters (the dynamic part of the probe plan, `probe::plan`): the aggregator
+//! owns its copy of the plan and watches the resolver's results. When a datacenter's target
+//! resolves to a new address set, [`Aggregator::set_host_addresses`] re-slots it: addresses
+//! still present keep their target (and its state here), new ones get a target that starts
+//! as the warm-start rules say (the health file read at start is kept for them while it is
+//! fresh), and targets no one uses any more stop being probed. The run loop starts and stops
+//! their workers ([`DynamicWorkers`]).
 
 mod status;
 mod target;
@@ -34,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 pub use status::{DcStatus, DrainStatus, Status, TargetStatus};
@@ -44,7 +52,8 @@ use super::events::{Change, EventKind, EventLog, EventView};
 use super::ewma::{DEFAULT_HALF_LIFE, slow_start_factor};
 use super::persist::{ADMIN_FILE, AdminFile, HEALTH_FILE, HealthFile, PersistError, read_json};
 use super::{AdminState, DcState, Publish, Snapshot};
-use crate::probe::{LoadFigure, ProbeOutcome, ProbeResult, ProbeSet};
+use crate::probe::{DynamicWorkers, LoadFigure, ProbeOutcome, ProbeResult, ProbeSet, TargetId};
+use crate::resolve::ResolvedNames;
 use crate::shutdown::Shutdown;
 
 /// What a target is assumed to be before its first probe (without usable warm state).
@@ -215,7 +224,8 @@ impl AggregatorHandle {
 /// The single writer of health state. Build with [`Aggregator::new`], then either drive it
 /// synchronously or hand it to [`Aggregator::run`].
 pub struct Aggregator {
-    set: Arc<ProbeSet>,
+    /// The probe plan, with its dynamic part (hostname datacenters) kept current here.
+    set: ProbeSet,
     settings: AggregatorSettings,
     out: Arc<dyn Publish>,
     /// The last snapshot handed to `out`.
@@ -229,6 +239,12 @@ pub struct Aggregator {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Recent state changes, for the status page.
     events: EventLog,
+    /// The warm-start file read at start and when, for targets added later.
+    warm_file: Option<(HealthFile, Instant, SystemTime)>,
+    /// Targets added before the run loop started (they need workers).
+    unstarted: Vec<TargetId>,
+    /// Workers of the dynamic part, and the resolver results they follow.
+    dynamic: Option<(DynamicWorkers, watch::Receiver<Arc<ResolvedNames>>)>,
 }
 
 impl Aggregator {
@@ -243,6 +259,18 @@ impl Aggregator {
         settings: AggregatorSettings,
         out: Arc<dyn Publish>,
     ) -> Result<(Aggregator, AggregatorHandle), PersistError> {
+        Aggregator::new_with_hosts(set, settings, out, &ResolvedNames::default())
+    }
+
+    /// [`Aggregator::new`] with the hostname datacenters' current addresses from `hosts`
+    /// (applied before the state files are read and the first snapshot is published).
+    pub fn new_with_hosts(
+        set: Arc<ProbeSet>,
+        settings: AggregatorSettings,
+        out: Arc<dyn Publish>,
+        hosts: &ResolvedNames,
+    ) -> Result<(Aggregator, AggregatorHandle), PersistError> {
+        let set = Arc::unwrap_or_clone(set);
         let now = Instant::now();
         let wall = SystemTime::now();
         let assume_up = settings.startup == Startup::AssumeUp;
@@ -287,13 +315,21 @@ impl Aggregator {
             cmds: Some(rx),
             metrics: None,
             events: EventLog::default(),
+            warm_file: None,
+            unstarted: Vec::new(),
+            dynamic: None,
         };
+        let added = agg.retarget(hosts, now).added;
+        agg.unstarted = added;
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
                 agg.restore_admin(&file, now, wall, &dir)?;
             }
             match read_json::<HealthFile>(&dir, HEALTH_FILE) {
-                Ok(Some(file)) => agg.restore_health(&file, now, wall),
+                Ok(Some(file)) => {
+                    agg.restore_health(&file, now, wall);
+                    agg.warm_file = Some((file, now, wall));
+                }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "ignoring the warm-start file"),
             }
@@ -320,6 +356,103 @@ impl Aggregator {
         self.metrics = Some(m);
     }
 
+    /// Lets the run loop follow the resolver (`hosts`) and probe hostname datacenters'
+    /// addresses with `workers`.
+    pub fn follow_hosts(
+        &mut self,
+        workers: DynamicWorkers,
+        hosts: watch::Receiver<Arc<ResolvedNames>>,
+    ) {
+        self.dynamic = Some((workers, hosts));
+    }
+
+    /// Gives every hostname datacenter the address set its target resolves to in `hosts`
+    /// (see the module docs) and recomputes the health of those whose set changed. Returns
+    /// the targets that need a worker and those whose worker must stop.
+    pub fn set_host_addresses(
+        &mut self,
+        hosts: &ResolvedNames,
+        now: Instant,
+    ) -> crate::probe::PlanChange {
+        self.retarget(hosts, now)
+    }
+
+    fn retarget(&mut self, hosts: &ResolvedNames, now: Instant) -> crate::probe::PlanChange {
+        let mut all = crate::probe::PlanChange::default();
+        for dc in 0..self.set.dcs.len() {
+            let Some(name) = self.set.dcs[dc].hostname.clone() else {
+                continue;
+            };
+            let (addrs, serial) = match hosts.get(&name) {
+                Some(e) if e.usable() => (e.addresses().collect::<Vec<_>>(), e.serial),
+                Some(e) => (Vec::new(), e.serial),
+                None => (Vec::new(), 0),
+            };
+            if serial == self.set.dcs[dc].addr_serial {
+                continue;
+            }
+            let before = self.set.dcs[dc].slots.len();
+            let change = self.set.set_addresses(dc, &addrs, serial);
+            let assume_up = self.settings.startup == Startup::AssumeUp;
+            for t in &change.added {
+                let target = &self.set.targets[t.0 as usize];
+                let fresh = TargetState::new(
+                    target.addr,
+                    target.check.fingerprint(),
+                    target.check.rise,
+                    target.check.fall,
+                    assume_up,
+                    self.settings.latency_half_life,
+                );
+                match self.targets.get_mut(t.0 as usize) {
+                    // An address that comes back after it was retired starts over.
+                    Some(s) => *s = fresh,
+                    None => self.targets.push(fresh),
+                }
+                self.restore_one(*t, now);
+            }
+            if self.set.dcs[dc].is_dynamic() {
+                let plan = &self.set.dcs[dc];
+                tracing::info!(
+                    dc = %plan.name,
+                    target = %name,
+                    addresses = addrs.len(),
+                    previously = before,
+                    added = change.added.len(),
+                    retired = change.retired.len(),
+                    "probing the addresses the target resolves to now"
+                );
+                self.events.push(
+                    Change {
+                        kind: EventKind::Datacenter,
+                        datacenter: &plan.name,
+                        address: None,
+                        old: "resolved",
+                        new: "resolved",
+                        reason: format!(
+                            "{name} now resolves to {}",
+                            if addrs.is_empty() {
+                                "nothing".to_string()
+                            } else {
+                                addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                            }
+                        ),
+                    },
+                    now,
+                );
+                self.recompute_dc(
+                    dc,
+                    now,
+                    &ProbeOutcome::Other(format!("{name} resolves to {} addresses", addrs.len())),
+                    false,
+                );
+            }
+            all.added.extend(change.added);
+            all.retired.extend(change.retired);
+        }
+        all
+    }
+
     /// Apply one probe result at its own time `r.at`. Returns true when a target changed state.
     pub fn apply(&mut self, r: &ProbeResult) -> bool {
         if let (Some(m), Some(target)) = (&self.metrics, self.set.targets.get(r.target.0 as usize))
@@ -330,6 +463,15 @@ impl Aggregator {
                     m.probe(&plan.name, &addr, r.outcome.kind(), r.latency);
                 }
             }
+        }
+        // A retired target (its address left every hostname datacenter that had it).
+        if self
+            .set
+            .targets
+            .get(r.target.0 as usize)
+            .is_none_or(|t| t.users.is_empty())
+        {
+            return false;
         }
         let Some(t) = self.targets.get_mut(r.target.0 as usize) else {
             return false;
@@ -382,7 +524,7 @@ impl Aggregator {
             .iter()
             .filter(|t| self.targets[t.0 as usize].up)
             .count();
-        up >= plan.min_up as usize
+        !plan.slots.is_empty() && up >= plan.needed()
     }
 
     /// `first`: the change ends the startup assumption; that is not a recovery, so no ramp.
@@ -405,7 +547,7 @@ impl Aggregator {
             new = updown(healthy),
             reason = %reason,
             addresses_up = up,
-            min_up = plan.min_up,
+            min_up = plan.needed(),
             "datacenter state change"
         );
         self.events.push(
@@ -419,7 +561,7 @@ impl Aggregator {
                     "{} ({up} of {} addresses up, {} needed)",
                     event_reason(reason, first),
                     plan.slots.len(),
-                    plan.min_up
+                    plan.needed()
                 ),
             },
             now,
@@ -545,6 +687,7 @@ impl Aggregator {
         let Some(check) = &plan.check else {
             return DcState {
                 admin: d.admin,
+                addr_serial: plan.addr_serial,
                 ..DcState::UP
             };
         };
@@ -570,6 +713,7 @@ impl Aggregator {
             latency_ms: self.dc_latency(dc),
             slow_start,
             addr_up,
+            addr_serial: plan.addr_serial,
             settled,
             settle_ttl: check.settle_ttl(),
         }
@@ -591,6 +735,7 @@ impl Aggregator {
             generation: self.generation,
             dcs: dcs.clone(),
             latency_map: None,
+            resolutions: None,
         });
         self.current = snap.clone();
         self.out.publish(snap);
@@ -691,10 +836,40 @@ impl Aggregator {
         persist.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut results_open = true;
         let mut cmds_open = true;
+        let (mut workers, mut hosts) = match self.dynamic.take() {
+            Some((w, h)) => (Some(w), Some(h)),
+            None => (None, None),
+        };
+        if let Some(w) = &mut workers {
+            for id in std::mem::take(&mut self.unstarted) {
+                self.start_worker(w, id);
+            }
+        }
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.stopped() => break,
+                changed = async { hosts.as_mut()?.changed().await.ok() }, if hosts.is_some() => {
+                    match changed {
+                        Some(()) => {
+                            let names = hosts.as_mut().map(|h| h.borrow_and_update().clone());
+                            if let Some(names) = names {
+                                let now = Instant::now();
+                                let change = self.retarget(&names, now);
+                                if let Some(w) = &mut workers {
+                                    for id in change.retired {
+                                        w.stop(id);
+                                    }
+                                    for id in change.added {
+                                        self.start_worker(w, id);
+                                    }
+                                }
+                                self.publish(now);
+                            }
+                        }
+                        None => hosts = None,
+                    }
+                }
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => {
                         if let Some(reply) = self.handle(cmd, Instant::now()) {
@@ -722,6 +897,9 @@ impl Aggregator {
                 }
             }
         }
+        if let Some(w) = workers {
+            w.join().await;
+        }
         // Results still queued were measured; apply them before the final publish and write.
         while let Ok(r) = results.try_recv() {
             self.apply(&r);
@@ -731,6 +909,17 @@ impl Aggregator {
         self.publish(now);
         if let Err(e) = self.persist_async(now).await {
             tracing::warn!(error = %e, "writing state files at shutdown");
+        }
+    }
+}
+
+impl Aggregator {
+    fn start_worker(&self, w: &mut DynamicWorkers, id: TargetId) {
+        let Some(t) = self.set.targets.get(id.0 as usize) else {
+            return;
+        };
+        if let Err(e) = w.start(t) {
+            tracing::error!(target_addr = %t.addr, error = %e, "cannot probe a hostname datacenter's address");
         }
     }
 }

@@ -106,7 +106,7 @@ impl Aggregator {
                     load,
                     load_error,
                     latency_ms: state.latency_ms,
-                    min_up: plan.min_up,
+                    min_up: u32::try_from(plan.needed()).unwrap_or(u32::MAX),
                     addresses_up: u32::try_from(targets.iter().filter(|t| t.up).count())
                         .unwrap_or(u32::MAX),
                     drain,
@@ -308,6 +308,7 @@ mod tests {
         let text = m.render(&Extra {
             health: Some(&status),
             server: Some(server),
+            resolver: None,
         });
         let s = parse(&text);
         let fra = [("datacenter", "fra")];
