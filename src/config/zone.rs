@@ -460,31 +460,35 @@ fn svcb(v: SVCB, fix: &dyn Fn(Name) -> Result<Name, String>, s: &str) -> Result<
 /// (spaces allowed between hex digits). Known types are decoded (so a wrong length or a bad
 /// name inside is reported here); unknown ones are kept as bytes.
 fn parse_generic(rtype: RecordType, rest: &str, s: &str) -> Result<RData, String> {
+    // Quoted as written: a debug-escaped `\\#` would read as two backslashes.
+    let s = format!("\"{s}\"");
     let mut parts = rest.split_whitespace();
     let len: usize = parts
         .next()
         .and_then(|l| l.parse().ok())
         .filter(|l| *l <= 65535)
-        .ok_or_else(|| format!("{s:?}: the generic form is \\# <length> <hex>, length 0..65535"))?;
+        .ok_or_else(|| format!("{s}: the generic form is \\# <length> <hex>, length 0..65535"))?;
     let hex: String = parts.collect();
-    let bytes = decode_hex(&hex).map_err(|e| format!("{s:?}: {e}"))?;
+    let bytes = decode_hex(&hex).map_err(|e| format!("{s}: {e}"))?;
     if bytes.len() != len {
         return Err(format!(
-            "{s:?}: the length says {len} bytes but the hex holds {}",
+            "{s}: the length says {len} bytes but the hex holds {}",
             bytes.len()
         ));
     }
     if matches!(rtype, RecordType::Unknown(_) | RecordType::DS) {
-        return Ok(RData::Unknown {
-            code: rtype,
-            rdata: NULL::with(bytes),
-        });
+        let rdata = if bytes.is_empty() {
+            NULL::new()
+        } else {
+            NULL::with(bytes)
+        };
+        return Ok(RData::Unknown { code: rtype, rdata });
     }
     let mut d = BinDecoder::new(&bytes);
     let rdata = RData::read(&mut d, rtype, Restrict::new(len as u16))
-        .map_err(|e| format!("{s:?} is not a valid {rtype} record: {e}"))?;
+        .map_err(|e| format!("{s} is not a valid {rtype} record: {e}"))?;
     if !d.is_empty() {
-        return Err(format!("{s:?}: bytes left over after the {rtype} data"));
+        return Err(format!("{s}: bytes left over after the {rtype} data"));
     }
     Ok(rdata)
 }

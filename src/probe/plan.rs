@@ -429,3 +429,73 @@ impl ProbeSet {
         change
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn set() -> ProbeSet {
+        let check = CheckSpec::tcp(80);
+        let fixed = DatacenterProbe::new("fixed", vec![ip("192.0.2.1")], Some(check.clone()));
+        let mut host = DatacenterProbe::new("host", vec![], Some(check.clone()));
+        host.hostname = Some("lb.example.net.".into());
+        let mut other = DatacenterProbe::new("other", vec![], Some(check));
+        other.hostname = Some("lb2.example.net.".into());
+        ProbeSet::build(&[fixed, host, other]).expect("plan")
+    }
+
+    #[test]
+    fn addresses_still_present_keep_their_target() {
+        let mut s = set();
+        assert!(s.dcs[1].is_dynamic() && s.dcs[1].slots.is_empty());
+        assert_eq!(s.targets.len(), 1);
+        let c = s.set_addresses(1, &[ip("192.0.2.10"), ip("192.0.2.11")], 7);
+        assert_eq!(c.added, [TargetId(1), TargetId(2)]);
+        assert_eq!(s.dcs[1].addr_serial, 7);
+        // .11 stays (same id, moved to slot 0), .10 is retired, .12 is new.
+        let c = s.set_addresses(1, &[ip("192.0.2.11"), ip("192.0.2.12")], 8);
+        assert_eq!(
+            c,
+            PlanChange {
+                added: vec![TargetId(3)],
+                retired: vec![TargetId(1)]
+            }
+        );
+        assert_eq!(s.dcs[1].slots, [TargetId(2), TargetId(3)]);
+        assert_eq!(s.targets[2].users, [(1, 0)]);
+        assert_eq!(s.dcs[1].slot_bits, [1, 2]);
+        // An address another datacenter probes with the same check is shared, not added.
+        let c = s.set_addresses(2, &[ip("192.0.2.1"), ip("192.0.2.11")], 9);
+        assert_eq!(c, PlanChange::default());
+        assert_eq!(s.targets[0].users, [(0, 0), (2, 0)]);
+        // A retired address that comes back revives its id (its worker must start again).
+        let c = s.set_addresses(1, &[ip("192.0.2.10")], 10);
+        assert_eq!(c.added, [TargetId(1)]);
+        assert_eq!(c.retired, [TargetId(3)], "192.0.2.11 is still used by `other`");
+        // Nothing resolved: no slot, every target of it retired.
+        let c = s.set_addresses(1, &[], 11);
+        assert_eq!(c.retired, [TargetId(1)]);
+        assert!(s.dcs[1].slots.is_empty());
+        // A static datacenter only records the serial.
+        assert_eq!(s.set_addresses(0, &[ip("192.0.2.99")], 3), PlanChange::default());
+        assert_eq!(s.dcs[0].slots, [TargetId(0)]);
+    }
+
+    #[test]
+    fn min_up_all_needs_every_probed_address() {
+        let mut s = set();
+        s.dcs[1].min_up = MIN_UP_ALL;
+        assert_eq!(s.dcs[1].needed(), 1, "at least one");
+        s.set_addresses(1, &[ip("192.0.2.10"), ip("192.0.2.11")], 1);
+        assert_eq!(s.dcs[1].needed(), 2);
+        let fixed = DatacenterProbe {
+            min_up: MIN_UP_ALL,
+            ..DatacenterProbe::new("x", vec![ip("192.0.2.1")], Some(CheckSpec::tcp(80)))
+        };
+        assert!(ProbeSet::build(&[fixed]).is_ok(), "all is never too large");
+    }
+}

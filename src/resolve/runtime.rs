@@ -9,11 +9,11 @@
 //!            --> Slot state machine --> publish: callback + watch<Arc<ResolvedNames>>
 //! ```
 //!
-//! A slot: `Pending` until the first answer; then `Fresh` (asked again at 80 % of the TTL,
+//! A slot: `Pending` until the first answer; then `Fresh` (asked again at 80 % of the TTL
 //! clamped to min-ttl..max-ttl); a failed lookup keeps the addresses and retries with a
-//! backoff (1, 2, 4 ... 30 s); when the TTL runs out while failing the slot turns `Stale`,
-//! and `Expired` (no addresses) once `max_stale` has passed. Any answer makes it `Fresh`
-//! again. An authoritative negative answer (NXDOMAIN, no A and no AAAA) is an answer: the
+//! backoff (1, 2, 4 ... 30 s); when the clamped TTL runs out before an answer came back
+//! (the upstream fails or is too slow) the slot turns `Stale`, and `Expired` (no addresses)
+//! once `max_stale` has passed after that. Any answer makes it `Fresh` again. An authoritative negative answer (NXDOMAIN, no A and no AAAA) is an answer: the
 //! name has no addresses (a datacenter behind it counts as down), nothing stale is kept.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -160,6 +160,9 @@ struct Slot {
     due: Instant,
     failures: u32,
     in_flight: bool,
+    /// End of the clamped TTL: without a new answer by then the addresses are stale.
+    stale_after: Option<Instant>,
+    /// End of `max_stale` after `stale_after`: the addresses are dropped.
     stale_until: Option<Instant>,
 }
 
@@ -200,23 +203,22 @@ impl Machine {
                     due: now,
                     failures: 0,
                     in_flight: false,
+                    stale_after: None,
                     stale_until: None,
                 }
             });
         }
     }
 
-    /// The time to keep an answer of TTL `ttl` before asking again: 80 % of the TTL clamped
-    /// to min-ttl..max-ttl.
-    fn refresh_after(&self, ttl: u32) -> Duration {
-        Duration::from_secs(u64::from(ttl))
-            .clamp(self.settings.min_ttl, self.settings.max_ttl)
-            .mul_f64(0.8)
+    /// How long an answer of TTL `ttl` is kept: the TTL clamped to min-ttl..max-ttl (it is
+    /// asked again after 80 % of that).
+    fn keep(&self, ttl: u32) -> Duration {
+        Duration::from_secs(u64::from(ttl)).clamp(self.settings.min_ttl, self.settings.max_ttl)
     }
 
     fn apply(&mut self, name: &str, result: Result<Answer, String>, now: Instant) {
         let serial = self.serial + 1;
-        let refresh = result.as_ref().ok().map(|a| self.refresh_after(a.ttl));
+        let keep = result.as_ref().ok().map(|a| self.keep(a.ttl));
         let max_stale = self.settings.max_stale;
         let Some(slot) = self.slots.get_mut(name) else {
             return;
@@ -250,8 +252,10 @@ impl Machine {
                 e.error = a.negative.map(Into::into);
                 e.lookups_ok += 1;
                 slot.failures = 0;
-                slot.stale_until = None;
-                slot.due = now + refresh.unwrap_or(self.settings.min_ttl);
+                let keep = keep.unwrap_or(self.settings.min_ttl);
+                slot.stale_after = Some(now + keep);
+                slot.stale_until = Some(now + keep + max_stale);
+                slot.due = now + keep.mul_f64(0.8);
             }
             Err(msg) => {
                 if slot.failures == 0 {
@@ -262,9 +266,6 @@ impl Machine {
                 slot.failures = slot.failures.saturating_add(1);
                 let backoff = Duration::from_secs(1u64 << (slot.failures - 1).min(5));
                 slot.due = now + backoff.min(MAX_BACKOFF);
-                if e.state == State::Fresh {
-                    slot.stale_until = e.expires.map(|x| x + max_stale);
-                }
             }
         }
         if bumped {
@@ -273,17 +274,14 @@ impl Machine {
         self.transitions(now);
     }
 
-    /// Fresh -> Stale when the TTL ran out while the upstream fails; Stale -> Expired after
-    /// max-stale. Returns true when something changed.
+    /// Fresh -> Stale when the (clamped) TTL ran out without a new answer; Stale -> Expired
+    /// after max-stale. Returns true when something changed.
     fn transitions(&mut self, now: Instant) -> bool {
         let mut changed = false;
         let mut expired = Vec::new();
         for (name, slot) in &mut self.slots {
             let e = &mut slot.entry;
-            if e.state == State::Fresh
-                && slot.failures > 0
-                && e.expires.is_some_and(|x| now >= x)
-            {
+            if e.state == State::Fresh && slot.stale_after.is_some_and(|x| now >= x) {
                 tracing::warn!(name = %name, "hostname TTL ran out while the upstream fails: serving the last addresses stale");
                 e.state = State::Stale;
                 changed = true;
@@ -312,8 +310,8 @@ impl Machine {
             .values()
             .flat_map(|s| {
                 let due = (!s.in_flight).then_some(s.due);
-                let stale = (s.entry.state == State::Fresh && s.failures > 0)
-                    .then_some(s.entry.expires)
+                let stale = (s.entry.state == State::Fresh)
+                    .then_some(s.stale_after)
                     .flatten();
                 let expire = (s.entry.state == State::Stale)
                     .then_some(s.stale_until)
@@ -663,6 +661,7 @@ mod tests {
         assert_eq!(m.next_wake(), Some(t1 + Duration::from_secs(1)));
         m.slots.get_mut(&n).unwrap().in_flight = true;
         assert_eq!(m.next_wake(), Some(t0 + Duration::from_secs(20)));
+        assert!(!m.transitions(t0 + Duration::from_secs(19)));
         assert!(m.transitions(t0 + Duration::from_secs(20)));
         let e = &m.slots[&n].entry;
         assert_eq!((e.state, e.v4.len()), (State::Stale, 1));
@@ -694,9 +693,13 @@ mod tests {
             t0,
         );
         m.apply(&n, answer(&["192.0.2.1"], 0), t0);
-        // Asked again after 80 % of min-ttl, but answers carry TTL 0.
+        // Asked again after 80 % of min-ttl, but answers carry TTL 0; not stale before the
+        // clamped TTL (min-ttl) has passed.
         assert_eq!(m.slots[&n].due, t0 + Duration::from_secs(4));
         assert_eq!(m.slots[&n].entry.answer_ttl(30, t0), 0);
+        assert!(!m.transitions(t0 + Duration::from_secs(4)));
+        assert!(m.transitions(t0 + Duration::from_secs(5)));
+        assert_eq!(m.slots[&n].entry.state, State::Stale);
         m.apply(&n, answer(&["192.0.2.1"], 86400), t0);
         assert_eq!(m.slots[&n].due, t0 + Duration::from_secs(80));
         // Names no longer wanted are dropped.

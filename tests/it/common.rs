@@ -143,7 +143,7 @@ pub fn rtype(s: &str) -> u16 {
         "AXFR" => 252,
         "ANY" => 255,
         "CAA" => 257,
-        other => other.parse().expect("numeric type"),
+        other => gslbd::rr::parse_type(other).expect("a type name or number"),
     }
 }
 

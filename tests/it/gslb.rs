@@ -21,7 +21,7 @@ fn ip(s: &str) -> IpAddr {
 /// The City fixture: networks in EU, NA, OC, AF, AS (IPv4 and IPv6), with and without
 /// coordinates, and 127.0.0.0/8 in Singapore so queries without ECS (from 127.0.0.1) have a
 /// location of their own.
-fn geo_fixture(dir: &Path) -> PathBuf {
+pub fn geo_fixture(dir: &Path) -> PathBuf {
     let nets: Vec<(&str, Value)> = vec![
         (
             "81.2.69.0/24",

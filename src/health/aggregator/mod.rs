@@ -440,12 +440,8 @@ impl Aggregator {
                     },
                     now,
                 );
-                self.recompute_dc(
-                    dc,
-                    now,
-                    &ProbeOutcome::Other(format!("{name} resolves to {} addresses", addrs.len())),
-                    false,
-                );
+                let reason = format!("{name} now resolves to {} addresses", addrs.len());
+                self.recompute_dc(dc, now, &reason, false);
             }
             all.added.extend(change.added);
             all.retired.extend(change.retired);
@@ -509,7 +505,8 @@ impl Aggregator {
             );
         }
         for dc in users {
-            self.recompute_dc(dc as usize, r.at, &r.outcome, flip.first);
+            let reason = event_reason(&r.outcome, flip.first);
+            self.recompute_dc(dc as usize, r.at, &reason, flip.first);
         }
         true
     }
@@ -528,7 +525,7 @@ impl Aggregator {
     }
 
     /// `first`: the change ends the startup assumption; that is not a recovery, so no ramp.
-    fn recompute_dc(&mut self, dc: usize, now: Instant, reason: &ProbeOutcome, first: bool) {
+    fn recompute_dc(&mut self, dc: usize, now: Instant, reason: &str, first: bool) {
         let healthy = self.compute_healthy(dc);
         let d = &self.dcs[dc];
         if healthy == d.healthy {
@@ -558,8 +555,7 @@ impl Aggregator {
                 old: updown(d.healthy),
                 new: updown(healthy),
                 reason: format!(
-                    "{} ({up} of {} addresses up, {} needed)",
-                    event_reason(reason, first),
+                    "{reason} ({up} of {} addresses up, {} needed)",
                     plan.slots.len(),
                     plan.needed()
                 ),
@@ -949,4 +945,66 @@ fn updown(up: bool) -> &'static str {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{CheckSpec, DatacenterProbe};
+    use crate::resolve::Entry;
+    use arc_swap::ArcSwap;
+
+    fn names(name: &str, addrs: &[&str], serial: u64) -> ResolvedNames {
+        let mut e = Entry::pending(name);
+        e.v4 = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        e.serial = serial;
+        e.state = crate::resolve::State::Fresh;
+        let mut n = ResolvedNames::default();
+        n.by_name.insert(name.into(), Arc::new(e));
+        n
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_address_set_keeps_the_state_of_addresses_still_present() {
+        let mut check = CheckSpec::tcp(80);
+        check.rise = 2;
+        check.fall = 1;
+        let mut dc = DatacenterProbe::new("lb", vec![], Some(check));
+        dc.hostname = Some("lb.example.net.".into());
+        let set = Arc::new(ProbeSet::build(&[dc]).unwrap());
+        let out: Arc<ArcSwap<Snapshot>> = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let hosts = names("lb.example.net.", &["192.0.2.1", "192.0.2.2"], 1);
+        let settings = AggregatorSettings {
+            startup: Startup::AssumeDown,
+            ..AggregatorSettings::default()
+        };
+        let (mut agg, _h) = Aggregator::new_with_hosts(set, settings, out.clone(), &hosts).unwrap();
+        let now = Instant::now();
+        assert_eq!(agg.set.dcs[0].slots.len(), 2);
+        assert!(!out.load().dcs[0].healthy, "assume-down until probed");
+        // 192.0.2.1 passes twice: up; the datacenter is up (min-up 1).
+        for _ in 0..2 {
+            agg.apply(&ProbeResult::new(TargetId(0), ProbeOutcome::Pass, now));
+        }
+        agg.publish(now + Duration::from_secs(1));
+        let s = out.load();
+        assert!(s.dcs[0].healthy);
+        assert_eq!((s.dcs[0].addr_up, s.dcs[0].addr_serial), (0b01, 1));
+        // The target now resolves to .3 and .1 (in that order): .1 keeps its state (up),
+        // .3 starts as the startup setting says (down); .2 is retired.
+        let hosts = names("lb.example.net.", &["192.0.2.3", "192.0.2.1"], 2);
+        let change = agg.set_host_addresses(&hosts, now);
+        assert_eq!((change.added.len(), change.retired.len()), (1, 1));
+        agg.publish(now + Duration::from_secs(2));
+        let s = out.load();
+        assert!(s.dcs[0].healthy, "still up: 192.0.2.1 kept its state");
+        assert_eq!((s.dcs[0].addr_up, s.dcs[0].addr_serial), (0b10, 2));
+        // A late result of the retired target changes nothing.
+        assert!(!agg.apply(&ProbeResult::new(TargetId(1), ProbeOutcome::Pass, now)));
+        // Nothing resolves any more: no address to probe, the datacenter is down.
+        let hosts = names("lb.example.net.", &[], 3);
+        agg.set_host_addresses(&hosts, now);
+        agg.publish(now + Duration::from_secs(3));
+        assert!(!out.load().dcs[0].healthy);
+    }
 }

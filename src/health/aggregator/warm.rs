@@ -147,8 +147,14 @@ impl Aggregator {
         let targets = self
             .targets
             .iter()
-            // Only what was measured (or restored): an assumption is not knowledge.
-            .filter(|t| t.probed || t.warm)
+            .enumerate()
+            // Only what was measured (or restored): an assumption is not knowledge; and only
+            // targets still probed (a hostname datacenter's address may have left).
+            .filter(|(i, t)| {
+                (t.probed || t.warm)
+                    && self.set.targets.get(*i).is_some_and(|x| !x.users.is_empty())
+            })
+            .map(|(_, t)| t)
             .map(|t| TargetEntry {
                 check: t.fingerprint.clone(),
                 addr: t.addr.to_string(),

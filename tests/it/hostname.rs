@@ -1,0 +1,478 @@
+//! Hostname targets against a real upstream: a second gslbd started by the test serves the
+//! targets' zone (`upstream.test.`) with short TTLs, and the server under test resolves them
+//! through it (`--resolver`). CNAME answers per region and their ECS scope, flattened answers
+//! and ALIAS following an upstream change within its TTL, serve-stale until max-stale when
+//! the upstream stops, probes of the resolved addresses, mixed pools, the apex.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+
+use crate::common::*;
+
+/// The upstream zone: every target at TTL 2.
+const UPSTREAM: &str = r#"
+origin = "upstream.test."
+ttl = 2
+[soa]
+mname = "ns1.upstream.test."
+rname = "hostmaster.upstream.test."
+minimum = 2
+[records."@"]
+NS = ["ns1"]
+[records.ns1]
+A = ["127.0.0.1"]
+[records.eu]
+A = ["192.0.2.101", "192.0.2.102"]
+AAAA = ["2001:db8::101"]
+[records.na]
+A = ["192.0.2.111"]
+[records.lb]
+CNAME = ["eu"]
+[records.v6only]
+AAAA = ["2001:db8::121"]
+"#;
+
+const DATACENTERS: &str = r#"
+[datacenters.eu-lb]
+target = "eu.upstream.test."
+[datacenters.na-lb]
+target = "na.upstream.test."
+[datacenters.chain-lb]
+target = "lb.upstream.test."
+[datacenters.v6-lb]
+target = "v6only.upstream.test."
+[datacenters.missing-lb]
+target = "missing.upstream.test."
+[datacenters.fra]
+addresses = ["198.51.100.10", "2001:db8:10::10"]
+[datacenters.iad]
+addresses = ["198.51.100.20"]
+"#;
+
+fn upstream() -> TestServer {
+    TestServer::start(&[("upstream.test.toml", UPSTREAM)])
+}
+
+/// The server under test, resolving through `up` (TTL floor 1 s), with `zone` as
+/// example.com's extra text and `max_stale`.
+fn server(up: &TestServer, zone: &str, max_stale: Duration, geoip: Option<&std::path::Path>) -> TestServer {
+    let text = format!("{}\n{zone}", minimal_zone!());
+    let dcs = DATACENTERS.to_string();
+    let upstream = up.addr;
+    let geo = geoip.map(|p| p.to_path_buf());
+    TestServer::start_with(
+        &[("dcs.toml", &dcs), ("example.com.toml", &text)],
+        move |o| {
+            o.resolver.servers = vec![upstream];
+            o.resolver.min_ttl = Duration::from_secs(1);
+            o.resolver.max_stale = max_stale;
+            o.resolver.timeout = Duration::from_millis(500);
+            o.geoip = geo.into_iter().collect();
+        },
+    )
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
+fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(
+            t0.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    t0.elapsed()
+}
+
+/// (rcode, answer lines without TTLs, the TTLs).
+fn ask(s: &TestServer, q: &Q) -> (ResponseCode, Vec<String>, Vec<u32>) {
+    let r = s.udp(q);
+    let lines = r
+        .msg
+        .answers
+        .iter()
+        .map(|rec| format!("{} {} {}", rec.name, rec.record_type(), rec.data))
+        .collect();
+    let ttls = r.msg.answers.iter().map(|rec| rec.ttl).collect();
+    (r.rcode(), lines, ttls)
+}
+
+fn lines(s: &TestServer, name: &str, qtype: &str) -> Vec<String> {
+    ask(s, &q(name, qtype)).1
+}
+
+#[test]
+fn cname_answers_per_region_carry_the_scope_of_the_decision() {
+    let up = upstream();
+    let dir = tempfile::tempdir().unwrap();
+    let geo = crate::gslb::geo_fixture(dir.path());
+    let rules = r#"rules = [
+  { match = ["EU"], pool = "eu" },
+  { match = ["NA"], pool = "na" },
+  { pool = "eu" },
+]"#;
+    let zone = format!(
+        "[gslb.app]\n{rules}\npools.eu = {{ datacenters = [\"eu-lb\"] }}\npools.na = {{ datacenters = [\"na-lb\"] }}\n\
+         [gslb.app-addr]\n{rules}\npools.eu = {{ datacenters = [\"fra\"] }}\npools.na = {{ datacenters = [\"iad\"] }}\n"
+    );
+    let s = server(&up, &zone, Duration::from_secs(60), Some(&geo));
+    let london: IpAddr = "81.2.69.0".parse().unwrap();
+    let sf: IpAddr = "198.51.100.0".parse().unwrap();
+    wait_until(Duration::from_secs(10), "both targets resolved", || {
+        lines(&s, "app.example.com", "A") == ["app.example.com. CNAME eu.upstream.test."]
+    });
+    for (client, target, qtypes) in [
+        (london, "eu", &["A", "AAAA", "TXT"][..]),
+        // na has no AAAA: skipped for AAAA like an IPv4-only datacenter (NODATA below).
+        (sf, "na", &["A", "TXT"][..]),
+    ] {
+        for &qtype in qtypes {
+            let r = s.udp(&q("app.example.com", qtype).ecs(client, 24));
+            assert_eq!(r.rcode(), ResponseCode::NoError);
+            // The target is outside our zones: the chain ends with the CNAME.
+            assert_eq!(
+                r.answers(),
+                [format!("app.example.com. 30 IN CNAME {target}.upstream.test.")],
+                "{client} {qtype}"
+            );
+            let addr = s.udp(&q("app-addr.example.com", "A").ecs(client, 24));
+            let (scope, addr_scope) = (r.ecs().unwrap().2, addr.ecs().unwrap().2);
+            assert_eq!(scope, addr_scope, "same decision, same scope ({client} {qtype})");
+            assert_eq!(scope, 24, "a geo rule decided: the GeoIP network's prefix");
+        }
+    }
+    let r = s.udp(&q("app.example.com", "AAAA").ecs(sf, 24));
+    assert_eq!((r.rcode(), r.msg.answers.len()), (ResponseCode::NoError, 0));
+    assert_eq!(r.ecs().unwrap().2, 24);
+}
+
+#[test]
+fn flattened_and_alias_follow_an_upstream_change_within_its_ttl() {
+    let up = upstream();
+    let zone = r#"
+[records.alias]
+ALIAS = ["lb.upstream.test."]
+[gslb.flat]
+flatten = true
+datacenters = ["eu-lb", "fra"]
+"#;
+    let s = server(&up, zone, Duration::from_secs(60), None);
+    let eu = ["192.0.2.101", "192.0.2.102"];
+    wait_until(Duration::from_secs(10), "flattened answer", || {
+        lines(&s, "flat.example.com", "A")
+            == eu.map(|a| format!("flat.example.com. A {a}"))
+    });
+    let (_, _, ttls) = ask(&s, &q("flat.example.com", "A"));
+    assert!(ttls.iter().all(|t| *t <= 2), "at most the upstream TTL left: {ttls:?}");
+    assert_eq!(
+        lines(&s, "flat.example.com", "AAAA"),
+        ["flat.example.com. AAAA 2001:db8::101"]
+    );
+    assert_eq!(
+        lines(&s, "alias.example.com", "A"),
+        eu.map(|a| format!("alias.example.com. A {a}")),
+        "the ALIAS follows the upstream CNAME"
+    );
+    assert_eq!(ask(&s, &q("flat.example.com", "MX")).0, ResponseCode::NoError);
+    assert!(lines(&s, "flat.example.com", "MX").is_empty());
+
+    // The upstream changes: seen within its TTL (2 s) plus a refresh.
+    let changed = UPSTREAM.replace(
+        "A = [\"192.0.2.101\", \"192.0.2.102\"]",
+        "A = [\"192.0.2.103\"]",
+    );
+    std::fs::write(up.zone_path("upstream.test.toml"), changed).unwrap();
+    up.reload().expect("upstream reloads");
+    let took = wait_until(Duration::from_secs(8), "the new address", || {
+        lines(&s, "flat.example.com", "A") == ["flat.example.com. A 192.0.2.103"]
+            && lines(&s, "alias.example.com", "A") == ["alias.example.com. A 192.0.2.103"]
+    });
+    assert!(took < Duration::from_secs(4), "within the TTL and a refresh: {took:?}");
+}
+
+#[test]
+fn stale_until_max_stale_then_down() {
+    let up = upstream();
+    let zone = r#"
+[records.alias]
+ALIAS = ["eu.upstream.test."]
+[gslb.flat]
+flatten = true
+datacenters = ["eu-lb", "iad"]
+"#;
+    let s = server(&up, zone, Duration::from_secs(3), None);
+    wait_until(Duration::from_secs(10), "resolved", || {
+        lines(&s, "flat.example.com", "A").len() == 2
+    });
+    drop(up);
+    // Past the TTL the last good addresses stay, as stale answers (TTL 30, capped by the
+    // name's 30), and are counted.
+    wait_until(Duration::from_secs(10), "stale answers", || {
+        let (_, l, ttls) = ask(&s, &q("flat.example.com", "A"));
+        l.len() == 2 && ttls.iter().all(|t| *t == 30)
+    });
+    let (rc, l, _) = ask(&s, &q("alias.example.com", "A"));
+    assert_eq!((rc, l.len()), (ResponseCode::NoError, 2), "the ALIAS serves stale too");
+    let status = reqwest_free_status(&s);
+    assert!(status.contains("\"state\":\"stale\""), "{status}");
+    // After max-stale the target counts as down: the other datacenter answers, the ALIAS
+    // has nothing (SERVFAIL: resolvers retry).
+    wait_until(Duration::from_secs(10), "max-stale passed", || {
+        lines(&s, "flat.example.com", "A") == ["flat.example.com. A 198.51.100.20"]
+    });
+    assert_eq!(ask(&s, &q("alias.example.com", "A")).0, ResponseCode::ServFail);
+}
+
+/// `/status`-like facts without the API: the published resolutions, as JSON text.
+fn reqwest_free_status(s: &TestServer) -> String {
+    let serving = s.running().state.serving.load();
+    let model = &serving.loaded.model;
+    let topo = gslbd::api::Topology::of(model, serving.snapshot.resolutions.as_deref());
+    serde_json::to_string(&topo.hostnames).unwrap()
+}
+
+#[test]
+fn addresses_that_fail_their_check_are_not_answered() {
+    let good = HealthHttp::start_on("127.0.0.31:0".parse().unwrap());
+    let port = good.port();
+    let bad = HealthHttp::start_on(format!("127.0.0.32:{port}").parse().unwrap());
+    bad.set(HealthMode::Status(503));
+    let up = TestServer::start(&[(
+        "upstream.test.toml",
+        &UPSTREAM.replace(
+            "[records.na]\nA = [\"192.0.2.111\"]",
+            "[records.na]\nA = [\"127.0.0.31\", \"127.0.0.32\"]",
+        ),
+    )]);
+    let zone = format!(
+        r#"
+[checks.web]
+type = "http"
+port = {port}
+path = "/health"
+interval = "200ms"
+timeout = "100ms"
+rise = 1
+fall = 1
+[datacenters.checked]
+target = "na.upstream.test."
+check = "web"
+[datacenters.all-up]
+target = "na.upstream.test."
+check = "web"
+min-up = "all"
+[gslb.one]
+flatten = true
+datacenters = ["checked", "fra"]
+[gslb.every]
+flatten = true
+datacenters = ["all-up", "fra"]
+"#
+    );
+    let s = server(&up, &zone, Duration::from_secs(60), None);
+    wait_until(Duration::from_secs(10), "only the passing address", || {
+        lines(&s, "one.example.com", "A") == ["one.example.com. A 127.0.0.31"]
+    });
+    // min-up = "all": one failing address takes the datacenter out.
+    wait_until(Duration::from_secs(10), "all-up down", || {
+        lines(&s, "every.example.com", "A") == ["every.example.com. A 198.51.100.10"]
+    });
+    // The probes name the target: Host is the target name by default.
+    assert!(good.hits() > 0);
+    // The failing address recovers: both answered, and "all" is met.
+    bad.set(HealthMode::Healthy);
+    wait_until(Duration::from_secs(10), "both addresses", || {
+        lines(&s, "one.example.com", "A").len() == 2
+            && lines(&s, "every.example.com", "A").len() == 2
+    });
+    // Every address failing: the hostname datacenter is down, fra answers.
+    good.set(HealthMode::Status(503));
+    bad.set(HealthMode::Status(503));
+    wait_until(Duration::from_secs(10), "fra", || {
+        lines(&s, "one.example.com", "A") == ["one.example.com. A 198.51.100.10"]
+    });
+}
+
+#[test]
+fn probes_keep_their_state_when_the_resolved_set_changes() {
+    let a = HealthHttp::start_on("127.0.0.41:0".parse().unwrap());
+    let port = a.port();
+    let b = HealthHttp::start_on(format!("127.0.0.42:{port}").parse().unwrap());
+    let c = HealthHttp::start_on(format!("127.0.0.43:{port}").parse().unwrap());
+    let upstream_zone = |addrs: &str| {
+        UPSTREAM.replace(
+            "[records.na]\nA = [\"192.0.2.111\"]",
+            &format!("[records.na]\nA = [{addrs}]"),
+        )
+    };
+    let up = TestServer::start(&[(
+        "upstream.test.toml",
+        &upstream_zone("\"127.0.0.41\", \"127.0.0.42\""),
+    )]);
+    let zone = format!(
+        r#"
+[checks.web]
+type = "http"
+port = {port}
+path = "/health"
+interval = "200ms"
+timeout = "100ms"
+[datacenters.checked]
+target = "na.upstream.test."
+check = "web"
+[gslb.one]
+flatten = true
+datacenters = ["checked"]
+"#
+    );
+    let s = server(&up, &zone, Duration::from_secs(60), None);
+    let targets = |s: &TestServer| {
+        let h = s.block_on(s.running().state.health_handle()).unwrap();
+        let st = s.block_on(h.status()).unwrap();
+        let d = st.datacenters.iter().find(|d| d.name == "checked").unwrap().clone();
+        d.targets
+            .iter()
+            .map(|t| (t.addr.clone(), t.probes))
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(10), "two targets probed", || {
+        let t = targets(&s);
+        t.len() == 2 && t.iter().all(|(_, n)| *n >= 3)
+    });
+    let before = targets(&s);
+    let probes_41 = before.iter().find(|(a, _)| a.starts_with("127.0.0.41")).unwrap().1;
+    std::fs::write(
+        up.zone_path("upstream.test.toml"),
+        upstream_zone("\"127.0.0.41\", \"127.0.0.43\""),
+    )
+    .unwrap();
+    up.reload().unwrap();
+    wait_until(Duration::from_secs(10), "the new set probed", || {
+        let t = targets(&s);
+        t.len() == 2 && t.iter().any(|(a, n)| a.starts_with("127.0.0.43") && *n >= 1)
+    });
+    let after = targets(&s);
+    let kept = after.iter().find(|(a, _)| a.starts_with("127.0.0.41")).unwrap().1;
+    assert!(kept >= probes_41, "127.0.0.41 kept its counters: {before:?} -> {after:?}");
+    assert!(!after.iter().any(|(a, _)| a.starts_with("127.0.0.42")), "{after:?}");
+    // 127.0.0.42 is no longer probed.
+    let hits = b.hits();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(b.hits() <= hits + 1, "a retired address stops being probed");
+    assert!(c.hits() > 0 && a.hits() > 0);
+    assert_eq!(
+        lines(&s, "one.example.com", "A"),
+        ["one.example.com. A 127.0.0.41", "one.example.com. A 127.0.0.43"]
+    );
+}
+
+#[test]
+fn mixed_pools_answer_in_the_shape_of_the_chosen_datacenter() {
+    let up = upstream();
+    let zone = r#"
+[records.www]
+A = ["192.0.2.80"]
+[gslb.mixed]
+datacenters = ["eu-lb", "fra"]
+[gslb.mixed-flat]
+flatten = true
+datacenters = ["eu-lb", "iad"]
+answers = 2
+[gslb.v6]
+datacenters = ["v6-lb", "fra"]
+[gslb.broken]
+datacenters = ["missing-lb", "iad"]
+"#;
+    let s = server(&up, zone, Duration::from_secs(60), None);
+    wait_until(Duration::from_secs(10), "resolved", || {
+        lines(&s, "mixed.example.com", "A") == ["mixed.example.com. CNAME eu.upstream.test."]
+    });
+    let h = s.block_on(s.running().state.health_handle()).unwrap();
+    // The hostname datacenter goes down: the address datacenter answers with addresses.
+    s.block_on(h.set_admin_by_name("eu-lb", gslbd::health::AdminState::Down))
+        .unwrap();
+    assert_eq!(
+        lines(&s, "mixed.example.com", "A"),
+        ["mixed.example.com. A 198.51.100.10"]
+    );
+    assert!(lines(&s, "mixed.example.com", "MX").is_empty(), "NODATA for other types then");
+    s.block_on(h.set_admin_by_name("eu-lb", gslbd::health::AdminState::Obey))
+        .unwrap();
+    // Flattened and merged with an address datacenter for answers = 2.
+    assert_eq!(
+        lines(&s, "mixed-flat.example.com", "A"),
+        [
+            "mixed-flat.example.com. A 192.0.2.101",
+            "mixed-flat.example.com. A 192.0.2.102",
+            "mixed-flat.example.com. A 198.51.100.20"
+        ]
+    );
+    // A target without IPv4 is skipped for A (as an IPv6-only datacenter is), not down.
+    assert_eq!(lines(&s, "v6.example.com", "A"), ["v6.example.com. A 198.51.100.10"]);
+    assert_eq!(
+        lines(&s, "v6.example.com", "AAAA"),
+        ["v6.example.com. CNAME v6only.upstream.test."]
+    );
+    // NXDOMAIN upstream: the datacenter counts as down.
+    wait_until(Duration::from_secs(10), "missing target down", || {
+        lines(&s, "broken.example.com", "A") == ["broken.example.com. A 198.51.100.20"]
+    });
+}
+
+#[test]
+fn apex_gslb_names_are_flattened_and_cnames_into_our_zones_are_followed() {
+    let up = upstream();
+    let zone = r#"
+[records.edge]
+A = ["192.0.2.90"]
+AAAA = ["2001:db8::90"]
+[gslb."@"]
+datacenters = ["eu-lb"]
+[gslb.local]
+datacenters = ["edge-dc"]
+"#;
+    let dcs = r#"
+[datacenters.edge-dc]
+target = "edge.example.com."
+"#;
+    let text = format!("{}\n{zone}", minimal_zone!());
+    let upstream = up.addr;
+    let s = TestServer::start_with(
+        &[
+            ("dcs.toml", &format!("{DATACENTERS}{dcs}")),
+            ("example.com.toml", &text),
+        ],
+        move |o| {
+            o.resolver.servers = vec![upstream];
+            o.resolver.min_ttl = Duration::from_secs(1);
+        },
+    );
+    wait_until(Duration::from_secs(10), "apex flattened", || {
+        lines(&s, "example.com", "A").len() == 2
+    });
+    assert_eq!(lines(&s, "example.com", "A")[0], "example.com. A 192.0.2.101");
+    // SOA and NS stay at the apex: no CNAME there.
+    assert_eq!(lines(&s, "example.com", "NS"), ["example.com. NS ns1.example.com."]);
+    // A CNAME to a name in our zones is followed like a static one, with that name's TTL.
+    let r = s.udp(&q("local.example.com", "AAAA"));
+    assert_eq!(
+        r.answers(),
+        [
+            "local.example.com. 30 IN CNAME edge.example.com.",
+            "edge.example.com. 3600 IN AAAA 2001:db8::90"
+        ]
+    );
+    // The same over TCP.
+    let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+    let raw = tcp_exchange(&mut c, &q("local.example.com", "A").bytes()).unwrap();
+    assert_eq!(
+        Resp::parse(raw).answers(),
+        [
+            "local.example.com. 30 IN CNAME edge.example.com.",
+            "edge.example.com. 3600 IN A 192.0.2.90"
+        ]
+    );
+}
