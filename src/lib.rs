@@ -3,7 +3,8 @@
 //! ```text
 //! zones/*.toml --config (parse + one build step)--> Model (immutable, ids, probe plan)
 //! probe workers --> health aggregator (single writer) --> Snapshot (same ids as the Model)
-//!            Model + Snapshot + latency map + GeoIP --one publication--> query path
+//! resolver (hostname targets) --> by name --> re-keyed to the Model's ids, and the probes
+//!            Model + Snapshot + latency map + resolutions + GeoIP --one publication--> query path
 //! UDP/TCP --> dns::handle(bytes) --> zone lookup --> gslb --> policy::select --> response bytes
 //! ```
 //!
@@ -14,7 +15,8 @@
 //!    [`rr`] (record types, rcodes, wire names), [`limits`], [`walk`] (the TOML walker),
 //!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), [`mix`] (splitmix64),
 //!    [`metrics`];
-//! 2. [`probe`]: check kinds, the probe plan and the workers;
+//! 2. [`probe`]: check kinds, the probe plan and the workers; [`resolve`]: hostname targets
+//!    resolved in the background;
 //! 3. [`model`]: the immutable tables the query path reads;
 //! 4. [`config`]: zone files to specs, and the one build step to a [`model::Model`];
 //! 5. [`health`]: the aggregator and the published [`health::Snapshot`];

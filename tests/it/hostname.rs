@@ -87,6 +87,16 @@ fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Du
     t0.elapsed()
 }
 
+/// The server has published a fresh resolution of `name`.
+fn fresh(s: &TestServer, name: &str) -> bool {
+    let serving = s.running().state.serving.load();
+    serving.snapshot.resolutions.as_ref().is_some_and(|r| {
+        r.list
+            .iter()
+            .any(|e| &*e.name == name && e.state == gslbd::resolve::State::Fresh)
+    })
+}
+
 /// (rcode, answer lines without TTLs, the TTLs).
 fn ask(s: &TestServer, q: &Q) -> (ResponseCode, Vec<String>, Vec<u32>) {
     let r = s.udp(q);
@@ -121,8 +131,9 @@ fn cname_answers_per_region_carry_the_scope_of_the_decision() {
     let s = server(&up, &zone, Duration::from_secs(60), Some(&geo));
     let london: IpAddr = "81.2.69.0".parse().unwrap();
     let sf: IpAddr = "198.51.100.0".parse().unwrap();
+    // Until they resolve the names are all-down, and fail-open hands the CNAME out anyway.
     wait_until(Duration::from_secs(10), "both targets resolved", || {
-        lines(&s, "app.example.com", "A") == ["app.example.com. CNAME eu.upstream.test."]
+        fresh(&s, "eu.upstream.test.") && fresh(&s, "na.upstream.test.")
     });
     for (client, target, qtypes) in [
         (london, "eu", &["A", "AAAA", "TXT"][..]),
