@@ -152,7 +152,11 @@ pub fn address_ttl(
     let mut stale = false;
     let mut at = None;
     for dc in sel.datacenters() {
-        if let Some(h) = model.datacenters.list.get(dc.0 as usize).and_then(|d| d.target)
+        if let Some(h) = model
+            .datacenters
+            .list
+            .get(dc.0 as usize)
+            .and_then(|d| d.target)
             && let Some(e) = snap.resolution(h)
         {
             let now = *at.get_or_insert_with(&now);

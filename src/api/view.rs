@@ -84,7 +84,11 @@ impl Gauges for Vec<HostnameStatus> {
             for h in &resolved {
                 let l = [("hostname", h.target.resolves.as_str())];
                 match i {
-                    0 => o.sample(name, &l, u8::from(matches!(h.target.state, "fresh" | "stale"))),
+                    0 => o.sample(
+                        name,
+                        &l,
+                        u8::from(matches!(h.target.state, "fresh" | "stale")),
+                    ),
                     1 => o.sample(name, &l, u8::from(h.target.stale)),
                     2 => o.sample(name, &l, h.target.addresses.len()),
                     _ => {
@@ -104,7 +108,11 @@ impl Gauges for Vec<HostnameStatus> {
         for h in &resolved {
             let host = h.target.resolves.as_str();
             o.sample(name, &[("hostname", host), ("result", "ok")], h.lookups_ok);
-            o.sample(name, &[("hostname", host), ("result", "error")], h.lookups_failed);
+            o.sample(
+                name,
+                &[("hostname", host), ("result", "error")],
+                h.lookups_failed,
+            );
         }
     }
 }
@@ -162,12 +170,12 @@ impl Topology {
                 target: d.target.and_then(target),
                 addresses: match d.target.and_then(target) {
                     Some(t) => t.addresses,
-                    None => d
-                        .v4
-                        .iter()
-                        .map(ToString::to_string)
-                        .chain(d.v6.iter().map(ToString::to_string))
-                        .collect(),
+                    None => {
+                        d.v4.iter()
+                            .map(ToString::to_string)
+                            .chain(d.v6.iter().map(ToString::to_string))
+                            .collect()
+                    }
                 },
                 check_interval_ms: model
                     .datacenters
@@ -205,6 +213,27 @@ impl Topology {
             })
             .collect();
         let now = tokio::time::Instant::now();
+        // Who uses each hostname: datacenters, and ALIAS owners (one walk over the zones).
+        let mut users: Vec<Vec<String>> = vec![Vec::new(); model.hostnames.len()];
+        for d in list {
+            if let Some(u) = d.target.and_then(|h| users.get_mut(h.0 as usize)) {
+                u.push(format!("datacenter {}", d.name));
+            }
+        }
+        if !model.hostnames.is_empty() {
+            for z in &model.zones {
+                for (k, n) in &z.nodes {
+                    let Some(a) = n.alias else { continue };
+                    let mut d = hickory_proto::serialize::binary::BinDecoder::new(k);
+                    let owner = <hickory_proto::rr::Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)
+                        .map(|n| crate::resolve::key_of(&n))
+                        .unwrap_or_default();
+                    if let Some(u) = users.get_mut(a.target.0 as usize) {
+                        u.push(format!("alias {owner}"));
+                    }
+                }
+            }
+        }
         let hostnames = model
             .hostnames
             .iter()
@@ -212,24 +241,7 @@ impl Topology {
             .map(|(i, h)| {
                 let id = crate::model::HostnameId(i as u32);
                 let e = res.and_then(|r| r.get(id));
-                let mut used_by: Vec<String> = list
-                    .iter()
-                    .filter(|d| d.target == Some(id))
-                    .map(|d| format!("datacenter {}", d.name))
-                    .collect();
-                for z in &model.zones {
-                    for (k, n) in &z.nodes {
-                        if n.alias.is_some_and(|a| a.target == id) {
-                            let owner = crate::resolve::key_of(
-                                &<hickory_proto::rr::Name as hickory_proto::serialize::binary::BinDecodable>::read(
-                                    &mut hickory_proto::serialize::binary::BinDecoder::new(k),
-                                )
-                                .unwrap_or_default(),
-                            );
-                            used_by.push(format!("alias {owner}"));
-                        }
-                    }
-                }
+                let mut used_by = std::mem::take(&mut users[i]);
                 used_by.sort();
                 HostnameStatus {
                     target: TargetTrace::of(h, e),
@@ -240,7 +252,10 @@ impl Topology {
                     },
                     ttl_left_secs: e.and_then(|e| {
                         (e.state == crate::resolve::State::Fresh)
-                            .then(|| e.expires.map(|x| x.saturating_duration_since(now).as_secs()))
+                            .then(|| {
+                                e.expires
+                                    .map(|x| x.saturating_duration_since(now).as_secs())
+                            })
                             .flatten()
                     }),
                     lookups_ok: e.map_or(0, |e| e.lookups_ok),

@@ -6,8 +6,8 @@
 //! for is written `TYPE<number>` with generic values. `ALIAS` is not a DNS type: it is read
 //! into [`AliasSpec`] (the name answers A/AAAA with the target's current addresses).
 
-use hickory_proto::rr::rdata::{CNAME, HTTPS, MX, NAPTR, NS, NULL, PTR, SRV, SVCB, TXT};
 use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{CNAME, HTTPS, MX, NAPTR, NS, NULL, PTR, SRV, SVCB, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecoder, Restrict};
 
@@ -93,14 +93,7 @@ pub fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSpec> {
     let mut records = Vec::new();
     let mut aliases = Vec::new();
     if let Some(t) = top.table("records", errs) {
-        read_records(
-            t,
-            &origin_for_names,
-            ttl,
-            &mut records,
-            &mut aliases,
-            errs,
-        );
+        read_records(t, &origin_for_names, ttl, &mut records, &mut aliases, errs);
     }
     Some(ZoneSpec {
         origin: origin?,

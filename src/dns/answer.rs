@@ -582,9 +582,7 @@ fn answer_node<'m, G: GslbAnswerer>(
     let dynamic = match (node.gslb, node.alias) {
         // A name that may answer a CNAME decides every type (RFC 1034: a CNAME owner holds
         // no other data); otherwise GSLB names and ALIASes answer A and AAAA.
-        (Some(id), _)
-            if address || model.gslb.get(id as usize).is_some_and(|e| e.cname) =>
-        {
+        (Some(id), _) if address || model.gslb.get(id as usize).is_some_and(|e| e.cname) => {
             Some(gslb.answer(id, q.qtype, q, peer, w, owner))
         }
         (None, Some(a)) if address => Some(gslb.alias(a.target.0, a.ttl, q.qtype, w, owner)),

@@ -34,11 +34,7 @@ impl Metrics {
             "Answers that carried a hostname target's addresses past their TTL, while its upstream failed (RFC 8767 serve-stale).",
             "counter",
         );
-        o.sample(
-            "gslbd_stale_answers_total",
-            &[],
-            self.hot.sum(0, HOT_STALE),
-        );
+        o.sample("gslbd_stale_answers_total", &[], self.hot.sum(0, HOT_STALE));
         o.header(
             "gslbd_reloads_total",
             "Configuration reloads by result.",

@@ -75,8 +75,8 @@ use crate::model::{
     AllDown, ClientDependence, Datacenter, DatacenterId, GslbName, LatencySource, LatencyView,
     MatchItem, PoolId, Resolutions,
 };
-use crate::resolve::{Entry as Resolved, State as ResolveState};
 use crate::net::{self, Family};
+use crate::resolve::{Entry as Resolved, State as ResolveState};
 use rank::{Cand, Ctx, Rng};
 pub use trace::{MatchedBy, NoTrace, Trace, Tracer, Verdict};
 
@@ -408,10 +408,7 @@ fn verdict(
             _ => Verdict::Down,
         };
     }
-    if !cname
-        && bits_apply(dc, host, state)
-        && !(base..base + count).any(|b| addr_up(state, b))
-    {
+    if !cname && bits_apply(dc, host, state) && !(base..base + count).any(|b| addr_up(state, b)) {
         return Verdict::AddressesDown;
     }
     Verdict::Usable

@@ -15,8 +15,7 @@ use super::rank::Cand;
 use super::{AnswerKind, Client, Selection, Source};
 use crate::health::{AdminState, DcState};
 use crate::model::{
-    Datacenter, DatacenterId, GslbName, Hostname, LatencySource, Member, Pool, PoolId,
-    Resolutions,
+    Datacenter, DatacenterId, GslbName, Hostname, LatencySource, Member, Pool, PoolId, Resolutions,
 };
 
 /// How the rule was chosen.
@@ -503,7 +502,9 @@ impl fmt::Display for Trace<'_> {
                         t.state,
                         t.age_secs.map_or_else(|| "-".into(), |a| format!("{a}s")),
                         t.ttl,
-                        t.error.as_deref().map_or_else(String::new, |e| format!(" ({e})")),
+                        t.error
+                            .as_deref()
+                            .map_or_else(String::new, |e| format!(" ({e})")),
                     )?;
                 }
             }

@@ -389,10 +389,9 @@ impl ProbeSet {
         let mut bits = Vec::with_capacity(addrs.len());
         for (slot, ip) in addrs.iter().take(MAX_DC_ADDRESSES).enumerate() {
             let addr = SocketAddr::new(*ip, spec.port());
-            let found = self
-                .targets
-                .iter()
-                .position(|t| t.addr == addr && (Arc::ptr_eq(&t.check, &spec) || *t.check == *spec));
+            let found = self.targets.iter().position(|t| {
+                t.addr == addr && (Arc::ptr_eq(&t.check, &spec) || *t.check == *spec)
+            });
             let id = match found {
                 Some(i) => {
                     let id = TargetId(i as u32);
@@ -475,13 +474,20 @@ mod tests {
         // A retired address that comes back revives its id (its worker must start again).
         let c = s.set_addresses(1, &[ip("192.0.2.10")], 10);
         assert_eq!(c.added, [TargetId(1)]);
-        assert_eq!(c.retired, [TargetId(3)], "192.0.2.11 is still used by `other`");
+        assert_eq!(
+            c.retired,
+            [TargetId(3)],
+            "192.0.2.11 is still used by `other`"
+        );
         // Nothing resolved: no slot, every target of it retired.
         let c = s.set_addresses(1, &[], 11);
         assert_eq!(c.retired, [TargetId(1)]);
         assert!(s.dcs[1].slots.is_empty());
         // A static datacenter only records the serial.
-        assert_eq!(s.set_addresses(0, &[ip("192.0.2.99")], 3), PlanChange::default());
+        assert_eq!(
+            s.set_addresses(0, &[ip("192.0.2.99")], 3),
+            PlanChange::default()
+        );
         assert_eq!(s.dcs[0].slots, [TargetId(0)]);
     }
 

@@ -75,12 +75,7 @@ impl Resolver {
         let task = settings.enabled.then(|| {
             let upstream = build_resolver(&settings);
             tokio::spawn(run(
-                settings,
-                upstream,
-                targets_rx,
-                results_tx,
-                publish,
-                stop,
+                settings, upstream, targets_rx, results_tx, publish, stop,
             ))
         });
         Resolver {
@@ -149,7 +144,9 @@ fn build_resolver(s: &ResolverSettings) -> Result<TokioResolver, String> {
     o.use_hosts_file = ResolveHosts::Never;
     o.try_tcp_on_error = true;
     o.preserve_intermediates = true;
-    builder.build().map_err(|e| format!("cannot build the resolver: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the resolver: {e}"))
 }
 
 /// One name's schedule and state.
@@ -676,7 +673,11 @@ mod tests {
         let e = &m.slots[&n].entry;
         assert_eq!((e.state, e.serial), (State::Fresh, 3));
         // The same set again keeps the serial.
-        m.apply(&n, answer(&["192.0.2.2"], 20), t0 + Duration::from_secs(100));
+        m.apply(
+            &n,
+            answer(&["192.0.2.2"], 20),
+            t0 + Duration::from_secs(100),
+        );
         assert_eq!(m.slots[&n].entry.serial, 3);
     }
 

@@ -152,9 +152,9 @@ pub async fn track_readiness(state: Arc<State>, stop: Shutdown) {
             .resolutions
             .as_ref()
             .is_none_or(|r| {
-                r.list.iter().all(|e| {
-                    e.state != crate::resolve::State::Pending || e.lookups_failed > 0
-                })
+                r.list
+                    .iter()
+                    .all(|e| e.state != crate::resolve::State::Pending || e.lookups_failed > 0)
             });
         if let Some(s) = h.status().await
             && resolved

@@ -57,7 +57,12 @@ fn upstream() -> TestServer {
 
 /// The server under test, resolving through `up` (TTL floor 1 s), with `zone` as
 /// example.com's extra text and `max_stale`.
-fn server(up: &TestServer, zone: &str, max_stale: Duration, geoip: Option<&std::path::Path>) -> TestServer {
+fn server(
+    up: &TestServer,
+    zone: &str,
+    max_stale: Duration,
+    geoip: Option<&std::path::Path>,
+) -> TestServer {
     let text = format!("{}\n{zone}", minimal_zone!());
     let dcs = DATACENTERS.to_string();
     let upstream = up.addr;
@@ -146,12 +151,17 @@ fn cname_answers_per_region_carry_the_scope_of_the_decision() {
             // The target is outside our zones: the chain ends with the CNAME.
             assert_eq!(
                 r.answers(),
-                [format!("app.example.com. 30 IN CNAME {target}.upstream.test.")],
+                [format!(
+                    "app.example.com. 30 IN CNAME {target}.upstream.test."
+                )],
                 "{client} {qtype}"
             );
             let addr = s.udp(&q("app-addr.example.com", "A").ecs(client, 24));
             let (scope, addr_scope) = (r.ecs().unwrap().2, addr.ecs().unwrap().2);
-            assert_eq!(scope, addr_scope, "same decision, same scope ({client} {qtype})");
+            assert_eq!(
+                scope, addr_scope,
+                "same decision, same scope ({client} {qtype})"
+            );
             assert_eq!(scope, 24, "a geo rule decided: the GeoIP network's prefix");
         }
     }
@@ -173,11 +183,13 @@ datacenters = ["eu-lb", "fra"]
     let s = server(&up, zone, Duration::from_secs(60), None);
     let eu = ["192.0.2.101", "192.0.2.102"];
     wait_until(Duration::from_secs(10), "flattened answer", || {
-        lines(&s, "flat.example.com", "A")
-            == eu.map(|a| format!("flat.example.com. A {a}"))
+        lines(&s, "flat.example.com", "A") == eu.map(|a| format!("flat.example.com. A {a}"))
     });
     let (_, _, ttls) = ask(&s, &q("flat.example.com", "A"));
-    assert!(ttls.iter().all(|t| *t <= 2), "at most the upstream TTL left: {ttls:?}");
+    assert!(
+        ttls.iter().all(|t| *t <= 2),
+        "at most the upstream TTL left: {ttls:?}"
+    );
     assert_eq!(
         lines(&s, "flat.example.com", "AAAA"),
         ["flat.example.com. AAAA 2001:db8::101"]
@@ -187,7 +199,10 @@ datacenters = ["eu-lb", "fra"]
         eu.map(|a| format!("alias.example.com. A {a}")),
         "the ALIAS follows the upstream CNAME"
     );
-    assert_eq!(ask(&s, &q("flat.example.com", "MX")).0, ResponseCode::NoError);
+    assert_eq!(
+        ask(&s, &q("flat.example.com", "MX")).0,
+        ResponseCode::NoError
+    );
     assert!(lines(&s, "flat.example.com", "MX").is_empty());
 
     // The upstream changes: seen within its TTL (2 s) plus a refresh.
@@ -201,7 +216,10 @@ datacenters = ["eu-lb", "fra"]
         lines(&s, "flat.example.com", "A") == ["flat.example.com. A 192.0.2.103"]
             && lines(&s, "alias.example.com", "A") == ["alias.example.com. A 192.0.2.103"]
     });
-    assert!(took < Duration::from_secs(4), "within the TTL and a refresh: {took:?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "within the TTL and a refresh: {took:?}"
+    );
 }
 
 #[test]
@@ -226,7 +244,11 @@ datacenters = ["eu-lb", "iad"]
         l.len() == 2 && ttls.iter().all(|t| *t == 30)
     });
     let (rc, l, _) = ask(&s, &q("alias.example.com", "A"));
-    assert_eq!((rc, l.len()), (ResponseCode::NoError, 2), "the ALIAS serves stale too");
+    assert_eq!(
+        (rc, l.len()),
+        (ResponseCode::NoError, 2),
+        "the ALIAS serves stale too"
+    );
     let status = reqwest_free_status(&s);
     assert!(status.contains("\"state\":\"stale\""), "{status}");
     // After max-stale the target counts as down: the other datacenter answers, the ALIAS
@@ -234,7 +256,10 @@ datacenters = ["eu-lb", "iad"]
     wait_until(Duration::from_secs(10), "max-stale passed", || {
         lines(&s, "flat.example.com", "A") == ["flat.example.com. A 198.51.100.20"]
     });
-    assert_eq!(ask(&s, &q("alias.example.com", "A")).0, ResponseCode::ServFail);
+    assert_eq!(
+        ask(&s, &q("alias.example.com", "A")).0,
+        ResponseCode::ServFail
+    );
 }
 
 /// `/status`-like facts without the API: the published resolutions, as JSON text.
@@ -343,7 +368,12 @@ datacenters = ["checked"]
     let targets = |s: &TestServer| {
         let h = s.block_on(s.running().state.health_handle()).unwrap();
         let st = s.block_on(h.status()).unwrap();
-        let d = st.datacenters.iter().find(|d| d.name == "checked").unwrap().clone();
+        let d = st
+            .datacenters
+            .iter()
+            .find(|d| d.name == "checked")
+            .unwrap()
+            .clone();
         d.targets
             .iter()
             .map(|t| (t.addr.clone(), t.probes))
@@ -354,7 +384,11 @@ datacenters = ["checked"]
         t.len() == 2 && t.iter().all(|(_, n)| *n >= 3)
     });
     let before = targets(&s);
-    let probes_41 = before.iter().find(|(a, _)| a.starts_with("127.0.0.41")).unwrap().1;
+    let probes_41 = before
+        .iter()
+        .find(|(a, _)| a.starts_with("127.0.0.41"))
+        .unwrap()
+        .1;
     std::fs::write(
         up.zone_path("upstream.test.toml"),
         upstream_zone("\"127.0.0.41\", \"127.0.0.43\""),
@@ -363,12 +397,24 @@ datacenters = ["checked"]
     up.reload().unwrap();
     wait_until(Duration::from_secs(10), "the new set probed", || {
         let t = targets(&s);
-        t.len() == 2 && t.iter().any(|(a, n)| a.starts_with("127.0.0.43") && *n >= 1)
+        t.len() == 2
+            && t.iter()
+                .any(|(a, n)| a.starts_with("127.0.0.43") && *n >= 1)
     });
     let after = targets(&s);
-    let kept = after.iter().find(|(a, _)| a.starts_with("127.0.0.41")).unwrap().1;
-    assert!(kept >= probes_41, "127.0.0.41 kept its counters: {before:?} -> {after:?}");
-    assert!(!after.iter().any(|(a, _)| a.starts_with("127.0.0.42")), "{after:?}");
+    let kept = after
+        .iter()
+        .find(|(a, _)| a.starts_with("127.0.0.41"))
+        .unwrap()
+        .1;
+    assert!(
+        kept >= probes_41,
+        "127.0.0.41 kept its counters: {before:?} -> {after:?}"
+    );
+    assert!(
+        !after.iter().any(|(a, _)| a.starts_with("127.0.0.42")),
+        "{after:?}"
+    );
     // 127.0.0.42 is no longer probed.
     let hits = b.hits();
     std::thread::sleep(Duration::from_millis(600));
@@ -376,7 +422,10 @@ datacenters = ["checked"]
     assert!(c.hits() > 0 && a.hits() > 0);
     assert_eq!(
         lines(&s, "one.example.com", "A"),
-        ["one.example.com. A 127.0.0.41", "one.example.com. A 127.0.0.43"]
+        [
+            "one.example.com. A 127.0.0.41",
+            "one.example.com. A 127.0.0.43"
+        ]
     );
 }
 
@@ -409,7 +458,10 @@ datacenters = ["missing-lb", "iad"]
         lines(&s, "mixed.example.com", "A"),
         ["mixed.example.com. A 198.51.100.10"]
     );
-    assert!(lines(&s, "mixed.example.com", "MX").is_empty(), "NODATA for other types then");
+    assert!(
+        lines(&s, "mixed.example.com", "MX").is_empty(),
+        "NODATA for other types then"
+    );
     s.block_on(h.set_admin_by_name("eu-lb", gslbd::health::AdminState::Obey))
         .unwrap();
     // Flattened and merged with an address datacenter for answers = 2.
@@ -422,7 +474,10 @@ datacenters = ["missing-lb", "iad"]
         ]
     );
     // A target without IPv4 is skipped for A (as an IPv6-only datacenter is), not down.
-    assert_eq!(lines(&s, "v6.example.com", "A"), ["v6.example.com. A 198.51.100.10"]);
+    assert_eq!(
+        lines(&s, "v6.example.com", "A"),
+        ["v6.example.com. A 198.51.100.10"]
+    );
     assert_eq!(
         lines(&s, "v6.example.com", "AAAA"),
         ["v6.example.com. CNAME v6only.upstream.test."]
@@ -464,9 +519,15 @@ target = "edge.example.com."
     wait_until(Duration::from_secs(10), "apex flattened", || {
         lines(&s, "example.com", "A").len() == 2
     });
-    assert_eq!(lines(&s, "example.com", "A")[0], "example.com. A 192.0.2.101");
+    assert_eq!(
+        lines(&s, "example.com", "A")[0],
+        "example.com. A 192.0.2.101"
+    );
     // SOA and NS stay at the apex: no CNAME there.
-    assert_eq!(lines(&s, "example.com", "NS"), ["example.com. NS ns1.example.com."]);
+    assert_eq!(
+        lines(&s, "example.com", "NS"),
+        ["example.com. NS ns1.example.com."]
+    );
     // A CNAME to a name in our zones is followed like a static one, with that name's TTL.
     let r = s.udp(&q("local.example.com", "AAAA"));
     assert_eq!(

@@ -152,7 +152,10 @@ fn modern_record_types_have_the_exact_bytes() {
         let raw = both(&s, qname, qtype);
         let msg = Message::from_vec(&raw).expect("hickory parses the response");
         assert_eq!(msg.metadata.response_code, ResponseCode::NoError, "{qname}");
-        assert!(msg.metadata.authoritative, "{qname} {qtype}: AA (DS is the parent's)");
+        assert!(
+            msg.metadata.authoritative,
+            "{qname} {qtype}: AA (DS is the parent's)"
+        );
         let got = raw_answers(&raw);
         assert_eq!(got.first(), Some(&(t, rdata)), "{qname} {qtype}");
         assert_eq!(msg.answers.len(), got.len());
@@ -201,7 +204,10 @@ fn rfc3597_generic_form_round_trips() {
     // Written generic, answered, read back as bytes, written generic again: the same zone.
     let s = TestServer::start(&[(
         "example.com.toml",
-        concat!(minimal_zone!(), "[records.generic]\nTYPE65000 = ['\\# 4 c0000201', '\\# 0']\n"),
+        concat!(
+            minimal_zone!(),
+            "[records.generic]\nTYPE65000 = ['\\# 4 c0000201', '\\# 0']\n"
+        ),
     )]);
     let raw = both(&s, "generic.example.com", "65000");
     let values: Vec<String> = raw_answers(&raw)
@@ -229,7 +235,10 @@ fn rfc3597_generic_form_round_trips() {
     // A known type in the generic form is the same record as its presentation form.
     let a = TestServer::start(&[(
         "example.com.toml",
-        concat!(minimal_zone!(), "[records.www]\nA = ['\\# 4 c0000202']\nTYPE28 = ['\\# 16 20010db8000000000000000000000002']\n"),
+        concat!(
+            minimal_zone!(),
+            "[records.www]\nA = ['\\# 4 c0000202']\nTYPE28 = ['\\# 16 20010db8000000000000000000000002']\n"
+        ),
     )]);
     assert_eq!(
         Resp::parse(both(&a, "www.example.com", "A")).answers(),

@@ -380,11 +380,29 @@ impl World {
                 "stale" => ResolveState::Stale,
                 "expired" => ResolveState::Expired,
                 "pending" => ResolveState::Pending,
-                s => return Err(format!("resolved.{name:?}.state: {s:?} (expected fresh, stale, expired or pending)")),
+                s => {
+                    return Err(format!(
+                        "resolved.{name:?}.state: {s:?} (expected fresh, stale, expired or pending)"
+                    ));
+                }
             };
             let mut e = ResolvedEntry::pending(&key);
-            e.v4 = r.addresses.iter().filter_map(|a| match a { IpAddr::V4(x) => Some(*x), _ => None }).collect();
-            e.v6 = r.addresses.iter().filter_map(|a| match a { IpAddr::V6(x) => Some(*x), _ => None }).collect();
+            e.v4 = r
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(x) => Some(*x),
+                    _ => None,
+                })
+                .collect();
+            e.v6 = r
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(x) => Some(*x),
+                    _ => None,
+                })
+                .collect();
             e.serial = i as u64 + 1;
             e.state = state;
             e.ttl = r.ttl;
@@ -543,9 +561,8 @@ fn type_number(s: &str) -> Result<u16, String> {
         "ANY" => 255,
         "CAA" => 257,
         // The types gslbd knows by name (HTTPS, SVCB, TLSA...) and `TYPEnnn`.
-        _ => gslbd::rr::parse_type(&upper).ok_or_else(|| {
-            format!("type {s:?}: not a type this harness knows; use its number")
-        })?,
+        _ => gslbd::rr::parse_type(&upper)
+            .ok_or_else(|| format!("type {s:?}: not a type this harness knows; use its number"))?,
     })
 }
 
@@ -835,7 +852,11 @@ fn response_lines(raw: &[u8]) -> Vec<String> {
         ("authority", &msg.authorities),
         ("additional", &msg.additionals),
     ] {
-        v.extend(records.iter().map(|r| format!("{section} {}", record_line(r))));
+        v.extend(
+            records
+                .iter()
+                .map(|r| format!("{section} {}", record_line(r))),
+        );
     }
     match &opt {
         None => {

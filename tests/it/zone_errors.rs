@@ -369,6 +369,16 @@ A = ["192.0.2.10"]
 ALIAS = ["l2"]
 [records.l2]
 ALIAS = ["l1"]
+[datacenters.to-ping]
+target = "ping.example.com."
+[datacenters.to-pong]
+target = "pong-alias.example.com."
+[gslb.ping]
+datacenters = ["to-pong", "fra"]
+[gslb.pong]
+datacenters = ["to-ping"]
+[records.pong-alias]
+CNAME = ["pong"]
 "#
     ));
     for want in [
@@ -381,6 +391,8 @@ ALIAS = ["l1"]
         "datacenters.gone.target: gone.example.com.: does not exist (NXDOMAIN in the zone example.com. served here)",
         "datacenters.probed-inner.check: the target app.example.com. is a GSLB name served here",
         "records.l1.ALIAS: l2.example.com.: leads into a loop",
+        "datacenters.to-ping.target: datacenter to-ping: its CNAME answers can loop: ping.example.com. -> pong.example.com. -> ping.example.com.",
+        "datacenters.to-pong.target: datacenter to-pong: its CNAME answers can loop: pong.example.com. -> ping.example.com. -> pong.example.com.",
     ] {
         has(&errs, want);
     }
@@ -420,6 +432,8 @@ DS = ["1 NOPE 2 00"]
     ));
     assert_eq!(
         errs,
-        ["records.www.DS: DS is written at a delegation point (a name with NS below the apex), beside the NS"]
+        [
+            "records.www.DS: DS is written at a delegation point (a name with NS below the apex), beside the NS"
+        ]
     );
 }

@@ -106,7 +106,11 @@ impl Hosts {
             match r {
                 Ok(lookup) => {
                     if let Lookup::Gslb(_) = lookup {
-                        for u in self.uses.iter().filter(|u| u.host.0 as usize == i && u.flattened) {
+                        for u in self
+                            .uses
+                            .iter()
+                            .filter(|u| u.host.0 as usize == i && u.flattened)
+                        {
                             errs.push(ConfigError {
                                 file: u.file.clone(),
                                 path: u.path.clone(),
@@ -125,6 +129,79 @@ impl Hosts {
                             path: u.path.clone(),
                             message: format!("{name}: {why}"),
                         });
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Hosts {
+    /// CNAME answers that can lead back to where they started: a GSLB name answering a CNAME
+    /// to a target that is (or leads through static CNAMEs to) a GSLB name that can answer a
+    /// CNAME back. Reported at the datacenter whose target closes the loop.
+    pub fn cname_loops(
+        &self,
+        gslb: &[crate::model::GslbEntry],
+        dcs: &crate::model::Datacenters,
+        errs: &mut Vec<ConfigError>,
+    ) {
+        // Edges: name -> (datacenter, name its target leads to).
+        let edges: Vec<Vec<(u32, u32)>> = gslb
+            .iter()
+            .map(|e| {
+                if !e.cname {
+                    return Vec::new();
+                }
+                let mut v: Vec<(u32, u32)> = e
+                    .def
+                    .pools
+                    .iter()
+                    .flat_map(|p| p.members.iter())
+                    .filter_map(|m| {
+                        let h = dcs.list.get(m.dc.0 as usize)?.target?;
+                        match self.list.get(h.0 as usize)?.lookup {
+                            Lookup::Gslb(g) => Some((m.dc.0, g)),
+                            _ => None,
+                        }
+                    })
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
+        let mut reported = Vec::new();
+        for start in 0..gslb.len() {
+            // Depth-first from `start`, looking for a way back to it.
+            let mut stack: Vec<(u32, Vec<u32>)> = vec![(start as u32, vec![start as u32])];
+            while let Some((at, path)) = stack.pop() {
+                for &(dc, next) in &edges[at as usize] {
+                    if next as usize == start {
+                        if reported.contains(&dc) {
+                            continue;
+                        }
+                        reported.push(dc);
+                        let chain: Vec<String> = path
+                            .iter()
+                            .chain(std::iter::once(&next))
+                            .map(|g| gslb[*g as usize].owner.to_string())
+                            .collect();
+                        let name = &dcs.list[dc as usize].name;
+                        if let Some(u) = self.uses.iter().find(|u| u.dc == Some(dc)) {
+                            errs.push(ConfigError {
+                                file: u.file.clone(),
+                                path: u.path.clone(),
+                                message: format!(
+                                    "datacenter {name}: its CNAME answers can loop: {}",
+                                    chain.join(" -> ")
+                                ),
+                            });
+                        }
+                    } else if !path.contains(&next) && path.len() <= MAX_CNAME_CHAIN {
+                        let mut p = path.clone();
+                        p.push(next);
+                        stack.push((next, p));
                     }
                 }
             }
@@ -219,8 +296,12 @@ fn walk(
                 let rdlen = u16::from_be_bytes([rr.wire[at + 8], rr.wire[at + 9]]) as usize;
                 let rdata = &rr.wire[at + 10..at + 10 + rdlen];
                 match rdata.len() {
-                    4 => v4.push(Ipv4Addr::from(<[u8; 4]>::try_from(rdata).unwrap_or_default())),
-                    16 => v6.push(Ipv6Addr::from(<[u8; 16]>::try_from(rdata).unwrap_or_default())),
+                    4 => v4.push(Ipv4Addr::from(
+                        <[u8; 4]>::try_from(rdata).unwrap_or_default(),
+                    )),
+                    16 => v6.push(Ipv6Addr::from(
+                        <[u8; 16]>::try_from(rdata).unwrap_or_default(),
+                    )),
                     _ => {}
                 }
                 at += 10 + rdlen;

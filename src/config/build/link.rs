@@ -194,7 +194,11 @@ pub fn gslb_name(
         );
     }
     let flatten = spec.flatten.unwrap_or(at_apex);
-    let is_host = |id: DatacenterId| dcs.list.get(id.0 as usize).is_some_and(|d| d.target.is_some());
+    let is_host = |id: DatacenterId| {
+        dcs.list
+            .get(id.0 as usize)
+            .is_some_and(|d| d.target.is_some())
+    };
     let pool_ids: FxHashMap<&str, PoolId> = spec
         .pools
         .iter()
@@ -437,7 +441,10 @@ pub fn place(
         let types: Vec<String> = node
             .rrsets
             .iter()
-            .map(|r| crate::rr::info(r.rtype).map_or_else(|| format!("TYPE{}", r.rtype), |t| t.name.to_string()))
+            .map(|r| {
+                crate::rr::info(r.rtype)
+                    .map_or_else(|| format!("TYPE{}", r.rtype), |t| t.name.to_string())
+            })
             .collect();
         err(
             errs,
@@ -466,7 +473,12 @@ pub fn place_alias(
 ) {
     let key = wire_key(&spec.owner);
     if zone.nodes.iter().any(|(k, n)| n.cut && is_below(&key, k)) {
-        err(errs, file, &spec.path, "is below a delegation (NS) in this zone".into());
+        err(
+            errs,
+            file,
+            &spec.path,
+            "is below a delegation (NS) in this zone".into(),
+        );
         return;
     }
     let Some(node) = zone.nodes.get_mut(&key) else {
@@ -482,18 +494,34 @@ pub fn place_alias(
         return;
     };
     if node.cut {
-        err(errs, file, &spec.path, "is at a delegation point (NS below the apex): the data belongs in the child zone".into());
+        err(
+            errs,
+            file,
+            &spec.path,
+            "is at a delegation point (NS below the apex): the data belongs in the child zone"
+                .into(),
+        );
         return;
     }
     if node.gslb.is_some() {
-        err(errs, file, &spec.path, "the name is a GSLB name, which owns its A/AAAA answers: not together with an ALIAS".into());
+        err(
+            errs,
+            file,
+            &spec.path,
+            "the name is a GSLB name, which owns its A/AAAA answers: not together with an ALIAS"
+                .into(),
+        );
         return;
     }
-    let clash: Vec<&str> = [(TYPE_A, "A"), (TYPE_AAAA, "AAAA"), (crate::rr::TYPE_CNAME, "CNAME")]
-        .iter()
-        .filter(|(t, _)| node.rrset(*t).is_some())
-        .map(|(_, n)| *n)
-        .collect();
+    let clash: Vec<&str> = [
+        (TYPE_A, "A"),
+        (TYPE_AAAA, "AAAA"),
+        (crate::rr::TYPE_CNAME, "CNAME"),
+    ]
+    .iter()
+    .filter(|(t, _)| node.rrset(*t).is_some())
+    .map(|(_, n)| *n)
+    .collect();
     if !clash.is_empty() {
         err(
             errs,
@@ -507,7 +535,12 @@ pub fn place_alias(
         return;
     }
     if wire_key(&spec.target) == key {
-        err(errs, file, &spec.path, "points at its own name: a loop".into());
+        err(
+            errs,
+            file,
+            &spec.path,
+            "points at its own name: a loop".into(),
+        );
         return;
     }
     let host = hosts.add(&spec.target);

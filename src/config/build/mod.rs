@@ -106,6 +106,7 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
     }
     // Targets inside our zones are answered from them; the rest is left to the resolver.
     hosts.resolve(&zones, &zone_by_apex, &mut errs);
+    hosts.cname_loops(&gslb, &datacenters, &mut errs);
     link::hostname_probes(config, &mut datacenters, &hosts, &mut errs);
     // The plan carries each datacenter's longest answer TTL (drain completion), so it is
     // built once every name is linked.

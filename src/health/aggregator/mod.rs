@@ -434,7 +434,11 @@ impl Aggregator {
                             if addrs.is_empty() {
                                 "nothing".to_string()
                             } else {
-                                addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+                                addrs
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
                             }
                         ),
                     },

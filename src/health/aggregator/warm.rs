@@ -152,7 +152,11 @@ impl Aggregator {
             // targets still probed (a hostname datacenter's address may have left).
             .filter(|(i, t)| {
                 (t.probed || t.warm)
-                    && self.set.targets.get(*i).is_some_and(|x| !x.users.is_empty())
+                    && self
+                        .set
+                        .targets
+                        .get(*i)
+                        .is_some_and(|x| !x.users.is_empty())
             })
             .map(|(_, t)| t)
             .map(|t| TargetEntry {
