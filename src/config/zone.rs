@@ -487,7 +487,7 @@ fn parse_generic(rtype: RecordType, rest: &str, s: &str) -> Result<RData, String
 }
 
 fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err("an odd number of hex digits".into());
     }
     (0..hex.len())

@@ -238,7 +238,7 @@ fn walk(
     let mut ttl = u32::MAX;
     for _ in 0..=MAX_CNAME_CHAIN {
         let Some(zone) = zone_of(zones, by_apex, &key) else {
-            return Ok(Lookup::Remote(name_of(&key)?.into()));
+            return Ok(Lookup::Remote(name_of(&key)?));
         };
         // At or below a delegation in this zone: the child's servers answer, not us.
         let delegated = crate::rr::ancestors(&key)
@@ -246,7 +246,7 @@ fn walk(
             .chain(std::iter::once(&key[..]))
             .any(|a| a.len() > zone.apex.len() && zone.node(a).is_some_and(|n| n.cut));
         if delegated {
-            return Ok(Lookup::Remote(name_of(&key)?.into()));
+            return Ok(Lookup::Remote(name_of(&key)?));
         }
         let node = match zone.node(&key) {
             Some(n) => n,
