@@ -15,7 +15,6 @@ use gslbd::geo::GeoDb;
 use gslbd::gslb::GslbContext;
 use gslbd::health::Snapshot;
 use gslbd::metrics::Metrics;
-use gslbd::model::Resolutions;
 use gslbd::resolve::{Entry, ResolvedNames, State};
 use gslbd::server::Loaded;
 
@@ -109,11 +108,7 @@ fn bench_gslb(c: &mut Criterion) {
     let mut names = ResolvedNames::default();
     names.by_name.insert(e.name.clone(), Arc::new(e));
     let mut snap = Snapshot::all_up(loaded.model.datacenters.list.len());
-    snap.resolutions = Some(Arc::new(Resolutions::build(
-        &loaded.model.hostnames,
-        &names,
-        loaded.model.loaded_at,
-    )));
+    snap.resolutions = Some(Arc::new(loaded.model.resolutions(&names)));
     let geo = GeoDb::empty();
     let ctx = GslbContext {
         model: &loaded.model,

@@ -21,21 +21,32 @@ use crate::rr::wire_key;
 /// The explanation of one decision; `Display` for people, `Serialize` for `--json` and the API.
 #[derive(Debug, Serialize)]
 pub struct Explanation<'a> {
-    pub name: String,
-    pub qtype: &'static str,
-    pub zone: String,
-    pub source: String,
-    pub ecs: Option<String>,
+    /// The queried name, fully qualified.
+    pub(crate) name: String,
+    /// `A` or `AAAA`.
+    pub(crate) qtype: &'static str,
+    /// The origin of the zone the name is placed in.
+    pub(crate) zone: String,
+    /// The resolver address the query came from.
+    pub(crate) source: String,
+    /// The ECS subnet the query carried (`192.0.2.0/24`), if any.
+    pub(crate) ecs: Option<String>,
     /// The address the decision used (ECS address or source).
-    pub client: String,
-    pub location: Option<crate::geo::Location>,
+    pub(crate) client: String,
+    /// What GeoIP found for the client, if anything.
+    pub(crate) location: Option<crate::geo::Location>,
     /// The GeoIP file that answered.
-    pub database: Option<String>,
-    pub ttl: u32,
-    pub ecs_scope: u8,
-    pub answer: Vec<String>,
-    pub outcome: &'static str,
-    pub trace: Trace<'a>,
+    pub(crate) database: Option<String>,
+    /// TTL of the answer, seconds.
+    pub(crate) ttl: u32,
+    /// ECS scope prefix length of the response.
+    pub(crate) ecs_scope: u8,
+    /// The answered addresses, in answer order.
+    pub(crate) answer: Vec<String>,
+    /// `answer`, `nodata` or `servfail`.
+    pub(crate) outcome: &'static str,
+    /// Every step of the decision: rule, pools, candidates.
+    pub(crate) trace: Trace<'a>,
 }
 
 /// What `explain` could not do.
@@ -84,6 +95,7 @@ pub fn explain<'a>(
         .ok_or_else(|| ExplainError::NotGslb(fqdn.clone()))?;
     let client = client_for(entry, geo, source, ecs);
     let mut trace = Trace::new(&entry.def, &model.datacenters.list)
+        .with_reasons(&snap.why)
         .with_targets(&model.hostnames, snap.resolutions.clone());
     // A fixed input: explain shows the deterministic part; random policies say so in the trace.
     let input = QueryInput::default();

@@ -3,13 +3,13 @@
 //! snapshot published with this query's model, then the records and the metrics.
 //!
 //! Every record a GSLB decision or an `ALIAS` puts in a response is written here
-//! ([`GslbContext::answer`], [`GslbContext::alias`]): addresses (a datacenter's own, or the
+//! (`GslbContext::answer`, `GslbContext::alias`): addresses (a datacenter's own, or the
 //! resolved ones of a flattened hostname datacenter, with the TTL capped by what is left of
 //! the target's), or the CNAME to a hostname datacenter's target, which the DNS core then
 //! follows like a static CNAME when the target is in our zones. Nothing here waits for a
 //! lookup: resolved addresses come from the snapshot (`Snapshot::resolutions`).
 //!
-//! `explain` builds its client with the same [`client_for`] and calls the same `select`, with
+//! `explain` builds its client with the same `client_for` and calls the same `select`, with
 //! a recording tracer instead of the no-op one, so it cannot disagree with the server.
 
 use std::cell::Cell;
@@ -29,7 +29,7 @@ use crate::policy::{self, AnswerKind, NoTrace, QueryInput, Selection, Source, Tr
 use crate::rr::{TYPE_A, TYPE_AAAA, TYPE_CNAME};
 
 /// The decision inputs for one GSLB name: the client as the policies see it.
-pub fn client_for(
+pub(crate) fn client_for(
     entry: &GslbEntry,
     geo: &GeoDb,
     source: IpAddr,
@@ -64,7 +64,7 @@ fn ecs_used(entry: &GslbEntry, ecs: Option<&ClientSubnet>) -> bool {
 /// IPv4-mapped IPv6 (family 2, `::ffff:a.b.c.d`) is decided as IPv4, with an IPv4 scope that
 /// must be moved back into `::ffff:0:0/96` (else scope /24 would cover `::/24`). Clamped to
 /// the source prefix; 0 when the ECS option took no part in the decision.
-pub fn response_scope(
+pub(crate) fn response_scope(
     entry: &GslbEntry,
     ecs: Option<&ClientSubnet>,
     client: &policy::Client,
@@ -114,7 +114,7 @@ fn next_input() -> QueryInput {
 }
 
 /// Runs the decision for `entry` (the ECS scope to send back is `response_scope`'s).
-pub fn decide<T: Tracer>(
+pub(crate) fn decide<T: Tracer>(
     model: &Model,
     snap: &Snapshot,
     entry: &GslbEntry,

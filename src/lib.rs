@@ -12,11 +12,12 @@
 //! paths of every module and fails on a cycle):
 //!
 //! 1. leaves, the shared vocabulary: [`net`] (addresses, prefixes, families, transports),
-//!    [`rr`] (record types, rcodes, wire names), [`limits`], [`walk`] (the TOML walker),
-//!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), [`mix`] (splitmix64),
+//!    `rr` (record types, rcodes, wire names), `limits`, `walk` (the TOML walker),
+//!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), `mix` (splitmix64),
 //!    [`metrics`];
-//! 2. [`probe`]: check kinds, the probe plan and the workers; [`resolve`]: hostname targets
-//!    resolved in the background;
+//! 2. [`probe`]: check kinds, the probe plan and the workers; [`dnssec`]: keys, signing,
+//!    the signature caches and the signer of a zone (record bytes and time, no zones);
+//!    [`resolve`]: hostname targets resolved in the background;
 //! 3. [`model`]: the immutable tables the query path reads;
 //! 4. [`config`]: zone files to specs, and the one build step to a [`model::Model`];
 //! 5. [`health`]: the aggregator and the published [`health::Snapshot`];
@@ -25,23 +26,29 @@
 //! 8. [`gslb`]: the glue that answers GSLB names on the query path; [`explain`];
 //! 9. [`api`] and [`server`] on top.
 #![deny(unsafe_code)]
+// Public items are documented; an item not used outside the crate (tests, benches and the
+// binary count as outside) is `pub(crate)`, so the compiler reports it when it becomes dead.
+#![warn(missing_docs, unreachable_pub)]
+// The clock rule of .clippy.toml (tokio's clock, paused in tests), for the library only.
+#![warn(clippy::disallowed_methods)]
 
 pub mod api;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod explain;
 pub mod geo;
 pub mod gslb;
 pub mod health;
-pub mod limits;
+pub(crate) mod limits;
 pub mod metrics;
-pub mod mix;
+pub(crate) mod mix;
 pub mod model;
 pub mod net;
 pub mod policy;
 pub mod probe;
 pub mod resolve;
-pub mod rr;
+pub(crate) mod rr;
 pub mod server;
 pub mod shutdown;
-pub mod walk;
+pub(crate) mod walk;

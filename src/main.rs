@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Serve the zones (the default: zones/ on 127.0.0.1:5353 and [::1]:5353).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load and validate the zones; print every error; exit 1 on any error.
     Check {
         #[arg(long, default_value = "zones")]
@@ -45,6 +45,27 @@ enum Cmd {
     /// unknown datacenter, unknown state); 2 usage or unreadable token; 3 the API cannot be
     /// reached.
     Admin(AdminArgs),
+    /// Make a DNSSEC key pair for ZONE; print its DNSKEY, DS and the zone-file entry.
+    Keygen {
+        /// The zone (example.com).
+        zone: String,
+        /// ECDSAP256SHA256 (default) or ED25519.
+        #[arg(long, default_value = "ECDSAP256SHA256")]
+        algorithm: String,
+        /// csk (default: signs everything), ksk (signs the key set) or zsk (signs the rest).
+        #[arg(long, default_value = "csk")]
+        role: String,
+        /// Directory for the key files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records of ZONE's key-signing keys, for the parent zone.
+    Ds {
+        /// The zone (example.com).
+        zone: String,
+        #[arg(long, default_value = "zones")]
+        zones: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -133,6 +154,28 @@ struct ServeArgs {
     /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     query_log_sample: u32,
+    /// Health feed file (JSON or CSV: datacenter or address -> state [, load] [, reason]),
+    /// re-read when it changes; repeatable.
+    #[arg(long, value_name = "FILE")]
+    health_feed: Vec<PathBuf>,
+    /// A health feed file older than this is ignored (its entries expire this long after it
+    /// was written).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration)]
+    health_feed_max_age: std::time::Duration,
+    /// The Alertmanager label that names the datacenter a firing alert takes down
+    /// (POST /alertmanager).
+    #[arg(long, default_value = gslbd::api::alertmanager::DEFAULT_LABEL, value_name = "LABEL")]
+    alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (keep the route's
+    /// repeat_interval below it) or resolves it.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = duration)]
+    alert_ttl: std::time::Duration,
+    /// POST every health event as JSON to this URL (retries, bounded queue); repeatable.
+    #[arg(long, value_name = "URL")]
+    notify: Vec<String>,
+    /// exec checks running at once, at most.
+    #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
+    max_exec_checks: usize,
     #[command(flatten)]
     resolver: ResolverArgs,
 }
@@ -169,9 +212,11 @@ impl ResolverArgs {
     }
 }
 
+/// A duration such as `90s`, `5m` or `1h`.
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    gslbd::walk::parse_duration(s)
-        .ok_or_else(|| format!("{s:?}: expected a duration such as 5s, 1m, 1h"))
+    gslbd::config::parse_duration(s)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))
 }
 
 fn init_logs(format: &str) {
@@ -191,7 +236,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Check { zones }) => check(&zones),
-        Some(Cmd::Serve(a)) => serve(a),
+        Some(Cmd::Serve(a)) => serve(*a),
         Some(Cmd::Explain(a)) => explain(a),
         Some(Cmd::Status { api }) => api_call("status", async move {
             let v = gslbd::api::client::fetch_status(&api).await?;
@@ -199,6 +244,13 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some(Cmd::Admin(a)) => admin(a),
+        Some(Cmd::Keygen {
+            zone,
+            algorithm,
+            role,
+            dir,
+        }) => keygen(&zone, &algorithm, &role, &dir),
+        Some(Cmd::Ds { zone, zones }) => ds(&zone, &zones),
         None => serve(ServeArgs::parse_from(["serve"])),
     }
 }
@@ -277,6 +329,75 @@ fn check(zones: &std::path::Path) -> ExitCode {
     }
 }
 
+fn zone_name(zone: &str) -> Result<hickory_proto::rr::Name, String> {
+    let fq = if zone.ends_with('.') {
+        zone.to_string()
+    } else {
+        format!("{zone}.")
+    };
+    hickory_proto::rr::Name::from_ascii(&fq)
+        .map_err(|e| format!("{zone:?} is not a domain name: {e}"))
+}
+
+fn keygen(zone: &str, algorithm: &str, role: &str, dir: &std::path::Path) -> ExitCode {
+    use gslbd::dnssec::{KeyAlgorithm, Role};
+    let fail = |msg: String| {
+        eprintln!("gslbd keygen: {msg}");
+        ExitCode::from(1)
+    };
+    let Some(alg) = KeyAlgorithm::parse(algorithm) else {
+        return fail(format!(
+            "--algorithm {algorithm:?}: expected one of {}",
+            KeyAlgorithm::NAMES
+        ));
+    };
+    let Some(role) = Role::parse(role) else {
+        return fail(format!("--role {role:?}: expected csk, ksk or zsk"));
+    };
+    let name = match zone_name(zone) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    match gslbd::dnssec::keys::keygen(&name, alg, role, dir) {
+        Ok(g) => {
+            println!(
+                "; private key (keep it secret): {}",
+                g.private_file.display()
+            );
+            println!("; public key: {}", g.key_file.display());
+            println!("{}", g.dnskey);
+            if !g.ds.is_empty() {
+                println!("; DS for the parent zone:");
+                println!("{}", g.ds);
+            }
+            println!("; add to the zone file (a relative path is from the zone file's directory):");
+            print!("{}", g.snippet);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn ds(zone: &str, zones: &std::path::Path) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("gslbd ds: {msg}");
+        ExitCode::from(1)
+    };
+    let name = match zone_name(zone) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    match gslbd::config::ds_records(zones, &name) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn explain(a: ExplainArgs) -> ExitCode {
     use gslbd::explain;
     let fail = |msg: String| {
@@ -306,7 +427,7 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let mut snap = gslbd::health::Snapshot::all_up(model.datacenters.list.len());
+    let mut snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
     snap.resolutions = Some(std::sync::Arc::new(resolve_once(&model, &a.resolver)));
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
@@ -365,7 +486,7 @@ fn resolve_once(model: &gslbd::model::Model, servers: &[SocketAddr]) -> gslbd::m
         r.join().await;
         names
     });
-    gslbd::model::Resolutions::build(&model.hostnames, &names, model.loaded_at)
+    model.resolutions(&names)
 }
 
 fn serve(a: ServeArgs) -> ExitCode {
@@ -410,6 +531,20 @@ fn serve(a: ServeArgs) -> ExitCode {
     opts.watch = !a.no_watch;
     opts.query_log_sample = a.query_log_sample;
     opts.latency_map = a.latency_map;
+    opts.health_feeds = a.health_feed;
+    opts.health_feed_max_age = a.health_feed_max_age;
+    opts.alert_label = a.alert_label;
+    opts.alert_ttl = a.alert_ttl;
+    for url in &a.notify {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            eprintln!("gslbd: --notify {url:?}: expected an http:// or https:// URL");
+            return ExitCode::from(2);
+        }
+    }
+    opts.notify = a.notify;
+    opts.max_exec_checks = a.max_exec_checks.max(1);
     opts.resolver = a.resolver.settings();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,7 +3,7 @@
 //! Rules match client subnets, the latency map keys on them, `hash` masks the client to its
 //! granularity, ECS scopes are prefix lengths and the explain inputs are subnets in text. All of
 //! them work on one representation: an address as 128 bits with IPv4 in the top 32
-//! ([`bits`]), so one mask and one common-prefix function serve both families.
+//! (`bits`), so one mask and one common-prefix function serve both families.
 //!
 //! A leaf module: it depends on nothing else in the crate.
 
@@ -21,7 +21,7 @@ pub enum Family {
 
 impl Family {
     /// Address length in bits.
-    pub fn bits(self) -> u8 {
+    pub(crate) fn bits(self) -> u8 {
         match self {
             Family::V4 => 32,
             Family::V6 => 128,
@@ -29,7 +29,7 @@ impl Family {
     }
 
     /// The family of `addr`, IPv4-mapped IPv6 counting as IPv4.
-    pub fn of(addr: IpAddr) -> Family {
+    pub(crate) fn of(addr: IpAddr) -> Family {
         if addr.to_canonical().is_ipv4() {
             Family::V4
         } else {
@@ -49,10 +49,10 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in metric label order.
-    pub const ALL: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+    pub(crate) const ALL: [Transport; 2] = [Transport::Udp, Transport::Tcp];
 
     /// The metric label (`udp`, `tcp`).
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
@@ -69,14 +69,14 @@ impl Transport {
 
     /// Position in [`Transport::ALL`].
     #[inline]
-    pub fn index(self) -> usize {
+    pub(crate) fn index(self) -> usize {
         self as usize
     }
 }
 
 /// `addr` as 128 bits with IPv4 in the top 32, and the family's length in bits.
 #[inline]
-pub fn bits(addr: IpAddr) -> (u128, u8) {
+pub(crate) fn bits(addr: IpAddr) -> (u128, u8) {
     match addr {
         IpAddr::V4(a) => (u128::from(u32::from(a)) << 96, 32),
         IpAddr::V6(a) => (u128::from(a), 128),
@@ -85,12 +85,12 @@ pub fn bits(addr: IpAddr) -> (u128, u8) {
 
 /// The mask of the first `prefix` bits of a [`bits`] value (0 = no bit).
 #[inline]
-pub fn mask(prefix: u8) -> u128 {
+pub(crate) fn mask(prefix: u8) -> u128 {
     u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)
 }
 
 /// `addr` with every bit past `prefix` cleared (the prefix is capped at the family's length).
-pub fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
+pub(crate) fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
         IpAddr::V4(a) => {
             let m = u32::MAX
@@ -104,7 +104,7 @@ pub fn masked(addr: IpAddr, prefix: u8) -> IpAddr {
 
 /// Length of the common prefix of two addresses of the same family (`None` across families).
 #[inline]
-pub fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
+pub(crate) fn common_prefix(a: IpAddr, b: IpAddr) -> Option<u8> {
     let ((x, bits_a), (y, bits_b)) = (bits(a), bits(b));
     (bits_a == bits_b).then(|| ((x ^ y).leading_zeros() as u8).min(bits_a))
 }
@@ -122,7 +122,7 @@ impl Subnet {
     /// Parses `192.0.2.0/24`, `2001:db8::/32`, or a bare address (a host route). Host bits set
     /// past the prefix are an error, not silently cleared: `192.0.2.1/24` usually means the
     /// writer meant something else (the same rule RFC 7871 gives servers for ECS).
-    pub fn parse(s: &str) -> Result<Subnet, String> {
+    pub(crate) fn parse(s: &str) -> Result<Subnet, String> {
         let (a, p) = match s.split_once('/') {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
@@ -145,11 +145,6 @@ impl Subnet {
             return Err(format!("{s:?} has bits set beyond the /{prefix} prefix"));
         }
         Ok(Subnet { addr, prefix })
-    }
-
-    /// Does the subnet contain `addr` (same family only)?
-    pub fn contains(&self, addr: IpAddr) -> bool {
-        common_prefix(self.addr, addr).is_some_and(|c| c >= self.prefix)
     }
 }
 
@@ -199,14 +194,10 @@ mod tests {
     }
 
     #[test]
-    fn masks_and_containment() {
+    fn masks() {
         assert_eq!(masked(ip("192.0.2.77"), 24), ip("192.0.2.0"));
         assert_eq!(masked(ip("2001:db8:ff::1"), 32), ip("2001:db8::"));
         assert_eq!(masked(ip("192.0.2.77"), 0), ip("0.0.0.0"));
-        let s = Subnet::parse("10.1.0.0/16").unwrap();
-        assert!(s.contains(ip("10.1.200.3")));
-        assert!(!s.contains(ip("10.2.0.1")));
-        assert!(!s.contains(ip("::1")));
         assert_eq!(mask(0), 0);
         assert_eq!(mask(128), u128::MAX);
         assert_eq!(Family::of(ip("::ffff:192.0.2.1")), Family::V4);

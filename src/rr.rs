@@ -7,88 +7,88 @@
 use hickory_proto::rr::Name;
 
 /// Type `A` (IPv4 address).
-pub const TYPE_A: u16 = 1;
+pub(crate) const TYPE_A: u16 = 1;
 /// Type `NS`.
-pub const TYPE_NS: u16 = 2;
+pub(crate) const TYPE_NS: u16 = 2;
 /// Type `CNAME`.
-pub const TYPE_CNAME: u16 = 5;
+pub(crate) const TYPE_CNAME: u16 = 5;
 /// Type `SOA`.
-pub const TYPE_SOA: u16 = 6;
+pub(crate) const TYPE_SOA: u16 = 6;
 /// Type `PTR`.
-pub const TYPE_PTR: u16 = 12;
+pub(crate) const TYPE_PTR: u16 = 12;
 /// Type `HINFO` (only synthesised, for `ANY`, RFC 8482).
-pub const TYPE_HINFO: u16 = 13;
+pub(crate) const TYPE_HINFO: u16 = 13;
 /// Type `MX`.
-pub const TYPE_MX: u16 = 15;
+pub(crate) const TYPE_MX: u16 = 15;
 /// Type `TXT`.
-pub const TYPE_TXT: u16 = 16;
+pub(crate) const TYPE_TXT: u16 = 16;
 /// Type `AAAA` (IPv6 address).
-pub const TYPE_AAAA: u16 = 28;
+pub(crate) const TYPE_AAAA: u16 = 28;
 /// Type `SRV`.
-pub const TYPE_SRV: u16 = 33;
+pub(crate) const TYPE_SRV: u16 = 33;
 /// Type `NAPTR` (RFC 3403).
-pub const TYPE_NAPTR: u16 = 35;
+pub(crate) const TYPE_NAPTR: u16 = 35;
 /// Type `OPT` (EDNS pseudo-record).
-pub const TYPE_OPT: u16 = 41;
+pub(crate) const TYPE_OPT: u16 = 41;
 /// Type `DS` (RFC 4034): the hash of a child zone's key, at a delegation point.
-pub const TYPE_DS: u16 = 43;
+pub(crate) const TYPE_DS: u16 = 43;
 /// Type `SSHFP` (RFC 4255).
-pub const TYPE_SSHFP: u16 = 44;
-/// Type `RRSIG` (made by a signer, never written).
-pub const TYPE_RRSIG: u16 = 46;
-/// Type `NSEC` (made by a signer, never written).
-pub const TYPE_NSEC: u16 = 47;
-/// Type `NSEC3` (made by a signer, never written).
-pub const TYPE_NSEC3: u16 = 50;
+pub(crate) const TYPE_SSHFP: u16 = 44;
+/// Type `RRSIG` (made by the signer, never written).
+pub(crate) const TYPE_RRSIG: u16 = 46;
+/// Type `NSEC` (made by the signer, never written).
+pub(crate) const TYPE_NSEC: u16 = 47;
+/// Type `NSEC3` (never written: gslbd's denial is NSEC).
+pub(crate) const TYPE_NSEC3: u16 = 50;
 /// Type `TLSA` (RFC 6698).
-pub const TYPE_TLSA: u16 = 52;
+pub(crate) const TYPE_TLSA: u16 = 52;
 /// Type `SVCB` (RFC 9460).
-pub const TYPE_SVCB: u16 = 64;
+pub(crate) const TYPE_SVCB: u16 = 64;
 /// Type `HTTPS` (RFC 9460).
-pub const TYPE_HTTPS: u16 = 65;
+pub(crate) const TYPE_HTTPS: u16 = 65;
+/// Meta type `NXNAME` (RFC 9824): only in compact-denial NSEC bitmaps; asked for, FORMERR.
+pub(crate) const TYPE_NXNAME: u16 = 128;
 /// Type `CAA`.
-pub const TYPE_CAA: u16 = 257;
+pub(crate) const TYPE_CAA: u16 = 257;
 /// Query type `IXFR`.
-pub const TYPE_IXFR: u16 = 251;
+pub(crate) const TYPE_IXFR: u16 = 251;
 /// Query type `AXFR`.
-pub const TYPE_AXFR: u16 = 252;
+pub(crate) const TYPE_AXFR: u16 = 252;
 /// Query type `ANY`.
-pub const TYPE_ANY: u16 = 255;
+pub(crate) const TYPE_ANY: u16 = 255;
 
 /// Class `IN`.
-pub const CLASS_IN: u16 = 1;
-/// Class `CH` (chaos).
-pub const CLASS_CH: u16 = 3;
+pub(crate) const CLASS_IN: u16 = 1;
 
 /// EDNS option code of Client Subnet (RFC 7871).
-pub const OPTION_ECS: u16 = 8;
+pub(crate) const OPTION_ECS: u16 = 8;
 
 /// Response code NOERROR.
-pub const RCODE_NOERROR: u8 = 0;
+pub(crate) const RCODE_NOERROR: u8 = 0;
 /// Response code FORMERR.
-pub const RCODE_FORMERR: u8 = 1;
+pub(crate) const RCODE_FORMERR: u8 = 1;
 /// Response code SERVFAIL.
-pub const RCODE_SERVFAIL: u8 = 2;
+pub(crate) const RCODE_SERVFAIL: u8 = 2;
 /// Response code NXDOMAIN.
-pub const RCODE_NXDOMAIN: u8 = 3;
+pub(crate) const RCODE_NXDOMAIN: u8 = 3;
 /// Response code NOTIMP.
-pub const RCODE_NOTIMP: u8 = 4;
+pub(crate) const RCODE_NOTIMP: u8 = 4;
 /// Response code REFUSED.
-pub const RCODE_REFUSED: u8 = 5;
+pub(crate) const RCODE_REFUSED: u8 = 5;
 /// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
-pub const RCODE_BADVERS: u16 = 16;
+pub(crate) const RCODE_BADVERS: u16 = 16;
 
 /// What gslbd knows about one record type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TypeInfo {
+pub(crate) struct TypeInfo {
     /// The type number.
-    pub code: u16,
+    pub(crate) code: u16,
     /// The mnemonic (`AAAA`).
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// May be written as a static record in a zone file (`records.<name>.<TYPE>`).
-    pub static_record: bool,
+    pub(crate) static_record: bool,
     /// Counted under its own `qtype` label in the query metrics (others count as `other`).
-    pub metric: bool,
+    pub(crate) metric: bool,
 }
 
 const fn t(code: u16, name: &'static str, static_record: bool, metric: bool) -> TypeInfo {
@@ -102,7 +102,7 @@ const fn t(code: u16, name: &'static str, static_record: bool, metric: bool) -> 
 
 /// Every record type gslbd knows by name: the one list the zone loader, the metrics labels
 /// and the explain API read. Adding a static record type starts here.
-pub const TYPES: &[TypeInfo] = &[
+pub(crate) const TYPES: &[TypeInfo] = &[
     t(TYPE_A, "A", true, true),
     t(TYPE_AAAA, "AAAA", true, true),
     t(TYPE_CNAME, "CNAME", true, true),
@@ -122,20 +122,15 @@ pub const TYPES: &[TypeInfo] = &[
     t(TYPE_ANY, "ANY", false, true),
 ];
 
-/// The table entry of type `code`.
-pub fn info(code: u16) -> Option<&'static TypeInfo> {
-    TYPES.iter().find(|t| t.code == code)
-}
-
 /// The mnemonics of the types a zone file may hold, in table order.
-pub fn static_type_names() -> impl Iterator<Item = &'static str> {
+pub(crate) fn static_type_names() -> impl Iterator<Item = &'static str> {
     TYPES.iter().filter(|t| t.static_record).map(|t| t.name)
 }
 
 /// Why type number `code` cannot be written as a static record (in the RFC 3597 `TYPEnnn`
 /// form or otherwise), or `None` when it can: meta and query types never hold data, the SOA
 /// has its own table, and DNSSEC records are made by a signer.
-pub fn not_writable(code: u16) -> Option<&'static str> {
+pub(crate) fn not_writable(code: u16) -> Option<&'static str> {
     match code {
         0 => Some("type 0 is reserved"),
         TYPE_SOA => Some("the SOA is written in the [soa] table, not under records"),
@@ -148,7 +143,7 @@ pub fn not_writable(code: u16) -> Option<&'static str> {
 }
 
 /// A query type as people write it: a mnemonic in any case (`aaaa`), `TYPE65`, or a number.
-pub fn parse_type(s: &str) -> Option<u16> {
+pub(crate) fn parse_type(s: &str) -> Option<u16> {
     let up = s.trim().to_ascii_uppercase();
     if let Ok(n) = up.strip_prefix("TYPE").unwrap_or(&up).parse::<u16>() {
         return Some(n);
@@ -162,7 +157,7 @@ pub fn parse_type(s: &str) -> Option<u16> {
 }
 
 /// Appends `name` in uncompressed wire form, lower-cased when `lower`.
-pub fn put_name(out: &mut Vec<u8>, name: &Name, lower: bool) {
+pub(crate) fn put_name(out: &mut Vec<u8>, name: &Name, lower: bool) {
     for label in name.iter() {
         out.push(label.len() as u8);
         if lower {
@@ -175,7 +170,7 @@ pub fn put_name(out: &mut Vec<u8>, name: &Name, lower: bool) {
 }
 
 /// Lower-cased wire form of `name`: the key of every table on the query path.
-pub fn wire_key(name: &Name) -> Box<[u8]> {
+pub(crate) fn wire_key(name: &Name) -> Box<[u8]> {
     let mut v = Vec::with_capacity(name.len() + 2);
     put_name(&mut v, name, true);
     v.into_boxed_slice()
@@ -192,12 +187,12 @@ fn is_label_boundary(k: &[u8], suffix_len: usize) -> bool {
 }
 
 /// Is the wire name `k` strictly below the wire name `cut` (on a label boundary)?
-pub fn is_below(k: &[u8], cut: &[u8]) -> bool {
+pub(crate) fn is_below(k: &[u8], cut: &[u8]) -> bool {
     k.len() > cut.len() && k.ends_with(cut) && is_label_boundary(k, cut.len())
 }
 
 /// The ancestors of the wire name `key` (without itself), nearest first, down to the root.
-pub fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut off = 0usize;
     std::iter::from_fn(move || {
         if off >= key.len() || key[off] == 0 {
@@ -221,7 +216,6 @@ mod tests {
         assert_eq!(parse_type("NOPE"), None);
         assert!(static_type_names().any(|n| n == "CAA"));
         assert!(!static_type_names().any(|n| n == "SOA"));
-        assert_eq!(info(TYPE_MX).map(|t| t.name), Some("MX"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Shutdown {
     }
 
     /// A new node below this one: stopped with it, or on its own.
-    pub fn child(&self) -> Shutdown {
+    pub(crate) fn child(&self) -> Shutdown {
         let child = Shutdown::new();
         {
             let mut children = self.node.children.lock().unwrap_or_else(|e| e.into_inner());
@@ -73,12 +73,12 @@ impl Shutdown {
 
     /// Has this node (or an ancestor) been stopped? A cheap atomic load, for blocking loops.
     #[inline]
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.node.stopped.load(Ordering::Acquire)
     }
 
     /// Completes once this node is stopped.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         loop {
             let notified = self.node.notify.notified();
             tokio::pin!(notified);

@@ -11,19 +11,23 @@ use std::fmt::Write;
 
 /// One problem at one key path.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PathError {
-    pub path: String,
-    pub message: String,
+pub(crate) struct PathError {
+    /// The key path as an operator writes it (`records.www.A[1]`).
+    pub(crate) path: String,
+    /// What is wrong there, and what was expected.
+    pub(crate) message: String,
 }
 
 /// Collected errors of one file.
 #[derive(Default, Debug)]
-pub struct Errors {
-    pub list: Vec<PathError>,
+pub(crate) struct Errors {
+    /// In the order found.
+    pub(crate) list: Vec<PathError>,
 }
 
 impl Errors {
-    pub fn add(&mut self, path: &str, message: impl Into<String>) {
+    /// Records `message` at `path`.
+    pub(crate) fn add(&mut self, path: &str, message: impl Into<String>) {
         self.list.push(PathError {
             path: path.to_string(),
             message: message.into(),
@@ -32,7 +36,7 @@ impl Errors {
 }
 
 /// Joins a key onto a path the way an operator would write it (`a.b`, `a."x y"`).
-pub fn join(path: &str, key: &str) -> String {
+pub(crate) fn join(path: &str, key: &str) -> String {
     let simple = !key.is_empty()
         && key
             .bytes()
@@ -51,12 +55,12 @@ pub fn join(path: &str, key: &str) -> String {
 }
 
 /// Path of element `i` of the array at `path`.
-pub fn index(path: &str, i: usize) -> String {
+pub(crate) fn index(path: &str, i: usize) -> String {
     format!("{path}[{i}]")
 }
 
 /// Human name of a TOML value's type, for "expected X, found Y" messages.
-pub fn type_name(v: &toml::Value) -> &'static str {
+pub(crate) fn type_name(v: &toml::Value) -> &'static str {
     match v {
         toml::Value::String(_) => "a string",
         toml::Value::Integer(_) => "an integer",
@@ -69,14 +73,16 @@ pub fn type_name(v: &toml::Value) -> &'static str {
 }
 
 /// A table being read: hands out values by key and reports the keys nobody asked for.
-pub struct Table<'a> {
+pub(crate) struct Table<'a> {
     table: &'a toml::Table,
-    pub path: String,
+    /// The path of this table in its file (empty for the top table).
+    pub(crate) path: String,
     used: Vec<&'a str>,
 }
 
 impl<'a> Table<'a> {
-    pub fn new(table: &'a toml::Table, path: impl Into<String>) -> Self {
+    /// Starts reading `table`, found at `path`.
+    pub(crate) fn new(table: &'a toml::Table, path: impl Into<String>) -> Self {
         Table {
             table,
             path: path.into(),
@@ -85,7 +91,7 @@ impl<'a> Table<'a> {
     }
 
     /// Wraps `v` as a table, or reports what it is instead.
-    pub fn from_value(v: &'a toml::Value, path: String, errs: &mut Errors) -> Option<Self> {
+    pub(crate) fn from_value(v: &'a toml::Value, path: String, errs: &mut Errors) -> Option<Self> {
         match v {
             toml::Value::Table(t) => Some(Table::new(t, path)),
             other => {
@@ -99,24 +105,24 @@ impl<'a> Table<'a> {
     }
 
     /// Is `key` present (used or not)?
-    pub fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.table.contains_key(key)
     }
 
     /// The path of `key` in this table, as messages name it.
-    pub fn key_path(&self, key: &str) -> String {
+    pub(crate) fn key_path(&self, key: &str) -> String {
         join(&self.path, key)
     }
 
     /// The raw value at `key`, marking it used.
-    pub fn get(&mut self, key: &str) -> Option<&'a toml::Value> {
+    pub(crate) fn get(&mut self, key: &str) -> Option<&'a toml::Value> {
         let (k, v) = self.table.get_key_value(key)?;
         self.used.push(k.as_str());
         Some(v)
     }
 
     /// Every entry, marking all used (for maps keyed by operator-chosen names).
-    pub fn entries(&mut self) -> impl Iterator<Item = (&'a str, &'a toml::Value)> + use<'a> {
+    pub(crate) fn entries(&mut self) -> impl Iterator<Item = (&'a str, &'a toml::Value)> + use<'a> {
         let table = self.table;
         for k in table.keys() {
             self.used.push(k.as_str());
@@ -124,7 +130,8 @@ impl<'a> Table<'a> {
         table.iter().map(|(k, v)| (k.as_str(), v))
     }
 
-    pub fn str(&mut self, key: &str, errs: &mut Errors) -> Option<&'a str> {
+    /// The string at `key`, if present; anything else is reported.
+    pub(crate) fn str(&mut self, key: &str, errs: &mut Errors) -> Option<&'a str> {
         match self.get(key)? {
             toml::Value::String(s) => Some(s.as_str()),
             other => {
@@ -137,7 +144,8 @@ impl<'a> Table<'a> {
         }
     }
 
-    pub fn required_str(&mut self, key: &str, errs: &mut Errors) -> Option<&'a str> {
+    /// The string at `key`; a missing key is reported as required.
+    pub(crate) fn required_str(&mut self, key: &str, errs: &mut Errors) -> Option<&'a str> {
         if !self.table.contains_key(key) {
             errs.add(&self.key_path(key), "is required (a string)");
             return None;
@@ -146,7 +154,7 @@ impl<'a> Table<'a> {
     }
 
     /// An integer within `lo..=hi`.
-    pub fn int(&mut self, key: &str, lo: i64, hi: i64, errs: &mut Errors) -> Option<i64> {
+    pub(crate) fn int(&mut self, key: &str, lo: i64, hi: i64, errs: &mut Errors) -> Option<i64> {
         match self.get(key)? {
             toml::Value::Integer(i) if (lo..=hi).contains(i) => Some(*i),
             toml::Value::Integer(i) => {
@@ -166,13 +174,14 @@ impl<'a> Table<'a> {
         }
     }
 
-    pub fn u32(&mut self, key: &str, errs: &mut Errors) -> Option<u32> {
+    /// A non-negative integer that fits `u32`.
+    pub(crate) fn u32(&mut self, key: &str, errs: &mut Errors) -> Option<u32> {
         self.int(key, 0, i64::from(u32::MAX), errs)
             .map(|i| i as u32)
     }
 
     /// A number (integer or float) within `lo..=hi`.
-    pub fn float(&mut self, key: &str, lo: f64, hi: f64, errs: &mut Errors) -> Option<f64> {
+    pub(crate) fn float(&mut self, key: &str, lo: f64, hi: f64, errs: &mut Errors) -> Option<f64> {
         let v = match self.get(key)? {
             toml::Value::Integer(i) => *i as f64,
             toml::Value::Float(f) => *f,
@@ -194,7 +203,8 @@ impl<'a> Table<'a> {
         Some(v)
     }
 
-    pub fn bool(&mut self, key: &str, errs: &mut Errors) -> Option<bool> {
+    /// The boolean at `key`, if present; anything else is reported.
+    pub(crate) fn bool(&mut self, key: &str, errs: &mut Errors) -> Option<bool> {
         match self.get(key)? {
             toml::Value::Boolean(b) => Some(*b),
             other => {
@@ -208,21 +218,25 @@ impl<'a> Table<'a> {
     }
 
     /// A sub-table at `key`.
-    pub fn table(&mut self, key: &str, errs: &mut Errors) -> Option<Table<'a>> {
+    pub(crate) fn table(&mut self, key: &str, errs: &mut Errors) -> Option<Table<'a>> {
         let path = self.key_path(key);
         let v = self.get(key)?;
         Table::from_value(v, path, errs)
     }
 
     /// An array of strings (a single string is accepted as a one-element list).
-    pub fn str_list(&mut self, key: &str, errs: &mut Errors) -> Option<Vec<(String, &'a str)>> {
+    pub(crate) fn str_list(
+        &mut self,
+        key: &str,
+        errs: &mut Errors,
+    ) -> Option<Vec<(String, &'a str)>> {
         let path = self.key_path(key);
         let v = self.get(key)?;
         str_list(v, &path, errs)
     }
 
     /// A duration such as `"5s"`, `"250ms"`, `"2m"`, or an integer number of seconds.
-    pub fn duration(&mut self, key: &str, errs: &mut Errors) -> Option<std::time::Duration> {
+    pub(crate) fn duration(&mut self, key: &str, errs: &mut Errors) -> Option<std::time::Duration> {
         let path = self.key_path(key);
         match self.get(key)? {
             toml::Value::Integer(i) if *i >= 0 => Some(std::time::Duration::from_secs(*i as u64)),
@@ -247,7 +261,7 @@ impl<'a> Table<'a> {
     }
 
     /// Reports every key that was not asked for; `expected` lists the known ones.
-    pub fn finish(self, expected: &[&str], errs: &mut Errors) {
+    pub(crate) fn finish(self, expected: &[&str], errs: &mut Errors) {
         for k in self.table.keys() {
             if !self.used.contains(&k.as_str()) {
                 let mut msg = String::from("unknown key");
@@ -263,7 +277,7 @@ impl<'a> Table<'a> {
 }
 
 /// Reads a list of strings, returning each with its own path.
-pub fn str_list<'a>(
+pub(crate) fn str_list<'a>(
     v: &'a toml::Value,
     path: &str,
     errs: &mut Errors,

@@ -29,7 +29,12 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub enum CliError {
     /// The API answered with an error status; `reason` is its `error` text as given.
     #[error("the API refused ({status}): {reason}")]
-    Refused { status: u16, reason: String },
+    Refused {
+        /// The HTTP status code.
+        status: u16,
+        /// The API's `error` text.
+        reason: String,
+    },
     /// The command line is wrong, or the token cannot be read.
     #[error("{0}")]
     Usage(String),
@@ -50,7 +55,7 @@ impl CliError {
 }
 
 /// `127.0.0.1:8053`, `http://host:8053/` -> `http://host:8053`.
-pub fn base_url(api: &str) -> Result<String, CliError> {
+pub(crate) fn base_url(api: &str) -> Result<String, CliError> {
     let api = api.trim().trim_end_matches('/');
     let url = if api.contains("://") {
         api.to_string()

@@ -38,12 +38,12 @@ fn file(body: &'static str, content_type: &'static str) -> Response {
 }
 
 /// `GET /`: the page.
-pub async fn index() -> Response {
+pub(crate) async fn index() -> Response {
     file(INDEX, "text/html; charset=utf-8")
 }
 
 /// `GET /ui/{file}`: its script, style sheet, map and icon.
-pub async fn asset(Path(name): Path<String>) -> Response {
+pub(crate) async fn asset(Path(name): Path<String>) -> Response {
     match name.as_str() {
         "app.js" => file(APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => file(STYLE, "text/css; charset=utf-8"),

@@ -28,33 +28,38 @@ use crate::model::{Lookup, Model, Resolutions};
 use crate::policy::trace::TargetTrace;
 
 /// The window the answer shares cover.
-pub const SHARE_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const SHARE_WINDOW: Duration = Duration::from_secs(60);
 /// How often the decision counters are sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// The configuration facts the status page needs that the aggregator does not have.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Topology {
-    pub datacenters: Vec<DcInfo>,
-    pub names: Vec<NameInfo>,
+    /// Every datacenter, in id order.
+    pub(crate) datacenters: Vec<DcInfo>,
+    /// Every GSLB name of every zone.
+    pub(crate) names: Vec<NameInfo>,
     /// Every hostname target and what it resolves to now.
-    pub hostnames: Vec<HostnameStatus>,
+    pub(crate) hostnames: Vec<HostnameStatus>,
 }
 
 /// A hostname target in `/status` (and the resolver's `/metrics` gauges).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct HostnameStatus {
+pub(crate) struct HostnameStatus {
+    /// The target and what it resolves to.
     #[serde(flatten)]
-    pub target: TargetTrace,
+    pub(crate) target: TargetTrace,
     /// `local` (answered from our zones), `gslb` (a GSLB name of ours, CNAME only) or
     /// `resolved` (asked upstream).
-    pub lookup: &'static str,
+    pub(crate) lookup: &'static str,
     /// Seconds of the upstream TTL left (fresh resolved targets).
-    pub ttl_left_secs: Option<u64>,
-    pub lookups_ok: u64,
-    pub lookups_failed: u64,
+    pub(crate) ttl_left_secs: Option<u64>,
+    /// Lookups answered (negative answers included) since the server started.
+    pub(crate) lookups_ok: u64,
+    /// Lookups that failed.
+    pub(crate) lookups_failed: u64,
     /// Datacenters (`datacenter fra`) and ALIAS owners (`alias example.com.`) using it.
-    pub used_by: Vec<String>,
+    pub(crate) used_by: Vec<String>,
 }
 
 impl Gauges for Vec<HostnameStatus> {
@@ -119,40 +124,49 @@ impl Gauges for Vec<HostnameStatus> {
 
 /// One datacenter as configured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct DcInfo {
-    pub name: String,
+pub(crate) struct DcInfo {
+    /// The datacenter name.
+    pub(crate) name: String,
     /// `(lat, lon)`: the configured location, or the centroid of its geo code's country.
-    pub location: Option<(f64, f64)>,
-    pub addresses: Vec<String>,
+    pub(crate) location: Option<(f64, f64)>,
+    /// Its answer addresses.
+    pub(crate) addresses: Vec<String>,
     /// The check's interval; `None` without a check.
-    pub check_interval_ms: Option<u64>,
+    pub(crate) check_interval_ms: Option<u64>,
     /// A hostname datacenter's target and what it resolves to now (`addresses` are those).
-    pub target: Option<TargetTrace>,
+    pub(crate) target: Option<TargetTrace>,
 }
 
 /// One GSLB name as configured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct NameInfo {
+pub(crate) struct NameInfo {
     /// Fully qualified, as in the metrics labels.
-    pub name: String,
-    pub zone: String,
-    pub ttl: u32,
-    pub pools: Vec<PoolInfo>,
+    pub(crate) name: String,
+    /// The origin of its zone.
+    pub(crate) zone: String,
+    /// The name's TTL, seconds.
+    pub(crate) ttl: u32,
+    /// Its pools, in declaration order.
+    pub(crate) pools: Vec<PoolInfo>,
 }
 
 /// One pool of a GSLB name.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PoolInfo {
-    pub name: String,
-    pub policy: &'static str,
-    pub datacenters: Vec<String>,
-    pub fallback: Option<String>,
+pub(crate) struct PoolInfo {
+    /// The pool name.
+    pub(crate) name: String,
+    /// The policy name (`failover`, `nearest`, ...).
+    pub(crate) policy: &'static str,
+    /// Its member datacenters, in pool order.
+    pub(crate) datacenters: Vec<String>,
+    /// The pool used when none of its members is usable.
+    pub(crate) fallback: Option<String>,
 }
 
 impl Topology {
     /// The datacenters, GSLB names and hostname targets of `model`, in model order, with the
     /// targets as `res` (the published resolutions of the same model) has them.
-    pub fn of(model: &Model, res: Option<&Resolutions>) -> Topology {
+    pub(crate) fn of(model: &Model, res: Option<&Resolutions>) -> Topology {
         let list = &model.datacenters.list;
         let dc_name = |id: u32| list.get(id as usize).map_or("?", |d| &*d.name).to_string();
         let target = |h: crate::model::HostnameId| {
@@ -181,8 +195,8 @@ impl Topology {
                     .datacenters
                     .probes
                     .get(i)
-                    .and_then(|p| p.check.as_ref())
-                    .map(|c| u64::try_from(c.interval.as_millis()).unwrap_or(u64::MAX)),
+                    .and_then(|p| p.checks.iter().map(|c| c.spec.interval).max())
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             })
             .collect();
         let names = model
@@ -274,14 +288,14 @@ impl Topology {
 
 /// Recent samples of the decision counters (see the module docs).
 #[derive(Debug, Default)]
-pub struct DecisionWindow {
+pub(crate) struct DecisionWindow {
     samples: Mutex<VecDeque<(Instant, GslbTotals)>>,
 }
 
 impl DecisionWindow {
     /// Records the totals as of `now`, forgetting samples no longer needed: one sample older
     /// than [`SHARE_WINDOW`] is kept as the baseline.
-    pub fn sample(&self, totals: GslbTotals, now: Instant) {
+    pub(crate) fn sample(&self, totals: GslbTotals, now: Instant) {
         let mut s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         s.push_back((now, totals));
         while s
@@ -294,7 +308,7 @@ impl DecisionWindow {
 
     /// The baseline for a window ending `now`: the newest sample at least [`SHARE_WINDOW`]
     /// old, else the oldest there is; with the window's length. `None` before any sample.
-    pub fn baseline(&self, now: Instant) -> Option<(GslbTotals, Duration)> {
+    pub(crate) fn baseline(&self, now: Instant) -> Option<(GslbTotals, Duration)> {
         let s = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let pick = s
             .iter()
@@ -306,7 +320,7 @@ impl DecisionWindow {
 }
 
 /// The answer shares of every configured name between `base` and `now_totals`.
-pub fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec<Value> {
+pub(crate) fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec<Value> {
     topo.names
         .iter()
         .map(|n| {
@@ -356,23 +370,11 @@ pub fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals) -> Vec
 
 /// A datacenter's state in one word, and the input that decided it.
 ///
-/// `up`, `down` (probes), `drain`, `admin-down`, `forced-up` (admin `up`), `slow-start`
-/// (recovering, not yet at full share), `stale` (the state rests on an assumption or on an
-/// old probe result).
-pub fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
-    let probes = || {
-        let up = d.targets.iter().filter(|t| t.up).count();
-        let mut s = format!(
-            "probes: {up} of {} addresses up ({} needed)",
-            d.targets.len(),
-            d.min_up
-        );
-        if let Some(t) = d.targets.iter().find(|t| !t.up) {
-            let why = t.last_reason.as_deref().unwrap_or("not probed yet");
-            s.push_str(&format!("; {}: {why}", t.addr));
-        }
-        s
-    };
+/// `up`, `down` (probes or an external verdict), `drain`, `admin-down`, `forced-up` (admin
+/// `up`), `slow-start` (recovering, not yet at full share), `stale` (the probes' verdict rests
+/// on an assumption or on an old probe result). The text starts with the deciding input:
+/// `admin: ...`, `pushed: ...`, `feed: ...`, `alert: ...`, `probes: ...`.
+pub(crate) fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
     match d.admin {
         "drain" => {
             let text = match &d.drain {
@@ -390,15 +392,36 @@ pub fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
             };
             return ("drain", text);
         }
-        "down" => return ("admin-down", format!("admin: down ({})", probes())),
-        "up" => return ("forced-up", format!("admin: up ({})", probes())),
+        "down" => return ("admin-down", format!("admin: down ({})", d.reason)),
+        "up" => return ("forced-up", format!("admin: up ({})", d.reason)),
         _ => {}
     }
-    if d.targets.is_empty() {
-        return ("up", "no health check: always up".into());
+    let slow_start = || {
+        (
+            "slow-start",
+            format!(
+                "slow start: {:.0}% of its traffic ({})",
+                d.slow_start * 100.0,
+                d.reason
+            ),
+        )
+    };
+    match d.health_input {
+        "probes" => {}
+        "config" => return ("up", d.reason.clone()),
+        // An external verdict (pushed, feed, alert).
+        _ => {
+            if !d.healthy {
+                return ("down", d.reason.clone());
+            }
+            if d.slow_start < 1.0 {
+                return slow_start();
+            }
+            return ("up", d.reason.clone());
+        }
     }
     if !d.healthy {
-        return ("down", probes());
+        return ("down", d.reason.clone());
     }
     if let Some(t) = d.targets.iter().find(|t| !t.probed) {
         let why = if t.warm {
@@ -424,21 +447,14 @@ pub fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
         );
     }
     if d.slow_start < 1.0 {
-        return (
-            "slow-start",
-            format!(
-                "slow start: {:.0}% of its traffic ({})",
-                d.slow_start * 100.0,
-                probes()
-            ),
-        );
+        return slow_start();
     }
-    ("up", probes())
+    ("up", d.reason.clone())
 }
 
 /// A datacenter of `/status`: the aggregator's status plus state, deciding input, location
 /// and answer addresses.
-pub fn datacenter(d: &DcStatus, info: Option<&DcInfo>) -> Value {
+pub(crate) fn datacenter(d: &DcStatus, info: Option<&DcInfo>) -> Value {
     let (state, deciding) = classify(d, info);
     let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
@@ -469,6 +485,7 @@ mod tests {
         TargetStatus {
             addr: "127.0.0.1:80".into(),
             check: "http:80::/health".into(),
+            check_name: "web".into(),
             up,
             probed,
             warm: false,
@@ -487,12 +504,37 @@ mod tests {
     }
 
     fn dc(admin: &'static str, healthy: bool, targets: Vec<TargetStatus>) -> DcStatus {
+        let reason = if targets.is_empty() {
+            "no health check: always up".to_string()
+        } else {
+            let up = targets.iter().filter(|t| t.up).count();
+            let mut s = format!("probes: {up} of {} addresses up (1 needed)", targets.len());
+            if let Some(t) = targets.iter().find(|t| !t.up) {
+                s.push_str(&format!(
+                    "; {}: {}",
+                    t.addr,
+                    t.last_reason.clone().unwrap_or_default()
+                ));
+            }
+            s
+        };
         DcStatus {
             id: 0,
             name: "fra".into(),
             healthy,
             usable: healthy,
             admin,
+            input: if admin == "obey" { "probes" } else { "admin" },
+            health_input: if targets.is_empty() {
+                "config"
+            } else {
+                "probes"
+            },
+            reason,
+            probes_up: healthy,
+            require: None,
+            checks: vec![],
+            inputs: vec![],
             settled: true,
             slow_start: 1.0,
             load: None,
@@ -530,6 +572,16 @@ mod tests {
         );
         assert_eq!(c(&dc("down", true, vec![])).0, "admin-down");
         assert_eq!(c(&dc("up", false, vec![])).0, "forced-up");
+        let mut pushed = dc("obey", false, vec![target(true, true, "pass", 10)]);
+        pushed.health_input = "pushed";
+        pushed.reason = "pushed: down, maintenance (expires in 42 s)".into();
+        assert_eq!(
+            c(&pushed),
+            (
+                "down",
+                "pushed: down, maintenance (expires in 42 s)".to_string()
+            )
+        );
         let up = dc("obey", true, vec![target(true, true, "pass", 10)]);
         assert_eq!(c(&up).0, "up");
         let assumed = dc("obey", true, vec![target(true, false, "pass", 10)]);

@@ -6,17 +6,17 @@ use crate::walk::{Errors, Table, join};
 
 /// `checks.<name>`.
 #[derive(Clone, Debug)]
-pub struct CheckEntry {
+pub(crate) struct CheckEntry {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Key path (`checks.web`).
-    pub path: String,
+    pub(crate) path: String,
     /// The validated check.
-    pub spec: CheckSpec,
+    pub(crate) spec: CheckSpec,
 }
 
 /// Reads `checks`.
-pub fn read_checks(mut t: Table<'_>, errs: &mut Errors) -> Vec<CheckEntry> {
+pub(crate) fn read_checks(mut t: Table<'_>, errs: &mut Errors) -> Vec<CheckEntry> {
     let mut out = Vec::new();
     let path = t.path.clone();
     for (name, v) in t.entries() {

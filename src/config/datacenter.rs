@@ -1,41 +1,47 @@
 //! Reading `datacenters.<name>`: answer addresses (or a hostname `target`), location,
-//! capacity, weight, the check that decides their health and how (`check-addresses`,
-//! `min-up`). Names are linked to ids, and the probe plan checked, by `config::build`.
+//! capacity, weight, the check(s) that decide their health and how (`check` or `checks` with
+//! `require`, `check-addresses`, `min-up`). Names are linked to ids, and the probe plan
+//! checked, by `config::build`.
 
 use std::net::IpAddr;
 
 use hickory_proto::rr::Name;
+
+use crate::probe::Require;
 
 use crate::limits::MAX_DC_ADDRESSES;
 use crate::walk::{Errors, Table, index, join};
 
 /// `datacenters.<name>`.
 #[derive(Clone, Debug)]
-pub struct DatacenterSpec {
+pub(crate) struct DatacenterSpec {
     /// Its name.
-    pub name: String,
+    pub(crate) name: String,
     /// Key path (`datacenters.fra`).
-    pub path: String,
+    pub(crate) path: String,
     /// Answer addresses, in declaration order (empty for a hostname datacenter).
-    pub addresses: Vec<IpAddr>,
+    pub(crate) addresses: Vec<IpAddr>,
     /// A hostname datacenter: the name answered (as a CNAME or flattened) instead of
     /// addresses, and the key path that gave it.
-    pub target: Option<(Name, String)>,
+    pub(crate) target: Option<(Name, String)>,
     /// Latitude and longitude.
-    pub coords: Option<(f64, f64)>,
+    pub(crate) coords: Option<(f64, f64)>,
     /// Geo code (`EU-DE`), informational and used as location when no coordinates are given.
-    pub geo: Option<String>,
+    pub(crate) geo: Option<String>,
     /// Relative capacity (default 1).
-    pub capacity: f64,
+    pub(crate) capacity: f64,
     /// Default member weight (default 1).
-    pub weight: u32,
-    /// Name of the check and the key path that named it.
-    pub check: Option<(String, String)>,
+    pub(crate) weight: u32,
+    /// Names of its checks, each with the key path that named it (`check = "web"` is a list
+    /// of one).
+    pub(crate) checks: Vec<(String, String)>,
+    /// `require`, with its key path (default all).
+    pub(crate) require: Option<(Require, String)>,
     /// Probe these instead of the answer addresses.
-    pub check_addresses: Option<Vec<IpAddr>>,
+    pub(crate) check_addresses: Option<Vec<IpAddr>>,
     /// Up while at least this many probed addresses are (default 1; `"all"` is
     /// `probe::MIN_UP_ALL`).
-    pub min_up: u32,
+    pub(crate) min_up: u32,
 }
 
 const DC_KEYS: &[&str] = &[
@@ -46,6 +52,8 @@ const DC_KEYS: &[&str] = &[
     "capacity",
     "weight",
     "check",
+    "checks",
+    "require",
     "check-addresses",
     "min-up",
 ];
@@ -63,7 +71,7 @@ pub(super) fn ip_list(t: &mut Table<'_>, key: &str, errs: &mut Errors) -> Option
 }
 
 /// Reads `datacenters`.
-pub fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSpec> {
+pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSpec> {
     let mut out = Vec::new();
     let path = t.path.clone();
     for (name, v) in t.entries() {
@@ -137,9 +145,34 @@ pub fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSp
         let geo = d.str("geo", errs).map(str::to_string);
         let capacity = d.float("capacity", 0.0, 1e12, errs).unwrap_or(1.0);
         let weight = d.int("weight", 0, 1_000_000, errs).unwrap_or(1) as u32;
-        let check = d
+        let mut checks: Vec<(String, String)> = d
             .str("check", errs)
-            .map(|c| (c.to_string(), join(&p, "check")));
+            .map(|c| (c.to_string(), join(&p, "check")))
+            .into_iter()
+            .collect();
+        if d.has("checks") {
+            if !checks.is_empty() {
+                errs.add(
+                    &join(&p, "checks"),
+                    "give either `check` (one) or `checks` (a list), not both",
+                );
+            }
+            if let Some(list) = d.str_list("checks", errs) {
+                if list.is_empty() {
+                    errs.add(
+                        &join(&p, "checks"),
+                        "is empty: name at least one check, or leave the key out",
+                    );
+                }
+                checks.extend(list.into_iter().map(|(path, c)| (c.to_string(), path)));
+            }
+        }
+        let require = read_require(&mut d, errs);
+        if let Some((_, path)) = &require
+            && checks.is_empty()
+        {
+            errs.add(path, "needs checks to count (`checks = [...]`)");
+        }
         let check_addresses = if d.get("check-addresses").is_some() {
             ip_list(&mut d, "check-addresses", errs)
         } else {
@@ -166,10 +199,35 @@ pub fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<DatacenterSp
             geo,
             capacity,
             weight,
-            check,
+            checks,
+            require,
             check_addresses,
             min_up,
         });
     }
     out
+}
+
+/// `require = "all" | "any" | N`.
+fn read_require(d: &mut Table<'_>, errs: &mut Errors) -> Option<(Require, String)> {
+    let path = d.key_path("require");
+    let r = match d.get("require")? {
+        toml::Value::String(s) if s == "all" => Require::All,
+        toml::Value::String(s) if s == "any" => Require::Any,
+        toml::Value::Integer(n) if (1..=64).contains(n) => Require::AtLeast(*n as u32),
+        other => {
+            errs.add(
+                &path,
+                format!(
+                    "expected \"all\", \"any\" or a number of checks (1 or more), found {}",
+                    match other {
+                        toml::Value::String(s) => format!("{s:?}"),
+                        v => v.to_string(),
+                    }
+                ),
+            );
+            return None;
+        }
+    };
+    Some((r, path))
 }

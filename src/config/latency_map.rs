@@ -66,16 +66,6 @@ pub enum LatencyMapError {
     },
 }
 
-impl LatencyMapError {
-    /// The 1-based line of the problem, when known.
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            LatencyMapError::Invalid { line, .. } => *line,
-            LatencyMapError::Io { .. } => None,
-        }
-    }
-}
-
 /// File format of a latency map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MapFormat {
@@ -87,7 +77,7 @@ pub enum MapFormat {
 
 impl MapFormat {
     /// By extension (`.csv`, `.toml`); otherwise TOML when a line starts with `[`, else CSV.
-    pub fn detect(path: &Path, text: &str) -> MapFormat {
+    pub(crate) fn detect(path: &Path, text: &str) -> MapFormat {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => MapFormat::Csv,
             Some(e) if e.eq_ignore_ascii_case("toml") => MapFormat::Toml,
@@ -152,19 +142,6 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
-}
-
-/// Reads and parses `path` (format by [`MapFormat::detect`]), resolving datacenter names
-/// with `dc_id` (for a model: `|n| model.datacenters.id_of(n)`).
-pub fn load(
-    path: &Path,
-    dc_id: impl Fn(&str) -> Option<DatacenterId>,
-) -> Result<LatencyMap, LatencyMapError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LatencyMapError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(path, &text, MapFormat::detect(path, &text), dc_id)
 }
 
 /// Parses `text`; `path` is used in messages only.

@@ -1,5 +1,5 @@
 //! Reading the zones directory into specs, with every error named by file and key path, and
-//! the one build step where the specs meet the model ([`build`]).
+//! the one build step where the specs meet the model ([`build()`]).
 //!
 //! ```text
 //! zones/*.toml --toml--> toml::Table --walk--> FileSpec (zone, datacenters, checks, gslb)
@@ -10,21 +10,24 @@
 //! touches the query path: a reload reads and validates a whole new set of specs, and only a
 //! clean set is turned into a model and published.
 
-pub mod build;
-pub mod check;
-pub mod datacenter;
+pub(crate) mod build;
+pub(crate) mod check;
+pub(crate) mod datacenter;
+pub(crate) mod dnssec;
 pub mod latency_map;
-pub mod name;
-pub mod zone;
+pub(crate) mod name;
+pub(crate) mod zone;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use build::build;
-pub use check::CheckEntry;
-pub use datacenter::DatacenterSpec;
-pub use name::GslbSpec;
-pub use zone::{AliasSpec, RecordSpec, SoaSpec, ZoneSpec};
+/// Durations as zone files write them (`"500ms"`, `"5s"`, `"2m"`, `"1h"`), for flags too.
+pub use crate::walk::parse_duration;
+pub use build::{build, build_signed};
+pub(crate) use check::CheckEntry;
+pub(crate) use datacenter::DatacenterSpec;
+pub(crate) use name::GslbSpec;
+pub(crate) use zone::{AliasSpec, RecordSpec, ZoneSpec};
 
 use crate::walk;
 
@@ -34,15 +37,52 @@ pub fn load(dir: &Path) -> Result<crate::model::Model, ConfigErrors> {
     build(&load_dir(dir)?)
 }
 
+/// The DS records (presentation form, one per line, with the key's role and state as a
+/// comment) of the secure-entry-point keys of `zone` as loaded from `dir`: what `gslbd ds`
+/// prints for the parent zone.
+pub fn ds_records(dir: &Path, zone: &hickory_proto::rr::Name) -> Result<Vec<String>, String> {
+    let model = load(dir).map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let key = crate::rr::wire_key(zone);
+    let z = model
+        .zone_at_apex(&key)
+        .ok_or_else(|| format!("{zone} is not a zone in {}", dir.display()))?;
+    let s = z
+        .dnssec
+        .as_ref()
+        .ok_or_else(|| format!("{zone} is not signed (no [dnssec] table)"))?;
+    let origin = z.origin.to_ascii().to_ascii_lowercase();
+    let mut out = Vec::new();
+    for k in s.keys.iter().filter(|k| k.is_sep()) {
+        let ds = k.ds_rdata(&s.apex)?;
+        let whose = if k.is_ours() { "" } else { " (other signer)" };
+        out.push(format!(
+            "{origin} {} IN DS {} ; {} {}{whose}",
+            s.params.dnskey_ttl,
+            crate::dnssec::keys::ds_text(&ds),
+            k.role.name(),
+            k.state.name(),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`load`], signing signed zones at `env`'s clock, with its counters.
+pub fn load_signed(
+    dir: &Path,
+    env: &crate::dnssec::Env,
+) -> Result<crate::model::Model, ConfigErrors> {
+    build_signed(&load_dir(dir)?, env)
+}
+
 /// One problem in the configuration, located as precisely as we can.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConfigError {
     /// The file.
     pub file: PathBuf,
     /// Key path inside the file (`records.www.A[1]`); empty for file-level errors.
-    pub path: String,
+    pub(crate) path: String,
     /// What is wrong and what was expected.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl fmt::Display for ConfigError {
@@ -86,15 +126,15 @@ impl std::error::Error for ConfigErrors {}
 #[derive(Clone, Debug)]
 pub struct FileSpec {
     /// The file.
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The zone, for a file with `origin`.
-    pub zone: Option<ZoneSpec>,
+    pub(crate) zone: Option<ZoneSpec>,
     /// `datacenters.*`.
-    pub datacenters: Vec<DatacenterSpec>,
+    pub(crate) datacenters: Vec<DatacenterSpec>,
     /// `checks.*`.
-    pub checks: Vec<CheckEntry>,
+    pub(crate) checks: Vec<CheckEntry>,
     /// `gslb.*`.
-    pub gslb: Vec<GslbSpec>,
+    pub(crate) gslb: Vec<GslbSpec>,
 }
 
 /// Every zone file of a directory.
@@ -113,6 +153,7 @@ const TOP_KEYS: &[&str] = &[
     "datacenters",
     "checks",
     "gslb",
+    "dnssec",
 ];
 /// Top-level keys of a shared declarations file (no `origin`).
 const SHARED_KEYS: &[&str] = &["datacenters", "checks"];
@@ -126,7 +167,7 @@ pub(crate) fn country_tables() -> &'static crate::geo::CountryTables {
 }
 
 /// Reads every `*.toml` file of `dir` (sorted by name, so errors come in a stable order).
-pub fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
+pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -196,11 +237,18 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     let mut errs = walk::Errors::default();
     let mut top = walk::Table::new(&table, "");
     let shared = !table.contains_key("origin");
-    let zone = if shared {
+    let mut zone = if shared {
         None
     } else {
         zone::read_zone(&mut top, &mut errs)
     };
+    if !shared && let Some(t) = top.table("dnssec", &mut errs) {
+        let ttl = zone.as_ref().map_or(zone::DEFAULT_TTL, |z| z.soa.ttl);
+        let spec = dnssec::read_dnssec(t, path, ttl, &mut errs);
+        if let Some(z) = zone.as_mut() {
+            z.dnssec = spec;
+        }
+    }
     let datacenters = top
         .table("datacenters", &mut errs)
         .map(|t| datacenter::read_datacenters(t, &mut errs))
@@ -223,7 +271,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
         if table.is_empty() {
             errs.add("", "is empty (a zone file needs `origin`; a shared file declares datacenters or checks)");
         }
-        for k in ["ttl", "soa", "records", "gslb"] {
+        for k in ["ttl", "soa", "records", "gslb", "dnssec"] {
             if table.contains_key(k) {
                 errs.add(k, "belongs to a zone: this file has no `origin` (a file without origin holds only datacenters and checks)");
                 let _ = top.get(k);

@@ -15,69 +15,69 @@ use crate::walk::{Errors, Table, index, join, type_name};
 
 /// A pool member as written: a datacenter name with optional weight and bias.
 #[derive(Clone, Debug)]
-pub struct MemberSpec {
+pub(crate) struct MemberSpec {
     /// Datacenter name.
-    pub dc: String,
+    pub(crate) dc: String,
     /// Key path.
-    pub path: String,
+    pub(crate) path: String,
     /// Weight, when given.
-    pub weight: Option<u32>,
+    pub(crate) weight: Option<u32>,
     /// `nearest` bias in km.
-    pub bias_km: f64,
+    pub(crate) bias_km: f64,
 }
 
 /// `gslb.<name>.pools.<pool>` (or the pool written inline in `gslb.<name>`).
 #[derive(Clone, Debug)]
-pub struct PoolSpec {
+pub(crate) struct PoolSpec {
     /// Pool name (`default` for an inline pool).
-    pub name: String,
+    pub(crate) name: String,
     /// Key path.
-    pub path: String,
+    pub(crate) path: String,
     /// Members in order.
-    pub members: Vec<MemberSpec>,
+    pub(crate) members: Vec<MemberSpec>,
     /// The policy and its settings.
-    pub policy: PolicyKind,
+    pub(crate) policy: PolicyKind,
     /// Fallback pool name and the key path that named it.
-    pub fallback: Option<(String, String)>,
+    pub(crate) fallback: Option<(String, String)>,
 }
 
 /// One entry of `rules`.
 #[derive(Clone, Debug)]
-pub struct RuleSpec {
+pub(crate) struct RuleSpec {
     /// Key path (`gslb.www.rules[0]`).
-    pub path: String,
+    pub(crate) path: String,
     /// Match items; empty = catch-all.
-    pub matches: Vec<MatchItem>,
+    pub(crate) matches: Vec<MatchItem>,
     /// Pool name.
-    pub pool: String,
+    pub(crate) pool: String,
 }
 
 /// `gslb.<name>`.
 #[derive(Clone, Debug)]
-pub struct GslbSpec {
+pub(crate) struct GslbSpec {
     /// Owner name.
-    pub owner: Name,
+    pub(crate) owner: Name,
     /// Key path (`gslb.www`).
-    pub path: String,
+    pub(crate) path: String,
     /// Answer TTL.
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// Datacenters per answer.
-    pub answers: u8,
+    pub(crate) answers: u8,
     /// All-down behaviour.
-    pub all_down: AllDown,
+    pub(crate) all_down: AllDown,
     /// Rules in order.
-    pub rules: Vec<RuleSpec>,
+    pub(crate) rules: Vec<RuleSpec>,
     /// Pools in order (their index is the `PoolId`).
-    pub pools: Vec<PoolSpec>,
+    pub(crate) pools: Vec<PoolSpec>,
     /// Use the EDNS Client Subnet address when present (default true).
-    pub ecs: bool,
+    pub(crate) ecs: bool,
     /// `flatten`, when written: hostname datacenters answer their target's addresses (true)
     /// or a CNAME (false, the default except at the apex).
-    pub flatten: Option<bool>,
+    pub(crate) flatten: Option<bool>,
 }
 
 /// TTL of GSLB answers when the name gives none.
-pub const DEFAULT_GSLB_TTL: u32 = 30;
+pub(crate) const DEFAULT_GSLB_TTL: u32 = 30;
 
 const NAME_KEYS: &[&str] = &[
     "ttl", "answers", "all-down", "rules", "pools", "ecs", "flatten",
@@ -201,7 +201,7 @@ fn read_pool(t: &mut Table<'_>, name: &str, errs: &mut Errors) -> PoolSpec {
 }
 
 /// Reads `gslb`: every name of the zone with GSLB answers.
-pub fn read_gslb(
+pub(crate) fn read_gslb(
     mut t: Table<'_>,
     origin: &Name,
     tables: &CountryTables,

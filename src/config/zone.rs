@@ -16,59 +16,74 @@ use crate::walk::{Errors, Table, index, join, type_name};
 
 /// The SOA of a zone, with defaults that pass common zone checks (RFC 1912 ranges).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SoaSpec {
-    pub mname: Name,
-    pub rname: Name,
-    pub serial: u32,
-    pub refresh: u32,
-    pub retry: u32,
-    pub expire: u32,
-    pub minimum: u32,
-    pub ttl: u32,
+pub(crate) struct SoaSpec {
+    /// Primary nameserver, fully qualified.
+    pub(crate) mname: Name,
+    /// Responsible person's mailbox as a name (`hostmaster.example.com.`).
+    pub(crate) rname: Name,
+    /// Zone serial (default 1).
+    pub(crate) serial: u32,
+    /// Seconds between secondary refreshes (default 14400).
+    pub(crate) refresh: u32,
+    /// Seconds before a failed refresh is retried (default 3600).
+    pub(crate) retry: u32,
+    /// Seconds until secondaries stop answering without a refresh (default 1209600).
+    pub(crate) expire: u32,
+    /// Negative-caching TTL cap, seconds (default 300; RFC 2308).
+    pub(crate) minimum: u32,
+    /// TTL of the SOA record itself (default: the zone's `ttl`).
+    pub(crate) ttl: u32,
 }
 
 /// One RRset as written under `records.<name>.<TYPE>`.
 #[derive(Clone, Debug)]
-pub struct RecordSpec {
+pub(crate) struct RecordSpec {
     /// Fully qualified owner, case as written.
-    pub owner: Name,
+    pub(crate) owner: Name,
     /// Key path of the RRset (`records.www.A`), for later error messages.
-    pub path: String,
-    pub rtype: RecordType,
-    pub ttl: u32,
-    pub values: Vec<RData>,
+    pub(crate) path: String,
+    /// The record type (the key under the owner).
+    pub(crate) rtype: RecordType,
+    /// TTL of the RRset: its own `ttl`, else the zone's `ttl`, else 3600.
+    pub(crate) ttl: u32,
+    /// The records, parsed from presentation form, in file order.
+    pub(crate) values: Vec<RData>,
 }
 
 /// `records.<name>.ALIAS`: the name answers A and AAAA with the current addresses of
 /// `target` (CNAME flattening, Route 53 alias), resolved in the background.
 #[derive(Clone, Debug)]
-pub struct AliasSpec {
+pub(crate) struct AliasSpec {
     /// Fully qualified owner, case as written.
-    pub owner: Name,
+    pub(crate) owner: Name,
     /// Key path (`records."@".ALIAS`).
-    pub path: String,
+    pub(crate) path: String,
     /// The name whose addresses are answered.
-    pub target: Name,
+    pub(crate) target: Name,
     /// The most a flattened answer's TTL may be (also capped by the target's remaining TTL).
-    pub ttl: u32,
+    pub(crate) ttl: u32,
 }
 
 /// Everything one zone file says about DNS records (GSLB sections are read by `config::gslb`).
 #[derive(Clone, Debug)]
-pub struct ZoneSpec {
-    pub origin: Name,
-    pub ttl: u32,
-    pub soa: SoaSpec,
-    pub records: Vec<RecordSpec>,
+pub(crate) struct ZoneSpec {
+    /// The zone apex, fully qualified.
+    pub(crate) origin: Name,
+    /// The `[soa]` table with its defaults.
+    pub(crate) soa: SoaSpec,
+    /// Every `records.<name>.<TYPE>` RRset.
+    pub(crate) records: Vec<RecordSpec>,
     /// `ALIAS` entries (not records: answered from resolved addresses).
-    pub aliases: Vec<AliasSpec>,
+    pub(crate) aliases: Vec<AliasSpec>,
+    /// `[dnssec]`: the zone is signed.
+    pub(crate) dnssec: Option<super::dnssec::DnssecSpec>,
 }
 
 /// TTL of records when neither the record nor the zone gives one.
-pub const DEFAULT_TTL: u32 = 3600;
+pub(crate) const DEFAULT_TTL: u32 = 3600;
 
 /// Reads origin, ttl, soa and records from the top table of a zone file.
-pub fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSpec> {
+pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSpec> {
     let origin = match top.required_str("origin", errs) {
         Some(s) => match parse_origin(s) {
             Ok(n) => Some(n),
@@ -96,8 +111,8 @@ pub fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSpec> {
         read_records(t, &origin_for_names, ttl, &mut records, &mut aliases, errs);
     }
     Some(ZoneSpec {
+        dnssec: None,
         origin: origin?,
-        ttl,
         soa: soa?,
         records,
         aliases,
@@ -152,7 +167,7 @@ fn read_soa(mut t: Table<'_>, origin: &Name, zone_ttl: u32, errs: &mut Errors) -
 
 /// An owner or target name: `@` is the origin, a name ending in `.` is absolute, anything
 /// else is relative to the origin.
-pub fn parse_name(s: &str, origin: &Name) -> Result<Name, String> {
+pub(crate) fn parse_name(s: &str, origin: &Name) -> Result<Name, String> {
     if s == "@" {
         return Ok(origin.clone());
     }
@@ -337,7 +352,7 @@ fn read_records(
 
 /// Parses one value in presentation form; relative names in the data are completed with the
 /// origin.
-pub fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
+pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
     if let Some(rest) = s.trim_start().strip_prefix("\\#") {
         return parse_generic(rtype, rest, s);
     }
@@ -469,7 +484,7 @@ fn parse_generic(rtype: RecordType, rest: &str, s: &str) -> Result<RData, String
             bytes.len()
         ));
     }
-    if matches!(rtype, RecordType::Unknown(_) | RecordType::DS) {
+    if matches!(rtype, RecordType::Unknown(_)) {
         let rdata = if bytes.is_empty() {
             NULL::new()
         } else {

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use super::handler::Peer;
+use super::signed::{self, Denial, Sec};
 use super::wire::{HEADER_LEN, Query, Reject, parse};
 use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
@@ -95,22 +96,22 @@ impl GslbAnswerer for NoGslb {
 pub struct Writer<'a> {
     buf: &'a mut [u8],
     /// Bytes written so far.
-    pub len: usize,
+    pub(crate) len: usize,
     /// Answer records written.
-    pub an: u16,
+    pub(crate) an: u16,
     /// Authority records written.
-    pub ns: u16,
+    pub(crate) ns: u16,
     /// Additional records written.
-    pub ar: u16,
+    pub(crate) ar: u16,
     /// Something did not fit.
-    pub overflow: bool,
+    pub(crate) overflow: bool,
     /// Where the additional section starts, once something was written to it.
-    pub additional_start: Option<usize>,
+    pub(crate) additional_start: Option<usize>,
 }
 
 impl<'a> Writer<'a> {
     /// A writer at the start of `buf`.
-    pub fn new(buf: &'a mut [u8]) -> Self {
+    pub(crate) fn new(buf: &'a mut [u8]) -> Self {
         Writer {
             buf,
             len: 0,
@@ -123,7 +124,7 @@ impl<'a> Writer<'a> {
     }
 
     /// Appends pre-encoded additional records (full owner names included).
-    pub fn additional(&mut self, bytes: &[u8], count: u16) {
+    pub(crate) fn additional(&mut self, bytes: &[u8], count: u16) {
         if count == 0 {
             return;
         }
@@ -136,7 +137,7 @@ impl<'a> Writer<'a> {
 
     /// Appends raw bytes.
     #[inline]
-    pub fn put(&mut self, b: &[u8]) {
+    pub(crate) fn put(&mut self, b: &[u8]) {
         match self.buf.get_mut(self.len..self.len + b.len()) {
             Some(d) => {
                 d.copy_from_slice(b);
@@ -148,37 +149,102 @@ impl<'a> Writer<'a> {
 
     /// Appends a big-endian u16.
     #[inline]
-    pub fn u16(&mut self, v: u16) {
+    pub(crate) fn u16(&mut self, v: u16) {
         self.put(&v.to_be_bytes());
     }
 
     /// Appends a big-endian u32.
     #[inline]
-    pub fn u32(&mut self, v: u32) {
+    pub(crate) fn u32(&mut self, v: u32) {
         self.put(&v.to_be_bytes());
     }
 
     /// Writes each record of `rr` with a compressed owner; returns how many.
     #[inline]
-    pub fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
-        if rr.count == 1 {
+    pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
+        self.records(owner, &rr.wire, rr.count)
+    }
+
+    /// Writes `count` records given as `TYPE CLASS TTL RDLENGTH RDATA` each, with a
+    /// compressed owner; returns how many.
+    #[inline]
+    pub(crate) fn records(&mut self, owner: u16, wire: &[u8], count: u16) -> u16 {
+        if count == 1 {
             self.u16(owner);
-            self.put(&rr.wire);
+            self.put(wire);
             return 1;
         }
         let mut at = 0;
-        while at + 10 <= rr.wire.len() {
-            let rdlen = u16::from_be_bytes([rr.wire[at + 8], rr.wire[at + 9]]) as usize;
+        while at + 10 <= wire.len() {
+            let rdlen = u16::from_be_bytes([wire[at + 8], wire[at + 9]]) as usize;
             self.u16(owner);
-            self.put(&rr.wire[at..at + 10 + rdlen]);
+            self.put(&wire[at..at + 10 + rdlen]);
             at += 10 + rdlen;
         }
-        rr.count
+        count
+    }
+
+    /// Offsets (fixed part, RDATA, end) of each record written at `[from, len)`; owners are
+    /// compression pointers or uncompressed names.
+    fn walk(&self, from: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let b = &self.buf[..self.len.min(self.buf.len())];
+        let mut at = from;
+        std::iter::from_fn(move || {
+            loop {
+                let l = *b.get(at)?;
+                if l & 0xC0 == 0xC0 {
+                    at += 2;
+                    break;
+                }
+                at += 1 + l as usize;
+                if l == 0 {
+                    break;
+                }
+            }
+            let fixed = at;
+            let rdlen = u16::from_be_bytes([*b.get(fixed + 8)?, *b.get(fixed + 9)?]) as usize;
+            let end = fixed + 10 + rdlen;
+            if end > b.len() {
+                return None;
+            }
+            at = end;
+            Some((fixed, fixed + 10, end))
+        })
+    }
+
+    /// Type and TTL of the first record written at `from`.
+    pub(crate) fn first_record(&self, from: usize) -> Option<(u16, u32)> {
+        let (f, _, _) = self.walk(from).next()?;
+        let b = &self.buf[f..f + 8];
+        Some((
+            u16::from_be_bytes([b[0], b[1]]),
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ))
+    }
+
+    /// Sets the TTL of every record written at `[from, len)`.
+    pub(crate) fn set_ttls(&mut self, from: usize, ttl: u32) {
+        let mut fixed = [0usize; 64];
+        let mut n = 0;
+        for (f, _, _) in self.walk(from) {
+            if n < fixed.len() {
+                fixed[n] = f;
+                n += 1;
+            }
+        }
+        for &f in &fixed[..n] {
+            self.buf[f + 4..f + 8].copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+
+    /// The RDATA of every record written at `[from, len)`.
+    pub(crate) fn rdatas(&self, from: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        self.walk(from).map(|(_, r, e)| &self.buf[r..e])
     }
 
     /// One A/AAAA (or any) record with a compressed owner.
     #[inline]
-    pub fn record(&mut self, owner: u16, rtype: u16, ttl: u32, rdata: &[u8]) {
+    pub(crate) fn record(&mut self, owner: u16, rtype: u16, ttl: u32, rdata: &[u8]) {
         self.u16(owner);
         self.u16(rtype);
         self.u16(CLASS_IN);
@@ -275,14 +341,14 @@ pub struct Answered {
     /// Length of the response in the output buffer.
     pub len: usize,
     /// The zone (index into `Model::zones`) that answered the query name, if any.
-    pub zone: Option<u32>,
+    pub(crate) zone: Option<u32>,
     /// ECS scope prefix length sent back (0 when not client-specific).
-    pub scope: u8,
+    pub(crate) scope: u8,
 }
 
 /// Answers `q` (already parsed from `req`) into `out`. The size limit is the transport's
 /// (the client's UDP payload within 512..=1232, or 65535 over TCP).
-pub fn respond<G: GslbAnswerer>(
+pub(crate) fn respond<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
     q: &Query,
@@ -316,14 +382,31 @@ pub fn respond<G: GslbAnswerer>(
             aa: false,
             scope: 0,
         }
-    } else if q.qtype == TYPE_OPT {
+    } else if q.qtype == TYPE_OPT || q.qtype == TYPE_NXNAME {
         Decided {
             rcode: RCODE_FORMERR,
             aa: false,
             scope: 0,
         }
     } else {
-        resolve(model, gslb, q, peer, &mut w, &mut zone)
+        let mut sec = Sec::new(q);
+        let o = resolve(model, gslb, q, peer, &mut w, &mut zone, &mut sec);
+        if sec.failed {
+            // A signature we cannot serve: say so rather than answer unsigned or expired.
+            w.len = q.question_end;
+            w.an = 0;
+            w.ns = 0;
+            w.ar = 0;
+            w.additional_start = None;
+            w.overflow = false;
+            Decided {
+                rcode: RCODE_SERVFAIL,
+                aa: false,
+                scope: o.scope,
+            }
+        } else {
+            o
+        }
     };
     let scope = outcome.scope;
     let len = finish(q, &mut w, outcome, badvers, limit);
@@ -383,7 +466,13 @@ fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize
         w.u16(TYPE_OPT);
         w.u16(OUR_UDP_SIZE);
         let do_bit = if e.dnssec_ok { 0x8000 } else { 0 };
-        w.u32(ext << 24 | do_bit);
+        // RFC 9824 4.1: we implement compact answers with NXDOMAIN restored; say so.
+        let co_bit = if e.dnssec_ok && e.compact_ok {
+            0x4000
+        } else {
+            0
+        };
+        w.u32(ext << 24 | do_bit | co_bit);
         match e.ecs {
             Some(c) if !badvers => {
                 let alen = usize::from(c.source_prefix).div_ceil(8);
@@ -431,6 +520,7 @@ fn resolve<G: GslbAnswerer>(
     peer: &Peer,
     w: &mut Writer<'_>,
     zone_out: &mut Option<u32>,
+    sec: &mut Sec,
 ) -> Decided {
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
@@ -438,14 +528,27 @@ fn resolve<G: GslbAnswerer>(
     // The widest ECS scope of the chain: a GSLB CNAME's scope holds for what follows it.
     let mut scope = 0u8;
     for hop in 0..MAX_CNAME_CHAIN {
+        // DS is the parent's half of a delegation: asked at a child apex we also serve, the
+        // parent answers when it delegates there.
+        let ds_at_cut = q.qtype == TYPE_DS && hop == 0;
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {
-            model.zone_at(cur.suffix(i)).map(|z| {
-                if hop == 0 {
-                    *zone_out = Some(z);
-                }
-                (&model.zones[z as usize], i)
-            })
+            let z = model.zone_at(cur.suffix(i))?;
+            if i == 0
+                && ds_at_cut
+                && (1..=cur.nlabels).any(|j| {
+                    model
+                        .zone_at_apex(cur.suffix(j))
+                        .and_then(|p| p.node(cur.name))
+                        .is_some_and(|n| n.cut)
+                })
+            {
+                return None;
+            }
+            if hop == 0 {
+                *zone_out = Some(z);
+            }
+            Some((&model.zones[z as usize], i))
         }) else {
             // Outside every zone: REFUSED for the query itself; after a CNAME the chain
             // simply ends at our border.
@@ -457,22 +560,23 @@ fn resolve<G: GslbAnswerer>(
             return Decided { rcode, aa, scope };
         };
         let apex_ptr = cur.ptr(zl);
+        let signer = sec.signer(zone);
         // A zone cut above the name (or at it) makes this a referral, not an answer.
         if zone.has_cuts {
             for i in (0..zl).rev() {
                 if let Some(n) = zone.node(cur.suffix(i))
                     && n.cut
-                    && !(i == 0 && q.qtype == TYPE_DS && hop == 0)
+                    && !(i == 0 && ds_at_cut)
                 {
-                    let mut d = referral(n, cur.ptr(i), w, aa);
+                    let mut d = referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
                     d.scope = d.scope.max(scope);
                     return d;
                 }
             }
         }
         aa = true;
-        let (node, owner) = match zone.node(cur.name) {
-            Some(n) => (n, cur.ptr(0)),
+        let (node, owner, wildcard) = match zone.node(cur.name) {
+            Some(n) => (n, cur.ptr(0), false),
             None => {
                 // RFC 4592: the wildcard at the closest encloser answers for a name that does not
                 // exist; a name that exists (even empty) is never covered.
@@ -484,11 +588,11 @@ fn resolve<G: GslbAnswerer>(
                 wild[1] = b'*';
                 wild[2..2 + encloser.len()].copy_from_slice(encloser);
                 match zone.node(&wild[..2 + encloser.len()]) {
-                    Some(n) => (n, cur.ptr(0)),
+                    Some(n) => (n, cur.ptr(0), true),
                     None => {
-                        negative(zone, apex_ptr, w);
+                        let nx = deny(zone, apex_ptr, w, sec, cur.name, cur.ptr(0), Denial::NxName);
                         return Decided {
-                            rcode: RCODE_NXDOMAIN,
+                            rcode: if nx { RCODE_NXDOMAIN } else { RCODE_NOERROR },
                             aa,
                             scope,
                         };
@@ -504,6 +608,13 @@ fn resolve<G: GslbAnswerer>(
             // RDATA we just wrote (when it is within pointer range).
             let rdata_at = w.len + 12;
             w.an += w.rrset(owner, rr);
+            if let Some(s) = signer {
+                w.an += if wildcard {
+                    signed::wildcard_rrset(w, sec, s, rr, cur.name, owner)
+                } else {
+                    signed::static_sigs(w, sec, s, rr, owner)
+                };
+            }
             if rdata_at > 0x3FFF {
                 return Decided {
                     rcode: RCODE_NOERROR,
@@ -514,7 +625,14 @@ fn resolve<G: GslbAnswerer>(
             cur = Cursor::of_wire(target, rdata_at);
             continue;
         }
-        match answer_node(model, zone, node, gslb, q, peer, w, owner, apex_ptr) {
+        let at = At {
+            node,
+            name: cur.name,
+            owner,
+            wildcard,
+            apex_ptr,
+        };
+        match answer_node(model, zone, &at, gslb, q, peer, w, sec) {
             Step::Done(mut d) => {
                 d.scope = d.scope.max(scope);
                 return d;
@@ -544,17 +662,26 @@ fn resolve<G: GslbAnswerer>(
     }
 }
 
+/// Where an answer is: the node, its lower-cased wire name and pointer, and how it was found.
+struct At<'a> {
+    node: &'a Node,
+    name: &'a [u8],
+    owner: u16,
+    /// Synthesized from a wildcard (signed at the query name, online).
+    wildcard: bool,
+    apex_ptr: u16,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn answer_node<'m, G: GslbAnswerer>(
     model: &'m Model,
     zone: &Zone,
-    node: &Node,
+    at: &At<'_>,
     gslb: &G,
     q: &Query,
     peer: &Peer,
     w: &mut Writer<'_>,
-    owner: u16,
-    apex_ptr: u16,
+    sec: &mut Sec,
 ) -> Step<'m> {
     let ok = |scope| {
         Step::Done(Decided {
@@ -564,35 +691,61 @@ fn answer_node<'m, G: GslbAnswerer>(
         })
     };
     let address = q.qtype == TYPE_A || q.qtype == TYPE_AAAA;
+    let (node, owner) = (at.node, at.owner);
+    let signer = sec.signer(zone);
+    let nodata = |w: &mut Writer<'_>, sec: &mut Sec, without: Option<u16>| {
+        let d = Denial::NoData {
+            node,
+            wild: at.wildcard,
+            without,
+        };
+        deny(zone, at.apex_ptr, w, sec, at.name, owner, d);
+    };
     if q.qtype == TYPE_ANY {
         if node.is_empty() {
-            negative(zone, apex_ptr, w);
+            nodata(w, sec, None);
         } else {
             // RFC 8482: a small synthesized HINFO instead of the whole node.
-            w.record(
-                owner,
-                TYPE_HINFO,
-                zone.soa.ttl.min(3600),
-                b"\x07RFC8482\x00",
-            );
+            let ttl = zone.soa.ttl.min(3600);
+            const HINFO: &[u8] = b"\x07RFC8482\x00";
+            w.record(owner, TYPE_HINFO, ttl, HINFO);
             w.an += 1;
+            if let Some(s) = signer {
+                w.an += signed::synthesized(w, sec, s, at.name, owner, TYPE_HINFO, ttl, HINFO);
+            }
         }
         return ok(0);
     }
+    // A name that may answer a CNAME decides every type (RFC 1034: a CNAME owner holds no
+    // other data); otherwise GSLB names and ALIASes answer A and AAAA.
+    let entry = node.gslb.and_then(|id| model.gslb.get(id as usize));
+    let start = w.len;
     let dynamic = match (node.gslb, node.alias) {
-        // A name that may answer a CNAME decides every type (RFC 1034: a CNAME owner holds
-        // no other data); otherwise GSLB names and ALIASes answer A and AAAA.
-        (Some(id), _) if address || model.gslb.get(id as usize).is_some_and(|e| e.cname) => {
-            Some(gslb.answer(id, q.qtype, q, peer, w, owner))
-        }
-        (None, Some(a)) if address => Some(gslb.alias(a.target.0, a.ttl, q.qtype, w, owner)),
+        (Some(id), _) if address || entry.is_some_and(|e| e.cname) => Some((
+            gslb.answer(id, q.qtype, q, peer, w, owner),
+            entry.map(|e| e.def.ttl),
+        )),
+        (None, Some(a)) if address => Some((
+            gslb.alias(a.target.0, a.ttl, q.qtype, w, owner),
+            Some(a.ttl),
+        )),
         _ => None,
     };
-    if let Some(outcome) = dynamic {
+    if let Some((outcome, base)) = dynamic {
+        // What was written is one RRset (addresses, or the CNAME): signed online, its TTL on
+        // the ladder of the name's (or the ALIAS's) TTL.
+        let sign = |w: &mut Writer<'_>, sec: &mut Sec| {
+            if let Some(s) = signer {
+                w.an += signed::sign_written(w, sec, s, start, at.name, owner, base);
+            }
+        };
         return match outcome {
-            GslbOutcome::Answered { scope } => ok(scope),
+            GslbOutcome::Answered { scope } => {
+                sign(w, sec);
+                ok(scope)
+            }
             GslbOutcome::NoData { scope } => {
-                negative(zone, apex_ptr, w);
+                nodata(w, sec, Some(q.qtype));
                 ok(scope)
             }
             GslbOutcome::ServFail { scope } => Step::Done(Decided {
@@ -604,35 +757,105 @@ fn answer_node<'m, G: GslbAnswerer>(
                 scope,
                 target,
                 rdata_at,
-            } => match model.hostnames.get(target as usize) {
-                Some(h) => Step::Follow {
-                    target: &h.key,
-                    at: rdata_at,
-                    scope,
-                },
-                None => ok(scope),
-            },
+            } => {
+                sign(w, sec);
+                match model.hostnames.get(target as usize) {
+                    Some(h) => Step::Follow {
+                        target: &h.key,
+                        at: rdata_at,
+                        scope,
+                    },
+                    None => ok(scope),
+                }
+            }
         };
+    }
+    if q.qtype == TYPE_NSEC
+        && let Some(s) = signer
+    {
+        // The NSEC of the name itself, as the answer.
+        let d = Denial::NoData {
+            node,
+            wild: at.wildcard,
+            without: None,
+        };
+        w.an += signed::nsec(w, sec, s, zone.soa_negative.ttl, at.name, owner, d);
+        return ok(0);
     }
     match node.rrset(q.qtype) {
         Some(rr) => {
             w.an += w.rrset(owner, rr);
-            w.additional(&rr.additional, rr.additional_count);
+            match signer {
+                Some(s) if at.wildcard => {
+                    w.an += signed::wildcard_rrset(w, sec, s, rr, at.name, owner);
+                }
+                Some(s) => {
+                    // Signed answers stay minimal: no additional data (its RRSIGs would
+                    // have to come along, RFC 4035 3.1.1).
+                    w.an += signed::static_sigs(w, sec, s, rr, owner);
+                }
+                None => w.additional(&rr.additional, rr.additional_count),
+            }
         }
-        None => negative(zone, apex_ptr, w),
+        None => nodata(w, sec, None),
     }
     ok(0)
 }
 
-/// NODATA/NXDOMAIN authority: the SOA with the negative TTL.
-fn negative(zone: &Zone, apex_ptr: u16, w: &mut Writer<'_>) {
+/// Negative answer authority: the SOA with the negative TTL, and when signed its RRSIGs and
+/// the compact-denial NSEC. Returns whether the rcode is NXDOMAIN (a signed NXDOMAIN is a
+/// NODATA unless the resolver set Compact Answers OK, RFC 9824 3.1 and 4.1).
+fn deny(
+    zone: &Zone,
+    apex_ptr: u16,
+    w: &mut Writer<'_>,
+    sec: &mut Sec,
+    name: &[u8],
+    owner: u16,
+    denial: Denial<'_>,
+) -> bool {
+    let nx = matches!(denial, Denial::NxName);
     w.ns += w.rrset(apex_ptr, &zone.soa_negative);
+    let Some(s) = sec.signer(zone) else {
+        return nx;
+    };
+    w.ns += signed::static_sigs(w, sec, s, &zone.soa_negative, apex_ptr);
+    w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, name, owner, denial);
+    nx && sec.co
 }
 
-/// Referral to a child zone: NS in authority, glue in additional, no AA.
-fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
+/// Referral to a child zone: NS in authority, glue in additional, no AA. Signed: the DS
+/// RRset and its RRSIGs, or the NSEC proving there is none (an insecure delegation); NS and
+/// glue are the child's and stay unsigned.
+fn referral(
+    zone: &Zone,
+    cut: &Node,
+    cut_name: &[u8],
+    cut_ptr: u16,
+    w: &mut Writer<'_>,
+    aa: bool,
+    sec: &mut Sec,
+) -> Decided {
     if let Some(ns) = cut.rrset(TYPE_NS) {
         w.ns += w.rrset(cut_ptr, ns);
+    }
+    if let Some(s) = sec.signer(zone) {
+        match cut.rrset(TYPE_DS) {
+            Some(ds) => {
+                w.ns += w.rrset(cut_ptr, ds);
+                w.ns += signed::static_sigs(w, sec, s, ds, cut_ptr);
+            }
+            None => {
+                let d = Denial::NoData {
+                    node: cut,
+                    wild: false,
+                    without: None,
+                };
+                w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, cut_name, cut_ptr, d);
+            }
+        }
+    }
+    if let Some(ns) = cut.rrset(TYPE_NS) {
         w.additional(&ns.additional, ns.additional_count);
     }
     Decided {
@@ -643,7 +866,13 @@ fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
 }
 
 /// The response to a packet that could not be parsed into a query.
-pub fn reject(req: &[u8], q: &Query, rcode: u8, with_question: bool, out: &mut [u8]) -> usize {
+pub(crate) fn reject(
+    req: &[u8],
+    q: &Query,
+    rcode: u8,
+    with_question: bool,
+    out: &mut [u8],
+) -> usize {
     let mut w = Writer::new(out);
     w.put(&[0; HEADER_LEN]);
     let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(rcode);

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-pub use crate::net::Transport;
+pub(crate) use crate::net::Transport;
 
 use super::wire::Query;
 
@@ -15,7 +15,7 @@ use super::wire::Query;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Peer {
     /// The source address (the resolver's, for recursive traffic).
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
     /// The transport it arrived over (decides the size limit).
     pub transport: Transport,
 }
@@ -39,7 +39,7 @@ impl Peer {
 }
 
 /// Answers one packet into `out`; `None` = drop. Implemented by the running server state.
-pub trait PacketHandler: Send + Sync + 'static {
+pub(crate) trait PacketHandler: Send + Sync + 'static {
     /// Parses `req` into `q` (a reusable scratch value), writes the response into `out` and
     /// returns its length, or `None` to send nothing.
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize>;

@@ -15,18 +15,18 @@ use crate::shutdown::Shutdown;
 
 /// Listener settings.
 #[derive(Clone, Debug)]
-pub struct ListenConfig {
+pub(crate) struct ListenConfig {
     /// Addresses to serve on (UDP and TCP each).
-    pub addrs: Vec<SocketAddr>,
+    pub(crate) addrs: Vec<SocketAddr>,
     /// UDP sockets (and threads) per address; 0 = one per core.
-    pub udp_threads: usize,
+    pub(crate) udp_threads: usize,
     /// Most TCP connections at once (all addresses together).
-    pub tcp_max_connections: usize,
+    pub(crate) tcp_max_connections: usize,
     /// A TCP connection with no query for this long is closed.
-    pub tcp_idle_timeout: Duration,
+    pub(crate) tcp_idle_timeout: Duration,
     /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
     /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
-    pub best_effort: bool,
+    pub(crate) best_effort: bool,
 }
 
 impl Default for ListenConfig {
@@ -42,9 +42,9 @@ impl Default for ListenConfig {
 }
 
 /// Sockets bound and served until [`Listeners::stop`] (or until their stop node is stopped).
-pub struct Listeners {
+pub(crate) struct Listeners {
     /// The addresses actually bound (ephemeral ports resolved), one per configured address.
-    pub bound: Vec<SocketAddr>,
+    pub(crate) bound: Vec<SocketAddr>,
     stop: Shutdown,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -53,7 +53,7 @@ pub struct Listeners {
 impl Listeners {
     /// Stops accepting, lets in-flight TCP queries finish (bounded by `grace`), joins the UDP
     /// threads.
-    pub async fn stop(mut self, grace: Duration) {
+    pub(crate) async fn stop(mut self, grace: Duration) {
         self.stop.stop();
         for t in self.tcp_tasks.drain(..) {
             let _ = tokio::time::timeout(grace, t).await;
@@ -70,7 +70,7 @@ impl Listeners {
 
 /// Binds UDP and TCP on every address and starts serving with `handler`, until `stop`. Must
 /// be called inside a tokio runtime.
-pub fn start<H: PacketHandler>(
+pub(crate) fn start<H: PacketHandler>(
     cfg: &ListenConfig,
     handler: Arc<H>,
     stop: Shutdown,

@@ -17,7 +17,7 @@ use super::wire::Query;
 use crate::shutdown::Shutdown;
 
 /// A non-blocking TCP listener on `addr` (IPv6 only for IPv6 addresses).
-pub fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub(crate) fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -32,7 +32,7 @@ pub fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 /// Accepts connections until `stop`, each served by its own task; at the connection limit a
 /// new connection is closed at once. Returns once every connection has finished the query it
 /// was on (the caller bounds how long it waits).
-pub async fn accept_loop<H: PacketHandler>(
+pub(crate) async fn accept_loop<H: PacketHandler>(
     listener: TcpListener,
     h: Arc<H>,
     conns: Arc<Semaphore>,
@@ -69,7 +69,7 @@ pub async fn accept_loop<H: PacketHandler>(
 
 /// Serves length-prefixed DNS messages on one stream until it closes, idles out, or `stop`
 /// (between queries; a query whose first byte has arrived is read and answered).
-pub async fn serve_stream<S, H>(
+pub(crate) async fn serve_stream<S, H>(
     mut s: S,
     peer: Peer,
     h: &H,

@@ -10,8 +10,9 @@
 //! `recvfrom`/`sendto` (MSG_WAITFORONE returns as soon as one datagram is there).
 
 //!
-//! This is the one module allowed `unsafe`: `recvmmsg`/`sendmmsg` take C structures that point
-//! into our buffers. Each `unsafe` block says why it holds.
+//! This is the one module allowed `unsafe` (besides one `kill(2)` of a process group in
+//! `probe::exec`): `recvmmsg`/`sendmmsg` take C structures that point into our buffers. Each
+//! `unsafe` block says why it holds.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -114,7 +115,7 @@ fn source_ip(sa: &libc::sockaddr_storage) -> Option<IpAddr> {
 
 /// A UDP socket for one serving thread: SO_REUSEPORT (the kernel spreads packets over the
 /// threads' sockets), large buffers, and a read timeout so the loop notices shutdown.
-pub fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
     let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
@@ -131,7 +132,7 @@ pub fn socket(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 /// Serves `sock` until `stop` is stopped. The socket's read timeout bounds how long a quiet
 /// loop takes to notice.
-pub fn serve<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &Shutdown) {
+pub(crate) fn serve<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &Shutdown) {
     let fd = sock.as_raw_fd();
     let mut b = Buffers::new();
     let mut q = Query::default();
@@ -155,6 +156,10 @@ pub fn serve<H: PacketHandler>(sock: UdpSocket, h: &H, stop: &Shutdown) {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
             ) {
                 tracing::warn!(error = %e, "udp receive failed");
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a UDP receive thread, not a runtime worker"
+                )]
                 std::thread::sleep(Duration::from_millis(10));
             }
             continue;

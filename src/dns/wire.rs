@@ -11,72 +11,74 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::rr::{OPTION_ECS, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
 
 /// Length of the DNS header.
-pub const HEADER_LEN: usize = 12;
+pub(crate) const HEADER_LEN: usize = 12;
 
 /// EDNS Client Subnet as sent by the resolver (RFC 7871), validated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientSubnet {
     /// Address family as sent (1 = IPv4, 2 = IPv6).
-    pub family: u16,
+    pub(crate) family: u16,
     /// Source prefix length.
-    pub source_prefix: u8,
+    pub(crate) source_prefix: u8,
     /// The address with every bit beyond `source_prefix` zero.
-    pub addr: IpAddr,
+    pub(crate) addr: IpAddr,
 }
 
 /// The OPT record of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Edns {
+pub(crate) struct Edns {
     /// The client's UDP payload size.
-    pub udp_size: u16,
+    pub(crate) udp_size: u16,
     /// EDNS version (only 0 is spoken).
-    pub version: u8,
+    pub(crate) version: u8,
     /// The DO bit.
-    pub dnssec_ok: bool,
+    pub(crate) dnssec_ok: bool,
+    /// RFC 9824 4.1 "Compact Answers OK": the resolver takes NXDOMAIN with a compact NSEC.
+    pub(crate) compact_ok: bool,
     /// The Client Subnet option, if sent and valid.
-    pub ecs: Option<ClientSubnet>,
+    pub(crate) ecs: Option<ClientSubnet>,
 }
 
 /// A parsed query; the name is lower-cased wire form in a fixed buffer.
 #[derive(Clone, Debug)]
 pub struct Query {
     /// Message id.
-    pub id: u16,
+    pub(crate) id: u16,
     /// Opcode (only 0, QUERY, is answered).
-    pub opcode: u8,
+    pub(crate) opcode: u8,
     /// Recursion desired (echoed).
-    pub rd: bool,
+    pub(crate) rd: bool,
     /// Checking disabled (echoed).
-    pub cd: bool,
+    pub(crate) cd: bool,
     /// The question name, lower-cased wire form, `qname_len` bytes used.
-    pub qname: [u8; 256],
+    pub(crate) qname: [u8; 256],
     /// Bytes of `qname` in use.
-    pub qname_len: usize,
+    pub(crate) qname_len: usize,
     /// Offset of each label in `qname`; `labels[nlabels]` is the root label.
-    pub labels: [u8; 128],
+    pub(crate) labels: [u8; 128],
     /// Number of labels (without the root).
-    pub nlabels: usize,
+    pub(crate) nlabels: usize,
     /// The question type.
-    pub qtype: u16,
+    pub(crate) qtype: u16,
     /// The question class.
-    pub qclass: u16,
+    pub(crate) qclass: u16,
     /// End of the question in the request (the response copies `req[12..question_end]`).
-    pub question_end: usize,
+    pub(crate) question_end: usize,
     /// The OPT record, if any.
-    pub edns: Option<Edns>,
+    pub(crate) edns: Option<Edns>,
 }
 
 impl Query {
     /// The lower-cased wire name.
     #[inline]
-    pub fn name(&self) -> &[u8] {
+    pub(crate) fn name(&self) -> &[u8] {
         &self.qname[..self.qname_len]
     }
 }
 
 /// Why a packet could not be answered normally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reject {
+pub(crate) enum Reject {
     /// Not even a header, or a response: say nothing.
     Drop,
     /// Answer with this rcode, echoing the header (and the question and OPT when read).
@@ -95,7 +97,7 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 
 /// Parses a query packet. On failure a partly filled `Query` is still returned so the error
 /// response can echo what was read.
-pub fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
+pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
     if req.len() < HEADER_LEN {
         return Err(Reject::Drop);
     }
@@ -218,6 +220,7 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns
         udp_size,
         version,
         dnssec_ok: flags & 0x8000 != 0,
+        compact_ok: flags & 0x4000 != 0,
         ecs: None,
     };
     let mut at = rdata_at;
@@ -305,7 +308,7 @@ impl Default for Query {
 /// when the query asked for an EDNS version we do not speak (its extended bits live in the
 /// OPT record, which this avoids parsing). `resp` shorter than a header counts as SERVFAIL.
 #[inline]
-pub fn response_rcode(resp: &[u8], q: &Query) -> u16 {
+pub(crate) fn response_rcode(resp: &[u8], q: &Query) -> u16 {
     let Some(&b) = resp.get(3) else {
         return 2;
     };
@@ -366,21 +369,13 @@ mod tests {
         req[2] |= 0x80;
         assert_eq!(parse(&req, &mut q), Err(Reject::Drop));
     }
+
     #[test]
     fn rcode_of_a_response() {
         let mut q = Query {
-            id: 0,
-            opcode: 0,
-            rd: false,
-            cd: false,
-            qname: [0; 256],
-            qname_len: 0,
-            labels: [0; 128],
-            nlabels: 0,
             qtype: 1,
             qclass: 1,
-            question_end: 12,
-            edns: None,
+            ..Query::default()
         };
         let mut resp = [0u8; 12];
         resp[3] = 0x83; // RA + NXDOMAIN
@@ -391,6 +386,7 @@ mod tests {
             udp_size: 1232,
             version: 1,
             dnssec_ok: false,
+            compact_ok: false,
             ecs: None,
         });
         assert_eq!(response_rcode(&resp, &q), 16);

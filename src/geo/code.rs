@@ -15,7 +15,7 @@ pub enum GeoCode {
 }
 
 /// Does `s` look like a subnet or an address rather than a geo code? (Geo codes are letters.)
-pub fn looks_like_subnet(s: &str) -> bool {
+pub(crate) fn looks_like_subnet(s: &str) -> bool {
     let s = s.trim();
     s.contains('/') || s.contains(':') || s.starts_with(|c: char| c.is_ascii_digit())
 }
@@ -27,7 +27,7 @@ fn code2(x: &str) -> Option<Code2> {
 
 impl GeoCode {
     /// Parses a geo code; every error says what was written and what was expected.
-    pub fn parse(s: &str, tables: &CountryTables) -> Result<GeoCode, String> {
+    pub(crate) fn parse(s: &str, tables: &CountryTables) -> Result<GeoCode, String> {
         let s = s.trim();
         let up = s.to_ascii_uppercase();
         let parts: Vec<&str> = up.split('-').collect();
@@ -96,7 +96,7 @@ impl GeoCode {
 
     /// Is `loc` inside this place?
     #[inline]
-    pub fn contains(&self, loc: &Location) -> bool {
+    pub(crate) fn contains(&self, loc: &Location) -> bool {
         match *self {
             GeoCode::Continent(c) => loc.continent == Some(c),
             GeoCode::Country(c) => loc.country == Some(c),
@@ -105,7 +105,7 @@ impl GeoCode {
     }
 
     /// The country, for a country or a subdivision.
-    pub fn country(&self) -> Option<Code2> {
+    pub(crate) fn country(&self) -> Option<Code2> {
         match *self {
             GeoCode::Continent(_) => None,
             GeoCode::Country(c) | GeoCode::Subdivision(c, _) => Some(c),

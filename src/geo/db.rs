@@ -44,13 +44,13 @@ pub enum GeoError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbInfo {
     /// The path as given to [`GeoDb::open`].
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The file's `database_type` metadata (`GeoLite2-City`, `country ipv4`, ...).
     pub database_type: String,
     /// 4 or 6: whether the file can answer IPv6 addresses.
     pub ip_version: u16,
     /// When the file was built, in seconds since the Unix epoch.
-    pub build_epoch: u64,
+    pub(crate) build_epoch: u64,
 }
 
 struct Db {
@@ -255,11 +255,6 @@ impl GeoDb {
     /// The file behind a [`Location::db`] index.
     pub fn database(&self, index: u8) -> Option<&DbInfo> {
         self.dbs.get(usize::from(index)).map(|d| &d.info)
-    }
-
-    /// The country tables (for validating geo codes in zone files).
-    pub fn tables(&self) -> &CountryTables {
-        &self.tables
     }
 
     /// How many found records could not be decoded since this `GeoDb` was opened (a

@@ -28,12 +28,13 @@ mod tables;
 
 use std::fmt;
 
-pub use code::{GeoCode, looks_like_subnet};
-pub use db::{DbInfo, GeoDb, GeoError, default_paths};
-pub use tables::{CONTINENTS, CountryTables, TableError};
+pub use code::GeoCode;
+pub(crate) use code::looks_like_subnet;
+pub use db::{GeoDb, GeoError, default_paths};
+pub(crate) use tables::{CONTINENTS, CountryTables};
 
 /// Two ASCII letters, upper case: a continent (`EU`) or an ISO 3166-1 country (`DE`).
-pub type Code2 = [u8; 2];
+pub(crate) type Code2 = [u8; 2];
 
 /// What the GeoIP databases know about one client address.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -57,7 +58,7 @@ pub struct Location {
 
 impl Location {
     /// The continent as text (`EU`).
-    pub fn continent_str(&self) -> Option<&str> {
+    pub(crate) fn continent_str(&self) -> Option<&str> {
         self.continent.as_ref().map(db::code_str)
     }
 
@@ -67,7 +68,7 @@ impl Location {
     }
 
     /// The subdivision as text without its padding (`CA`).
-    pub fn subdivision_str(&self) -> Option<&str> {
+    pub(crate) fn subdivision_str(&self) -> Option<&str> {
         self.subdivision.as_ref().map(|s| {
             let len = s.iter().position(|&b| b == 0).unwrap_or(s.len());
             std::str::from_utf8(&s[..len]).unwrap_or("???")

@@ -24,55 +24,67 @@ use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 /// One record, any supported layout. Absent fields are `None`.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Record<'a> {
+    /// MaxMind/DB-IP: the continent (`EU`).
     #[serde(borrow, default)]
-    pub continent: Option<Continent<'a>>,
+    pub(crate) continent: Option<Continent<'a>>,
+    /// MaxMind/DB-IP: the country (`DE`).
     #[serde(borrow, default)]
-    pub country: Option<Country<'a>>,
+    pub(crate) country: Option<Country<'a>>,
     /// Where the network is registered; MaxMind sets only this for some ranges (anycast,
     /// satellite), so it stands in when `country` is absent.
     #[serde(borrow, default)]
-    pub registered_country: Option<Country<'a>>,
+    pub(crate) registered_country: Option<Country<'a>>,
+    /// MaxMind/DB-IP: the largest subdivision (`CA` of `US-CA`).
     #[serde(borrow, default)]
-    pub subdivisions: FirstSubdivision<'a>,
+    pub(crate) subdivisions: FirstSubdivision<'a>,
+    /// MaxMind/DB-IP: coordinates (city databases).
     #[serde(default)]
-    pub location: Option<Coords>,
+    pub(crate) location: Option<Coords>,
     // Flat ip-location-db layout.
+    /// ip-location-db: the country (`DE`); the continent comes from the built-in table.
     #[serde(borrow, default)]
-    pub country_code: Option<&'a str>,
+    pub(crate) country_code: Option<&'a str>,
+    /// ip-location-db city layouts: the first-level subdivision.
     #[serde(borrow, default)]
-    pub state1: Option<&'a str>,
+    pub(crate) state1: Option<&'a str>,
+    /// ip-location-db city layouts: latitude, degrees.
     #[serde(default)]
-    pub latitude: Option<Number>,
+    pub(crate) latitude: Option<Number>,
+    /// ip-location-db city layouts: longitude, degrees.
     #[serde(default)]
-    pub longitude: Option<Number>,
+    pub(crate) longitude: Option<Number>,
 }
 
 /// `continent` of the MaxMind layout.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Continent<'a> {
+    /// Two-letter continent code.
     #[serde(borrow, default)]
-    pub code: Option<&'a str>,
+    pub(crate) code: Option<&'a str>,
 }
 
 /// `country` / `registered_country` / one subdivision of the MaxMind layout.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Country<'a> {
+    /// ISO 3166 code (two letters; a subdivision's own part for subdivisions).
     #[serde(borrow, default)]
-    pub iso_code: Option<&'a str>,
+    pub(crate) iso_code: Option<&'a str>,
 }
 
 /// `location` of the MaxMind layout.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Coords {
+    /// Degrees north.
     #[serde(default)]
-    pub latitude: Option<Number>,
+    pub(crate) latitude: Option<Number>,
+    /// Degrees east.
     #[serde(default)]
-    pub longitude: Option<Number>,
+    pub(crate) longitude: Option<Number>,
 }
 
 /// The `iso_code` of the first (largest) subdivision; the rest of the list is skipped.
 #[derive(Debug, Default)]
-pub(crate) struct FirstSubdivision<'a>(pub Option<&'a str>);
+pub(crate) struct FirstSubdivision<'a>(pub(crate) Option<&'a str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for FirstSubdivision<'a> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -95,7 +107,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstSubdivision<'a> {
 /// A coordinate stored as a 64-bit float (MaxMind), a 32-bit float (DB-IP), an integer, or
 /// a decimal string (some ip-location-db variants).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Number(pub f64);
+pub(crate) struct Number(pub(crate) f64);
 
 impl<'de> Deserialize<'de> for Number {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

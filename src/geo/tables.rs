@@ -12,24 +12,24 @@ const CONTINENT_CSV: &str = include_str!("../../data/country-continent.csv");
 const CENTROID_CSV: &str = include_str!("../../data/country-centroid.csv");
 
 /// The seven continent codes GeoIP files use.
-pub const CONTINENTS: [Code2; 7] = [*b"AF", *b"AN", *b"AS", *b"EU", *b"NA", *b"OC", *b"SA"];
+pub(crate) const CONTINENTS: [Code2; 7] = [*b"AF", *b"AN", *b"AS", *b"EU", *b"NA", *b"OC", *b"SA"];
 
 /// A mistake in one of the built-in tables (caught by the unit tests; reported, not panicked on).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("built-in table data/{file}, line {line}: {message}")]
 pub struct TableError {
     /// `country-continent.csv` or `country-centroid.csv`.
-    pub file: &'static str,
+    pub(crate) file: &'static str,
     /// 1-based line number.
-    pub line: usize,
+    pub(crate) line: usize,
     /// What is wrong with the line.
-    pub message: &'static str,
+    pub(crate) message: &'static str,
 }
 
 /// Country -> continent and country -> representative point, for every ISO 3166-1 alpha-2
 /// code (plus `XK`).
 #[derive(Clone)]
-pub struct CountryTables {
+pub(crate) struct CountryTables {
     continent: [[Option<Code2>; 26]; 26],
     centroid: [[Option<(f64, f64)>; 26]; 26],
 }
@@ -72,7 +72,7 @@ fn parse_code(field: &str) -> Option<Code2> {
 
 impl CountryTables {
     /// Tables with no entries (for [`GeoDb::empty`](super::GeoDb::empty)).
-    pub fn none() -> Self {
+    pub(crate) fn none() -> Self {
         CountryTables {
             continent: [[None; 26]; 26],
             centroid: [[None; 26]; 26],
@@ -80,7 +80,7 @@ impl CountryTables {
     }
 
     /// Parses the tables compiled into the binary.
-    pub fn builtin() -> Result<Self, TableError> {
+    pub(crate) fn builtin() -> Result<Self, TableError> {
         Self::parse(CONTINENT_CSV, CENTROID_CSV)
     }
 
@@ -135,24 +135,25 @@ impl CountryTables {
 
     /// Continent of a country (`DE` -> `EU`); `None` for codes the table does not know.
     #[inline]
-    pub fn continent(&self, country: Code2) -> Option<Code2> {
+    pub(crate) fn continent(&self, country: Code2) -> Option<Code2> {
         slot(country).and_then(|(r, c)| self.continent[r][c])
     }
 
     /// Representative point (latitude, longitude) of a country.
     #[inline]
-    pub fn centroid(&self, country: Code2) -> Option<(f64, f64)> {
+    pub(crate) fn centroid(&self, country: Code2) -> Option<(f64, f64)> {
         slot(country).and_then(|(r, c)| self.centroid[r][c])
     }
 
     /// True when the code is a known country (ISO 3166-1 alpha-2 or `XK`); for validating
     /// geo codes in zone files.
-    pub fn is_country(&self, code: Code2) -> bool {
+    pub(crate) fn is_country(&self, code: Code2) -> bool {
         self.continent(code).is_some()
     }
 
-    /// All known country codes, in alphabetical order.
-    pub fn countries(&self) -> impl Iterator<Item = Code2> + '_ {
+    /// All known country codes, in alphabetical order (the unit tests check the tables with it).
+    #[cfg(test)]
+    fn countries(&self) -> impl Iterator<Item = Code2> + '_ {
         (0..26u8)
             .flat_map(|a| (0..26u8).map(move |b| [b'A' + a, b'A' + b]))
             .filter(|&code| self.is_country(code))

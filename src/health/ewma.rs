@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Default half-life of the latency average.
-pub const DEFAULT_HALF_LIFE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_HALF_LIFE: Duration = Duration::from_secs(30);
 
 /// An EWMA whose old value loses half its weight every `half_life`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,7 +25,7 @@ impl Ewma {
     }
 
     /// Start from a known value (warm start).
-    pub fn with_value(half_life: Duration, value: f64, at: Instant) -> Ewma {
+    pub(crate) fn with_value(half_life: Duration, value: f64, at: Instant) -> Ewma {
         Ewma {
             half_life,
             state: Some((value, at)),
@@ -55,11 +55,6 @@ impl Ewma {
     /// The current average, if any sample was seen.
     pub fn get(&self) -> Option<f64> {
         self.state.map(|(v, _)| v)
-    }
-
-    /// When the last sample was folded in.
-    pub fn updated_at(&self) -> Option<Instant> {
-        self.state.map(|(_, at)| at)
     }
 }
 

@@ -23,7 +23,7 @@
 //! The parts: `registry.rs` (sharded storage and label interning), `slots.rs` (label buckets
 //! and the per-model slot tables), `render.rs` (the text format), and this file (the counting
 //! API). The registry knows no other module: health renders its own gauges through
-//! [`Gauges`], and callers pass plain numbers (type, rcode, transport).
+//! `Gauges`, and callers pass plain numbers (type, rcode, transport).
 
 mod registry;
 mod render;
@@ -35,15 +35,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use registry::{Counters, Family, Hist, MAX_SHARDS, NO_SLOT, lock};
-pub use render::{Extra, F, Gauges, ServerGauges, Text, escape_label};
+pub(crate) use render::{Extra, F, Gauges, ServerGauges, Text};
+pub use slots::PoolLabels;
 use slots::{
     ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_STALE, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH,
     RCODES, qtype_bucket, rcode_bucket,
 };
-pub use slots::{
-    GslbSlots, N_QTYPES, PROBE_BUCKETS_MS, PoolLabels, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots,
-    qtype_labels,
-};
+pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
 use crate::net::Transport;
 
@@ -59,7 +57,12 @@ pub struct Metrics {
     snapshots: AtomicU64,
     reload_ok: AtomicU64,
     reload_err: AtomicU64,
+    /// Webhook notifications: sent, retried, dropped.
+    notifications: [AtomicU64; 3],
 }
+
+/// The `result` labels of `gslbd_notifications_total`, in storage order.
+pub(crate) const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "retried", "dropped"];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -99,6 +102,7 @@ impl Metrics {
             snapshots: AtomicU64::new(0),
             reload_ok: AtomicU64::new(0),
             reload_err: AtomicU64::new(0),
+            notifications: Default::default(),
         };
         let none = m.zones.slot("zones", vec!["none".into()]);
         debug_assert_eq!(none, ZoneSlot::NONE.0);
@@ -235,9 +239,16 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
+    /// A webhook notification was `sent`, `retried` or `dropped` (other words are ignored).
+    pub(crate) fn notification(&self, result: &str) {
+        if let Some(i) = NOTIFICATION_RESULTS.iter().position(|r| *r == result) {
+            self.notifications[i].fetch_add(1, Relaxed);
+        }
+    }
+
     /// GSLB answers counted so far per `(name, datacenter)` (summed over pools), and
     /// all-down answers per name; for the status page's answer shares (cold path).
-    pub fn gslb_totals(&self) -> GslbTotals {
+    pub(crate) fn gslb_totals(&self) -> GslbTotals {
         let mut t = GslbTotals::default();
         for (slot, l) in self.decisions.labels().iter().enumerate() {
             if let [name, _pool, dc] = &l[..] {
@@ -257,23 +268,28 @@ impl Metrics {
 
 /// Counter totals of [`Metrics::gslb_totals`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct GslbTotals {
+pub(crate) struct GslbTotals {
     /// `(name, datacenter)` -> answers naming that datacenter.
-    pub decisions: HashMap<(String, String), u64>,
+    pub(crate) decisions: HashMap<(String, String), u64>,
     /// name -> answers given under the all-down behaviour.
-    pub all_down: HashMap<String, u64>,
+    pub(crate) all_down: HashMap<String, u64>,
 }
 
+/// Reading the text format back in unit tests, as Prometheus would.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> prometheus_parse::Scrape {
+pub(crate) mod scrape {
+    /// Parses a whole exposition.
+    pub(crate) fn parse(text: &str) -> prometheus_parse::Scrape {
         let lines = text.lines().map(|l| Ok(l.to_string()));
         prometheus_parse::Scrape::parse(lines).expect("parses")
     }
 
-    fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    /// The value of the sample `name` with (at least) `labels`.
+    pub(crate) fn value(
+        s: &prometheus_parse::Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
         s.samples
             .iter()
             .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
@@ -284,6 +300,13 @@ mod tests {
                 _ => None,
             })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrape::{parse, value};
+    use super::slots::qtype_labels;
+    use super::*;
 
     fn histogram(s: &prometheus_parse::Scrape, name: &str) -> Vec<(f64, f64)> {
         s.samples

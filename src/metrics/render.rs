@@ -14,7 +14,7 @@ use crate::net::Transport;
 
 impl Metrics {
     /// The whole registry plus the gauges in `extra`, in the Prometheus text format 0.0.4.
-    pub fn render(&self, extra: &Extra<'_>) -> String {
+    pub(crate) fn render(&self, extra: &Extra<'_>) -> String {
         let mut o = Text::default();
         self.render_queries(&mut o);
         self.render_gslb(&mut o);
@@ -50,11 +50,23 @@ impl Metrics {
             &[("result", "error")],
             self.reload_err.load(Relaxed),
         );
+        let n = "gslbd_notifications_total";
+        o.header(
+            n,
+            "Webhook notifications of health events by result (sent, retried, dropped).",
+            "counter",
+        );
+        for (i, r) in super::NOTIFICATION_RESULTS.iter().enumerate() {
+            o.sample(n, &[("result", r)], self.notifications[i].load(Relaxed));
+        }
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
         }
         if let Some(h) = extra.health {
             h.render(&mut o);
+        }
+        if let Some(d) = extra.dnssec {
+            d.render(&mut o);
         }
         if let Some(r) = extra.resolver {
             r.render(&mut o);
@@ -205,35 +217,39 @@ impl Metrics {
 
 /// Process-level gauges, filled by the caller at scrape time.
 #[derive(Clone, Debug)]
-pub struct ServerGauges {
+pub(crate) struct ServerGauges {
     /// Process start.
-    pub started: SystemTime,
+    pub(crate) started: SystemTime,
     /// Configuration generation (1 at start, +1 per successful reload).
-    pub config_generation: u64,
+    pub(crate) config_generation: u64,
     /// When the serving configuration was loaded.
-    pub loaded_at: SystemTime,
+    pub(crate) loaded_at: SystemTime,
     /// The last reload succeeded.
-    pub last_reload_ok: bool,
+    pub(crate) last_reload_ok: bool,
     /// Zones served.
-    pub zones: usize,
+    pub(crate) zones: usize,
+    /// Health feed files: (path, last read ok, age of the last good file in seconds).
+    pub(crate) feeds: Vec<(String, bool, Option<f64>)>,
 }
 
 /// Gauges another part of the server renders itself at scrape time (health renders its
 /// datacenter and target gauges), so the registry needs no knowledge of them.
-pub trait Gauges {
+pub(crate) trait Gauges {
     /// Appends this part's gauge families.
     fn render(&self, t: &mut Text);
 }
 
 /// State rendered as gauges at scrape time, in addition to the registry's own counters.
 #[derive(Default)]
-pub struct Extra<'a> {
+pub(crate) struct Extra<'a> {
     /// Datacenter and target health, rendered by the health module.
-    pub health: Option<&'a dyn Gauges>,
+    pub(crate) health: Option<&'a dyn Gauges>,
     /// Process and configuration gauges.
-    pub server: Option<ServerGauges>,
-    /// Hostname targets (addresses, staleness, lookups), rendered by the server.
-    pub resolver: Option<&'a dyn Gauges>,
+    pub(crate) server: Option<ServerGauges>,
+    /// Signed zones: keys, signature expiry and signing counters.
+    pub(crate) dnssec: Option<&'a dyn Gauges>,
+    /// Hostname targets (addresses, staleness, lookups), rendered by the API.
+    pub(crate) resolver: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -277,10 +293,28 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
     );
     o.header("gslbd_zones", "Zones served.", g);
     o.sample("gslbd_zones", &[], s.zones);
+    if !s.feeds.is_empty() {
+        let ok = "gslbd_health_feed_ok";
+        o.header(ok, "1 if the health feed file's last read succeeded.", g);
+        for (path, good, _) in &s.feeds {
+            o.sample(ok, &[("file", path.as_str())], u8::from(*good));
+        }
+        let age = "gslbd_health_feed_age_seconds";
+        o.header(
+            age,
+            "Age of the health feed file last read successfully (its entries are ignored past the maximum age).",
+            g,
+        );
+        for (path, _, a) in &s.feeds {
+            if let Some(a) = a {
+                o.sample(age, &[("file", path.as_str())], F(*a));
+            }
+        }
+    }
 }
 
 /// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).
-pub struct F(pub f64);
+pub(crate) struct F(pub(crate) f64);
 
 impl Display for F {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -296,7 +330,7 @@ impl Display for F {
 }
 
 /// Escapes a label value: backslash, double quote and newline, as the text format requires.
-pub fn escape_label(v: &str) -> String {
+pub(crate) fn escape_label(v: &str) -> String {
     let mut s = String::with_capacity(v.len());
     for c in v.chars() {
         match c {
@@ -311,25 +345,20 @@ pub fn escape_label(v: &str) -> String {
 
 /// The text exposition being written.
 #[derive(Default)]
-pub struct Text {
+pub(crate) struct Text {
     s: String,
 }
 
 impl Text {
-    /// The text written so far.
-    pub fn into_string(self) -> String {
-        self.s
-    }
-
     /// `# HELP` and `# TYPE` lines of a family.
-    pub fn header(&mut self, name: &str, help: &str, kind: &str) {
+    pub(crate) fn header(&mut self, name: &str, help: &str, kind: &str) {
         // HELP text escapes only backslash and newline.
         let help = help.replace('\\', "\\\\").replace('\n', "\\n");
         let _ = writeln!(self.s, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
     /// One sample line.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: impl Display) {
         self.s.push_str(name);
         if !labels.is_empty() {
             self.s.push('{');
@@ -345,7 +374,7 @@ impl Text {
     }
 
     /// `counts` are per bucket (not cumulative), one more than `bounds` (the +Inf bucket).
-    pub fn histogram(
+    pub(crate) fn histogram(
         &mut self,
         name: &str,
         labels: &[(&str, &str)],

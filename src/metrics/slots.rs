@@ -7,7 +7,7 @@ use crate::net::Transport;
 use crate::rr;
 
 /// Query types with a label of their own: the `metric` types of `rr::TYPES`, then `other`.
-pub const N_QTYPES: usize = count_metric_types() + 1;
+pub(crate) const N_QTYPES: usize = count_metric_types() + 1;
 
 const fn count_metric_types() -> usize {
     let mut i = 0;
@@ -39,7 +39,7 @@ const QTYPE_BUCKET: [u8; 258] = {
 };
 
 /// The query type labels, in bucket order.
-pub fn qtype_labels() -> impl Iterator<Item = &'static str> {
+pub(crate) fn qtype_labels() -> impl Iterator<Item = &'static str> {
     rr::TYPES
         .iter()
         .filter(|t| t.metric)
@@ -47,7 +47,7 @@ pub fn qtype_labels() -> impl Iterator<Item = &'static str> {
         .chain(["other"])
 }
 /// Response code buckets, in label order.
-pub const RCODES: [&str; 8] = [
+pub(crate) const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
 /// Transports, in label order.
@@ -57,7 +57,7 @@ pub(super) const QUERY_WIDTH: usize = N_QTYPES * RCODES.len() * N_TRANSPORTS;
 
 /// The label bucket of query type `qtype`.
 #[inline]
-pub fn qtype_bucket(qtype: u16) -> usize {
+pub(crate) fn qtype_bucket(qtype: u16) -> usize {
     QTYPE_BUCKET
         .get(usize::from(qtype))
         .map_or(N_QTYPES - 1, |&b| usize::from(b))
@@ -74,11 +74,11 @@ pub(super) fn rcode_bucket(rcode: u16) -> usize {
 }
 
 /// Upper bounds of the query processing time buckets, in microseconds.
-pub const QUERY_BUCKETS_US: [u64; 14] = [
+pub(crate) const QUERY_BUCKETS_US: [u64; 14] = [
     5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000,
 ];
 /// Upper bounds of the probe duration buckets, in milliseconds.
-pub const PROBE_BUCKETS_MS: [u64; 13] = [
+pub(crate) const PROBE_BUCKETS_MS: [u64; 13] = [
     1, 2, 5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000,
 ];
 /// ECS scope prefix bucket bounds per family (IPv4, IPv6).
@@ -100,10 +100,10 @@ pub struct ZoneSlot(pub(super) u32);
 
 impl ZoneSlot {
     /// Queries answered outside every zone (REFUSED, FORMERR, ...): label `zone="none"`.
-    pub const NONE: ZoneSlot = ZoneSlot(0);
+    pub(crate) const NONE: ZoneSlot = ZoneSlot(0);
 }
 
-/// Zone index in a `Model` -> metrics slot; build one per model with [`Metrics::zone_slots`]
+/// Zone index in a `Model` -> metrics slot; build one per model with [`Metrics::zone_slots`](super::Metrics::zone_slots)
 /// and swap it together with the model.
 #[derive(Clone, Debug, Default)]
 pub struct ZoneSlots(pub(super) Box<[u32]>);
@@ -120,7 +120,7 @@ impl ZoneSlots {
     }
 }
 
-/// Labels of one pool of a GSLB name, for [`Metrics::gslb_slots`].
+/// Labels of one pool of a GSLB name, for [`Metrics::gslb_slots`](super::Metrics::gslb_slots).
 #[derive(Clone, Debug)]
 pub struct PoolLabels<'a> {
     /// The pool's name.
@@ -133,7 +133,7 @@ pub struct PoolLabels<'a> {
 pub(super) type Members = Box<[(u32, u32)]>;
 
 /// The metrics slots of one GSLB name: its all-down counter and one decision counter per
-/// (pool, member datacenter). Build at model load time with [`Metrics::gslb_slots`].
+/// (pool, member datacenter). Build at model load time with [`Metrics::gslb_slots`](super::Metrics::gslb_slots).
 #[derive(Clone, Debug, Default)]
 pub struct GslbSlots {
     pub(super) all_down: u32,

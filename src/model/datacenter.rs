@@ -46,7 +46,7 @@ pub struct Datacenters {
     /// What the probe workers need, in the same order.
     pub probes: Vec<DatacenterProbe>,
     /// The de-duplicated probe plan of `probes` (validated when the model was built).
-    pub plan: Arc<ProbeSet>,
+    pub(crate) plan: Arc<ProbeSet>,
     /// Name to id.
     pub by_name: FxHashMap<String, DatacenterId>,
 }

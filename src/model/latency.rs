@@ -47,17 +47,6 @@ pub enum MapLevel {
     Continent,
 }
 
-impl MapLevel {
-    /// The level as `explain` prints it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MapLevel::Subnet => "subnet",
-            MapLevel::Country => "country",
-            MapLevel::Continent => "continent",
-        }
-    }
-}
-
 /// Where the `latency` policy took a datacenter's figure from (shown by `explain`; JSON as
 /// the [`as_str`](Self::as_str) form).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +82,7 @@ const NONE: u32 = u32::MAX;
 
 /// Who a map entry is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ClientKey {
+pub(crate) enum ClientKey {
     /// A subnet.
     Subnet {
         /// Network bits left-aligned in a u128 (IPv4 in the top 32 bits, see `net::bits`).
@@ -161,16 +150,16 @@ fn country_slot(c: Code2) -> Option<(usize, usize)> {
 
 /// Where an entry came from in its file, for messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EntryPos {
+pub(crate) struct EntryPos {
     /// 1-based line, when known.
-    pub line: Option<usize>,
+    pub(crate) line: Option<usize>,
     /// TOML key path (`clients."EU".fra`), for TOML files.
-    pub key: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 impl EntryPos {
     /// `line 4`, or the key, for "the first is at ..." messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.line, &self.key) {
             (Some(l), _) => format!("line {l}"),
             (None, Some(k)) => k.clone(),
@@ -181,29 +170,29 @@ impl EntryPos {
 
 /// One (client, datacenter, milliseconds) value of a map file, with its position.
 #[derive(Clone, Debug)]
-pub struct LatencyEntry {
+pub(crate) struct LatencyEntry {
     /// Who the value is for.
-    pub client: ClientKey,
+    pub(crate) client: ClientKey,
     /// The datacenter, resolved against the model the map is used with.
-    pub dc: DatacenterId,
+    pub(crate) dc: DatacenterId,
     /// Milliseconds, finite and >= 0 (the parser checks).
-    pub ms: f64,
+    pub(crate) ms: f64,
     /// Where it was written.
-    pub pos: EntryPos,
+    pub(crate) pos: EntryPos,
 }
 
 /// Two values for the same client and datacenter.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DuplicateEntry {
+pub(crate) struct DuplicateEntry {
     /// The second one.
-    pub pos: EntryPos,
+    pub(crate) pos: EntryPos,
     /// What to tell the operator.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl LatencyMap {
     /// Builds the lookup tables from the entries of the file at `path`.
-    pub fn build(path: &Path, raw: Vec<LatencyEntry>) -> Result<LatencyMap, DuplicateEntry> {
+    pub(crate) fn build(path: &Path, raw: Vec<LatencyEntry>) -> Result<LatencyMap, DuplicateEntry> {
         let width = raw.iter().map(|r| r.dc.0 as usize + 1).max().unwrap_or(0);
         let mut rows: FxHashMap<ClientKey, u32> = FxHashMap::default();
         let mut values: Vec<f64> = Vec::new();
@@ -312,19 +301,10 @@ impl LatencyMap {
         Ok(map)
     }
 
-    /// The file this map was read from.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Number of (client, datacenter) values in the file.
-    pub fn len(&self) -> usize {
+    /// Number of (client, datacenter) values in the file (the parser's unit tests count them).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.entries
-    }
-
-    /// No values at all.
-    pub fn is_empty(&self) -> bool {
-        self.entries == 0
     }
 
     /// The latency in ms the map gives for the client at `addr` (located at `location`) to
@@ -337,7 +317,7 @@ impl LatencyMap {
 
     /// Resolves a client once, for the lookups of one decision: its address (ECS or
     /// resolver), the ECS source prefix (the full length without ECS) and its location.
-    pub fn view(
+    pub(crate) fn view(
         &self,
         addr: IpAddr,
         source_prefix: u8,
@@ -422,7 +402,7 @@ impl<'a> LatencyView<'a> {
     };
 
     /// The map's value for `dc` and the level of the entry that gave it.
-    pub fn ms(&self, dc: DatacenterId) -> Option<(f64, MapLevel)> {
+    pub(crate) fn ms(&self, dc: DatacenterId) -> Option<(f64, MapLevel)> {
         let map = self.map?;
         let levels = [MapLevel::Subnet, MapLevel::Country, MapLevel::Continent];
         for (row, level) in self.rows.iter().zip(levels) {
@@ -446,7 +426,7 @@ impl<'a> LatencyView<'a> {
     ///   query's source prefix when the lookup found nothing), as for geo rules.
     ///
     /// 0 when no candidate has any entry (the answer is the probe ranking for everyone).
-    pub fn scope(&self, dcs: impl IntoIterator<Item = DatacenterId>) -> u8 {
+    pub(crate) fn scope(&self, dcs: impl IntoIterator<Item = DatacenterId>) -> u8 {
         let Some(map) = self.map else { return 0 };
         let (mut sub, mut geo) = (false, false);
         for dc in dcs {

@@ -7,24 +7,28 @@
 //! half-built one. This module holds data types only: it depends on the leaf modules and on
 //! `probe` (check specs and the plan), never on the config loader.
 
-pub mod datacenter;
-pub mod hostname;
-pub mod latency;
-pub mod name;
-pub mod policy;
-pub mod zone;
+pub(crate) mod datacenter;
+pub(crate) mod hostname;
+pub(crate) mod latency;
+pub(crate) mod name;
+pub(crate) mod policy;
+pub(crate) mod zone;
 
 use std::time::SystemTime;
 
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 
-pub use datacenter::{Datacenter, DatacenterId, Datacenters};
+pub(crate) use datacenter::Datacenters;
+pub use datacenter::{Datacenter, DatacenterId};
 pub use hostname::{Hostname, HostnameId, Lookup, Resolutions};
-pub use latency::{LatencyMap, LatencySource, LatencyView, MapLevel};
-pub use name::{AllDown, GslbEntry, GslbName, LeaderCell, MatchItem, Member, Pool, PoolId, Rule};
-pub use policy::{ClientDependence, PolicyKind};
-pub use zone::{Alias, Node, RRset, Zone};
+pub(crate) use latency::LatencySource;
+pub use latency::{LatencyMap, LatencyView, MapLevel};
+pub(crate) use name::GslbEntry;
+pub use name::{AllDown, GslbName, MatchItem, Member, Pool, PoolId, Rule};
+pub(crate) use policy::ClientDependence;
+pub use policy::PolicyKind;
+pub(crate) use zone::{Alias, Node, RRset, Zone};
 
 /// Everything the server answers from.
 #[derive(Debug)]
@@ -40,12 +44,12 @@ pub struct Model {
     pub hostnames: Vec<Hostname>,
     zone_by_apex: FxHashMap<Box<[u8]>, u32>,
     /// When the files were read.
-    pub loaded_at: SystemTime,
+    pub(crate) loaded_at: SystemTime,
 }
 
 impl Model {
     /// Assembles a model from built parts (`config::build` validates them first).
-    pub fn new(
+    pub(crate) fn new(
         zones: Vec<Zone>,
         datacenters: Datacenters,
         gslb: Vec<GslbEntry>,
@@ -65,7 +69,13 @@ impl Model {
 
     /// The zone whose apex is exactly `key` (lower-cased wire form).
     #[inline]
-    pub fn zone_at(&self, key: &[u8]) -> Option<u32> {
+    pub(crate) fn zone_at_apex(&self, key: &[u8]) -> Option<&Zone> {
+        self.zone_at(key).map(|i| &self.zones[i as usize])
+    }
+
+    /// The zone whose apex is exactly `key` (lower-cased wire form).
+    #[inline]
+    pub(crate) fn zone_at(&self, key: &[u8]) -> Option<u32> {
         self.zone_by_apex.get(key).copied()
     }
 
@@ -107,6 +117,11 @@ impl Model {
             names: self.remote_names(),
             loop_guard: guard,
         }
+    }
+
+    /// The resolutions of this model's hostnames from the resolver's `names`.
+    pub fn resolutions(&self, names: &crate::resolve::ResolvedNames) -> Resolutions {
+        Resolutions::build(&self.hostnames, names, self.loaded_at)
     }
 
     /// The remote names the resolver must keep current for this model.

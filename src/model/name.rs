@@ -12,7 +12,6 @@
 //! state a pool carries (the current `latency` leader, for hysteresis).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use hickory_proto::rr::Name;
@@ -29,7 +28,8 @@ pub struct PoolId(pub u32);
 /// A datacenter's membership in one pool.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Member {
-    pub dc: DatacenterId,
+    /// The datacenter.
+    pub(crate) dc: DatacenterId,
     /// Weight for `weighted` and `hash` (the loader defaults it to the datacenter's weight).
     pub weight: u32,
     /// Kilometres subtracted from the distance for `nearest`: positive pulls clients in,
@@ -63,7 +63,7 @@ impl LeaderCell {
     const NONE: u32 = u32::MAX;
 
     /// No leader yet for either family.
-    pub fn new() -> LeaderCell {
+    pub(crate) fn new() -> LeaderCell {
         LeaderCell([AtomicU32::new(Self::NONE), AtomicU32::new(Self::NONE)])
     }
 
@@ -78,7 +78,7 @@ impl LeaderCell {
 
     /// Records the leader. Stores only when it changed: every `latency` query of the pool
     /// calls this, and a store on each would bounce the cache line between cores.
-    pub fn set(&self, family: Family, leader: Option<DatacenterId>) {
+    pub(crate) fn set(&self, family: Family, leader: Option<DatacenterId>) {
         let cell = &self.0[family as usize];
         let v = leader.map_or(Self::NONE, |d| d.0);
         if cell.load(Ordering::Relaxed) != v {
@@ -101,12 +101,12 @@ impl Clone for LeaderCell {
 #[derive(Clone, Debug)]
 pub struct Pool {
     /// The pool's name in the zone file.
-    pub name: Box<str>,
+    pub(crate) name: Box<str>,
     /// In declaration order (the order `failover` and ties use). At most
     /// `limits::MAX_MEMBERS` are considered.
     pub members: Vec<Member>,
     /// How the pool picks among its usable members.
-    pub policy: PolicyKind,
+    pub(crate) policy: PolicyKind,
     /// Pool tried when none of this pool's members is usable.
     pub fallback: Option<PoolId>,
     /// Runtime state for `latency` hysteresis.
@@ -138,7 +138,7 @@ pub enum MatchItem {
 impl MatchItem {
     /// Parses a match item as zone files write it: a geo code (`EU`, `DE`, `EU-DE`,
     /// `NA-US-CA`) or a subnet (`192.0.2.0/24`).
-    pub fn parse(s: &str, tables: &crate::geo::CountryTables) -> Result<MatchItem, String> {
+    pub(crate) fn parse(s: &str, tables: &crate::geo::CountryTables) -> Result<MatchItem, String> {
         if crate::geo::looks_like_subnet(s) {
             Subnet::parse(s.trim()).map(MatchItem::Subnet)
         } else {
@@ -148,7 +148,7 @@ impl MatchItem {
 
     /// Does a client at `loc` match this item by location? (Subnets never match here.)
     #[inline]
-    pub fn matches_location(&self, loc: Option<&Location>) -> bool {
+    pub(crate) fn matches_location(&self, loc: Option<&Location>) -> bool {
         match (self, loc) {
             (MatchItem::Geo(g), Some(loc)) => g.contains(loc),
             (MatchItem::Geo(_), None) | (MatchItem::Subnet(_), _) => false,
@@ -219,7 +219,7 @@ impl GslbName {
 impl GslbName {
     /// Does answering this name need the client's GeoIP location? (A geo rule, or a policy
     /// that ranks by location.)
-    pub fn needs_location(&self) -> bool {
+    pub(crate) fn needs_location(&self) -> bool {
         self.rules
             .iter()
             .any(|r| r.matches.iter().any(|m| matches!(m, MatchItem::Geo(_))))
@@ -231,23 +231,19 @@ impl GslbName {
 #[derive(Debug)]
 pub struct GslbEntry {
     /// The owner name (`www.example.com.`).
-    pub owner: Name,
+    pub(crate) owner: Name,
     /// Index of its zone in `Model::zones`.
-    pub zone: u32,
+    pub(crate) zone: u32,
     /// The decision data.
-    pub def: GslbName,
+    pub(crate) def: GslbName,
     /// Look the client up in GeoIP only when a rule or a policy needs it.
-    pub needs_location: bool,
+    pub(crate) needs_location: bool,
     /// Use EDNS Client Subnet for this name.
-    pub ecs: bool,
+    pub(crate) ecs: bool,
     /// May answer a CNAME (hostname datacenters, not flattened): then every query type is
     /// decided (RFC 1034: a CNAME owner holds no other data), not only A and AAAA.
-    pub cname: bool,
+    pub(crate) cname: bool,
     /// Some datacenter of the name is a hostname datacenter (its answers read the published
     /// resolutions and their TTL left).
-    pub has_hostnames: bool,
-    /// Key path of the name in its file (`gslb.www`).
-    pub path: String,
-    /// The file it was declared in.
-    pub file: PathBuf,
+    pub(crate) has_hostnames: bool,
 }

@@ -47,7 +47,7 @@ pub enum PolicyKind {
 
 /// How a policy's answer depends on the client, which decides the ECS scope it adds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ClientDependence {
+pub(crate) enum ClientDependence {
     /// The same answer for every client (scope /0 from the policy).
     None,
     /// Depends on the client's GeoIP location: the location's network prefix.
@@ -64,7 +64,7 @@ pub enum ClientDependence {
 }
 
 /// Keys a pool may hold whatever its policy.
-pub const POOL_KEYS: &[&str] = &["datacenters", "policy", "fallback"];
+pub(crate) const POOL_KEYS: &[&str] = &["datacenters", "policy", "fallback"];
 
 impl PolicyKind {
     /// `hash` with the default granularity (/24 IPv4, /56 IPv6).
@@ -74,7 +74,7 @@ impl PolicyKind {
     };
 
     /// Every policy name, for messages.
-    pub const NAMES: &'static str =
+    pub(crate) const NAMES: &'static str =
         "failover, nearest, latency, load, weighted, round-robin, random, hash or all";
 
     /// The name used in zone files and in `explain`.
@@ -93,7 +93,7 @@ impl PolicyKind {
     }
 
     /// The pool keys this policy reads besides [`POOL_KEYS`].
-    pub fn keys(&self) -> &'static [&'static str] {
+    pub(crate) fn keys(&self) -> &'static [&'static str] {
         match self {
             PolicyKind::Latency { .. } => &["margin"],
             PolicyKind::Load { .. } => &["max-load"],
@@ -110,7 +110,7 @@ impl PolicyKind {
     /// Reads the policy of the pool table `t` (`policy`, default failover, and the policy's
     /// own keys). A key of another policy is reported as such. `None` after an error in
     /// `policy` itself.
-    pub fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<PolicyKind> {
+    pub(crate) fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<PolicyKind> {
         let name = t.str("policy", errs).unwrap_or("failover");
         let margin = t.duration("margin", errs).map(|d| d.as_secs_f64() * 1000.0);
         let max_load = t.float("max-load", 0.0, 1.0, errs);
@@ -163,12 +163,12 @@ impl PolicyKind {
     }
 
     /// Does answering need the client's GeoIP location?
-    pub fn needs_location(&self) -> bool {
+    pub(crate) fn needs_location(&self) -> bool {
         self.client_dependence() == ClientDependence::Location
     }
 
     /// How the order this policy gives depends on the client (for the ECS scope).
-    pub fn client_dependence(&self) -> ClientDependence {
+    pub(crate) fn client_dependence(&self) -> ClientDependence {
         match self {
             PolicyKind::Nearest => ClientDependence::Location,
             PolicyKind::Latency { .. } => ClientDependence::LatencyMap,
@@ -189,7 +189,7 @@ impl PolicyKind {
     }
 
     /// What `explain` shows as each candidate's ranking figure.
-    pub fn rank_metric(&self) -> &'static str {
+    pub(crate) fn rank_metric(&self) -> &'static str {
         match self {
             PolicyKind::Nearest => "distance-km",
             PolicyKind::Latency { .. } => "latency-ms",
@@ -200,7 +200,7 @@ impl PolicyKind {
     }
 
     /// Answers every usable member, whatever the name's `answers`.
-    pub fn answers_all(&self) -> bool {
+    pub(crate) fn answers_all(&self) -> bool {
         match self {
             PolicyKind::All => true,
             PolicyKind::Failover

@@ -27,12 +27,12 @@
 //! it is not down).
 //!
 //! Answers: up to `answers` datacenters (`all`: every usable one) in the policy's preference
-//! order, each with all its up addresses of the family, at most [`MAX_ANSWER`] addresses.
+//! order, each with all its up addresses of the family, at most `MAX_ANSWER` addresses.
 //! How each policy orders, and how slow start bends it, is in [`rank`].
 //!
 //! Hostname datacenters (`Datacenter::target`): their addresses are the target's current
 //! ones (`Snapshot::resolutions`). A target with no usable answer (never resolved, stale past
-//! max-stale, NXDOMAIN, no address at all) makes the member [`Verdict::Unresolved`], which
+//! max-stale, NXDOMAIN, no address at all) makes the member `Verdict::Unresolved`, which
 //! counts as down. With `GslbName::flatten` the member answers those addresses like any
 //! other datacenter; without, the answer is [`AnswerKind::Cname`] to the target (validation
 //! keeps such names at one answer, so the first chosen member decides between a CNAME and
@@ -54,7 +54,7 @@
 //!   prefix when there is no location: the answer depends on the lookup missing);
 //! - the answering pool's policy: `nearest` as for geo; `hash` the hash granularity (24 / 56
 //!   by default); `latency` with a latency map in the snapshot: what
-//!   [`LatencyView::scope`](crate::model::LatencyView::scope) says (the
+//!   `LatencyView::scope` says (the
 //!   subnet-entry prefixes as for subnet rules when a candidate has subnet entries, the
 //!   location's prefix as for geo when one has country or continent entries; nothing when no
 //!   candidate has an entry); every other policy ignores the client and adds nothing, and so
@@ -64,7 +64,7 @@
 //! lives on the stack.
 
 pub mod rank;
-pub mod trace;
+pub(crate) mod trace;
 
 use std::net::IpAddr;
 
@@ -78,7 +78,8 @@ use crate::model::{
 use crate::net::{self, Family};
 use crate::resolve::{Entry as Resolved, State as ResolveState};
 use rank::{Cand, Ctx, Rng};
-pub use trace::{MatchedBy, NoTrace, Trace, Tracer, Verdict};
+pub(crate) use trace::{MatchedBy, Tracer, Verdict};
+pub use trace::{NoTrace, Trace};
 
 /// Pools up to this size decide on a small stack buffer.
 const SMALL_POOL: usize = 8;
@@ -105,7 +106,10 @@ impl Client {
     }
 
     /// The latency map's entries for this client (`LatencyView::NONE` without a map).
-    pub fn latency_view<'a>(&self, map: Option<&'a crate::model::LatencyMap>) -> LatencyView<'a> {
+    pub(crate) fn latency_view<'a>(
+        &self,
+        map: Option<&'a crate::model::LatencyMap>,
+    ) -> LatencyView<'a> {
         map.map_or(LatencyView::NONE, |m| {
             m.view(self.addr, self.source_prefix, self.location.as_ref())
         })
@@ -125,10 +129,13 @@ pub struct QueryInput {
 /// What kind of response to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AnswerKind {
+    /// Addresses in the answer section.
     Answer,
     /// A CNAME to the target of the (one) chosen hostname datacenter.
     Cname,
+    /// NOERROR with no answer (no address of the family, or all-down `nodata`).
     NoData,
+    /// SERVFAIL (all-down `servfail`).
     ServFail,
 }
 
@@ -149,16 +156,22 @@ pub enum Source {
 /// family (`v4` or `v6`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The datacenter.
     pub dc: DatacenterId,
-    pub addr: u16,
+    /// Index of the address in the datacenter's `v4` or `v6` list.
+    pub(crate) addr: u16,
 }
 
 /// The decision for one query.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Selection {
+    /// What kind of response to send.
     pub outcome: AnswerKind,
+    /// Where the answered addresses come from.
     pub source: Source,
-    pub family: Family,
+    /// The asked family (A: V4, AAAA: V6).
+    pub(crate) family: Family,
+    /// TTL of the answer records, seconds (see the module docs).
     pub ttl: u32,
     /// ECS scope prefix length (see the module docs).
     pub scope: u8,
@@ -265,15 +278,19 @@ impl Selection {
 
 /// The rule decision and the scope it implies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RuleMatch {
-    pub index: Option<u32>,
-    pub pool: Option<PoolId>,
-    pub by: MatchedBy,
-    pub scope: u8,
+pub(crate) struct RuleMatch {
+    /// Index of the matched rule; `None` without rules or when nothing matched.
+    pub(crate) index: Option<u32>,
+    /// The pool to start from; `None` when no rule matched (NODATA).
+    pub(crate) pool: Option<PoolId>,
+    /// How the rule was chosen.
+    pub(crate) by: MatchedBy,
+    /// ECS scope prefix length the rule decision implies.
+    pub(crate) scope: u8,
 }
 
 /// Picks the rule for a client (see the module docs for the order and the scope).
-pub fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
+pub(crate) fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
     if name.rules.is_empty() {
         return RuleMatch {
             index: None,
@@ -629,7 +646,7 @@ fn halve(ttl: u32) -> u32 {
 /// The GSLB decision for one query (see the module docs for every rule it applies).
 ///
 /// `dcs` is indexed by `DatacenterId`; `snap` by the same ids. Stores the new `latency`
-/// leader in the pool's [`LeaderCell`](crate::model::LeaderCell) (not in fail-open).
+/// leader in the pool's `LeaderCell` (not in fail-open).
 ///
 /// ```
 /// use gslbd::health::Snapshot;

@@ -1,7 +1,7 @@
 //! The pool policies: each one puts a pool's usable candidates in preference order.
 //!
 //! `select` builds the candidate list (members that are usable for the asked family, with
-//! their slow-start ramp), then calls one of these functions through [`order`]. They are pure
+//! their slow-start ramp), then calls one of these functions through `order`. They are pure
 //! over their inputs: the candidates, the model, the snapshot, the client and a per-query
 //! random stream; the only output besides the order is the new `latency` leader, which the
 //! caller stores. Only the first `want` positions of the order are meaningful.
@@ -10,7 +10,7 @@
 //! otherwise get"):
 //! - share-based policies (`weighted`, `random`, `load`, `hash`): the ramping member's share
 //!   `s` becomes `f*s`; the removed `(1-f)*s` goes to the fully ramped members in proportion
-//!   to their shares (plain rescaling when none is fully ramped). See [`apply_ramp`].
+//!   to their shares (plain rescaling when none is fully ramped). See `apply_ramp`.
 //! - `round-robin`: when the rotation lands on a ramping member it is kept with probability
 //!   `f`, otherwise a fully ramped member is picked uniformly at random.
 //! - ordered policies (`failover`, `nearest`, `latency`): walking the preference order, a
@@ -32,6 +32,7 @@ use crate::model::{Datacenter, DatacenterId, LatencySource, LatencyView, Member,
 pub struct Cand {
     /// Index in `Pool::members`.
     pub member: u16,
+    /// The member's datacenter.
     pub dc: DatacenterId,
     /// Slow-start factor 0..1 (1 = fully ramped).
     pub ramp: f64,
@@ -42,13 +43,17 @@ pub struct Cand {
 /// Everything a policy may read.
 #[derive(Clone, Copy)]
 pub struct Ctx<'a> {
+    /// The pool's members, in pool order (`Cand::member` indexes it).
     pub members: &'a [Member],
+    /// The model's datacenters, indexed by `DatacenterId`.
     pub dcs: &'a [Datacenter],
+    /// The health snapshot of the same generation as the model.
     pub snap: &'a Snapshot,
     /// Client coordinates, if the GeoIP lookup found any.
     pub coords: Option<(f64, f64)>,
     /// Client address (already canonical: IPv4-mapped IPv6 is IPv4).
     pub addr: IpAddr,
+    /// Rotation counter for `round-robin` (`QueryInput::rotation`).
     pub rotation: u64,
     /// The latency map's entries for this client (`LatencyView::NONE` without a map; only
     /// `latency` reads it).
@@ -58,27 +63,29 @@ pub struct Ctx<'a> {
 /// Per-query random stream: splitmix64 seeded by `QueryInput::random`, so a test with a fixed
 /// seed sees a fixed decision.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    /// A stream seeded with `seed`.
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix64(self.0)
     }
 
     /// Uniform in [0, 1).
-    pub fn next_f64(&mut self) -> f64 {
+    pub(crate) fn next_f64(&mut self) -> f64 {
         unit_f64(self.next_u64())
     }
 }
 
 /// Puts `cands` in `kind`'s preference order (first `want` positions). Returns the new
 /// `latency` leader (None for other policies).
-pub fn order(
+pub(crate) fn order(
     kind: &PolicyKind,
     ctx: &Ctx<'_>,
     cands: &mut [Cand],
@@ -156,7 +163,7 @@ pub fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
 
 /// `nearest`: by distance minus bias. Members without coordinates sort last; without client
 /// coordinates the pool order stands (keys are NaN then, and the sort is stable).
-pub fn nearest(ctx: &Ctx<'_>, cands: &mut [Cand]) {
+pub(crate) fn nearest(ctx: &Ctx<'_>, cands: &mut [Cand]) {
     let Some(client) = ctx.coords else {
         for c in cands.iter_mut() {
             c.key = f64::NAN;
@@ -175,7 +182,7 @@ pub fn nearest(ctx: &Ctx<'_>, cands: &mut [Cand]) {
 
 /// The latency `latency` ranks a candidate by, and where it comes from: the latency map's
 /// most specific entry for the client, else the probe EWMA.
-pub fn latency_of(ctx: &Ctx<'_>, dc: DatacenterId) -> (f64, LatencySource) {
+pub(crate) fn latency_of(ctx: &Ctx<'_>, dc: DatacenterId) -> (f64, LatencySource) {
     if let Some((ms, level)) = ctx.latency.ms(dc) {
         return (ms, LatencySource::Map(level));
     }
@@ -185,7 +192,7 @@ pub fn latency_of(ctx: &Ctx<'_>, dc: DatacenterId) -> (f64, LatencySource) {
     }
 }
 
-/// `latency`: ascending latency ([`latency_of`]: the map's value for the client, else the
+/// `latency`: ascending latency (`latency_of`: the map's value for the client, else the
 /// probe EWMA), unknown last; the previous leader stays first unless the fastest beats it by
 /// more than `margin_ms`. Returns the leader.
 pub fn latency(
@@ -283,7 +290,7 @@ pub fn load_shares(ctx: &Ctx<'_>, cands: &mut [Cand], max_load: f64) {
 }
 
 /// Slow start for share-based policies: shares in `key` -> ramped shares in `key`.
-pub fn apply_ramp(cands: &mut [Cand]) {
+pub(crate) fn apply_ramp(cands: &mut [Cand]) {
     if cands.iter().all(|c| c.ramp >= 1.0) {
         return;
     }
@@ -313,7 +320,7 @@ pub fn apply_ramp(cands: &mut [Cand]) {
 
 /// Weighted sampling without replacement by `key`, into the first `want` positions; members
 /// with no share left follow in pool order.
-pub fn sample(cands: &mut [Cand], want: usize, rng: &mut Rng) {
+pub(crate) fn sample(cands: &mut [Cand], want: usize, rng: &mut Rng) {
     for k in 0..want.min(cands.len()) {
         let total: f64 = cands[k..].iter().map(|c| c.key.max(0.0)).sum();
         if total <= 0.0 {
@@ -336,7 +343,7 @@ pub fn sample(cands: &mut [Cand], want: usize, rng: &mut Rng) {
 }
 
 /// Slow start for ordered policies (see the module docs).
-pub fn ramp_walk(cands: &mut [Cand], rng: &mut Rng) {
+pub(crate) fn ramp_walk(cands: &mut [Cand], rng: &mut Rng) {
     if cands.iter().all(|c| c.ramp >= 1.0) {
         return;
     }
@@ -348,7 +355,7 @@ pub fn ramp_walk(cands: &mut [Cand], rng: &mut Rng) {
 }
 
 /// `round-robin`: start at `rotation % n` and continue in pool order.
-pub fn round_robin(rotation: u64, cands: &mut [Cand], rng: &mut Rng) {
+pub(crate) fn round_robin(rotation: u64, cands: &mut [Cand], rng: &mut Rng) {
     let n = cands.len();
     cands.rotate_left((rotation % n as u64) as usize);
     let first = cands[0];
@@ -373,7 +380,7 @@ pub fn round_robin(rotation: u64, cands: &mut [Cand], rng: &mut Rng) {
 
 /// The hash key of a client: its address masked to the hash granularity, IPv4 in its
 /// IPv4-mapped form so the two families never share a key.
-pub fn subnet_key(addr: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
+pub(crate) fn subnet_key(addr: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
     match crate::net::masked(addr, if addr.is_ipv4() { v4_prefix } else { v6_prefix }) {
         IpAddr::V4(a) => u128::from(u32::from(a)) | (0xffff_u128 << 32),
         IpAddr::V6(a) => u128::from(a),
@@ -382,7 +389,7 @@ pub fn subnet_key(addr: IpAddr, v4_prefix: u8, v6_prefix: u8) -> u128 {
 
 /// FNV-1a of a datacenter name: its identity for hashing, stable across restarts and across
 /// reloads that renumber datacenters.
-pub fn name_hash(name: &str) -> u64 {
+pub(crate) fn name_hash(name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
@@ -392,7 +399,7 @@ pub fn name_hash(name: &str) -> u64 {
 }
 
 /// Rendezvous (highest random weight) score of `key` for a datacenter, uniform in (0, 1).
-pub fn hrw_uniform(key: u128, dc_hash: u64) -> f64 {
+pub(crate) fn hrw_uniform(key: u128, dc_hash: u64) -> f64 {
     let h =
         mix64(mix64((key as u64) ^ dc_hash) ^ mix64((key >> 64) as u64 ^ dc_hash.rotate_left(32)));
     ((h >> 11) as f64 + 0.5) * (1.0 / (1u64 << 53) as f64)
@@ -402,7 +409,7 @@ pub fn hrw_uniform(key: u128, dc_hash: u64) -> f64 {
 /// `-ln(u) / w` (u from [`hrw_uniform`], w the member weight after slow start); the lowest
 /// score wins. Removing a member only moves the keys it was winning; a member's chance is
 /// `w / Σw`.
-pub fn hash(ctx: &Ctx<'_>, cands: &mut [Cand], want: usize, v4_prefix: u8, v6_prefix: u8) {
+pub(crate) fn hash(ctx: &Ctx<'_>, cands: &mut [Cand], want: usize, v4_prefix: u8, v6_prefix: u8) {
     for c in cands.iter_mut() {
         c.key = f64::from(ctx.members[c.member as usize].weight);
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::rank::Cand;
 use super::{AnswerKind, Client, Selection, Source};
-use crate::health::{AdminState, DcState};
+use crate::health::{AdminState, CheckVerdict, DcState, Input, Why};
 use crate::model::{
     Datacenter, DatacenterId, GslbName, Hostname, LatencySource, Member, Pool, PoolId, Resolutions,
 };
@@ -38,12 +38,15 @@ pub enum MatchedBy {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
+    /// Usable: health and admin state allow it and an address of the family is up.
     Usable,
     /// Usable because the name is all-down and fail-open.
     ForcedUp,
-    /// The probes say down (admin state `obey`).
+    /// Its health is down (the probes, or an external verdict; admin state `obey`).
     Down,
+    /// Admin state `down`: dropped whatever the probes say.
     AdminDown,
+    /// Admin state `drain`: no new answers while the ones handed out expire.
     Drain,
     /// The datacenter has no address of the asked family.
     NoAddressOfFamily,
@@ -59,7 +62,8 @@ pub enum Verdict {
 }
 
 impl MatchedBy {
-    pub fn as_str(self) -> &'static str {
+    /// How the rule was chosen, as `explain` prints it.
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MatchedBy::Subnet => "subnet",
             MatchedBy::Geo => "geo",
@@ -72,11 +76,11 @@ impl MatchedBy {
 
 impl Verdict {
     /// Why the member was kept or dropped, for a person.
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Verdict::Usable => "kept",
             Verdict::ForcedUp => "kept (all down: fail-open)",
-            Verdict::Down => "dropped: probes say down",
+            Verdict::Down => "dropped: health down",
             Verdict::AdminDown => "dropped: admin down",
             Verdict::Drain => "dropped: draining",
             Verdict::NoAddressOfFamily => "skipped: no address of this family",
@@ -92,15 +96,22 @@ impl Verdict {
 /// for each member and, when the pool answers, `latency_source` for each ranked member (the
 /// `latency` policy only) and `ranked`; `cycle` if the fallback chain loops, and `finish` once.
 pub trait Tracer {
+    /// The client as the decision sees it (address and GeoIP location).
     fn client(&mut self, _client: &Client) {}
+    /// The rule chosen (`None`: no rule) and how it matched.
     fn rule(&mut self, _index: Option<u32>, _by: MatchedBy) {}
+    /// A pool of the chain is tried; `fail_open` when the whole chain is down and the name
+    /// answers as if everything were up.
     fn pool(&mut self, _id: PoolId, _pool: &Pool, _fail_open: bool) {}
+    /// One member of that pool, its health and the verdict on it.
     fn candidate(&mut self, _member: &Member, _state: &DcState, _verdict: Verdict) {}
     /// Where the `latency` policy took `dc`'s figure from (latency map or probe).
     fn latency_source(&mut self, _dc: DatacenterId, _source: LatencySource) {}
     /// `cands` in preference order with the policy's key; the first `answered` are answered.
     fn ranked(&mut self, _pool: &Pool, _cands: &[Cand], _answered: usize) {}
+    /// The fallback chain came back to pool `id`; the decision stops there.
     fn cycle(&mut self, _id: PoolId) {}
+    /// The decision, once, at the end.
     fn finish(&mut self, _sel: &Selection) {}
 }
 
@@ -112,44 +123,64 @@ impl Tracer for NoTrace {}
 
 /// A member as `explain` shows it.
 #[derive(Clone, Debug, Serialize)]
-pub struct CandidateTrace {
-    pub datacenter: String,
-    pub healthy: bool,
-    pub admin: &'static str,
-    pub load: Option<f64>,
-    pub latency_ms: Option<f64>,
-    pub slow_start: f64,
-    pub settled: bool,
+pub(crate) struct CandidateTrace {
+    /// Datacenter name.
+    pub(crate) datacenter: String,
+    /// Health verdict (an external verdict, else the probes), before the admin state.
+    pub(crate) healthy: bool,
+    /// Admin state: `obey`, `up`, `down` or `drain`.
+    pub(crate) admin: &'static str,
+    /// The input that decided whether it is usable (admin, pushed, feed, alert, probes,
+    /// config).
+    pub(crate) input: Input,
+    /// The input that decided its health.
+    pub(crate) health_input: Input,
+    /// What the deciding input says, when the server knows (not in offline `gslbd explain`).
+    pub(crate) reason: Option<String>,
+    /// Each check's verdict, in declaration order.
+    pub(crate) checks: Vec<CheckVerdict>,
+    /// `all`, `any` or N, with several checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) require: Option<String>,
+    /// Utilisation 0..1 read from the health endpoint, if the check reads one.
+    pub(crate) load: Option<f64>,
+    /// Smoothed probe round-trip time in ms, if measured.
+    pub(crate) latency_ms: Option<f64>,
+    /// Slow-start ramp 0..1 (1: gets its full share).
+    pub(crate) slow_start: f64,
+    /// False within rise/fall of a change or in slow start (caps the answer TTL).
+    pub(crate) settled: bool,
     /// Great-circle km from the client (when both have coordinates).
-    pub distance_km: Option<f64>,
+    pub(crate) distance_km: Option<f64>,
     /// A hostname datacenter's target and what it resolves to now.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<TargetTrace>,
-    pub verdict: Verdict,
+    pub(crate) target: Option<TargetTrace>,
+    /// Kept or dropped, and why.
+    pub(crate) verdict: Verdict,
 }
 
 /// A hostname datacenter's target as `explain` and `/status` show it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TargetTrace {
+pub(crate) struct TargetTrace {
     /// The target as written.
-    pub target: String,
+    pub(crate) target: String,
     /// The name looked up (the target, or where a CNAME chain in our zones leads out).
-    pub resolves: String,
+    pub(crate) resolves: String,
     /// `fresh`, `stale`, `expired`, `pending`, `local`, `followed`.
-    pub state: &'static str,
-    pub stale: bool,
-    pub addresses: Vec<String>,
+    pub(crate) state: &'static str,
+    pub(crate) stale: bool,
+    pub(crate) addresses: Vec<String>,
     /// Seconds since the addresses were last confirmed.
-    pub age_secs: Option<u64>,
+    pub(crate) age_secs: Option<u64>,
     /// The TTL the upstream gave.
-    pub ttl: u32,
+    pub(crate) ttl: u32,
     /// The last lookup error, or why there is no address (NXDOMAIN...).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 impl TargetTrace {
     /// The trace of hostname `h` with its current resolution `e`.
-    pub fn of(h: &Hostname, e: Option<&crate::resolve::Entry>) -> TargetTrace {
+    pub(crate) fn of(h: &Hostname, e: Option<&crate::resolve::Entry>) -> TargetTrace {
         TargetTrace {
             target: h.name.to_string(),
             resolves: e.map_or_else(|| crate::resolve::key_of(&h.name), |e| e.name.to_string()),
@@ -166,24 +197,32 @@ impl TargetTrace {
 /// A usable member's place in the policy's order.
 #[derive(Clone, Debug, Serialize)]
 pub struct RankTrace {
+    /// Datacenter name.
     pub datacenter: String,
     /// What `value` is: distance-km (minus bias), latency-ms, share, hash-score or none.
-    pub metric: &'static str,
+    pub(crate) metric: &'static str,
+    /// The `metric` value that placed it (share as a fraction of the pool); `None` when
+    /// the policy has no key or the value is unknown.
     pub value: Option<f64>,
     /// For `latency`: where the value comes from (`map-subnet`, `map-country`,
     /// `map-continent`, `probe`, `unknown`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<LatencySource>,
-    pub answered: bool,
+    /// Among the datacenters put in the answer.
+    pub(crate) answered: bool,
 }
 
 /// One pool of the chain.
 #[derive(Clone, Debug, Serialize)]
 pub struct PoolTrace {
-    pub pool: String,
-    pub policy: &'static str,
-    pub fail_open: bool,
-    pub candidates: Vec<CandidateTrace>,
+    /// Pool name as in the zone file.
+    pub(crate) pool: String,
+    /// Policy name as in the zone file (`failover`, `nearest`, ...).
+    pub(crate) policy: &'static str,
+    /// Tried as if every member were up (the whole chain is down and the name fails open).
+    pub(crate) fail_open: bool,
+    /// Every member in pool order, with its verdict.
+    pub(crate) candidates: Vec<CandidateTrace>,
     /// Empty when no member was usable (the chain moved on).
     pub order: Vec<RankTrace>,
     #[serde(skip)]
@@ -192,13 +231,19 @@ pub struct PoolTrace {
 
 /// The final decision.
 #[derive(Clone, Debug, Serialize)]
-pub struct AnswerTrace {
-    pub outcome: &'static str,
-    pub source: &'static str,
-    pub addresses: Vec<String>,
-    pub datacenters: Vec<String>,
-    pub ttl: u32,
-    pub ecs_scope: u8,
+pub(crate) struct AnswerTrace {
+    /// `answer`, `nodata` or `servfail`.
+    pub(crate) outcome: &'static str,
+    /// Where the addresses come from: `pool`, `fail-open`, `last-resort` or `none`.
+    pub(crate) source: &'static str,
+    /// The answered addresses, in answer order.
+    pub(crate) addresses: Vec<String>,
+    /// The answered datacenters, in answer order.
+    pub(crate) datacenters: Vec<String>,
+    /// TTL of the answer, seconds (after settle caps and fail-open halving).
+    pub(crate) ttl: u32,
+    /// ECS scope prefix length the answer carries (0: the same for every client).
+    pub(crate) ecs_scope: u8,
 }
 
 /// Records a decision for `gslbd explain`.
@@ -212,28 +257,41 @@ pub struct Trace<'a> {
     hostnames: &'a [Hostname],
     #[serde(skip)]
     resolutions: Option<Arc<Resolutions>>,
+    /// Why each datacenter is in its state (from the snapshot), indexed by id.
+    #[serde(skip)]
+    whys: Vec<Why>,
     /// The client address the decision used (ECS or source).
-    pub client: Option<String>,
-    pub continent: Option<String>,
-    pub country: Option<String>,
-    pub coords: Option<(f64, f64)>,
+    pub(crate) client: Option<String>,
+    /// The client's continent code from GeoIP (`EU`).
+    pub(crate) continent: Option<String>,
+    /// The client's country, with the subdivision when known (`US-CA`).
+    pub(crate) country: Option<String>,
+    /// The client's (lat, lon) from GeoIP, for `nearest`.
+    pub(crate) coords: Option<(f64, f64)>,
     /// Prefix of the GeoIP network that matched.
-    pub geo_prefix: Option<u8>,
+    pub(crate) geo_prefix: Option<u8>,
+    /// Index of the rule that matched (0-based, file order), if any.
     pub rule: Option<u32>,
-    pub matched_by: Option<MatchedBy>,
+    /// How that rule was chosen.
+    pub(crate) matched_by: Option<MatchedBy>,
+    /// The pools tried, in fallback order.
     pub pools: Vec<PoolTrace>,
     /// Set when the fallback chain loops back to this pool (validation should prevent it).
     pub cycle_at: Option<String>,
-    pub answer: Option<AnswerTrace>,
+    /// The decision, set by `finish`.
+    pub(crate) answer: Option<AnswerTrace>,
 }
 
 impl<'a> Trace<'a> {
+    /// An empty trace of a decision for `name`; `dcs` (the model's datacenters) gives the
+    /// names it prints.
     pub fn new(name: &'a GslbName, dcs: &'a [Datacenter]) -> Trace<'a> {
         Trace {
             name,
             dcs,
             hostnames: &[],
             resolutions: None,
+            whys: Vec::new(),
             client: None,
             continent: None,
             country: None,
@@ -256,6 +314,12 @@ impl<'a> Trace<'a> {
     ) -> Trace<'a> {
         self.hostnames = hostnames;
         self.resolutions = resolutions;
+        self
+    }
+
+    /// Show why each datacenter is in its state (the snapshot's reasons, indexed by id).
+    pub fn with_reasons(mut self, whys: &[Why]) -> Self {
+        self.whys = whys.to_vec();
         self
     }
 
@@ -330,11 +394,19 @@ impl Tracer for Trace<'_> {
                 let e = self.resolutions.as_ref().and_then(|r| r.get(h));
                 Some(TargetTrace::of(host, e))
             });
+        let why = self.whys.get(member.dc.0 as usize);
         let c = CandidateTrace {
             target,
             datacenter: self.dc_name(member.dc.0),
             healthy: state.healthy,
             admin: admin_str(state.admin),
+            input: state.decided_by(),
+            health_input: state.health_input,
+            reason: why.map(|w| w.reason.clone()),
+            checks: why.map(|w| w.checks.clone()).unwrap_or_default(),
+            require: why
+                .filter(|w| w.checks.len() > 1)
+                .map(|w| w.require.clone()),
             load: state.load,
             latency_ms: state.latency_ms,
             slow_start: state.slow_start,
@@ -472,10 +544,11 @@ impl fmt::Display for Trace<'_> {
             for c in &p.candidates {
                 writeln!(
                     f,
-                    "  {:<12} health={} admin={} load={} latency={} distance={} slow-start={:.2}{}: {}",
+                    "  {:<12} health={} admin={} input={} load={} latency={} distance={} slow-start={:.2}{}: {}",
                     c.datacenter,
                     if c.healthy { "up" } else { "down" },
                     c.admin,
+                    c.input.as_str(),
                     opt(c.load.map(|l| l * 100.0), "%"),
                     opt(c.latency_ms, "ms"),
                     opt(c.distance_km, "km"),
@@ -483,6 +556,23 @@ impl fmt::Display for Trace<'_> {
                     if c.settled { "" } else { " unsettled" },
                     c.verdict.reason(),
                 )?;
+                if let Some(r) = &c.reason {
+                    writeln!(f, "  {:<12} why: {r}", "")?;
+                }
+                if c.checks.len() > 1 {
+                    let list: Vec<String> = c
+                        .checks
+                        .iter()
+                        .map(|k| format!("{} {}", k.name, if k.up { "up" } else { "down" }))
+                        .collect();
+                    writeln!(
+                        f,
+                        "  {:<12} checks (require {}): {}",
+                        "",
+                        c.require.as_deref().unwrap_or("all"),
+                        list.join(", ")
+                    )?;
+                }
                 if let Some(t) = &c.target {
                     let resolves = if t.resolves.eq_ignore_ascii_case(&t.target) {
                         String::new()

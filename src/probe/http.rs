@@ -21,10 +21,10 @@ use crate::walk::{Errors, Table, index};
 
 /// Bodies are read up to this size: enough for any health document, bounded against a
 /// misbehaving endpoint.
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// The keys of an `http`/`https` check besides the common ones.
-pub const KEYS: &[&str] = &[
+pub(crate) const KEYS: &[&str] = &[
     "path",
     "port",
     "host",
@@ -44,13 +44,13 @@ pub struct HttpCheck {
     /// Verify the server certificate (https only; default true). Off for self-signed endpoints.
     pub verify: bool,
     /// Request path, e.g. `/health`.
-    pub path: String,
+    pub(crate) path: String,
     /// Port probed on every target address (default 80, or 443 for https).
-    pub port: u16,
+    pub(crate) port: u16,
     /// Host header, and the TLS SNI name for https; `None` = the target address.
     pub host: Option<String>,
     /// Accepted status codes (default `200..=299`).
-    pub expect_status: Vec<RangeInclusive<u16>>,
+    pub(crate) expect_status: Vec<RangeInclusive<u16>>,
     /// The body must contain this substring.
     pub body_contains: Option<String>,
     /// Follow redirects (default false: a 3xx is judged as it is).
@@ -79,7 +79,7 @@ impl HttpCheck {
     }
 
     /// Reads the keys of an `http` (`tls` false) or `https` check from `t`.
-    pub fn read(t: &mut Table<'_>, tls: bool, errs: &mut Errors) -> HttpCheck {
+    pub(crate) fn read(t: &mut Table<'_>, tls: bool, errs: &mut Errors) -> HttpCheck {
         let port = t.int("port", 1, 65535, errs).map(|x| x as u16);
         let mut h = HttpCheck::new(
             t.str("path", errs).unwrap_or("/"),
@@ -99,19 +99,19 @@ impl HttpCheck {
     }
 
     /// Does the body have to be read at all?
-    pub fn needs_body(&self) -> bool {
+    pub(crate) fn needs_body(&self) -> bool {
         self.body_contains.is_some()
             || self.load_pointer.is_some()
             || self.connections_pointer.is_some()
     }
 
     /// Is `status` one of the expected codes?
-    pub fn status_ok(&self, status: u16) -> bool {
+    pub(crate) fn status_ok(&self, status: u16) -> bool {
         self.expect_status.iter().any(|r| r.contains(&status))
     }
 
     /// What is probed, for the warm-start key (see `CheckSpec::fingerprint`).
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!(
             "{}:{}:{}:{}",
             if self.tls { "https" } else { "http" },
@@ -122,7 +122,7 @@ impl HttpCheck {
     }
 
     /// Rejects settings that cannot work.
-    pub fn validate(&self) -> Result<(), CheckError> {
+    pub(crate) fn validate(&self) -> Result<(), CheckError> {
         if self.load_pointer.is_some() && self.connections_pointer.is_some() {
             return Err(CheckError::BothLoadAndConnections);
         }
@@ -301,7 +301,7 @@ pub(super) async fn probe(
 }
 
 /// Read a non-negative finite number at JSON `pointer` in `body`; the error says why not.
-pub fn read_number(body: &[u8], pointer: &str) -> Result<f64, String> {
+pub(crate) fn read_number(body: &[u8], pointer: &str) -> Result<f64, String> {
     let doc: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("body is not JSON ({e})"))?;
     let v = doc

@@ -2,20 +2,26 @@
 //! datacenters, names and zones use it, and the way back from a target to its users.
 //!
 //! ```text
-//! DatacenterProbe[dc] --(check, addr:port) dedup--> Target[t] --users--> (dc, slot) ...
+//! DatacenterProbe[dc] --checks[c]--(check, addr:port) dedup--> Target[t] --users--> (dc, slot)
 //!   slot = index into the datacenter's probed addresses (check addresses if set, else the
-//!          answer addresses in bit order: v4 first, then v6, each in declaration order)
+//!          answer addresses in bit order: v4 first, then v6, each in declaration order);
+//!          every check of a datacenter probes the same addresses, one target per slot
 //! ```
 //!
+//! A check passes for a datacenter while at least `min-up` of its slots are up (`"all"`:
+//! every one); the datacenter passes its probes while `require` of its checks pass (all, any
+//! or N).
+//!
 //! **The dynamic part.** A hostname datacenter (`DatacenterProbe::hostname`) probes the
-//! addresses its target resolves to now, which change at run time. Its plan starts with no
-//! slot; [`ProbeSet::set_addresses`] gives it the current addresses (the aggregator calls it
+//! addresses its target resolves to now, which change at run time. Its checks start with no
+//! slot; `ProbeSet::set_addresses` gives it the current addresses (the aggregator calls it
 //! whenever the resolver publishes a new address set, `serial` naming that set):
 //!
 //! ```text
 //! set_addresses(dc, [a, b], serial)
 //!   old slots: drop (dc, _) from their targets' users
-//!   new slot i = address i (bit order, as the policy reads the resolved addresses)
+//!   new slot i = address i (bit order, as the policy reads the resolved addresses), for
+//!     every check of the datacenter:
 //!     (check, addr) already a target? reuse it -- its state (rise/fall counters, latency,
 //!         load) lives on in the aggregator, keyed by the same TargetId
 //!     else a new target (a new id; the aggregator starts it as the warm-start rules say)
@@ -36,7 +42,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::spec::{CheckError, CheckSpec};
+use super::icmp;
+use super::spec::{CheckError, CheckKind, CheckSpec};
 use crate::limits::MAX_DC_ADDRESSES;
 
 /// Index of a target in [`ProbeSet::targets`].
@@ -44,7 +51,48 @@ use crate::limits::MAX_DC_ADDRESSES;
 pub struct TargetId(pub u32);
 
 /// `min-up = "all"`: every probed address must be up (and there must be one).
-pub const MIN_UP_ALL: u32 = u32::MAX;
+pub(crate) const MIN_UP_ALL: u32 = u32::MAX;
+
+/// How many of a datacenter's checks must pass for it to be up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Require {
+    /// Every check (the default).
+    #[default]
+    All,
+    /// At least one.
+    Any,
+    /// At least this many.
+    AtLeast(u32),
+}
+
+impl Require {
+    /// Checks that must pass out of `n`.
+    pub(crate) fn needed(self, n: usize) -> usize {
+        match self {
+            Require::All => n,
+            Require::Any => n.min(1),
+            Require::AtLeast(k) => k as usize,
+        }
+    }
+
+    /// `all`, `any` or the number, as the zone file says it.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Require::All => "all".into(),
+            Require::Any => "any".into(),
+            Require::AtLeast(k) => k.to_string(),
+        }
+    }
+}
+
+/// A check as a datacenter uses it: its name in the zone files and what it does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedCheck {
+    /// `checks.<name>`.
+    pub name: String,
+    /// The check.
+    pub spec: CheckSpec,
+}
 
 /// One datacenter as the probe set needs it. Its position in the input list is its
 /// `DatacenterId`, the index into `Snapshot::dcs`.
@@ -53,27 +101,39 @@ pub struct DatacenterProbe {
     /// For logs, status and the state files (ids change between configs; names do not).
     pub name: String,
     /// Answer addresses, in declaration order (v4 and v6 may be mixed).
-    pub addresses: Vec<IpAddr>,
+    pub(crate) addresses: Vec<IpAddr>,
     /// A hostname datacenter resolved at run time: the name (lower-cased, fully qualified)
     /// whose current addresses are probed; `addresses` is empty then (see the module docs).
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// Probe these instead of the answer addresses (check the inside address, answer the
     /// public one). The whole datacenter then follows them.
     pub check_addresses: Option<Vec<IpAddr>>,
     /// Capacity, the divisor of a `connections` load figure.
     pub capacity: Option<f64>,
-    /// The datacenter is up while at least this many of its probed addresses are (default 1).
-    pub min_up: u32,
-    /// `None`: no check, always up.
-    pub check: Option<CheckSpec>,
+    /// A check passes while at least this many of the datacenter's probed addresses pass it
+    /// (default 1).
+    pub(crate) min_up: u32,
+    /// The checks that decide its health; empty: no check, always up (unless an external
+    /// input says otherwise).
+    pub checks: Vec<NamedCheck>,
+    /// How many checks must pass.
+    pub require: Require,
     /// The longest TTL any answer containing this datacenter carries: drain is complete once
     /// this long has passed since the drain started.
     pub max_ttl: Duration,
 }
 
 impl DatacenterProbe {
-    /// A datacenter with the defaults: no check address, no capacity, `min_up` 1, TTL 300 s.
+    /// A datacenter with the defaults: no check address, no capacity, `min_up` 1, TTL 300 s,
+    /// and `check` (named after its type) as its one check.
     pub fn new(name: impl Into<String>, addresses: Vec<IpAddr>, check: Option<CheckSpec>) -> Self {
+        let checks = check
+            .map(|spec| NamedCheck {
+                name: spec.kind.type_name().to_string(),
+                spec,
+            })
+            .into_iter()
+            .collect();
         DatacenterProbe {
             name: name.into(),
             addresses,
@@ -81,7 +141,8 @@ impl DatacenterProbe {
             check_addresses: None,
             capacity: None,
             min_up: 1,
-            check,
+            checks,
+            require: Require::All,
             max_ttl: Duration::from_secs(300),
         }
     }
@@ -90,65 +151,122 @@ impl DatacenterProbe {
 /// One probed endpoint.
 #[derive(Clone, Debug)]
 pub struct Target {
-    pub id: TargetId,
-    pub check: Arc<CheckSpec>,
+    /// Its index in `ProbeSet::targets`.
+    pub(crate) id: TargetId,
+    /// How it is probed (shared by every datacenter that probes the same thing).
+    pub(crate) check: Arc<CheckSpec>,
+    /// Where it is probed: a check address (or else an answer address) with the check's port.
     pub addr: SocketAddr,
+    /// The datacenter, for kinds whose probe is about one (`exec`): such targets are never
+    /// shared between datacenters.
+    pub datacenter: Option<Arc<str>>,
     /// Every (datacenter id, slot) whose health this target decides.
     pub users: Vec<(u32, usize)>,
+}
+
+/// One check of one datacenter: its target on each probed address.
+#[derive(Clone, Debug)]
+pub struct CheckPlan {
+    /// `checks.<name>`.
+    pub(crate) name: String,
+    /// What it probes.
+    pub(crate) check: Arc<CheckSpec>,
+    /// Target of each slot (probed address).
+    pub(crate) slots: Vec<TargetId>,
 }
 
 /// How one datacenter maps to targets.
 #[derive(Clone, Debug)]
 pub struct DcPlan {
-    pub name: String,
-    /// Target of each slot.
-    pub slots: Vec<TargetId>,
-    /// `Snapshot` bits each slot controls when up.
+    /// The datacenter name.
+    pub(crate) name: String,
+    /// Answer addresses in `addr_up` bit order (bit i = `answers[i]`).
+    pub(crate) answers: Vec<IpAddr>,
+    /// Its checks, in declaration order; empty: always up by the probes.
+    pub checks: Vec<CheckPlan>,
+    /// How many checks must pass.
+    pub(crate) require: Require,
+    /// `Snapshot` bits each slot (probed address) controls when up.
     pub slot_bits: Vec<u64>,
     /// All answer-address bits of this datacenter.
-    pub all_bits: u64,
+    pub(crate) all_bits: u64,
     /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
-    pub follows_check_addresses: bool,
-    /// `MIN_UP_ALL` for "all"; see [`DcPlan::needed`].
-    pub min_up: u32,
+    pub(crate) follows_check_addresses: bool,
+    /// Addresses that must pass a check for the check to pass (`MIN_UP_ALL`: every one; see
+    /// [`DcPlan::addresses_needed`]).
+    pub(crate) min_up: u32,
     /// A hostname datacenter's name (its slots follow the resolved addresses).
-    pub hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// Which resolved address set the slots describe (0: static).
-    pub addr_serial: u64,
-    pub capacity: Option<f64>,
-    pub check: Option<Arc<CheckSpec>>,
-    pub max_ttl: Duration,
+    pub(crate) addr_serial: u64,
+    /// Divisor of a `connections` load figure.
+    pub(crate) capacity: Option<f64>,
+    /// The longest TTL an answer naming the datacenter carries (drain length).
+    pub(crate) max_ttl: Duration,
 }
 
 impl DcPlan {
-    /// How many probed addresses must be up for the datacenter to be up: `min-up`, or all
-    /// of them (at least one).
-    pub fn needed(&self) -> usize {
+    /// Every target of every check, check by check.
+    pub fn targets(&self) -> impl Iterator<Item = TargetId> + '_ {
+        self.checks.iter().flat_map(|c| c.slots.iter().copied())
+    }
+
+    /// Does any check decide this datacenter's health?
+    pub(crate) fn has_checks(&self) -> bool {
+        !self.checks.is_empty()
+    }
+
+    /// Checks that must pass.
+    pub(crate) fn needed(&self) -> usize {
+        self.require.needed(self.checks.len())
+    }
+
+    /// Probed addresses that must pass a check for it to pass: `min-up`, or all of them (at
+    /// least one).
+    pub(crate) fn addresses_needed(&self) -> usize {
         if self.min_up == MIN_UP_ALL {
-            self.slots.len().max(1)
+            self.slot_bits.len().max(1)
         } else {
             self.min_up as usize
         }
     }
 
     /// Probes the addresses its target resolves to at run time.
-    pub fn is_dynamic(&self) -> bool {
-        self.hostname.is_some() && !self.follows_check_addresses && self.check.is_some()
+    pub(crate) fn is_dynamic(&self) -> bool {
+        self.hostname.is_some() && !self.follows_check_addresses && self.has_checks()
+    }
+
+    /// The longest slow-start window of its checks; `None` = no ramp.
+    pub(crate) fn slow_start(&self) -> Option<Duration> {
+        self.checks.iter().filter_map(|c| c.check.slow_start).max()
+    }
+
+    /// TTL cap for answers built from unsettled state: the shortest check interval.
+    pub(crate) fn settle_ttl(&self) -> u32 {
+        self.checks
+            .iter()
+            .map(|c| c.check.settle_ttl())
+            .min()
+            .unwrap_or(u32::MAX)
     }
 }
 
-/// What [`ProbeSet::set_addresses`] changed: targets that need a worker, targets whose
+/// What `ProbeSet::set_addresses` changed: targets that need a worker, targets whose
 /// worker must stop.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PlanChange {
+    /// Targets that now have users and need a worker.
     pub added: Vec<TargetId>,
+    /// Targets no one uses any more: stop their worker.
     pub retired: Vec<TargetId>,
 }
 
 /// The de-duplicated probe plan for a list of datacenters.
 #[derive(Clone, Debug, Default)]
 pub struct ProbeSet {
+    /// Every distinct target, each probed once however many datacenters use it.
     pub targets: Vec<Target>,
+    /// Per datacenter, in `DatacenterId` order: which targets decide its health.
     pub dcs: Vec<DcPlan>,
 }
 
@@ -157,12 +275,14 @@ pub struct ProbeSet {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeSetError {
     /// The check cannot run as written.
-    #[error("datacenter `{name}`: {source}")]
+    #[error("datacenter `{name}`: check `{check}`: {source}")]
     Check {
         /// Index of the datacenter.
         dc: usize,
         /// Its name.
         name: String,
+        /// The check's name.
+        check: String,
         /// What is wrong with the check.
         source: CheckError,
     },
@@ -196,33 +316,69 @@ pub enum ProbeSetError {
         /// Addresses probed.
         n: usize,
     },
+    /// `require` asks for more checks than there are (or for none).
+    #[error("datacenter `{name}`: require is {require} but it has {n} check(s)")]
+    BadRequire {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// The require given.
+        require: u32,
+        /// Its checks.
+        n: usize,
+    },
+    /// The same check named twice.
+    #[error("datacenter `{name}`: check `{check}` is listed twice")]
+    DuplicateCheck {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// The check's name.
+        check: String,
+    },
 }
 
 impl ProbeSetError {
     /// Index of the datacenter the error is about.
-    pub fn dc(&self) -> usize {
+    pub(crate) fn dc(&self) -> usize {
         match self {
             ProbeSetError::Check { dc, .. }
             | ProbeSetError::TooManyAddresses { dc, .. }
             | ProbeSetError::NothingToProbe { dc, .. }
-            | ProbeSetError::MinUpTooLarge { dc, .. } => *dc,
+            | ProbeSetError::MinUpTooLarge { dc, .. }
+            | ProbeSetError::BadRequire { dc, .. }
+            | ProbeSetError::DuplicateCheck { dc, .. } => *dc,
         }
     }
 
-    /// The datacenter key that holds the mistake (`check-addresses`, `min-up`...).
+    /// The datacenter key that holds the mistake (`check-addresses`, `min-up`...); `check`
+    /// stands for whichever of `check`/`checks` the datacenter uses.
     pub fn key(&self) -> &'static str {
         match self {
-            ProbeSetError::Check { .. } => "check",
+            ProbeSetError::Check { .. } | ProbeSetError::DuplicateCheck { .. } => "check",
             ProbeSetError::TooManyAddresses { .. } => "addresses",
             ProbeSetError::NothingToProbe { .. } => "check-addresses",
             ProbeSetError::MinUpTooLarge { .. } => "min-up",
+            ProbeSetError::BadRequire { .. } => "require",
+        }
+    }
+
+    /// The check the error is about, if it is about one.
+    pub fn check(&self) -> Option<&str> {
+        match self {
+            ProbeSetError::Check { check, .. } | ProbeSetError::DuplicateCheck { check, .. } => {
+                Some(check)
+            }
+            _ => None,
         }
     }
 
     /// The message without the datacenter name (the key path names it).
     pub fn detail(&self) -> String {
         match self {
-            ProbeSetError::Check { source, .. } => source.to_string(),
+            ProbeSetError::Check { check, source, .. } => format!("check `{check}`: {source}"),
             ProbeSetError::TooManyAddresses { n, .. } => {
                 format!("{n} answer addresses, at most 64 are supported")
             }
@@ -233,16 +389,26 @@ impl ProbeSetError {
                 "min-up is {min_up} but only {n} address{} probed",
                 if *n == 1 { " is" } else { "es are" }
             ),
+            ProbeSetError::BadRequire { require, n, .. } => format!(
+                "{require} checks required but the datacenter has {n} (expected \"all\", \"any\" or 1..={n})"
+            ),
+            ProbeSetError::DuplicateCheck { check, .. } => {
+                format!("check `{check}` is listed twice")
+            }
         }
     }
 }
 
 /// Answer addresses in `addr_up` bit order: v4 first, then v6, each in declaration order.
-pub fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
+pub(crate) fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
     let v4 = addresses.iter().filter(|a| a.is_ipv4());
     let v6 = addresses.iter().filter(|a| a.is_ipv6());
     v4.chain(v6).copied().collect()
 }
+
+/// What makes two targets the same: the check, the address and, for per-datacenter kinds,
+/// the datacenter.
+type TargetKey = (Arc<CheckSpec>, SocketAddr, Option<Arc<str>>);
 
 impl ProbeSet {
     /// Build the plan; datacenter `i` of `dcs` is `DatacenterId(i)`.
@@ -251,19 +417,23 @@ impl ProbeSet {
     }
 
     /// Build the plan, reporting every datacenter that cannot be probed (not only the first).
-    pub fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
+    pub(crate) fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
         let mut set = ProbeSet::default();
         let mut errors = Vec::new();
-        let mut by_target: HashMap<(Arc<CheckSpec>, SocketAddr), TargetId> = HashMap::new();
+        let mut by_target: HashMap<TargetKey, TargetId> = HashMap::new();
         // Equal specs share one Arc, so targets of different datacenters compare cheaply.
         let mut specs: HashMap<CheckSpec, Arc<CheckSpec>> = HashMap::new();
+        // The ICMP permission test, once per family.
+        let mut icmp_ok: [Option<Result<(), String>>; 2] = [None, None];
         for (i, dc) in dcs.iter().enumerate() {
             let dc_id = u32::try_from(i).unwrap_or(u32::MAX);
             let name = || dc.name.clone();
             let answers = bit_order(&dc.addresses);
             let mut plan = DcPlan {
                 name: dc.name.clone(),
-                slots: Vec::new(),
+                answers: answers.clone(),
+                checks: Vec::new(),
+                require: dc.require,
                 slot_bits: Vec::new(),
                 all_bits: 0,
                 follows_check_addresses: dc.check_addresses.is_some(),
@@ -271,7 +441,6 @@ impl ProbeSet {
                 hostname: dc.hostname.clone(),
                 addr_serial: 0,
                 capacity: dc.capacity,
-                check: None,
                 max_ttl: dc.max_ttl,
             };
             if answers.len() > MAX_DC_ADDRESSES {
@@ -288,18 +457,40 @@ impl ProbeSet {
             } else {
                 (1u64 << answers.len()) - 1
             };
-            let Some(check) = &dc.check else {
+            if dc.checks.is_empty() {
                 set.dcs.push(plan);
                 continue;
+            }
+            let before = errors.len();
+            let n = dc.checks.len();
+            let bad_require = match dc.require {
+                Require::AtLeast(k) => k == 0 || k as usize > n,
+                Require::All | Require::Any => false,
             };
-            if let Err(source) = check.validate() {
-                errors.push(ProbeSetError::Check {
+            if let (true, Require::AtLeast(k)) = (bad_require, dc.require) {
+                errors.push(ProbeSetError::BadRequire {
                     dc: i,
                     name: name(),
-                    source,
+                    require: k,
+                    n,
                 });
-                set.dcs.push(plan);
-                continue;
+            }
+            for (ci, c) in dc.checks.iter().enumerate() {
+                if dc.checks[..ci].iter().any(|o| o.name == c.name) {
+                    errors.push(ProbeSetError::DuplicateCheck {
+                        dc: i,
+                        name: name(),
+                        check: c.name.clone(),
+                    });
+                }
+                if let Err(source) = c.spec.validate() {
+                    errors.push(ProbeSetError::Check {
+                        dc: i,
+                        name: name(),
+                        check: c.name.clone(),
+                        source,
+                    });
+                }
             }
             let probed: Vec<(IpAddr, u64)> = match &dc.check_addresses {
                 Some(list) => list.iter().map(|a| (*a, plan.all_bits)).collect(),
@@ -323,31 +514,70 @@ impl ProbeSet {
                     n: probed.len(),
                 });
             }
-            if !errors.is_empty() {
+            // ICMP: refuse at load time what the system would refuse at every probe.
+            for c in dc
+                .checks
+                .iter()
+                .filter(|c| matches!(c.spec.kind, CheckKind::Icmp(_)))
+            {
+                for v6 in [false, true] {
+                    if !probed.iter().any(|(a, _)| a.is_ipv6() == v6) {
+                        continue;
+                    }
+                    let ok = icmp_ok[usize::from(v6)].get_or_insert_with(|| icmp::permitted(v6));
+                    if let Err(msg) = ok {
+                        errors.push(ProbeSetError::Check {
+                            dc: i,
+                            name: name(),
+                            check: c.name.clone(),
+                            source: CheckError::IcmpNotPermitted(msg.clone()),
+                        });
+                        // One reason per check is enough (the sysctl covers both families).
+                        break;
+                    }
+                }
+            }
+            if errors.len() > before {
                 set.dcs.push(plan);
                 continue;
             }
-            let spec = specs
-                .entry(check.clone())
-                .or_insert_with(|| Arc::new(check.clone()))
-                .clone();
-            for (slot, (ip, bits)) in probed.into_iter().enumerate() {
-                let addr = SocketAddr::new(ip, spec.port());
-                let id = *by_target.entry((spec.clone(), addr)).or_insert_with(|| {
-                    let id = TargetId(u32::try_from(set.targets.len()).unwrap_or(u32::MAX));
-                    set.targets.push(Target {
-                        id,
-                        check: spec.clone(),
-                        addr,
-                        users: Vec::new(),
+            plan.slot_bits = probed.iter().map(|(_, b)| *b).collect();
+            for c in &dc.checks {
+                let spec = specs
+                    .entry(c.spec.clone())
+                    .or_insert_with(|| Arc::new(c.spec.clone()))
+                    .clone();
+                let scope: Option<Arc<str>> = spec
+                    .kind
+                    .per_datacenter()
+                    .then(|| Arc::from(dc.name.as_str()));
+                let mut slots = Vec::with_capacity(probed.len());
+                for (slot, (ip, _)) in probed.iter().enumerate() {
+                    let addr = SocketAddr::new(*ip, spec.port());
+                    let key = (spec.clone(), addr, scope.clone());
+                    let id = *by_target.entry(key).or_insert_with(|| {
+                        let id = TargetId(u32::try_from(set.targets.len()).unwrap_or(u32::MAX));
+                        set.targets.push(Target {
+                            id,
+                            check: spec.clone(),
+                            addr,
+                            datacenter: scope.clone(),
+                            users: Vec::new(),
+                        });
+                        id
                     });
-                    id
+                    let users = &mut set.targets[id.0 as usize].users;
+                    if !users.contains(&(dc_id, slot)) {
+                        users.push((dc_id, slot));
+                    }
+                    slots.push(id);
+                }
+                plan.checks.push(CheckPlan {
+                    name: c.name.clone(),
+                    check: spec,
+                    slots,
                 });
-                set.targets[id.0 as usize].users.push((dc_id, slot));
-                plan.slots.push(id);
-                plan.slot_bits.push(bits);
             }
-            plan.check = Some(spec);
             set.dcs.push(plan);
         }
         if errors.is_empty() {
@@ -357,14 +587,9 @@ impl ProbeSet {
         }
     }
 
-    /// The target `id`.
-    pub fn target(&self, id: TargetId) -> Option<&Target> {
-        self.targets.get(id.0 as usize)
-    }
-
     /// Gives dynamic datacenter `dc` the address set `addrs` (bit order) named `serial`
     /// (see the module docs). A datacenter that is not dynamic only records the serial.
-    pub fn set_addresses(&mut self, dc: usize, addrs: &[IpAddr], serial: u64) -> PlanChange {
+    pub(crate) fn set_addresses(&mut self, dc: usize, addrs: &[IpAddr], serial: u64) -> PlanChange {
         let mut change = PlanChange::default();
         let Some(plan) = self.dcs.get(dc) else {
             return change;
@@ -375,55 +600,76 @@ impl ProbeSet {
             }
             return change;
         }
-        let Some(spec) = plan.check.clone() else {
-            return change;
-        };
         let dc_id = u32::try_from(dc).unwrap_or(u32::MAX);
-        let old: Vec<TargetId> = std::mem::take(&mut self.dcs[dc].slots);
+        let addrs: Vec<IpAddr> = bit_order(addrs)
+            .into_iter()
+            .take(MAX_DC_ADDRESSES)
+            .collect();
+        let old: Vec<TargetId> = plan.targets().collect();
         for t in &old {
             if let Some(target) = self.targets.get_mut(t.0 as usize) {
                 target.users.retain(|(d, _)| *d != dc_id);
             }
         }
-        let mut slots = Vec::with_capacity(addrs.len());
-        let mut bits = Vec::with_capacity(addrs.len());
-        for (slot, ip) in addrs.iter().take(MAX_DC_ADDRESSES).enumerate() {
-            let addr = SocketAddr::new(*ip, spec.port());
-            let found = self.targets.iter().position(|t| {
-                t.addr == addr && (Arc::ptr_eq(&t.check, &spec) || *t.check == *spec)
-            });
-            let id = match found {
-                Some(i) => {
-                    let id = TargetId(i as u32);
-                    if self.targets[i].users.is_empty() && !old.contains(&id) {
-                        change.added.push(id);
+        let mut new = Vec::new();
+        for c in 0..self.dcs[dc].checks.len() {
+            let spec = self.dcs[dc].checks[c].check.clone();
+            let scope: Option<Arc<str>> = spec
+                .kind
+                .per_datacenter()
+                .then(|| Arc::from(self.dcs[dc].name.as_str()));
+            let mut slots = Vec::with_capacity(addrs.len());
+            for (slot, ip) in addrs.iter().enumerate() {
+                let addr = SocketAddr::new(*ip, spec.port());
+                let found = self.targets.iter().position(|t| {
+                    t.addr == addr
+                        && t.datacenter == scope
+                        && (Arc::ptr_eq(&t.check, &spec) || *t.check == *spec)
+                });
+                let id = match found {
+                    Some(i) => {
+                        let id = TargetId(i as u32);
+                        if self.targets[i].users.is_empty()
+                            && !old.contains(&id)
+                            && !change.added.contains(&id)
+                        {
+                            change.added.push(id);
+                        }
+                        id
                     }
-                    id
+                    None => {
+                        let id = TargetId(u32::try_from(self.targets.len()).unwrap_or(u32::MAX));
+                        self.targets.push(Target {
+                            id,
+                            check: spec.clone(),
+                            addr,
+                            datacenter: scope.clone(),
+                            users: Vec::new(),
+                        });
+                        change.added.push(id);
+                        id
+                    }
+                };
+                let users = &mut self.targets[id.0 as usize].users;
+                if !users.contains(&(dc_id, slot)) {
+                    users.push((dc_id, slot));
                 }
-                None => {
-                    let id = TargetId(u32::try_from(self.targets.len()).unwrap_or(u32::MAX));
-                    self.targets.push(Target {
-                        id,
-                        check: spec.clone(),
-                        addr,
-                        users: Vec::new(),
-                    });
-                    change.added.push(id);
-                    id
-                }
-            };
-            self.targets[id.0 as usize].users.push((dc_id, slot));
-            slots.push(id);
-            bits.push(1u64 << slot);
+                slots.push(id);
+                new.push(id);
+            }
+            self.dcs[dc].checks[c].slots = slots;
         }
         for t in old {
-            if self.targets[t.0 as usize].users.is_empty() && !slots.contains(&t) {
+            if self.targets[t.0 as usize].users.is_empty()
+                && !new.contains(&t)
+                && !change.retired.contains(&t)
+            {
                 change.retired.push(t);
             }
         }
         let p = &mut self.dcs[dc];
-        p.slots = slots;
-        p.slot_bits = bits;
+        p.slot_bits = (0..addrs.len()).map(|i| 1u64 << i).collect();
+        p.answers = addrs;
         p.addr_serial = serial;
         change
     }
@@ -447,10 +693,14 @@ mod tests {
         ProbeSet::build(&[fixed, host, other]).expect("plan")
     }
 
+    fn slots(s: &ProbeSet, dc: usize) -> Vec<TargetId> {
+        s.dcs[dc].targets().collect()
+    }
+
     #[test]
     fn addresses_still_present_keep_their_target() {
         let mut s = set();
-        assert!(s.dcs[1].is_dynamic() && s.dcs[1].slots.is_empty());
+        assert!(s.dcs[1].is_dynamic() && slots(&s, 1).is_empty());
         assert_eq!(s.targets.len(), 1);
         let c = s.set_addresses(1, &[ip("192.0.2.10"), ip("192.0.2.11")], 7);
         assert_eq!(c.added, [TargetId(1), TargetId(2)]);
@@ -464,7 +714,7 @@ mod tests {
                 retired: vec![TargetId(1)]
             }
         );
-        assert_eq!(s.dcs[1].slots, [TargetId(2), TargetId(3)]);
+        assert_eq!(slots(&s, 1), [TargetId(2), TargetId(3)]);
         assert_eq!(s.targets[2].users, [(1, 0)]);
         assert_eq!(s.dcs[1].slot_bits, [1, 2]);
         // An address another datacenter probes with the same check is shared, not added.
@@ -482,22 +732,44 @@ mod tests {
         // Nothing resolved: no slot, every target of it retired.
         let c = s.set_addresses(1, &[], 11);
         assert_eq!(c.retired, [TargetId(1)]);
-        assert!(s.dcs[1].slots.is_empty());
+        assert!(slots(&s, 1).is_empty());
         // A static datacenter only records the serial.
         assert_eq!(
             s.set_addresses(0, &[ip("192.0.2.99")], 3),
             PlanChange::default()
         );
-        assert_eq!(s.dcs[0].slots, [TargetId(0)]);
+        assert_eq!(slots(&s, 0), [TargetId(0)]);
+    }
+
+    #[test]
+    fn several_checks_get_a_target_per_address_each() {
+        let mut host = DatacenterProbe::new("host", vec![], Some(CheckSpec::tcp(80)));
+        host.checks.push(NamedCheck {
+            name: "https".into(),
+            spec: CheckSpec::tcp(443),
+        });
+        host.hostname = Some("lb.example.net.".into());
+        let mut s = ProbeSet::build(&[host]).expect("plan");
+        let c = s.set_addresses(0, &[ip("2001:db8::1"), ip("192.0.2.1")], 1);
+        assert_eq!(c.added.len(), 4);
+        // Bit order: IPv4 first.
+        assert_eq!(s.dcs[0].answers, [ip("192.0.2.1"), ip("2001:db8::1")]);
+        assert_eq!(s.dcs[0].checks[1].slots.len(), 2);
+        assert_eq!(
+            s.targets[s.dcs[0].checks[1].slots[0].0 as usize]
+                .addr
+                .port(),
+            443
+        );
     }
 
     #[test]
     fn min_up_all_needs_every_probed_address() {
         let mut s = set();
         s.dcs[1].min_up = MIN_UP_ALL;
-        assert_eq!(s.dcs[1].needed(), 1, "at least one");
+        assert_eq!(s.dcs[1].addresses_needed(), 1, "at least one");
         s.set_addresses(1, &[ip("192.0.2.10"), ip("192.0.2.11")], 1);
-        assert_eq!(s.dcs[1].needed(), 2);
+        assert_eq!(s.dcs[1].addresses_needed(), 2);
         let fixed = DatacenterProbe {
             min_up: MIN_UP_ALL,
             ..DatacenterProbe::new("x", vec![ip("192.0.2.1")], Some(CheckSpec::tcp(80)))

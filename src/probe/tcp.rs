@@ -11,18 +11,18 @@ use super::outcome::ProbeOutcome;
 use crate::walk::{Errors, Table};
 
 /// The keys of a `tcp` check besides the common ones.
-pub const KEYS: &[&str] = &["port"];
+pub(crate) const KEYS: &[&str] = &["port"];
 
 /// A `tcp` check.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TcpCheck {
     /// Port connected to on every target address.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 impl TcpCheck {
     /// Reads the keys of a `tcp` check (`port` is required); `None` after reporting an error.
-    pub fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<TcpCheck> {
+    pub(crate) fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<TcpCheck> {
         let port = t.int("port", 1, 65535, errs).map(|x| x as u16);
         if port.is_none() && !t.has("port") {
             errs.add(&t.key_path("port"), "is required for a tcp check");
@@ -31,7 +31,7 @@ impl TcpCheck {
     }
 
     /// What is probed, for the warm-start key.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         format!("tcp:{}", self.port)
     }
 }

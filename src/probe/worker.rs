@@ -25,7 +25,7 @@ use crate::mix::{GOLDEN, mix64, unit_f64};
 use crate::shutdown::Shutdown;
 
 /// Default bound on probes in flight at once.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Settings shared by all workers.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +35,8 @@ pub struct WorkerSettings {
     pub max_in_flight: usize,
     /// Seed of the jitter; fixed in tests, random by default.
     pub seed: u64,
+    /// At most this many `exec` commands run at once (default 16).
+    pub max_exec: usize,
 }
 
 impl Default for WorkerSettings {
@@ -46,6 +48,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             seed,
+            max_exec: super::exec::DEFAULT_MAX_EXEC,
         }
     }
 }
@@ -53,6 +56,7 @@ impl Default for WorkerSettings {
 /// Deterministic jitter: a number in `[0, 1)` for each (target, round).
 #[derive(Clone, Copy, Debug)]
 pub struct Jitter {
+    /// Seed of the stream (`WorkerSettings::seed`).
     pub seed: u64,
 }
 
@@ -72,7 +76,7 @@ impl Jitter {
 
     /// Offset of round `round` (>= 1) from its grid point: `[-jitter/2, +jitter/2)`.
     /// Returned as (add, sub) since `Duration` is unsigned.
-    pub fn round_offset(
+    pub(crate) fn round_offset(
         &self,
         target: TargetId,
         round: u64,
@@ -113,15 +117,6 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Number of worker tasks (= distinct targets).
-    pub fn len(&self) -> usize {
-        self.handles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.handles.is_empty()
-    }
-
     /// Wait for every worker to stop (after the shutdown signal, or once the results
     /// channel is closed).
     pub async fn join(self) {
@@ -131,16 +126,9 @@ impl Workers {
         }
     }
 
-    /// Stop every worker now, without waiting for the shutdown signal.
-    pub fn abort(&self) {
-        for h in &self.handles {
-            h.abort();
-        }
-    }
-
     /// A starter of workers for targets added at run time, sharing this set's bound on
     /// probes in flight; each such worker runs under its own node below `shutdown`.
-    pub fn dynamic(
+    pub(crate) fn dynamic(
         &self,
         results: mpsc::Sender<ProbeResult>,
         shutdown: Shutdown,
@@ -158,7 +146,7 @@ impl Workers {
 /// Workers of the dynamic part of the probe plan (hostname datacenters, see
 /// `probe::plan`): started when an address appears, stopped when it is retired.
 #[derive(Debug)]
-pub struct DynamicWorkers {
+pub(crate) struct DynamicWorkers {
     permits: Arc<Semaphore>,
     jitter: Jitter,
     results: mpsc::Sender<ProbeResult>,
@@ -168,11 +156,14 @@ pub struct DynamicWorkers {
 
 impl DynamicWorkers {
     /// Starts probing `target` (no-op when it already runs).
-    pub fn start(&mut self, target: &Target) -> Result<(), ProberError> {
+    pub(crate) fn start(&mut self, target: &Target) -> Result<(), ProberError> {
         if self.running.contains_key(&target.id) {
             return Ok(());
         }
-        let prober = Arc::new(Prober::for_targets(std::slice::from_ref(target))?);
+        let prober = Arc::new(Prober::for_targets(
+            std::slice::from_ref(target),
+            super::exec::DEFAULT_MAX_EXEC,
+        )?);
         let stop = self.shutdown.child();
         let h = tokio::spawn(run_worker(
             target.clone(),
@@ -187,7 +178,7 @@ impl DynamicWorkers {
     }
 
     /// Stops probing target `id`.
-    pub fn stop(&mut self, id: TargetId) {
+    pub(crate) fn stop(&mut self, id: TargetId) {
         if let Some((h, stop)) = self.running.remove(&id) {
             stop.stop();
             // It may be inside a probe: the result it would send is dropped with the task.
@@ -195,17 +186,8 @@ impl DynamicWorkers {
         }
     }
 
-    /// Targets probed by a dynamic worker now.
-    pub fn len(&self) -> usize {
-        self.running.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
-
     /// Stops and joins every dynamic worker.
-    pub async fn join(mut self) {
+    pub(crate) async fn join(mut self) {
         for (_, (h, stop)) in self.running.drain() {
             stop.stop();
             let _ = h.await;

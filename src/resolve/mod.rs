@@ -35,7 +35,7 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use tokio::time::Instant;
 
-pub use runtime::{Resolver, Targets};
+pub use runtime::{PublishFn, Resolver, Targets};
 
 /// TTL of answers built from stale addresses (RFC 8767 recommends 30 s).
 pub const STALE_TTL: u32 = 30;

@@ -18,9 +18,9 @@ use crate::net::Family;
 use crate::shutdown::Shutdown;
 
 /// The API's view of a running server.
-pub struct Backend {
+pub(crate) struct Backend {
     /// The server's state.
-    pub state: Arc<State>,
+    pub(crate) state: Arc<State>,
 }
 
 impl ApiBackend for Backend {
@@ -119,6 +119,24 @@ impl ApiBackend for Backend {
         )
     }
 
+    fn health_input(
+        &self,
+        update: crate::health::input::Update,
+    ) -> BoxFuture<'_, Result<crate::health::input::Applied, crate::health::input::InputError>>
+    {
+        Box::pin(async move { self.state.health_input(update).await })
+    }
+
+    fn subscribe_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::health::events::EventView>> {
+        Some(self.state.subscribe_events())
+    }
+
+    fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
+        self.state.feeds()
+    }
+
     fn events(&self) -> BoxFuture<'_, Vec<crate::health::events::EventView>> {
         Box::pin(async move {
             match self.state.health_handle().await {
@@ -131,7 +149,7 @@ impl ApiBackend for Backend {
 
 /// Marks the server ready once every target has been probed or warm-started, and again after
 /// a reload restarted the probes; until `stop`.
-pub async fn track_readiness(state: Arc<State>, stop: Shutdown) {
+pub(crate) async fn track_readiness(state: Arc<State>, stop: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tokio::select! {

@@ -18,13 +18,11 @@ use crate::resolve::ResolvedNames;
 use crate::shutdown::Shutdown;
 
 /// Probes and aggregator for one set of datacenters.
-pub struct HealthRuntime {
+pub(crate) struct HealthRuntime {
     /// Talks to the aggregator.
-    pub handle: AggregatorHandle,
+    pub(crate) handle: AggregatorHandle,
     /// The datacenters this runtime was built for (to tell whether a reload changed them).
-    pub probes: Vec<DatacenterProbe>,
-    /// The health generation its snapshots are published under.
-    pub generation: u64,
+    pub(crate) probes: Vec<DatacenterProbe>,
     stop: Shutdown,
     task: tokio::task::JoinHandle<()>,
     workers: Workers,
@@ -35,22 +33,26 @@ impl HealthRuntime {
     /// probing the (already validated) `plan`; hostname datacenters probe what `hosts` (the
     /// resolver's results) says their targets resolve to, as it changes.
     #[allow(clippy::too_many_arguments)]
-    pub fn start(
+    pub(crate) fn start(
         plan: Arc<ProbeSet>,
         probes: &[DatacenterProbe],
-        generation: u64,
         settings: AggregatorSettings,
         workers: WorkerSettings,
         out: Arc<dyn Publish>,
         metrics: Arc<Metrics>,
+        events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
         hosts: watch::Receiver<Arc<ResolvedNames>>,
         stop: Shutdown,
     ) -> Result<HealthRuntime, String> {
-        let prober = Arc::new(Prober::new(&plan).map_err(|e| format!("health checks: {e}"))?);
+        let prober = Arc::new(
+            Prober::with_max_exec(&plan, workers.max_exec)
+                .map_err(|e| format!("health checks: {e}"))?,
+        );
         let current = hosts.borrow().clone();
         let (mut agg, handle) = Aggregator::new_with_hosts(plan.clone(), settings, out, &current)
             .map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
+        agg.set_events_out(events);
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
         let workers = spawn_workers(&plan, prober, workers, tx.clone(), stop.clone());
@@ -59,7 +61,6 @@ impl HealthRuntime {
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),
-            generation,
             stop,
             task,
             workers,
@@ -67,7 +68,7 @@ impl HealthRuntime {
     }
 
     /// Stops probing; the aggregator applies what is queued, publishes and writes its state.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.stop();
         self.workers.join().await;
         let _ = self.task.await;

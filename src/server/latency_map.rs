@@ -16,7 +16,11 @@ use crate::shutdown::Shutdown;
 const POLL: Duration = Duration::from_secs(1);
 
 /// Polls `path` until `stop`.
-pub fn spawn(state: Arc<State>, path: PathBuf, stop: Shutdown) -> tokio::task::JoinHandle<()> {
+pub(crate) fn spawn(
+    state: Arc<State>,
+    path: PathBuf,
+    stop: Shutdown,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut watcher = LatencyMapWatcher::new(path.clone());
         let mut tick = tokio::time::interval(POLL);
@@ -52,16 +56,16 @@ pub fn spawn(state: Arc<State>, path: PathBuf, stop: Shutdown) -> tokio::task::J
 
 /// Modification time and size of a file: a cheap "did it change" test for polling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileStamp {
+pub(crate) struct FileStamp {
     /// Modification time.
-    pub modified: SystemTime,
+    pub(crate) modified: SystemTime,
     /// Size in bytes.
-    pub len: u64,
+    pub(crate) len: u64,
 }
 
 impl FileStamp {
     /// The stamp of `path` now.
-    pub fn of(path: &Path) -> std::io::Result<FileStamp> {
+    pub(crate) fn of(path: &Path) -> std::io::Result<FileStamp> {
         let m = std::fs::metadata(path)?;
         Ok(FileStamp {
             modified: m.modified()?,
@@ -76,7 +80,7 @@ impl FileStamp {
 /// last poll. An unreadable file is reported once, so the caller keeps the map it has and logs
 /// one error per problem.
 #[derive(Debug)]
-pub struct LatencyMapWatcher {
+pub(crate) struct LatencyMapWatcher {
     path: PathBuf,
     last: Option<FileStamp>,
     /// The file could not be examined at the last poll (reported then).
@@ -85,7 +89,7 @@ pub struct LatencyMapWatcher {
 
 impl LatencyMapWatcher {
     /// A watcher that has seen nothing yet.
-    pub fn new(path: impl Into<PathBuf>) -> LatencyMapWatcher {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> LatencyMapWatcher {
         LatencyMapWatcher {
             path: path.into(),
             last: None,
@@ -94,14 +98,14 @@ impl LatencyMapWatcher {
     }
 
     /// Forgets the last stamp: the next poll reads the file whatever its stamp.
-    pub fn forget(&mut self) {
+    pub(crate) fn forget(&mut self) {
         self.last = None;
         self.unreadable = false;
     }
 
     /// `Ok(Some(text))`: the file changed; parse and publish it. `Ok(None)`: unchanged.
     /// `Err`: unreadable; keep the current map.
-    pub fn poll(&mut self) -> Result<Option<(String, MapFormat)>, LatencyMapError> {
+    pub(crate) fn poll(&mut self) -> Result<Option<(String, MapFormat)>, LatencyMapError> {
         let stamp = match FileStamp::of(&self.path) {
             Ok(s) => s,
             Err(source) => {

@@ -5,6 +5,8 @@
 //! config::load -> Loaded{Model, metric slots} --+
 //! HealthRuntime (probes -> aggregator) ---------+--> Publisher: ArcSwap<Serving> <--load--
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
+//! health feed pollers, API (pushed, alerts) --input--> aggregator
+//! aggregator --events (broadcast)--> /events stream, webhook notifier
 //! Resolver (hostname targets, by name) ---------+--> also watched by the HealthRuntime
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
@@ -13,8 +15,10 @@
 //! (`crate::shutdown`): `Running::shutdown` stops and joins each part in order.
 
 mod backend;
-pub mod health;
+mod feed;
+pub(crate) mod health;
 mod latency_map;
+mod notify;
 pub mod publish;
 mod watch;
 
@@ -44,9 +48,9 @@ use publish::{Publisher, Serving};
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// The zones directory.
-    pub zones_dir: PathBuf,
+    pub(crate) zones_dir: PathBuf,
     /// DNS listen addresses (UDP and TCP each).
-    pub listen: Vec<SocketAddr>,
+    pub(crate) listen: Vec<SocketAddr>,
     /// GeoIP files; empty = the shipped database.
     pub geoip: Vec<PathBuf>,
     /// UDP sockets and threads per address; 0 = one per core.
@@ -65,11 +69,11 @@ pub struct ServeOptions {
     /// How never-probed targets count before their first probe (without warm state).
     pub startup: Startup,
     /// Warm state older than this is ignored.
-    pub warm_max_age: Duration,
+    pub(crate) warm_max_age: Duration,
     /// Reload when the zones directory or the GeoIP files change.
     pub watch: bool,
     /// Probes in flight at once.
-    pub max_probes_in_flight: usize,
+    pub(crate) max_probes_in_flight: usize,
     /// Grace time for in-flight TCP queries at shutdown.
     pub shutdown_grace: Duration,
     /// Log one query in this many (0 = no query log): client, ECS, name, type, rcode, answer.
@@ -78,6 +82,22 @@ pub struct ServeOptions {
     pub listen_best_effort: bool,
     /// Latency map file (client region or subnet -> datacenter -> ms) for the `latency` policy.
     pub latency_map: Option<PathBuf>,
+    /// Health feed files (datacenter or address -> state), polled for changes.
+    pub health_feeds: Vec<PathBuf>,
+    /// A feed file older than this is ignored (its entries expire this long after it was
+    /// written).
+    pub health_feed_max_age: Duration,
+    /// The Alertmanager label that names the datacenter an alert takes down.
+    pub alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (or resolves it).
+    pub alert_ttl: Duration,
+    /// Webhook URLs that receive every health event.
+    pub notify: Vec<String>,
+    /// `exec` checks running at once, at most.
+    pub max_exec_checks: usize,
+    /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
+    /// counters, kept across reloads.
+    pub dnssec: crate::dnssec::Env,
     /// How hostname targets outside our zones are resolved.
     pub resolver: ResolverSettings,
 }
@@ -103,6 +123,13 @@ impl ServeOptions {
             query_log_sample: 0,
             listen_best_effort: false,
             latency_map: None,
+            health_feeds: vec![],
+            health_feed_max_age: Duration::from_secs(300),
+            alert_label: crate::api::alertmanager::DEFAULT_LABEL.to_string(),
+            alert_ttl: crate::api::alertmanager::DEFAULT_TTL,
+            notify: vec![],
+            max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
+            dnssec: crate::dnssec::Env::system(),
             resolver: ResolverSettings::default(),
         }
     }
@@ -120,11 +147,11 @@ impl ServeOptions {
 #[derive(Clone, Debug)]
 pub struct ReloadReport {
     /// When it finished.
-    pub at: SystemTime,
+    pub(crate) at: SystemTime,
     /// It succeeded.
     pub ok: bool,
     /// Every error, when it failed.
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
 }
 
 /// A model and the metric slots of its zones and GSLB names, published together.
@@ -132,7 +159,7 @@ pub struct Loaded {
     /// The model.
     pub model: Model,
     /// Metric slot of each zone.
-    pub zone_slots: ZoneSlots,
+    pub(crate) zone_slots: ZoneSlots,
     /// Metric slots of each GSLB name.
     pub gslb_slots: Vec<GslbSlots>,
 }
@@ -175,20 +202,24 @@ pub struct State {
     /// The model, health, latency map and GeoIP databases, published together.
     pub serving: Arc<Publisher>,
     /// Counters and histograms.
-    pub metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Configuration generation (1 at start, +1 per successful reload).
-    pub generation: AtomicU64,
+    pub(crate) generation: AtomicU64,
     /// The last reload's result.
     pub last_reload: ArcSwap<ReloadReport>,
     /// Process start.
-    pub started: SystemTime,
+    pub(crate) started: SystemTime,
     /// True once every target was probed or warm-started (`/readyz`).
-    pub ready: AtomicBool,
+    pub(crate) ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
     /// Keeps hostname targets resolved.
     resolver: Resolver,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
+    /// Every health event of every probe runtime (SSE, webhooks).
+    events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
+    /// The health feed files, in `--health-feed` order.
+    feeds: std::sync::Mutex<Vec<crate::health::feed::FeedStatus>>,
     /// One reload at a time (SIGHUP, file watch and tests may race).
     reload_lock: tokio::sync::Mutex<()>,
     opts: ServeOptions,
@@ -201,6 +232,10 @@ pub struct State {
 impl PacketHandler for State {
     #[inline]
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize> {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "query duration: the hot path runs on plain threads and measures real time"
+        )]
         let t0 = std::time::Instant::now();
         let serving = self.serving.load();
         let Serving {
@@ -320,14 +355,15 @@ impl State {
         let rt = HealthRuntime::start(
             model.datacenters.plan.clone(),
             &model.datacenters.probes,
-            generation,
             self.aggregator_settings(),
             WorkerSettings {
                 max_in_flight: self.opts.max_probes_in_flight,
+                max_exec: self.opts.max_exec_checks,
                 ..WorkerSettings::default()
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),
+            self.events.clone(),
             self.resolver.subscribe(),
             self.stop.child(),
         )?;
@@ -338,6 +374,58 @@ impl State {
     /// The aggregator's handle, when probes run.
     pub async fn health_handle(&self) -> Option<crate::health::aggregator::AggregatorHandle> {
         self.health.lock().await.as_ref().map(|h| h.handle.clone())
+    }
+
+    /// Hands an external verdict (pushed, feed, alert) to the running aggregator.
+    pub(crate) async fn health_input(
+        &self,
+        update: crate::health::input::Update,
+    ) -> Result<crate::health::input::Applied, crate::health::input::InputError> {
+        let h = self
+            .health_handle()
+            .await
+            .ok_or(crate::health::input::InputError::Stopped)?;
+        let applied = h.input(update).await?;
+        // Written at once, as admin states are: a crash must not forget a pushed "down".
+        if applied.changed > 0 {
+            let _ = h.persist().await;
+        }
+        Ok(applied)
+    }
+
+    /// Every health event from now on (for `/events`).
+    pub(crate) fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::health::events::EventView> {
+        self.events.subscribe()
+    }
+
+    /// How each health feed file is doing; `stale` as of now.
+    pub(crate) fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
+        let now = crate::health::persist::unix_secs(SystemTime::now());
+        let max_age = self.opts.health_feed_max_age.as_secs();
+        let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for f in &mut v {
+            f.stale = f
+                .modified_unix
+                .is_some_and(|m| now.saturating_sub(m) >= max_age);
+        }
+        v
+    }
+
+    fn set_feed_status(&self, index: usize, status: crate::health::feed::FeedStatus) {
+        self.update_feed_status(index, |s| *s = status);
+    }
+
+    fn update_feed_status(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut crate::health::feed::FeedStatus),
+    ) {
+        let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = v.get_mut(index) {
+            f(s);
+        }
     }
 
     /// Re-reads the zones and GeoIP files; on success swaps the new model in, on failure keeps
@@ -380,11 +468,13 @@ impl State {
     async fn try_reload(&self) -> Result<(), ConfigErrors> {
         let dir = self.opts.zones_dir.clone();
         let paths = self.opts.geoip_paths();
-        // File reading and validation stay off the runtime's worker threads.
-        let (model, geo) =
-            tokio::task::spawn_blocking(move || (load_model(&dir), GeoDb::open(&paths)))
-                .await
-                .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
+        let env = self.opts.dnssec.clone();
+        // File reading, validation and signing stay off the runtime's worker threads.
+        let (model, geo) = tokio::task::spawn_blocking(move || {
+            (config::load_signed(&dir, &env), GeoDb::open(&paths))
+        })
+        .await
+        .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
         let model = model?;
         let geo = geo.map_err(|e| one_error(&self.opts.zones_dir, format!("GeoIP: {e}")))?;
         let loaded = Arc::new(Loaded::new(model, &self.metrics));
@@ -487,7 +577,7 @@ impl Running {
 
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
-    let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
+    let model = config::load_signed(&opts.zones_dir, &opts.dnssec).map_err(StartError::Config)?;
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),
@@ -540,6 +630,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         health: tokio::sync::Mutex::new(None),
         resolver,
         health_gen: AtomicU64::new(0),
+        events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
+        feeds: std::sync::Mutex::new(
+            opts.health_feeds
+                .iter()
+                .map(|p| crate::health::feed::FeedStatus {
+                    path: p.display().to_string(),
+                    error: Some("not read yet".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         reload_lock: tokio::sync::Mutex::new(()),
         opts: opts.clone(),
         state_dir,
@@ -577,7 +678,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                     state: state.clone(),
                 }),
                 opts.api_token.clone(),
-            );
+            )
+            .with_alerts(crate::api::alertmanager::AlertSettings {
+                label: opts.alert_label.clone(),
+                ttl: opts.alert_ttl,
+            });
             let (bound, task) = crate::api::serve(addr, ctx, api_stop.clone())
                 .await
                 .map_err(|e| StartError::Bind {
@@ -593,6 +698,10 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         state.clone(),
         background_stop.clone(),
     ))];
+    background.push(tokio::spawn(dnssec_maintenance(
+        state.clone(),
+        background_stop.clone(),
+    )));
     if let Some(path) = &opts.latency_map {
         background.push(latency_map::spawn(
             state.clone(),
@@ -600,6 +709,21 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             background_stop.clone(),
         ));
     }
+    for (i, path) in opts.health_feeds.iter().enumerate() {
+        background.push(feed::spawn(
+            state.clone(),
+            i,
+            path.clone(),
+            opts.health_feed_max_age,
+            background_stop.clone(),
+        ));
+    }
+    background.extend(notify::spawn(
+        &opts.notify,
+        &state.events,
+        state.metrics.clone(),
+        background_stop.clone(),
+    ));
     if opts.watch {
         background.push(watch::spawn(
             state.clone(),
@@ -620,6 +744,55 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         background,
         resolver_stop,
     })
+}
+
+/// Re-signs the static RRsets of every signed zone before their signatures expire, and
+/// alarms (error log) when the serving signatures get close to expiry anyway. Runs under the
+/// background stop node; the signing itself runs on a blocking thread.
+async fn dnssec_maintenance(state: Arc<State>, stop: Shutdown) {
+    // Zones are signed when they are loaded: the first check is one interval later.
+    let mut wait = Duration::from_secs(30);
+    loop {
+        let loaded = state.model();
+        let signers: Vec<Arc<crate::dnssec::ZoneSigner>> = loaded
+            .model
+            .zones
+            .iter()
+            .filter_map(|z| z.dnssec.clone())
+            .collect();
+        drop(loaded);
+        for s in &signers {
+            wait = wait.min(s.check_interval());
+        }
+        tokio::select! {
+            _ = stop.stopped() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        for s in signers {
+            let now = s.clock.now();
+            let st = s.statics();
+            let (refresh_at, expires) = (st.refresh_at, st.expires);
+            drop(st);
+            if now < refresh_at {
+                continue;
+            }
+            let zone = s.origin.clone();
+            let done = tokio::task::spawn_blocking(move || s.maintain(s.clock.now())).await;
+            match done {
+                Ok(Ok(_)) => tracing::info!(%zone, "re-signed static RRsets"),
+                Ok(Err(e)) => tracing::error!(%zone, error = %e, "re-signing failed"),
+                Err(e) => tracing::error!(%zone, error = %e, "re-signing task failed"),
+            }
+            if expires.saturating_sub(now) < (expires - refresh_at) / 2 {
+                tracing::error!(
+                    %zone,
+                    expires_in_secs = expires.saturating_sub(now),
+                    "DNSSEC signatures close to expiry: re-signing is late"
+                );
+            }
+        }
+        wait = Duration::from_secs(30);
+    }
 }
 
 /// `gslbd serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.

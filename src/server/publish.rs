@@ -45,7 +45,7 @@ pub struct Serving {
     /// resolutions of the model.
     pub snapshot: Arc<Snapshot>,
     /// GeoIP databases.
-    pub geo: Arc<GeoDb>,
+    pub(crate) geo: Arc<GeoDb>,
 }
 
 /// The text of a latency map file that parsed against a model.
@@ -109,11 +109,6 @@ impl Publisher {
     #[inline]
     pub fn load(&self) -> Guard<Arc<Serving>> {
         self.current.load()
-    }
-
-    /// The current publication, owned.
-    pub fn load_full(&self) -> Arc<Serving> {
-        self.current.load_full()
     }
 
     fn writers(&self) -> MutexGuard<'_, Writers> {

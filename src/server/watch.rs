@@ -15,7 +15,7 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Watches the zones directory and the GeoIP files' directories until `stop`; a burst of
 /// changes becomes one reload.
-pub fn spawn(
+pub(crate) fn spawn(
     state: Arc<State>,
     zones: PathBuf,
     geoip: Vec<PathBuf>,

@@ -127,6 +127,17 @@ pub fn q(name: &str, qtype: &str) -> Q {
     }
 }
 
+/// A type as written: a number, `TYPE<number>` (RFC 3597) or a mnemonic hickory-proto knows.
+pub fn type_code(s: &str) -> Option<u16> {
+    let up = s.to_ascii_uppercase();
+    if let Ok(n) = up.strip_prefix("TYPE").unwrap_or(&up).parse::<u16>() {
+        return Some(n);
+    }
+    up.parse::<hickory_proto::rr::RecordType>()
+        .ok()
+        .map(u16::from)
+}
+
 pub fn rtype(s: &str) -> u16 {
     match s {
         "A" => 1,
@@ -143,7 +154,7 @@ pub fn rtype(s: &str) -> u16 {
         "AXFR" => 252,
         "ANY" => 255,
         "CAA" => 257,
-        other => gslbd::rr::parse_type(other).expect("a type name or number"),
+        other => type_code(other).expect("a type name or number"),
     }
 }
 

@@ -19,12 +19,16 @@ A = ["192.0.2.1"]
 
 mod api;
 mod browser;
+mod checks;
 mod cli;
 mod common;
 mod dns_core;
+mod dnssec;
+mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;
+mod health_inputs;
 mod hostname;
 mod latency;
 mod latency_map;

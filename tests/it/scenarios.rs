@@ -32,7 +32,7 @@ use gslbd::geo::GeoDb;
 use gslbd::gslb::GslbContext;
 use gslbd::health::{AdminState, DcState, Snapshot};
 use gslbd::metrics::Metrics;
-use gslbd::model::{Model, Resolutions};
+use gslbd::model::Model;
 use gslbd::resolve::{Entry as ResolvedEntry, ResolvedNames, State as ResolveState};
 use gslbd::server::Loaded;
 use hickory_proto::op::Message;
@@ -306,7 +306,12 @@ impl World {
             .map_err(|e| format!("the zone files do not build:\n{e}"))?;
         // Health is set by the scenario; a check would make the socket replay probe the
         // datacenters' addresses, which are not ours.
-        if let Some(p) = model.datacenters.probes.iter().find(|p| p.check.is_some()) {
+        if let Some(p) = model
+            .datacenters
+            .probes
+            .iter()
+            .find(|p| !p.checks.is_empty())
+        {
             return Err(format!(
                 "datacenter {:?} has a check: scenarios set health with [health], not probes",
                 p.name
@@ -346,11 +351,7 @@ impl World {
     fn snapshot(&self, query: &BTreeMap<String, Health>) -> Result<Snapshot, String> {
         let dcs = &self.model().datacenters;
         let mut snap = Snapshot::all_up(dcs.list.len());
-        snap.resolutions = Some(Arc::new(Resolutions::build(
-            &self.model().hostnames,
-            &self.resolved_names()?,
-            self.model().loaded_at,
-        )));
+        snap.resolutions = Some(Arc::new(self.model().resolutions(&self.resolved_names()?)));
         for (name, h) in self.scenario.health.iter().chain(query) {
             let Some(id) = dcs.id_of(name) else {
                 let mut known: Vec<&str> = dcs.by_name.keys().map(String::as_str).collect();
@@ -467,6 +468,7 @@ fn dc_state(h: &Health) -> Result<DcState, String> {
     let up = DcState::UP;
     Ok(DcState {
         healthy: f.healthy.unwrap_or(up.healthy),
+        health_input: up.health_input,
         admin,
         load: f.load.or(up.load),
         latency_ms: f.latency_ms.or(up.latency_ms),
@@ -561,7 +563,7 @@ fn type_number(s: &str) -> Result<u16, String> {
         "ANY" => 255,
         "CAA" => 257,
         // The types gslbd knows by name (HTTPS, SVCB, TLSA...) and `TYPEnnn`.
-        _ => gslbd::rr::parse_type(&upper)
+        _ => crate::common::type_code(&upper)
             .ok_or_else(|| format!("type {s:?}: not a type this harness knows; use its number"))?,
     })
 }

@@ -43,7 +43,7 @@ pub(super) struct Hosts {
 
 impl Hosts {
     /// The id of `name`, added on first sight.
-    pub fn add(&mut self, name: &Name) -> HostnameId {
+    pub(super) fn add(&mut self, name: &Name) -> HostnameId {
         let key = wire_key(name);
         if let Some(&i) = self.by_key.get(&key) {
             return HostnameId(i);
@@ -62,7 +62,7 @@ impl Hosts {
     }
 
     /// Records a use of `host` (by datacenter `dc`, or by an ALIAS).
-    pub fn used(
+    pub(super) fn used(
         &mut self,
         host: HostnameId,
         dc: Option<u32>,
@@ -80,7 +80,7 @@ impl Hosts {
     }
 
     /// Datacenter `dc` is answered flattened by some GSLB name.
-    pub fn flatten_dc(&mut self, dc: u32) {
+    pub(super) fn flatten_dc(&mut self, dc: u32) {
         for u in &mut self.uses {
             if u.dc == Some(dc) {
                 u.flattened = true;
@@ -90,7 +90,7 @@ impl Hosts {
 
     /// Works out every hostname's lookup against the built zones and reports what cannot
     /// work, at each use.
-    pub fn resolve(
+    pub(super) fn resolve(
         &mut self,
         zones: &[Zone],
         zone_by_apex: &FxHashMap<Box<[u8]>, u32>,
@@ -140,7 +140,7 @@ impl Hosts {
     /// CNAME answers that can lead back to where they started: a GSLB name answering a CNAME
     /// to a target that is (or leads through static CNAMEs to) a GSLB name that can answer a
     /// CNAME back. Reported at the datacenter whose target closes the loop.
-    pub fn cname_loops(
+    pub(super) fn cname_loops(
         &self,
         gslb: &[crate::model::GslbEntry],
         dcs: &crate::model::Datacenters,

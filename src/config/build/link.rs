@@ -20,7 +20,7 @@ use crate::model::{
     Alias, Datacenter, DatacenterId, Datacenters, GslbEntry, GslbName, Lookup, Member, Pool,
     PoolId, Rule, Zone,
 };
-use crate::probe::{CheckKind, CheckSpec, DatacenterProbe, ProbeSet};
+use crate::probe::{CheckKind, CheckSpec, DatacenterProbe, NamedCheck, ProbeSet, Require};
 use crate::rr::{TYPE_A, TYPE_AAAA, is_below, wire_key};
 
 fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
@@ -32,7 +32,7 @@ fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
 }
 
 /// Resolves checks and datacenters declared anywhere in the directory.
-pub fn datacenters(
+pub(crate) fn datacenters(
     config: &Config,
     tables: &CountryTables,
     hosts: &mut Hosts,
@@ -77,9 +77,13 @@ pub fn datacenters(
                 continue;
             }
             declared_at.insert(&d.name, (&f.file, &d.path));
-            let check = match &d.check {
-                Some((name, path)) => match checks.get(name.as_str()) {
-                    Some((spec, _, _)) => Some((*spec).clone()),
+            let mut named = Vec::with_capacity(d.checks.len());
+            for (name, path) in &d.checks {
+                match checks.get(name.as_str()) {
+                    Some((spec, _, _)) => named.push(NamedCheck {
+                        name: name.clone(),
+                        spec: (*spec).clone(),
+                    }),
                     None => {
                         let known: Vec<&str> = checks.keys().copied().collect();
                         err(
@@ -88,11 +92,9 @@ pub fn datacenters(
                             path,
                             format!("unknown check {name:?} (declared: {})", list(&known)),
                         );
-                        None
                     }
-                },
-                None => None,
-            };
+                }
+            }
             // Coordinates: given, else the centroid of the geo code's country.
             let mut coords = d.coords;
             if let Some(g) = &d.geo {
@@ -155,7 +157,9 @@ pub fn datacenters(
                 weight: d.weight,
                 target,
             });
-            let mut probe = DatacenterProbe::new(d.name.clone(), d.addresses.clone(), check);
+            let mut probe = DatacenterProbe::new(d.name.clone(), d.addresses.clone(), None);
+            probe.checks = named;
+            probe.require = d.require.as_ref().map_or(Require::All, |r| r.0);
             probe.check_addresses = d.check_addresses.clone();
             probe.capacity = Some(d.capacity);
             probe.min_up = d.min_up;
@@ -177,7 +181,7 @@ fn list(names: &[&str]) -> String {
 
 /// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be. `at_apex`: the
 /// name is its zone's apex (always flattened).
-pub fn gslb_name(
+pub(crate) fn gslb_name(
     spec: &GslbSpec,
     dcs: &Datacenters,
     at_apex: bool,
@@ -392,7 +396,7 @@ pub fn gslb_name(
 /// Places GSLB name `id` in `zone` at `owner`, with empty non-terminals above it; reports a
 /// clash with static data there. `cname`: the name may answer a CNAME, so it can hold no
 /// other data at all.
-pub fn place(
+pub(crate) fn place(
     zone: &mut Zone,
     owner: &Name,
     id: u32,
@@ -442,7 +446,9 @@ pub fn place(
             .rrsets
             .iter()
             .map(|r| {
-                crate::rr::info(r.rtype)
+                crate::rr::TYPES
+                    .iter()
+                    .find(|t| t.code == r.rtype)
                     .map_or_else(|| format!("TYPE{}", r.rtype), |t| t.name.to_string())
             })
             .collect();
@@ -464,7 +470,7 @@ pub fn place(
 
 /// Places an `ALIAS` in `zone`: A and AAAA at its owner come from the target's addresses.
 /// Not beside A, AAAA or CNAME, not at or below a delegation.
-pub fn place_alias(
+pub(crate) fn place_alias(
     zone: &mut Zone,
     spec: &AliasSpec,
     hosts: &mut Hosts,
@@ -553,10 +559,10 @@ pub fn place_alias(
 
 /// Gives each hostname datacenter's probe what it needs once the targets' lookups are known:
 /// the local addresses (probed like declared ones), or the remote name (probed at run time at
-/// whatever it resolves to), and a check that names the target in `Host` and SNI unless it
-/// names a host itself. A check on a datacenter whose target is one of our GSLB names is
-/// refused (its addresses depend on the client).
-pub fn hostname_probes(
+/// whatever it resolves to), and checks that name the target in `Host` and SNI (`http`,
+/// `https`, `tls`) unless they name a host themselves. A check on a datacenter whose target is
+/// one of our GSLB names is refused (its addresses depend on the client).
+pub(crate) fn hostname_probes(
     config: &Config,
     dcs: &mut Datacenters,
     hosts: &Hosts,
@@ -576,17 +582,21 @@ pub fn hostname_probes(
             }
             Lookup::Remote(n) => probe.hostname = Some(n.to_string()),
             Lookup::Gslb(_) => {
-                if probe.check.is_some() {
+                if !probe.checks.is_empty() {
                     let at = config
                         .files
                         .iter()
                         .flat_map(|f| f.datacenters.iter().map(move |s| (f, s)))
                         .find(|(_, s)| s.name == *d.name);
                     if let Some((f, s)) = at {
+                        let key = s
+                            .checks
+                            .first()
+                            .map_or_else(|| format!("{}.check", s.path), |(_, p)| p.clone());
                         err(
                             errs,
                             &f.file,
-                            &format!("{}.check", s.path),
+                            &key,
                             format!(
                                 "the target {} is a GSLB name served here: its addresses depend on the client, so there is nothing fixed to probe (check its datacenters instead)",
                                 host.name
@@ -596,17 +606,19 @@ pub fn hostname_probes(
                 }
             }
         }
-        if let Some(check) = &mut probe.check
-            && let CheckKind::Http(h) = &mut check.kind
-            && h.host.is_none()
-        {
-            h.host = Some(host.name.to_ascii().trim_end_matches('.').to_string());
+        let name = host.name.to_ascii().trim_end_matches('.').to_string();
+        for c in &mut probe.checks {
+            match &mut c.spec.kind {
+                CheckKind::Http(h) if h.host.is_none() => h.host = Some(name.clone()),
+                CheckKind::Tls(t) if t.host.is_none() => t.host = Some(name.clone()),
+                _ => {}
+            }
         }
     }
 }
 
 /// Longest TTL any name hands out for each datacenter (drain completes after it).
-pub fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
+pub(crate) fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
     let mut max = vec![0u32; dcs.list.len()];
     for n in names {
         for p in &n.def.pools {
@@ -625,7 +637,7 @@ pub fn max_ttls(dcs: &mut Datacenters, names: &[GslbEntry]) {
 /// Builds the probe plan of `dcs` and reports what cannot be probed at the datacenter's own
 /// file and key (`min-up` larger than the probed addresses, `check-addresses = []`...), so
 /// `gslbd check` refuses what `serve` would.
-pub fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<ConfigError>) {
+pub(crate) fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<ConfigError>) {
     match ProbeSet::build_all(&dcs.probes) {
         Ok(set) => dcs.plan = Arc::new(set),
         Err(list) => {
@@ -637,12 +649,23 @@ pub fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<ConfigError>)
                     .flat_map(|f| f.datacenters.iter().map(move |d| (f, d)))
                     .find(|(_, d)| Some(d.name.as_str()) == name);
                 match at {
-                    Some((f, d)) => err(
-                        errs,
-                        &f.file,
-                        &format!("{}.{}", d.path, e.key()),
-                        e.detail(),
-                    ),
+                    Some((f, d)) => {
+                        // A check's error is reported where the datacenter names that check.
+                        let path = match (e.key(), e.check()) {
+                            ("check", Some(c)) => d
+                                .checks
+                                .iter()
+                                .rev()
+                                .find(|(n, _)| n == c)
+                                .map_or_else(|| format!("{}.check", d.path), |(_, p)| p.clone()),
+                            ("require", _) => d
+                                .require
+                                .as_ref()
+                                .map_or_else(|| format!("{}.require", d.path), |r| r.1.clone()),
+                            (key, _) => format!("{}.{key}", d.path),
+                        };
+                        err(errs, &f.file, &path, e.detail())
+                    }
                     None => {
                         let file = config.files.first().map_or(Path::new(""), |f| &f.file);
                         err(errs, file, "", e.to_string());

@@ -11,14 +11,14 @@
 //!                             --link::gslb_name/place--> GslbEntry in its zone
 //!                             --hostname::Hosts::resolve--> each target: local | remote
 //!                             --link::hostname_probes, link::plan--> ProbeSet
+//!                             --dnssec::sign ([dnssec])--> keys, RRSIGs, NSECs in the zone
 //!                             ==> Model, or ConfigErrors (all of them)
 //! ```
 
+mod dnssec;
 mod hostname;
 mod link;
 mod zone;
-
-pub use zone::rdata_wire;
 
 use std::time::SystemTime;
 
@@ -28,8 +28,14 @@ use super::{Config, ConfigError, ConfigErrors};
 use crate::model::{GslbEntry, Model, Zone};
 use crate::rr::wire_key;
 
-/// Validates `config` as a whole and builds the model, or returns every error.
+/// Validates `config` as a whole and builds the model, or returns every error. Signed zones
+/// are signed with the system clock.
 pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
+    build_signed(config, &crate::dnssec::Env::system())
+}
+
+/// [`build`], signing signed zones at `env`'s clock, with its counters.
+pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, ConfigErrors> {
     let mut errs: Vec<ConfigError> = Vec::new();
     let mut zones = Vec::new();
     let mut zone_by_apex = FxHashMap::default();
@@ -74,10 +80,11 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
                     ecs: g.ecs,
                     cname,
                     has_hostnames: !host_dcs.is_empty(),
-                    path: g.path.clone(),
-                    file: f.file.clone(),
                 });
             }
+        }
+        if let Some(d) = &spec.dnssec {
+            dnssec::sign(&mut z, d, f, env, &mut errs);
         }
         if let Some(&prev) = zone_by_apex.get(&z.apex) {
             let prev: &Zone = &zones[prev as usize];

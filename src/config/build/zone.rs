@@ -11,7 +11,7 @@ use crate::model::{Node, RRset, Zone};
 use crate::rr::{TYPE_SOA, ancestors, is_below, put_name, wire_key};
 
 /// RDATA in wire form, names inside uncompressed (each RRset is encoded on its own).
-pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
+pub(crate) fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     let mut buf = Vec::with_capacity(64);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_name_encoding(NameEncoding::Uncompressed);
@@ -22,7 +22,7 @@ pub fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
 }
 
 /// Builds the zone of one file; errors name the file and the key path.
-pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Option<Zone> {
+pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Option<Zone> {
     let err = |errs: &mut Vec<ConfigError>, path: &str, message: String| {
         errs.push(ConfigError {
             file: f.file.clone(),
@@ -129,6 +129,15 @@ pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Op
                 }
             }
         }
+        if !cuts.contains(k) {
+            for (s, _) in p.sets.iter().filter(|(s, _)| s.rtype == RecordType::DS) {
+                err(
+                    errs,
+                    &s.path,
+                    "DS belongs at a delegation point (a name below the apex with NS)".into(),
+                );
+            }
+        }
         if cuts.contains(k) {
             for (s, _) in &p.sets {
                 if !matches!(
@@ -138,13 +147,6 @@ pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Op
                     err(errs, &s.path, "is at a delegation point (NS below the apex): the data belongs in the child zone".into());
                 }
             }
-        } else if let Some((ds, _)) = p.sets.iter().find(|(s, _)| s.rtype == RecordType::DS) {
-            let why = if k[..] == apex[..] {
-                "DS at the apex belongs in the parent zone (it holds the hash of this zone's key)"
-            } else {
-                "DS is written at a delegation point (a name with NS below the apex), beside the NS"
-            };
-            err(errs, &ds.path, why.into());
         }
     }
     if errs.len() > start_errs {
@@ -245,17 +247,21 @@ pub fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Op
         apex,
         soa: soa_rr,
         soa_negative,
-        negative_ttl,
         has_cuts: !cuts.is_empty(),
         nodes,
         record_count: record_count + 1,
         gslb_count: 0,
+        dnssec: None,
     })
 }
 
 /// Empty non-terminals between an owner and the apex exist (NODATA, not NXDOMAIN): inserts
 /// every ancestor of `key` longer than the apex as an empty node where none is.
-pub fn add_empty_ancestors(nodes: &mut FxHashMap<Box<[u8]>, Node>, key: &[u8], apex_len: usize) {
+pub(crate) fn add_empty_ancestors(
+    nodes: &mut FxHashMap<Box<[u8]>, Node>,
+    key: &[u8],
+    apex_len: usize,
+) {
     for anc in ancestors(key) {
         if anc.len() <= apex_len {
             break;

@@ -11,8 +11,8 @@ use super::Aggregator;
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
-    SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, PersistError,
+    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -128,7 +128,7 @@ impl Aggregator {
     }
 
     /// The two state files as they would be written at (`now`, `wall`).
-    pub fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
+    pub(crate) fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
         let mut admin = AdminFile {
             version: VERSION,
             ..AdminFile::default()
@@ -189,13 +189,15 @@ impl Aggregator {
         )
     }
 
-    /// Write both state files now (synchronously; no-op without a state dir).
+    /// Write the state files now (synchronously; no-op without a state dir).
     pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
         let Some(dir) = &self.settings.state_dir else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
         write_json(dir, ADMIN_FILE, &admin)?;
+        write_json(dir, INPUTS_FILE, &self.inputs_file(wall))?;
         write_json(dir, HEALTH_FILE, &health)
     }
 
@@ -203,10 +205,13 @@ impl Aggregator {
         let Some(dir) = self.settings.state_dir.clone() else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        let inputs = self.inputs_file(wall);
         // File I/O and fsync off the runtime's worker threads.
         tokio::task::spawn_blocking(move || {
             write_json(&dir, ADMIN_FILE, &admin)?;
+            write_json(&dir, INPUTS_FILE, &inputs)?;
             write_json(&dir, HEALTH_FILE, &health)
         })
         .await
