@@ -28,6 +28,7 @@ mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;
+mod hardening;
 mod health_inputs;
 mod hostname;
 mod latency;
