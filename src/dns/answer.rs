@@ -344,7 +344,6 @@ enum Step<'m> {
     },
 }
 
-
 impl Decided {
     fn rcode(rcode: u8, aa: bool, scope: u8) -> Decided {
         Decided {

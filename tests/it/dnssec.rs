@@ -931,9 +931,14 @@ fn dnssec_configuration_errors_name_the_key_path() {
         e.contains("records.stray.DS: DS belongs at a delegation point"),
         "{e}"
     );
-    let e = check("[records.sec2]\nNS = [\"ns.sec\"]\nDS = [\"1 13 2 00\"]", &good);
+    let e = check(
+        "[records.sec2]\nNS = [\"ns.sec\"]\nDS = [\"1 13 2 00\"]",
+        &good,
+    );
     assert!(
-        e.contains("records.sec2.DS[0]: \"1 13 2 00\": a digest of type 2 is 32 bytes, this one is 1"),
+        e.contains(
+            "records.sec2.DS[0]: \"1 13 2 00\": a digest of type 2 is 32 bytes, this one is 1"
+        ),
         "{e}"
     );
     let e = check(

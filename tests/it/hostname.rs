@@ -75,6 +75,7 @@ fn server(
             o.resolver.max_stale = max_stale;
             o.resolver.timeout = Duration::from_millis(500);
             o.geoip = geo.into_iter().collect();
+            o.api = Some("127.0.0.1:0".parse().unwrap());
         },
     )
 }
@@ -234,10 +235,22 @@ ALIAS = ["eu.upstream.test."]
 flatten = true
 datacenters = ["eu-lb", "iad"]
 "#;
-    let s = server(&up, zone, Duration::from_secs(3), None);
+    // max-stale 5 s: long enough to look at the stale state over the API on a loaded machine.
+    let s = server(&up, zone, Duration::from_secs(5), None);
     wait_until(Duration::from_secs(10), "resolved", || {
         lines(&s, "flat.example.com", "A").len() == 2
     });
+    let eu = target_in(&get_json(&s, "/status")["hostnames"], "eu.upstream.test.");
+    assert_eq!(
+        (
+            eu["state"].as_str(),
+            eu["stale"].as_bool(),
+            eu["lookup"].as_str()
+        ),
+        (Some("fresh"), Some(false), Some("resolved")),
+        "{eu}"
+    );
+    assert_eq!(metric(&s, "gslbd_stale_answers_total", &[]), Some(0.0));
     drop(up);
     // Past the TTL the last good addresses stay, as stale answers (TTL 30, capped by the
     // name's 30), and are counted.
@@ -255,15 +268,112 @@ datacenters = ["eu-lb", "iad"]
         state_of(&s, "eu.upstream.test.") == Some(gslbd::resolve::State::Stale),
         "the published resolution says stale"
     );
+    // /status, /explain and /metrics say so: the target, its addresses, their age.
+    let eu = target_in(&get_json(&s, "/status")["hostnames"], "eu.upstream.test.");
+    assert_eq!(
+        (eu["state"].as_str(), eu["stale"].as_bool()),
+        (Some("stale"), Some(true)),
+        "{eu}"
+    );
+    assert_eq!(
+        eu["addresses"],
+        serde_json::json!(["192.0.2.101", "192.0.2.102", "2001:db8::101"])
+    );
+    assert!(
+        eu["age_secs"].as_u64().is_some_and(|a| a >= 2),
+        "older than the TTL of 2 s: {eu}"
+    );
+    assert_eq!(
+        eu["used_by"],
+        serde_json::json!(["alias alias.example.com.", "datacenter eu-lb"])
+    );
+    let ex = get_json(&s, "/explain?name=flat.example.com&type=A");
+    let t = target_in(&ex, "eu.upstream.test.");
+    assert_eq!(
+        (
+            t["state"].as_str(),
+            t["stale"].as_bool(),
+            t["addresses"].as_array().map(Vec::len)
+        ),
+        (Some("stale"), Some(true), Some(3)),
+        "{ex}"
+    );
+    let host = [("hostname", "eu.upstream.test.")];
+    assert_eq!(metric(&s, "gslbd_hostname_stale", &host), Some(1.0));
+    assert_eq!(metric(&s, "gslbd_hostname_usable", &host), Some(1.0));
+    assert!(metric(&s, "gslbd_hostname_age_seconds", &host).is_some_and(|a| a >= 2.0));
+    assert!(metric(&s, "gslbd_stale_answers_total", &[]).is_some_and(|n| n >= 2.0));
+    // Stale means the TTL ran out without a new answer; the lookup under way then fails
+    // (the upstream is gone), which /status counts and explains.
+    wait_until(Duration::from_secs(5), "a failed lookup in /status", || {
+        let eu = target_in(&get_json(&s, "/status")["hostnames"], "eu.upstream.test.");
+        eu["lookups_failed"].as_u64().is_some_and(|n| n >= 1) && eu["error"].is_string()
+    });
     // After max-stale the target counts as down: the other datacenter answers, the ALIAS
     // has nothing (SERVFAIL: resolvers retry).
-    wait_until(Duration::from_secs(10), "max-stale passed", || {
+    wait_until(Duration::from_secs(15), "max-stale passed", || {
         lines(&s, "flat.example.com", "A") == ["flat.example.com. A 198.51.100.20"]
     });
     assert_eq!(
         ask(&s, &q("alias.example.com", "A")).0,
         ResponseCode::ServFail
     );
+    let eu = target_in(&get_json(&s, "/status")["hostnames"], "eu.upstream.test.");
+    assert_eq!(
+        (eu["state"].as_str(), eu["stale"].as_bool()),
+        (Some("expired"), Some(false)),
+        "{eu}"
+    );
+    assert_eq!(metric(&s, "gslbd_hostname_usable", &host), Some(0.0));
+    assert_eq!(metric(&s, "gslbd_hostname_stale", &host), Some(0.0));
+}
+
+/// GET `path` on the server's API, as JSON.
+fn get_json(s: &TestServer, path: &str) -> serde_json::Value {
+    let url = format!("http://{}{path}", s.running().api_addr.expect("api"));
+    s.block_on(async {
+        let r = reqwest::get(&url).await.expect("api answers");
+        assert!(r.status().is_success(), "{url}: {}", r.status());
+        let text = r.text().await.expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: {e}: {text}"))
+    })
+}
+
+/// The object anywhere in `v` whose `target` is `name` (a hostname target's trace).
+fn target_in(v: &serde_json::Value, name: &str) -> serde_json::Value {
+    fn find(v: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
+        match v {
+            serde_json::Value::Object(o) => {
+                if o.get("target").and_then(|t| t.as_str()) == Some(name) {
+                    return Some(v.clone());
+                }
+                o.values().find_map(|x| find(x, name))
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(|x| find(x, name)),
+            _ => None,
+        }
+    }
+    find(v, name).unwrap_or_else(|| panic!("no target {name} in {v}"))
+}
+
+/// The sum of the samples of `/metrics` that match; `None` when there is none.
+fn metric(s: &TestServer, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let url = format!("http://{}/metrics", s.running().api_addr.expect("api"));
+    let text = s.block_on(async { reqwest::get(&url).await.unwrap().text().await.unwrap() });
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("metrics parse");
+    let values: Vec<f64> = scrape
+        .samples
+        .iter()
+        .filter(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+        .map(|x| match x.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// The published state of `name`'s resolution.
@@ -548,6 +658,58 @@ target = "edge.example.com."
         [
             "local.example.com. 30 IN CNAME edge.example.com.",
             "edge.example.com. 3600 IN A 192.0.2.90"
+        ]
+    );
+}
+
+#[test]
+fn weighted_pools_pick_hostname_datacenters_in_proportion() {
+    let up = upstream();
+    let zone = r#"
+[gslb.spread]
+policy = "weighted"
+datacenters = [{ dc = "eu-lb", weight = 3 }, { dc = "na-lb", weight = 1 }, { dc = "fra", weight = 0 }]
+[gslb.spread-flat]
+policy = "weighted"
+flatten = true
+datacenters = [{ dc = "eu-lb", weight = 1 }, { dc = "iad", weight = 1 }]
+"#;
+    let s = server(&up, zone, Duration::from_secs(60), None);
+    wait_until(Duration::from_secs(10), "both targets resolved", || {
+        fresh(&s, "eu.upstream.test.") && fresh(&s, "na.upstream.test.")
+    });
+    let n = 600;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..n {
+        let l = lines(&s, "spread.example.com", "A");
+        assert_eq!(l.len(), 1, "one CNAME: {l:?}");
+        *counts.entry(l[0].clone()).or_default() += 1;
+    }
+    let eu = counts
+        .get("spread.example.com. CNAME eu.upstream.test.")
+        .copied()
+        .unwrap_or(0);
+    let na = counts
+        .get("spread.example.com. CNAME na.upstream.test.")
+        .copied()
+        .unwrap_or(0);
+    // Weight 0 never answers while another member has weight; 3:1 otherwise (450 expected,
+    // standard deviation about 11: the bounds are more than 5 of them away).
+    assert_eq!(eu + na, n, "{counts:?}");
+    assert!((390..=510).contains(&eu), "3:1 expected: {counts:?}");
+    // Flattened: the target's addresses or the address datacenter's, both in turn.
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        seen.insert(lines(&s, "spread-flat.example.com", "A"));
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [
+            vec![
+                "spread-flat.example.com. A 192.0.2.101".to_string(),
+                "spread-flat.example.com. A 192.0.2.102".to_string()
+            ],
+            vec!["spread-flat.example.com. A 198.51.100.20".to_string()],
         ]
     );
 }
