@@ -74,6 +74,9 @@ impl Metrics {
         if let Some(r) = extra.resolver {
             r.render(&mut o);
         }
+        if let Some(x) = extra.xdp {
+            x.render(&mut o);
+        }
         o.s
     }
 
@@ -344,6 +347,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) dnssec: Option<&'a dyn Gauges>,
     /// Hostname targets (addresses, staleness, lookups), rendered by the API.
     pub(crate) resolver: Option<&'a dyn Gauges>,
+    /// The AF_XDP listeners: mode and per-queue counters.
+    pub(crate) xdp: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {

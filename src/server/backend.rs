@@ -111,6 +111,10 @@ impl ApiBackend for Backend {
         self.state.ready.load(Ordering::Relaxed)
     }
 
+    fn xdp_status(&self) -> Vec<crate::dns::xdp::XdpStatus> {
+        self.state.xdp.get().map(|v| v.status()).unwrap_or_default()
+    }
+
     fn topology(&self) -> Topology {
         let serving = self.state.serving.load();
         Topology::of(

@@ -43,4 +43,6 @@ mod record_types;
 mod reload;
 mod scenarios;
 mod webdriver;
+#[cfg(feature = "xdp")]
+mod xdp;
 mod zone_errors;
