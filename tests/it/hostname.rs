@@ -51,6 +51,9 @@ addresses = ["198.51.100.10", "2001:db8:10::10"]
 addresses = ["198.51.100.20"]
 "#;
 
+/// The API token of the servers under test.
+const TOKEN: &str = "hostname-test-token";
+
 fn upstream() -> TestServer {
     TestServer::start(&[("upstream.test.toml", UPSTREAM)])
 }
@@ -76,6 +79,7 @@ fn server(
             o.resolver.timeout = Duration::from_millis(500);
             o.geoip = geo.into_iter().collect();
             o.api = Some("127.0.0.1:0".parse().unwrap());
+            o.api_token = Some(TOKEN.into());
         },
     )
 }
@@ -711,5 +715,63 @@ datacenters = [{ dc = "eu-lb", weight = 1 }, { dc = "iad", weight = 1 }]
             ],
             vec!["spread-flat.example.com. A 198.51.100.20".to_string()],
         ]
+    );
+}
+
+#[test]
+fn capacity_and_pushed_load_steer_hostname_datacenters() {
+    let up = upstream();
+    let zone = r#"
+[datacenters.big-lb]
+target = "eu.upstream.test."
+capacity = 9
+[datacenters.small-lb]
+target = "na.upstream.test."
+capacity = 1
+[gslb.byload]
+policy = "load"
+datacenters = ["big-lb", "small-lb"]
+"#;
+    let s = server(&up, zone, Duration::from_secs(60), None);
+    wait_until(Duration::from_secs(10), "both targets resolved", || {
+        fresh(&s, "eu.upstream.test.") && fresh(&s, "na.upstream.test.")
+    });
+    let big = |n: usize| {
+        (0..n)
+            .filter(|_| {
+                let l = lines(&s, "byload.example.com", "A");
+                assert_eq!(l.len(), 1, "one CNAME: {l:?}");
+                l[0] == "byload.example.com. CNAME eu.upstream.test."
+            })
+            .count()
+    };
+    // No load known: shares by capacity, 9:1 (450 of 500 expected, sd about 7).
+    let n = big(500);
+    assert!((410..=490).contains(&n), "9:1 by capacity: {n} of 500");
+    // Pushed loads: big at 0.95 (over max-load 0.8), small at 0.1. Spare capacity 0.45 vs
+    // 0.9, and big gives up 0.7/1.35 of its share to small's headroom: about 16 % for big.
+    let api = s.running().api_addr.expect("api");
+    for (dc, load) in [("big-lb", 0.95), ("small-lb", 0.1)] {
+        let status = s.block_on(async {
+            reqwest::Client::new()
+                .put(format!("http://{api}/datacenters/{dc}/health"))
+                .bearer_auth(TOKEN)
+                .body(format!(
+                    r#"{{"state": "up", "load": {load}, "ttl": "60s"}}"#
+                ))
+                .send()
+                .await
+                .expect("push")
+                .status()
+        });
+        assert!(status.is_success(), "push {dc}: {status}");
+    }
+    wait_until(Duration::from_secs(5), "the loads published", || {
+        big(50) < 25
+    });
+    let n = big(500);
+    assert!(
+        (40..=130).contains(&n),
+        "about 16 % for the loaded one: {n} of 500"
     );
 }
