@@ -396,6 +396,8 @@ struct HealthShared {
     mode: std::sync::Mutex<HealthMode>,
     /// Arrival time of every complete request.
     hits: std::sync::Mutex<Vec<std::time::Instant>>,
+    /// The Host header of every complete request (`None`: without one).
+    hosts: std::sync::Mutex<Vec<Option<String>>>,
     open: std::sync::atomic::AtomicUsize,
     max_open: std::sync::atomic::AtomicUsize,
 }
@@ -434,6 +436,7 @@ impl HealthHttp {
             shared: std::sync::Arc::new(HealthShared {
                 mode: std::sync::Mutex::new(HealthMode::Healthy),
                 hits: std::sync::Mutex::new(Vec::new()),
+                hosts: std::sync::Mutex::new(Vec::new()),
                 open: Default::default(),
                 max_open: Default::default(),
             }),
@@ -478,6 +481,11 @@ impl HealthHttp {
                     }
                     if complete {
                         shared.hits.lock().unwrap().push(std::time::Instant::now());
+                        let host = String::from_utf8_lossy(&req).lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+                        });
+                        shared.hosts.lock().unwrap().push(host);
                         let mode = shared.mode.lock().unwrap().clone();
                         let reply = match mode {
                             HealthMode::Healthy | HealthMode::Refuse => Some((200, "ok".into())),
@@ -534,6 +542,11 @@ impl HealthHttp {
     }
 
     /// Requests received so far.
+    /// The Host header of every complete request so far.
+    pub fn hosts(&self) -> Vec<Option<String>> {
+        self.shared.hosts.lock().unwrap().clone()
+    }
+
     pub fn hits(&self) -> usize {
         self.shared.hits.lock().unwrap().len()
     }

@@ -433,8 +433,15 @@ datacenters = ["all-up", "fra"]
     wait_until(Duration::from_secs(10), "all-up down", || {
         lines(&s, "every.example.com", "A") == ["every.example.com. A 198.51.100.10"]
     });
-    // The probes name the target: Host is the target name by default.
-    assert!(good.hits() > 0);
+    // The probes name the target: Host is the target name by default (no check names one).
+    let hosts = good.hosts();
+    assert!(!hosts.is_empty());
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h.as_deref() == Some("na.upstream.test")),
+        "{hosts:?}"
+    );
     // The failing address recovers: both answered, and "all" is met.
     bad.set(HealthMode::Healthy);
     wait_until(Duration::from_secs(10), "both addresses", || {
