@@ -411,7 +411,10 @@ impl<'a> Engine<'a> {
         for p in &scen.populations {
             match &p.names {
                 None => {
-                    for i in 0..models[0].gslb.len() {
+                    // Every GSLB name the simulator can model (not those of hostname
+                    // datacenters, below).
+                    for i in (0..models[0].gslb.len()).filter(|&i| !models[0].gslb[i].has_hostnames)
+                    {
                         let n = entry_name(&models[0], i);
                         if !names.contains(&n) {
                             names.push(n);
@@ -439,6 +442,46 @@ impl<'a> Engine<'a> {
                             names.push(n);
                         }
                     }
+                }
+            }
+        }
+        // Hostname datacenters (a `target` name instead of addresses) answer what a resolver
+        // finds for them at run time: that resolution is not modelled, so a name that may
+        // answer one is refused rather than simulated wrongly.
+        for (mi, m) in models.iter().enumerate() {
+            for n in &names {
+                let Some(e) = (0..m.gslb.len()).find(|&i| entry_name(m, i) == *n) else {
+                    continue;
+                };
+                if !m.gslb[e].has_hostnames {
+                    continue;
+                }
+                let hosts: Vec<String> = m.gslb[e]
+                    .def
+                    .pools
+                    .iter()
+                    .flat_map(|p| p.members.iter())
+                    .filter_map(|mb| m.datacenters.list.get(mb.dc.0 as usize))
+                    .filter(|d| d.target.is_some())
+                    .map(|d| d.name.to_string())
+                    .collect();
+                let path = scen
+                    .populations
+                    .iter()
+                    .flat_map(|p| p.names.iter().flatten())
+                    .find(|(_, x)| norm(x) == *n)
+                    .map_or_else(|| "populations".to_string(), |(p, _)| p.clone());
+                let which = if mi == 0 {
+                    "the zones"
+                } else {
+                    "a zone change's zones"
+                };
+                let msg = format!(
+                    "{n} may answer hostname datacenter(s) {} of {which}: gslbd simulate does not model their resolution; ask other names (`names`)",
+                    hosts.join(", ")
+                );
+                if !errors.iter().any(|(_, m)| *m == msg) {
+                    errors.push((path, msg));
                 }
             }
         }

@@ -1402,3 +1402,37 @@ rate = 1
     assert!(metric(&down, "share_to_down") > 0.99);
     assert_eq!(metric(&healthy, "share_to_down"), 0.0);
 }
+
+/// Hostname datacenters (issue 10) answer what a resolver finds at run time, which the
+/// simulator does not model: a name that may answer one is refused with its key path, and a
+/// population that asks every name leaves such names out (the shipped zones have both kinds).
+#[test]
+fn hostname_datacenters_are_refused_not_simulated() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let zones = root.join("zones");
+    let geo = GeoDb::open(&gslbd::geo::default_paths()).unwrap();
+    let asked = Scenario::parse(
+        "[run]\nduration = \"5m\"\n[[populations]]\nregion = \"EU\"\nclients = 50\n\
+         names = [\"app.lb.example.com\", \"edge.lb.example.com\"]\n",
+        &root.join("s.toml"),
+    )
+    .unwrap();
+    let e = simulate::run(&zones, &asked, &geo)
+        .expect_err("edge answers a hostname datacenter")
+        .to_string();
+    assert!(
+        e.contains(
+            "populations[0].names[1]: edge.lb.example.com. may answer hostname datacenter(s) edge"
+        ),
+        "{e}"
+    );
+    let every = Scenario::parse(
+        "[run]\nduration = \"5m\"\n[[populations]]\nregion = \"EU\"\nclients = 50\n",
+        &root.join("s.toml"),
+    )
+    .unwrap();
+    let r = simulate::run(&zones, &every, &geo).unwrap_or_else(|e| panic!("{e}"));
+    assert!(r.name("app.lb.example.com").is_some());
+    assert!(r.name("edge.lb.example.com").is_none());
+    assert!(r.names.len() > 5, "the other names are simulated");
+}
