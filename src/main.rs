@@ -1,5 +1,6 @@
-//! The `gslbd` command: `serve` (the default), `check`, `explain`, and the API clients
-//! `status` and `admin` (exit codes in `gslbd::api::client`).
+//! The `gslbd` command: `serve` (the default), `check`, `explain`, `simulate`, the DNSSEC
+//! helpers `keygen` and `ds`, and the API clients `status` and `admin` (exit codes in
+//! `gslbd::api::client`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -60,6 +61,13 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// What if: run a scenario (clients, resolver caches, failures, admin actions, zone
+    /// changes) through the real policies, probes and aggregator on virtual time, and report
+    /// shares over time, detection, drain, load and flapping (docs/simulate.md).
+    ///
+    /// Exit codes: 0 ran and every --check held; 1 a --check failed; 2 a bad scenario, zones,
+    /// GeoIP file or --check expression, or the outputs could not be written.
+    Simulate(SimulateArgs),
     /// Print the DS records of ZONE's key-signing keys, for the parent zone.
     Ds {
         /// The zone (example.com).
@@ -88,6 +96,31 @@ struct AdminArgs {
 }
 
 #[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    #[arg(long, default_value = "zones")]
+    zones: PathBuf,
+    /// The scenario file (TOML; docs/simulate.md, examples/simulate/).
+    #[arg(long, required_unless_present = "metrics")]
+    scenario: Option<PathBuf>,
+    /// GeoIP mmdb file; repeatable (default: the shipped database).
+    #[arg(long)]
+    geoip: Vec<PathBuf>,
+    /// Write summary.txt, summary.json, shares.csv, load.csv and the SVG charts here.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// A condition the run must meet, e.g. 'max_time_to_drain("fra") < 45s'; repeatable.
+    /// Exit 1 when one does not hold.
+    #[arg(long = "check", value_name = "EXPR")]
+    checks: Vec<String>,
+    /// List the metrics --check can use, and exit.
+    #[arg(long)]
+    metrics: bool,
+}
+
+#[derive(clap::Args, Debug)]
 struct ExplainArgs {
     /// The GSLB name (www.example.com).
     name: String,
@@ -108,6 +141,9 @@ struct ExplainArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Resolver for hostname targets outside the zones; repeatable (default: the system's).
+    #[arg(long = "resolver", value_name = "ADDR:PORT")]
+    resolver: Vec<SocketAddr>,
 }
 
 #[derive(clap::Parser, Debug)]
@@ -276,6 +312,40 @@ struct ServeArgs {
     /// exec checks running at once, at most.
     #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
     max_exec_checks: usize,
+    #[command(flatten)]
+    resolver: ResolverArgs,
+}
+
+/// How hostname targets (datacenters that are names, ALIAS records) outside the served zones
+/// are resolved.
+#[derive(clap::Args, Debug, Clone)]
+struct ResolverArgs {
+    /// Upstream resolver for hostname targets; repeatable (default: the system's resolvers,
+    /// /etc/resolv.conf).
+    #[arg(long = "resolver", value_name = "ADDR:PORT")]
+    servers: Vec<SocketAddr>,
+    /// Shortest time a resolved target is kept before it is asked again.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = duration)]
+    resolver_min_ttl: std::time::Duration,
+    /// Longest time a resolved target is kept before it is asked again.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    resolver_max_ttl: std::time::Duration,
+    /// How long past their TTL a target's last addresses are served while the upstream
+    /// fails (RFC 8767); then the target counts as down.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    max_stale: std::time::Duration,
+}
+
+impl ResolverArgs {
+    fn settings(&self) -> gslbd::resolve::ResolverSettings {
+        gslbd::resolve::ResolverSettings {
+            servers: self.servers.clone(),
+            min_ttl: self.resolver_min_ttl,
+            max_ttl: self.resolver_max_ttl.max(self.resolver_min_ttl),
+            max_stale: self.max_stale,
+            ..gslbd::resolve::ResolverSettings::default()
+        }
+    }
 }
 
 /// A duration such as `90s`, `5m` or `1h`.
@@ -317,6 +387,7 @@ fn main() -> ExitCode {
             dir,
         }) => keygen(&zone, &algorithm, &role, &dir),
         Some(Cmd::Ds { zone, zones }) => ds(&zone, &zones),
+        Some(Cmd::Simulate(a)) => simulate(a),
         None => serve(ServeArgs::parse_from(["serve"])),
     }
 }
@@ -464,6 +535,81 @@ fn ds(zone: &str, zones: &std::path::Path) -> ExitCode {
     }
 }
 
+fn simulate(a: SimulateArgs) -> ExitCode {
+    use gslbd::simulate::{self, Check, Scenario};
+    let fail = |msg: String| {
+        eprintln!("gslbd simulate: {msg}");
+        ExitCode::from(2)
+    };
+    if a.metrics {
+        print!("{}", simulate::check::metrics_help());
+        return ExitCode::SUCCESS;
+    }
+    let Some(path) = a.scenario else {
+        return fail("--scenario FILE is required".into());
+    };
+    // Conditions first: a typo fails before a long run.
+    let mut checks = Vec::new();
+    for c in &a.checks {
+        match Check::parse(c) {
+            Ok(c) => checks.push(c),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    let scenario = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("invalid scenario:\n{e}")),
+    };
+    let paths = if a.geoip.is_empty() {
+        gslbd::geo::default_paths()
+    } else {
+        a.geoip
+    };
+    let geo = match gslbd::geo::GeoDb::open(&paths) {
+        Ok(g) => g,
+        Err(e) => return fail(e.to_string()),
+    };
+    let started = std::time::Instant::now();
+    let mut report = match simulate::run(&a.zones, &scenario, &geo) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let wall = started.elapsed().as_secs_f64();
+    for c in &checks {
+        match c.eval(&report) {
+            Ok(o) => report.checks.push(o),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    if let Some(dir) = &a.out {
+        match simulate::write_outputs(&report, dir) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    if a.json {
+        print!("{}", report.json());
+    } else {
+        print!("{report}");
+    }
+    eprintln!(
+        "simulated {:.0} client queries ({} decisions) in {:.2} s of wall time: {:.0} client queries per second",
+        report.client_queries,
+        report.decisions,
+        wall,
+        report.client_queries / wall.max(1e-9)
+    );
+    if report.checks.iter().all(|c| c.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn explain(a: ExplainArgs) -> ExitCode {
     use gslbd::explain;
     let fail = |msg: String| {
@@ -493,7 +639,8 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
+    let mut snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
+    snap.resolutions = Some(std::sync::Arc::new(resolve_once(&model, &a.resolver)));
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
             Ok(j) => {
@@ -508,6 +655,50 @@ fn explain(a: ExplainArgs) -> ExitCode {
         }
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// Resolves the model's hostname targets once (for `explain`, which runs no server): at most
+/// a few seconds, then whatever is known.
+fn resolve_once(model: &gslbd::model::Model, servers: &[SocketAddr]) -> gslbd::model::Resolutions {
+    use gslbd::resolve::{Resolver, ResolverSettings, State};
+    let targets = model.resolver_targets();
+    if targets.names.is_empty() {
+        return model.initial_resolutions();
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return model.initial_resolutions();
+    };
+    let names = rt.block_on(async {
+        let stop = gslbd::shutdown::Shutdown::new();
+        let settings = ResolverSettings {
+            servers: servers.to_vec(),
+            ..ResolverSettings::default()
+        };
+        let r = Resolver::start(settings, targets, std::sync::Arc::new(|_| {}), stop.clone());
+        let mut rx = r.subscribe();
+        let done = |n: &gslbd::resolve::ResolvedNames| {
+            !n.by_name.is_empty()
+                && n.by_name
+                    .values()
+                    .all(|e| e.state != State::Pending || e.lookups_failed > 0)
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+            while !done(&rx.borrow_and_update()) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let names = r.current();
+        stop.stop();
+        r.join().await;
+        names
+    });
+    model.resolutions(&names)
 }
 
 fn serve(a: ServeArgs) -> ExitCode {
@@ -591,6 +782,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     }
     opts.notify = a.notify;
     opts.max_exec_checks = a.max_exec_checks.max(1);
+    opts.resolver = a.resolver.settings();
     opts.xdp = a.listen_xdp;
     opts.xdp_mode = a.xdp_mode.parse().unwrap_or_default();
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -30,7 +30,7 @@ pub use build::{build, build_signed};
 pub(crate) use check::CheckEntry;
 pub(crate) use datacenter::DatacenterSpec;
 pub(crate) use name::GslbSpec;
-pub(crate) use zone::ZoneSpec;
+pub(crate) use zone::{AliasSpec, ZoneSpec};
 
 use crate::walk;
 
@@ -427,17 +427,21 @@ fn walk_file(
     let mut zone = if shared {
         None
     } else {
-        zone::read_zone(&mut top, &mut errs, &mut |origin, ttl, records, errs| {
-            for part in &parts.records {
-                let Ok(t) = toml::from_str::<toml::Table>(part) else {
-                    failed = true;
-                    return;
-                };
-                if let Some(r) = walk::Table::new(&t, "").table("records", errs) {
-                    zone::read_records(r, origin, ttl, records, errs);
+        zone::read_zone(
+            &mut top,
+            &mut errs,
+            &mut |origin, ttl, records, aliases, errs| {
+                for part in &parts.records {
+                    let Ok(t) = toml::from_str::<toml::Table>(part) else {
+                        failed = true;
+                        return;
+                    };
+                    if let Some(r) = walk::Table::new(&t, "").table("records", errs) {
+                        zone::read_records(r, origin, ttl, records, aliases, errs);
+                    }
                 }
-            }
-        })
+            },
+        )
     };
     if failed {
         return None;

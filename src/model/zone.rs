@@ -160,6 +160,18 @@ pub(crate) struct RRsetEntry {
 /// No GSLB name at a node.
 const NO_GSLB: u32 = u32::MAX;
 
+/// No ALIAS at a node.
+const NO_ALIAS: u32 = u32::MAX;
+
+/// An `ALIAS` record: A and AAAA queries are answered with the target's current addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Alias {
+    /// The target.
+    pub(crate) target: super::hostname::HostnameId,
+    /// The most the answer's TTL may be (also capped by the target's remaining TTL).
+    pub(crate) ttl: u32,
+}
+
 /// One name of a node table.
 #[derive(Clone, Copy, Debug)]
 struct NodeEntry {
@@ -177,6 +189,10 @@ struct NodeEntry {
     gslb: u32,
     /// 1 + index of this name's NSEC in the zone's DNSSEC signer (0: zone not signed).
     nsec: u32,
+    /// ALIAS target (a `HostnameId`), or `NO_ALIAS`.
+    alias_target: u32,
+    /// ALIAS TTL cap.
+    alias_ttl: u32,
 }
 
 /// A name in a zone, as the answer code reads it: its RRsets, or nothing (an empty
@@ -187,11 +203,15 @@ pub(crate) struct Node<'a> {
     pub(crate) cut: bool,
     /// Lower-cased wire form of the CNAME target, when the node is a CNAME.
     pub(crate) cname: Option<&'a [u8]>,
-    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`).
+    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`); every type when
+    /// the name may answer a CNAME (`GslbEntry::cname`).
     pub(crate) gslb: Option<u32>,
+    /// An `ALIAS`: A/AAAA answered from the target's addresses.
+    pub(crate) alias: Option<Alias>,
     /// 1 + index of this name's NSEC in the zone's DNSSEC signer (0: zone not signed).
     pub(crate) nsec: u32,
-    rrsets: &'a [RRsetEntry],
+    /// Its RRsets (type and place; [`Node::rrset`] and [`Node::rrsets`] give the records).
+    pub(crate) rrsets: &'a [RRsetEntry],
     nodes: &'a Nodes,
 }
 
@@ -211,7 +231,7 @@ impl<'a> Node<'a> {
 
     /// Holds no data of its own (empty non-terminal).
     pub(crate) fn is_empty(&self) -> bool {
-        self.rrsets.is_empty() && self.gslb.is_none()
+        self.rrsets.is_empty() && self.gslb.is_none() && self.alias.is_none()
     }
 
     /// The RR types present here, for its NSEC (RRSIG and NSEC included); at a delegation
@@ -223,7 +243,9 @@ impl<'a> Node<'a> {
                 t.insert(rr.rtype);
             }
         }
-        if self.gslb.is_some() && !self.cut {
+        // GSLB names and ALIASes answer A/AAAA (a GSLB name may answer a CNAME instead, but
+        // never holds one: a NODATA there proves A/AAAA-or-nothing, not a CNAME).
+        if (self.gslb.is_some() || self.alias.is_some()) && !self.cut {
             t.insert(TYPE_A);
             t.insert(TYPE_AAAA);
         }
@@ -301,6 +323,10 @@ impl Nodes {
             cut: e.cut,
             cname: (e.cname.len > 0).then(|| e.cname.of(&self.names)),
             gslb: (e.gslb != NO_GSLB).then_some(e.gslb),
+            alias: (e.alias_target != NO_ALIAS).then_some(Alias {
+                target: super::hostname::HostnameId(e.alias_target),
+                ttl: e.alias_ttl,
+            }),
             nsec: e.nsec,
             rrsets: &self.rrsets[at..at + usize::from(e.rrsets_len)],
             nodes: self,
@@ -330,6 +356,8 @@ impl Nodes {
             cname: Span::default(),
             gslb: NO_GSLB,
             nsec: 0,
+            alias_target: NO_ALIAS,
+            alias_ttl: 0,
         });
         let (names, entries) = (&self.names, &self.entries);
         self.index
@@ -447,6 +475,23 @@ impl Nodes {
             Ok(i) | Err(i) => i,
         };
         self.entries[i as usize].gslb = id;
+    }
+
+    /// Places an ALIAS at `key` (added if new).
+    pub(crate) fn set_alias(&mut self, key: &[u8], alias: Alias) {
+        let i = match self.add(key) {
+            Ok(i) | Err(i) => i,
+        };
+        let e = &mut self.entries[i as usize];
+        e.alias_target = alias.target.0;
+        e.alias_ttl = alias.ttl;
+    }
+
+    /// Every name with its node, in the order they were added.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], Node<'_>)> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.of(&self.names), self.node(e)))
     }
 
     /// Gives back the memory reserved beyond what the table holds.

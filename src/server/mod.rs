@@ -7,6 +7,7 @@
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
 //! health feed pollers, API (pushed, alerts) --input--> aggregator
 //! aggregator --events (broadcast)--> /events stream, webhook notifier
+//! Resolver (hostname targets, by name) ---------+--> also watched by the HealthRuntime
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
 //! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
@@ -46,6 +47,7 @@ use crate::health::aggregator::{AggregatorSettings, Startup, StateProblem};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
+use crate::resolve::{Resolver, ResolverSettings};
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
 use publish::{Publisher, Serving};
@@ -126,6 +128,11 @@ pub struct ServeOptions {
     /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
     /// counters, kept across reloads.
     pub dnssec: crate::dnssec::Env,
+    /// Seed of the probe jitter; `None` = random. A fixed seed gives the probe schedule
+    /// `gslbd simulate` computes for the same seed (its tests compare the two).
+    pub probe_seed: Option<u64>,
+    /// How hostname targets outside our zones are resolved.
+    pub resolver: ResolverSettings,
     /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
     pub xdp: Vec<dns::xdp::XdpListen>,
     /// Where the XDP program runs (`--xdp-mode`).
@@ -170,6 +177,8 @@ impl ServeOptions {
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
+            probe_seed: None,
+            resolver: ResolverSettings::default(),
             xdp: vec![],
             xdp_mode: dns::xdp::XdpMode::Auto,
         }
@@ -253,6 +262,8 @@ pub struct State {
     /// True once every target was probed or warm-started (`/readyz`).
     pub(crate) ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
+    /// Keeps hostname targets resolved.
+    resolver: Resolver,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
     /// State files that could not be used since the process started (`/status`, metrics).
@@ -497,14 +508,21 @@ impl State {
             model.datacenters.plan.clone(),
             &model.datacenters.probes,
             self.aggregator_settings(),
-            WorkerSettings {
-                max_in_flight: self.opts.max_probes_in_flight,
-                max_exec: self.opts.max_exec_checks,
-                ..WorkerSettings::default()
+            {
+                let mut w = WorkerSettings {
+                    max_in_flight: self.opts.max_probes_in_flight,
+                    max_exec: self.opts.max_exec_checks,
+                    ..WorkerSettings::default()
+                };
+                if let Some(seed) = self.opts.probe_seed {
+                    w.seed = seed;
+                }
+                w
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),
             self.events.clone(),
+            self.resolver.subscribe(),
             self.stop.child(),
         )?;
         if !rt.problems.is_empty() {
@@ -636,9 +654,11 @@ impl State {
             .sync_health(&loaded.model)
             .await
             .map_err(|e| one_error(&self.opts.zones_dir, e))?;
+        let targets = loaded.model.resolver_targets();
         if let Err(e) = self.serving.swap_model(loaded, Arc::new(geo), health_gen) {
             tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
         }
+        self.resolver.set_targets(targets);
         // The old model is freed when the last query holding it is done (within a batch);
         // then its memory goes back to the system, so reloads do not grow the resident size.
         tokio::spawn(async {
@@ -703,6 +723,7 @@ pub struct Running {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     background_stop: Shutdown,
     background: Vec<tokio::task::JoinHandle<()>>,
+    resolver_stop: Shutdown,
 }
 
 /// Why the server could not start.
@@ -755,6 +776,8 @@ impl Running {
         for t in self.background {
             let _ = tokio::time::timeout(grace, t).await;
         }
+        self.resolver_stop.stop();
+        let _ = tokio::time::timeout(grace, self.state.resolver.join()).await;
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
         }
@@ -814,6 +837,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     } else {
         None
     };
+    let resolver_stop = stop.child();
+    let resolver = {
+        let publisher = Arc::downgrade(&serving);
+        Resolver::start(
+            opts.resolver.clone(),
+            loaded.model.resolver_targets(),
+            Arc::new(move |names| {
+                if let Some(p) = publisher.upgrade() {
+                    p.set_resolved(names);
+                }
+            }),
+            resolver_stop.clone(),
+        )
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -826,6 +863,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         started: SystemTime::now(),
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
+        resolver,
         health_gen: AtomicU64::new(0),
         state_problems: std::sync::Mutex::new(Vec::new()),
         events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
@@ -996,6 +1034,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         api_task,
         background_stop,
         background,
+        resolver_stop,
     })
 }
 

@@ -30,6 +30,7 @@ mod geo;
 mod gslb;
 mod hardening;
 mod health_inputs;
+mod hostname;
 mod latency;
 mod latency_map;
 mod layers;
@@ -38,8 +39,10 @@ mod ops;
 mod policy;
 mod probe;
 mod probe_e2e;
+mod record_types;
 mod reload;
 mod scenarios;
+mod simulate;
 mod webdriver;
 #[cfg(feature = "xdp")]
 mod xdp;

@@ -13,13 +13,14 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::combine::Cause;
 use super::{Aggregator, StateProblem};
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
     ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, InputsFile,
     PersistError, SavedLoad, SavedLoadKind, TargetEntry, VERSION, parse_admin, parse_health,
-    read_bytes, read_json, set_aside, unix_secs, write_atomic,
+    read_bytes, read_json, set_aside, unix_ms, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -67,7 +68,14 @@ impl Aggregator {
                 .transpose()
         });
         let problem = match health {
-            Ok(Some(file)) => self.restore_health(&file, now, wall),
+            Ok(Some(file)) => {
+                let problem = self.restore_health(&file, now, wall);
+                if problem.is_none() {
+                    // Kept for targets added at run time (hostname datacenters).
+                    self.warm_file = Some((file, now, wall));
+                }
+                problem
+            }
             Ok(None) => None,
             Err(e) => Some(e.to_string()),
         };
@@ -184,6 +192,61 @@ impl Aggregator {
         None
     }
 
+    /// What a reload that changes the datacenters does through the state files (the old
+    /// runtime writes them when it stops, the new one reads them back at start), in memory:
+    /// admin states by datacenter name, the health of the targets both sets probe and the
+    /// external verdicts still held, taken from `prev` at `now`, then published. `gslbd
+    /// simulate` uses it for a zone change on virtual time, where there are no files (and no
+    /// wall clock to age them by: the verdicts keep what is left of their TTL on `now`'s
+    /// clock).
+    pub(crate) fn carry_over(&mut self, prev: &Aggregator, now: Instant) {
+        let wall = SystemTime::now();
+        let (admin, health) = prev.state_files(now, wall);
+        let mut inputs = prev.inputs_file(wall);
+        for (saved, e) in inputs.entries.iter_mut().zip(&prev.inputs.entries) {
+            let left = e.expires.saturating_duration_since(now);
+            saved.expires_unix_ms = unix_ms(wall + left);
+        }
+        // The states come from `state_files`, so they always parse; there is no file to name.
+        self.restore_admin(&admin, now, wall);
+        let _ = self.restore_health(&health, now, wall);
+        self.restore_inputs(&inputs, now, wall);
+        for i in 0..self.dcs.len() {
+            self.reevaluate(i, now, Cause::Start);
+        }
+        self.force_publish(now);
+    }
+
+    /// A target added at run time (a hostname datacenter's new address): its warm state
+    /// from the file read at start, while that is still fresh.
+    pub(super) fn restore_one(&mut self, id: crate::probe::TargetId, now: Instant) {
+        let Some((file, read_at, wall)) = &self.warm_file else {
+            return;
+        };
+        let file_age = Duration::from_secs(unix_secs(*wall).saturating_sub(file.written_unix));
+        let age = file_age + now.saturating_duration_since(*read_at);
+        if file.version != VERSION || age > self.settings.warm_max_age {
+            return;
+        }
+        let Some(t) = self.targets.get_mut(id.0 as usize) else {
+            return;
+        };
+        let Some(entry) = file
+            .targets
+            .iter()
+            .find(|e| e.check == t.fingerprint && e.addr == t.addr.to_string())
+        else {
+            return;
+        };
+        t.up = entry.up;
+        t.warm = true;
+        t.passes = entry.passes;
+        t.fails = entry.fails;
+        if let Some(ms) = entry.latency_ms.filter(|v| v.is_finite() && *v >= 0.0) {
+            t.latency = Ewma::with_value(self.settings.latency_half_life, ms, now);
+        }
+    }
+
     /// The two state files as they would be written at (`now`, `wall`).
     pub(crate) fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
         let mut admin = AdminFile {
@@ -204,8 +267,18 @@ impl Aggregator {
         let targets = self
             .targets
             .iter()
-            // Only what was measured (or restored): an assumption is not knowledge.
-            .filter(|t| t.probed || t.warm)
+            .enumerate()
+            // Only what was measured (or restored): an assumption is not knowledge; and only
+            // targets still probed (a hostname datacenter's address may have left).
+            .filter(|(i, t)| {
+                (t.probed || t.warm)
+                    && self
+                        .set
+                        .targets
+                        .get(*i)
+                        .is_some_and(|x| !x.users.is_empty())
+            })
+            .map(|(_, t)| t)
             .map(|t| TargetEntry {
                 check: t.fingerprint.clone(),
                 addr: t.addr.to_string(),
