@@ -140,6 +140,11 @@ pub(crate) struct ZoneSpec {
 /// TTL of records when neither the record nor the zone gives one.
 pub(crate) const DEFAULT_TTL: u32 = 3600;
 
+/// Reads the records kept elsewhere (the parts of a file read in parts): origin, zone TTL,
+/// the records and ALIAS targets read so far, errors.
+pub(crate) type MoreRecords<'a> =
+    dyn FnMut(&Name, u32, &mut RecordTable, &mut Vec<AliasSpec>, &mut Errors) + 'a;
+
 /// Reads origin, ttl, soa and records from the top table of a zone file.
 ///
 /// `more` reads the records kept elsewhere (the parts of a file read in parts) with the
@@ -147,7 +152,7 @@ pub(crate) const DEFAULT_TTL: u32 = 3600;
 pub(crate) fn read_zone(
     top: &mut Table<'_>,
     errs: &mut Errors,
-    more: &mut dyn FnMut(&Name, u32, &mut RecordTable, &mut Vec<AliasSpec>, &mut Errors),
+    more: &mut MoreRecords<'_>,
 ) -> Option<ZoneSpec> {
     let origin = match top.required_str("origin", errs) {
         Some(s) => match parse_origin(s) {
