@@ -472,8 +472,10 @@ pub(crate) fn encode_rdata(
     origin: &Name,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
+    // The RFC 3597 generic form (`\# <length> <hex>`) goes through parse_rdata for every type.
+    let generic = s.trim_start().starts_with("\\#");
     match rtype {
-        RecordType::A => {
+        RecordType::A if !generic => {
             let a = s
                 .trim()
                 .parse::<std::net::Ipv4Addr>()
@@ -481,7 +483,7 @@ pub(crate) fn encode_rdata(
             out.extend_from_slice(&a.octets());
             Ok(())
         }
-        RecordType::AAAA => {
+        RecordType::AAAA if !generic => {
             let a = s
                 .trim()
                 .parse::<std::net::Ipv6Addr>()
