@@ -31,6 +31,7 @@
 #![warn(clippy::disallowed_methods)]
 
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod dnssec;

@@ -115,6 +115,11 @@ pub trait ApiBackend: Send + Sync + 'static {
     fn feeds(&self) -> Vec<FeedStatus> {
         Vec::new()
     }
+
+    /// The cluster as this node sees it (`--cluster`); `None` for a standalone server.
+    fn cluster(&self) -> Option<crate::cluster::ClusterStatus> {
+        None
+    }
 }
 
 /// Process and configuration facts for `/status`.
@@ -366,6 +371,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "names": view::names(&topo, &totals, &base),
         "events": events,
         "feeds": ctx.backend.feeds(),
+        "cluster": ctx.backend.cluster(),
     });
     axum::Json(body).into_response()
 }
@@ -397,10 +403,12 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
             .filter_map(|z| Some((z.name.clone(), z.dnssec.clone()?)))
             .collect(),
     );
+    let cluster = ctx.backend.cluster();
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
         dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
+        cluster: cluster.as_ref().map(|c| c as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()

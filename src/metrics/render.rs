@@ -62,6 +62,9 @@ impl Metrics {
         if let Some(d) = extra.dnssec {
             d.render(&mut o);
         }
+        if let Some(c) = extra.cluster {
+            c.render(&mut o);
+        }
         o.s
     }
 
@@ -239,6 +242,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) server: Option<ServerGauges>,
     /// Signed zones: keys, signature expiry and signing counters.
     pub(crate) dnssec: Option<&'a dyn Gauges>,
+    /// The cluster (`--cluster`): members, probers, observations, etcd connection.
+    pub(crate) cluster: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {

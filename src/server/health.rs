@@ -13,7 +13,9 @@ use tokio::sync::mpsc;
 use crate::health::Publish;
 use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings};
 use crate::metrics::Metrics;
-use crate::probe::{DatacenterProbe, ProbeSet, Prober, WorkerSettings, Workers, spawn_workers};
+use crate::probe::{
+    DatacenterProbe, ProbeSet, Prober, Steering, WorkerSettings, Workers, spawn_steered_workers,
+};
 use crate::shutdown::Shutdown;
 
 /// Probes and aggregator for one set of datacenters.
@@ -31,7 +33,7 @@ impl HealthRuntime {
     /// Restores state from the state dir, publishes the first snapshot into `out` and starts
     /// probing the (already validated) `plan`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start(
+    pub(crate) async fn start(
         plan: Arc<ProbeSet>,
         probes: &[DatacenterProbe],
         settings: AggregatorSettings,
@@ -39,20 +41,31 @@ impl HealthRuntime {
         out: Arc<dyn Publish>,
         metrics: Arc<Metrics>,
         events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
+        cluster: Option<&crate::cluster::Cluster>,
         stop: Shutdown,
     ) -> Result<HealthRuntime, String> {
         let prober = Arc::new(
-            Prober::with_max_exec(&plan, workers.max_exec)
+            Prober::with_options(&plan, workers.max_exec, cluster.map(|c| c.node()))
                 .map_err(|e| format!("health checks: {e}"))?,
         );
         let (mut agg, handle) =
             Aggregator::new(plan.clone(), settings, out).map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
         agg.set_events_out(events);
+        let steering = Steering::all(plan.targets.len());
+        let observations = cluster.map(|_| {
+            let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
+            agg.set_steering(steering.clone());
+            agg.set_observations_out(tx);
+            rx
+        });
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
-        let workers = spawn_workers(&plan, prober, workers, tx, stop.clone());
+        let workers = spawn_steered_workers(&plan, prober, workers, tx, steering.clone(), stop.clone());
         let task = tokio::spawn(agg.run(rx, stop.clone()));
+        if let (Some(c), Some(rx)) = (cluster, observations) {
+            c.bind(plan.clone(), handle.clone(), steering, rx).await;
+        }
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),

@@ -96,6 +96,8 @@ pub struct ServeOptions {
     /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
     /// counters, kept across reloads.
     pub dnssec: crate::dnssec::Env,
+    /// `--cluster`: share probing and decide by quorum with the other nodes through etcd.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
 }
 
 impl ServeOptions {
@@ -126,6 +128,7 @@ impl ServeOptions {
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
+            cluster: None,
         }
     }
 
@@ -220,6 +223,8 @@ pub struct State {
     private_state_dir: bool,
     /// Parent of every probe runtime's stop node.
     stop: Shutdown,
+    /// The cluster membership, with `--cluster`.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 impl PacketHandler for State {
@@ -357,8 +362,10 @@ impl State {
             self.serving.health_sink(generation),
             self.metrics.clone(),
             self.events.clone(),
+            self.cluster.as_deref(),
             self.stop.child(),
-        )?;
+        )
+        .await?;
         *guard = Some(rt);
         Ok(Some(generation))
     }
@@ -525,6 +532,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The cluster options cannot be used (a TLS file).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -554,6 +564,10 @@ impl Running {
         }
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
+        }
+        // Leaving revokes the lease: the other nodes take this node's targets at once.
+        if let Some(c) = &self.state.cluster {
+            c.stop().await;
         }
         self.stop.stop();
         if self.state.private_state_dir {
@@ -589,6 +603,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     ));
     let serving = Arc::new(Publisher::new(loaded.clone(), Arc::new(geo), 0, all_up));
     let stop = Shutdown::new();
+    let cluster = match &opts.cluster {
+        Some(c) => Some(Arc::new(
+            crate::cluster::Cluster::start(c.clone(), stop.child())
+                .map_err(|e| StartError::Cluster(e.to_string()))?,
+        )),
+        None => None,
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -618,6 +639,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         state_dir,
         private_state_dir,
         stop: stop.clone(),
+        cluster,
     });
     let health_gen = state
         .sync_health(&loaded.model)
