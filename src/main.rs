@@ -486,7 +486,7 @@ fn serve(a: ServeArgs) -> ExitCode {
             "[::1]:5353".parse().expect("literal"),
         ]
     } else {
-        a.listen
+        a.listen.clone()
     };
     let mut opts = ServeOptions::new(a.zones.clone(), listen);
     if let Some(url) = &a.cluster {
