@@ -383,8 +383,11 @@ pub enum HealthMode {
 
 struct HealthShared {
     mode: std::sync::Mutex<HealthMode>,
-    /// Arrival time of every complete request.
-    hits: std::sync::Mutex<Vec<std::time::Instant>>,
+    /// Arrival time of every complete request, and the cluster node named in its
+    /// User-Agent (`gslbd-probe/x (node NAME)`), if any.
+    hits: std::sync::Mutex<Vec<(std::time::Instant, Option<String>)>>,
+    /// Requests from these cluster nodes get `503` (a probe path broken for them only).
+    deny: std::sync::Mutex<Vec<String>>,
     open: std::sync::atomic::AtomicUsize,
     max_open: std::sync::atomic::AtomicUsize,
 }
@@ -423,6 +426,7 @@ impl HealthHttp {
             shared: std::sync::Arc::new(HealthShared {
                 mode: std::sync::Mutex::new(HealthMode::Healthy),
                 hits: std::sync::Mutex::new(Vec::new()),
+                deny: std::sync::Mutex::new(Vec::new()),
                 open: Default::default(),
                 max_open: Default::default(),
             }),
@@ -466,8 +470,20 @@ impl HealthHttp {
                         }
                     }
                     if complete {
-                        shared.hits.lock().unwrap().push(std::time::Instant::now());
-                        let mode = shared.mode.lock().unwrap().clone();
+                        let node = node_of(&req);
+                        shared
+                            .hits
+                            .lock()
+                            .unwrap()
+                            .push((std::time::Instant::now(), node.clone()));
+                        let denied = node
+                            .as_ref()
+                            .is_some_and(|n| shared.deny.lock().unwrap().contains(n));
+                        let mode = if denied {
+                            HealthMode::Status(503)
+                        } else {
+                            shared.mode.lock().unwrap().clone()
+                        };
                         let reply = match mode {
                             HealthMode::Healthy | HealthMode::Refuse => Some((200, "ok".into())),
                             HealthMode::Status(c) => Some((c, "no".into())),
@@ -530,7 +546,27 @@ impl HealthHttp {
     /// Requests received in `[from, to)`.
     pub fn hits_between(&self, from: std::time::Instant, to: std::time::Instant) -> usize {
         let h = self.shared.hits.lock().unwrap();
-        h.iter().filter(|t| **t >= from && **t < to).count()
+        h.iter().filter(|(t, _)| *t >= from && *t < to).count()
+    }
+
+    /// Requests received in `[from, to)` per cluster node (from the probes' User-Agent).
+    pub fn hits_by_node(
+        &self,
+        from: std::time::Instant,
+        to: std::time::Instant,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let h = self.shared.hits.lock().unwrap();
+        let mut m = std::collections::BTreeMap::new();
+        for (_, n) in h.iter().filter(|(t, _)| *t >= from && *t < to) {
+            *m.entry(n.clone().unwrap_or_default()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Answer `503` to the probes of these cluster nodes only (their probe path is broken);
+    /// an empty list heals it.
+    pub fn deny_nodes(&self, nodes: &[&str]) {
+        *self.shared.deny.lock().unwrap() = nodes.iter().map(|n| n.to_string()).collect();
     }
 
     /// Connections open now (hanging probes show up here).
@@ -543,6 +579,17 @@ impl HealthHttp {
             .max_open
             .load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// The cluster node a probe request names in its User-Agent: `gslbd-probe/x (node NAME)`.
+fn node_of(req: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(req);
+    let ua = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("user-agent:"))?;
+    let start = ua.find("(node ")? + "(node ".len();
+    let end = ua[start..].find(')')? + start;
+    Some(ua[start..end].to_string())
 }
 
 impl Drop for HealthHttp {

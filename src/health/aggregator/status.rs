@@ -511,6 +511,8 @@ mod tests {
             check: "https:443::/".into(),
             check_name: "web".into(),
             up: false,
+            local_up: false,
+            shared: None,
             probed: true,
             warm: false,
             consecutive_passes: 0,
@@ -580,6 +582,7 @@ mod tests {
         };
         let text = m.render(&Extra {
             dnssec: None,
+            cluster: None,
             health: Some(&status),
             server: Some(server),
         });
