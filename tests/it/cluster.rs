@@ -580,7 +580,7 @@ fn probe_sharing_and_a_node_crash() {
 /// answer the same; an admin drain set on one node is applied by all.
 #[test]
 fn quorum_partial_and_real_failures_and_shared_admin() {
-    let Some(s) = Setup::start(2) else {
+    let Some(mut s) = Setup::start(2) else {
         return;
     };
     // Target 0: broken for its first prober only.
@@ -667,7 +667,21 @@ fn quorum_partial_and_real_failures_and_shared_admin() {
             .unwrap();
         assert_eq!(dc3["admin"], "drain", "node {}: {dc3}", n.name);
     }
-    let _ = &s.zones;
+    // A node that starts afresh (no state file) takes the shared admin state from etcd, and
+    // joins the shared probing.
+    let url = s.etcd.endpoints();
+    s.nodes[2].crash();
+    let fresh = Node::start("c", s.zones.path(), &url, 2);
+    let took = wait_until("the restarted c drains dc3", Duration::from_secs(10), || {
+        !fresh.answers().contains(&addr_of(3))
+    });
+    eprintln!("a fresh node applied the shared drain {took:?} after its API came up");
+    s.nodes[2] = fresh;
+    s.wait_shared(3);
+    let expected: Vec<String> = all_addrs().into_iter().filter(|a| *a != addr_of(3)).collect();
+    for (node, a) in s.answers() {
+        assert_eq!(a, expected, "node {node}");
+    }
 }
 
 /// The etcd leader killed: no wrong answer, no verdict flap. Every etcd member stopped: the
@@ -734,5 +748,143 @@ fn etcd_leader_loss_and_total_outage() {
     }
     for (node, a) in s.answers() {
         assert_eq!(a, all_addrs(), "node {node} after rejoining");
+    }
+}
+
+// ----------------------------------------------------------------------------------------
+// The aggregator's side, without etcd: per-target shared verdicts (`Update::Targets`), the
+// local state of targets not probed here following them, and observations going out.
+
+mod shared_verdicts {
+    use std::net::IpAddr;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use arc_swap::ArcSwap;
+    use gslbd::health::aggregator::{Aggregator, AggregatorSettings};
+    use gslbd::health::input::{Source, SourceKind, TargetVerdict, Update};
+    use gslbd::health::{Input, Snapshot};
+    use gslbd::probe::{
+        CheckSpec, DatacenterProbe, ProbeOutcome, ProbeResult, ProbeSet, Steering, TargetId,
+    };
+    use tokio::time::Instant;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// fra: one tcp check on two addresses (targets 0 and 1), min-up 1.
+    fn setup() -> (Aggregator, Arc<ArcSwap<Snapshot>>, Vec<String>) {
+        let dcs = vec![DatacenterProbe::new(
+            "fra",
+            vec![ip("192.0.2.10"), ip("192.0.2.11")],
+            Some(CheckSpec::tcp(9)),
+        )];
+        let set = Arc::new(ProbeSet::build(&dcs).unwrap());
+        let keys = set.targets.iter().map(|t| t.key()).collect();
+        let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let s = AggregatorSettings {
+            publish_interval: Duration::ZERO,
+            ..AggregatorSettings::default()
+        };
+        let (agg, _h) = Aggregator::new(set, s, out.clone()).unwrap();
+        (agg, out, keys)
+    }
+
+    fn verdicts(keys: &[String], up: bool, ttl: u64) -> Update {
+        Update::Targets {
+            source: Source::new(SourceKind::Cluster, "a"),
+            verdicts: keys
+                .iter()
+                .map(|k| TargetVerdict {
+                    target: k.clone(),
+                    up,
+                    load: None,
+                    latency_ms: Some(12.0),
+                    reason: format!("cluster: 2 of 2 probing nodes see it {}", if up { "up" } else { "down" }),
+                    ttl: Duration::from_secs(ttl),
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_quorum_overrides_local_probes_and_a_target_not_probed_here_follows_it() {
+        let (mut agg, out, keys) = setup();
+        let steering = Steering::all(2);
+        // Target 0 is probed here, target 1 by other nodes only.
+        steering.set(vec![true, false]);
+        agg.set_steering(steering);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        agg.set_observations_out(tx);
+        let t0 = Instant::now();
+        // Locally target 0 refuses (this node's path is broken)...
+        agg.apply(&ProbeResult::new(TargetId(0), ProbeOutcome::Refused, t0));
+        let o = rx.try_recv().expect("an observation goes out");
+        assert_eq!((o.target, o.up, o.fails), (TargetId(0), false, 1));
+        // ...but the cluster sees both up: the datacenter is up, decided by the cluster.
+        let applied = agg.input(verdicts(&keys, true, 3), t0).unwrap();
+        assert_eq!(applied.active, 2);
+        agg.publish(t0);
+        let s = out.load();
+        assert!(s.dcs[0].healthy);
+        assert_eq!(s.dcs[0].health_input, Input::Cluster);
+        assert_eq!(s.dcs[0].addr_up & 0b11, 0b11);
+        assert_eq!(s.dcs[0].latency_ms, Some(12.0));
+
+        // The cluster says both down: down.
+        agg.input(verdicts(&keys, false, 3), t0).unwrap();
+        agg.publish(t0);
+        assert!(!out.load().dcs[0].healthy);
+        assert!(
+            out.load().why[0].reason.starts_with("cluster:"),
+            "{}",
+            out.load().why[0].reason
+        );
+
+        // The verdicts expire (etcd lost for the grace): target 1, not probed here, keeps
+        // the state the cluster left; target 0 goes back to this node's own probes.
+        let t1 = t0 + Duration::from_secs(4);
+        agg.tick(t1);
+        let st = agg.status(t1);
+        let targets = &st.datacenters[0].targets;
+        assert_eq!(targets[1].shared, None);
+        assert!(!targets[1].up, "target 1 followed the cluster: down, no flap");
+        assert!(!targets[0].up, "target 0: its own probes (refused)");
+        assert!(!out.load().dcs[0].healthy);
+        assert_eq!(out.load().dcs[0].health_input, Input::Probes);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unknown_targets_are_reported_and_a_withdrawn_verdict_hands_back() {
+        let (mut agg, out, keys) = setup();
+        let t0 = Instant::now();
+        let mut u = verdicts(&keys[..1], false, 30);
+        if let Update::Targets { verdicts, .. } = &mut u {
+            let mut extra = verdicts[0].clone();
+            extra.target = "tcp:1 127.0.0.1:1".into();
+            verdicts.push(extra);
+        }
+        let applied = agg.input(u, t0).unwrap();
+        assert_eq!(applied.unknown, vec!["tcp:1 127.0.0.1:1".to_string()]);
+        assert_eq!(applied.active, 1);
+        agg.publish(t0);
+        // Target 0 down by the cluster, target 1 assumed up: min-up 1, still up.
+        assert!(out.load().dcs[0].healthy);
+        assert_eq!(out.load().dcs[0].addr_up & 0b11, 0b10);
+        // An empty set withdraws it: every target probed here decides alone again.
+        let applied = agg
+            .input(
+                Update::Targets {
+                    source: Source::new(SourceKind::Cluster, "a"),
+                    verdicts: vec![],
+                },
+                t0,
+            )
+            .unwrap();
+        assert_eq!((applied.changed, applied.active), (1, 0));
+        agg.publish(t0);
+        assert_eq!(out.load().dcs[0].addr_up & 0b11, 0b11);
+        assert_eq!(out.load().dcs[0].health_input, Input::Probes);
     }
 }
