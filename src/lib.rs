@@ -11,7 +11,8 @@
 //! paths of every module and fails on a cycle):
 //!
 //! 1. leaves, the shared vocabulary: [`net`] (addresses, prefixes, families, transports),
-//!    `rr` (record types, rcodes, wire names), `limits`, `walk` (the TOML walker),
+//!    `rr` (record types, rcodes, wire names), `limits`, `abuse` (connection limits, rate
+//!    limiting and cookie vocabulary, log throttle), `walk` (the TOML walker),
 //!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), `mix` (splitmix64),
 //!    [`metrics`];
 //! 2. [`probe`]: check kinds, the probe plan and the workers; [`dnssec`]: keys, signing,
@@ -30,6 +31,7 @@
 // The clock rule of .clippy.toml (tokio's clock, paused in tests), for the library only.
 #![warn(clippy::disallowed_methods)]
 
+pub(crate) mod abuse;
 pub mod api;
 pub mod cluster;
 pub mod config;

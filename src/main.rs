@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -151,6 +152,95 @@ struct ServeArgs {
     /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     query_log_sample: u32,
+
+    /// Most TCP connections at once; 0 = half the descriptors left after probes and API
+    /// (the soft limit is raised to the hard one at start), at most 16384.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    tcp_max_connections: usize,
+    /// Most TCP connections of one client address (IPv6: one /64).
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    tcp_max_per_client: usize,
+    /// Close a TCP connection after this long without a query.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_idle_timeout: Duration,
+    /// Close a TCP connection (between queries) once open this long.
+    #[arg(long, default_value = "120s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_lifetime: Duration,
+    /// Close a TCP connection after answering this many queries (0 = no budget).
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    tcp_max_queries: u32,
+    /// Once the first byte of a TCP message arrived, the rest must arrive within this.
+    #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_read_timeout: Duration,
+    /// A TCP response must be written within this (a client that does not read is closed).
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_write_timeout: Duration,
+    /// Most API connections at once (a fourth of them per client address, at least 4).
+    #[arg(
+        long,
+        default_value_t = 64,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    api_max_connections: usize,
+
+    /// Response rate limiting: UDP responses a second per (client prefix, class, name); 0 = off.
+    #[arg(
+        long,
+        default_value_t = 200,
+        value_name = "N",
+        help_heading = "Response rate limiting"
+    )]
+    rrl_rate: u32,
+    /// Every Nth rate-limited response is sent truncated (TC=1) instead of dropped; 0 = drop all.
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_name = "N",
+        help_heading = "Response rate limiting"
+    )]
+    rrl_slip: u32,
+    /// IPv4 clients share a bucket per prefix of this length.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=32), value_name = "LEN", help_heading = "Response rate limiting")]
+    rrl_ipv4_prefix: u8,
+    /// IPv6 clients share a bucket per prefix of this length.
+    #[arg(long, default_value_t = 56, value_parser = clap::value_parser!(u8).range(16..=128), value_name = "LEN", help_heading = "Response rate limiting")]
+    rrl_ipv6_prefix: u8,
+    /// A prefix never rate limited; repeatable. Giving any replaces the default (loopback:
+    /// 127.0.0.0/8 and ::1); `none` exempts nothing.
+    #[arg(
+        long,
+        value_name = "PREFIX|none",
+        help_heading = "Response rate limiting"
+    )]
+    rrl_exempt: Vec<String>,
+    /// Count and log what rate limiting would do, but send every response.
+    #[arg(long, help_heading = "Response rate limiting")]
+    rrl_log_only: bool,
+
+    /// Turn DNS cookies (RFC 7873) off.
+    #[arg(long, help_heading = "DNS cookies")]
+    no_cookies: bool,
+    /// Cookie secrets shared by the instances of a set: one secret (32 hex digits) a line, the
+    /// first makes cookies, all are accepted; re-read when it changes. Without it each
+    /// process makes its own secret and replaces it daily.
+    #[arg(long, value_name = "FILE", help_heading = "DNS cookies")]
+    cookie_secret_file: Option<PathBuf>,
     /// Health feed file (JSON or CSV: datacenter or address -> state [, load] [, reason]),
     /// re-read when it changes; repeatable.
     #[arg(long, value_name = "FILE")]
@@ -528,6 +618,30 @@ fn serve(a: ServeArgs) -> ExitCode {
     opts.watch = !a.no_watch;
     opts.query_log_sample = a.query_log_sample;
     opts.latency_map = a.latency_map;
+    opts.tcp_max_connections = a.tcp_max_connections;
+    opts.tcp_max_per_client = a.tcp_max_per_client.max(1);
+    opts.tcp_idle_timeout = a.tcp_idle_timeout;
+    opts.tcp_lifetime = a.tcp_lifetime;
+    opts.tcp_max_queries = a.tcp_max_queries;
+    opts.tcp_read_timeout = a.tcp_read_timeout;
+    opts.tcp_write_timeout = a.tcp_write_timeout;
+    opts.api_limits.max_connections = a.api_max_connections.max(1);
+    opts.rrl.rate = a.rrl_rate;
+    opts.rrl.slip = a.rrl_slip;
+    opts.rrl.ipv4_prefix = a.rrl_ipv4_prefix;
+    opts.rrl.ipv6_prefix = a.rrl_ipv6_prefix;
+    opts.rrl.log_only = a.rrl_log_only;
+    if !a.rrl_exempt.is_empty() {
+        opts.rrl.exempt = match gslbd::server::parse_exempt(&a.rrl_exempt) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("gslbd: --rrl-exempt: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    opts.cookies = !a.no_cookies;
+    opts.cookie_secret_file = a.cookie_secret_file;
     opts.health_feeds = a.health_feed;
     opts.health_feed_max_age = a.health_feed_max_age;
     opts.alert_label = a.alert_label;

@@ -51,6 +51,9 @@ pub(crate) const CLASS_IN: u16 = 1;
 /// EDNS option code of Client Subnet (RFC 7871).
 pub(crate) const OPTION_ECS: u16 = 8;
 
+/// EDNS option code of DNS COOKIE (RFC 7873).
+pub(crate) const OPTION_COOKIE: u16 = 10;
+
 /// Response code NOERROR.
 pub(crate) const RCODE_NOERROR: u8 = 0;
 /// Response code FORMERR.
@@ -65,6 +68,8 @@ pub(crate) const RCODE_NOTIMP: u8 = 4;
 pub(crate) const RCODE_REFUSED: u8 = 5;
 /// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
 pub(crate) const RCODE_BADVERS: u16 = 16;
+/// Extended response code BADCOOKIE (RFC 7873): the server cookie could not be verified.
+pub(crate) const RCODE_BADCOOKIE: u16 = 23;
 
 /// What gslbd knows about one record type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,6 +28,7 @@
 
 pub mod alertmanager;
 pub mod client;
+mod listen;
 mod token;
 mod ui;
 pub(crate) mod view;
@@ -41,12 +42,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -61,6 +63,7 @@ use crate::model::Model;
 use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
+pub use listen::ApiLimits;
 pub use token::load_token;
 pub(crate) use view::Topology;
 
@@ -219,6 +222,8 @@ pub struct ApiContext {
     pub token: Option<Arc<str>>,
     /// Samples of the decision counters, for the answer shares of `/status`.
     pub(crate) window: Arc<view::DecisionWindow>,
+    /// Bounds of the listener and of request bodies.
+    pub(crate) limits: ApiLimits,
     /// How `POST /alertmanager` reads alerts.
     pub(crate) alerts: alertmanager::AlertSettings,
     /// Stopped when the API stops: ends the `/events` streams.
@@ -233,9 +238,16 @@ impl ApiContext {
             backend,
             token: token.map(Arc::from),
             window: Arc::default(),
+            limits: ApiLimits::default(),
             alerts: alertmanager::AlertSettings::default(),
             stop: Shutdown::new(),
         }
+    }
+
+    /// The same context with other listener bounds.
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Reads Alertmanager alerts with `alerts` (label name, time to live).
@@ -294,17 +306,16 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         // The answer shares need counter samples from before the request; a stopped server
         // stops sampling with it.
+        let (limits, metrics) = (ctx.limits, ctx.metrics.clone());
         let sampler = tokio::spawn(async move {
             tokio::select! {
                 () = sample_decisions(&ctx) => {}
                 () = sampler_stop.stopped() => {}
             }
         });
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.stopped().await })
-            .await;
+        listen::accept_loop(listener, app, limits, metrics, shutdown).await;
         sampler.abort();
-        r
+        Ok(())
     });
     Ok((bound, task))
 }
@@ -522,11 +533,47 @@ fn parse_admin_body(body: &[u8]) -> Result<AdminState, String> {
     })
 }
 
+/// Reads a request body of at most `max` bytes within `limits.body_timeout` (after the token
+/// was checked: a stranger's body is never read).
+async fn read_body(
+    limits: &ApiLimits,
+    max: usize,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "the body could not be read")),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                limits.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
 async fn set_admin(
     State(ctx): State<ApiContext>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(denied) = authorize(&ctx, &headers) {
         return denied.into_response();
@@ -536,6 +583,10 @@ async fn set_admin(
             StatusCode::BAD_REQUEST,
             "invalid datacenter name in the path",
         );
+    };
+    let body = match read_body(&ctx.limits, ctx.limits.max_body, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let state = match parse_admin_body(&body) {
         Ok(s) => s,
@@ -671,10 +722,14 @@ fn address_subject(name: String, addr: &str) -> Result<Subject, String> {
     }
 }
 
-async fn push(ctx: ApiContext, headers: HeaderMap, subject: Subject, body: Bytes) -> Response {
+async fn push(ctx: ApiContext, headers: HeaderMap, subject: Subject, body: Body) -> Response {
     if let Err(denied) = authorize(&ctx, &headers) {
         return denied.into_response();
     }
+    let body = match read_body(&ctx.limits, ctx.limits.max_body, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let b = match parse_push_body(&body) {
         Ok(b) => b,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -755,7 +810,7 @@ async fn push_health(
     State(ctx): State<ApiContext>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Ok(Path(name)) = name else {
         return error(
@@ -770,7 +825,7 @@ async fn push_address_health(
     State(ctx): State<ApiContext>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let Ok(Path((name, addr))) = path else {
         return error(
@@ -817,11 +872,15 @@ async fn clear_address_health(
 async fn alertmanager_webhook(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(denied) = authorize(&ctx, &headers) {
         return denied.into_response();
     }
+    let body = match read_body(&ctx.limits, ctx.limits.max_alert_body, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let parsed = match alertmanager::parse(&body, &ctx.alerts) {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
@@ -881,8 +940,11 @@ async fn events_stream(State(ctx): State<ApiContext>) -> Response {
         };
         Some((Ok::<_, std::convert::Infallible>(ev), (rx, stop)))
     });
+    // A keep-alive comment well within the listener's stall timeout, so a quiet stream to a
+    // client that reads is never taken for a stalled one.
+    let every = (ctx.limits.stall_timeout / 2).max(std::time::Duration::from_secs(1));
     Sse::new(stream)
-        .keep_alive(KeepAlive::default())
+        .keep_alive(KeepAlive::new().interval(every))
         .into_response()
 }
 

@@ -7,9 +7,11 @@
 
 use std::net::IpAddr;
 
+use super::cookie::CookieSecrets;
 use super::handler::Peer;
 use super::signed::{self, Denial, Sec};
 use super::wire::{HEADER_LEN, Query, Reject, parse};
+use crate::abuse::CookieResult;
 use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
 use crate::rr::*;
@@ -290,13 +292,65 @@ impl<'n> Cursor<'n> {
 }
 
 /// Flags and scope decided while answering.
+#[derive(Default)]
 struct Decided {
-    rcode: u8,
+    /// The full response code (extended codes above 15 go to the OPT record).
+    rcode: u16,
     aa: bool,
     scope: u8,
+    /// Answered from the wildcard whose closest encloser starts at this label of the query
+    /// name.
+    wildcard: Option<u8>,
+    /// A referral at the cut starting at this label of the query name (0 after a CNAME).
+    referral: Option<u8>,
 }
 
-/// A response written into the caller's buffer, with what metrics want to know about it.
+impl Decided {
+    fn rcode(rcode: u8, aa: bool, scope: u8) -> Decided {
+        Decided {
+            rcode: u16::from(rcode),
+            aa,
+            scope,
+            ..Decided::default()
+        }
+    }
+}
+
+/// What kind of response was written, for response rate limiting (`dns::rrl` keys its
+/// buckets on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Records for the query name, or a CNAME chain from it.
+    Answer,
+    /// Records synthesised from the wildcard whose closest encloser starts at label
+    /// `encloser` of the query name.
+    Wildcard {
+        /// Label index into the query name.
+        encloser: u8,
+    },
+    /// NXDOMAIN or NODATA.
+    Negative,
+    /// A referral at the cut starting at label `cut` of the query name.
+    Referral {
+        /// Label index into the query name.
+        cut: u8,
+    },
+    /// Any other response code.
+    Error,
+}
+
+/// The COOKIE option a response carries: the client's cookie and our fresh server cookie.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutCookie {
+    client: [u8; 8],
+    server: [u8; 16],
+}
+
+/// Bytes of the COOKIE option in a response.
+const COOKIE_OPT_LEN: usize = 4 + 8 + 16;
+
+/// A response written into the caller's buffer, with what metrics and rate limiting want
+/// to know about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answered {
     /// Length of the response in the output buffer.
@@ -305,17 +359,29 @@ pub struct Answered {
     pub(crate) zone: Option<u32>,
     /// ECS scope prefix length sent back (0 when not client-specific).
     pub(crate) scope: u8,
+    /// The full response code (BADVERS and BADCOOKIE included).
+    pub(crate) rcode: u16,
+    /// What kind of response it is.
+    pub(crate) kind: Kind,
+    /// Where the OPT record starts in the output (`len` when there is none): a truncated copy
+    /// of the response keeps the header, the question and this record.
+    pub(crate) opt_at: usize,
+    /// What the query's COOKIE option showed, when cookies are on and it had one.
+    pub(crate) cookie: Option<CookieResult>,
 }
 
 /// Answers `q` (already parsed from `req`) into `out`. The size limit is the transport's
 /// (the client's UDP payload within 512..=1232, or 65535 over TCP).
-pub(crate) fn respond<G: GslbAnswerer>(
+#[allow(clippy::too_many_arguments)]
+fn respond<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
     q: &Query,
     req: &[u8],
     peer: &Peer,
     out: &mut [u8],
+    cookie: Option<OutCookie>,
+    bad_cookie: bool,
 ) -> Answered {
     let mut zone = None;
     let mut w = Writer::new(out);
@@ -323,32 +389,24 @@ pub(crate) fn respond<G: GslbAnswerer>(
     w.put(&req[HEADER_LEN..q.question_end]);
     let limit = udp_limit(q, peer);
 
-    let badvers = q.edns.is_some_and(|e| e.version > 0);
-    let outcome = if badvers {
+    let outcome = if q.edns.is_some_and(|e| e.version > 0) {
         Decided {
-            rcode: 0,
-            aa: false,
-            scope: 0,
+            rcode: RCODE_BADVERS,
+            ..Decided::default()
+        }
+    } else if bad_cookie {
+        // RFC 7873 5.2.4: no answer, the fresh cookie, and the client retries with it.
+        Decided {
+            rcode: RCODE_BADCOOKIE,
+            ..Decided::default()
         }
     } else if q.qclass != CLASS_IN {
         // CH TXT version.bind and friends: we do not disclose, and other classes we do not serve.
-        Decided {
-            rcode: RCODE_REFUSED,
-            aa: false,
-            scope: 0,
-        }
+        Decided::rcode(RCODE_REFUSED, false, 0)
     } else if q.qtype == TYPE_AXFR || q.qtype == TYPE_IXFR {
-        Decided {
-            rcode: RCODE_REFUSED,
-            aa: false,
-            scope: 0,
-        }
+        Decided::rcode(RCODE_REFUSED, false, 0)
     } else if q.qtype == TYPE_OPT || q.qtype == TYPE_NXNAME {
-        Decided {
-            rcode: RCODE_FORMERR,
-            aa: false,
-            scope: 0,
-        }
+        Decided::rcode(RCODE_FORMERR, false, 0)
     } else {
         let mut sec = Sec::new(q);
         let o = resolve(model, gslb, q, peer, &mut w, &mut zone, &mut sec);
@@ -360,28 +418,45 @@ pub(crate) fn respond<G: GslbAnswerer>(
             w.ar = 0;
             w.additional_start = None;
             w.overflow = false;
-            Decided {
-                rcode: RCODE_SERVFAIL,
-                aa: false,
-                scope: o.scope,
-            }
+            Decided::rcode(RCODE_SERVFAIL, false, o.scope)
         } else {
             o
         }
     };
-    let scope = outcome.scope;
-    let len = finish(q, &mut w, outcome, badvers, limit);
-    Answered { len, zone, scope }
+    let (scope, rcode) = (outcome.scope, outcome.rcode);
+    let kind = match rcode {
+        0 if outcome.referral.is_some() => Kind::Referral {
+            cut: outcome.referral.unwrap_or(0),
+        },
+        0 if w.an == 0 => Kind::Negative,
+        0 => match outcome.wildcard {
+            Some(encloser) => Kind::Wildcard { encloser },
+            None => Kind::Answer,
+        },
+        3 => Kind::Negative,
+        _ => Kind::Error,
+    };
+    let (len, opt_at) = finish(q, &mut w, outcome, limit, cookie);
+    Answered {
+        len,
+        zone,
+        scope,
+        rcode,
+        kind,
+        opt_at,
+        cookie: None,
+    }
 }
 
 /// Bytes the OPT record will take in the response.
-fn opt_len(q: &Query) -> usize {
+fn opt_len(q: &Query, cookie: bool) -> usize {
     match q.edns {
         None => 0,
         Some(e) => {
             11 + e
                 .ecs
                 .map_or(0, |c| 8 + usize::from(c.source_prefix).div_ceil(8))
+                + if cookie { COOKIE_OPT_LEN } else { 0 }
         }
     }
 }
@@ -397,8 +472,16 @@ fn udp_limit(q: &Query, peer: &Peer) -> usize {
     }
 }
 
-fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize) -> usize {
-    let opt = opt_len(q);
+/// Completes the response: truncation to `limit`, the OPT record (EDNS echo, extended rcode,
+/// ECS scope, cookie) and the header. Returns the length and where the OPT record starts.
+fn finish(
+    q: &Query,
+    w: &mut Writer<'_>,
+    o: Decided,
+    limit: usize,
+    cookie: Option<OutCookie>,
+) -> (usize, usize) {
+    let opt = opt_len(q, cookie.is_some());
     let mut tc = false;
     if w.overflow || w.len + opt > limit {
         // Additional data is optional: when answer and authority fit, drop only it (RFC 2181
@@ -417,12 +500,9 @@ fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize
         }
         w.overflow = false;
     }
+    let opt_at = w.len;
     if let Some(e) = q.edns {
-        let ext = if badvers {
-            (RCODE_BADVERS >> 4) as u32
-        } else {
-            0
-        };
+        let ext = u32::from(o.rcode >> 4);
         w.put(&[0]);
         w.u16(TYPE_OPT);
         w.u16(OUR_UDP_SIZE);
@@ -434,24 +514,30 @@ fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize
             0
         };
         w.u32(ext << 24 | do_bit | co_bit);
-        match e.ecs {
-            Some(c) if !badvers => {
-                let alen = usize::from(c.source_prefix).div_ceil(8);
-                w.u16((8 + alen) as u16);
-                w.u16(OPTION_ECS);
-                w.u16((4 + alen) as u16);
-                w.u16(c.family);
-                w.put(&[c.source_prefix, o.scope.min(c.source_prefix)]);
-                match c.addr {
-                    IpAddr::V4(a) => w.put(&a.octets()[..alen]),
-                    IpAddr::V6(a) => w.put(&a.octets()[..alen]),
-                }
+        let ecs = e.ecs.filter(|_| o.rcode < 16);
+        let ecs_len = ecs.map_or(0, |c| 8 + usize::from(c.source_prefix).div_ceil(8));
+        let cookie_len = if cookie.is_some() { COOKIE_OPT_LEN } else { 0 };
+        w.u16((ecs_len + cookie_len) as u16);
+        if let Some(c) = ecs {
+            let alen = usize::from(c.source_prefix).div_ceil(8);
+            w.u16(OPTION_ECS);
+            w.u16((4 + alen) as u16);
+            w.u16(c.family);
+            w.put(&[c.source_prefix, o.scope.min(c.source_prefix)]);
+            match c.addr {
+                IpAddr::V4(a) => w.put(&a.octets()[..alen]),
+                IpAddr::V6(a) => w.put(&a.octets()[..alen]),
             }
-            _ => w.u16(0),
+        }
+        if let Some(c) = cookie {
+            w.u16(OPTION_COOKIE);
+            w.u16(24);
+            w.put(&c.client);
+            w.put(&c.server);
         }
         w.ar += 1;
     }
-    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(o.rcode & 0xF);
+    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | (o.rcode & 0xF);
     if q.rd {
         flags |= 0x0100;
     }
@@ -470,7 +556,22 @@ fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize
     w.set_u16(6, w.an);
     w.set_u16(8, w.ns);
     w.set_u16(10, w.ar);
-    w.len
+    (w.len, opt_at)
+}
+
+/// Rewrites the response `a` in `out` as a truncated one (TC=1, no records but the OPT
+/// record, which keeps the cookie): what rate limiting sends instead of dropping ("slip"), so
+/// a real client behind a limited prefix retries over TCP. Returns the new length.
+pub(crate) fn truncate(q: &Query, a: &Answered, out: &mut [u8]) -> usize {
+    let qend = q.question_end.min(a.opt_at).max(HEADER_LEN).min(out.len());
+    let opt = a.opt_at.min(a.len)..a.len.min(out.len());
+    let opt_len = opt.len();
+    out.copy_within(opt, qend);
+    let flags = u16::from_be_bytes([out[2], out[3]]) | 0x0200;
+    out[2..4].copy_from_slice(&flags.to_be_bytes());
+    out[6..10].fill(0);
+    out[10..12].copy_from_slice(&u16::from(opt_len > 0).to_be_bytes());
+    qend + opt_len
 }
 
 /// Resolves the query name through referrals, CNAMEs and wildcards into `w`.
@@ -516,11 +617,7 @@ fn resolve<G: GslbAnswerer>(
             } else {
                 RCODE_NOERROR
             };
-            return Decided {
-                rcode,
-                aa,
-                scope: 0,
-            };
+            return Decided::rcode(rcode, aa, 0);
         };
         let apex_ptr = cur.ptr(zl);
         let signer = sec.signer(zone);
@@ -531,11 +628,14 @@ fn resolve<G: GslbAnswerer>(
                     && n.cut
                     && !(i == 0 && ds_at_cut)
                 {
-                    return referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
+                    let mut d = referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
+                    d.referral = Some(if hop == 0 { i as u8 } else { 0 });
+                    return d;
                 }
             }
         }
         aa = true;
+        let mut from_wildcard = None;
         let (node, owner, wildcard) = match zone.node(cur.name) {
             Some(n) => (n, cur.ptr(0), false),
             None => {
@@ -549,14 +649,16 @@ fn resolve<G: GslbAnswerer>(
                 wild[1] = b'*';
                 wild[2..2 + encloser.len()].copy_from_slice(encloser);
                 match zone.node(&wild[..2 + encloser.len()]) {
-                    Some(n) => (n, cur.ptr(0), true),
+                    Some(n) => {
+                        if hop == 0 {
+                            from_wildcard = Some(ce as u8);
+                        }
+                        (n, cur.ptr(0), true)
+                    }
                     None => {
                         let nx = deny(zone, apex_ptr, w, sec, cur.name, cur.ptr(0), Denial::NxName);
-                        return Decided {
-                            rcode: if nx { RCODE_NXDOMAIN } else { RCODE_NOERROR },
-                            aa,
-                            scope: 0,
-                        };
+                        let rcode = if nx { RCODE_NXDOMAIN } else { RCODE_NOERROR };
+                        return Decided::rcode(rcode, aa, 0);
                     }
                 }
             }
@@ -577,11 +679,7 @@ fn resolve<G: GslbAnswerer>(
                 };
             }
             if rdata_at > 0x3FFF {
-                return Decided {
-                    rcode: RCODE_NOERROR,
-                    aa,
-                    scope: 0,
-                };
+                return Decided::rcode(RCODE_NOERROR, aa, 0);
             }
             cur = Cursor::of_wire(target, rdata_at);
             continue;
@@ -593,14 +691,12 @@ fn resolve<G: GslbAnswerer>(
             wildcard,
             apex_ptr,
         };
-        return answer_node(model, zone, &at, gslb, q, peer, w, sec);
+        let mut d = answer_node(model, zone, &at, gslb, q, peer, w, sec);
+        d.wildcard = from_wildcard;
+        return d;
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
-    Decided {
-        rcode: RCODE_NOERROR,
-        aa,
-        scope: 0,
-    }
+    Decided::rcode(RCODE_NOERROR, aa, 0)
 }
 
 /// Where an answer is: the node, its lower-cased wire name and pointer, and how it was found.
@@ -624,11 +720,7 @@ fn answer_node<G: GslbAnswerer>(
     w: &mut Writer<'_>,
     sec: &mut Sec,
 ) -> Decided {
-    let ok = |scope| Decided {
-        rcode: RCODE_NOERROR,
-        aa: true,
-        scope,
-    };
+    let ok = |scope| Decided::rcode(RCODE_NOERROR, true, scope);
     let (node, owner) = (at.node, at.owner);
     let signer = sec.signer(zone);
     let nodata = |w: &mut Writer<'_>, sec: &mut Sec, without: Option<u16>| {
@@ -670,11 +762,7 @@ fn answer_node<G: GslbAnswerer>(
                 nodata(w, sec, Some(q.qtype));
                 ok(scope)
             }
-            GslbOutcome::ServFail { scope } => Decided {
-                rcode: RCODE_SERVFAIL,
-                aa: false,
-                scope,
-            },
+            GslbOutcome::ServFail { scope } => Decided::rcode(RCODE_SERVFAIL, false, scope),
         };
     }
     if q.qtype == TYPE_NSEC
@@ -765,21 +853,18 @@ fn referral(
     if let Some(ns) = cut.rrset(TYPE_NS) {
         w.additional(&ns.additional, ns.additional_count);
     }
-    Decided {
-        rcode: RCODE_NOERROR,
-        aa,
-        scope: 0,
-    }
+    Decided::rcode(RCODE_NOERROR, aa, 0)
 }
 
-/// The response to a packet that could not be parsed into a query.
+/// The response to a packet that could not be parsed into a query. Returns the length and
+/// where the OPT record starts.
 pub(crate) fn reject(
     req: &[u8],
     q: &Query,
     rcode: u8,
     with_question: bool,
     out: &mut [u8],
-) -> usize {
+) -> (usize, usize) {
     let mut w = Writer::new(out);
     w.put(&[0; HEADER_LEN]);
     let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(rcode);
@@ -792,6 +877,7 @@ pub(crate) fn reject(
     } else {
         0
     };
+    let opt_at = w.len;
     if with_question && q.edns.is_some() {
         w.put(&[0]);
         w.u16(TYPE_OPT);
@@ -804,10 +890,41 @@ pub(crate) fn reject(
     w.set_u16(2, flags);
     w.set_u16(4, qd);
     w.set_u16(10, w.ar);
-    w.len
+    (w.len, opt_at)
 }
 
-/// Parses and answers one packet; `None` means drop it silently.
+/// The answer to a query for a server cookie (no question, RFC 7873 5.4): the header, no
+/// question or records, and the OPT record with the client cookie and a fresh server cookie.
+fn cookie_reply(q: &Query, rcode: u16, cookie: OutCookie, out: &mut [u8]) -> (usize, usize) {
+    let mut w = Writer::new(out);
+    w.put(&[0; HEADER_LEN]);
+    let opt_at = w.len;
+    let do_bit = if q.edns.is_some_and(|e| e.dnssec_ok) {
+        0x8000
+    } else {
+        0
+    };
+    w.put(&[0]);
+    w.u16(TYPE_OPT);
+    w.u16(OUR_UDP_SIZE);
+    w.u32(u32::from(rcode >> 4) << 24 | do_bit);
+    w.u16(COOKIE_OPT_LEN as u16);
+    w.u16(OPTION_COOKIE);
+    w.u16(24);
+    w.put(&cookie.client);
+    w.put(&cookie.server);
+    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | (rcode & 0xF);
+    if q.rd {
+        flags |= 0x0100;
+    }
+    w.set_u16(0, q.id);
+    w.set_u16(2, flags);
+    w.set_u16(10, 1);
+    (w.len, opt_at)
+}
+
+/// Parses and answers one packet; `None` means drop it silently. Cookies are not looked at
+/// (as by a server that does not implement them): see `handle_with`.
 pub fn handle<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
@@ -816,16 +933,105 @@ pub fn handle<G: GslbAnswerer>(
     q: &mut Query,
     out: &mut [u8],
 ) -> Option<Answered> {
+    handle_with(model, gslb, None, 0, req, peer, q, out)
+}
+
+/// Parses and answers one packet with DNS cookies on (`cookies` = the server secrets, `now`
+/// = unix seconds); `None` means drop it silently.
+///
+/// RFC 7873 5.2: a client cookie alone, or with a valid server cookie, is answered normally
+/// with the client cookie and a fresh server cookie; an invalid server cookie gets BADCOOKIE
+/// (with the fresh cookie) over UDP and a normal answer over TCP, where the address is proven
+/// anyway. `Answered::cookie` says which case it was (a valid cookie exempts the client from
+/// rate limiting).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn handle_with<G: GslbAnswerer>(
+    model: &Model,
+    gslb: &G,
+    cookies: Option<&CookieSecrets>,
+    now: u32,
+    req: &[u8],
+    peer: &Peer,
+    q: &mut Query,
+    out: &mut [u8],
+) -> Option<Answered> {
     match parse(req, q) {
-        Ok(()) => Some(respond(model, gslb, q, req, peer, out)),
+        Ok(()) => {
+            let (cookie, result) = match (cookies, q.edns.and_then(|e| e.cookie)) {
+                (Some(secrets), Some(c)) => {
+                    let result = secrets.check(&c, peer.addr, now);
+                    let out = OutCookie {
+                        client: c.client,
+                        server: secrets.make(&c.client, peer.addr, now),
+                    };
+                    (Some(out), Some(result))
+                }
+                _ => (None, None),
+            };
+            let bad = result == Some(CookieResult::Invalid) && !peer.transport.is_stream();
+            let mut a = respond(model, gslb, q, req, peer, out, cookie, bad);
+            a.cookie = result;
+            Some(a)
+        }
         Err(Reject::Drop) => None,
+        Err(Reject::CookieOnly) => {
+            let c = q.edns.and_then(|e| e.cookie);
+            match (cookies, c) {
+                (Some(secrets), Some(c)) => {
+                    let result = secrets.check(&c, peer.addr, now);
+                    let fresh = OutCookie {
+                        client: c.client,
+                        server: secrets.make(&c.client, peer.addr, now),
+                    };
+                    let rcode = if result == CookieResult::Invalid && !peer.transport.is_stream() {
+                        RCODE_BADCOOKIE
+                    } else {
+                        u16::from(RCODE_NOERROR)
+                    };
+                    let (len, opt_at) = cookie_reply(q, rcode, fresh, out);
+                    Some(Answered {
+                        len,
+                        zone: None,
+                        scope: 0,
+                        rcode,
+                        kind: if rcode == 0 {
+                            Kind::Answer
+                        } else {
+                            Kind::Error
+                        },
+                        opt_at,
+                        cookie: Some(result),
+                    })
+                }
+                // Cookies off: as a server that does not know them (FORMERR, RFC 7873 5.4).
+                _ => {
+                    let (len, opt_at) = reject(req, q, RCODE_FORMERR, false, out);
+                    Some(Answered {
+                        len,
+                        zone: None,
+                        scope: 0,
+                        rcode: u16::from(RCODE_FORMERR),
+                        kind: Kind::Error,
+                        opt_at,
+                        cookie: None,
+                    })
+                }
+            }
+        }
         Err(Reject::Rcode {
             rcode,
             with_question,
-        }) => Some(Answered {
-            len: reject(req, q, rcode, with_question, out),
-            zone: None,
-            scope: 0,
-        }),
+        }) => {
+            let (len, opt_at) = reject(req, q, rcode, with_question, out);
+            Some(Answered {
+                len,
+                zone: None,
+                scope: 0,
+                rcode: u16::from(rcode),
+                kind: Kind::Error,
+                opt_at,
+                cookie: None,
+            })
+        }
     }
 }

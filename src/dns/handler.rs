@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use crate::abuse::CloseReason;
 pub(crate) use crate::net::Transport;
 
 use super::wire::Query;
@@ -38,9 +39,17 @@ impl Peer {
     }
 }
 
-/// Answers one packet into `out`; `None` = drop. Implemented by the running server state.
+/// Answers one packet into `out`; `None` = drop. Implemented by the running server state,
+/// which also hears what the stream transports' limits did (to count and log it).
 pub(crate) trait PacketHandler: Send + Sync + 'static {
     /// Parses `req` into `q` (a reusable scratch value), writes the response into `out` and
     /// returns its length, or `None` to send nothing.
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize>;
+
+    /// A TCP connection from `client` was closed or refused by a limit.
+    fn conn_closed(&self, _reason: CloseReason, _client: IpAddr) {}
+
+    /// Accepting a TCP connection failed for lack of descriptors or memory; the listener
+    /// waits `backoff` before trying again.
+    fn accept_failed(&self, _err: &std::io::Error, _backoff: std::time::Duration) {}
 }

@@ -7,38 +7,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use super::handler::PacketHandler;
+use super::tcp::StreamLimits;
 use super::{tcp, udp};
+use crate::abuse::ConnTable;
 use crate::shutdown::Shutdown;
 
 /// Listener settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ListenConfig {
     /// Addresses to serve on (UDP and TCP each).
     pub(crate) addrs: Vec<SocketAddr>,
     /// UDP sockets (and threads) per address; 0 = one per core.
     pub(crate) udp_threads: usize,
-    /// Most TCP connections at once (all addresses together).
-    pub(crate) tcp_max_connections: usize,
-    /// A TCP connection with no query for this long is closed.
-    pub(crate) tcp_idle_timeout: Duration,
+    /// Timeouts, lifetime and query budget of each TCP connection (the connection counts
+    /// are bounded by the table given to [`start`]).
+    pub(crate) tcp: StreamLimits,
     /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
     /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
     pub(crate) best_effort: bool,
-}
-
-impl Default for ListenConfig {
-    fn default() -> Self {
-        ListenConfig {
-            addrs: vec![],
-            udp_threads: 0,
-            tcp_max_connections: 512,
-            tcp_idle_timeout: Duration::from_secs(10),
-            best_effort: false,
-        }
-    }
 }
 
 /// Sockets bound and served until [`Listeners::stop`] (or until their stop node is stopped).
@@ -68,11 +56,13 @@ impl Listeners {
     }
 }
 
-/// Binds UDP and TCP on every address and starts serving with `handler`, until `stop`. Must
-/// be called inside a tokio runtime.
+/// Binds UDP and TCP on every address and starts serving with `handler`, until `stop`; TCP
+/// connections of every address are admitted through `tcp_table`. Must be called inside a
+/// tokio runtime.
 pub(crate) fn start<H: PacketHandler>(
     cfg: &ListenConfig,
     handler: Arc<H>,
+    tcp_table: Arc<ConnTable>,
     stop: Shutdown,
 ) -> io::Result<Listeners> {
     let threads = if cfg.udp_threads == 0 {
@@ -88,7 +78,6 @@ pub(crate) fn start<H: PacketHandler>(
         udp_threads: vec![],
         tcp_tasks: vec![],
     };
-    let conns = Arc::new(Semaphore::new(cfg.tcp_max_connections));
     for (n, &addr) in cfg.addrs.iter().enumerate() {
         let (sockets, tcp, bound) = match bind_pair(addr, threads) {
             Ok(x) => x,
@@ -111,8 +100,8 @@ pub(crate) fn start<H: PacketHandler>(
         let task = tokio::spawn(tcp::accept_loop(
             listener,
             handler.clone(),
-            conns.clone(),
-            cfg.tcp_idle_timeout,
+            tcp_table.clone(),
+            cfg.tcp,
             out.stop.clone(),
         ));
         out.tcp_tasks.push(task);

@@ -8,14 +8,18 @@
 //!     answer::handle: wire::parse --Query--> zone lookup, CNAME, wildcard, referral
 //!                     --> GslbAnswerer for GSLB names --> response bytes
 //! listen.rs binds UDP+TCP per address and runs the loops under one stop node.
+//! cookie.rs (RFC 7873/9018 server cookies) is used by answer::handle_with; rrl.rs (response
+//! rate limiting) is called by the server's handler for UDP responses.
 //! signed.rs adds RRSIGs and compact-denial NSECs when the query has DO and the zone is signed.
 //! ```
 //!
 //! A new transport is one new file that reads queries and calls `PacketHandler::handle`.
 
 pub(crate) mod answer;
+pub(crate) mod cookie;
 pub(crate) mod handler;
 pub(crate) mod listen;
+pub(crate) mod rrl;
 pub(crate) mod signed;
 pub(crate) mod tcp;
 #[allow(unsafe_code)]
@@ -23,8 +27,11 @@ pub(crate) mod udp;
 pub(crate) mod wire;
 
 pub(crate) use answer::{GslbAnswerer, GslbOutcome, Writer};
-pub use answer::{NoGslb, handle};
+pub use answer::{Kind, NoGslb, handle};
+pub use cookie::CookieSecrets;
 pub(crate) use handler::PacketHandler;
 pub use handler::Peer;
 pub(crate) use listen::{ListenConfig, Listeners};
+pub use rrl::{RrlConfig, default_exempt};
+pub(crate) use tcp::StreamLimits;
 pub use wire::Query;

@@ -1,7 +1,23 @@
-//! DNS over TCP (RFC 7766): length-prefixed messages, several queries per connection, a bound
-//! on connections and an idle timeout. The connection loop is generic over the stream, so a
-//! stream transport that only adds a layer (TLS) reuses it as it is.
+//! DNS over TCP (RFC 7766): length-prefixed messages, several queries per connection, and the
+//! limits that keep one client from holding the service: a share per client address and a
+//! total (`abuse::ConnTable`: when full, the connection idle the longest makes room), an idle
+//! timeout, a lifetime and a query budget (a client that trickles queries cannot keep a
+//! connection forever), a read timeout once a message has begun and a write timeout for a
+//! client that does not read. The connection loop is generic over the stream, so a stream
+//! transport that only adds a layer (TLS) reuses it as it is.
+//!
+//! ```text
+//! accept --admit--> Ticket --task--> loop { idle: wait for the first byte (idle timeout,
+//!   lifetime, eviction, stop) -> busy: read the rest (read timeout) -> handle -> write
+//!   (write timeout) -> query budget }
+//! accept error EMFILE/ENFILE --> evict the oldest idle, back off 10 ms .. 1 s (no spinning)
+//! ```
+//!
+//! Each connection keeps only a small request buffer; the response is built in a per-thread
+//! 64 KiB scratch buffer and copied out, so an idle connection costs about 2 KiB (its task,
+//! its `Query`, its table entry).
 
+use std::cell::RefCell;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,11 +26,39 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use super::handler::{PacketHandler, Peer};
 use super::wire::Query;
+use crate::abuse::{Admission, CloseReason, ConnTable, Ticket};
 use crate::shutdown::Shutdown;
+
+/// The per-connection limits of DNS over TCP (the table holds the per-client and total ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StreamLimits {
+    /// Closed after this long without a query.
+    pub(crate) idle_timeout: Duration,
+    /// Closed (between queries) once open this long.
+    pub(crate) lifetime: Duration,
+    /// Closed after answering this many queries (0 = no budget).
+    pub(crate) max_queries: u32,
+    /// Once the first byte of a message arrived, the rest must arrive within this.
+    pub(crate) read_timeout: Duration,
+    /// A response must be written (into the socket buffer) within this.
+    pub(crate) write_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            idle_timeout: Duration::from_secs(10),
+            lifetime: Duration::from_secs(120),
+            max_queries: 500,
+            read_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(5),
+        }
+    }
+}
 
 /// A non-blocking TCP listener on `addr` (IPv6 only for IPv6 addresses).
 pub(crate) fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -29,37 +73,67 @@ pub(crate) fn listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Accepts connections until `stop`, each served by its own task; at the connection limit a
-/// new connection is closed at once. Returns once every connection has finished the query it
-/// was on (the caller bounds how long it waits).
+/// Accepts connections until `stop`, each admitted through `table` and served by its own
+/// task. Returns once every connection has finished the query it was on (the caller bounds
+/// how long it waits).
 pub(crate) async fn accept_loop<H: PacketHandler>(
     listener: TcpListener,
     h: Arc<H>,
-    conns: Arc<Semaphore>,
-    idle: Duration,
+    table: Arc<ConnTable>,
+    limits: StreamLimits,
     stop: Shutdown,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut backoff = Duration::ZERO;
     loop {
-        tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = stop.stopped() => break,
-            acc = listener.accept() => {
-                let Ok((stream, peer)) = acc else { continue };
-                // At the connection limit, close new connections at once rather than queue them.
-                let Ok(permit) = conns.clone().try_acquire_owned() else {
-                    drop(stream);
+            acc = listener.accept() => match acc {
+                Ok(x) => x,
+                Err(e) if crate::abuse::is_resource_exhaustion(&e) => {
+                    // Out of descriptors: the listener stays readable, so retrying at once
+                    // only spins. Free one (the connection idle the longest) and wait.
+                    backoff = crate::abuse::next_backoff(backoff);
+                    h.accept_failed(&e, backoff);
+                    if let Some(client) = table.evict_oldest_idle() {
+                        h.conn_closed(CloseReason::FdExhausted, client);
+                    }
+                    tokio::select! {
+                        _ = stop.stopped() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                     continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let h = h.clone();
-                let stop = stop.clone();
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    let _ = serve_stream(stream, Peer::tcp(peer.ip()), &*h, idle, &stop).await;
-                });
-                while tasks.try_join_next().is_some() {}
+                }
+                // The connection died before we took it (ECONNABORTED and the like).
+                Err(_) => continue,
+            },
+        };
+        backoff = Duration::ZERO;
+        let ticket = match table.admit(peer.ip()) {
+            Admission::Admitted { ticket, evicted } => {
+                if evicted {
+                    h.conn_closed(CloseReason::Evicted, peer.ip());
+                }
+                ticket
             }
-        }
+            Admission::Refused(reason) => {
+                // Closed at once, without reading: RFC 7766 6.2.3 lets a server refuse.
+                drop(stream);
+                h.conn_closed(reason, peer.ip());
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let h = h.clone();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            let peer = Peer::tcp(peer.ip());
+            let r = serve_stream(stream, peer, &*h, &ticket, &limits, &stop).await;
+            if let Ok(Some(reason)) = r {
+                h.conn_closed(reason, peer.addr);
+            }
+        });
+        while tasks.try_join_next().is_some() {}
     }
     drop(listener);
     // In-flight connections finish the query they are on (serve_stream checks `stop` between
@@ -67,44 +141,94 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Serves length-prefixed DNS messages on one stream until it closes, idles out, or `stop`
-/// (between queries; a query whose first byte has arrived is read and answered).
+thread_local! {
+    /// Where a response is built before it is copied out to its connection (64 KiB + the
+    /// length prefix), so that connections need not hold a response buffer each.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 65537].into_boxed_slice());
+}
+
+/// Serves length-prefixed DNS messages on one stream until it closes, `stop` (between
+/// queries; a query whose first byte has arrived is read and answered) or a limit. Returns the
+/// limit that closed it, if one did (an eviction is counted where it was decided).
 pub(crate) async fn serve_stream<S, H>(
     mut s: S,
     peer: Peer,
     h: &H,
-    idle: Duration,
+    ticket: &Ticket,
+    limits: &StreamLimits,
     stop: &Shutdown,
-) -> io::Result<()>
+) -> io::Result<Option<CloseReason>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: PacketHandler + ?Sized,
 {
-    let mut req = vec![0u8; 65535];
-    let mut resp = vec![0u8; 65537];
+    let opened = Instant::now();
+    let end_of_life = opened + limits.lifetime;
+    let mut req: Vec<u8> = Vec::new();
+    let mut resp: Vec<u8> = Vec::new();
     let mut q = Query::default();
+    let mut served: u32 = 0;
     loop {
+        ticket.idle();
+        let now = Instant::now();
+        if now >= end_of_life {
+            return Ok(Some(CloseReason::Lifetime));
+        }
+        let (wait, reason) = if end_of_life - now < limits.idle_timeout {
+            (end_of_life - now, CloseReason::Lifetime)
+        } else {
+            (limits.idle_timeout, CloseReason::Idle)
+        };
         let mut len = [0u8; 2];
         tokio::select! {
-            r = tokio::time::timeout(idle, s.read_exact(&mut len[..1])) => match r {
-                Ok(Ok(_)) => {}
-                _ => return Ok(()), // idle timeout or closed
+            r = tokio::time::timeout(wait, s.read(&mut len[..1])) => match r {
+                Ok(Ok(1)) => {}
+                Ok(_) => return Ok(None), // closed by the client, or a read error
+                Err(_) => return Ok(Some(reason)),
             },
-            _ = stop.stopped() => return Ok(()),
+            () = ticket.evicted() => return Ok(None),
+            _ = stop.stopped() => return Ok(None),
         }
-        match tokio::time::timeout(idle, s.read_exact(&mut len[1..])).await {
+        ticket.busy();
+        let deadline = Instant::now() + limits.read_timeout;
+        match tokio::time::timeout_at(deadline, s.read_exact(&mut len[1..])).await {
             Ok(Ok(_)) => {}
-            _ => return Ok(()),
+            Ok(Err(_)) => return Ok(None),
+            Err(_) => return Ok(Some(CloseReason::ReadTimeout)),
         }
         let n = usize::from(u16::from_be_bytes(len));
-        match tokio::time::timeout(idle, s.read_exact(&mut req[..n])).await {
+        req.resize(n, 0);
+        match tokio::time::timeout_at(deadline, s.read_exact(&mut req[..n])).await {
             Ok(Ok(_)) => {}
-            _ => return Ok(()),
+            Ok(Err(_)) => return Ok(None),
+            Err(_) => return Ok(Some(CloseReason::ReadTimeout)),
         }
-        let Some(rlen) = h.handle(&req[..n], &peer, &mut q, &mut resp[2..]) else {
-            return Ok(());
-        };
-        resp[..2].copy_from_slice(&(rlen as u16).to_be_bytes());
-        s.write_all(&resp[..rlen + 2]).await?;
+        let answered = SCRATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            let rlen = h.handle(&req[..n], &peer, &mut q, &mut b[2..])?;
+            b[..2].copy_from_slice(&(rlen as u16).to_be_bytes());
+            resp.clear();
+            resp.extend_from_slice(&b[..rlen + 2]);
+            Some(())
+        });
+        if answered.is_none() {
+            return Ok(None);
+        }
+        match tokio::time::timeout(limits.write_timeout, s.write_all(&resp)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Ok(Some(CloseReason::WriteTimeout)),
+        }
+        served += 1;
+        if limits.max_queries > 0 && served >= limits.max_queries {
+            return Ok(Some(CloseReason::QueryBudget));
+        }
+        // A response of a big request keeps its buffer; drop buffers grown far past the usual.
+        if req.capacity() > 4096 {
+            req = Vec::new();
+        }
+        if resp.capacity() > 4096 {
+            resp = Vec::new();
+        }
     }
 }

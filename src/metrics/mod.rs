@@ -22,8 +22,10 @@
 //!
 //! The parts: `registry.rs` (sharded storage and label interning), `slots.rs` (label buckets
 //! and the per-model slot tables), `render.rs` (the text format), and this file (the counting
-//! API). The registry knows no other module: health renders its own gauges through
-//! `Gauges`, and callers pass plain numbers (type, rcode, transport).
+//! API). The registry knows no module above the leaves: health renders its own gauges through
+//! `Gauges`, and callers pass plain numbers (type, rcode) and the leaves' vocabulary
+//! (`net::Transport`; `abuse`'s close reasons, rate limiting classes and cookie results, and
+//! the connection tables whose sizes it reports).
 
 mod registry;
 mod render;
@@ -38,11 +40,14 @@ use registry::{Counters, Family, Hist, MAX_SHARDS, NO_SLOT, lock};
 pub(crate) use render::{Extra, F, Gauges, ServerGauges, Text};
 pub use slots::PoolLabels;
 use slots::{
-    ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES,
-    qtype_bucket, rcode_bucket,
+    ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL,
+    HOT_RRL_EXEMPT, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES, qtype_bucket, rcode_bucket,
 };
 pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
+use crate::abuse::{
+    CloseReason, ConnTable, CookieResult, Listener, RrlAction, RrlClass, RrlExempt,
+};
 use crate::net::Transport;
 
 /// The process-wide registry; share it as `Arc<Metrics>`.
@@ -57,6 +62,8 @@ pub struct Metrics {
     snapshots: AtomicU64,
     reload_ok: AtomicU64,
     reload_err: AtomicU64,
+    /// The connection tables of the stream listeners, for the open/max gauges.
+    conn_tables: Mutex<Vec<(Listener, std::sync::Arc<ConnTable>)>>,
     /// Webhook notifications: sent, retried, dropped.
     notifications: [AtomicU64; 3],
 }
@@ -102,6 +109,7 @@ impl Metrics {
             snapshots: AtomicU64::new(0),
             reload_ok: AtomicU64::new(0),
             reload_err: AtomicU64::new(0),
+            conn_tables: Mutex::new(Vec::new()),
             notifications: Default::default(),
         };
         let none = m.zones.slot("zones", vec!["none".into()]);
@@ -199,6 +207,46 @@ impl Metrics {
         let s = self.shard();
         self.hot.add(s, 0, row + usize::from(scope.min(128)), 1);
         self.hot.add(s, 0, row + 129, u64::from(scope));
+    }
+
+    /// A UDP response over its rate-limit bucket, of `class`, handled by `action`.
+    #[inline]
+    pub(crate) fn rrl_limited(&self, class: RrlClass, action: RrlAction) {
+        let j = HOT_RRL + class.index() * RrlAction::ALL.len() + action.index();
+        self.hot.add(self.shard(), 0, j, 1);
+    }
+
+    /// A UDP response not rate limited because of `why`.
+    #[inline]
+    pub(crate) fn rrl_exempt(&self, why: RrlExempt) {
+        self.hot
+            .add(self.shard(), 0, HOT_RRL_EXEMPT + why.index(), 1);
+    }
+
+    /// A query carried a COOKIE option that showed `result`.
+    #[inline]
+    pub(crate) fn cookie(&self, result: CookieResult) {
+        self.hot
+            .add(self.shard(), 0, HOT_COOKIE + result.index(), 1);
+    }
+
+    /// A connection of `listener` was closed or refused by a limit.
+    pub(crate) fn conn_closed(&self, listener: Listener, reason: CloseReason) {
+        let j = HOT_CLOSED + listener.index() * CloseReason::ALL.len() + reason.index();
+        self.hot.add(self.shard(), 0, j, 1);
+    }
+
+    /// Accepting on `listener` failed for lack of descriptors or memory.
+    pub(crate) fn accept_failed(&self, listener: Listener) {
+        self.hot
+            .add(self.shard(), 0, HOT_ACCEPT + listener.index(), 1);
+    }
+
+    /// Reports the open connections of `listener`'s table (and its bounds) as gauges.
+    pub(crate) fn register_conns(&self, listener: Listener, table: std::sync::Arc<ConnTable>) {
+        let mut t = lock(&self.conn_tables);
+        t.retain(|(l, _)| *l != listener);
+        t.push((listener, table));
     }
 
     // ---- cold paths -----------------------------------------------------------------------

@@ -7,9 +7,11 @@ use std::time::SystemTime;
 use super::Metrics;
 use super::registry::lock;
 use super::slots::{
-    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, N_TRANSPORTS,
-    PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
+    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR,
+    HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL, HOT_RRL_EXEMPT, N_TRANSPORTS, PROBE_BUCKETS_MS,
+    QUERY_BUCKETS_US, RCODES, qtype_labels,
 };
+use crate::abuse::{CloseReason, CookieResult, Listener, RrlAction, RrlClass, RrlExempt};
 use crate::net::Transport;
 
 impl Metrics {
@@ -53,6 +55,7 @@ impl Metrics {
         for (i, r) in super::NOTIFICATION_RESULTS.iter().enumerate() {
             o.sample(n, &[("result", r)], self.notifications[i].load(Relaxed));
         }
+        self.render_abuse(&mut o);
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
         }
@@ -66,6 +69,97 @@ impl Metrics {
             c.render(&mut o);
         }
         o.s
+    }
+
+    fn render_abuse(&self, o: &mut Text) {
+        let n = "gslbd_rrl_limited_total";
+        o.header(
+            n,
+            "UDP responses over their rate-limit bucket, by response class and what was done.",
+            "counter",
+        );
+        for c in RrlClass::ALL {
+            for a in RrlAction::ALL {
+                let j = HOT_RRL + c.index() * RrlAction::ALL.len() + a.index();
+                let l = [("class", c.label()), ("action", a.label())];
+                o.sample(n, &l, self.hot.sum(0, j));
+            }
+        }
+        let n = "gslbd_rrl_exempt_total";
+        o.header(
+            n,
+            "UDP responses not rate limited: a valid server cookie, or an exempt prefix.",
+            "counter",
+        );
+        for r in RrlExempt::ALL {
+            o.sample(
+                n,
+                &[("reason", r.label())],
+                self.hot.sum(0, HOT_RRL_EXEMPT + r.index()),
+            );
+        }
+        let n = "gslbd_cookie_queries_total";
+        o.header(
+            n,
+            "Queries with a DNS COOKIE option, by what it showed (invalid over UDP = BADCOOKIE).",
+            "counter",
+        );
+        for r in CookieResult::ALL {
+            o.sample(
+                n,
+                &[("result", r.label())],
+                self.hot.sum(0, HOT_COOKIE + r.index()),
+            );
+        }
+        let n = "gslbd_connections_closed_total";
+        o.header(
+            n,
+            "Stream connections closed or refused by a limit, by listener and reason.",
+            "counter",
+        );
+        for l in Listener::ALL {
+            for r in CloseReason::ALL {
+                let j = HOT_CLOSED + l.index() * CloseReason::ALL.len() + r.index();
+                o.sample(
+                    n,
+                    &[("listener", l.label()), ("reason", r.label())],
+                    self.hot.sum(0, j),
+                );
+            }
+        }
+        let n = "gslbd_accept_errors_total";
+        o.header(
+            n,
+            "Accepts that failed for lack of file descriptors or memory (the listener backs off).",
+            "counter",
+        );
+        for l in Listener::ALL {
+            o.sample(
+                n,
+                &[("listener", l.label())],
+                self.hot.sum(0, HOT_ACCEPT + l.index()),
+            );
+        }
+        let tables = lock(&self.conn_tables).clone();
+        let n = "gslbd_connections_open";
+        o.header(n, "Stream connections open now, by listener.", "gauge");
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.open());
+        }
+        let n = "gslbd_connections_max";
+        o.header(n, "Most stream connections at once, by listener.", "gauge");
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.limits().max_total);
+        }
+        let n = "gslbd_connections_max_per_client";
+        o.header(
+            n,
+            "Most stream connections of one client address (IPv6: one /64), by listener.",
+            "gauge",
+        );
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.limits().max_per_client);
+        }
     }
 
     fn render_queries(&self, o: &mut Text) {

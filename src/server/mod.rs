@@ -15,28 +15,35 @@
 
 mod backend;
 mod feed;
+mod guard;
 pub(crate) mod health;
 mod latency_map;
 mod notify;
 pub mod publish;
+#[allow(unsafe_code)]
+mod rlimit;
 mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::abuse::{CloseReason, ConnLimits, ConnLog, ConnTable, Listener, RrlAction, RrlExempt};
 use crate::config::{self, ConfigErrors};
-use crate::dns::wire::response_rcode;
-use crate::dns::{self, ListenConfig, Listeners, PacketHandler, Peer, Query};
+use crate::dns::rrl::{Rrl, Verdict};
+use crate::dns::{
+    self, ListenConfig, Listeners, PacketHandler, Peer, Query, RrlConfig, StreamLimits,
+};
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
 use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
+use crate::net::Transport;
 use crate::probe::WorkerSettings;
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
@@ -53,10 +60,29 @@ pub struct ServeOptions {
     pub geoip: Vec<PathBuf>,
     /// UDP sockets and threads per address; 0 = one per core.
     pub udp_threads: usize,
-    /// Most TCP connections at once.
+    /// Most TCP connections at once; 0 = sized from the descriptor limit.
     pub tcp_max_connections: usize,
+    /// Most TCP connections of one client address (IPv6: one /64) at once.
+    pub tcp_max_per_client: usize,
     /// Idle TCP connections are closed after this long.
     pub tcp_idle_timeout: Duration,
+    /// A TCP connection is closed (between queries) once open this long.
+    pub tcp_lifetime: Duration,
+    /// A TCP connection is closed after answering this many queries (0 = no budget).
+    pub tcp_max_queries: u32,
+    /// The rest of a TCP message must arrive within this once its first byte did.
+    pub tcp_read_timeout: Duration,
+    /// A TCP response must be written within this (a client that does not read is closed).
+    pub tcp_write_timeout: Duration,
+    /// Bounds of the API listener (connections, timeouts, body size).
+    pub api_limits: crate::api::ApiLimits,
+    /// Response rate limiting of UDP answers (rate 0 = off).
+    pub rrl: RrlConfig,
+    /// DNS cookies (RFC 7873) on.
+    pub cookies: bool,
+    /// Cookie secrets shared by instances (one hex secret a line, the first makes cookies);
+    /// `None` = a secret made by the process, rotated daily.
+    pub cookie_secret_file: Option<PathBuf>,
     /// HTTP API address; `None` = no API.
     pub api: Option<SocketAddr>,
     /// Bearer token for mutating API calls (read from a file or the environment by the caller).
@@ -108,8 +134,17 @@ impl ServeOptions {
             listen,
             geoip: vec![],
             udp_threads: 0,
-            tcp_max_connections: 512,
-            tcp_idle_timeout: Duration::from_secs(10),
+            tcp_max_connections: 0,
+            tcp_max_per_client: 16,
+            tcp_idle_timeout: StreamLimits::default().idle_timeout,
+            tcp_lifetime: StreamLimits::default().lifetime,
+            tcp_max_queries: StreamLimits::default().max_queries,
+            tcp_read_timeout: StreamLimits::default().read_timeout,
+            tcp_write_timeout: StreamLimits::default().write_timeout,
+            api_limits: crate::api::ApiLimits::default(),
+            rrl: RrlConfig::default(),
+            cookies: true,
+            cookie_secret_file: None,
             api: None,
             api_token: None,
             state_dir: None,
@@ -225,6 +260,16 @@ pub struct State {
     stop: Shutdown,
     /// The cluster membership, with `--cluster`.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Response rate limiting of UDP answers (`None` = off).
+    rrl: Option<Rrl>,
+    /// Cookie secrets (`None` = cookies off).
+    cookies: Option<Arc<guard::CookieJar>>,
+    /// Throttled log of the TCP listener's limits.
+    tcp_log: ConnLog,
+    /// Failed reloads in a row (0 after a success): the retry backs off with it.
+    reload_failures: AtomicU32,
+    /// Woken by a failed reload.
+    reload_retry: tokio::sync::Notify,
 }
 
 impl PacketHandler for State {
@@ -248,23 +293,95 @@ impl PacketHandler for State {
             metrics: &self.metrics,
             slots: &loaded.gslb_slots,
         };
-        let a = dns::handle(&loaded.model, &gslb, req, peer, q, out)?;
-        let resp = &out[..a.len];
+        let jar = self.cookies.as_deref();
+        let (secrets, now) = match jar {
+            Some(j) => (Some(j.secrets()), j.unix(t0)),
+            None => (None, 0),
+        };
+        let a = dns::answer::handle_with(
+            &loaded.model,
+            &gslb,
+            secrets.as_deref().map(|s| &**s),
+            now,
+            req,
+            peer,
+            q,
+            out,
+        )?;
+        let mut len = a.len;
+        if let Some(c) = a.cookie {
+            self.metrics.cookie(c);
+        }
+        if peer.transport == Transport::Udp
+            && let Some(rrl) = &self.rrl
+        {
+            if a.cookie == Some(crate::abuse::CookieResult::Valid) {
+                self.metrics.rrl_exempt(RrlExempt::Cookie);
+            } else {
+                match rrl.check(peer.addr, q, &a, &loaded.model, t0) {
+                    Verdict::Pass => {}
+                    Verdict::Exempt => self.metrics.rrl_exempt(RrlExempt::Prefix),
+                    Verdict::Limited(class, action) => {
+                        self.metrics.rrl_limited(class, action);
+                        if rrl.log.allow(t0).is_some() {
+                            rrl_log(rrl, peer, q, &a, &loaded.model, action);
+                        }
+                        match action {
+                            RrlAction::Dropped => return None,
+                            RrlAction::Slipped => len = dns::answer::truncate(q, &a, out),
+                            RrlAction::LogOnly => {}
+                        }
+                    }
+                }
+            }
+        }
+        let resp = &out[..len];
         if let Some(ecs) = q.edns.as_ref().and_then(|e| e.ecs.as_ref()) {
             self.metrics.ecs(ecs.family, a.scope);
         }
         self.metrics.query(
             loaded.zone_slots.get(a.zone),
             q.qtype,
-            response_rcode(resp, q),
+            a.rcode,
             peer.transport,
             t0.elapsed(),
         );
         if self.opts.query_log_sample > 0 {
             sample_log(self.opts.query_log_sample, peer, q, resp);
         }
-        Some(a.len)
+        Some(len)
     }
+
+    fn conn_closed(&self, reason: CloseReason, client: std::net::IpAddr) {
+        self.metrics.conn_closed(Listener::DnsTcp, reason);
+        self.tcp_log.closed(reason, client);
+    }
+
+    fn accept_failed(&self, err: &std::io::Error, backoff: Duration) {
+        self.metrics.accept_failed(Listener::DnsTcp);
+        self.tcp_log.accept_failed(err, backoff);
+    }
+}
+
+/// The throttled log line of response rate limiting (at most one every 10 s; allocates).
+#[cold]
+fn rrl_log(
+    rrl: &Rrl,
+    peer: &Peer,
+    q: &Query,
+    a: &dns::answer::Answered,
+    model: &Model,
+    action: RrlAction,
+) {
+    let (class, name) = dns::rrl::key_text(q, a, model);
+    let prefix = crate::net::masked(peer.addr, rrl.prefix_len(peer.addr));
+    tracing::warn!(
+        prefix = %format!("{prefix}/{}", rrl.prefix_len(peer.addr)),
+        class = class.label(),
+        name = %name,
+        action = action.label(),
+        "response rate limit: responses to this prefix are over the rate (more in gslbd_rrl_limited_total)"
+    );
 }
 
 thread_local! {
@@ -312,6 +429,19 @@ fn sample_log(every: u32, peer: &Peer, q: &Query, resp: &[u8]) {
     if n.is_multiple_of(every) {
         sample_log_inner(peer, q, resp);
     }
+}
+
+/// Parses the `--rrl-exempt` list: prefixes (`192.0.2.0/24`, `2001:db8::/32`, bare
+/// addresses), or `none` alone for no exemption.
+pub fn parse_exempt(list: &[String]) -> Result<Vec<crate::net::Subnet>, String> {
+    if list.iter().any(|s| s == "none") {
+        return if list.len() == 1 {
+            Ok(vec![])
+        } else {
+            Err("`none` cannot be combined with prefixes".into())
+        };
+    }
+    list.iter().map(|s| crate::net::Subnet::parse(s)).collect()
 }
 
 /// Reads and validates the zones directory into a model (`config::load`).
@@ -441,6 +571,7 @@ impl State {
                     errors: vec![],
                 }));
                 self.metrics.reload(true);
+                self.reload_failures.store(0, Ordering::Relaxed);
                 tracing::info!(
                     generation = g,
                     zones = self.model().model.zones.len(),
@@ -448,11 +579,18 @@ impl State {
                 );
             }
             Err(e) => {
+                let failures = self.reload_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 for err in &e.0 {
                     tracing::error!(
                         "reload failed, still serving the previous configuration: {err}"
                     );
                 }
+                tracing::warn!(
+                    failures_in_a_row = failures,
+                    retry_in_secs = retry_delay(failures).as_secs(),
+                    "the failed reload will be retried"
+                );
+                self.reload_retry.notify_one();
                 self.last_reload.store(Arc::new(ReloadReport {
                     at: SystemTime::now(),
                     ok: false,
@@ -486,6 +624,38 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The wait before retrying after `failures` failed reloads in a row: 1 s, doubling, at most
+/// 5 minutes. A failure may be passing (out of descriptors, a file being written, a GeoIP
+/// file being replaced), and nothing else would try again until the next change.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// Retries failed reloads with backoff until one succeeds (or a reload from elsewhere does).
+fn spawn_reload_retry(state: Arc<State>, stop: Shutdown) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.stopped() => return,
+                () = state.reload_retry.notified() => {}
+            }
+            let failures = state.reload_failures.load(Ordering::Relaxed);
+            if failures == 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = stop.stopped() => return,
+                () = tokio::time::sleep(retry_delay(failures)) => {}
+            }
+            if state.reload_failures.load(Ordering::Relaxed) == 0 {
+                continue; // a reload from elsewhere succeeded meanwhile
+            }
+            tracing::info!(attempt = failures + 1, "retrying the failed reload");
+            let _ = state.reload().await;
+        }
+    })
 }
 
 fn one_error(file: &Path, message: String) -> ConfigErrors {
@@ -538,6 +708,9 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The cookie secrets cannot be read or made.
+    #[error("{0}")]
+    Cookies(String),
     /// The state directory cannot be created.
     #[error("state directory {path}: {source}")]
     StateDir {
@@ -610,6 +783,18 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         )),
         None => None,
     };
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the origin of the query path's clock, which runs on plain threads"
+    )]
+    let clock_base = std::time::Instant::now();
+    let cookies = if opts.cookies {
+        let jar = guard::CookieJar::new(opts.cookie_secret_file.as_deref(), clock_base)
+            .map_err(StartError::Cookies)?;
+        Some(Arc::new(jar))
+    } else {
+        None
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -640,6 +825,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         private_state_dir,
         stop: stop.clone(),
         cluster,
+        rrl: Rrl::new(&opts.rrl, clock_base),
+        cookies,
+        tcp_log: ConnLog::new(Listener::DnsTcp),
+        reload_failures: AtomicU32::new(0),
+        reload_retry: tokio::sync::Notify::new(),
     });
     let health_gen = state
         .sync_health(&loaded.model)
@@ -652,14 +842,43 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let cfg = ListenConfig {
         addrs: opts.listen.clone(),
         udp_threads: opts.udp_threads,
-        tcp_max_connections: opts.tcp_max_connections,
-        tcp_idle_timeout: opts.tcp_idle_timeout,
+        tcp: StreamLimits {
+            idle_timeout: opts.tcp_idle_timeout,
+            lifetime: opts.tcp_lifetime,
+            max_queries: opts.tcp_max_queries,
+            read_timeout: opts.tcp_read_timeout,
+            write_timeout: opts.tcp_write_timeout,
+        },
         best_effort: opts.listen_best_effort,
     };
+    let nofile = rlimit::nofile();
+    let tcp_max = match opts.tcp_max_connections {
+        0 => rlimit::auto_tcp_limit(
+            nofile,
+            opts.max_probes_in_flight,
+            opts.api_limits.max_connections,
+        ),
+        n => n,
+    };
+    tracing::info!(
+        max_connections = tcp_max,
+        max_per_client = opts.tcp_max_per_client,
+        descriptor_limit = nofile.unwrap_or(0),
+        "tcp connection limits"
+    );
+    let tcp_table = ConnTable::new(ConnLimits {
+        max_total: tcp_max,
+        max_per_client: opts.tcp_max_per_client,
+    });
+    state
+        .metrics
+        .register_conns(Listener::DnsTcp, tcp_table.clone());
     let listeners =
-        dns::listen::start(&cfg, state.clone(), stop.child()).map_err(|e| StartError::Bind {
-            addr: format!("{:?}", opts.listen),
-            source: e,
+        dns::listen::start(&cfg, state.clone(), tcp_table, stop.child()).map_err(|e| {
+            StartError::Bind {
+                addr: format!("{:?}", opts.listen),
+                source: e,
+            }
         })?;
     let dns_addrs = listeners.bound.clone();
 
@@ -673,6 +892,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                 }),
                 opts.api_token.clone(),
             )
+            .with_limits(opts.api_limits)
             .with_alerts(crate::api::alertmanager::AlertSettings {
                 label: opts.alert_label.clone(),
                 ttl: opts.alert_ttl,
@@ -688,14 +908,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         None => (None, None),
     };
     let background_stop = stop.child();
-    let mut background = vec![tokio::spawn(backend::track_readiness(
-        state.clone(),
-        background_stop.clone(),
-    ))];
-    background.push(tokio::spawn(dnssec_maintenance(
-        state.clone(),
-        background_stop.clone(),
-    )));
+    let mut background = vec![
+        tokio::spawn(backend::track_readiness(
+            state.clone(),
+            background_stop.clone(),
+        )),
+        spawn_reload_retry(state.clone(), background_stop.clone()),
+        tokio::spawn(dnssec_maintenance(state.clone(), background_stop.clone())),
+    ];
+    if let Some(jar) = &state.cookies {
+        background.push(jar.clone().spawn(background_stop.clone()));
+    }
     if let Some(path) = &opts.latency_map {
         background.push(latency_map::spawn(
             state.clone(),
@@ -796,6 +1019,18 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     let mut hup = sig(SignalKind::hangup())?;
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
+    // Connections are descriptors: take every one the hard limit allows.
+    match rlimit::raise_nofile() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open file limit to the hard limit"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let running = start(opts).await?;
     for a in &running.dns_addrs {
         tracing::info!(%a, "dns listening (udp, tcp)");

@@ -29,6 +29,7 @@ mod dnssec_delv;
 mod fuzz;
 mod geo;
 mod gslb;
+mod hardening;
 mod health_inputs;
 mod latency;
 mod latency_map;
