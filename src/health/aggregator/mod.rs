@@ -572,7 +572,9 @@ impl Aggregator {
     pub fn dc_state(&self, dc: usize, now: Instant) -> DcState {
         let plan = &self.set.dcs[dc];
         let d = &self.dcs[dc];
-        let external = !matches!(d.health_input, Input::Probes | Input::Config);
+        // The cluster's verdicts are per target, as the probes' are: its bits are the probes'
+        // bits (with the shared verdicts in them), never the whole datacenter's.
+        let external = !matches!(d.health_input, Input::Probes | Input::Config | Input::Cluster);
         let mut addr_up = self.probe_bits(dc);
         if external && d.healthy {
             // The verdict vouches for the datacenter as a whole.
