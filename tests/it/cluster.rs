@@ -324,6 +324,13 @@ impl Node {
         self.status()["cluster"].clone()
     }
 
+    /// The value of one sample of `/metrics` (`name{labels}` exactly as rendered).
+    fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = http(self.api, "GET", "/metrics", "")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// The A addresses of www.example.com (sorted).
     fn answers(&self) -> Vec<String> {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -377,7 +384,9 @@ fn all_addrs() -> Vec<String> {
     v
 }
 
-fn zone(endpoints: &[HealthHttp]) -> String {
+/// The zone: datacenter `i` checked on endpoint `i`; `replicas(i)` sets its check's
+/// `replicas` key (`None`: the node's `--cluster-replicas`).
+fn zone(endpoints: &[HealthHttp], replicas: impl Fn(usize) -> Option<u32>) -> String {
     let mut z = String::from(
         "origin = \"example.com.\"\nttl = 3600\n[soa]\nmname = \"ns1.example.com.\"\n\
          rname = \"hostmaster.example.com.\"\nserial = 1\nminimum = 300\n\
@@ -388,10 +397,11 @@ fn zone(endpoints: &[HealthHttp]) -> String {
         z.push_str(&format!(
             "[checks.c{i}]\ntype = \"http\"\npath = \"/health\"\nport = {}\n\
              interval = \"{}ms\"\ntimeout = \"150ms\"\nrise = {RISE}\nfall = {FALL}\n\
-             jitter = \"30ms\"\n\n[datacenters.dc{i}]\naddresses = [\"{}\"]\ncheck = \"c{i}\"\n\
+             jitter = \"30ms\"\n{}\n[datacenters.dc{i}]\naddresses = [\"{}\"]\ncheck = \"c{i}\"\n\
              check-addresses = [\"127.0.0.1\"]\n\n",
             e.port(),
             INTERVAL.as_millis(),
+            replicas(i).map_or(String::new(), |r| format!("replicas = {r}\n")),
             addr_of(i)
         ));
         names.push(format!("\"dc{i}\""));
@@ -405,17 +415,32 @@ fn zone(endpoints: &[HealthHttp]) -> String {
 
 impl Setup {
     fn start(replicas: usize) -> Option<Setup> {
+        Setup::start_nodes(&NODES, replicas, |_| None)
+    }
+
+    /// `names` nodes with `--cluster-replicas replicas`, and `check_replicas(i)` as the
+    /// `replicas` key of target `i`'s check.
+    fn start_nodes(
+        names: &[&str],
+        replicas: usize,
+        check_replicas: impl Fn(usize) -> Option<u32>,
+    ) -> Option<Setup> {
         let serial = serial();
         let bin = etcd_binary()?;
         let etcd = Etcd::start(bin, 3);
         let endpoints: Vec<HealthHttp> = (0..TARGETS).map(|_| HealthHttp::start()).collect();
         let zones = tempfile::tempdir().unwrap();
-        std::fs::write(zones.path().join("example.com.toml"), zone(&endpoints)).unwrap();
+        std::fs::write(
+            zones.path().join("example.com.toml"),
+            zone(&endpoints, check_replicas),
+        )
+        .unwrap();
         let url = etcd.endpoints();
-        let nodes = NODES
+        let nodes: Vec<Node> = names
             .iter()
             .map(|n| Node::start(n, zones.path(), &url, replicas))
             .collect();
+        let members = nodes.len();
         let s = Setup {
             _serial: serial,
             endpoints,
@@ -423,7 +448,7 @@ impl Setup {
             nodes,
             etcd,
         };
-        s.wait_shared(3);
+        s.wait_shared(members);
         Some(s)
     }
 
@@ -728,6 +753,22 @@ fn etcd_leader_loss_and_total_outage() {
     });
     eprintln!("etcd down: nodes in local mode after {:?} (grace {GRACE:?})", lost.elapsed());
     assert!(lost.elapsed() >= GRACE, "local before the grace");
+    // The metrics say so.
+    for n in s.running() {
+        let name = &n.name;
+        assert_eq!(n.metric(&format!("gslbd_cluster_connected{{node=\"{name}\"}}")), Some(0.0));
+        assert_eq!(
+            n.metric(&format!("gslbd_cluster_mode{{node=\"{name}\",mode=\"local\"}}")),
+            Some(1.0),
+            "node {name}"
+        );
+        assert_eq!(
+            n.metric(&format!("gslbd_cluster_targets_probed{{node=\"{name}\"}}")),
+            Some(TARGETS as f64),
+            "node {name}"
+        );
+        assert!(n.cluster()["last_error"].is_string(), "node {name}: {}", n.cluster());
+    }
     // Each node now probes every target itself.
     std::thread::sleep(INTERVAL * 2);
     let per_target = s.probes(INTERVAL * 5);
@@ -748,6 +789,65 @@ fn etcd_leader_loss_and_total_outage() {
     }
     for (node, a) in s.answers() {
         assert_eq!(a, all_addrs(), "node {node} after rejoining");
+    }
+    for n in s.running() {
+        let name = &n.name;
+        assert_eq!(n.metric(&format!("gslbd_cluster_connected{{node=\"{name}\"}}")), Some(1.0));
+        assert_eq!(
+            n.metric(&format!("gslbd_cluster_mode{{node=\"{name}\",mode=\"shared\"}}")),
+            Some(1.0)
+        );
+        assert_eq!(n.metric(&format!("gslbd_cluster_members{{node=\"{name}\"}}")), Some(3.0));
+    }
+}
+
+/// Probes per target per interval with 5, 3 and 1 live nodes, for checks with replicas 2
+/// (the node's `--cluster-replicas`) and 3 (the check's own `replicas` key), counted at the
+/// endpoints: min(replicas, nodes) distinct nodes probe each target, each once per interval.
+/// The figures are in docs/benchmarks.md.
+#[test]
+fn probes_per_target_with_5_3_and_1_nodes() {
+    let names = ["a", "b", "c", "d", "e"];
+    let replicas_of = |i: usize| if i < TARGETS / 2 { 2 } else { 3 };
+    let Some(mut s) = Setup::start_nodes(&names, 2, |i| (i >= TARGETS / 2).then_some(3)) else {
+        return;
+    };
+    let mut lines = Vec::new();
+    for alive in [5usize, 3, 1] {
+        for n in s.nodes.iter_mut().skip(alive) {
+            n.crash();
+        }
+        s.wait_shared(alive);
+        std::thread::sleep(INTERVAL * 2);
+        let window = INTERVAL * 10;
+        let per_target = s.probes(window);
+        let rounds = rounds(window);
+        let mut sum = [0usize; 2];
+        for (i, m) in per_target.iter().enumerate() {
+            let r = replicas_of(i);
+            assert_eq!(
+                m.len(),
+                r.min(alive),
+                "{alive} nodes, target {i} (replicas {r}): probed by {m:?}"
+            );
+            assert!(m.keys().all(|n| names[..alive].contains(&n.as_str())), "{m:?}");
+            for (node, hits) in m {
+                assert!(
+                    (rounds - 2..=rounds + 1).contains(hits),
+                    "{alive} nodes, target {i}: node {node} probed {hits} times in {rounds} intervals"
+                );
+            }
+            sum[usize::from(r == 3)] += m.values().sum::<usize>();
+        }
+        let per = |k: usize| sum[k] as f64 / ((TARGETS / 2) * rounds) as f64;
+        lines.push(format!(
+            "{alive} nodes: {:.2} probes per target per interval with replicas 2, {:.2} with replicas 3",
+            per(0),
+            per(1)
+        ));
+    }
+    for l in lines {
+        eprintln!("{l}");
     }
 }
 
