@@ -92,6 +92,25 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, 
     Some((code, body))
 }
 
+/// One call to etcd's JSON gateway, with `token` as its `Authorization` header if given.
+fn etcd_call(addr: SocketAddr, path: &str, body: &str, token: Option<&str>) -> Option<(u16, Value)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1;
+    Some((code, serde_json::from_str(body).unwrap_or_default()))
+}
+
 // ----------------------------------------------------------------------------------------
 // etcd
 
@@ -261,6 +280,18 @@ struct Node {
 
 impl Node {
     fn start(name: &str, zones: &Path, etcd: &str, replicas: usize) -> Node {
+        Node::start_with(name, zones, etcd, replicas, &[], &[])
+    }
+
+    /// With more arguments and environment variables.
+    fn start_with(
+        name: &str,
+        zones: &Path,
+        etcd: &str,
+        replicas: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let state = tempfile::tempdir().unwrap();
         let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -294,6 +325,8 @@ impl Node {
                 "--cluster-grace",
                 &format!("{}s", GRACE.as_secs()),
             ])
+            .args(extra)
+            .envs(env.iter().copied())
             .env("GSLBD_CLUSTER_TEST_TOKEN", TOKEN)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -849,6 +882,113 @@ fn probes_per_target_with_5_3_and_1_nodes() {
     for l in lines {
         eprintln!("{l}");
     }
+}
+
+/// etcd with authentication on: a node with the right user and password (from a file) joins
+/// and shares; a node with a wrong password (from `$ETCD_PASSWORD`) cannot, says why in
+/// `/status`, and answers from its own probes meanwhile.
+#[test]
+fn etcd_user_and_password() {
+    let _serial = serial();
+    let Some(bin) = etcd_binary() else {
+        return;
+    };
+    let etcd = Etcd::start(bin, 1);
+    let e = etcd.addr(0);
+    let b64 = |s: &str| data_encoding::BASE64.encode(s.as_bytes());
+    for (path, body) in [
+        ("/v3/auth/role/add", r#"{"name": "root"}"#.to_string()),
+        ("/v3/auth/user/add", r#"{"name": "root", "password": "root-pw"}"#.to_string()),
+        ("/v3/auth/user/grant", r#"{"user": "root", "role": "root"}"#.to_string()),
+        ("/v3/auth/user/add", r#"{"name": "gslbd", "password": "s3cret"}"#.to_string()),
+        ("/v3/auth/role/add", r#"{"name": "gslbd"}"#.to_string()),
+        (
+            "/v3/auth/role/grant",
+            format!(
+                r#"{{"name": "gslbd", "perm": {{"permType": "READWRITE", "key": "{}", "range_end": "{}"}}}}"#,
+                b64("/gslbd/test/"),
+                b64("/gslbd/test0")
+            ),
+        ),
+        ("/v3/auth/user/grant", r#"{"user": "gslbd", "role": "gslbd"}"#.to_string()),
+        ("/v3/auth/enable", "{}".to_string()),
+    ] {
+        let r = etcd_call(e, path, &body, None);
+        assert!(matches!(r, Some((200, _))), "{path}: {r:?}");
+    }
+    // Auth is on: an anonymous read is refused.
+    let anon = etcd_call(e, "/v3/kv/range", &format!(r#"{{"key": "{}"}}"#, b64("/gslbd/test/")), None);
+    assert!(!matches!(anon, Some((200, _))), "anonymous read allowed: {anon:?}");
+
+    let endpoints: Vec<HealthHttp> = (0..2).map(|_| HealthHttp::start()).collect();
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(zones.path().join("example.com.toml"), zone(&endpoints, |_| None)).unwrap();
+    let pw = zones.path().join("etcd-password");
+    std::fs::write(&pw, "s3cret\n").unwrap();
+    let url = format!("etcd://{e}");
+    let good = Node::start_with(
+        "a",
+        zones.path(),
+        &url,
+        2,
+        &["--etcd-user", "gslbd", "--etcd-password-file", pw.to_str().unwrap()],
+        &[],
+    );
+    let bad = Node::start_with(
+        "b",
+        zones.path(),
+        &url,
+        2,
+        &["--etcd-user", "gslbd"],
+        &[("ETCD_PASSWORD", "wrong")],
+    );
+    wait_until("a shares through etcd with its password", Duration::from_secs(15), || {
+        let c = good.cluster();
+        c["mode"] == "shared"
+            && c["members"] == serde_json::json!(["a"])
+            && c["targets"].as_array().is_some_and(|t| {
+                t.len() == 2 && t.iter().all(|t| t["decision"] == "up")
+            })
+    });
+    wait_until("b says why it cannot join", Duration::from_secs(10), || {
+        let c = bad.cluster();
+        c["mode"] == "joining"
+            && c["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("authentication"))
+    });
+    // b probes every target itself and answers from that.
+    let b = bad.cluster();
+    assert!(
+        b["targets"].as_array().is_some_and(|t| t.iter().all(|t| t["probed_here"] == true)),
+        "{b}"
+    );
+    let mut two: Vec<String> = (0..2).map(addr_of).collect();
+    two.sort();
+    assert_eq!(bad.answers(), two);
+    assert_eq!(good.answers(), two);
+    // The member key is there for the authenticated user.
+    let (_, tok) = etcd_call(e, "/v3/auth/authenticate", r#"{"name": "gslbd", "password": "s3cret"}"#, None)
+        .expect("authenticate");
+    let token = tok["token"].as_str().expect("a token").to_string();
+    let (code, v) = etcd_call(
+        e,
+        "/v3/kv/range",
+        &format!(r#"{{"key": "{}", "range_end": "{}"}}"#, b64("/gslbd/test/members/"), b64("/gslbd/test/members0")),
+        Some(&token),
+    )
+    .expect("range");
+    assert_eq!(code, 200, "{v}");
+    let keys: Vec<Vec<u8>> = v["kvs"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|kv| kv["key"].as_str())
+                .filter_map(|k| data_encoding::BASE64.decode(k.as_bytes()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(keys, vec![b"/gslbd/test/members/a".to_vec()]);
 }
 
 // ----------------------------------------------------------------------------------------
