@@ -200,7 +200,8 @@ impl Engine {
     }
 
     pub(crate) async fn run(mut self) {
-        let tick_every = (self.opts.lease_ttl / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
+        let tick_every =
+            (self.opts.lease_ttl / 8).clamp(Duration::from_millis(50), Duration::from_millis(250));
         let mut tick = tokio::time::interval(tick_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -242,7 +243,10 @@ impl Engine {
                 key,
                 id,
                 hash,
-                replicas: check.replicas.map_or(self.opts.replicas, |r| r as usize).max(1),
+                replicas: check
+                    .replicas
+                    .map_or(self.opts.replicas, |r| r as usize)
+                    .max(1),
                 quorum: check.quorum,
                 freshness: check.interval * 3 + check.timeout + self.opts.lease_ttl,
                 datacenters,
@@ -278,7 +282,11 @@ impl Engine {
                 }
                 self.revision = revision;
                 if !self.watch_ok {
-                    tracing::info!(members = self.members.len(), revision, "cluster: in sync with etcd");
+                    tracing::info!(
+                        members = self.members.len(),
+                        revision,
+                        "cluster: in sync with etcd"
+                    );
                 }
                 self.watch_ok = true;
                 self.synced = true;
@@ -375,7 +383,9 @@ impl Engine {
                     tracing::info!(dc = %dc, admin = state.as_str(), revision = rev, "cluster: admin state from etcd applied");
                     let _ = b.handle.persist().await;
                 }
-                Err(e) => tracing::warn!(dc = %dc, error = %e, "cluster: admin state from etcd not applied"),
+                Err(e) => {
+                    tracing::warn!(dc = %dc, error = %e, "cluster: admin state from etcd not applied")
+                }
             }
         }
     }
@@ -456,7 +466,11 @@ impl Engine {
             Mode::Degraded
         };
         if mode != self.mode {
-            tracing::warn!(old = self.mode.as_str(), new = mode.as_str(), "cluster: mode change");
+            tracing::warn!(
+                old = self.mode.as_str(),
+                new = mode.as_str(),
+                "cluster: mode change"
+            );
             self.mode = mode;
             self.mode_since = SystemTime::now();
         }
@@ -513,8 +527,8 @@ impl Engine {
                 {
                     b.held[t] = None;
                 }
-                let orphan = b.undecided_since[t]
-                    .is_some_and(|s| now.saturating_duration_since(s) >= grace);
+                let orphan =
+                    b.undecided_since[t].is_some_and(|s| now.saturating_duration_since(s) >= grace);
                 let mine = me.is_some_and(|m| chosen.contains(&m));
                 active[t] = match mode {
                     Mode::Shared => mine || orphan,
@@ -641,7 +655,10 @@ impl Engine {
         st.last_error = if self.connected() {
             None
         } else {
-            lease.error.clone().or_else(|| self.last_watch_error.clone())
+            lease
+                .error
+                .clone()
+                .or_else(|| self.last_watch_error.clone())
         };
         st.members = members;
         st.targets = targets;
@@ -663,7 +680,11 @@ async fn recv_opt<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
 
 /// Writes observations and deletes them, in order, each with the request timeout. A
 /// failure is dropped: the next observation brings a newer one.
-pub(crate) async fn writer(etcd: Etcd, mut rx: mpsc::Receiver<Write>, errors: Arc<std::sync::atomic::AtomicU64>) {
+pub(crate) async fn writer(
+    etcd: Etcd,
+    mut rx: mpsc::Receiver<Write>,
+    errors: Arc<std::sync::atomic::AtomicU64>,
+) {
     while let Some(w) = rx.recv().await {
         let r = match w {
             Write::Put { key, value, lease } => etcd.put(&key, &value, lease).await.map(|_| ()),

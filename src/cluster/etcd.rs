@@ -217,9 +217,7 @@ impl Etcd {
             .send()
             .await
             .map_err(|e| EtcdError::Unreachable(e.to_string()))?;
-        let v = body_json(r)
-            .await
-            .map_err(EtcdError::Unreachable)?;
+        let v = body_json(r).await.map_err(EtcdError::Unreachable)?;
         match v["token"].as_str() {
             Some(t) => {
                 *tok = Some(t.to_string());
@@ -316,12 +314,9 @@ impl Etcd {
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<(), EtcdError> {
-        self.call(
-            "/v3/kv/deleterange",
-            &json!({ "key": b64(key.as_bytes()) }),
-        )
-        .await
-        .map(|_| ())
+        self.call("/v3/kv/deleterange", &json!({ "key": b64(key.as_bytes()) }))
+            .await
+            .map(|_| ())
     }
 
     /// A new lease of `ttl` seconds; returns its id.
@@ -374,8 +369,10 @@ impl Etcd {
             backoff = (backoff * 2).min(Duration::from_secs(2));
             // The next endpoint first.
             let n = self.base.len().max(1);
-            self.preferred
-                .store((self.preferred.load(Ordering::Relaxed) + 1) % n, Ordering::Relaxed);
+            self.preferred.store(
+                (self.preferred.load(Ordering::Relaxed) + 1) % n,
+                Ordering::Relaxed,
+            );
         }
     }
 

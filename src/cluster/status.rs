@@ -194,7 +194,10 @@ impl Gauges for ClusterStatus {
             for ob in &t.observations {
                 o.sample(
                     "gslbd_cluster_observation_up",
-                    &[("target", t.target.as_str()), ("observer", ob.node.as_str())],
+                    &[
+                        ("target", t.target.as_str()),
+                        ("observer", ob.node.as_str()),
+                    ],
                     u8::from(ob.up),
                 );
             }

@@ -63,8 +63,12 @@ impl ApiBackend for Backend {
             // node has applied it already; if etcd cannot be reached it holds here only.
             if let Some(c) = &self.state.cluster {
                 match c.share_admin(name, state).await {
-                    Ok(rev) => tracing::info!(datacenter = %name, admin = state.as_str(), revision = rev, "admin state shared through etcd"),
-                    Err(e) => tracing::warn!(datacenter = %name, admin = state.as_str(), error = %e, "admin state set on this node only: etcd not reachable"),
+                    Ok(rev) => {
+                        tracing::info!(datacenter = %name, admin = state.as_str(), revision = rev, "admin state shared through etcd")
+                    }
+                    Err(e) => {
+                        tracing::warn!(datacenter = %name, admin = state.as_str(), error = %e, "admin state set on this node only: etcd not reachable")
+                    }
                 }
             }
             h.persist().await

@@ -61,7 +61,8 @@ impl HealthRuntime {
         });
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
-        let workers = spawn_steered_workers(&plan, prober, workers, tx, steering.clone(), stop.clone());
+        let workers =
+            spawn_steered_workers(&plan, prober, workers, tx, steering.clone(), stop.clone());
         let task = tokio::spawn(agg.run(rx, stop.clone()));
         if let (Some(c), Some(rx)) = (cluster, observations) {
             c.bind(plan.clone(), handle.clone(), steering, rx).await;

@@ -93,7 +93,12 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> Option<(u16, 
 }
 
 /// One call to etcd's JSON gateway, with `token` as its `Authorization` header if given.
-fn etcd_call(addr: SocketAddr, path: &str, body: &str, token: Option<&str>) -> Option<(u16, Value)> {
+fn etcd_call(
+    addr: SocketAddr,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> Option<(u16, Value)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     let auth = token.map_or(String::new(), |t| format!("Authorization: {t}\r\n"));
@@ -209,7 +214,8 @@ impl Etcd {
     }
 
     fn healthy(&self, i: usize) -> bool {
-        http(self.addr(i), "GET", "/health", "").is_some_and(|(c, b)| c == 200 && b.contains("true"))
+        http(self.addr(i), "GET", "/health", "")
+            .is_some_and(|(c, b)| c == 200 && b.contains("true"))
     }
 
     fn wait_healthy(&self) {
@@ -233,8 +239,7 @@ impl Etcd {
             let v: Value = serde_json::from_str(&body).unwrap_or_default();
             let leader = v["leader"].as_str().unwrap_or("").to_string();
             for (j, _) in self.members.iter().enumerate() {
-                if let Some((200, b)) = http(self.addr(j), "POST", "/v3/maintenance/status", "{}")
-                {
+                if let Some((200, b)) = http(self.addr(j), "POST", "/v3/maintenance/status", "{}") {
                     let w: Value = serde_json::from_str(&b).unwrap_or_default();
                     if w["header"]["member_id"].as_str() == Some(leader.as_str()) {
                         return j;
@@ -341,9 +346,11 @@ impl Node {
             child: Some(child),
             _state: state,
         };
-        wait_until(&format!("node {name} answers its API"), Duration::from_secs(10), || {
-            http(n.api, "GET", "/healthz", "").is_some()
-        });
+        wait_until(
+            &format!("node {name} answers its API"),
+            Duration::from_secs(10),
+            || http(n.api, "GET", "/healthz", "").is_some(),
+        );
         n
     }
 
@@ -360,8 +367,13 @@ impl Node {
     /// The value of one sample of `/metrics` (`name{labels}` exactly as rendered).
     fn metric(&self, sample: &str) -> Option<f64> {
         let (_, body) = http(self.api, "GET", "/metrics", "")?;
-        body.lines()
-            .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok())
+        body.lines().find_map(|l| {
+            l.strip_prefix(sample)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
     }
 
     /// The A addresses of www.example.com (sorted).
@@ -540,7 +552,11 @@ fn probers_of(node: &Node, i: usize) -> BTreeSet<String> {
         .unwrap_or_default();
     t["probers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -567,7 +583,10 @@ fn probe_sharing_and_a_node_crash() {
     for (i, m) in per_target.iter().enumerate() {
         let nodes: BTreeSet<String> = m.keys().cloned().collect();
         let expected = probers_of(&s.nodes[0], i);
-        assert_eq!(nodes, expected, "target {i}: probed by {m:?}, status says {expected:?}");
+        assert_eq!(
+            nodes, expected,
+            "target {i}: probed by {m:?}, status says {expected:?}"
+        );
         assert_eq!(nodes.len(), 2, "target {i}: {m:?}");
         for (node, hits) in m {
             assert!(
@@ -581,7 +600,11 @@ fn probe_sharing_and_a_node_crash() {
     for i in 0..TARGETS {
         let a = probers_of(&s.nodes[0], i);
         for node in &s.nodes[1..] {
-            assert_eq!(probers_of(node, i), a, "target {i}: nodes disagree on its probers");
+            assert_eq!(
+                probers_of(node, i),
+                a,
+                "target {i}: nodes disagree on its probers"
+            );
         }
     }
     eprintln!(
@@ -648,7 +671,11 @@ fn quorum_partial_and_real_failures_and_shared_admin() {
     let until = Instant::now() + INTERVAL * (FALL + 4);
     while Instant::now() < until {
         for (node, a) in s.answers() {
-            assert_eq!(a, all_addrs(), "node {node}: dc0 failed over though only {lonely} sees it down");
+            assert_eq!(
+                a,
+                all_addrs(),
+                "node {node}: dc0 failed over though only {lonely} sees it down"
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -675,31 +702,43 @@ fn quorum_partial_and_real_failures_and_shared_admin() {
     let failed = Instant::now();
     s.endpoints[5].set(HealthMode::Status(503));
     let mut agreed = BTreeMap::new();
-    wait_until("every node answers without dc5", Duration::from_secs(10), || {
-        for n in s.running() {
-            if !agreed.contains_key(&n.name) && !n.answers().contains(&addr_of(5)) {
-                agreed.insert(n.name.clone(), failed.elapsed());
+    wait_until(
+        "every node answers without dc5",
+        Duration::from_secs(10),
+        || {
+            for n in s.running() {
+                if !agreed.contains_key(&n.name) && !n.answers().contains(&addr_of(5)) {
+                    agreed.insert(n.name.clone(), failed.elapsed());
+                }
             }
-        }
-        agreed.len() == 3
-    });
+            agreed.len() == 3
+        },
+    );
     let last = agreed.values().max().copied().unwrap();
-    eprintln!("real failure: dropped by every node after {last:?} ({agreed:?}); fall x interval = {:?}", INTERVAL * FALL);
+    eprintln!(
+        "real failure: dropped by every node after {last:?} ({agreed:?}); fall x interval = {:?}",
+        INTERVAL * FALL
+    );
     assert!(
         last <= INTERVAL * (FALL + 1) + Duration::from_millis(1500),
         "agreement took {last:?}"
     );
     // Converged: every node gives the same answer.
     std::thread::sleep(INTERVAL);
-    let expected: Vec<String> = all_addrs().into_iter().filter(|a| *a != addr_of(5)).collect();
+    let expected: Vec<String> = all_addrs()
+        .into_iter()
+        .filter(|a| *a != addr_of(5))
+        .collect();
     for (node, a) in s.answers() {
         assert_eq!(a, expected, "node {node}");
     }
     // Back up: every node answers it again.
     s.endpoints[5].set(HealthMode::Healthy);
-    wait_until("every node answers dc5 again", Duration::from_secs(10), || {
-        s.answers().iter().all(|(_, a)| *a == all_addrs())
-    });
+    wait_until(
+        "every node answers dc5 again",
+        Duration::from_secs(10),
+        || s.answers().iter().all(|(_, a)| *a == all_addrs()),
+    );
 
     // Admin drain on node b, seen by a and c.
     let (code, body) = http(
@@ -730,13 +769,18 @@ fn quorum_partial_and_real_failures_and_shared_admin() {
     let url = s.etcd.endpoints();
     s.nodes[2].crash();
     let fresh = Node::start("c", s.zones.path(), &url, 2);
-    let took = wait_until("the restarted c drains dc3", Duration::from_secs(10), || {
-        !fresh.answers().contains(&addr_of(3))
-    });
+    let took = wait_until(
+        "the restarted c drains dc3",
+        Duration::from_secs(10),
+        || !fresh.answers().contains(&addr_of(3)),
+    );
     eprintln!("a fresh node applied the shared drain {took:?} after its API came up");
     s.nodes[2] = fresh;
     s.wait_shared(3);
-    let expected: Vec<String> = all_addrs().into_iter().filter(|a| *a != addr_of(3)).collect();
+    let expected: Vec<String> = all_addrs()
+        .into_iter()
+        .filter(|a| *a != addr_of(3))
+        .collect();
     for (node, a) in s.answers() {
         assert_eq!(a, expected, "node {node}");
     }
@@ -762,13 +806,21 @@ fn etcd_leader_loss_and_total_outage() {
     let mut queries = 0;
     while Instant::now() < until {
         for (node, a) in s.answers() {
-            assert_eq!(a, all_addrs(), "node {node} after the etcd leader was killed");
+            assert_eq!(
+                a,
+                all_addrs(),
+                "node {node} after the etcd leader was killed"
+            );
             queries += 1;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     s.wait_shared(3);
-    assert_eq!(changes(&s), before, "a verdict flapped when the etcd leader died");
+    assert_eq!(
+        changes(&s),
+        before,
+        "a verdict flapped when the etcd leader died"
+    );
     eprintln!("etcd leader m{leader} killed: {queries} answers checked, all right, no flap");
     s.etcd.restart(leader);
     s.etcd.wait_healthy();
@@ -778,20 +830,32 @@ fn etcd_leader_loss_and_total_outage() {
         s.etcd.kill(i);
     }
     let lost = Instant::now();
-    wait_until("every node probing alone", GRACE + Duration::from_secs(6), || {
-        for (node, a) in s.answers() {
-            assert_eq!(a, all_addrs(), "node {node} while etcd is down");
-        }
-        s.running().all(|n| n.cluster()["mode"] == "local")
-    });
-    eprintln!("etcd down: nodes in local mode after {:?} (grace {GRACE:?})", lost.elapsed());
+    wait_until(
+        "every node probing alone",
+        GRACE + Duration::from_secs(6),
+        || {
+            for (node, a) in s.answers() {
+                assert_eq!(a, all_addrs(), "node {node} while etcd is down");
+            }
+            s.running().all(|n| n.cluster()["mode"] == "local")
+        },
+    );
+    eprintln!(
+        "etcd down: nodes in local mode after {:?} (grace {GRACE:?})",
+        lost.elapsed()
+    );
     assert!(lost.elapsed() >= GRACE, "local before the grace");
     // The metrics say so.
     for n in s.running() {
         let name = &n.name;
-        assert_eq!(n.metric(&format!("gslbd_cluster_connected{{node=\"{name}\"}}")), Some(0.0));
         assert_eq!(
-            n.metric(&format!("gslbd_cluster_mode{{node=\"{name}\",mode=\"local\"}}")),
+            n.metric(&format!("gslbd_cluster_connected{{node=\"{name}\"}}")),
+            Some(0.0)
+        );
+        assert_eq!(
+            n.metric(&format!(
+                "gslbd_cluster_mode{{node=\"{name}\",mode=\"local\"}}"
+            )),
             Some(1.0),
             "node {name}"
         );
@@ -800,7 +864,11 @@ fn etcd_leader_loss_and_total_outage() {
             Some(TARGETS as f64),
             "node {name}"
         );
-        assert!(n.cluster()["last_error"].is_string(), "node {name}: {}", n.cluster());
+        assert!(
+            n.cluster()["last_error"].is_string(),
+            "node {name}: {}",
+            n.cluster()
+        );
     }
     // Each node now probes every target itself.
     std::thread::sleep(INTERVAL * 2);
@@ -812,9 +880,33 @@ fn etcd_leader_loss_and_total_outage() {
     for i in 0..3 {
         s.etcd.restart(i);
     }
-    s.etcd.wait_healthy();
-    let back = s.wait_shared(3);
-    eprintln!("etcd back: every node shared again after {back:?}");
+    // Every answer stays right while etcd comes back and the nodes rejoin (no flap on the
+    // way back).
+    let mut checked = 0;
+    let etcd_up = wait_until("etcd healthy again", Duration::from_secs(20), || {
+        for (node, a) in s.answers() {
+            assert_eq!(a, all_addrs(), "node {node} while etcd restarts");
+            checked += 1;
+        }
+        (0..3).all(|i| s.etcd.healthy(i))
+    });
+    let back = wait_until("every node shared again", Duration::from_secs(15), || {
+        for (node, a) in s.answers() {
+            assert_eq!(a, all_addrs(), "node {node} while rejoining");
+            checked += 1;
+        }
+        s.running().all(|n| {
+            let c = n.cluster();
+            c["mode"] == "shared"
+                && c["members"].as_array().map_or(0, Vec::len) == 3
+                && c["targets"]
+                    .as_array()
+                    .is_some_and(|t| t.len() == TARGETS && t.iter().all(|t| t["decision"] == "up"))
+        })
+    });
+    eprintln!(
+        "etcd back: healthy {etcd_up:?} after the restart, every node shared again {back:?} later ({checked} answers checked on the way, all right)"
+    );
     std::thread::sleep(INTERVAL * 2);
     let per_target = s.probes(INTERVAL * 6);
     for (i, m) in per_target.iter().enumerate() {
@@ -823,14 +915,45 @@ fn etcd_leader_loss_and_total_outage() {
     for (node, a) in s.answers() {
         assert_eq!(a, all_addrs(), "node {node} after rejoining");
     }
+    // The example alerts' cluster series are exported by a cluster node.
+    let (_, text) = http(s.nodes[0].api, "GET", "/metrics", "").expect("/metrics");
+    let exported = crate::observability::metric_names(&text);
+    let alerts = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/prometheus/alerts.yml"),
+    )
+    .unwrap();
+    let live: String = alerts
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let used: Vec<String> = crate::observability::metric_names(&live)
+        .into_iter()
+        .filter(|n| n.starts_with("gslbd_cluster_"))
+        .collect();
+    assert!(used.len() >= 2, "{used:?}");
+    for u in &used {
+        assert!(
+            exported.contains(u),
+            "alerts.yml uses {u}, a cluster node does not export it"
+        );
+    }
     for n in s.running() {
         let name = &n.name;
-        assert_eq!(n.metric(&format!("gslbd_cluster_connected{{node=\"{name}\"}}")), Some(1.0));
         assert_eq!(
-            n.metric(&format!("gslbd_cluster_mode{{node=\"{name}\",mode=\"shared\"}}")),
+            n.metric(&format!("gslbd_cluster_connected{{node=\"{name}\"}}")),
             Some(1.0)
         );
-        assert_eq!(n.metric(&format!("gslbd_cluster_members{{node=\"{name}\"}}")), Some(3.0));
+        assert_eq!(
+            n.metric(&format!(
+                "gslbd_cluster_mode{{node=\"{name}\",mode=\"shared\"}}"
+            )),
+            Some(1.0)
+        );
+        assert_eq!(
+            n.metric(&format!("gslbd_cluster_members{{node=\"{name}\"}}")),
+            Some(3.0)
+        );
     }
 }
 
@@ -863,7 +986,10 @@ fn probes_per_target_with_5_3_and_1_nodes() {
                 r.min(alive),
                 "{alive} nodes, target {i} (replicas {r}): probed by {m:?}"
             );
-            assert!(m.keys().all(|n| names[..alive].contains(&n.as_str())), "{m:?}");
+            assert!(
+                m.keys().all(|n| names[..alive].contains(&n.as_str())),
+                "{m:?}"
+            );
             for (node, hits) in m {
                 assert!(
                     (rounds - 2..=rounds + 1).contains(hits),
@@ -898,9 +1024,18 @@ fn etcd_user_and_password() {
     let b64 = |s: &str| data_encoding::BASE64.encode(s.as_bytes());
     for (path, body) in [
         ("/v3/auth/role/add", r#"{"name": "root"}"#.to_string()),
-        ("/v3/auth/user/add", r#"{"name": "root", "password": "root-pw"}"#.to_string()),
-        ("/v3/auth/user/grant", r#"{"user": "root", "role": "root"}"#.to_string()),
-        ("/v3/auth/user/add", r#"{"name": "gslbd", "password": "s3cret"}"#.to_string()),
+        (
+            "/v3/auth/user/add",
+            r#"{"name": "root", "password": "root-pw"}"#.to_string(),
+        ),
+        (
+            "/v3/auth/user/grant",
+            r#"{"user": "root", "role": "root"}"#.to_string(),
+        ),
+        (
+            "/v3/auth/user/add",
+            r#"{"name": "gslbd", "password": "s3cret"}"#.to_string(),
+        ),
         ("/v3/auth/role/add", r#"{"name": "gslbd"}"#.to_string()),
         (
             "/v3/auth/role/grant",
@@ -910,19 +1045,34 @@ fn etcd_user_and_password() {
                 b64("/gslbd/test0")
             ),
         ),
-        ("/v3/auth/user/grant", r#"{"user": "gslbd", "role": "gslbd"}"#.to_string()),
+        (
+            "/v3/auth/user/grant",
+            r#"{"user": "gslbd", "role": "gslbd"}"#.to_string(),
+        ),
         ("/v3/auth/enable", "{}".to_string()),
     ] {
         let r = etcd_call(e, path, &body, None);
         assert!(matches!(r, Some((200, _))), "{path}: {r:?}");
     }
     // Auth is on: an anonymous read is refused.
-    let anon = etcd_call(e, "/v3/kv/range", &format!(r#"{{"key": "{}"}}"#, b64("/gslbd/test/")), None);
-    assert!(!matches!(anon, Some((200, _))), "anonymous read allowed: {anon:?}");
+    let anon = etcd_call(
+        e,
+        "/v3/kv/range",
+        &format!(r#"{{"key": "{}"}}"#, b64("/gslbd/test/")),
+        None,
+    );
+    assert!(
+        !matches!(anon, Some((200, _))),
+        "anonymous read allowed: {anon:?}"
+    );
 
     let endpoints: Vec<HealthHttp> = (0..2).map(|_| HealthHttp::start()).collect();
     let zones = tempfile::tempdir().unwrap();
-    std::fs::write(zones.path().join("example.com.toml"), zone(&endpoints, |_| None)).unwrap();
+    std::fs::write(
+        zones.path().join("example.com.toml"),
+        zone(&endpoints, |_| None),
+    )
+    .unwrap();
     let pw = zones.path().join("etcd-password");
     std::fs::write(&pw, "s3cret\n").unwrap();
     let url = format!("etcd://{e}");
@@ -931,7 +1081,12 @@ fn etcd_user_and_password() {
         zones.path(),
         &url,
         2,
-        &["--etcd-user", "gslbd", "--etcd-password-file", pw.to_str().unwrap()],
+        &[
+            "--etcd-user",
+            "gslbd",
+            "--etcd-password-file",
+            pw.to_str().unwrap(),
+        ],
         &[],
     );
     let bad = Node::start_with(
@@ -942,14 +1097,18 @@ fn etcd_user_and_password() {
         &["--etcd-user", "gslbd"],
         &[("ETCD_PASSWORD", "wrong")],
     );
-    wait_until("a shares through etcd with its password", Duration::from_secs(15), || {
-        let c = good.cluster();
-        c["mode"] == "shared"
-            && c["members"] == serde_json::json!(["a"])
-            && c["targets"].as_array().is_some_and(|t| {
-                t.len() == 2 && t.iter().all(|t| t["decision"] == "up")
-            })
-    });
+    wait_until(
+        "a shares through etcd with its password",
+        Duration::from_secs(15),
+        || {
+            let c = good.cluster();
+            c["mode"] == "shared"
+                && c["members"] == serde_json::json!(["a"])
+                && c["targets"]
+                    .as_array()
+                    .is_some_and(|t| t.len() == 2 && t.iter().all(|t| t["decision"] == "up"))
+        },
+    );
     wait_until("b says why it cannot join", Duration::from_secs(10), || {
         let c = bad.cluster();
         c["mode"] == "joining"
@@ -960,7 +1119,9 @@ fn etcd_user_and_password() {
     // b probes every target itself and answers from that.
     let b = bad.cluster();
     assert!(
-        b["targets"].as_array().is_some_and(|t| t.iter().all(|t| t["probed_here"] == true)),
+        b["targets"]
+            .as_array()
+            .is_some_and(|t| t.iter().all(|t| t["probed_here"] == true)),
         "{b}"
     );
     let mut two: Vec<String> = (0..2).map(addr_of).collect();
@@ -968,13 +1129,22 @@ fn etcd_user_and_password() {
     assert_eq!(bad.answers(), two);
     assert_eq!(good.answers(), two);
     // The member key is there for the authenticated user.
-    let (_, tok) = etcd_call(e, "/v3/auth/authenticate", r#"{"name": "gslbd", "password": "s3cret"}"#, None)
-        .expect("authenticate");
+    let (_, tok) = etcd_call(
+        e,
+        "/v3/auth/authenticate",
+        r#"{"name": "gslbd", "password": "s3cret"}"#,
+        None,
+    )
+    .expect("authenticate");
     let token = tok["token"].as_str().expect("a token").to_string();
     let (code, v) = etcd_call(
         e,
         "/v3/kv/range",
-        &format!(r#"{{"key": "{}", "range_end": "{}"}}"#, b64("/gslbd/test/members/"), b64("/gslbd/test/members0")),
+        &format!(
+            r#"{{"key": "{}", "range_end": "{}"}}"#,
+            b64("/gslbd/test/members/"),
+            b64("/gslbd/test/members0")
+        ),
         Some(&token),
     )
     .expect("range");
@@ -1041,7 +1211,10 @@ mod shared_verdicts {
                     up,
                     load: None,
                     latency_ms: Some(12.0),
-                    reason: format!("cluster: 2 of 2 probing nodes see it {}", if up { "up" } else { "down" }),
+                    reason: format!(
+                        "cluster: 2 of 2 probing nodes see it {}",
+                        if up { "up" } else { "down" }
+                    ),
                     ttl: Duration::from_secs(ttl),
                 })
                 .collect(),
@@ -1089,7 +1262,10 @@ mod shared_verdicts {
         let st = agg.status(t1);
         let targets = &st.datacenters[0].targets;
         assert_eq!(targets[1].shared, None);
-        assert!(!targets[1].up, "target 1 followed the cluster: down, no flap");
+        assert!(
+            !targets[1].up,
+            "target 1 followed the cluster: down, no flap"
+        );
         assert!(!targets[0].up, "target 0: its own probes (refused)");
         assert!(!out.load().dcs[0].healthy);
         assert_eq!(out.load().dcs[0].health_input, Input::Probes);

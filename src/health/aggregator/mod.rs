@@ -574,7 +574,10 @@ impl Aggregator {
         let d = &self.dcs[dc];
         // The cluster's verdicts are per target, as the probes' are: its bits are the probes'
         // bits (with the shared verdicts in them), never the whole datacenter's.
-        let external = !matches!(d.health_input, Input::Probes | Input::Config | Input::Cluster);
+        let external = !matches!(
+            d.health_input,
+            Input::Probes | Input::Config | Input::Cluster
+        );
         let mut addr_up = self.probe_bits(dc);
         if external && d.healthy {
             // The verdict vouches for the datacenter as a whole.
