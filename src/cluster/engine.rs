@@ -445,6 +445,10 @@ impl Engine {
         (names, hashes)
     }
 
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "t indexes the target's entries in several per-target vectors at once"
+    )]
     async fn tick(&mut self, now: Instant) {
         // The mode.
         let connected = self.connected();

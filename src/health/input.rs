@@ -216,7 +216,7 @@ pub enum Update {
 /// say; the datacenter combines its targets as usual (min-up, require).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetVerdict {
-    /// The target, by [`crate::probe::plan::Target::key`].
+    /// The target, by its key (`Target::key` of the probe plan: check identity and address).
     pub target: String,
     /// Up (true) or down.
     pub up: bool,
