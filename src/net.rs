@@ -45,24 +45,28 @@ pub enum Transport {
     Udp,
     /// Plain DNS over TCP.
     Tcp,
+    /// Plain DNS over UDP, taken from the driver through AF_XDP (`--listen-xdp`): the same
+    /// messages and size rules as `Udp`, counted apart.
+    Xdp,
 }
 
 impl Transport {
     /// Every transport, in metric label order.
-    pub(crate) const ALL: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+    pub(crate) const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Xdp];
 
-    /// The metric label (`udp`, `tcp`).
+    /// The metric label (`udp`, `tcp`, `xdp`).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Xdp => "xdp",
         }
     }
 
     /// A stream transport: no UDP size limit, messages framed by length.
     pub fn is_stream(self) -> bool {
         match self {
-            Transport::Udp => false,
+            Transport::Udp | Transport::Xdp => false,
             Transport::Tcp => true,
         }
     }

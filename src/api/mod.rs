@@ -3,7 +3,7 @@
 //! ```text
 //!  HTTP client --axum--> router(ApiContext)
 //!     GET  /status                    -> ApiBackend::server_info + datacenter_status -> JSON
-//!     GET  /metrics                   -> Metrics::render(Extra { health, server })   -> text
+//!     GET  /metrics                   -> Metrics::render(Extra { health, server, .. }) -> text
 //!     PUT  /datacenters/{name}/admin  -> bearer token check -> ApiBackend::set_admin
 //!     PUT|DELETE /datacenters/{name}/health
 //!     PUT|DELETE /datacenters/{name}/addresses/{addr}/health
@@ -32,6 +32,7 @@ mod listen;
 mod token;
 mod ui;
 pub(crate) mod view;
+mod xdp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -122,6 +123,11 @@ pub trait ApiBackend: Send + Sync + 'static {
     /// The cluster as this node sees it (`--cluster`); `None` for a standalone server.
     fn cluster(&self) -> Option<crate::cluster::ClusterStatus> {
         None
+    }
+
+    /// The AF_XDP listeners and their counters (none by default).
+    fn xdp_status(&self) -> Vec<crate::dns::xdp::XdpStatus> {
+        vec![]
     }
 }
 
@@ -383,6 +389,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "events": events,
         "feeds": ctx.backend.feeds(),
         "cluster": ctx.backend.cluster(),
+        "xdp": ctx.backend.xdp_status(),
     });
     axum::Json(body).into_response()
 }
@@ -415,11 +422,14 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
             .collect(),
     );
     let cluster = ctx.backend.cluster();
+    let xdp = ctx.backend.xdp_status();
+    let xdp = xdp::XdpGauges(&xdp);
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
         dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
         cluster: cluster.as_ref().map(|c| c as &dyn crate::metrics::Gauges),
+        xdp: (!xdp.0.is_empty()).then_some(&xdp as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()

@@ -4,12 +4,13 @@
 //! `PacketHandler` it passes to the transports.
 //!
 //! ```text
-//! udp.rs / tcp.rs --bytes, Peer--> PacketHandler (server) --> answer::handle
+//! udp.rs / tcp.rs / xdp/ --bytes, Peer--> PacketHandler (server) --> answer::handle
 //!     answer::handle: wire::parse --Query--> zone lookup, CNAME, wildcard, referral
 //!                     --> GslbAnswerer for GSLB names --> response bytes
-//! listen.rs binds UDP+TCP per address and runs the loops under one stop node.
+//! listen.rs binds UDP+TCP per address (and AF_XDP per interface) and runs the loops under
+//! one stop node.
 //! cookie.rs (RFC 7873/9018 server cookies) is used by answer::handle_with; rrl.rs (response
-//! rate limiting) is called by the server's handler for UDP responses.
+//! rate limiting) is called by the server's handler for datagram (UDP and AF_XDP) responses.
 //! signed.rs adds RRSIGs and compact-denial NSECs when the query has DO and the zone is signed.
 //! ```
 //!
@@ -25,6 +26,7 @@ pub(crate) mod tcp;
 #[allow(unsafe_code)]
 pub(crate) mod udp;
 pub(crate) mod wire;
+pub mod xdp;
 
 pub(crate) use answer::{GslbAnswerer, GslbOutcome, Writer};
 pub use answer::{Kind, NoGslb, handle};

@@ -68,6 +68,9 @@ impl Metrics {
         if let Some(c) = extra.cluster {
             c.render(&mut o);
         }
+        if let Some(x) = extra.xdp {
+            x.render(&mut o);
+        }
         o.s
     }
 
@@ -338,6 +341,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) dnssec: Option<&'a dyn Gauges>,
     /// The cluster (`--cluster`): members, probers, observations, etcd connection.
     pub(crate) cluster: Option<&'a dyn Gauges>,
+    /// The AF_XDP listeners: mode and per-queue counters.
+    pub(crate) xdp: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {
