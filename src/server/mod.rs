@@ -7,6 +7,7 @@
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
 //! health feed pollers, API (pushed, alerts) --input--> aggregator
 //! aggregator --events (broadcast)--> /events stream, webhook notifier
+//! Resolver (hostname targets, by name) ---------+--> also watched by the HealthRuntime
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
 //! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
@@ -44,6 +45,7 @@ use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
+use crate::resolve::{Resolver, ResolverSettings};
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
 use publish::{Publisher, Serving};
@@ -123,6 +125,8 @@ pub struct ServeOptions {
     pub dnssec: crate::dnssec::Env,
     /// `--cluster`: share probing and decide by quorum with the other nodes through etcd.
     pub cluster: Option<crate::cluster::ClusterOptions>,
+    /// How hostname targets outside our zones are resolved.
+    pub resolver: ResolverSettings,
     /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
     pub xdp: Vec<dns::xdp::XdpListen>,
     /// Where the XDP program runs (`--xdp-mode`).
@@ -167,6 +171,7 @@ impl ServeOptions {
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
             cluster: None,
+            resolver: ResolverSettings::default(),
             xdp: vec![],
             xdp_mode: dns::xdp::XdpMode::Auto,
         }
@@ -250,6 +255,8 @@ pub struct State {
     /// True once every target was probed or warm-started (`/readyz`).
     pub(crate) ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
+    /// Keeps hostname targets resolved.
+    resolver: Resolver,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
     /// Every health event of every probe runtime (SSE, webhooks).
@@ -502,6 +509,7 @@ impl State {
             self.metrics.clone(),
             self.events.clone(),
             self.cluster.as_deref(),
+            self.resolver.subscribe(),
             self.stop.child(),
         )
         .await?;
@@ -628,9 +636,11 @@ impl State {
             .sync_health(&loaded.model)
             .await
             .map_err(|e| one_error(&self.opts.zones_dir, e))?;
+        let targets = loaded.model.resolver_targets();
         if let Err(e) = self.serving.swap_model(loaded, Arc::new(geo), health_gen) {
             tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
         }
+        self.resolver.set_targets(targets);
         Ok(())
     }
 }
@@ -689,6 +699,7 @@ pub struct Running {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     background_stop: Shutdown,
     background: Vec<tokio::task::JoinHandle<()>>,
+    resolver_stop: Shutdown,
 }
 
 /// Why the server could not start.
@@ -744,6 +755,8 @@ impl Running {
         for t in self.background {
             let _ = tokio::time::timeout(grace, t).await;
         }
+        self.resolver_stop.stop();
+        let _ = tokio::time::timeout(grace, self.state.resolver.join()).await;
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
         }
@@ -804,6 +817,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     } else {
         None
     };
+    let resolver_stop = stop.child();
+    let resolver = {
+        let publisher = Arc::downgrade(&serving);
+        Resolver::start(
+            opts.resolver.clone(),
+            loaded.model.resolver_targets(),
+            Arc::new(move |names| {
+                if let Some(p) = publisher.upgrade() {
+                    p.set_resolved(names);
+                }
+            }),
+            resolver_stop.clone(),
+        )
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -816,6 +843,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         started: SystemTime::now(),
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
+        resolver,
         health_gen: AtomicU64::new(0),
         events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
         feeds: std::sync::Mutex::new(
@@ -981,6 +1009,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         api_task,
         background_stop,
         background,
+        resolver_stop,
     })
 }
 

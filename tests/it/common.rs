@@ -127,6 +127,17 @@ pub fn q(name: &str, qtype: &str) -> Q {
     }
 }
 
+/// A type as written: a number, `TYPE<number>` (RFC 3597) or a mnemonic hickory-proto knows.
+pub fn type_code(s: &str) -> Option<u16> {
+    let up = s.to_ascii_uppercase();
+    if let Ok(n) = up.strip_prefix("TYPE").unwrap_or(&up).parse::<u16>() {
+        return Some(n);
+    }
+    up.parse::<hickory_proto::rr::RecordType>()
+        .ok()
+        .map(u16::from)
+}
+
 pub fn rtype(s: &str) -> u16 {
     match s {
         "A" => 1,
@@ -143,7 +154,7 @@ pub fn rtype(s: &str) -> u16 {
         "AXFR" => 252,
         "ANY" => 255,
         "CAA" => 257,
-        other => other.parse().expect("numeric type"),
+        other => type_code(other).expect("a type name or number"),
     }
 }
 
@@ -388,6 +399,8 @@ struct HealthShared {
     hits: std::sync::Mutex<Vec<(std::time::Instant, Option<String>)>>,
     /// Requests from these cluster nodes get `503` (a probe path broken for them only).
     deny: std::sync::Mutex<Vec<String>>,
+    /// The Host header of every complete request (`None`: without one).
+    hosts: std::sync::Mutex<Vec<Option<String>>>,
     open: std::sync::atomic::AtomicUsize,
     max_open: std::sync::atomic::AtomicUsize,
 }
@@ -427,6 +440,7 @@ impl HealthHttp {
                 mode: std::sync::Mutex::new(HealthMode::Healthy),
                 hits: std::sync::Mutex::new(Vec::new()),
                 deny: std::sync::Mutex::new(Vec::new()),
+                hosts: std::sync::Mutex::new(Vec::new()),
                 open: Default::default(),
                 max_open: Default::default(),
             }),
@@ -476,6 +490,11 @@ impl HealthHttp {
                             .lock()
                             .unwrap()
                             .push((std::time::Instant::now(), node.clone()));
+                        let host = String::from_utf8_lossy(&req).lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+                        });
+                        shared.hosts.lock().unwrap().push(host);
                         let denied = node
                             .as_ref()
                             .is_some_and(|n| shared.deny.lock().unwrap().contains(n));
@@ -536,6 +555,11 @@ impl HealthHttp {
         } else if old == HealthMode::Refuse && mode != HealthMode::Refuse {
             self.listen();
         }
+    }
+
+    /// The Host header of every complete request so far.
+    pub fn hosts(&self) -> Vec<Option<String>> {
+        self.shared.hosts.lock().unwrap().clone()
     }
 
     /// Requests received so far.

@@ -14,6 +14,9 @@
 //!
 //!  apply(probe result) --> TargetObservation (state after rise/fall) --try_send--> cluster
 //! ```
+//!
+//! Only the targets of the plan the runtime started with are shared: those a hostname
+//! datacenter gains at run time are probed by every node and decided by each alone.
 
 use std::time::Duration;
 
@@ -125,10 +128,16 @@ impl Aggregator {
         now: Instant,
     ) -> Applied {
         let mut applied = Applied::default();
-        let mut listed = vec![false; self.targets.len()];
+        // Targets added at run time (hostname datacenters) have no slot here: they are
+        // never shared, every node decides them from its own probes.
+        let mut listed = vec![false; self.shared.len()];
         let mut changed_targets: Vec<(usize, bool, bool, String)> = Vec::new();
         for v in verdicts {
-            let Some(&t) = self.target_keys.get(&v.target) else {
+            let Some(&t) = self
+                .target_keys
+                .get(&v.target)
+                .filter(|&&t| t < self.shared.len())
+            else {
                 applied.unknown.push(v.target);
                 continue;
             };
