@@ -125,6 +125,9 @@ pub struct ServeOptions {
     pub dnssec: crate::dnssec::Env,
     /// `--cluster`: share probing and decide by quorum with the other nodes through etcd.
     pub cluster: Option<crate::cluster::ClusterOptions>,
+    /// Seed of the probe jitter; `None` = random. A fixed seed gives the probe schedule
+    /// `gslbd simulate` computes for the same seed (its tests compare the two).
+    pub probe_seed: Option<u64>,
     /// How hostname targets outside our zones are resolved.
     pub resolver: ResolverSettings,
     /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
@@ -171,6 +174,7 @@ impl ServeOptions {
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
             cluster: None,
+            probe_seed: None,
             resolver: ResolverSettings::default(),
             xdp: vec![],
             xdp_mode: dns::xdp::XdpMode::Auto,
@@ -500,10 +504,16 @@ impl State {
             model.datacenters.plan.clone(),
             &model.datacenters.probes,
             self.aggregator_settings(),
-            WorkerSettings {
-                max_in_flight: self.opts.max_probes_in_flight,
-                max_exec: self.opts.max_exec_checks,
-                ..WorkerSettings::default()
+            {
+                let mut w = WorkerSettings {
+                    max_in_flight: self.opts.max_probes_in_flight,
+                    max_exec: self.opts.max_exec_checks,
+                    ..WorkerSettings::default()
+                };
+                if let Some(seed) = self.opts.probe_seed {
+                    w.seed = seed;
+                }
+                w
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),

@@ -567,6 +567,22 @@ impl HealthHttp {
         self.shared.hits.lock().unwrap().len()
     }
 
+    /// Arrival times of every request so far.
+    pub fn hit_times(&self) -> Vec<std::time::Instant> {
+        self.shared
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Arrival time of the first request, if any.
+    pub fn first_hit(&self) -> Option<std::time::Instant> {
+        self.shared.hits.lock().unwrap().first().map(|(t, _)| *t)
+    }
+
     /// Requests received in `[from, to)`.
     pub fn hits_between(&self, from: std::time::Instant, to: std::time::Instant) -> usize {
         let h = self.shared.hits.lock().unwrap();
