@@ -175,6 +175,10 @@ struct ServeArgs {
     /// Directory for admin states and warm-start health (kept across restarts).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Refuse to start when the state directory's admin.json cannot be used (by default it is
+    /// moved aside, logged, shown in /status and counted, and every datacenter starts in obey).
+    #[arg(long)]
+    strict_state: bool,
     /// How a never-probed datacenter counts until its first probe (without fresh warm state).
     #[arg(long, default_value = "assume-up", value_parser = ["assume-up", "assume-down"])]
     startup: String,
@@ -810,6 +814,7 @@ fn serve(a: ServeArgs) -> ExitCode {
             }
         };
     opts.state_dir = a.state_dir;
+    opts.strict_state = a.strict_state;
     opts.startup = if a.startup == "assume-down" {
         gslbd::health::aggregator::Startup::AssumeDown
     } else {

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::walk::shown;
+
 /// The address family of a query (`A` = V4, `AAAA` = V6) or of a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -134,7 +136,7 @@ impl Subnet {
         let addr: IpAddr = a
             .trim()
             .parse()
-            .map_err(|_| format!("{s:?} is not a subnet (expected e.g. 192.0.2.0/24)"))?;
+            .map_err(|_| format!("{} is not a subnet (expected e.g. 192.0.2.0/24)", shown(s)))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
             Some(p) => p
@@ -142,11 +144,14 @@ impl Subnet {
                 .parse::<u8>()
                 .ok()
                 .filter(|&x| x <= max)
-                .ok_or_else(|| format!("{s:?}: prefix length must be 0..={max}"))?,
+                .ok_or_else(|| format!("{}: prefix length must be 0..={max}", shown(s)))?,
             None => max,
         };
         if masked(addr, prefix) != addr {
-            return Err(format!("{s:?} has bits set beyond the /{prefix} prefix"));
+            return Err(format!(
+                "{} has bits set beyond the /{prefix} prefix",
+                shown(s)
+            ));
         }
         Ok(Subnet { addr, prefix })
     }

@@ -50,6 +50,8 @@ pub(crate) const TYPE_HTTPS: u16 = 65;
 pub(crate) const TYPE_NXNAME: u16 = 128;
 /// Type `CAA`.
 pub(crate) const TYPE_CAA: u16 = 257;
+/// Meta type `TSIG`: a transaction signature, last in the additional section (RFC 8945).
+pub(crate) const TYPE_TSIG: u16 = 250;
 /// Query type `IXFR`.
 pub(crate) const TYPE_IXFR: u16 = 251;
 /// Query type `AXFR`.
@@ -59,6 +61,8 @@ pub(crate) const TYPE_ANY: u16 = 255;
 
 /// Class `IN`.
 pub(crate) const CLASS_IN: u16 = 1;
+/// Class `ANY` (the class of a TSIG record).
+pub(crate) const CLASS_ANY: u16 = 255;
 
 /// EDNS option code of Client Subnet (RFC 7871).
 pub(crate) const OPTION_ECS: u16 = 8;
@@ -78,6 +82,10 @@ pub(crate) const RCODE_NXDOMAIN: u8 = 3;
 pub(crate) const RCODE_NOTIMP: u8 = 4;
 /// Response code REFUSED.
 pub(crate) const RCODE_REFUSED: u8 = 5;
+/// Response code NOTAUTH (RFC 8945: with a TSIG error when a signed request is refused).
+pub(crate) const RCODE_NOTAUTH: u8 = 9;
+/// TSIG error BADKEY: the key is not known to the server (RFC 8945 5.2.1).
+pub(crate) const TSIG_BADKEY: u16 = 17;
 /// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
 pub(crate) const RCODE_BADVERS: u16 = 16;
 /// Extended response code BADCOOKIE (RFC 7873): the server cookie could not be verified.
@@ -181,21 +189,6 @@ pub(crate) fn wire_key(name: &Name) -> Box<[u8]> {
     v.into_boxed_slice()
 }
 
-/// True when `suffix_len` bytes from the end of the wire name `k` start at a label boundary.
-fn is_label_boundary(k: &[u8], suffix_len: usize) -> bool {
-    let target = k.len() - suffix_len;
-    let mut off = 0usize;
-    while off < target {
-        off += 1 + k[off] as usize;
-    }
-    off == target
-}
-
-/// Is the wire name `k` strictly below the wire name `cut` (on a label boundary)?
-pub(crate) fn is_below(k: &[u8], cut: &[u8]) -> bool {
-    k.len() > cut.len() && k.ends_with(cut) && is_label_boundary(k, cut.len())
-}
-
 /// The ancestors of the wire name `key` (without itself), nearest first, down to the root.
 pub(crate) fn ancestors(key: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut off = 0usize;
@@ -228,8 +221,6 @@ mod tests {
         let n: Name = "WWW.Example.com.".parse().unwrap();
         let k = wire_key(&n);
         assert_eq!(&k[..], b"\x03www\x07example\x03com\x00");
-        assert!(is_below(&k, b"\x03com\x00"));
-        assert!(!is_below(b"\x04xcom\x00", b"\x03com\x00"));
         let anc: Vec<&[u8]> = ancestors(&k).collect();
         assert_eq!(
             anc,

@@ -7,7 +7,61 @@
 //! the key path that holds it. The walker reads a `toml::Table`, records which keys were used,
 //! and collects errors (`records.www.A[1]: ...`) instead of returning early.
 
-use std::fmt::Write;
+use std::fmt::{self, Write};
+
+/// Most characters of one value a message shows; the rest is cut (with the full length said),
+/// so a huge value in a file gives a readable log line and `/status` entry.
+pub(crate) const SHOWN_CHARS: usize = 64;
+
+/// Most characters of a whole message (after the values in it were cut): the last guard for
+/// text that reaches a message from elsewhere (a library's error that quotes its input).
+pub(crate) const MESSAGE_CHARS: usize = 512;
+
+/// A value from a file as messages show it: in double quotes, with control characters,
+/// quotes and backslashes escaped as Rust escapes them (`\n`, `\u{1b}`), and cut after
+/// [`SHOWN_CHARS`] characters: `"aaaa..." (1048576 bytes)`.
+pub(crate) struct Shown<'a>(pub(crate) &'a str);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_char('"')?;
+        let mut chars = self.0.chars();
+        for c in chars.by_ref().take(SHOWN_CHARS) {
+            for e in c.escape_debug() {
+                f.write_char(e)?;
+            }
+        }
+        if chars.next().is_some() {
+            write!(f, "\"...({} bytes)", self.0.len())
+        } else {
+            f.write_char('"')
+        }
+    }
+}
+
+/// `s` as messages show a value from a file (see [`Shown`]).
+pub(crate) fn shown(s: &str) -> Shown<'_> {
+    Shown(s)
+}
+
+/// `text` made safe for one log line: control characters escaped and the whole cut after
+/// `max` characters. Values are cut with [`shown`] where they are put in a message; this is
+/// for text that comes whole from elsewhere (a parser's error message).
+pub(crate) fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 16));
+    for (n, c) in text.chars().enumerate() {
+        if n == max {
+            let _ = write!(out, "...({} bytes)", text.len());
+            return out;
+        }
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// One problem at one key path.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,10 +100,10 @@ pub(crate) fn join(path: &str, key: &str) -> String {
     if !path.is_empty() {
         s.push('.');
     }
-    if simple {
+    if simple && key.len() <= SHOWN_CHARS {
         s.push_str(key);
     } else {
-        let _ = write!(s, "{key:?}");
+        let _ = write!(s, "{}", shown(key));
     }
     s
 }
@@ -243,7 +297,7 @@ impl<'a> Table<'a> {
             toml::Value::String(s) => match parse_duration(s) {
                 Some(d) => Some(d),
                 None => {
-                    errs.add(&path, format!("{s:?} is not a duration (expected e.g. \"500ms\", \"5s\", \"2m\", \"1h\")"));
+                    errs.add(&path, format!("{} is not a duration (expected e.g. \"500ms\", \"5s\", \"2m\", \"1h\")", shown(s)));
                     None
                 }
             },
@@ -347,6 +401,22 @@ mod tests {
         );
         assert_eq!(parse_duration("5 parsecs"), None);
         assert_eq!(parse_duration("s"), None);
+    }
+
+    #[test]
+    fn values_in_messages_are_cut_and_escaped() {
+        assert_eq!(shown("a\tb\u{1b}\"").to_string(), r#""a\tb\u{1b}\"""#);
+        let long = "é".repeat(100);
+        assert_eq!(
+            shown(&long).to_string(),
+            format!("\"{}\"...(200 bytes)", "é".repeat(SHOWN_CHARS))
+        );
+        assert_eq!(one_line("a\nb", 10), "a\\nb");
+        assert_eq!(one_line("abcdef", 3), "abc...(6 bytes)");
+        assert_eq!(
+            join("records", &"k".repeat(100)).len(),
+            "records.".len() + 80
+        );
     }
 
     #[test]

@@ -224,6 +224,17 @@ pub fn render_status(api: &str, v: &Value) -> String {
             let _ = writeln!(out, "  reload error: {}", e.as_str().unwrap_or(""));
         }
     }
+    if let Some(problems) = v["state_files"].as_array() {
+        for p in problems {
+            let _ = write!(out, "  STATE FILE NOT USED: {}", s(p, "error"));
+            match p["moved_to"].as_str() {
+                Some(to) => {
+                    let _ = writeln!(out, " (moved to {to})");
+                }
+                None => out.push('\n'),
+            }
+        }
+    }
     out.push('\n');
     let mut rows = vec![
         [

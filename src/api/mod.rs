@@ -54,7 +54,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::health::aggregator::AdminError;
+use crate::health::aggregator::{AdminError, StateProblem};
 use crate::health::events::EventView;
 use crate::health::feed::FeedStatus;
 use crate::health::input::{Applied, InputError, Source, SourceKind, Subject, Update, Verdict};
@@ -144,6 +144,8 @@ pub struct ServerInfo {
     pub last_reload: ReloadInfo,
     /// The zones serving now.
     pub zones: Vec<ZoneInfo>,
+    /// State files that could not be used since the process started, with when.
+    pub state_files: Vec<(SystemTime, StateProblem)>,
 }
 
 /// Result of the last reload (the first load counts as one).
@@ -382,6 +384,12 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         },
         "ready": ctx.backend.ready(),
         "zones": info.zones,
+        "state_files": info.state_files.iter().map(|(at, p)| json!({
+            "file": p.file,
+            "error": p.error,
+            "moved_to": p.moved_to,
+            "at_unix": unix(*at),
+        })).collect::<Vec<_>>(),
         "health_generation": health.as_ref().map(|h| h.generation),
         "datacenters": datacenters,
         "answers_window_secs": window.as_secs(),
@@ -404,6 +412,9 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
         loaded_at: info.loaded_at,
         last_reload_ok: info.last_reload.ok,
         zones: info.zones.len(),
+        admin_file_errors: count_problems(&info, "admin.json"),
+        health_file_errors: count_problems(&info, "health.json"),
+        inputs_file_errors: count_problems(&info, "inputs.json"),
         feeds: {
             let now = unix(SystemTime::now());
             ctx.backend
@@ -437,6 +448,13 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()
+}
+
+fn count_problems(info: &ServerInfo, file: &str) -> u64 {
+    info.state_files
+        .iter()
+        .filter(|(_, p)| p.file == file)
+        .count() as u64
 }
 
 async fn readyz(State(ctx): State<ApiContext>) -> Response {

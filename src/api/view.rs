@@ -236,7 +236,7 @@ impl Topology {
         }
         if !model.hostnames.is_empty() {
             for z in &model.zones {
-                for (k, n) in &z.nodes {
+                for (k, n) in z.nodes.iter() {
                     let Some(a) = n.alias else { continue };
                     let mut d = hickory_proto::serialize::binary::BinDecoder::new(k);
                     let owner = <hickory_proto::rr::Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)

@@ -10,7 +10,7 @@ use hickory_proto::rr::Name;
 use crate::probe::Require;
 
 use crate::limits::MAX_DC_ADDRESSES;
-use crate::walk::{Errors, Table, index, join};
+use crate::walk::{Errors, Table, index, join, shown};
 
 /// `datacenters.<name>`.
 #[derive(Clone, Debug)]
@@ -64,7 +64,7 @@ pub(super) fn ip_list(t: &mut Table<'_>, key: &str, errs: &mut Errors) -> Option
     for (p, s) in items {
         match s.trim().parse::<IpAddr>() {
             Ok(a) => out.push(a),
-            Err(_) => errs.add(&p, format!("{s:?} is not an IPv4 or IPv6 address")),
+            Err(_) => errs.add(&p, format!("{} is not an IPv4 or IPv6 address", shown(s))),
         }
     }
     Some(out)

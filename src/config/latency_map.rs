@@ -39,6 +39,7 @@ use crate::geo::{CountryTables, GeoCode, looks_like_subnet};
 use crate::model::latency::{ClientKey, EntryPos, LatencyEntry};
 use crate::model::{DatacenterId, LatencyMap};
 use crate::net::{self, Subnet};
+use crate::walk::{MESSAGE_CHARS, SHOWN_CHARS, one_line, shown};
 
 /// A latency map file could not be used. The message names the file and, where it can, the
 /// line and the TOML key.
@@ -53,7 +54,7 @@ pub enum LatencyMapError {
         source: std::io::Error,
     },
     /// The file was read but is not a valid map.
-    #[error("{}{}{}: {message}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!(": {k}")).unwrap_or_default())]
+    #[error("{}{}{}: {}", path.display(), line.map(|l| format!(":{l}")).unwrap_or_default(), key.as_ref().map(|k| format!(": {}", one_line(k, MESSAGE_CHARS))).unwrap_or_default(), one_line(message, MESSAGE_CHARS))]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -104,7 +105,8 @@ fn parse_client(s: &str, tables: &CountryTables) -> Result<ClientKey, String> {
         let maybe_sub = parts.len() == 2 && two_letters(parts[0]);
         if !maybe_sub {
             return Err(format!(
-                "client {s:?} is not a continent (EU), a country (DE or EU-DE) or a subnet (192.0.2.0/24)"
+                "client {} is not a continent (EU), a country (DE or EU-DE) or a subnet (192.0.2.0/24)",
+                shown(s)
             ));
         }
     }
@@ -112,7 +114,8 @@ fn parse_client(s: &str, tables: &CountryTables) -> Result<ClientKey, String> {
         GeoCode::Continent(c) => Ok(ClientKey::Continent(c)),
         GeoCode::Country(c) => Ok(ClientKey::Country(c)),
         GeoCode::Subdivision(..) => Err(format!(
-            "client {s:?}: subdivisions are not supported in the latency map (use the country or a subnet)"
+            "client {}: subdivisions are not supported in the latency map (use the country or a subnet)",
+            shown(s)
         )),
     }
 }
@@ -122,17 +125,17 @@ fn parse_ms(v: &str) -> Result<f64, String> {
         .parse::<f64>()
         .ok()
         .filter(|x| x.is_finite() && *x >= 0.0)
-        .ok_or_else(|| format!("{:?} is not a latency in ms (a number >= 0)", v.trim()))
+        .ok_or_else(|| format!("{} is not a latency in ms (a number >= 0)", shown(v.trim())))
 }
 
 fn toml_key(s: &str) -> String {
     let bare = !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if bare {
+    if bare && s.len() <= SHOWN_CHARS {
         s.to_string()
     } else {
-        format!("{s:?}")
+        shown(s).to_string()
     }
 }
 
@@ -159,7 +162,8 @@ pub fn parse(
         message,
     };
     let resolve = |name: &str, pos: &EntryPos| {
-        dc_id(name.trim()).ok_or_else(|| err(pos, format!("unknown datacenter {:?}", name.trim())))
+        dc_id(name.trim())
+            .ok_or_else(|| err(pos, format!("unknown datacenter {}", shown(name.trim()))))
     };
     let mut raw = Vec::new();
     match format {
@@ -254,7 +258,7 @@ fn parse_toml(
                 err(
                     vline,
                     Some(vkey.clone()),
-                    format!("unknown datacenter {:?}", dc.get_ref()),
+                    format!("unknown datacenter {}", shown(dc.get_ref())),
                 )
             })?;
             let ms = match v.get_ref() {

@@ -16,10 +16,13 @@ pub(crate) mod datacenter;
 pub(crate) mod dnssec;
 pub mod latency_map;
 pub(crate) mod name;
+pub(crate) mod split;
 pub(crate) mod zone;
 
 use std::fmt;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Durations as zone files write them (`"500ms"`, `"5s"`, `"2m"`, `"1h"`), for flags too.
 pub use crate::walk::parse_duration;
@@ -27,7 +30,7 @@ pub use build::{build, build_signed};
 pub(crate) use check::CheckEntry;
 pub(crate) use datacenter::DatacenterSpec;
 pub(crate) use name::GslbSpec;
-pub(crate) use zone::{AliasSpec, RecordSpec, ZoneSpec};
+pub(crate) use zone::{AliasSpec, ZoneSpec};
 
 use crate::walk;
 
@@ -85,18 +88,17 @@ pub struct ConfigError {
     pub(crate) message: String,
 }
 
+/// One line per error, whatever the file held: values are cut and escaped where messages
+/// quote them (`walk::shown`), and the key path and the message are cut and escaped here too,
+/// as the last guard (a parser's own error text, a key path many levels deep).
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = walk::one_line(&self.message, walk::MESSAGE_CHARS);
         if self.path.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
+            write!(f, "{}: {message}", self.file.display())
         } else {
-            write!(
-                f,
-                "{}: {}: {}",
-                self.file.display(),
-                self.path,
-                self.message
-            )
+            let path = walk::one_line(&self.path, walk::MESSAGE_CHARS / 2);
+            write!(f, "{}: {path}: {message}", self.file.display())
         }
     }
 }
@@ -166,7 +168,21 @@ pub(crate) fn country_tables() -> &'static crate::geo::CountryTables {
     })
 }
 
+/// How long a zone file must have been left unchanged before it is read: a file changed more
+/// recently may still be being written in several steps. The file watch waits as long after
+/// the last event before it reloads (`server::watch`).
+pub(crate) const SETTLE: Duration = Duration::from_millis(300);
+
+/// How many times a file that keeps changing is looked at again before it is an error.
+const READ_TRIES: u32 = 20;
+
 /// Reads every `*.toml` file of `dir` (sorted by name, so errors come in a stable order).
+///
+/// Names starting with a dot are not zone files (editors' lock and swap files). Anything else
+/// ending in `.toml` must be a regular file (or a symbolic link to one): a dangling link, a
+/// directory, a FIFO or a device is an error with its path, never skipped, so `check` and a
+/// reload never run with a zone fewer than the directory shows. A file is read only when it
+/// is stable (see [`read_stable`]).
 pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -181,20 +197,20 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     };
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml") && p.is_file())
+        .filter(|p| is_zone_file_name(p))
         .collect();
     paths.sort();
     let mut config = Config::default();
     for path in paths {
-        match std::fs::read_to_string(&path) {
+        match read_stable(&path, SETTLE) {
             Ok(text) => match parse_file(&path, &text) {
                 Ok(f) => config.files.push(f),
                 Err(mut e) => errors.append(&mut e.0),
             },
-            Err(e) => errors.push(ConfigError {
+            Err(message) => errors.push(ConfigError {
                 file: path,
                 path: String::new(),
-                message: format!("cannot read: {e}"),
+                message,
             }),
         }
     }
@@ -212,36 +228,224 @@ pub(crate) fn load_dir(dir: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// A zone file's name: ends in `.toml`, does not start with a dot.
+fn is_zone_file_name(p: &Path) -> bool {
+    p.extension().is_some_and(|x| x == "toml")
+        && p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| !n.starts_with('.'))
+}
+
+/// What tells two versions of a file apart: which file, its size and its times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
+
+    /// How long ago the file last changed (contents or inode: a rename into place counts),
+    /// or `None` when its time is ahead of the clock.
+    fn age(&self, now: SystemTime) -> Option<Duration> {
+        let at = |(s, ns): (i64, i64)| {
+            let secs =
+                Duration::from_secs(s.unsigned_abs()) + Duration::from_nanos(ns.unsigned_abs());
+            if s >= 0 {
+                UNIX_EPOCH.checked_add(secs)
+            } else {
+                UNIX_EPOCH.checked_sub(secs)
+            }
+        };
+        let changed = at(self.mtime).max(at(self.ctime))?;
+        now.duration_since(changed).ok()
+    }
+}
+
+/// Reads the zone file at `path` once it is stable: unchanged for `settle` before the read
+/// and from the start of the read to its end (the open file and the path both: a rename over
+/// it during the read is seen). A file that keeps changing is looked at again, up to
+/// [`READ_TRIES`] times, then is an error that names the supported way to update (a write to
+/// a temporary name and a rename into place, which is always seen whole).
+///
+/// The file is opened without blocking and checked to be a regular file before a byte is
+/// read, so a FIFO (or a device, a socket, a directory) is an error, never a hang.
+pub(crate) fn read_stable(path: &Path, settle: Duration) -> Result<String, String> {
+    for _ in 0..READ_TRIES {
+        let mut f = open_regular(path)?;
+        let meta = |f: &std::fs::File| f.metadata().map(|m| Stamp::of(&m));
+        let before = meta(&f).map_err(|e| format!("cannot read: {e}"))?;
+        if let Some(age) = before.age(SystemTime::now())
+            && age < settle
+        {
+            // Changed moments ago: look again once it has been left alone for `settle`.
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "zone loading runs off the runtime (spawn_blocking, or the CLI)"
+            )]
+            std::thread::sleep(settle - age);
+            continue;
+        }
+        let mut text = String::with_capacity(usize::try_from(before.len).unwrap_or(0));
+        if let Err(e) = f.read_to_string(&mut text) {
+            return Err(format!("cannot read: {e}"));
+        }
+        let after = meta(&f).map_err(|e| format!("cannot read: {e}"))?;
+        let now_at_path = std::fs::metadata(path).map(|m| Stamp::of(&m)).ok();
+        if before == after && now_at_path == Some(before) {
+            return Ok(text);
+        }
+    }
+    Err(format!(
+        "kept changing while it was read ({READ_TRIES} tries): write zone files under a temporary name and rename them into place"
+    ))
+}
+
+/// Opens `path` for reading without blocking, and only if it is a regular file.
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        // A FIFO opens at once instead of waiting for a writer; regular files read the same.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path);
+    let f = match f {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(match std::fs::read_link(path) {
+                Ok(target) => format!(
+                    "is a symbolic link to {}, which does not exist",
+                    walk::shown(&target.to_string_lossy())
+                ),
+                Err(_) => "disappeared while the directory was read".into(),
+            });
+        }
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    let kind = f
+        .metadata()
+        .map_err(|e| format!("cannot read: {e}"))?
+        .file_type();
+    if kind.is_file() {
+        return Ok(f);
+    }
+    let what = if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "a device"
+    } else {
+        "a special file"
+    };
+    Err(format!(
+        "is {what}, not a regular file: a zone file must be a file (or a symbolic link to one)"
+    ))
+}
+
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut at = offset.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    let before = &text[..at];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
 /// Parses one zone file's text; `path` is only used in messages.
+///
+/// A file with `records.*` or `gslb.*` sections is parsed in parts (`split.rs`): the same
+/// reading with a fraction of the memory. Whenever that is in doubt, and for every error the
+/// TOML parser reports, the file is parsed whole.
 pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
+    if let Some(parts) = split::split(text)
+        && (!parts.records.is_empty() || !parts.gslb.is_empty())
+        && let Ok(head) = toml::from_str::<toml::Table>(&parts.head)
+        && head.contains_key("origin")
+        && !head.contains_key("records")
+        && !head.contains_key("gslb")
+        && let Some(result) = walk_file(path, &head, &parts)
+    {
+        return result;
+    }
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            // The parser's message without its excerpt of the file (which quotes the whole
+            // line, however long): where, and what is wrong.
+            let at = e.span().map_or_else(String::new, |s| {
+                let (line, col) = line_col(text, s.start);
+                format!("line {line}, column {col}: ")
+            });
+            let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            return Err(ConfigErrors(vec![ConfigError {
+                file: path.to_path_buf(),
+                path: String::new(),
+                message: format!("not valid TOML: {at}{msg}"),
+            }]));
+        }
+    };
+    walk_file(path, &table, &split::Split::default())
+        .unwrap_or_else(|| Err(ConfigErrors::default()))
+}
+
+/// Reads the parsed file `table` (and the `records` and `gslb` sections of `parts`, parsed
+/// one part at a time) into specs; `None` when a part does not parse (the caller then
+/// parses the file whole, for the parser's own message).
+fn walk_file(
+    path: &Path,
+    table: &toml::Table,
+    parts: &split::Split<'_>,
+) -> Option<Result<FileSpec, ConfigErrors>> {
     let located = |p: String, message: String| ConfigError {
         file: path.to_path_buf(),
         path: p,
         message,
     };
-    let table: toml::Table = match toml::from_str(text) {
-        Ok(t) => t,
-        Err(e) => {
-            let msg = e
-                .to_string()
-                .replace('\n', " ")
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ");
-            return Err(ConfigErrors(vec![located(
-                String::new(),
-                format!("not valid TOML: {msg}"),
-            )]));
-        }
-    };
     let mut errs = walk::Errors::default();
-    let mut top = walk::Table::new(&table, "");
+    let mut top = walk::Table::new(table, "");
     let shared = !table.contains_key("origin");
+    let mut failed = false;
     let mut zone = if shared {
         None
     } else {
-        zone::read_zone(&mut top, &mut errs)
+        zone::read_zone(
+            &mut top,
+            &mut errs,
+            &mut |origin, ttl, records, aliases, errs| {
+                for part in &parts.records {
+                    let Ok(t) = toml::from_str::<toml::Table>(part) else {
+                        failed = true;
+                        return;
+                    };
+                    if let Some(r) = walk::Table::new(&t, "").table("records", errs) {
+                        zone::read_records(r, origin, ttl, records, aliases, errs);
+                    }
+                }
+            },
+        )
     };
+    if failed {
+        return None;
+    }
     if !shared && let Some(t) = top.table("dnssec", &mut errs) {
         let ttl = zone.as_ref().map_or(zone::DEFAULT_TTL, |z| z.soa.ttl);
         let spec = dnssec::read_dnssec(t, path, ttl, &mut errs);
@@ -263,9 +467,17 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     let gslb = if shared {
         Vec::new()
     } else {
-        top.table("gslb", &mut errs)
+        let mut gslb = top
+            .table("gslb", &mut errs)
             .map(|t| name::read_gslb(t, &origin, country_tables(), &mut errs))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for part in &parts.gslb {
+            let t: toml::Table = toml::from_str(part).ok()?;
+            if let Some(g) = walk::Table::new(&t, "").table("gslb", &mut errs) {
+                gslb.extend(name::read_gslb(g, &origin, country_tables(), &mut errs));
+            }
+        }
+        gslb
     };
     if shared {
         if table.is_empty() {
@@ -282,18 +494,18 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
         top.finish(TOP_KEYS, &mut errs);
     }
     if errs.list.is_empty() && (shared || zone.is_some()) {
-        return Ok(FileSpec {
+        return Some(Ok(FileSpec {
             file: path.to_path_buf(),
             zone,
             datacenters,
             checks,
             gslb,
-        });
+        }));
     }
-    Err(ConfigErrors(
+    Some(Err(ConfigErrors(
         errs.list
             .into_iter()
             .map(|e| located(e.path, e.message))
             .collect(),
-    ))
+    )))
 }

@@ -11,7 +11,7 @@ use crate::geo::CountryTables;
 use crate::limits::MAX_ANSWER;
 use crate::model::policy::POOL_KEYS;
 use crate::model::{AllDown, MatchItem, PolicyKind};
-use crate::walk::{Errors, Table, index, join, type_name};
+use crate::walk::{Errors, Table, index, join, shown, type_name};
 
 /// A pool member as written: a datacenter name with optional weight and bias.
 #[derive(Clone, Debug)]
@@ -103,7 +103,7 @@ fn read_all_down(v: &toml::Value, p: &str, errs: &mut Errors) -> AllDown {
             "nodata" => AllDown::NoData,
             "servfail" => AllDown::ServFail,
             other => {
-                errs.add(p, format!("{other:?} is not an all-down behaviour (expected fail-open, nodata, servfail or {{ addresses = [...] }})"));
+                errs.add(p, format!("{} is not an all-down behaviour (expected fail-open, nodata, servfail or {{ addresses = [...] }})", shown(other)));
                 AllDown::FailOpen
             }
         },
@@ -214,7 +214,10 @@ pub(crate) fn read_gslb(
         let owner = match parse_name(key, origin) {
             Ok(n) if origin.zone_of(&n) => n,
             Ok(_) => {
-                errs.add(&p, format!("{key:?} is not inside the zone {origin}"));
+                errs.add(
+                    &p,
+                    format!("{} is not inside the zone {origin}", shown(key)),
+                );
                 continue;
             }
             Err(e) => {

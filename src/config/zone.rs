@@ -9,10 +9,13 @@
 use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
 use hickory_proto::rr::rdata::{CNAME, HTTPS, MX, NAPTR, NS, NULL, PTR, SRV, SVCB, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
-use hickory_proto::serialize::binary::{BinDecoder, Restrict};
+use hickory_proto::serialize::binary::{
+    BinDecoder, BinEncodable, BinEncoder, NameEncoding, Restrict,
+};
 
+use crate::model::{Span, encode_record};
 use crate::rr;
-use crate::walk::{Errors, Table, index, join, type_name};
+use crate::walk::{Errors, SHOWN_CHARS, Table, index, join, one_line, shown, type_name};
 
 /// The SOA of a zone, with defaults that pass common zone checks (RFC 1912 ranges).
 #[derive(Clone, Debug, PartialEq)]
@@ -35,19 +38,74 @@ pub(crate) struct SoaSpec {
     pub(crate) ttl: u32,
 }
 
-/// One RRset as written under `records.<name>.<TYPE>`.
-#[derive(Clone, Debug)]
-pub(crate) struct RecordSpec {
-    /// Fully qualified owner, case as written.
-    pub(crate) owner: Name,
-    /// Key path of the RRset (`records.www.A`), for later error messages.
-    pub(crate) path: String,
-    /// The record type (the key under the owner).
-    pub(crate) rtype: RecordType,
-    /// TTL of the RRset: its own `ttl`, else the zone's `ttl`, else 3600.
-    pub(crate) ttl: u32,
-    /// The records, parsed from presentation form, in file order.
-    pub(crate) values: Vec<RData>,
+/// One RRset as written under `records.<name>.<TYPE>`, in a [`RecordTable`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SetSpec {
+    /// Lower-cased wire form of the owner, in `RecordTable::names`.
+    pub(crate) owner: Span,
+    /// The owner's key as written (`www`, `@`), in `RecordTable::keys`, for messages.
+    pub(crate) key: Span,
+    /// The records, in `RecordTable::wire`.
+    pub(crate) wire: Span,
+    /// The record type.
+    pub(crate) rtype: u16,
+    /// Number of records (distinct values; each carries the TTL: the set's own `ttl`, else
+    /// the zone's `ttl`, else 3600).
+    pub(crate) count: u16,
+}
+
+/// Every `records.<name>.<TYPE>` RRset of a zone file, read and already encoded as the model
+/// keeps them: owner keys and records in flat arenas, one small fixed entry per RRset. A zone
+/// of a million records is a few allocations here, not millions (issue 9: the specs of a big
+/// zone used to take more memory than the model).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RecordTable {
+    /// Owner keys (lower-cased wire names).
+    pub(crate) names: Vec<u8>,
+    /// The records of every set, TYPE CLASS TTL RDLENGTH RDATA each (names in RDATA
+    /// uncompressed, as written).
+    pub(crate) wire: Vec<u8>,
+    /// The owner keys as written.
+    pub(crate) keys: Vec<u8>,
+    /// The RRsets, in file order.
+    pub(crate) sets: Vec<SetSpec>,
+}
+
+impl RecordTable {
+    /// Gives back what the arenas reserved beyond what they hold.
+    fn shrink_to_fit(&mut self) {
+        self.names.shrink_to_fit();
+        self.wire.shrink_to_fit();
+        self.keys.shrink_to_fit();
+        self.sets.shrink_to_fit();
+    }
+
+    /// The owner key of `s`.
+    pub(crate) fn owner(&self, s: &SetSpec) -> &[u8] {
+        s.owner.of(&self.names)
+    }
+
+    /// The RDATA of each record of `s`.
+    pub(crate) fn rdata<'a>(&'a self, s: &SetSpec) -> impl Iterator<Item = &'a [u8]> + use<'a> {
+        records(s.wire.of(&self.wire)).map(|r| &r[10..])
+    }
+
+    /// The key path of `s` as messages name it: `records.<key>.<TYPE>`.
+    pub(crate) fn path(&self, s: &SetSpec) -> String {
+        let key = String::from_utf8_lossy(s.key.of(&self.keys));
+        let rtype = RecordType::from(s.rtype);
+        format!("{}.{rtype}", join("records", &key))
+    }
+}
+
+/// The records (TYPE CLASS TTL RDLENGTH RDATA each) of an encoded set, one slice each.
+pub(crate) fn records(mut wire: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let len = 10 + usize::from(u16::from_be_bytes([*wire.get(8)?, *wire.get(9)?]));
+        let (r, rest) = wire.split_at_checked(len)?;
+        wire = rest;
+        Some(r)
+    })
 }
 
 /// `records.<name>.ALIAS`: the name answers A and AAAA with the current addresses of
@@ -72,7 +130,7 @@ pub(crate) struct ZoneSpec {
     /// The `[soa]` table with its defaults.
     pub(crate) soa: SoaSpec,
     /// Every `records.<name>.<TYPE>` RRset.
-    pub(crate) records: Vec<RecordSpec>,
+    pub(crate) records: RecordTable,
     /// `ALIAS` entries (not records: answered from resolved addresses).
     pub(crate) aliases: Vec<AliasSpec>,
     /// `[dnssec]`: the zone is signed.
@@ -82,8 +140,20 @@ pub(crate) struct ZoneSpec {
 /// TTL of records when neither the record nor the zone gives one.
 pub(crate) const DEFAULT_TTL: u32 = 3600;
 
+/// Reads the records kept elsewhere (the parts of a file read in parts): origin, zone TTL,
+/// the records and ALIAS targets read so far, errors.
+pub(crate) type MoreRecords<'a> =
+    dyn FnMut(&Name, u32, &mut RecordTable, &mut Vec<AliasSpec>, &mut Errors) + 'a;
+
 /// Reads origin, ttl, soa and records from the top table of a zone file.
-pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSpec> {
+///
+/// `more` reads the records kept elsewhere (the parts of a file read in parts) with the
+/// origin and the zone's TTL, after those of `top`.
+pub(crate) fn read_zone(
+    top: &mut Table<'_>,
+    errs: &mut Errors,
+    more: &mut MoreRecords<'_>,
+) -> Option<ZoneSpec> {
     let origin = match top.required_str("origin", errs) {
         Some(s) => match parse_origin(s) {
             Ok(n) => Some(n),
@@ -105,11 +175,13 @@ pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSp
             None
         }
     };
-    let mut records = Vec::new();
+    let mut records = RecordTable::default();
     let mut aliases = Vec::new();
     if let Some(t) = top.table("records", errs) {
         read_records(t, &origin_for_names, ttl, &mut records, &mut aliases, errs);
     }
+    more(&origin_for_names, ttl, &mut records, &mut aliases, errs);
+    records.shrink_to_fit();
     Some(ZoneSpec {
         dnssec: None,
         origin: origin?,
@@ -122,10 +194,11 @@ pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSp
 fn parse_origin(s: &str) -> Result<Name, String> {
     if !s.ends_with('.') {
         return Err(format!(
-            "{s:?} must be a fully qualified name ending in \".\""
+            "{} must be a fully qualified name ending in \".\"",
+            shown(s)
         ));
     }
-    Name::from_ascii(s).map_err(|e| format!("{s:?} is not a valid domain name: {e}"))
+    Name::from_ascii(s).map_err(|e| format!("{} is not a valid domain name: {e}", shown(s)))
 }
 
 fn read_soa(mut t: Table<'_>, origin: &Name, zone_ttl: u32, errs: &mut Errors) -> Option<SoaSpec> {
@@ -172,7 +245,7 @@ pub(crate) fn parse_name(s: &str, origin: &Name) -> Result<Name, String> {
         return Ok(origin.clone());
     }
     let n = Name::parse(s, Some(origin))
-        .map_err(|e| format!("{s:?} is not a valid domain name: {e}"))?;
+        .map_err(|e| format!("{} is not a valid domain name: {e}", shown(s)))?;
     Ok(n)
 }
 
@@ -200,14 +273,17 @@ fn record_type_of(upper: &str) -> Result<RecordType, String> {
     ))
 }
 
-fn read_records(
+/// Reads the `records` table `t` into `out` and `aliases` (appending: a big file is read in
+/// parts).
+pub(crate) fn read_records(
     mut t: Table<'_>,
     origin: &Name,
     zone_ttl: u32,
-    out: &mut Vec<RecordSpec>,
+    out: &mut RecordTable,
     aliases: &mut Vec<AliasSpec>,
     errs: &mut Errors,
 ) {
+    let mut scratch = Vec::with_capacity(64);
     for (owner_key, v) in t.entries() {
         let node_path = join(&t.path, owner_key);
         let owner = match parse_name(owner_key, origin) {
@@ -215,7 +291,7 @@ fn read_records(
             Ok(_) => {
                 errs.add(
                     &node_path,
-                    format!("{owner_key:?} is not inside the zone {origin}"),
+                    format!("{} is not inside the zone {origin}", shown(owner_key)),
                 );
                 continue;
             }
@@ -227,6 +303,13 @@ fn read_records(
         let Some(mut node) = Table::from_value(v, node_path.clone(), errs) else {
             continue;
         };
+        let names_at = out.names.len();
+        rr::put_name(&mut out.names, &owner, true);
+        let owner_span = Span {
+            at: names_at as u32,
+            len: (out.names.len() - names_at) as u32,
+        };
+        let key_span = Span::push(&mut out.keys, owner_key.as_bytes());
         for (type_key, tv) in node.entries() {
             let path = join(&node_path, type_key);
             let upper = type_key.to_ascii_uppercase();
@@ -279,22 +362,9 @@ fn read_records(
                 }
                 other => (other, path.clone(), zone_ttl),
             };
-            let items: Vec<(String, &str)> = match values_v {
-                toml::Value::String(s) => vec![(values_path.clone(), s.as_str())],
-                toml::Value::Array(a) => a
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, item)| match item {
-                        toml::Value::String(s) => Some((index(&values_path, i), s.as_str())),
-                        other => {
-                            errs.add(
-                                &index(&values_path, i),
-                                format!("expected a string, found {}", type_name(other)),
-                            );
-                            None
-                        }
-                    })
-                    .collect(),
+            let items: &[toml::Value] = match values_v {
+                toml::Value::String(_) => std::slice::from_ref(values_v),
+                toml::Value::Array(a) => a,
                 other => {
                     errs.add(
                         &values_path,
@@ -316,7 +386,16 @@ fn read_records(
                     errs.add(&values_path, "a name has at most one ALIAS target");
                     continue;
                 }
-                let (p, s) = &items[0];
+                let item = &items[0];
+                let p = if matches!(values_v, toml::Value::Array(_)) {
+                    index(&values_path, 0)
+                } else {
+                    values_path.clone()
+                };
+                let toml::Value::String(s) = item else {
+                    errs.add(&p, format!("expected a string, found {}", type_name(item)));
+                    continue;
+                };
                 match parse_name(s.trim(), origin) {
                     Ok(target) => aliases.push(AliasSpec {
                         owner: owner.clone(),
@@ -324,30 +403,112 @@ fn read_records(
                         target,
                         ttl,
                     }),
-                    Err(e) => errs.add(p, e),
+                    Err(e) => errs.add(&p, e),
                 }
                 continue;
             };
             if rtype == RecordType::CNAME && items.len() > 1 {
                 errs.add(&values_path, "a name has at most one CNAME");
             }
-            let mut values = Vec::with_capacity(items.len());
-            for (p, s) in items {
-                match parse_rdata(rtype, s, origin) {
-                    Ok(r) => values.push(r),
-                    Err(e) => errs.add(&p, e),
+            let wire_at = out.wire.len();
+            let mut count = 0usize;
+            let code = u16::from(rtype);
+            for (i, item) in items.iter().enumerate() {
+                let item_path = || {
+                    if matches!(values_v, toml::Value::Array(_)) {
+                        index(&values_path, i)
+                    } else {
+                        values_path.clone()
+                    }
+                };
+                let toml::Value::String(s) = item else {
+                    errs.add(
+                        &item_path(),
+                        format!("expected a string, found {}", type_name(item)),
+                    );
+                    continue;
+                };
+                scratch.clear();
+                if let Err(e) = encode_rdata(rtype, s, origin, &mut scratch) {
+                    errs.add(&item_path(), e);
+                    continue;
                 }
+                // The same value twice is one record.
+                if records(&out.wire[wire_at..]).any(|r| r[10..] == scratch[..]) {
+                    continue;
+                }
+                if scratch.len() > usize::from(u16::MAX) {
+                    errs.add(&item_path(), "is longer than a record can be (65535 bytes)");
+                    continue;
+                }
+                encode_record(&mut out.wire, code, ttl, &scratch);
+                count += 1;
             }
-            out.push(RecordSpec {
-                owner: owner.clone(),
-                path,
-                rtype,
-                ttl,
-                values,
+            let Ok(count) = u16::try_from(count) else {
+                errs.add(&values_path, "has more than 65535 records");
+                out.wire.truncate(wire_at);
+                continue;
+            };
+            out.sets.push(SetSpec {
+                owner: owner_span,
+                key: key_span,
+                wire: Span {
+                    at: wire_at as u32,
+                    len: (out.wire.len() - wire_at) as u32,
+                },
+                rtype: code,
+                count,
             });
         }
         // entries() marked every key used; nothing to finish for a node.
     }
+}
+
+/// Encodes one value in presentation form as RDATA into `out` (names uncompressed, relative
+/// ones completed with the origin). Addresses take a short path: they are most records.
+pub(crate) fn encode_rdata(
+    rtype: RecordType,
+    s: &str,
+    origin: &Name,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    // The RFC 3597 generic form (`\# <length> <hex>`) goes through parse_rdata for every type.
+    let generic = s.trim_start().starts_with("\\#");
+    match rtype {
+        RecordType::A if !generic => {
+            let a = s
+                .trim()
+                .parse::<std::net::Ipv4Addr>()
+                .map_err(|_| format!("{} is not an IPv4 address", shown(s)))?;
+            out.extend_from_slice(&a.octets());
+            Ok(())
+        }
+        RecordType::AAAA if !generic => {
+            let a = s
+                .trim()
+                .parse::<std::net::Ipv6Addr>()
+                .map_err(|_| format!("{} is not an IPv6 address", shown(s)))?;
+            out.extend_from_slice(&a.octets());
+            Ok(())
+        }
+        _ => rdata_into(&parse_rdata(rtype, s, origin)?, out),
+    }
+}
+
+/// RDATA in wire form into `out`, names inside uncompressed (each RRset is encoded on its
+/// own).
+pub(crate) fn rdata_into(rdata: &RData, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut buf = Vec::with_capacity(64);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_name_encoding(NameEncoding::Uncompressed);
+    rdata.emit(&mut enc).map_err(|e| {
+        format!(
+            "cannot encode {}: {e}",
+            one_line(&rdata.to_string(), SHOWN_CHARS)
+        )
+    })?;
+    out.extend_from_slice(&buf);
+    Ok(())
 }
 
 /// Parses one value in presentation form; relative names in the data are completed with the
@@ -368,14 +529,14 @@ pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<R
                 .trim()
                 .parse::<std::net::Ipv4Addr>()
                 .map(|a| RData::A(a.into()))
-                .map_err(|_| format!("{s:?} is not an IPv4 address"));
+                .map_err(|_| format!("{} is not an IPv4 address", shown(s)));
         }
         RecordType::AAAA => {
             return s
                 .trim()
                 .parse::<std::net::Ipv6Addr>()
                 .map(|a| RData::AAAA(a.into()))
-                .map_err(|_| format!("{s:?} is not an IPv6 address"));
+                .map_err(|_| format!("{} is not an IPv6 address", shown(s)));
         }
         // A TXT value not starting with a quote is one text (split in 255-byte strings), so
         // operators need not quote spaces; a quoted value is presentation form.
@@ -398,13 +559,13 @@ pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<R
         _ => {}
     }
     let rdata = RData::try_from_str(rtype, s)
-        .map_err(|e| format!("{s:?} is not a valid {rtype} record: {e}"))?;
+        .map_err(|e| format!("{} is not a valid {rtype} record: {e}", shown(s)))?;
     let fix = |n: Name| -> Result<Name, String> {
         if n.is_fqdn() {
             Ok(n)
         } else {
             n.append_domain(origin)
-                .map_err(|e| format!("{s:?}: name too long with the origin: {e}"))
+                .map_err(|e| format!("{}: name too long with the origin: {e}", shown(s)))
         }
     };
     Ok(match rdata {

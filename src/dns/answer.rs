@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use super::cookie::CookieSecrets;
 use super::handler::Peer;
 use super::signed::{self, Denial, Sec};
-use super::wire::{HEADER_LEN, Query, Reject, parse};
+use super::wire::{HEADER_LEN, Query, Reject, Tsig, expand_name, parse};
 use crate::abuse::CookieResult;
 use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
@@ -164,7 +164,7 @@ impl<'a> Writer<'a> {
     /// Writes each record of `rr` with a compressed owner; returns how many.
     #[inline]
     pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
-        self.records(owner, &rr.wire, rr.count)
+        self.records(owner, rr.wire, rr.count)
     }
 
     /// Writes `count` records given as `TYPE CLASS TTL RDLENGTH RDATA` each, with a
@@ -609,8 +609,37 @@ pub(crate) fn truncate(q: &Query, a: &Answered, out: &mut [u8]) -> usize {
     let flags = u16::from_be_bytes([out[2], out[3]]) | 0x0200;
     out[2..4].copy_from_slice(&flags.to_be_bytes());
     out[6..10].fill(0);
-    out[10..12].copy_from_slice(&u16::from(opt_len > 0).to_be_bytes());
+    let kept = records_in(&out[qend..qend + opt_len]);
+    out[10..12].copy_from_slice(&kept.to_be_bytes());
     qend + opt_len
+}
+
+/// How many whole records `b` holds (the OPT record, and the TSIG record of a BADKEY answer
+/// after it: the records a truncated response keeps, written by us, names uncompressed).
+fn records_in(mut b: &[u8]) -> u16 {
+    let mut n = 0;
+    loop {
+        let mut at = 0;
+        while let Some(&l) = b.get(at) {
+            at += if l & 0xC0 == 0xC0 {
+                2
+            } else {
+                1 + usize::from(l)
+            };
+            if l == 0 || l & 0xC0 == 0xC0 {
+                break;
+            }
+        }
+        let Some(rdlen) = b.get(at + 8..at + 10) else {
+            return n;
+        };
+        let end = at + 10 + usize::from(u16::from_be_bytes([rdlen[0], rdlen[1]]));
+        if end > b.len() {
+            return n;
+        }
+        n += 1;
+        b = &b[end..];
+    }
 }
 
 /// Resolves the query name through referrals, CNAMEs and wildcards into `w`.
@@ -669,7 +698,7 @@ fn resolve<G: GslbAnswerer>(
                     && n.cut
                     && !(i == 0 && ds_at_cut)
                 {
-                    let mut d = referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
+                    let mut d = referral(zone, &n, cur.suffix(i), cur.ptr(i), w, aa, sec);
                     d.scope = d.scope.max(scope);
                     d.referral = Some(if hop == 0 { i as u8 } else { 0 });
                     return d;
@@ -712,12 +741,12 @@ fn resolve<G: GslbAnswerer>(
             // Answer the CNAME, then continue with its target, whose owner pointer is the
             // RDATA we just wrote (when it is within pointer range).
             let rdata_at = w.len + 12;
-            w.an += w.rrset(owner, rr);
+            w.an += w.rrset(owner, &rr);
             if let Some(s) = signer {
                 w.an += if wildcard {
-                    signed::wildcard_rrset(w, sec, s, rr, cur.name, owner)
+                    signed::wildcard_rrset(w, sec, s, &rr, cur.name, owner)
                 } else {
-                    signed::static_sigs(w, sec, s, rr, owner)
+                    signed::static_sigs(w, sec, s, &rr, owner)
                 };
             }
             if rdata_at > 0x3FFF {
@@ -727,7 +756,7 @@ fn resolve<G: GslbAnswerer>(
             continue;
         }
         let at = At {
-            node,
+            node: &node,
             name: cur.name,
             owner,
             wildcard,
@@ -758,7 +787,7 @@ fn resolve<G: GslbAnswerer>(
 
 /// Where an answer is: the node, its lower-cased wire name and pointer, and how it was found.
 struct At<'a> {
-    node: &'a Node,
+    node: &'a Node<'a>,
     name: &'a [u8],
     owner: u16,
     /// Synthesized from a wildcard (signed at the query name, online).
@@ -870,17 +899,17 @@ fn answer_node<'m, G: GslbAnswerer>(
     }
     match node.rrset(q.qtype) {
         Some(rr) => {
-            w.an += w.rrset(owner, rr);
+            w.an += w.rrset(owner, &rr);
             match signer {
                 Some(s) if at.wildcard => {
-                    w.an += signed::wildcard_rrset(w, sec, s, rr, at.name, owner);
+                    w.an += signed::wildcard_rrset(w, sec, s, &rr, at.name, owner);
                 }
                 Some(s) => {
                     // Signed answers stay minimal: no additional data (its RRSIGs would
                     // have to come along, RFC 4035 3.1.1).
-                    w.an += signed::static_sigs(w, sec, s, rr, owner);
+                    w.an += signed::static_sigs(w, sec, s, &rr, owner);
                 }
-                None => w.additional(&rr.additional, rr.additional_count),
+                None => w.additional(rr.additional, rr.additional_count),
             }
         }
         None => nodata(w, sec, None),
@@ -901,11 +930,11 @@ fn deny(
     denial: Denial<'_>,
 ) -> bool {
     let nx = matches!(denial, Denial::NxName);
-    w.ns += w.rrset(apex_ptr, &zone.soa_negative);
+    w.ns += w.rrset(apex_ptr, &zone.soa_negative.view());
     let Some(s) = sec.signer(zone) else {
         return nx;
     };
-    w.ns += signed::static_sigs(w, sec, s, &zone.soa_negative, apex_ptr);
+    w.ns += signed::static_sigs(w, sec, s, &zone.soa_negative.view(), apex_ptr);
     w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, name, owner, denial);
     nx && sec.co
 }
@@ -923,13 +952,13 @@ fn referral(
     sec: &mut Sec,
 ) -> Decided {
     if let Some(ns) = cut.rrset(TYPE_NS) {
-        w.ns += w.rrset(cut_ptr, ns);
+        w.ns += w.rrset(cut_ptr, &ns);
     }
     if let Some(s) = sec.signer(zone) {
         match cut.rrset(TYPE_DS) {
             Some(ds) => {
-                w.ns += w.rrset(cut_ptr, ds);
-                w.ns += signed::static_sigs(w, sec, s, ds, cut_ptr);
+                w.ns += w.rrset(cut_ptr, &ds);
+                w.ns += signed::static_sigs(w, sec, s, &ds, cut_ptr);
             }
             None => {
                 let d = Denial::NoData {
@@ -942,18 +971,21 @@ fn referral(
         }
     }
     if let Some(ns) = cut.rrset(TYPE_NS) {
-        w.additional(&ns.additional, ns.additional_count);
+        w.additional(ns.additional, ns.additional_count);
     }
     Decided::rcode(RCODE_NOERROR, aa, 0)
 }
 
-/// The response to a packet that could not be parsed into a query. Returns the length and
-/// where the OPT record starts.
+/// The response to a packet that could not be parsed into a query, within `limit` bytes.
+/// Returns the length and where the OPT record starts (the additional records, which follow
+/// it). A signed request's NOTAUTH carries an unsigned TSIG record with error BADKEY (RFC 8945
+/// 5.2.1, 5.3.2), after the OPT; when that would not fit, it is left out and TC set.
 pub(crate) fn reject(
     req: &[u8],
     q: &Query,
     rcode: u8,
     with_question: bool,
+    limit: usize,
     out: &mut [u8],
 ) -> (usize, usize) {
     let mut w = Writer::new(out);
@@ -977,11 +1009,42 @@ pub(crate) fn reject(
         w.u16(0);
         w.ar = 1;
     }
+    if let Some(t) = q.tsig.filter(|_| with_question) {
+        let before = w.len;
+        badkey(req, &t, &mut w);
+        if w.overflow || w.len > limit {
+            w.len = before;
+            w.overflow = false;
+            flags |= 0x0200;
+        } else {
+            w.ar += 1;
+        }
+    }
     w.set_u16(0, q.id);
     w.set_u16(2, flags);
     w.set_u16(4, qd);
     w.set_u16(10, w.ar);
     (w.len, opt_at)
+}
+
+/// The TSIG record of a BADKEY answer: the request's key name and algorithm, its Time Signed,
+/// Fudge and Original ID, no MAC (an error about the key is never signed), error BADKEY.
+fn badkey(req: &[u8], t: &Tsig, w: &mut Writer<'_>) {
+    let mut name = [0u8; 255];
+    // Both names were checked to expand when the request was parsed.
+    let n = expand_name(req, t.owner_at, &mut name).unwrap_or(0);
+    w.put(&name[..n]);
+    w.u16(TYPE_TSIG);
+    w.u16(CLASS_ANY);
+    w.u32(0);
+    let n = expand_name(req, t.rdata_at, &mut name).unwrap_or(0);
+    w.u16((n + 16) as u16);
+    w.put(&name[..n]);
+    w.put(req.get(t.time_at..t.time_at + 8).unwrap_or(&[0; 8]));
+    w.u16(0); // MAC size
+    w.u16(t.original_id);
+    w.u16(TSIG_BADKEY);
+    w.u16(0); // other len
 }
 
 /// The answer to a query for a server cookie (no question, RFC 7873 5.4): the header, no
@@ -1096,7 +1159,8 @@ pub(crate) fn handle_with<G: GslbAnswerer>(
                 }
                 // Cookies off: as a server that does not know them (FORMERR, RFC 7873 5.4).
                 _ => {
-                    let (len, opt_at) = reject(req, q, RCODE_FORMERR, false, out);
+                    let (len, opt_at) =
+                        reject(req, q, RCODE_FORMERR, false, udp_limit(q, peer), out);
                     Some(Answered {
                         len,
                         zone: None,
@@ -1113,7 +1177,7 @@ pub(crate) fn handle_with<G: GslbAnswerer>(
             rcode,
             with_question,
         }) => {
-            let (len, opt_at) = reject(req, q, rcode, with_question, out);
+            let (len, opt_at) = reject(req, q, rcode, with_question, udp_limit(q, peer), out);
             Some(Answered {
                 len,
                 zone: None,

@@ -181,7 +181,7 @@ pub(crate) fn wildcard_rrset(
     owner: u16,
 ) -> u16 {
     let mut key = DynKey::new(name, rr.rtype, rr.ttl);
-    key.rdatas(crate::dnssec::sign::rdata_iter(&rr.wire));
+    key.rdatas(crate::dnssec::sign::rdata_iter(rr.wire));
     dynamic_sigs(w, sec, s, &s.names, &key, owner)
 }
 
@@ -210,7 +210,7 @@ pub(crate) enum Denial<'a> {
     /// then made at the query name); `without` = a type to leave out of the bitmap (a GSLB
     /// name that answered NODATA for it).
     NoData {
-        node: &'a Node,
+        node: &'a Node<'a>,
         wild: bool,
         without: Option<u16>,
     },

@@ -3,12 +3,16 @@
 //! The query path sees every packet from the internet, so this parser is strict and
 //! bounded: it reads the header, exactly one question (lower-casing the name into a stack
 //! buffer and recording label offsets), skips any answer/authority records, and reads the OPT
-//! record with its Client Subnet option. Anything malformed becomes FORMERR when a header
-//! could be read, and is dropped otherwise.
+//! record with its Client Subnet and COOKIE options, and where a TSIG record is. Anything
+//! malformed becomes FORMERR when a header could be read, and is dropped otherwise. A signed
+//! request gets NOTAUTH with TSIG error BADKEY: gslbd has no TSIG keys (RFC 8945 5.2.1).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::rr::{OPTION_COOKIE, OPTION_ECS, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
+use crate::rr::{
+    CLASS_ANY, OPTION_COOKIE, OPTION_ECS, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_NOTIMP, TYPE_OPT,
+    TYPE_TSIG,
+};
 
 /// Length of the DNS header.
 pub(crate) const HEADER_LEN: usize = 12;
@@ -59,6 +63,20 @@ pub(crate) struct Edns {
     pub(crate) cookie: Option<Cookie>,
 }
 
+/// Where the TSIG record of a request is (RFC 8945 4.2), for the BADKEY answer that echoes
+/// its key name, algorithm, time and original id. Both names were checked to expand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tsig {
+    /// The record's owner: the key name (maybe compressed).
+    pub(crate) owner_at: usize,
+    /// Its RDATA: the algorithm name first.
+    pub(crate) rdata_at: usize,
+    /// Time Signed (6 bytes) and Fudge (2), right after the algorithm name.
+    pub(crate) time_at: usize,
+    /// Original ID.
+    pub(crate) original_id: u16,
+}
+
 /// A parsed query; the name is lower-cased wire form in a fixed buffer.
 #[derive(Clone, Debug)]
 pub struct Query {
@@ -86,6 +104,8 @@ pub struct Query {
     pub(crate) question_end: usize,
     /// The OPT record, if any.
     pub(crate) edns: Option<Edns>,
+    /// The TSIG record, if the request is signed.
+    pub(crate) tsig: Option<Tsig>,
 }
 
 impl Query {
@@ -133,6 +153,7 @@ pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
     q.rd = flags & 0x0100 != 0;
     q.cd = flags & 0x0010 != 0;
     q.edns = None;
+    q.tsig = None;
     q.question_end = HEADER_LEN;
     q.qname_len = 0;
     q.nlabels = 0;
@@ -192,19 +213,44 @@ pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
         with_question: true,
     };
     // Queries carry no answer or authority records, but skip them if a client sends some.
+    // OPT and TSIG belong in the additional section only (RFC 6891 6.1.1, RFC 8945 5.1).
     for _ in 0..(u32::from(ancount) + u32::from(nscount)) {
-        at = skip_rr(req, at).ok_or(formerr_q)?.0;
+        let (next, rtype, _) = skip_rr(req, at).ok_or(formerr_q)?;
+        if rtype == TYPE_OPT || rtype == TYPE_TSIG {
+            return Err(formerr_q);
+        }
+        at = next;
     }
-    for _ in 0..arcount {
+    for i in 0..arcount {
         let (next, rtype, rdata_at) = skip_rr(req, at).ok_or(formerr_q)?;
         if rtype == TYPE_OPT {
             // OPT: owner must be the root, and only one per message (RFC 6891 6.1.1).
             if q.edns.is_some() || req[at] != 0 {
                 return Err(formerr_q);
             }
-            q.edns = Some(parse_opt(req, at + 1, rdata_at, next).ok_or(formerr_q)?);
+            match parse_opt(req, at + 1, rdata_at, next) {
+                Ok(e) => q.edns = Some(e),
+                Err(header) => {
+                    // A bad option: the FORMERR still carries an OPT (RFC 6891 7).
+                    q.edns = header;
+                    return Err(formerr_q);
+                }
+            }
+        } else if rtype == TYPE_TSIG {
+            // The last record, class ANY, and readable; else FORMERR (RFC 8945 5.1, 5.2).
+            if i + 1 != arcount {
+                return Err(formerr_q);
+            }
+            q.tsig = Some(parse_tsig(req, at, rdata_at, next).ok_or(formerr_q)?);
         }
         at = next;
+    }
+    if q.tsig.is_some() {
+        // Signed with a key we cannot know: gslbd has none (RFC 8945 5.2.1).
+        return Err(Reject::Rcode {
+            rcode: RCODE_NOTAUTH,
+            with_question: true,
+        });
     }
     Ok(())
 }
@@ -221,7 +267,7 @@ fn cookie_only(req: &[u8], q: &mut Query, arcount: u16) -> Option<Result<(), Rej
             if q.edns.is_some() || req[at] != 0 {
                 return None;
             }
-            q.edns = Some(parse_opt(req, at + 1, rdata_at, next)?);
+            q.edns = Some(parse_opt(req, at + 1, rdata_at, next).ok()?);
         }
         at = next;
     }
@@ -230,24 +276,79 @@ fn cookie_only(req: &[u8], q: &mut Query, arcount: u16) -> Option<Result<(), Rej
         .then_some(Err(Reject::CookieOnly))
 }
 
-/// Skips a resource record at `at`; returns (end, type, start of RDATA).
-fn skip_rr(b: &[u8], mut at: usize) -> Option<(usize, u16, usize)> {
+/// Skips a (possibly compressed) name at `at`; the offset after it.
+fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let len = *b.get(at)?;
         match len {
-            0 => {
-                at += 1;
-                break;
-            }
+            0 => return Some(at + 1),
             l if l & 0xC0 == 0xC0 => {
                 b.get(at + 1)?;
-                at += 2;
-                break;
+                return Some(at + 2);
             }
             l if l & 0xC0 != 0 => return None,
             l => at += 1 + l as usize,
         }
     }
+}
+
+/// Copies the name at `at` of `b` into `out` uncompressed (labels as sent, pointers
+/// followed); returns its length. `None` for a name that does not end, is longer than 255
+/// bytes, or points forward (a pointer must go back, so a loop cannot hold it).
+pub(crate) fn expand_name(b: &[u8], mut at: usize, out: &mut [u8; 255]) -> Option<usize> {
+    let mut len = 0;
+    loop {
+        let l = *b.get(at)?;
+        match l {
+            0 => {
+                *out.get_mut(len)? = 0;
+                return Some(len + 1);
+            }
+            l if l & 0xC0 == 0xC0 => {
+                let target = usize::from(u16::from_be_bytes([l & 0x3F, *b.get(at + 1)?]));
+                if target >= at {
+                    return None;
+                }
+                at = target;
+            }
+            l if l & 0xC0 != 0 => return None,
+            l => {
+                let n = 1 + usize::from(l);
+                out.get_mut(len..len + n)?
+                    .copy_from_slice(b.get(at..at + n)?);
+                len += n;
+                at += n;
+            }
+        }
+    }
+}
+
+/// Reads the TSIG record at `owner_at` (RDATA at `rdata_at`, ending at `end`): class ANY, the
+/// algorithm name, Time Signed, Fudge, the MAC, Original ID, Error and Other Data filling the
+/// RDATA exactly, and both names expandable.
+fn parse_tsig(b: &[u8], owner_at: usize, rdata_at: usize, end: usize) -> Option<Tsig> {
+    if be16(b, rdata_at - 8)? != CLASS_ANY {
+        return None;
+    }
+    let mut name = [0u8; 255];
+    expand_name(b, owner_at, &mut name)?;
+    expand_name(b, rdata_at, &mut name)?;
+    let time_at = skip_name(b, rdata_at)?;
+    let mac_len = usize::from(be16(b, time_at + 8)?);
+    let id_at = time_at + 10 + mac_len;
+    let original_id = be16(b, id_at)?;
+    let other_len = usize::from(be16(b, id_at + 4)?);
+    (id_at + 6 + other_len == end).then_some(Tsig {
+        owner_at,
+        rdata_at,
+        time_at,
+        original_id,
+    })
+}
+
+/// Skips a resource record at `at`; returns (end, type, start of RDATA).
+fn skip_rr(b: &[u8], at: usize) -> Option<(usize, u16, usize)> {
+    let at = skip_name(b, at)?;
     let rtype = be16(b, at)?;
     let rdlen = be16(b, at + 8)? as usize;
     let rdata_at = at + 10;
@@ -258,41 +359,47 @@ fn skip_rr(b: &[u8], mut at: usize) -> Option<(usize, u16, usize)> {
     Some((end, rtype, rdata_at))
 }
 
-/// `fixed` points at TYPE of the OPT record (after the root owner byte).
-fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns> {
-    let udp_size = be16(b, fixed + 2)?;
-    let version = *b.get(fixed + 5)?;
-    let flags = be16(b, fixed + 6)?;
-    let mut edns = Edns {
-        udp_size,
-        version,
-        dnssec_ok: flags & 0x8000 != 0,
-        compact_ok: flags & 0x4000 != 0,
-        ecs: None,
-        cookie: None,
+/// `fixed` points at TYPE of the OPT record (after the root owner byte). A malformed option
+/// is an error that carries the record's header without options (`None` if even that cannot
+/// be read), for the FORMERR's own OPT.
+fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Result<Edns, Option<Edns>> {
+    let header = || -> Option<Edns> {
+        let flags = be16(b, fixed + 6)?;
+        Some(Edns {
+            udp_size: be16(b, fixed + 2)?,
+            version: *b.get(fixed + 5)?,
+            dnssec_ok: flags & 0x8000 != 0,
+            compact_ok: flags & 0x4000 != 0,
+            ecs: None,
+            cookie: None,
+        })
     };
+    let mut edns = header().ok_or(None)?;
+    let bad = Err(Some(edns));
     let mut at = rdata_at;
     while at < end {
-        let code = be16(b, at)?;
-        let len = be16(b, at + 2)? as usize;
-        let data = b.get(at + 4..at + 4 + len)?;
+        let (Some(code), Some(len)) = (be16(b, at), be16(b, at + 2)) else {
+            return bad;
+        };
+        let len = usize::from(len);
         if at + 4 + len > end {
-            return None;
+            return bad;
         }
+        let data = &b[at + 4..at + 4 + len];
         if code == OPTION_ECS {
-            if edns.ecs.is_some() {
-                return None;
+            match parse_ecs(data) {
+                Some(c) if edns.ecs.is_none() => edns.ecs = Some(c),
+                _ => return bad,
             }
-            edns.ecs = Some(parse_ecs(data)?);
         } else if code == OPTION_COOKIE {
-            if edns.cookie.is_some() {
-                return None;
+            match parse_cookie(data) {
+                Some(c) if edns.cookie.is_none() => edns.cookie = Some(c),
+                _ => return bad,
             }
-            edns.cookie = Some(parse_cookie(data)?);
         }
         at += 4 + len;
     }
-    Some(edns)
+    Ok(edns)
 }
 
 /// RFC 7873 section 5.2.2: a client cookie of 8 bytes, alone or followed by a server cookie
@@ -369,6 +476,7 @@ impl Default for Query {
             qclass: 0,
             question_end: HEADER_LEN,
             edns: None,
+            tsig: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `NA-US-CA` or `US-CA`. Rules, datacenter locations and the latency map all read them here.
 
 use super::{CONTINENTS, Code2, CountryTables, Location};
+use crate::walk::shown;
 
 /// A place on the continent / country / subdivision ladder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,7 +38,8 @@ impl GeoCode {
                 Ok(c)
             } else {
                 Err(format!(
-                    "{s:?}: {} is not an ISO 3166-1 country code",
+                    "{}: {} is not an ISO 3166-1 country code",
+                    shown(s),
                     String::from_utf8_lossy(&c)
                 ))
             }
@@ -46,7 +48,9 @@ impl GeoCode {
             let b = x.as_bytes();
             if b.is_empty() || b.len() > 3 || !b.iter().all(u8::is_ascii_alphanumeric) {
                 return Err(format!(
-                    "{s:?}: {x:?} is not a subdivision code (1-3 letters or digits)"
+                    "{}: {} is not a subdivision code (1-3 letters or digits)",
+                    shown(s),
+                    shown(x)
                 ));
             }
             let mut o = [0u8; 3];
@@ -55,12 +59,13 @@ impl GeoCode {
         };
         let bad = || {
             format!(
-                "{s:?} is not a geo code (expected a continent such as EU, a country such as DE or EU-DE, a subdivision such as NA-US-CA, or a subnet such as 192.0.2.0/24)"
+                "{} is not a geo code (expected a continent such as EU, a country such as DE or EU-DE, a subdivision such as NA-US-CA, or a subnet such as 192.0.2.0/24)",
+                shown(s)
             )
         };
         let in_continent = |cont: &str, cont_code: Code2, c: &str, cc: Code2| {
             if tables.continent(cc).is_some_and(|k| k != cont_code) {
-                Err(format!("{s:?}: {c} is not in {cont}"))
+                Err(format!("{}: {c} is not in {cont}", shown(s)))
             } else {
                 Ok(())
             }

@@ -3,8 +3,11 @@
 //! feed, alert, with their wall-clock expiry), all JSON, all written atomically.
 //!
 //! ```text
-//! aggregator --(periodic, shutdown)--> serialize --> <dir>/<file>.tmp --fsync--> rename
-//! Aggregator::new <-- read (admin: always; health: only if younger than warm_max_age)
+//! aggregator --(on change, coalesced; periodic; shutdown)--> serialize
+//!            --> <dir>/.<file>.tmp --fsync--> rename
+//! Aggregator::new <-- read + parse (version first, then the shape; admin states checked)
+//!                     admin: always used; unusable -> moved aside (or refused, strict)
+//!                     health: used if not older than warm_max_age and not from the future
 //! ```
 //! Datacenters are keyed by name and targets by (check fingerprint, address), never by ids,
 //! which change whenever the configuration does.
@@ -17,6 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::AdminState;
+use crate::walk::{MESSAGE_CHARS, one_line, shown};
+
 /// File of admin states in the state directory.
 pub(crate) const ADMIN_FILE: &str = "admin.json";
 /// File of warm-start health in the state directory.
@@ -28,7 +34,7 @@ pub(crate) const INPUTS_FILE: &str = "inputs.json";
 #[derive(Debug, thiserror::Error)]
 pub enum PersistError {
     /// Reading, writing, syncing or renaming failed.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file (or its temporary sibling).
         path: PathBuf,
@@ -36,16 +42,28 @@ pub enum PersistError {
         source: io::Error,
     },
     /// The file is not JSON of the expected shape.
-    #[error("{path}: not a valid state file: {source}")]
+    #[error("{}: not a valid state file: {}", path.display(), one_line(&source.to_string(), MESSAGE_CHARS))]
     Parse {
         /// The file.
         path: PathBuf,
         /// Where and why the JSON did not fit.
         source: serde_json::Error,
     },
+    /// The file is of a format version this gslbd does not read (a newer gslbd wrote it).
+    #[error(
+        "{}: format version {found}, but this gslbd reads version {VERSION} only (written by another gslbd version?)",
+        path.display()
+    )]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// The version the file says.
+        found: u32,
+    },
     /// `admin.json` names an admin state gslbd does not know.
     #[error(
-        "{path}: datacenter `{dc}` has unknown admin state `{state}` (expected obey, up, down or drain)"
+        "{}: datacenter {} has unknown admin state {} (expected obey, up, down or drain)",
+        path.display(), shown(dc), shown(state)
     )]
     BadAdmin {
         /// The file.
@@ -185,20 +203,83 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// Read and parse `dir/name`; `Ok(None)` when the file does not exist.
+/// Reads and parses `dir/name` (its version first, as every state file); `Ok(None)` when the
+/// file does not exist.
 pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
     dir: &Path,
     name: &str,
 ) -> Result<Option<T>, PersistError> {
     let path = dir.join(name);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(PersistError::Io { path, source }),
+    read_bytes(dir, name)?.map(|b| parse(&path, &b)).transpose()
+}
+
+/// The bytes of `dir/name`; `Ok(None)` when the file does not exist.
+pub(crate) fn read_bytes(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, PersistError> {
+    let path = dir.join(name);
+    match fs::read(&path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(PersistError::Io { path, source }),
+    }
+}
+
+/// Parses a state file's bytes (`path` names it in errors): its `version` first, so a file
+/// of another format is refused as such rather than as a shape that does not fit, then the
+/// whole file.
+fn parse<T: for<'de> Deserialize<'de>>(path: &Path, bytes: &[u8]) -> Result<T, PersistError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let err = |source| PersistError::Parse {
+        path: path.to_path_buf(),
+        source,
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|source| PersistError::Parse { path, source })
+    let v: Versioned = serde_json::from_slice(bytes).map_err(err)?;
+    if v.version != VERSION {
+        return Err(PersistError::Version {
+            path: path.to_path_buf(),
+            found: v.version,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(err)
+}
+
+/// Parses `admin.json`: the version, the shape, and every admin state a known one. A file
+/// that fails any of these is not used at all (no half of an operator's intent).
+pub(crate) fn parse_admin(path: &Path, bytes: &[u8]) -> Result<AdminFile, PersistError> {
+    let file: AdminFile = parse(path, bytes)?;
+    for (dc, e) in &file.datacenters {
+        if AdminState::parse(&e.admin).is_none() {
+            return Err(PersistError::BadAdmin {
+                path: path.to_path_buf(),
+                dc: dc.clone(),
+                state: e.admin.clone(),
+            });
+        }
+    }
+    Ok(file)
+}
+
+/// Parses `health.json`: the version and the shape.
+pub(crate) fn parse_health(path: &Path, bytes: &[u8]) -> Result<HealthFile, PersistError> {
+    parse(path, bytes)
+}
+
+/// Moves `dir/name` aside to `dir/name.corrupt-<unix seconds>` (`-2`, `-3`... if taken), so the
+/// next write does not replace what an operator may want to read or repair; returns the new
+/// path.
+pub(crate) fn set_aside(dir: &Path, name: &str, wall: SystemTime) -> Result<PathBuf, PersistError> {
+    let from = dir.join(name);
+    let stem = format!("{name}.corrupt-{}", unix_secs(wall));
+    let mut to = dir.join(&stem);
+    let mut n = 1;
+    while to.exists() {
+        n += 1;
+        to = dir.join(format!("{stem}-{n}"));
+    }
+    fs::rename(&from, &to).map_err(|source| PersistError::Io { path: from, source })?;
+    Ok(to)
 }
 
 /// Write `bytes` to `dir/name` so that a reader sees the old or the new file, never half of

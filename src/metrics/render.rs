@@ -328,6 +328,13 @@ pub(crate) struct ServerGauges {
     pub(crate) last_reload_ok: bool,
     /// Zones served.
     pub(crate) zones: usize,
+    /// Times `admin.json` could not be used at a start of the probes (since the process
+    /// started).
+    pub(crate) admin_file_errors: u64,
+    /// Times `health.json` could not be used.
+    pub(crate) health_file_errors: u64,
+    /// Times `inputs.json` could not be used.
+    pub(crate) inputs_file_errors: u64,
     /// Health feed files: (path, last read ok, age of the last good file in seconds).
     pub(crate) feeds: Vec<(String, bool, Option<f64>)>,
 }
@@ -397,6 +404,26 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
     );
     o.header("gslbd_zones", "Zones served.", g);
     o.sample("gslbd_zones", &[], s.zones);
+    o.header(
+        "gslbd_state_file_errors_total",
+        "State files that could not be used (admin.json is then moved aside and every datacenter starts in obey).",
+        "counter",
+    );
+    o.sample(
+        "gslbd_state_file_errors_total",
+        &[("file", "admin.json")],
+        s.admin_file_errors,
+    );
+    o.sample(
+        "gslbd_state_file_errors_total",
+        &[("file", "health.json")],
+        s.health_file_errors,
+    );
+    o.sample(
+        "gslbd_state_file_errors_total",
+        &[("file", "inputs.json")],
+        s.inputs_file_errors,
+    );
     if !s.feeds.is_empty() {
         let ok = "gslbd_health_feed_ok";
         o.header(ok, "1 if the health feed file's last read succeeded.", g);

@@ -28,7 +28,8 @@ pub(crate) use name::GslbEntry;
 pub use name::{AllDown, GslbName, MatchItem, Member, Pool, PoolId, Rule};
 pub(crate) use policy::ClientDependence;
 pub use policy::PolicyKind;
-pub(crate) use zone::{Alias, Node, RRset, Zone};
+pub use zone::Zone;
+pub(crate) use zone::{Alias, Node, Nodes, OwnedRRset, RRset, Span, encode_record};
 
 /// Everything the server answers from.
 #[derive(Debug)]
@@ -100,7 +101,7 @@ impl Model {
             .map(|g| crate::resolve::key_of(&g.owner).into())
             .collect();
         for z in &self.zones {
-            for (k, n) in &z.nodes {
+            for (k, n) in z.nodes.iter() {
                 if n.alias.is_some() {
                     let mut d = hickory_proto::serialize::binary::BinDecoder::new(k);
                     if let Ok(name) =

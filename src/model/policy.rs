@@ -7,7 +7,7 @@
 //! (which decides the ECS scope: a wrong scope lets resolvers cache one region's answer for
 //! everyone), what the explain output ranks by, and whether it answers every usable member.
 
-use crate::walk::{Errors, Table};
+use crate::walk::{Errors, Table, shown};
 
 /// How a pool picks among its usable datacenters.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,7 +136,11 @@ impl PolicyKind {
             other => {
                 errs.add(
                     &t.key_path("policy"),
-                    format!("{other:?} is not a policy (expected {})", PolicyKind::NAMES),
+                    format!(
+                        "{} is not a policy (expected {})",
+                        shown(other),
+                        PolicyKind::NAMES
+                    ),
                 );
                 return None;
             }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::outcome::{LoadFigure, ProbeOutcome};
 use super::spec::CheckError;
-use crate::walk::{Errors, Table, index};
+use crate::walk::{Errors, SHOWN_CHARS, Table, index, one_line, shown};
 
 /// Bodies are read up to this size: enough for any health document, bounded against a
 /// misbehaving endpoint.
@@ -243,7 +243,7 @@ pub(super) async fn probe(
             Ok(v) => req = req.header(HOST, v),
             Err(_) => {
                 return (
-                    ProbeOutcome::Other(format!("invalid Host header `{host}`")),
+                    ProbeOutcome::Other(format!("invalid Host header {}", shown(host))),
                     None,
                     None,
                 );
@@ -306,12 +306,20 @@ pub(crate) fn read_number(body: &[u8], pointer: &str) -> Result<f64, String> {
         serde_json::from_slice(body).map_err(|e| format!("body is not JSON ({e})"))?;
     let v = doc
         .pointer(pointer)
-        .ok_or_else(|| format!("no value at `{pointer}`"))?;
-    let n = v
-        .as_f64()
-        .ok_or_else(|| format!("`{pointer}` is {v}, not a number"))?;
+        .ok_or_else(|| format!("no value at {}", shown(pointer)))?;
+    let n = v.as_f64().ok_or_else(|| {
+        let v = v.to_string();
+        format!(
+            "{} is {}, not a number",
+            shown(pointer),
+            one_line(&v, SHOWN_CHARS)
+        )
+    })?;
     if !n.is_finite() || n < 0.0 {
-        return Err(format!("`{pointer}` is {n}, not a non-negative number"));
+        return Err(format!(
+            "{} is {n}, not a non-negative number",
+            shown(pointer)
+        ));
     }
     Ok(n)
 }

@@ -15,7 +15,7 @@ use super::http::{self, HttpCheck};
 use super::icmp::{self, IcmpCheck};
 use super::tcp::{self, TcpCheck};
 use super::tls::{self, TlsCheck};
-use crate::walk::{Errors, Table};
+use crate::walk::{Errors, Table, shown};
 
 /// Default probe interval.
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
@@ -101,7 +101,8 @@ impl CheckKind {
                 errs.add(
                     &t.key_path("type"),
                     format!(
-                        "{other:?} is not a check type (expected {})",
+                        "{} is not a check type (expected {})",
+                        shown(other),
                         CheckKind::TYPES
                     ),
                 );

@@ -37,6 +37,12 @@ impl ApiBackend for Backend {
                 errors: r.errors.clone(),
             },
             zones: ZoneInfo::list(&loaded.model),
+            state_files: self
+                .state
+                .state_problems
+                .lock()
+                .map(|l| l.clone())
+                .unwrap_or_default(),
         }
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 
 use crate::health::Publish;
-use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings};
+use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings, StateProblem};
 use crate::metrics::Metrics;
 use crate::probe::{
     DatacenterProbe, ProbeSet, Prober, Steering, WorkerSettings, Workers, spawn_steered_workers,
@@ -25,6 +25,8 @@ pub(crate) struct HealthRuntime {
     pub(crate) handle: AggregatorHandle,
     /// The datacenters this runtime was built for (to tell whether a reload changed them).
     pub(crate) probes: Vec<DatacenterProbe>,
+    /// The state files that could not be used when it started.
+    pub(crate) problems: Vec<StateProblem>,
     stop: Shutdown,
     task: tokio::task::JoinHandle<()>,
     workers: Workers,
@@ -55,6 +57,7 @@ impl HealthRuntime {
         let (mut agg, handle) = Aggregator::new_with_hosts(plan.clone(), settings, out, &current)
             .map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
+        let problems = agg.state_problems().to_vec();
         agg.set_events_out(events);
         let steering = Steering::all(plan.targets.len());
         let observations = cluster.map(|_| {
@@ -81,6 +84,7 @@ impl HealthRuntime {
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),
+            problems,
             stop,
             task,
             workers,

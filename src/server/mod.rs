@@ -18,6 +18,8 @@ mod backend;
 mod feed;
 mod guard;
 pub(crate) mod health;
+#[allow(unsafe_code)]
+mod heap;
 mod latency_map;
 mod notify;
 pub mod publish;
@@ -41,7 +43,7 @@ use crate::dns::{
 };
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
-use crate::health::aggregator::{AggregatorSettings, Startup};
+use crate::health::aggregator::{AggregatorSettings, Startup, StateProblem};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
@@ -95,6 +97,9 @@ pub struct ServeOptions {
     pub startup: Startup,
     /// Warm state older than this is ignored.
     pub(crate) warm_max_age: Duration,
+    /// Refuse to start (or a reload to restart the probes) when `admin.json` cannot be used,
+    /// instead of moving it aside and going on with every datacenter in `obey`.
+    pub strict_state: bool,
     /// Reload when the zones directory or the GeoIP files change.
     pub watch: bool,
     /// Probes in flight at once.
@@ -160,6 +165,7 @@ impl ServeOptions {
             state_dir: None,
             startup: Startup::AssumeUp,
             warm_max_age: Duration::from_secs(300),
+            strict_state: false,
             watch: false,
             max_probes_in_flight: 256,
             shutdown_grace: Duration::from_secs(5),
@@ -263,6 +269,8 @@ pub struct State {
     resolver: Resolver,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
+    /// State files that could not be used since the process started (`/status`, metrics).
+    pub(crate) state_problems: std::sync::Mutex<Vec<(SystemTime, StateProblem)>>,
     /// Every health event of every probe runtime (SSE, webhooks).
     events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
     /// The health feed files, in `--health-feed` order.
@@ -480,6 +488,7 @@ impl State {
             startup: self.opts.startup,
             state_dir: Some(self.state_dir.clone()),
             warm_max_age: self.opts.warm_max_age,
+            strict_state: self.opts.strict_state,
             ..AggregatorSettings::default()
         }
     }
@@ -523,6 +532,12 @@ impl State {
             self.stop.child(),
         )
         .await?;
+        if !rt.problems.is_empty() {
+            let now = SystemTime::now();
+            if let Ok(mut list) = self.state_problems.lock() {
+                list.extend(rt.problems.iter().map(|p| (now, p.clone())));
+            }
+        }
         *guard = Some(rt);
         Ok(Some(generation))
     }
@@ -651,6 +666,12 @@ impl State {
             tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
         }
         self.resolver.set_targets(targets);
+        // The old model is freed when the last query holding it is done (within a batch);
+        // then its memory goes back to the system, so reloads do not grow the resident size.
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = tokio::task::spawn_blocking(heap::trim).await;
+        });
         Ok(())
     }
 }
@@ -783,7 +804,17 @@ impl Running {
 
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
-    let model = config::load_signed(&opts.zones_dir, &opts.dnssec).map_err(StartError::Config)?;
+    // Off the runtime's threads: reading waits for files still being written, and signing.
+    let dir = opts.zones_dir.clone();
+    let env = opts.dnssec.clone();
+    let model = tokio::task::spawn_blocking(move || config::load_signed(&dir, &env))
+        .await
+        .map_err(|e| {
+            StartError::Config(one_error(&opts.zones_dir, format!("load task failed: {e}")))
+        })?
+        .map_err(StartError::Config)?;
+    // What reading the files took beyond the model goes back to the system.
+    heap::trim();
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),
@@ -855,6 +886,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         health: tokio::sync::Mutex::new(None),
         resolver,
         health_gen: AtomicU64::new(0),
+        state_problems: std::sync::Mutex::new(Vec::new()),
         events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
         feeds: std::sync::Mutex::new(
             opts.health_feeds
@@ -924,7 +956,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let mut listeners =
         dns::listen::start(&cfg, state.clone(), tcp_table, stop.child()).map_err(|e| {
             StartError::Bind {
-                addr: format!("{:?}", opts.listen),
+                addr: opts
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 source: e,
             }
         })?;

@@ -11,7 +11,9 @@ use super::State;
 use crate::shutdown::Shutdown;
 
 /// Quiet time after the last event before reloading: editors write files in several steps.
-const DEBOUNCE: Duration = Duration::from_millis(300);
+/// The loader then reads a file only once it has been unchanged as long
+/// (`config::SETTLE`), so a reload that starts early still waits for the last step.
+const DEBOUNCE: Duration = crate::config::SETTLE;
 
 /// Watches the zones directory and the GeoIP files' directories until `stop`; a burst of
 /// changes becomes one reload.

@@ -69,6 +69,7 @@ impl ApiBackend for Fake {
                 file: "zones/example.com.toml".into(),
                 dnssec: None,
             }],
+            state_files: vec![],
         }
     }
 

@@ -63,3 +63,77 @@ proptest! {
         }
     }
 }
+
+/// Writes the seed corpora of the cargo-fuzz targets (`fuzz/`) into `$GSLBD_FUZZ_SEEDS/<target>/`:
+/// every scenario query for `packet`, the shipped zones and every scenario's zone files for
+/// `zone`, and state files of each shape for `state`. Run by `.ci/run` before its short fuzz
+/// run, and by hand before a long one (fuzz/README.md).
+#[test]
+#[ignore = "writes files: run with GSLBD_FUZZ_SEEDS=DIR by .ci/run before fuzzing"]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("GSLBD_FUZZ_SEEDS") else {
+        panic!("set GSLBD_FUZZ_SEEDS to the corpus directory");
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let write = |target: &str, name: String, bytes: &[u8]| {
+        let d = dir.join(target);
+        std::fs::create_dir_all(&d).expect("corpus dir");
+        std::fs::write(d.join(name), bytes).expect("seed");
+    };
+    let (packets, zones) = crate::scenarios::fuzz_seeds();
+    for (i, p) in packets.iter().enumerate() {
+        write("packet", format!("scenario-{i:04}"), p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut texts: Vec<String> = ["zones/example.com.toml", "zones/lb.example.com.toml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(root.join(f)).expect("shipped zone"))
+        .collect();
+    texts.extend(zones);
+    for (i, t) in texts.iter().enumerate() {
+        write("zone", format!("zone-{i:04}"), t.as_bytes());
+    }
+    // admin.json NUL health.json NUL inputs.json, as the state target splits them.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let admin = serde_json::json!({"version": 1, "datacenters": {
+        "fra": {"admin": "drain", "drain_started_unix": now - 60},
+        "ams": {"admin": "down"},
+    }});
+    let health = serde_json::json!({"version": 1, "written_unix": now - 10, "targets": [
+        {"check": "tcp:80", "addr": "127.0.0.2:80", "up": false, "passes": 0, "fails": 3,
+         "latency_ms": 12.5, "load": {"kind": "utilisation", "value": 0.5, "age_secs": 3.0}},
+        {"check": "tcp:443", "addr": "127.0.0.3:443", "up": true, "passes": 2, "fails": 0,
+         "load": {"kind": "connections", "value": 120.0, "age_secs": 1.0}},
+    ]});
+    let inputs = serde_json::json!({"version": 1, "written_unix": now - 10, "entries": [
+        {"kind": "pushed", "id": "deploy", "datacenter": "fra", "up": false,
+         "reason": "maintenance", "ttl_secs": 600.0, "expires_unix_ms": (now + 590) * 1000},
+        {"kind": "alert", "id": "a1b2", "datacenter": "ams", "address": "127.0.0.3",
+         "up": true, "load": 0.4, "ttl_secs": 300.0, "expires_unix_ms": (now + 290) * 1000},
+    ]});
+    let none = serde_json::json!({});
+    let files = |a: &serde_json::Value, h: &serde_json::Value, i: &serde_json::Value| {
+        let mut v = a.to_string().into_bytes();
+        v.push(0);
+        v.extend(h.to_string().into_bytes());
+        v.push(0);
+        v.extend(i.to_string().into_bytes());
+        v
+    };
+    write("state", "all".into(), &files(&admin, &health, &inputs));
+    write("state", "admin-only".into(), &files(&admin, &none, &none));
+    write("state", "health-only".into(), &files(&none, &health, &none));
+    write("state", "inputs-only".into(), &files(&none, &none, &inputs));
+    let mut future = health.clone();
+    future["written_unix"] = serde_json::json!(now + 3600);
+    write("state", "future".into(), &files(&admin, &future, &inputs));
+    println!(
+        "{} packets, {} zone files, 5 state files in {}",
+        packets.len(),
+        texts.len(),
+        dir.display()
+    );
+}

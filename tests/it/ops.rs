@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-/// A health endpoint on loopback: answers 200 "ok" (or 503 when `fail` is set), counts hits.
+/// A health endpoint on loopback: answers 200 "ok" (or 503 when `fail` is set; nothing at all,
+/// holding the connection, when `hang` is set), counts hits.
 struct Health {
     addr: SocketAddr,
     hits: Arc<AtomicU64>,
     fail: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -26,10 +28,16 @@ impl Health {
         let hits = Arc::new(AtomicU64::new(0));
         let fail = Arc::new(AtomicBool::new(false));
         let stop = Arc::new(AtomicBool::new(false));
-        let (h, f, s) = (hits.clone(), fail.clone(), stop.clone());
+        let hang = Arc::new(AtomicBool::new(false));
+        let (h, f, s, hg) = (hits.clone(), fail.clone(), stop.clone(), hang.clone());
         std::thread::spawn(move || {
+            let mut held = Vec::new();
             while !s.load(Ordering::Relaxed) {
                 match l.accept() {
+                    Ok((c, _)) if hg.load(Ordering::Relaxed) => {
+                        h.fetch_add(1, Ordering::Relaxed);
+                        held.push(c);
+                    }
                     Ok((mut c, _)) => {
                         h.fetch_add(1, Ordering::Relaxed);
                         c.set_read_timeout(Some(Duration::from_secs(1))).ok();
@@ -53,6 +61,7 @@ impl Health {
             addr,
             hits,
             fail,
+            hang,
             stop,
         }
     }
@@ -248,6 +257,162 @@ fn status_metrics_and_explain_over_http() {
     assert_eq!(x["answer"][0], "192.0.2.10");
     assert_eq!(api.get(&s, "/explain?name=static.example.com").0, 404);
     assert_eq!(api.get(&s, "/explain?type=A").0, 400);
+}
+
+/// Issue 9, item 7: a corrupt `admin.json` does not stop the server. It starts and serves
+/// with every datacenter in obey, the file is moved aside (so the next write does not replace
+/// it), and the problem is logged, in `/status` and counted in
+/// `gslbd_state_file_errors_total`. `--strict-state` refuses to start instead.
+#[test]
+fn a_corrupt_admin_file_is_moved_aside_and_reported() {
+    let h = Health::start();
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = r#"{"version":1,"datacenters":{"one":{"admin":"dra"#;
+    std::fs::write(dir.path().join("admin.json"), corrupt).unwrap();
+    {
+        let s = start(&h, Some(dir.path()), Some("s3cret"));
+        assert_eq!(
+            answer(&s, "www.example.com"),
+            ["www.example.com. 1 IN A 192.0.2.10"],
+            "serving, datacenter one in obey"
+        );
+        let aside: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.to_string_lossy().contains("admin.json.corrupt-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        assert_eq!(std::fs::read_to_string(&aside[0]).unwrap(), corrupt);
+        let api = Http::of(&s);
+        let (_, status) = api.get(&s, "/status");
+        let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+        let p = &v["state_files"][0];
+        assert_eq!(p["file"], "admin.json", "{status}");
+        assert!(
+            p["error"]
+                .as_str()
+                .unwrap()
+                .contains("not a valid state file"),
+            "{p}"
+        );
+        assert_eq!(p["moved_to"].as_str(), aside[0].to_str());
+        let (_, text) = api.get(&s, "/metrics");
+        assert_eq!(
+            metric(
+                &text,
+                "gslbd_state_file_errors_total",
+                &[("file", "admin.json")]
+            ),
+            1.0
+        );
+        assert_eq!(
+            metric(
+                &text,
+                "gslbd_state_file_errors_total",
+                &[("file", "health.json")]
+            ),
+            0.0
+        );
+    }
+    // --strict-state: refuse to start, leave the file where it is.
+    std::fs::write(dir.path().join("admin.json"), corrupt).unwrap();
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(
+        zones.path().join("example.com.toml"),
+        gslb_zone(h.addr.port(), "192.0.2.80"),
+    )
+    .unwrap();
+    let mut opts =
+        gslbd::server::ServeOptions::new(zones.path(), vec!["127.0.0.1:0".parse().unwrap()]);
+    opts.state_dir = Some(dir.path().to_path_buf());
+    opts.strict_state = true;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let err = rt
+        .block_on(gslbd::server::start(opts))
+        .err()
+        .expect("strict: refused");
+    assert!(err.to_string().contains("admin.json"), "{err}");
+    assert!(dir.path().join("admin.json").exists());
+}
+
+/// Issue 9, item 10: health restored from `health.json` after a restart decides, but is
+/// unsettled until a live probe confirms it: answers built from it carry at most the check
+/// interval as TTL, not the name's full TTL (resolvers would keep a datacenter that died while
+/// gslbd was down for that long). Here the restarted server's probes hang (no result for the
+/// timeout), so every answer in that window comes from the restored state alone.
+#[test]
+fn restored_health_is_answered_with_a_short_ttl_until_probed() {
+    let h = Health::start();
+    let dir = tempfile::tempdir().unwrap();
+    let zone = format!(
+        concat!(
+            minimal_zone!(),
+            r#"[checks.web]
+type = "http"
+port = {port}
+path = "/health"
+interval = "2s"
+timeout = "1500ms"
+rise = 1
+fall = 3
+[datacenters.one]
+addresses = ["192.0.2.10"]
+check = "web"
+check-addresses = ["127.0.0.1"]
+[datacenters.two]
+addresses = ["192.0.2.20"]
+[gslb.www]
+ttl = 60
+datacenters = ["one", "two"]
+policy = "failover"
+"#
+        ),
+        port = h.addr.port()
+    );
+    let serve = || {
+        let (zone, state) = (zone.clone(), dir.path().to_path_buf());
+        TestServer::start_with(&[("example.com.toml", &zone)], move |o| {
+            o.state_dir = Some(state);
+        })
+    };
+    let ttl_of = |line: &str| -> u32 {
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("no TTL in {line:?}"))
+    };
+    // First life: one is probed up and answered with the full TTL once settled; the stop
+    // writes health.json.
+    {
+        let s = serve();
+        wait_until("one probed up and settled", Duration::from_secs(10), || {
+            answer(&s, "www.example.com") == ["www.example.com. 60 IN A 192.0.2.10"]
+        });
+    }
+    let saved = std::fs::read_to_string(dir.path().join("health.json")).unwrap();
+    assert!(saved.contains("\"up\": true"), "{saved}");
+
+    // Second life: the endpoint now hangs, so no probe result for 1.5 s. The restored "up"
+    // decides (one is answered), with at most the interval (2 s) as TTL.
+    h.hang.store(true, Ordering::Relaxed);
+    let t = Instant::now();
+    let s = serve();
+    let mut answered = 0;
+    while t.elapsed() < Duration::from_millis(1000) {
+        let a = answer(&s, "www.example.com");
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(
+            a[0].ends_with("IN A 192.0.2.10"),
+            "restored up decides: {a:?}"
+        );
+        assert!(
+            ttl_of(&a[0]) <= 2,
+            "unsettled: TTL at most the interval: {a:?}"
+        );
+        answered += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(answered >= 3, "{answered} answers");
 }
 
 #[test]

@@ -676,10 +676,11 @@ async fn drain_is_immediate_and_completes_after_the_max_ttl() {
 }
 
 /// Paused clock: nothing here waits on a socket (the results are sent by hand), so the
-/// aggregator's timers (publish tick, the 30 s periodic write) run on virtual time.
+/// aggregator's timers (publish tick, the write after a change, the 30 s periodic write) run on
+/// virtual time.
 #[tokio::test(start_paused = true)]
 async fn admin_state_and_warm_health_survive_a_restart() {
-    // Bounded on the virtual clock, which also moves by the 30 s persist interval.
+    // Bounded on the virtual clock, which also moves by the coalescing window.
     timeout(BOUND + Duration::from_secs(60), async {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut check = CheckSpec::tcp(9);
@@ -696,6 +697,7 @@ async fn admin_state_and_warm_health_survive_a_restart() {
             state_dir: Some(dir.path().to_path_buf()),
             ..settings()
         };
+        assert!(s.persist_coalesce < s.persist_interval / 10);
 
         // First life: drain fra, see ams fail, shut down (which writes the files).
         {
@@ -705,6 +707,7 @@ async fn admin_state_and_warm_health_survive_a_restart() {
             let (tx, rx) = mpsc::channel(8);
             let stop = Shutdown::new();
             let task = tokio::spawn(agg.run(rx, stop.clone()));
+            let t0 = Instant::now();
             handle
                 .set_admin_by_name("fra", AdminState::Drain)
                 .await
@@ -715,26 +718,21 @@ async fn admin_state_and_warm_health_survive_a_restart() {
             while out.load().dcs[1].healthy {
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            // Nothing is written before the first periodic write...
+            // Each change is written within the coalescing window, not at the next periodic
+            // write 30 s later: a crash loses at most that window.
             let measured = || -> Option<usize> {
                 let text = std::fs::read_to_string(dir.path().join("health.json")).ok()?;
                 let v: serde_json::Value = serde_json::from_str(&text).expect("json");
                 v["targets"].as_array().map(Vec::len)
             };
-            assert_eq!(measured(), None);
-            assert!(!dir.path().join("admin.json").exists());
-            // ...which comes persist_interval after the start, without waiting for the stop,
-            // with the measured target (ams; fra was never probed).
-            tokio::time::advance(s.persist_interval).await;
-            let t = Instant::now();
-            while measured().is_none() {
+            while measured() != Some(1) || !dir.path().join("admin.json").exists() {
                 assert!(
-                    t.elapsed() < Duration::from_secs(1),
-                    "written after the interval"
+                    t0.elapsed() <= s.persist_coalesce + Duration::from_millis(500),
+                    "written within the coalescing window of the change"
                 );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            assert_eq!(measured(), Some(1));
+            assert!(t0.elapsed() < s.persist_interval);
             stop.stop();
             task.await.expect("task");
         }
@@ -747,19 +745,32 @@ async fn admin_state_and_warm_health_survive_a_restart() {
         assert_eq!(snap.dcs[0].admin, AdminState::Drain);
         assert!(!snap.dcs[0].usable());
         assert!(!snap.dcs[1].healthy, "warm start: last known health");
+        assert!(
+            !snap.dcs[1].settled,
+            "restored health decides, but is unsettled until a probe confirms it"
+        );
         let st = agg.status(Instant::now());
         assert!(st.datacenters[1].targets[0].warm);
         assert!(st.datacenters[0].drain.is_some(), "drain start kept");
+        assert!(agg.state_problems().is_empty());
 
         // Stale warm state is ignored: the startup setting (assume-up) applies.
         let path = dir.path().join("health.json");
         let text = std::fs::read_to_string(&path).expect("read");
-        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
-        let w = v["written_unix"].as_u64().expect("written_unix");
-        v["written_unix"] = serde_json::json!(w - 3600);
-        std::fs::write(&path, v.to_string()).expect("write");
-        let (_set, _agg, out) = aggregator(&dcs, s.clone());
+        let good: serde_json::Value = serde_json::from_str(&text).expect("json");
+        let w = good["written_unix"].as_u64().expect("written_unix");
+        let write_with = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = good.clone();
+            f(&mut v);
+            std::fs::write(&path, v.to_string()).expect("write");
+        };
+        write_with(&|v| v["written_unix"] = serde_json::json!(w - 3600));
+        let (_set, agg, out) = aggregator(&dcs, s.clone());
         assert!(out.load().dcs[1].healthy, "stale: assume-up");
+        assert!(
+            agg.state_problems().is_empty(),
+            "old is normal, not a problem"
+        );
         assert_eq!(
             out.load().dcs[0].admin,
             AdminState::Drain,
@@ -772,21 +783,85 @@ async fn admin_state_and_warm_health_survive_a_restart() {
         let (_set, _agg, out) = aggregator(&dcs, down);
         assert!(!out.load().dcs[1].healthy, "stale: assume-down");
 
-        // A corrupt health file is ignored; a corrupt admin file is an error.
+        // Written in the future (a clock that went back): its age is unknown, so stale too.
+        write_with(&|v| v["written_unix"] = serde_json::json!(w + 3600));
+        let (_set, agg, out) = aggregator(&dcs, s.clone());
+        assert!(out.load().dcs[1].healthy, "from the future: assume-up");
+        let p = agg.state_problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].file, "health.json");
+        assert!(p[0].error.contains("future"), "{}", p[0].error);
+
+        // Another format version is refused with a message that says so.
+        write_with(&|v| v["version"] = serde_json::json!(2));
+        let (_set, agg, out) = aggregator(&dcs, s.clone());
+        assert!(out.load().dcs[1].healthy, "version 2: not used");
+        let p = agg.state_problems();
+        assert!(p[0].error.contains("format version 2"), "{}", p[0].error);
+
+        // A corrupt health file is ignored (it is only a cache).
         std::fs::write(&path, "{").expect("write");
-        let (_set, _agg, out) = aggregator(&dcs, s.clone());
+        let (_set, agg, out) = aggregator(&dcs, s.clone());
         assert!(out.load().dcs[1].healthy);
-        std::fs::write(
-            dir.path().join("admin.json"),
-            r#"{"version":1,"datacenters":{"fra":{"admin":"sideways"}}}"#,
-        )
-        .expect("write");
+        assert_eq!(agg.state_problems()[0].file, "health.json");
+
+        // An admin file that cannot be used does not stop the start: it is moved aside, every
+        // datacenter starts in obey, and the problem is kept for /status and the metric.
+        let admin = dir.path().join("admin.json");
+        let aside = || -> Vec<std::path::PathBuf> {
+            let mut v: Vec<_> = std::fs::read_dir(dir.path())
+                .expect("read dir")
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("admin.json.corrupt-"))
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let sideways = r#"{"version":1,"datacenters":{"fra":{"admin":"sideways"}}}"#;
+        for (bad, says) in [
+            (sideways, "sideways"),
+            (r#"{"version":7,"datacenters":{}}"#, "format version 7"),
+            (
+                r#"{"version":1,"datacenters":{"fra":{"admin":"dra"#,
+                "not a valid state file",
+            ),
+        ] {
+            let before = aside().len();
+            std::fs::write(&admin, bad).expect("write");
+            let (_set, agg, out) = aggregator(&dcs, s.clone());
+            assert_eq!(out.load().dcs[0].admin, AdminState::Obey, "{says}");
+            let p = &agg.state_problems()[0];
+            assert_eq!(p.file, "admin.json");
+            assert!(p.error.contains(says), "{}", p.error);
+            let moved = aside();
+            assert_eq!(moved.len(), before + 1, "moved aside: {moved:?}");
+            assert!(!admin.exists(), "not left for the next write to replace");
+            assert!(
+                moved
+                    .iter()
+                    .any(|m| std::fs::read_to_string(m).is_ok_and(|t| t == bad)),
+                "kept as it was"
+            );
+            assert!(p.moved_to.is_some(), "says where");
+        }
+
+        // strict_state: refuse to start instead.
+        std::fs::write(&admin, sideways).expect("write");
+        let strict = AggregatorSettings {
+            strict_state: true,
+            ..s
+        };
         let set = Arc::new(ProbeSet::build(&dcs).expect("set"));
         let out = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-        let err = Aggregator::new(set, s, out)
+        let err = Aggregator::new(set, strict, out)
             .err()
-            .expect("bad admin file refused");
+            .expect("strict: a bad admin file is refused");
         assert!(err.to_string().contains("sideways"), "{err}");
+        assert!(admin.exists(), "strict: left in place");
     })
     .await
     .expect("bounded");

@@ -50,6 +50,40 @@ fn reload_swaps_in_a_valid_change_and_keeps_the_old_zones_on_error() {
     assert!(!s.running().state.last_reload.load().ok);
 }
 
+/// Issue 9, item 5: a zone file replaced by a dangling symbolic link is an error on reload:
+/// the zone keeps being served and the reload is reported as failed, instead of the zone
+/// disappearing (REFUSED) while the reload counts as a success.
+#[test]
+fn a_zone_file_that_becomes_a_dangling_link_fails_the_reload() {
+    let s = TestServer::start(&[("example.com.toml", V1)]);
+    let path = s.zone_path("example.com.toml");
+    std::fs::remove_file(&path).unwrap();
+    std::os::unix::fs::symlink(s.zone_path("example.com.toml.new"), &path).unwrap();
+    let errs = s.reload().expect_err("a dangling link is not a zone file");
+    assert!(
+        errs.to_string()
+            .contains("example.com.toml: is a symbolic link to"),
+        "{errs}"
+    );
+    assert_eq!(
+        s.udp(&q("www.example.com", "A")).answers(),
+        ["www.example.com. 3600 IN A 192.0.2.10"],
+        "still served"
+    );
+    assert!(!s.running().state.last_reload.load().ok);
+    // The link's target appears: the next reload takes it.
+    std::fs::write(
+        s.zone_path("example.com.toml.new"),
+        V1.replace("192.0.2.10", "192.0.2.30"),
+    )
+    .unwrap();
+    s.reload().expect("reloads");
+    assert_eq!(
+        s.udp(&q("www.example.com", "A")).answers(),
+        ["www.example.com. 3600 IN A 192.0.2.30"]
+    );
+}
+
 #[test]
 fn sighup_reloads_a_running_server() {
     let dir = tempfile::tempdir().unwrap();

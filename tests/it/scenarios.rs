@@ -691,6 +691,7 @@ fn rcode_name(n: u16) -> String {
         3 => "NXDOMAIN".into(),
         4 => "NOTIMP".into(),
         5 => "REFUSED".into(),
+        9 => "NOTAUTH".into(),
         16 => "BADVERS".into(),
         n => n.to_string(),
     }
@@ -859,6 +860,11 @@ fn response_lines(raw: &[u8]) -> Vec<String> {
                 .iter()
                 .map(|r| format!("{section} {}", record_line(r))),
         );
+    }
+    // hickory-proto (with DNSSEC support) keeps a TSIG record apart from the additional
+    // section, where it was (last).
+    if let Some(sig) = msg.signature() {
+        v.push(format!("additional {sig}"));
     }
     match &opt {
         None => {
@@ -1096,6 +1102,27 @@ fn scenario_files() -> Vec<(String, String)> {
             (name, text)
         })
         .collect()
+}
+
+/// Every scenario query as the packet fuzz target reads it (a selector byte, bit 0 for TCP,
+/// then the request) and every scenario's zone files: seeds of the fuzz corpora
+/// (`fuzz::write_fuzz_seeds`).
+pub fn fuzz_seeds() -> (Vec<Vec<u8>>, Vec<String>) {
+    let (mut packets, mut zones) = (Vec::new(), Vec::new());
+    for (_, text) in scenario_files() {
+        let Ok(s) = parse_scenario(&text) else {
+            continue;
+        };
+        zones.extend(s.files.values().cloned());
+        for q in &s.query {
+            if let Ok(b) = q.bytes() {
+                let mut v = vec![u8::from(q.transport == "tcp")];
+                v.extend(b);
+                packets.push(v);
+            }
+        }
+    }
+    (packets, zones)
 }
 
 #[test]

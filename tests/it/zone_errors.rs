@@ -278,6 +278,164 @@ check-addresses = []
     );
 }
 
+/// Issue 9, item 5: anything in the zones directory ending in `.toml` that is not a regular
+/// file is an error with its path, never skipped (a zone would silently go missing); a FIFO is
+/// never opened in a way that blocks. Names starting with a dot (editors' lock files, which
+/// may be dangling symlinks) are not zone files.
+#[test]
+fn zone_files_that_are_not_regular_files_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("example.com.toml"), GOOD).unwrap();
+    std::os::unix::fs::symlink(d.join("gone.toml.orig"), d.join("gone.toml")).unwrap();
+    std::fs::create_dir(d.join("dir.toml")).unwrap();
+    let fifo = std::ffi::CString::new(d.join("pipe.toml").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink("nobody@host.1234", d.join(".#example.com.toml")).unwrap();
+    // A symlink to a regular file is a zone file like any other.
+    std::fs::write(
+        d.join("other.txt"),
+        GOOD.replace("example.com.", "example.net."),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(d.join("other.txt"), d.join("example.net.toml")).unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = d.to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send(gslbd::server::load_model(&path).map(|m| m.zones.len()));
+    });
+    let e = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the load does not block on the FIFO")
+        .expect_err("not-files are errors");
+    let lines: Vec<String> = e.0.iter().map(ToString::to_string).collect();
+    let has = |file: &str, what: &str| {
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{}: ", d.join(file).display())) && l.contains(what))
+    };
+    assert!(
+        has("dir.toml", "is a directory, not a regular file"),
+        "{lines:#?}"
+    );
+    assert!(
+        has("pipe.toml", "is a FIFO, not a regular file"),
+        "{lines:#?}"
+    );
+    assert!(
+        has("gone.toml", "is a symbolic link to") && has("gone.toml", "which does not exist"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        lines.len(),
+        3,
+        "the dot file is not a zone file: {lines:#?}"
+    );
+
+    // `gslbd check` says so too (exit 1), instead of "ok" with a zone fewer.
+    let out = Command::new(bin())
+        .args(["check", "--zones"])
+        .arg(d)
+        .output()
+        .expect("run gslbd check");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pipe.toml: is a FIFO"), "{stderr}");
+
+    std::fs::remove_file(d.join("gone.toml")).unwrap();
+    std::fs::remove_file(d.join("pipe.toml")).unwrap();
+    std::fs::remove_dir(d.join("dir.toml")).unwrap();
+    assert_eq!(gslbd::server::load_model(d).expect("loads").zones.len(), 2);
+}
+
+/// Issue 9, item 6: a file is read only once it has been left unchanged for the settle time
+/// (the file watch's debounce window), so a file written in two steps is not loaded half
+/// written when the first half happens to be valid.
+#[test]
+fn a_zone_file_written_in_two_steps_is_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.com.toml");
+    let first = GOOD.to_string();
+    let second = "\n[records.www]\nA = [\"192.0.2.7\"]\n";
+    std::fs::write(&path, &first).unwrap();
+    let writer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap();
+            std::io::Write::write_all(&mut f, second.as_bytes()).unwrap();
+        })
+    };
+    // Loaded at once after the first write, as a reload or `check` at the wrong moment would.
+    let model = gslbd::server::load_model(dir.path()).expect("loads");
+    writer.join().unwrap();
+    let whole = config::parse_file(&path, &format!("{first}{second}")).unwrap();
+    let whole = config::build(&config::Config { files: vec![whole] }).unwrap();
+    assert_eq!(
+        model.zones[0].record_count, whole.zones[0].record_count,
+        "the www record of the second write is there"
+    );
+}
+
+/// Issue 9, item 9: a value from a file reaches a message cut to a readable length and with
+/// its control characters escaped, wherever it is quoted (here an address, a key, a TOML
+/// syntax error on a huge line); the whole message stays one short line.
+#[test]
+fn huge_values_and_control_bytes_are_cut_and_escaped_in_messages() {
+    let huge = format!("1.2.3.4\u{1b}[31m\n{}", "x".repeat(1 << 20));
+    let toml_str = |s: &str| {
+        let e = s
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .replace('\u{1b}', "\\u001b");
+        format!("\"{e}\"")
+    };
+    let files = [
+        // A value: `records.www.A[0]: "1.2.3.4\u{1b}[31m\nxxx..."...(N bytes) is not an IPv4 address`
+        format!("{GOOD}\n[records.www]\nA = [{}]", toml_str(&huge)),
+        // A key (an unknown one) and a value in a policy name.
+        format!(
+            "{GOOD}\n[records.www]\nA = [\"192.0.2.1\"]\n[gslb.a]\ndatacenters = [\"x\"]\npolicy = {}\n{} = 1",
+            toml_str(&huge),
+            toml_str(&huge)
+        ),
+        // A TOML syntax error on a 1 MB line: no excerpt of the line.
+        format!("{GOOD}\nbad = {}", "y".repeat(1 << 20)),
+    ];
+    for text in &files {
+        let e = config::parse_file(Path::new("zones/example.com.toml"), text)
+            .and_then(|f| config::build(&config::Config { files: vec![f] }).map(|_| ()))
+            .expect_err("must fail");
+        for err in &e.0 {
+            let line = err.to_string();
+            assert!(
+                line.len() < 1000,
+                "a {}-byte message: {}...",
+                line.len(),
+                &line[..200]
+            );
+            assert!(!line.chars().any(char::is_control), "{line:?}");
+        }
+        let all = e.to_string();
+        assert!(all.len() < 4000, "{} bytes", all.len());
+    }
+    // The value's first 64 characters, escaped, then its full length.
+    let e = config::parse_file(Path::new("zones/example.com.toml"), &files[0]).unwrap_err();
+    let line = e.0[0].to_string();
+    let want = format!(
+        "records.www.A[0]: \"1.2.3.4\\u{{1b}}[31m\\n{}\"...({} bytes) is not an IPv4 address",
+        "x".repeat(51),
+        huge.len()
+    );
+    assert!(line.ends_with(&want), "{line}\n{want}");
+}
+
 /// Parse-time errors of a file (no build).
 fn parse_errors(text: &str) -> Vec<String> {
     config::parse_file(Path::new("zones/example.com.toml"), text)

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! [dnssec] spec --load_zone_key--> keys --checks (active KSK/CSK and ZSK/CSK, refresh > TTLs)
-//! Zone --apex key RRsets, RRset.sig / Node.nsec indexes--> ZoneSigner --resign(now)--> Zone.dnssec
+//! Zone --apex key RRsets, RRset sig / Node nsec indexes--> ZoneSigner --resign(now)--> Zone.dnssec
 //! ```
 
 use std::sync::Arc;
@@ -15,8 +15,8 @@ use crate::config::{ConfigError, FileSpec};
 use crate::dnssec::keys::load_zone_key;
 use crate::dnssec::sign::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
 use crate::dnssec::{Env, Params, ZoneKey, ZoneSigner};
-use crate::model::{RRset, Zone};
-use crate::rr::{TYPE_DS, is_below};
+use crate::model::{OwnedRRset, Zone};
+use crate::rr::{TYPE_DS, ancestors};
 
 /// Loads a signed zone's keys and signs it; errors name the file and key path.
 pub(crate) fn sign(
@@ -74,10 +74,8 @@ fn sign_zone(zone: &mut Zone, keys: Vec<ZoneKey>, params: Params, env: &Env) -> 
     if !signer.keys.iter().any(|k| k.signs() && k.role.signs_zone()) {
         return Err("no active key signs the zone (needs an active csk or zsk)".into());
     }
-    let max_ttl = zone
-        .nodes
-        .values()
-        .flat_map(|n| n.rrsets.iter().map(|r| r.ttl))
+    let max_ttl = (0..zone.nodes.len())
+        .flat_map(|i| zone.nodes.at(i).1.rrsets().map(|r| r.ttl))
         .chain([signer.params.dnskey_ttl, zone.soa.ttl])
         .max()
         .unwrap_or(0);
@@ -99,7 +97,7 @@ fn sign_zone(zone: &mut Zone, keys: Vec<ZoneKey>, params: Params, env: &Env) -> 
     // secure entry points, whatever their state (the DS set the parent should hold).
     let ttl = signer.params.dnskey_ttl;
     let dnskeys: Vec<Vec<u8>> = signer.keys.iter().map(|k| k.dnskey.clone()).collect();
-    let mut apex_sets = vec![RRset::encode(TYPE_DNSKEY, ttl, &dnskeys)];
+    let mut apex_sets = vec![OwnedRRset::encode(TYPE_DNSKEY, ttl, &dnskeys)];
     if signer.params.cds {
         let sep: Vec<Vec<u8>> = signer
             .keys
@@ -107,35 +105,37 @@ fn sign_zone(zone: &mut Zone, keys: Vec<ZoneKey>, params: Params, env: &Env) -> 
             .filter(|k| k.is_sep())
             .map(|k| k.dnskey.clone())
             .collect();
-        apex_sets.push(RRset::encode(TYPE_CDNSKEY, ttl, &sep));
-        apex_sets.push(RRset::encode(TYPE_CDS, ttl, &signer.ds_rdatas()?));
+        apex_sets.push(OwnedRRset::encode(TYPE_CDNSKEY, ttl, &sep));
+        apex_sets.push(OwnedRRset::encode(TYPE_CDS, ttl, &signer.ds_rdatas()?));
     }
-    let apex_node = zone.nodes.entry(apex.clone()).or_default();
-    for set in apex_sets {
+    for set in &apex_sets {
         zone.record_count += set.count as usize;
-        apex_node.rrsets.retain(|r| r.rtype != set.rtype);
-        apex_node.rrsets.push(set);
     }
+    zone.nodes.replace_rrsets(&apex, &apex_sets);
 
-    let cuts: Vec<Box<[u8]>> = zone
-        .nodes
-        .iter()
+    let cuts: rustc_hash::FxHashSet<Box<[u8]>> = (0..zone.nodes.len())
+        .map(|i| zone.nodes.at(i))
         .filter(|(_, n)| n.cut)
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k.into())
         .collect();
     let negative_ttl = zone.soa_negative.ttl;
-    for (key, node) in zone.nodes.iter_mut() {
-        if cuts.iter().any(|c| is_below(key, c)) {
+    let mut sigs = Vec::new();
+    for i in 0..zone.nodes.len() {
+        let (key, node) = zone.nodes.at(i);
+        if ancestors(key).any(|a| cuts.contains(a)) {
             continue; // glue: not authoritative, neither signed nor denied
         }
-        for rr in node.rrsets.iter_mut() {
-            if node.cut && rr.rtype != TYPE_DS {
-                continue; // the NS of a delegation belongs to the child
-            }
-            rr.sig = signer.add_static(key, rr.rtype, rr.ttl, &rr.wire);
+        sigs.clear();
+        for rr in node.rrsets() {
+            sigs.push(if node.cut && rr.rtype != TYPE_DS {
+                0 // the NS of a delegation belongs to the child
+            } else {
+                signer.add_static(key, rr.rtype, rr.ttl, rr.wire)
+            });
         }
         let types = node.nsec_types();
-        node.nsec = signer.add_nsec(key, &types, negative_ttl);
+        let nsec = signer.add_nsec(key, &types, negative_ttl);
+        zone.nodes.set_signatures(i, &sigs, nsec);
     }
     for rr in [&mut zone.soa, &mut zone.soa_negative] {
         rr.sig = signer.add_static(&apex, rr.rtype, rr.ttl, &rr.wire);

@@ -281,12 +281,12 @@ fn walk(
             if let Some(rr) = node.rrset(TYPE_CNAME) {
                 ttl = ttl.min(rr.ttl);
             }
-            key = target.clone();
+            key = (*target).into();
             continue;
         }
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
-        for rr in &node.rrsets {
+        for rr in node.rrsets() {
             if rr.rtype != TYPE_A && rr.rtype != TYPE_AAAA {
                 continue;
             }

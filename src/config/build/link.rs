@@ -3,6 +3,7 @@
 //! and every reference or setting that does not hold is reported with the key path that
 //! made it.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -21,7 +22,8 @@ use crate::model::{
     PoolId, Rule, Zone,
 };
 use crate::probe::{CheckKind, CheckSpec, DatacenterProbe, NamedCheck, ProbeSet, Require};
-use crate::rr::{TYPE_A, TYPE_AAAA, is_below, wire_key};
+use crate::rr::{TYPE_A, TYPE_AAAA, ancestors, wire_key};
+use crate::walk::{SHOWN_CHARS, one_line, shown};
 
 fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
     errs.push(ConfigError {
@@ -47,8 +49,8 @@ pub(crate) fn datacenters(
                     &f.file,
                     &c.path,
                     format!(
-                        "check {:?} is already declared at {}: {}",
-                        c.name,
+                        "check {} is already declared at {}: {}",
+                        shown(&c.name),
                         file.display(),
                         path
                     ),
@@ -68,8 +70,8 @@ pub(crate) fn datacenters(
                     &f.file,
                     &d.path,
                     format!(
-                        "datacenter {:?} is already declared at {}: {}",
-                        d.name,
+                        "datacenter {} is already declared at {}: {}",
+                        shown(&d.name),
                         file.display(),
                         path
                     ),
@@ -90,7 +92,7 @@ pub(crate) fn datacenters(
                             errs,
                             &f.file,
                             path,
-                            format!("unknown check {name:?} (declared: {})", list(&known)),
+                            format!("unknown check {} (declared: {})", shown(name), list(&known)),
                         );
                     }
                 }
@@ -104,7 +106,7 @@ pub(crate) fn datacenters(
                         errs,
                         &f.file,
                         &path,
-                        format!("{g:?} is a subnet, not a geo code"),
+                        format!("{} is a subnet, not a geo code", shown(g)),
                     );
                 } else {
                     match GeoCode::parse(g, tables) {
@@ -170,14 +172,27 @@ pub(crate) fn datacenters(
     out
 }
 
+/// The names a message lists as the ones declared: sorted, each cut, at most [`LISTED`].
 fn list(names: &[&str]) -> String {
     if names.is_empty() {
         return "none".into();
     }
     let mut v = names.to_vec();
     v.sort_unstable();
-    v.join(", ")
+    let mut s = v
+        .iter()
+        .take(LISTED)
+        .map(|n| one_line(n, SHOWN_CHARS))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if v.len() > LISTED {
+        let _ = write!(s, " and {} more", v.len() - LISTED);
+    }
+    s
 }
+
+/// Most names a message lists.
+const LISTED: usize = 20;
 
 /// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be. `at_apex`: the
 /// name is its zone's apex (always flattened).
@@ -221,7 +236,7 @@ pub(crate) fn gslb_name(
                             errs,
                             file,
                             &m.path,
-                            format!("datacenter {:?} is already in this pool", m.dc),
+                            format!("datacenter {} is already in this pool", shown(&m.dc)),
                         );
                         continue;
                     }
@@ -238,7 +253,11 @@ pub(crate) fn gslb_name(
                         errs,
                         file,
                         &m.path,
-                        format!("unknown datacenter {:?} (declared: {})", m.dc, list(&known)),
+                        format!(
+                            "unknown datacenter {} (declared: {})",
+                            shown(&m.dc),
+                            list(&known)
+                        ),
                     );
                 }
             }
@@ -278,7 +297,8 @@ pub(crate) fn gslb_name(
                     file,
                     path,
                     format!(
-                        "unknown pool {f:?} (this name's pools: {})",
+                        "unknown pool {} (this name's pools: {})",
+                        shown(f),
                         list(&pool_names)
                     ),
                 ),
@@ -335,8 +355,8 @@ pub(crate) fn gslb_name(
                 file,
                 &format!("{}.pool", r.path),
                 format!(
-                    "unknown pool {:?} (this name's pools: {})",
-                    r.pool,
+                    "unknown pool {} (this name's pools: {})",
+                    shown(&r.pool),
                     list(&pool_names)
                 ),
             ),
@@ -406,7 +426,12 @@ pub(crate) fn place(
     errs: &mut Vec<ConfigError>,
 ) {
     let key = wire_key(owner);
-    let below_cut = zone.nodes.iter().any(|(k, n)| n.cut && is_below(&key, k));
+    // A cut is a node of the zone: look at the name's ancestors (a few lookups), not at every
+    // node (which made placing many names quadratic).
+    let below_cut = zone.has_cuts
+        && ancestors(&key)
+            .take_while(|a| a.len() > zone.apex.len())
+            .any(|a| zone.node(a).is_some_and(|n| n.cut));
     if below_cut {
         err(
             errs,
@@ -416,12 +441,12 @@ pub(crate) fn place(
         );
         return;
     }
-    let node = zone.nodes.entry(key.clone()).or_default();
-    if node.cut
-        || node.cname.is_some()
-        || node.rrset(TYPE_A).is_some()
-        || node.rrset(TYPE_AAAA).is_some()
-    {
+    if zone.node(&key).is_some_and(|node| {
+        node.cut
+            || node.cname.is_some()
+            || node.rrset(TYPE_A).is_some()
+            || node.rrset(TYPE_AAAA).is_some()
+    }) {
         err(
             errs,
             file,
@@ -432,38 +457,40 @@ pub(crate) fn place(
         );
         return;
     }
-    if node.alias.is_some() {
-        err(
-            errs,
-            file,
-            path,
-            format!("{owner} also has an ALIAS: a GSLB name owns its A/AAAA answers"),
-        );
-        return;
+    if let Some(node) = zone.node(&key) {
+        if node.alias.is_some() {
+            err(
+                errs,
+                file,
+                path,
+                format!("{owner} also has an ALIAS: a GSLB name owns its A/AAAA answers"),
+            );
+            return;
+        }
+        if cname && !node.rrsets.is_empty() {
+            let types: Vec<String> = node
+                .rrsets
+                .iter()
+                .map(|r| {
+                    crate::rr::TYPES
+                        .iter()
+                        .find(|t| t.code == r.rtype)
+                        .map_or_else(|| format!("TYPE{}", r.rtype), |t| t.name.to_string())
+                })
+                .collect();
+            err(
+                errs,
+                file,
+                path,
+                format!(
+                    "{owner} may answer a CNAME (hostname datacenters, flatten = false), and a CNAME owner holds no other data (RFC 1034), but it also has static {}: set flatten = true or move them",
+                    types.join(", ")
+                ),
+            );
+            return;
+        }
     }
-    if cname && !node.rrsets.is_empty() {
-        let types: Vec<String> = node
-            .rrsets
-            .iter()
-            .map(|r| {
-                crate::rr::TYPES
-                    .iter()
-                    .find(|t| t.code == r.rtype)
-                    .map_or_else(|| format!("TYPE{}", r.rtype), |t| t.name.to_string())
-            })
-            .collect();
-        err(
-            errs,
-            file,
-            path,
-            format!(
-                "{owner} may answer a CNAME (hostname datacenters, flatten = false), and a CNAME owner holds no other data (RFC 1034), but it also has static {}: set flatten = true or move them",
-                types.join(", ")
-            ),
-        );
-        return;
-    }
-    node.gslb = Some(id);
+    zone.nodes.set_gslb(&key, id);
     zone.gslb_count += 1;
     add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
 }
@@ -478,7 +505,11 @@ pub(crate) fn place_alias(
     errs: &mut Vec<ConfigError>,
 ) {
     let key = wire_key(&spec.owner);
-    if zone.nodes.iter().any(|(k, n)| n.cut && is_below(&key, k)) {
+    let below_cut = zone.has_cuts
+        && ancestors(&key)
+            .take_while(|a| a.len() > zone.apex.len())
+            .any(|a| zone.node(a).is_some_and(|n| n.cut));
+    if below_cut {
         err(
             errs,
             file,
@@ -487,74 +518,79 @@ pub(crate) fn place_alias(
         );
         return;
     }
-    let Some(node) = zone.nodes.get_mut(&key) else {
-        // An owner with nothing but the ALIAS.
+    if let Some(node) = zone.node(&key) {
+        if node.cut {
+            err(
+                errs,
+                file,
+                &spec.path,
+                "is at a delegation point (NS below the apex): the data belongs in the child zone"
+                    .into(),
+            );
+            return;
+        }
+        if node.gslb.is_some() {
+            err(
+                errs,
+                file,
+                &spec.path,
+                "the name is a GSLB name, which owns its A/AAAA answers: not together with an ALIAS"
+                    .into(),
+            );
+            return;
+        }
+        let clash: Vec<&str> = [
+            (TYPE_A, "A"),
+            (TYPE_AAAA, "AAAA"),
+            (crate::rr::TYPE_CNAME, "CNAME"),
+        ]
+        .iter()
+        .filter(|(t, _)| node.rrset(*t).is_some())
+        .map(|(_, n)| *n)
+        .collect();
+        if !clash.is_empty() {
+            err(
+                errs,
+                file,
+                &spec.path,
+                format!(
+                    "an ALIAS answers A and AAAA itself: not together with {} on the same name",
+                    clash.join(", ")
+                ),
+            );
+            return;
+        }
+        if wire_key(&spec.target) == key {
+            err(
+                errs,
+                file,
+                &spec.path,
+                "points at its own name: a loop".into(),
+            );
+            return;
+        }
         let host = hosts.add(&spec.target);
         hosts.used(host, None, file, &spec.path, true);
-        let node = zone.nodes.entry(key.clone()).or_default();
-        node.alias = Some(Alias {
-            target: host,
-            ttl: spec.ttl,
-        });
-        add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
-        return;
-    };
-    if node.cut {
-        err(
-            errs,
-            file,
-            &spec.path,
-            "is at a delegation point (NS below the apex): the data belongs in the child zone"
-                .into(),
+        zone.nodes.set_alias(
+            &key,
+            Alias {
+                target: host,
+                ttl: spec.ttl,
+            },
         );
         return;
     }
-    if node.gslb.is_some() {
-        err(
-            errs,
-            file,
-            &spec.path,
-            "the name is a GSLB name, which owns its A/AAAA answers: not together with an ALIAS"
-                .into(),
-        );
-        return;
-    }
-    let clash: Vec<&str> = [
-        (TYPE_A, "A"),
-        (TYPE_AAAA, "AAAA"),
-        (crate::rr::TYPE_CNAME, "CNAME"),
-    ]
-    .iter()
-    .filter(|(t, _)| node.rrset(*t).is_some())
-    .map(|(_, n)| *n)
-    .collect();
-    if !clash.is_empty() {
-        err(
-            errs,
-            file,
-            &spec.path,
-            format!(
-                "an ALIAS answers A and AAAA itself: not together with {} on the same name",
-                clash.join(", ")
-            ),
-        );
-        return;
-    }
-    if wire_key(&spec.target) == key {
-        err(
-            errs,
-            file,
-            &spec.path,
-            "points at its own name: a loop".into(),
-        );
-        return;
-    }
+    // An owner with nothing but the ALIAS.
     let host = hosts.add(&spec.target);
     hosts.used(host, None, file, &spec.path, true);
-    node.alias = Some(Alias {
-        target: host,
-        ttl: spec.ttl,
-    });
+    zone.nodes.set_alias(
+        &key,
+        Alias {
+            target: host,
+            ttl: spec.ttl,
+        },
+    );
+    add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
 }
 
 /// Gives each hostname datacenter's probe what it needs once the targets' lookups are known:

@@ -86,6 +86,8 @@ pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, 
         if let Some(d) = &spec.dnssec {
             dnssec::sign(&mut z, d, f, env, &mut errs);
         }
+        // Names placed after the build grew the table: give back what it reserved beyond.
+        z.nodes.shrink_to_fit();
         if let Some(&prev) = zone_by_apex.get(&z.apex) {
             let prev: &Zone = &zones[prev as usize];
             errs.push(ConfigError {

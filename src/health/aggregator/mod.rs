@@ -11,7 +11,8 @@
 //!                                      |--publish (coalesced, >= publish_interval apart)-->
 //!                                      |      dyn Publish (the server pairs it with the model)
 //!                                      |--events--> ring (/status) + broadcast (SSE, webhooks)
-//!                                      +--persist (periodic, shutdown)--> --state-dir files
+//!                                      +--persist (on change, coalesced; periodic; shutdown)
+//!                                             --> --state-dir files
 //! ```
 //!
 //! The parts: `target.rs` (the per-target rise/fall state machine), `combine.rs` (a
@@ -25,10 +26,12 @@
 //! [`Aggregator::publish`]) and exactly under paused time.
 //!
 //! Startup: a target starts in the state the `startup` setting says (assume-up by default),
-//! or in its warm state from `health.json` when that is younger than `warm_max_age`. The
-//! first probe result of a target without warm state decides its state directly (the first
-//! probe round ends the assumption); after that, `rise` consecutive passes bring it up and
-//! `fall` consecutive fails take it down.
+//! or in its warm state from `health.json` when that is younger than `warm_max_age` (and not
+//! from the future). Either way it is unsettled (answers built from it carry at most the
+//! check interval as TTL) until a live probe confirms it. The first probe result of a target
+//! without warm state decides its state directly (the first probe round ends the
+//! assumption); after that, `rise` consecutive passes bring it up and `fall` consecutive
+//! fails take it down.
 //!
 //! Hostname datacenters (the dynamic part of the probe plan, `probe::plan`): the aggregator
 //! owns its copy of the plan and watches the resolver's results. When a datacenter's target
@@ -59,10 +62,7 @@ use target::TargetState;
 use super::events::{Change, EventKind, EventLog, EventView};
 use super::ewma::{DEFAULT_HALF_LIFE, slow_start_factor};
 use super::input::{Applied, Input, InputError, Update};
-use super::persist::{
-    ADMIN_FILE, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, InputsFile, PersistError,
-    read_json,
-};
+use super::persist::{HealthFile, INPUTS_FILE, PersistError};
 use super::{AdminState, DcState, Publish, Snapshot};
 use crate::probe::{DynamicWorkers, LoadFigure, ProbeOutcome, ProbeResult, ProbeSet, TargetId};
 use crate::resolve::ResolvedNames;
@@ -94,10 +94,17 @@ pub struct AggregatorSettings {
     pub load_max_age: Duration,
     /// `--state-dir`: where admin and warm-start state are kept; `None` = not persisted.
     pub state_dir: Option<PathBuf>,
-    /// How often the state files are written while running (default 30 s; also at shutdown).
+    /// How often the state files are written while running (default 30 s; also at shutdown),
+    /// for the latency and load figures that change with every probe.
     pub persist_interval: Duration,
+    /// A change of a target's state or of an admin state is written within this time (default
+    /// 1 s): changes closer together are written once.
+    pub persist_coalesce: Duration,
     /// Warm state older than this is ignored at start (default 5 min).
     pub warm_max_age: Duration,
+    /// Refuse to start when `admin.json` cannot be used, instead of moving it aside and
+    /// starting with every datacenter in `obey` (default false).
+    pub strict_state: bool,
 }
 
 impl Default for AggregatorSettings {
@@ -109,9 +116,22 @@ impl Default for AggregatorSettings {
             load_max_age: Duration::from_secs(60),
             state_dir: None,
             persist_interval: Duration::from_secs(30),
+            persist_coalesce: Duration::from_secs(1),
             warm_max_age: Duration::from_secs(300),
+            strict_state: false,
         }
     }
+}
+
+/// A state file that could not be used when the aggregator started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateProblem {
+    /// `admin.json` or `health.json`.
+    pub file: &'static str,
+    /// Why, with the file's path (values from the file cut and escaped).
+    pub error: String,
+    /// Where the file was moved, so the next write does not replace it (`admin.json` only).
+    pub moved_to: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -262,6 +282,10 @@ pub struct Aggregator {
     metrics: Option<Arc<crate::metrics::Metrics>>,
     /// Recent state changes, for the status page (and sent on to SSE and webhooks).
     events: EventLog,
+    /// State files that could not be used at start.
+    problems: Vec<StateProblem>,
+    /// Something the state files hold changed since they were last written.
+    dirty: bool,
     /// External verdicts (pushed, feed, alert).
     inputs: Inputs,
     /// Something only `explain` sees (a reason, a check's state) changed since the last
@@ -287,9 +311,10 @@ impl Aggregator {
     /// Build the state for `set`, restoring admin state (always) and warm health (when fresh)
     /// from the state dir, and publish the initial snapshot into `out`.
     ///
-    /// Fails only when the admin file exists but cannot be read or understood: starting with
-    /// a drained datacenter back in service would be worse than not starting. A bad health
-    /// file is logged and ignored (it is only a cache).
+    /// A state file that cannot be used does not stop it: an unusable admin file is moved
+    /// aside (every datacenter starts in `obey`), an unusable health file is ignored (it is
+    /// only a cache); both are logged and kept in [`Aggregator::state_problems`]. Fails only
+    /// with `strict_state` and an admin file that cannot be used.
     pub fn new(
         set: Arc<ProbeSet>,
         settings: AggregatorSettings,
@@ -366,6 +391,8 @@ impl Aggregator {
             cmds: Some(rx),
             metrics: None,
             events: EventLog::default(),
+            problems: Vec::new(),
+            dirty: false,
             inputs: Inputs::default(),
             why_dirty: true,
             shared,
@@ -379,28 +406,18 @@ impl Aggregator {
         let added = agg.retarget_at(hosts, now, true).added;
         agg.unstarted = added;
         if let Some(dir) = agg.settings.state_dir.clone() {
-            if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
-                agg.restore_admin(&file, now, wall, &dir)?;
-            }
-            match read_json::<HealthFile>(&dir, HEALTH_FILE) {
-                Ok(Some(file)) => {
-                    agg.restore_health(&file, now, wall);
-                    agg.warm_file = Some((file, now, wall));
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "ignoring the warm-start file"),
-            }
-            match read_json::<InputsFile>(&dir, INPUTS_FILE) {
-                Ok(Some(file)) => agg.restore_inputs(&file, now, wall),
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = %e, "ignoring the saved external verdicts"),
-            }
+            agg.restore(&dir, now, wall)?;
         }
         for i in 0..agg.dcs.len() {
             agg.reevaluate(i, now, Cause::Start);
         }
         agg.force_publish(now);
         Ok((agg, AggregatorHandle { tx, names }))
+    }
+
+    /// The state files that could not be used at start (empty when all was well).
+    pub fn state_problems(&self) -> &[StateProblem] {
+        &self.problems
     }
 
     /// Recent state changes, newest first, with ages as of `now`.
@@ -878,7 +895,11 @@ impl Aggregator {
     ) -> Option<oneshot::Sender<Result<(), PersistError>>> {
         match cmd {
             Command::SetAdmin { dc, state, reply } => {
-                let _ = reply.send(self.admin_command(dc, state, now));
+                let r = self.admin_command(dc, state, now);
+                if r.is_ok() {
+                    self.dirty = true;
+                }
+                let _ = reply.send(r);
                 None
             }
             Command::Status { reply } => {
@@ -908,8 +929,10 @@ impl Aggregator {
         self.publish(now)
     }
 
-    /// Run until `shutdown` is stopped: apply results and commands,
-    /// publish coalesced snapshots, write the state files periodically and once at the end.
+    /// Run until `shutdown` is stopped: apply results and commands, publish coalesced
+    /// snapshots, write the state files after each change (at most one write per
+    /// `persist_coalesce`, so a crash loses at most that much), periodically, and once at the
+    /// end.
     pub async fn run(mut self, mut results: mpsc::Receiver<ProbeResult>, shutdown: Shutdown) {
         let Some(mut cmds) = self.cmds.take() else {
             return;
@@ -922,6 +945,9 @@ impl Aggregator {
             self.settings.persist_interval.max(Duration::from_millis(1)),
         );
         persist.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let persisting = self.settings.state_dir.is_some();
+        // The earliest time the next write after a change may happen.
+        let mut next_write = Instant::now();
         let mut results_open = true;
         let mut cmds_open = true;
         let (mut workers, mut hosts) = match self.dynamic.take() {
@@ -934,6 +960,7 @@ impl Aggregator {
             }
         }
         loop {
+            let write_due = persisting && self.dirty;
             tokio::select! {
                 biased;
                 _ = shutdown.stopped() => break,
@@ -961,14 +988,19 @@ impl Aggregator {
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => {
                         if let Some(reply) = self.handle(cmd, Instant::now()) {
-                            let _ = reply.send(self.persist_async(Instant::now()).await);
+                            let now = Instant::now();
+                            self.dirty = false;
+                            next_write = now + self.settings.persist_coalesce;
+                            let _ = reply.send(self.persist_async(now).await);
                         }
                     }
                     None => cmds_open = false,
                 },
                 r = results.recv(), if results_open => match r {
                     Some(r) => {
-                        self.apply(&r);
+                        if self.apply(&r) {
+                            self.dirty = true;
+                        }
                         self.publish(Instant::now());
                     }
                     None => results_open = false,
@@ -976,10 +1008,11 @@ impl Aggregator {
                 _ = tick.tick() => {
                     self.tick(Instant::now());
                 }
-                _ = persist.tick(), if self.settings.state_dir.is_some() => {
-                    if let Err(e) = self.persist_async(Instant::now()).await {
-                        tracing::warn!(error = %e, "writing state files");
-                    }
+                _ = tokio::time::sleep_until(next_write), if write_due => {
+                    self.write_state(&mut next_write).await;
+                }
+                _ = persist.tick(), if persisting => {
+                    self.write_state(&mut next_write).await;
                 }
             }
         }
@@ -1000,6 +1033,16 @@ impl Aggregator {
 }
 
 impl Aggregator {
+    /// Writes the state files now (logging a failure) and starts the coalescing window.
+    async fn write_state(&mut self, next_write: &mut Instant) {
+        let now = Instant::now();
+        self.dirty = false;
+        *next_write = now + self.settings.persist_coalesce;
+        if let Err(e) = self.persist_async(now).await {
+            tracing::warn!(error = %e, "writing state files");
+        }
+    }
+
     fn start_worker(&self, w: &mut DynamicWorkers, id: TargetId) {
         let Some(t) = self.set.targets.get(id.0 as usize) else {
             return;
@@ -1008,6 +1051,53 @@ impl Aggregator {
             tracing::error!(target_addr = %t.addr, error = %e, "cannot probe a hostname datacenter's address");
         }
     }
+}
+
+/// Restores `admin`, `health` and `inputs` (any bytes; empty = no such file) as the state
+/// files of a start over `set`, the way [`Aggregator::new`] reads them from the state
+/// directory, and returns each problem found as `file: error` lines. For the fuzz target
+/// (`fuzz/`); it writes them into a private temporary directory.
+#[doc(hidden)]
+pub fn restore_for_fuzzing(
+    set: Arc<ProbeSet>,
+    admin: &[u8],
+    health: &[u8],
+    inputs: &[u8],
+) -> Vec<String> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gslbd-fuzz-state-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::fs::create_dir_all(&dir).is_err() {
+        return Vec::new();
+    }
+    for (name, bytes) in [
+        ("admin.json", admin),
+        ("health.json", health),
+        (INPUTS_FILE, inputs),
+    ] {
+        if !bytes.is_empty() {
+            let _ = std::fs::write(dir.join(name), bytes);
+        }
+    }
+    let settings = AggregatorSettings {
+        state_dir: Some(dir.clone()),
+        ..AggregatorSettings::default()
+    };
+    let out: Arc<dyn Publish> = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot::default()));
+    let problems = match Aggregator::new(set, settings, out) {
+        Ok((agg, _)) => agg
+            .state_problems()
+            .iter()
+            .map(|p| format!("{}: {}", p.file, p.error))
+            .collect(),
+        Err(e) => vec![format!("admin.json: {e}")],
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    problems
 }
 
 fn usable(admin: AdminState, healthy: bool) -> bool {

@@ -578,6 +578,9 @@ mod tests {
             loaded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(200),
             last_reload_ok: false,
             zones: 2,
+            admin_file_errors: 1,
+            health_file_errors: 0,
+            inputs_file_errors: 0,
             feeds: vec![("/run/feed.csv".into(), false, Some(12.0))],
         };
         let text = m.render(&Extra {

@@ -32,7 +32,8 @@ pub(super) struct TargetState {
     pub(super) up: bool,
     /// At least one probe result since start.
     pub(super) probed: bool,
-    /// State came from a fresh warm-start file.
+    /// State came from a fresh warm-start file (still used to decide until probes change it;
+    /// unsettled until the first probe).
     pub(super) warm: bool,
     pub(super) passes: u32,
     pub(super) fails: u32,
@@ -46,10 +47,14 @@ pub(super) struct TargetState {
 }
 
 impl TargetState {
-    /// Neither on the startup assumption nor within rise/fall of a change.
+    /// Confirmed by a live probe, and not within rise/fall of a change. Before its first
+    /// probe a target is unsettled whether it stands on the startup assumption or on warm
+    /// state restored from `health.json`: that state is used to decide, but it may be stale
+    /// (the datacenter may have changed while gslbd was down), so answers built from it carry
+    /// at most the check interval as TTL until a probe confirms it.
     pub(super) fn settled(&self) -> bool {
-        if !self.probed && !self.warm {
-            return false; // still on the startup assumption
+        if !self.probed {
+            return false;
         }
         let pending_flip = if self.up {
             self.fails > 0
@@ -232,6 +237,26 @@ mod tests {
         t.observe(&result(false, t0));
         assert!(!t.settled(), "a fail is pending against the up state");
         t.observe(&result(true, t0));
+        assert!(t.settled());
+    }
+
+    #[test]
+    fn warm_state_is_unsettled_until_a_probe_confirms_it() {
+        let t0 = Instant::now();
+        // Restored as down, its fall long done: used to decide, but not settled.
+        let mut t = target(false);
+        t.warm = true;
+        t.fails = 5;
+        assert!(!t.settled(), "restored, not probed yet");
+        // A live fail confirms it.
+        assert_eq!(t.observe(&result(false, t0)), None);
+        assert!(t.settled());
+        // Restored as up; a live pass confirms it.
+        let mut t = target(true);
+        t.warm = true;
+        t.passes = 3;
+        assert!(!t.settled(), "restored, not probed yet");
+        assert_eq!(t.observe(&result(true, t0)), None);
         assert!(t.settled());
     }
 

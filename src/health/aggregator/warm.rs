@@ -1,5 +1,11 @@
 //! Warm state: restoring admin states and the last known health from the `--state-dir`
-//! files at start, and writing them (periodically and at shutdown).
+//! files at start, and writing them (after changes, periodically and at shutdown).
+//!
+//! A state file that cannot be used never stops the server (unless `strict_state` says so):
+//! an unusable `admin.json` is moved aside and every datacenter starts in `obey`; an unusable
+//! `health.json` is only a cache and is ignored, and so is an unusable `inputs.json` (external
+//! verdicts expire anyway). Each is logged at error/warn level and kept
+//! as a [`StateProblem`] for `/status` and the `gslbd_state_file_errors_total` metric.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -7,31 +13,102 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::Aggregator;
 use super::combine::Cause;
+use super::{Aggregator, StateProblem};
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, PersistError,
-    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_ms, unix_secs, write_atomic,
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, InputsFile,
+    PersistError, SavedLoad, SavedLoadKind, TargetEntry, VERSION, parse_admin, parse_health,
+    read_bytes, read_json, set_aside, unix_ms, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
 impl Aggregator {
-    pub(super) fn restore_admin(
+    /// Reads both state files of `dir` and restores what can be used (see the module doc);
+    /// with `strict_state`, an unusable `admin.json` is an error instead.
+    pub(super) fn restore(
         &mut self,
-        file: &AdminFile,
+        dir: &std::path::Path,
         now: Instant,
         wall: SystemTime,
-        dir: &std::path::Path,
     ) -> Result<(), PersistError> {
+        let admin = read_bytes(dir, ADMIN_FILE).and_then(|b| {
+            b.map(|b| parse_admin(&dir.join(ADMIN_FILE), &b))
+                .transpose()
+        });
+        match admin {
+            Ok(Some(file)) => self.restore_admin(&file, now, wall),
+            Ok(None) => {}
+            Err(e) if self.settings.strict_state => return Err(e),
+            Err(e) => {
+                let moved = set_aside(dir, ADMIN_FILE, wall);
+                let moved_to = moved.as_ref().ok().map(|p| p.display().to_string());
+                match &moved {
+                    Ok(to) => tracing::error!(
+                        error = %e,
+                        moved_to = %to.display(),
+                        "admin state file unusable: serving with every datacenter in obey (admin states lost until set again); the file was moved aside"
+                    ),
+                    Err(m) => tracing::error!(
+                        error = %e,
+                        move_error = %m,
+                        "admin state file unusable: serving with every datacenter in obey (admin states lost until set again); it could not be moved aside"
+                    ),
+                }
+                self.problems.push(StateProblem {
+                    file: ADMIN_FILE,
+                    error: e.to_string(),
+                    moved_to,
+                });
+            }
+        }
+        let health = read_bytes(dir, HEALTH_FILE).and_then(|b| {
+            b.map(|b| parse_health(&dir.join(HEALTH_FILE), &b))
+                .transpose()
+        });
+        let problem = match health {
+            Ok(Some(file)) => {
+                let problem = self.restore_health(&file, now, wall);
+                if problem.is_none() {
+                    // Kept for targets added at run time (hostname datacenters).
+                    self.warm_file = Some((file, now, wall));
+                }
+                problem
+            }
+            Ok(None) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(error) = problem {
+            tracing::warn!(error = %error, "warm-start health not used: the startup setting applies until each target's first probe");
+            self.problems.push(StateProblem {
+                file: HEALTH_FILE,
+                error,
+                moved_to: None,
+            });
+        }
+        // External verdicts expire on their own: a file that cannot be used is ignored (the
+        // probes decide until a source says otherwise again), said as for health.json.
+        match read_json::<InputsFile>(dir, INPUTS_FILE) {
+            Ok(Some(file)) => self.restore_inputs(&file, now, wall),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "saved external verdicts not used: the probes decide until a source sends its verdict again");
+                self.problems.push(StateProblem {
+                    file: INPUTS_FILE,
+                    error: e.to_string(),
+                    moved_to: None,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a parsed (checked) `admin.json`.
+    fn restore_admin(&mut self, file: &AdminFile, now: Instant, wall: SystemTime) {
         for (name, entry) in &file.datacenters {
             let Some(state) = AdminState::parse(&entry.admin) else {
-                return Err(PersistError::BadAdmin {
-                    path: dir.join(ADMIN_FILE),
-                    dc: name.clone(),
-                    state: entry.admin.clone(),
-                });
+                continue; // parse_admin refused the file already
             };
             let Some(i) = self.set.dcs.iter().position(|d| &d.name == name) else {
                 tracing::info!(dc = %name, admin = state.as_str(), "admin state for a datacenter no longer configured; dropped");
@@ -48,17 +125,33 @@ impl Aggregator {
             }
             tracing::info!(dc = %name, admin = state.as_str(), "restored admin state");
         }
-        Ok(())
     }
 
-    pub(super) fn restore_health(&mut self, file: &HealthFile, now: Instant, wall: SystemTime) {
-        let age = Duration::from_secs(unix_secs(wall).saturating_sub(file.written_unix));
-        if file.version != VERSION || age > self.settings.warm_max_age {
+    /// Applies a parsed `health.json` if it is recent; returns why not when it is from the
+    /// future (a clock that went back, or a file from elsewhere: its age is unknown). Restored
+    /// targets count as unsettled until a live probe confirms them (`TargetState::settled`).
+    fn restore_health(
+        &mut self,
+        file: &HealthFile,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Option<String> {
+        let wall_secs = unix_secs(wall);
+        if file.written_unix > wall_secs {
+            return Some(format!(
+                "{HEALTH_FILE}: written {} s in the future (at unix {}): its age is unknown, so it is treated as stale",
+                file.written_unix - wall_secs,
+                file.written_unix
+            ));
+        }
+        let age = Duration::from_secs(wall_secs - file.written_unix);
+        if age > self.settings.warm_max_age {
             tracing::info!(
                 age_secs = age.as_secs(),
-                "warm-start state too old or from another version; using the startup setting"
+                max_age_secs = self.settings.warm_max_age.as_secs(),
+                "warm-start health too old; using the startup setting"
             );
-            return;
+            return None;
         }
         let mut restored = 0usize;
         for entry in &file.targets {
@@ -94,8 +187,9 @@ impl Aggregator {
         tracing::info!(
             targets = restored,
             age_secs = age.as_secs(),
-            "warm start from saved health"
+            "warm start from saved health (unsettled until probed)"
         );
+        None
     }
 
     /// What a reload that changes the datacenters does through the state files (the old
@@ -114,8 +208,8 @@ impl Aggregator {
             saved.expires_unix_ms = unix_ms(wall + left);
         }
         // The states come from `state_files`, so they always parse; there is no file to name.
-        let _ = self.restore_admin(&admin, now, wall, std::path::Path::new(""));
-        self.restore_health(&health, now, wall);
+        self.restore_admin(&admin, now, wall);
+        let _ = self.restore_health(&health, now, wall);
         self.restore_inputs(&inputs, now, wall);
         for i in 0..self.dcs.len() {
             self.reevaluate(i, now, Cause::Start);

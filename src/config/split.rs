@@ -1,0 +1,246 @@
+//! Splitting a big zone file into parts that are parsed one at a time.
+//!
+//! The TOML parser builds a tree of the whole document, about 2 KB per record section: a file
+//! of a million records needed gigabytes while it was read, far more than the model it
+//! becomes. So a file's `[records.<name>...]` and `[gslb.<name>...]` sections are parsed in
+//! parts of [`PART_SECTIONS`] sections, each walked into specs and dropped before the next;
+//! everything else (origin, SOA, datacenters, checks) is the head, parsed as one document.
+//!
+//! ```text
+//! text --TOML lexer (no tree)--> section boundaries and their first two keys
+//!      --> head: every other section, concatenated
+//!          parts: runs of whole records.* (or gslb.*) sections, slices of the text
+//! ```
+//!
+//! Parts are slices of the text that start at a section header, so each is a TOML document
+//! of its own and means what it meant in the file, on one condition this checks: all the
+//! sections of one name are next to each other (TOML lets `[gslb.a]` and `[gslb.a.pools.x]`
+//! be apart, and a part would then see half of `gslb.a`). Anything else, or any doubt (a key
+//! with escapes, an array of tables under `records`, a head that defines `records` or `gslb`
+//! itself), and the file is parsed whole as before: the parts are only a way to read the
+//! common shape of a big file with less memory, never a different reading of it.
+
+use std::hash::Hasher as _;
+
+use rustc_hash::{FxHashSet, FxHasher};
+use toml_parser::Source;
+use toml_parser::lexer::TokenKind;
+
+/// Sections per part.
+pub(crate) const PART_SECTIONS: usize = 1024;
+
+/// A file split for parsing.
+#[derive(Debug, Default)]
+pub(crate) struct Split<'t> {
+    /// Every section but the `records.*` and `gslb.*` ones (and the text before the first
+    /// section), in file order.
+    pub(crate) head: String,
+    /// Runs of whole `records.*` sections.
+    pub(crate) records: Vec<&'t str>,
+    /// Runs of whole `gslb.*` sections.
+    pub(crate) gslb: Vec<&'t str>,
+}
+
+/// What a section holds, by its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind<'t> {
+    Head,
+    Records(&'t str),
+    Gslb(&'t str),
+}
+
+/// The unquoted text of a key token, when it needs no decoding.
+fn plain_key(raw: &str, kind: TokenKind) -> Option<&str> {
+    match kind {
+        TokenKind::Atom => Some(raw),
+        TokenKind::LiteralString => raw.strip_prefix('\'')?.strip_suffix('\''),
+        TokenKind::BasicString if !raw.contains('\\') => raw.strip_prefix('"')?.strip_suffix('"'),
+        _ => None,
+    }
+}
+
+/// Splits `text` into a head and parts, or `None` when it must be parsed whole (see the
+/// module doc). A file without `records.*` or `gslb.*` sections splits into a head only.
+pub(crate) fn split<'t>(text: &'t str) -> Option<Split<'t>> {
+    let mut out = Split::default();
+    // Names whose sections were seen (hashes): a name seen again after others is apart.
+    let mut seen: FxHashSet<u64> = FxHashSet::default();
+    // Each section: where its line starts, and what it holds.
+    let mut sections: Vec<(usize, Kind<'t>)> = Vec::new();
+    let mut tokens = Source::new(text).lex().peekable();
+    let mut line_start = true;
+    let mut line_at = 0usize;
+    // Brackets and braces open in values (arrays and inline tables may span lines).
+    let mut depth = 0usize;
+    while let Some(t) = tokens.next() {
+        let kind = t.kind();
+        match kind {
+            TokenKind::Newline => {
+                line_start = true;
+                line_at = t.span().end();
+                continue;
+            }
+            TokenKind::Whitespace | TokenKind::Comment => continue,
+            TokenKind::LeftSquareBracket if line_start && depth == 0 => {
+                // A section header: `[a.b...]`, or `[[a.b...]]` (an array of tables).
+                let array = tokens
+                    .next_if(|n| n.kind() == TokenKind::LeftSquareBracket)
+                    .is_some();
+                let mut keys: [Option<&str>; 2] = [None, None];
+                let mut n = 0;
+                loop {
+                    let k = tokens.next()?;
+                    match k.kind() {
+                        TokenKind::Whitespace | TokenKind::Dot => {}
+                        TokenKind::RightSquareBracket => break,
+                        TokenKind::Atom | TokenKind::LiteralString | TokenKind::BasicString => {
+                            let raw = &text[k.span().start()..k.span().end()];
+                            let key = plain_key(raw, k.kind());
+                            if n < 2 {
+                                keys[n] = Some(key?);
+                            }
+                            n += 1;
+                        }
+                        _ => return None,
+                    }
+                }
+                if array {
+                    tokens.next_if(|n| n.kind() == TokenKind::RightSquareBracket)?;
+                }
+                let kind = match keys {
+                    [Some("records"), Some(name)] => Kind::Records(name),
+                    [Some("gslb"), Some(name)] => Kind::Gslb(name),
+                    _ => Kind::Head,
+                };
+                if array && kind != Kind::Head {
+                    return None;
+                }
+                sections.push((line_at, kind));
+                line_start = false;
+                continue;
+            }
+            TokenKind::LeftSquareBracket | TokenKind::LeftCurlyBracket => depth += 1,
+            TokenKind::RightSquareBracket | TokenKind::RightCurlyBracket => {
+                depth = depth.saturating_sub(1);
+            }
+            TokenKind::Eof => break,
+            _ => {}
+        }
+        line_start = false;
+    }
+
+    // Sections to head and parts.
+    let mut cur: Option<(usize, Kind<'t>, usize, &'t str)> = None; // run start, kind, count, last name
+    let name_hash = |k: Kind<'_>| {
+        let mut h = FxHasher::default();
+        match k {
+            Kind::Records(n) => {
+                h.write_u8(1);
+                h.write(n.as_bytes());
+            }
+            Kind::Gslb(n) => {
+                h.write_u8(2);
+                h.write(n.as_bytes());
+            }
+            Kind::Head => {}
+        }
+        h.finish()
+    };
+    let first = sections.first().map_or(text.len(), |s| s.0);
+    out.head.push_str(&text[..first]);
+    let ends: Vec<usize> = sections
+        .iter()
+        .skip(1)
+        .map(|s| s.0)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let end_run =
+        |cur: &mut Option<(usize, Kind<'t>, usize, &'t str)>, end: usize, out: &mut Split<'t>| {
+            if let Some((start, kind, _, _)) = cur.take() {
+                let part = &text[start..end];
+                match kind {
+                    Kind::Records(_) => out.records.push(part),
+                    Kind::Gslb(_) => out.gslb.push(part),
+                    Kind::Head => {}
+                }
+            }
+        };
+    for (&(start, kind), &end) in sections.iter().zip(&ends) {
+        let name = match kind {
+            Kind::Head => {
+                end_run(&mut cur, start, &mut out);
+                out.head.push_str(&text[start..end]);
+                continue;
+            }
+            Kind::Records(n) | Kind::Gslb(n) => n,
+        };
+        let same_kind =
+            cur.is_some_and(|c| std::mem::discriminant(&c.1) == std::mem::discriminant(&kind));
+        let same_name = same_kind && cur.is_some_and(|c| c.3 == name);
+        if !same_name && !seen.insert(name_hash(kind)) {
+            return None; // this name's sections are apart: parse the file whole
+        }
+        if !same_kind || (!same_name && cur.is_some_and(|c| c.2 >= PART_SECTIONS)) {
+            end_run(&mut cur, start, &mut out);
+        }
+        match &mut cur {
+            Some(c) => {
+                c.2 += 1;
+                c.3 = name;
+            }
+            None => cur = Some((start, kind, 1, name)),
+        }
+    }
+    end_run(&mut cur, text.len(), &mut out);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_go_to_the_head_or_to_parts() {
+        let text = "origin = \"x.\"\n[soa]\nmname = \"a\"\n[records.a]\nA = [\"1.2.3.4\", [\n]]\n[records.\"b\"]\nA = \"1\"\n[datacenters.d]\nx = 1\n[gslb.g]\nttl = 1\n[gslb.g.pools.p]\ndatacenters = [\"d\"]\n";
+        let s = split(text).expect("splits");
+        assert_eq!(
+            s.head,
+            "origin = \"x.\"\n[soa]\nmname = \"a\"\n[datacenters.d]\nx = 1\n"
+        );
+        assert_eq!(
+            s.records,
+            ["[records.a]\nA = [\"1.2.3.4\", [\n]]\n[records.\"b\"]\nA = \"1\"\n"]
+        );
+        assert_eq!(
+            s.gslb,
+            ["[gslb.g]\nttl = 1\n[gslb.g.pools.p]\ndatacenters = [\"d\"]\n"]
+        );
+    }
+
+    #[test]
+    fn parts_hold_whole_names_and_at_most_part_sections_names() {
+        let mut text = String::new();
+        for i in 0..PART_SECTIONS + 10 {
+            text.push_str(&format!("[records.h{i}]\nA = [\"192.0.2.1\"]\n"));
+        }
+        let s = split(&text).expect("splits");
+        assert_eq!(s.records.len(), 2);
+        assert!(s.records[1].starts_with(&format!("[records.h{PART_SECTIONS}]")));
+    }
+
+    #[test]
+    fn doubtful_files_are_parsed_whole() {
+        // The sections of one name apart.
+        assert!(split("[gslb.a]\nttl = 1\n[gslb.b]\nttl = 1\n[gslb.a.pools.p]\nx = 1\n").is_none());
+        assert!(split("[records.a]\nA = \"1\"\n[soa]\n[records.a]\nAAAA = \"::1\"\n").is_none());
+        // An escape in a key, an array of tables under records.
+        assert!(split("[records.\"\\u0061\"]\nA = \"1\"\n").is_none());
+        assert!(split("[[records.a]]\nA = \"1\"\n").is_none());
+        // A header that does not end.
+        assert!(split("[records.a\nA = \"1\"\n").is_none());
+        // `[` in strings, comments and arrays at the start of a line is not a header.
+        let s = split("a = \"\"\"\n[records.x]\n\"\"\"\n# [records.y]\nb = [\n[1],\n]\n")
+            .expect("splits");
+        assert!(s.records.is_empty());
+    }
+}
