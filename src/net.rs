@@ -45,25 +45,48 @@ pub enum Transport {
     Udp,
     /// Plain DNS over TCP.
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS, HTTP/2 (RFC 8484).
+    Https,
+    /// DNS over QUIC (RFC 9250).
+    Quic,
 }
 
 impl Transport {
     /// Every transport, in metric label order.
-    pub(crate) const ALL: [Transport; 2] = [Transport::Udp, Transport::Tcp];
+    pub(crate) const ALL: [Transport; 5] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Https,
+        Transport::Quic,
+    ];
 
-    /// The metric label (`udp`, `tcp`).
+    /// The metric label (`udp`, `tcp`, `tls`, `https`, `quic`).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Https => "https",
+            Transport::Quic => "quic",
         }
     }
 
-    /// A stream transport: no UDP size limit, messages framed by length.
+    /// A stream transport: no UDP size limit, messages framed by length (or by HTTP).
     pub fn is_stream(self) -> bool {
         match self {
             Transport::Udp => false,
-            Transport::Tcp => true,
+            Transport::Tcp | Transport::Tls | Transport::Https | Transport::Quic => true,
+        }
+    }
+
+    /// An encrypted transport: responses to padded queries are padded (RFC 7830, RFC 8467).
+    pub fn is_encrypted(self) -> bool {
+        match self {
+            Transport::Udp | Transport::Tcp => false,
+            Transport::Tls | Transport::Https | Transport::Quic => true,
         }
     }
 
@@ -71,6 +94,91 @@ impl Transport {
     #[inline]
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// Something that happened to a connection of a stream transport, counted per transport
+/// (`gslbd_connections_total`, `gslbd_connections_open`, `gslbd_transport_limit_total`,
+/// `gslbd_transport_errors_total`). The limit events name the limit that closed or refused
+/// the connection (or, for `Streams`, that a connection reached).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnEvent {
+    /// A connection is established (after the TLS or QUIC handshake).
+    Opened,
+    /// An established connection ended, for whatever reason.
+    Closed,
+    /// Limit: the handshake did not finish in time.
+    HandshakeTimeout,
+    /// Limit: no query for the idle time.
+    IdleTimeout,
+    /// Limit: refused at the total connection limit.
+    MaxConnections,
+    /// Limit: refused at the per-client connection limit.
+    MaxPerClient,
+    /// Limit: a QUIC or HTTP/2 connection reached its concurrent stream limit (further
+    /// streams wait for the client's credit, or are refused).
+    MaxStreams,
+    /// Limit: a request larger than the bound (connection closed, or HTTP 413).
+    RequestTooLarge,
+    /// Error: the TLS or QUIC handshake failed (no common ALPN or version, bad record, ...).
+    HandshakeFailed,
+    /// Error: not a DNS query (connection closed, DoQ protocol error, or HTTP 4xx).
+    Malformed,
+}
+
+impl ConnEvent {
+    /// Every event, in metric order.
+    pub(crate) const ALL: [ConnEvent; 10] = [
+        ConnEvent::Opened,
+        ConnEvent::Closed,
+        ConnEvent::HandshakeTimeout,
+        ConnEvent::IdleTimeout,
+        ConnEvent::MaxConnections,
+        ConnEvent::MaxPerClient,
+        ConnEvent::MaxStreams,
+        ConnEvent::RequestTooLarge,
+        ConnEvent::HandshakeFailed,
+        ConnEvent::Malformed,
+    ];
+
+    /// The `limit` label of a limit event, the `error` label of an error event; `None` for
+    /// `Opened` and `Closed`.
+    pub(crate) fn label(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            ConnEvent::Opened | ConnEvent::Closed => None,
+            ConnEvent::HandshakeTimeout => Some(("limit", "handshake_timeout")),
+            ConnEvent::IdleTimeout => Some(("limit", "idle_timeout")),
+            ConnEvent::MaxConnections => Some(("limit", "connections")),
+            ConnEvent::MaxPerClient => Some(("limit", "connections_per_client")),
+            ConnEvent::MaxStreams => Some(("limit", "streams")),
+            ConnEvent::RequestTooLarge => Some(("limit", "request_size")),
+            ConnEvent::HandshakeFailed => Some(("error", "handshake")),
+            ConnEvent::Malformed => Some(("error", "malformed")),
+        }
+    }
+
+    /// Position in [`ConnEvent::ALL`].
+    #[inline]
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Whether `transport` can report this event (plain TCP has no handshake, no streams and
+    /// no request bound below the framing's; UDP has no connections at all).
+    pub(crate) fn applies_to(self, transport: Transport) -> bool {
+        match transport {
+            Transport::Udp => false,
+            Transport::Tcp => matches!(
+                self,
+                ConnEvent::Opened
+                    | ConnEvent::Closed
+                    | ConnEvent::IdleTimeout
+                    | ConnEvent::MaxConnections
+                    | ConnEvent::Malformed
+            ),
+            Transport::Tls => self != ConnEvent::MaxStreams,
+            Transport::Https | Transport::Quic => true,
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub(crate) const CLASS_IN: u16 = 1;
 
 /// EDNS option code of Client Subnet (RFC 7871).
 pub(crate) const OPTION_ECS: u16 = 8;
+/// EDNS option code of Padding (RFC 7830).
+pub(crate) const OPTION_PADDING: u16 = 12;
 
 /// Response code NOERROR.
 pub(crate) const RCODE_NOERROR: u8 = 0;

@@ -224,6 +224,12 @@ pub fn render_status(api: &str, v: &Value) -> String {
             let _ = writeln!(out, "  reload error: {}", e.as_str().unwrap_or(""));
         }
     }
+    if let Some(e) = v["tls"]["error"].as_str() {
+        let _ = writeln!(
+            out,
+            "  TLS certificate reload error (the previous certificate serves): {e}"
+        );
+    }
     out.push('\n');
     let mut rows = vec![
         [

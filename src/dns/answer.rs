@@ -287,7 +287,10 @@ pub(crate) fn respond<G: GslbAnswerer>(
         resolve(model, gslb, q, peer, &mut w, &mut zone)
     };
     let scope = outcome.scope;
-    let len = finish(q, &mut w, outcome, badvers, limit);
+    // RFC 7830: pad the response when the query was padded, on encrypted transports only
+    // (padding in the clear only costs bytes).
+    let pad = peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding);
+    let len = finish(q, &mut w, outcome, badvers, limit, pad);
     Answered { len, zone, scope }
 }
 
@@ -314,7 +317,21 @@ fn udp_limit(q: &Query, peer: &Peer) -> usize {
     }
 }
 
-fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize) -> usize {
+/// The block length responses are padded to (RFC 8467 section 4.1, Block-Length Padding: the
+/// recommended 468 octets for responses).
+pub(crate) const PAD_BLOCK: usize = 468;
+
+/// Completes the response: truncation to `limit`, the OPT record (EDNS echo, ECS scope, and
+/// with `pad` a Padding option that makes the message a multiple of [`PAD_BLOCK`] octets, as
+/// far as `limit` allows), the header.
+fn finish(
+    q: &Query,
+    w: &mut Writer<'_>,
+    o: Decided,
+    badvers: bool,
+    limit: usize,
+    pad: bool,
+) -> usize {
     let opt = opt_len(q);
     let mut tc = false;
     if w.overflow || w.len + opt > limit {
@@ -345,21 +362,30 @@ fn finish(q: &Query, w: &mut Writer<'_>, o: Decided, badvers: bool, limit: usize
         w.u16(OUR_UDP_SIZE);
         let do_bit = if e.dnssec_ok { 0x8000 } else { 0 };
         w.u32(ext << 24 | do_bit);
-        match e.ecs {
-            Some(c) if !badvers => {
-                let alen = usize::from(c.source_prefix).div_ceil(8);
-                w.u16((8 + alen) as u16);
-                w.u16(OPTION_ECS);
-                w.u16((4 + alen) as u16);
-                w.u16(c.family);
-                w.put(&[c.source_prefix, o.scope.min(c.source_prefix)]);
-                match c.addr {
-                    IpAddr::V4(a) => w.put(&a.octets()[..alen]),
-                    IpAddr::V6(a) => w.put(&a.octets()[..alen]),
-                }
+        let rdlen_at = w.len;
+        w.u16(0);
+        if let Some(c) = e.ecs.filter(|_| !badvers) {
+            let alen = usize::from(c.source_prefix).div_ceil(8);
+            w.u16(OPTION_ECS);
+            w.u16((4 + alen) as u16);
+            w.u16(c.family);
+            w.put(&[c.source_prefix, o.scope.min(c.source_prefix)]);
+            match c.addr {
+                IpAddr::V4(a) => w.put(&a.octets()[..alen]),
+                IpAddr::V6(a) => w.put(&a.octets()[..alen]),
             }
-            _ => w.u16(0),
         }
+        if pad {
+            let unpadded = w.len + 4;
+            let padded = unpadded.next_multiple_of(PAD_BLOCK).min(limit);
+            if padded >= unpadded {
+                w.u16(OPTION_PADDING);
+                w.u16((padded - unpadded) as u16);
+                w.put(&[0; PAD_BLOCK][..padded - unpadded]);
+            }
+        }
+        let rdlen = w.len - rdlen_at - 2;
+        w.set_u16(rdlen_at, rdlen as u16);
         w.ar += 1;
     }
     let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(o.rcode & 0xF);

@@ -1,13 +1,16 @@
 //! The seam between transports and the answer code: bytes in, bytes out, and who asked.
 //!
-//! Every transport (UDP, TCP, and the ones to come) reads a query, calls
-//! [`PacketHandler::handle`] with the peer it came from, and sends back the bytes it wrote. The
-//! running server implements the handler over its published state; benches and fuzzing can
-//! implement it over a fixed model.
+//! Every transport (UDP, TCP, DoT, DoH, DoQ) reads a query, calls [`PacketHandler::handle`]
+//! with the peer it came from, and sends back the bytes it wrote: the answer to a query does
+//! not depend on the transport beyond its size limit and (for the encrypted ones) EDNS
+//! padding. The running server implements the handler over its published state; benches and
+//! fuzzing can implement it over a fixed model. Stream transports also report what happens to
+//! their connections ([`PacketHandler::conn_event`]), so the server counts them without this
+//! layer knowing metrics.
 
 use std::net::IpAddr;
 
-pub(crate) use crate::net::Transport;
+pub(crate) use crate::net::{ConnEvent, Transport};
 
 use super::wire::Query;
 
@@ -31,10 +34,12 @@ impl Peer {
 
     /// A peer over TCP.
     pub fn tcp(addr: IpAddr) -> Peer {
-        Peer {
-            addr,
-            transport: Transport::Tcp,
-        }
+        Peer::new(addr, Transport::Tcp)
+    }
+
+    /// A peer over any transport.
+    pub fn new(addr: IpAddr, transport: Transport) -> Peer {
+        Peer { addr, transport }
     }
 }
 
@@ -43,4 +48,8 @@ pub(crate) trait PacketHandler: Send + Sync + 'static {
     /// Parses `req` into `q` (a reusable scratch value), writes the response into `out` and
     /// returns its length, or `None` to send nothing.
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize>;
+
+    /// A connection of a stream transport was opened, closed, refused or stopped by a limit
+    /// (never called per query). The default ignores it.
+    fn conn_event(&self, _transport: Transport, _event: ConnEvent) {}
 }

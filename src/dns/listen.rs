@@ -1,5 +1,6 @@
 //! Binding and running the DNS listeners: UDP and TCP on every configured address, on the same
-//! port (also when the port is 0), each under one child of the server's stop tree.
+//! port (also when the port is 0), and the encrypted ones (DoT, DoH, DoQ) on theirs, all under
+//! one child of the server's stop tree.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -9,8 +10,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use super::conn::{ConnLimiter, EncryptedLimits};
 use super::handler::PacketHandler;
-use super::{tcp, udp};
+use super::tls::{ALPN_DOQ, ALPN_DOT, ALPN_H2, CertStore};
+use super::{https, quic, tcp, tls, udp};
 use crate::shutdown::Shutdown;
 
 /// Listener settings.
@@ -27,6 +30,23 @@ pub(crate) struct ListenConfig {
     /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
     /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
     pub(crate) best_effort: bool,
+    /// DoT, DoH and DoQ listeners, if any.
+    pub(crate) encrypted: Option<EncryptedConfig>,
+}
+
+/// The encrypted listeners: their addresses, the certificate they share, their limits.
+#[derive(Clone, Debug)]
+pub(crate) struct EncryptedConfig {
+    /// DNS over TLS addresses (TCP).
+    pub(crate) tls: Vec<SocketAddr>,
+    /// DNS over HTTPS addresses (TCP).
+    pub(crate) https: Vec<SocketAddr>,
+    /// DNS over QUIC addresses (UDP).
+    pub(crate) quic: Vec<SocketAddr>,
+    /// The certificate and key.
+    pub(crate) certs: Arc<CertStore>,
+    /// Timeouts and bounds, shared by all three.
+    pub(crate) limits: EncryptedLimits,
 }
 
 impl Default for ListenConfig {
@@ -37,6 +57,7 @@ impl Default for ListenConfig {
             tcp_max_connections: 512,
             tcp_idle_timeout: Duration::from_secs(10),
             best_effort: false,
+            encrypted: None,
         }
     }
 }
@@ -45,6 +66,12 @@ impl Default for ListenConfig {
 pub(crate) struct Listeners {
     /// The addresses actually bound (ephemeral ports resolved), one per configured address.
     pub(crate) bound: Vec<SocketAddr>,
+    /// The DoT addresses bound.
+    pub(crate) tls: Vec<SocketAddr>,
+    /// The DoH addresses bound.
+    pub(crate) https: Vec<SocketAddr>,
+    /// The DoQ addresses bound.
+    pub(crate) quic: Vec<SocketAddr>,
     stop: Shutdown,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -84,6 +111,9 @@ pub(crate) fn start<H: PacketHandler>(
     };
     let mut out = Listeners {
         bound: vec![],
+        tls: vec![],
+        https: vec![],
+        quic: vec![],
         stop,
         udp_threads: vec![],
         tcp_tasks: vec![],
@@ -117,7 +147,63 @@ pub(crate) fn start<H: PacketHandler>(
         ));
         out.tcp_tasks.push(task);
     }
+    if let Some(enc) = &cfg.encrypted {
+        start_encrypted(enc, handler, &mut out)?;
+    }
     Ok(out)
+}
+
+/// Binds the DoT, DoH and DoQ addresses and starts serving them (one connection limiter for
+/// all three).
+fn start_encrypted<H: PacketHandler>(
+    enc: &EncryptedConfig,
+    handler: Arc<H>,
+    out: &mut Listeners,
+) -> io::Result<()> {
+    let limiter = ConnLimiter::new(enc.limits);
+    let tls_err = |e: rustls::Error| io::Error::other(format!("TLS configuration: {e}"));
+    if !enc.tls.is_empty() {
+        let cfg = enc.certs.server_config(ALPN_DOT, false).map_err(tls_err)?;
+        for &addr in &enc.tls {
+            let l = TcpListener::from_std(tcp::listener(addr)?)?;
+            out.tls.push(l.local_addr()?);
+            out.tcp_tasks.push(tokio::spawn(tls::serve_dot(
+                l,
+                cfg.clone(),
+                handler.clone(),
+                limiter.clone(),
+                out.stop.clone(),
+            )));
+        }
+    }
+    if !enc.https.is_empty() {
+        let cfg = enc.certs.server_config(ALPN_H2, false).map_err(tls_err)?;
+        for &addr in &enc.https {
+            let l = TcpListener::from_std(tcp::listener(addr)?)?;
+            out.https.push(l.local_addr()?);
+            out.tcp_tasks.push(tokio::spawn(https::serve_doh(
+                l,
+                cfg.clone(),
+                handler.clone(),
+                limiter.clone(),
+                out.stop.clone(),
+            )));
+        }
+    }
+    if !enc.quic.is_empty() {
+        let cfg = enc.certs.server_config(ALPN_DOQ, true).map_err(tls_err)?;
+        for &addr in &enc.quic {
+            let ep = quic::endpoint(quic::socket(addr)?, cfg.clone(), &enc.limits)?;
+            out.quic.push(ep.local_addr()?);
+            out.tcp_tasks.push(tokio::spawn(quic::serve_doq(
+                ep,
+                handler.clone(),
+                limiter.clone(),
+                out.stop.clone(),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Binds `n` UDP sockets and a TCP listener on one address; with port 0, retries until UDP

@@ -4,25 +4,34 @@
 //! `PacketHandler` it passes to the transports.
 //!
 //! ```text
-//! udp.rs / tcp.rs --bytes, Peer--> PacketHandler (server) --> answer::handle
+//! udp.rs / tcp.rs / tls.rs (DoT) / https.rs (DoH) / quic.rs (DoQ)
+//!     --bytes, Peer--> PacketHandler (server) --> answer::handle
 //!     answer::handle: wire::parse --Query--> zone lookup, CNAME, wildcard, referral
-//!                     --> GslbAnswerer for GSLB names --> response bytes
-//! listen.rs binds UDP+TCP per address and runs the loops under one stop node.
+//!                     --> GslbAnswerer for GSLB names --> response bytes (padded on the
+//!                         encrypted transports when the query was)
+//! listen.rs binds UDP+TCP per address, and the encrypted listeners on theirs (conn.rs: their
+//! limits and connection counts; tls.rs: the certificate), under one stop node.
 //! ```
 //!
 //! A new transport is one new file that reads queries and calls `PacketHandler::handle`.
 
 pub(crate) mod answer;
+pub(crate) mod conn;
 pub(crate) mod handler;
+pub(crate) mod https;
 pub(crate) mod listen;
+pub(crate) mod quic;
 pub(crate) mod tcp;
+pub(crate) mod tls;
 #[allow(unsafe_code)]
 pub(crate) mod udp;
 pub(crate) mod wire;
 
 pub(crate) use answer::{GslbAnswerer, GslbOutcome, Writer};
 pub use answer::{NoGslb, handle};
+pub use conn::EncryptedLimits;
 pub(crate) use handler::PacketHandler;
 pub use handler::Peer;
-pub(crate) use listen::{ListenConfig, Listeners};
+pub(crate) use listen::{EncryptedConfig, ListenConfig, Listeners};
+pub use tls::{CertError, CertStore};
 pub use wire::Query;

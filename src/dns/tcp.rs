@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::handler::{PacketHandler, Peer};
+use super::handler::{ConnEvent, PacketHandler, Peer, Transport};
 use super::wire::Query;
 use crate::shutdown::Shutdown;
 
@@ -40,6 +40,10 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
     stop: Shutdown,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let limits = StreamLimits {
+        idle,
+        max_request: usize::from(u16::MAX),
+    };
     loop {
         tokio::select! {
             _ = stop.stopped() => break,
@@ -47,6 +51,7 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
                 let Ok((stream, peer)) = acc else { continue };
                 // At the connection limit, close new connections at once rather than queue them.
                 let Ok(permit) = conns.clone().try_acquire_owned() else {
+                    h.conn_event(Transport::Tcp, ConnEvent::MaxConnections);
                     drop(stream);
                     continue;
                 };
@@ -55,7 +60,12 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
                 let stop = stop.clone();
                 tasks.spawn(async move {
                     let _permit = permit;
-                    let _ = serve_stream(stream, Peer::tcp(peer.ip()), &*h, idle, &stop).await;
+                    h.conn_event(Transport::Tcp, ConnEvent::Opened);
+                    let end = serve_stream(stream, Peer::tcp(peer.ip()), &*h, limits, &stop).await;
+                    if let Some(e) = end.event() {
+                        h.conn_event(Transport::Tcp, e);
+                    }
+                    h.conn_event(Transport::Tcp, ConnEvent::Closed);
                 });
                 while tasks.try_join_next().is_some() {}
             }
@@ -67,19 +77,77 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Serves length-prefixed DNS messages on one stream until it closes, idles out, or `stop`
-/// (between queries; a query whose first byte has arrived is read and answered).
+/// Bounds of one length-framed stream (TCP, DoT).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct StreamLimits {
+    /// Close the connection when no query starts (or a started one does not complete) for
+    /// this long.
+    pub(crate) idle: Duration,
+    /// Close the connection on a message longer than this (at most 65535, the framing's limit).
+    pub(crate) max_request: usize,
+}
+
+/// Why [`serve_stream`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StreamEnd {
+    /// The peer closed the connection, or reading or writing failed.
+    Closed,
+    /// No query (or no complete query) within the idle time.
+    Idle,
+    /// The server is stopping.
+    Stopped,
+    /// A message announced more bytes than the request bound.
+    TooLarge,
+    /// The handler dropped a message (not a DNS query): the stream cannot be trusted further.
+    Dropped,
+}
+
+impl StreamEnd {
+    /// The connection event that ending this way counts as, if any.
+    pub(crate) fn event(self) -> Option<ConnEvent> {
+        match self {
+            StreamEnd::Closed | StreamEnd::Stopped => None,
+            StreamEnd::Idle => Some(ConnEvent::IdleTimeout),
+            StreamEnd::TooLarge => Some(ConnEvent::RequestTooLarge),
+            StreamEnd::Dropped => Some(ConnEvent::Malformed),
+        }
+    }
+}
+
+/// Serves length-prefixed DNS messages on one stream until it closes, idles out, breaks a
+/// bound, or `stop` (between queries; a query whose first byte has arrived is read and
+/// answered). The stream is shut down (for TLS: `close_notify`) before returning.
 pub(crate) async fn serve_stream<S, H>(
     mut s: S,
     peer: Peer,
     h: &H,
-    idle: Duration,
+    limits: StreamLimits,
     stop: &Shutdown,
-) -> io::Result<()>
+) -> StreamEnd
 where
     S: AsyncRead + AsyncWrite + Unpin,
     H: PacketHandler + ?Sized,
 {
+    let end = serve_messages(&mut s, peer, h, limits, stop).await;
+    if end != StreamEnd::Closed {
+        // Bounded: a peer that does not read must not hold the task.
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
+    }
+    end
+}
+
+async fn serve_messages<S, H>(
+    s: &mut S,
+    peer: Peer,
+    h: &H,
+    limits: StreamLimits,
+    stop: &Shutdown,
+) -> StreamEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    H: PacketHandler + ?Sized,
+{
+    let idle = limits.idle;
     let mut req = vec![0u8; 65535];
     let mut resp = vec![0u8; 65537];
     let mut q = Query::default();
@@ -88,23 +156,31 @@ where
         tokio::select! {
             r = tokio::time::timeout(idle, s.read_exact(&mut len[..1])) => match r {
                 Ok(Ok(_)) => {}
-                _ => return Ok(()), // idle timeout or closed
+                Ok(Err(_)) => return StreamEnd::Closed,
+                Err(_) => return StreamEnd::Idle,
             },
-            _ = stop.stopped() => return Ok(()),
+            _ = stop.stopped() => return StreamEnd::Stopped,
         }
         match tokio::time::timeout(idle, s.read_exact(&mut len[1..])).await {
             Ok(Ok(_)) => {}
-            _ => return Ok(()),
+            Ok(Err(_)) => return StreamEnd::Closed,
+            Err(_) => return StreamEnd::Idle,
         }
         let n = usize::from(u16::from_be_bytes(len));
+        if n > limits.max_request {
+            return StreamEnd::TooLarge;
+        }
         match tokio::time::timeout(idle, s.read_exact(&mut req[..n])).await {
             Ok(Ok(_)) => {}
-            _ => return Ok(()),
+            Ok(Err(_)) => return StreamEnd::Closed,
+            Err(_) => return StreamEnd::Idle,
         }
         let Some(rlen) = h.handle(&req[..n], &peer, &mut q, &mut resp[2..]) else {
-            return Ok(());
+            return StreamEnd::Dropped;
         };
         resp[..2].copy_from_slice(&(rlen as u16).to_be_bytes());
-        s.write_all(&resp[..rlen + 2]).await?;
+        if s.write_all(&resp[..rlen + 2]).await.is_err() || s.flush().await.is_err() {
+            return StreamEnd::Closed;
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::rr::{OPTION_ECS, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
+use crate::rr::{OPTION_ECS, OPTION_PADDING, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
 
 /// Length of the DNS header.
 pub(crate) const HEADER_LEN: usize = 12;
@@ -35,6 +35,9 @@ pub(crate) struct Edns {
     pub(crate) dnssec_ok: bool,
     /// The Client Subnet option, if sent and valid.
     pub(crate) ecs: Option<ClientSubnet>,
+    /// The query carried a Padding option (RFC 7830): pad the response on an encrypted
+    /// transport.
+    pub(crate) padding: bool,
 }
 
 /// A parsed query; the name is lower-cased wire form in a fixed buffer.
@@ -219,6 +222,7 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns
         version,
         dnssec_ok: flags & 0x8000 != 0,
         ecs: None,
+        padding: false,
     };
     let mut at = rdata_at;
     while at < end {
@@ -233,6 +237,8 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns
                 return None;
             }
             edns.ecs = Some(parse_ecs(data)?);
+        } else if code == OPTION_PADDING {
+            edns.padding = true;
         }
         at += 4 + len;
     }
@@ -317,6 +323,40 @@ pub(crate) fn response_rcode(resp: &[u8], q: &Query) -> u16 {
     }
 }
 
+/// The smallest TTL of the answer and authority records of a response we wrote (for DoH's
+/// `Cache-Control: max-age`, which RFC 8484 section 5.1 bounds by it); `None` when there are
+/// none. Off the query path's hot loop: it walks the message once.
+pub(crate) fn min_ttl(resp: &[u8]) -> Option<u32> {
+    let qd = be16(resp, 4)?;
+    let an = be16(resp, 6)?;
+    let ns = be16(resp, 8)?;
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        at = skip_name(resp, at)? + 4;
+    }
+    let mut min: Option<u32> = None;
+    for _ in 0..(u32::from(an) + u32::from(ns)) {
+        let name_end = skip_name(resp, at)?;
+        let ttl = u32::from_be_bytes(resp.get(name_end + 4..name_end + 8)?.try_into().ok()?);
+        min = Some(min.map_or(ttl, |m| m.min(ttl)));
+        at = skip_rr(resp, at)?.0;
+    }
+    min
+}
+
+/// The end of a (possibly compressed) name at `at`.
+fn skip_name(b: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *b.get(at)?;
+        match len {
+            0 => return Some(at + 1),
+            l if l & 0xC0 == 0xC0 => return Some(at + 2),
+            l if l & 0xC0 != 0 => return None,
+            l => at += 1 + l as usize,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,6 +432,7 @@ mod tests {
             version: 1,
             dnssec_ok: false,
             ecs: None,
+            padding: false,
         });
         assert_eq!(response_rcode(&resp, &q), 16);
         assert_eq!(response_rcode(&[], &q), 2);

@@ -43,7 +43,7 @@ use slots::{
 };
 pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
-use crate::net::Transport;
+use crate::net::{ConnEvent, Transport};
 
 /// The process-wide registry; share it as `Arc<Metrics>`.
 pub struct Metrics {
@@ -57,6 +57,10 @@ pub struct Metrics {
     snapshots: AtomicU64,
     reload_ok: AtomicU64,
     reload_err: AtomicU64,
+    /// Connection events per (transport, event): per connection, not per query.
+    conns: [[AtomicU64; ConnEvent::ALL.len()]; Transport::ALL.len()],
+    cert_reload_ok: AtomicU64,
+    cert_reload_err: AtomicU64,
 }
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -87,7 +91,8 @@ impl Metrics {
         hot.ensure(0);
         let m = Metrics {
             shards,
-            // 192 counters a zone: small chunks, as most servers have few zones.
+            // 480 counters a zone (12 types x 8 rcodes x 5 transports): small chunks, as most
+            // servers have few zones.
             zones: Family::new(QUERY_WIDTH, shards, 4),
             decisions: Family::new(1, shards, 256),
             all_down: Family::new(1, shards, 256),
@@ -97,6 +102,9 @@ impl Metrics {
             snapshots: AtomicU64::new(0),
             reload_ok: AtomicU64::new(0),
             reload_err: AtomicU64::new(0),
+            conns: Default::default(),
+            cert_reload_ok: AtomicU64::new(0),
+            cert_reload_err: AtomicU64::new(0),
         };
         let none = m.zones.slot("zones", vec!["none".into()]);
         debug_assert_eq!(none, ZoneSlot::NONE.0);
@@ -223,6 +231,22 @@ impl Metrics {
             &self.reload_ok
         } else {
             &self.reload_err
+        }
+        .fetch_add(1, Relaxed);
+    }
+
+    /// Something happened to a connection of a stream transport (once per connection or
+    /// refusal, never per query).
+    pub fn conn_event(&self, transport: Transport, event: ConnEvent) {
+        self.conns[transport.index()][event.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A TLS certificate reload finished, successfully or not.
+    pub fn cert_reload(&self, ok: bool) {
+        if ok {
+            &self.cert_reload_ok
+        } else {
+            &self.cert_reload_err
         }
         .fetch_add(1, Relaxed);
     }

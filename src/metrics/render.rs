@@ -10,7 +10,7 @@ use super::slots::{
     ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, N_TRANSPORTS,
     PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
 };
-use crate::net::Transport;
+use crate::net::{ConnEvent, Transport};
 
 impl Metrics {
     /// The whole registry plus the gauges in `extra`, in the Prometheus text format 0.0.4.
@@ -44,6 +44,7 @@ impl Metrics {
             &[("result", "error")],
             self.reload_err.load(Relaxed),
         );
+        self.render_connections(&mut o);
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
         }
@@ -67,7 +68,7 @@ impl Metrics {
                     for (ti, tr) in Transport::ALL.iter().map(|t| t.label()).enumerate() {
                         let j = (qi * RCODES.len() + ri) * N_TRANSPORTS + ti;
                         let v = self.zones.counters.sum(slot as u32, j);
-                        // Only combinations seen so far: 192 zero series per zone would drown
+                        // Only combinations seen so far: 480 zero series per zone would drown
                         // the scrape; a series appears with its first query and then stays.
                         if v > 0 {
                             let l = [
@@ -129,6 +130,56 @@ impl Metrics {
             let sum = self.hot.sum(0, row + 129) as f64;
             o.histogram(s, &[("family", fam)], &bounds, &counts, sum);
         }
+    }
+
+    fn render_connections(&self, o: &mut Text) {
+        let count = |t: Transport, e: ConnEvent| self.conns[t.index()][e.index()].load(Relaxed);
+        // Stream transports only: UDP has no connections.
+        let streams = || Transport::ALL.into_iter().filter(|t| t.is_stream());
+        let c = "gslbd_connections_total";
+        o.header(
+            c,
+            "Connections established (after the TLS/QUIC handshake), by transport.",
+            "counter",
+        );
+        for t in streams() {
+            o.sample(c, &[("transport", t.label())], count(t, ConnEvent::Opened));
+        }
+        let g = "gslbd_connections_open";
+        o.header(g, "Connections open now, by transport.", "gauge");
+        for t in streams() {
+            let open = count(t, ConnEvent::Opened).saturating_sub(count(t, ConnEvent::Closed));
+            o.sample(g, &[("transport", t.label())], open);
+        }
+        for (name, kind, help) in [
+            (
+                "gslbd_transport_limit_total",
+                "limit",
+                "Connections or requests a listener limit stopped, by transport and limit.",
+            ),
+            (
+                "gslbd_transport_errors_total",
+                "error",
+                "Failed handshakes and non-DNS requests, by transport.",
+            ),
+        ] {
+            o.header(name, help, "counter");
+            for t in streams() {
+                for e in ConnEvent::ALL.into_iter().filter(|e| e.applies_to(t)) {
+                    if let Some((k, v)) = e.label().filter(|(k, _)| *k == kind) {
+                        o.sample(name, &[("transport", t.label()), (k, v)], count(t, e));
+                    }
+                }
+            }
+        }
+        let r = "gslbd_tls_cert_reloads_total";
+        o.header(r, "TLS certificate reloads by result.", "counter");
+        o.sample(r, &[("result", "ok")], self.cert_reload_ok.load(Relaxed));
+        o.sample(
+            r,
+            &[("result", "error")],
+            self.cert_reload_err.load(Relaxed),
+        );
     }
 
     fn render_gslb(&self, o: &mut Text) {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::State;
 use crate::api::{
-    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, Topology,
-    ZoneInfo,
+    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, TlsInfo,
+    Topology, ZoneInfo,
 };
 use crate::dns::wire::ClientSubnet;
 use crate::explain::ExplainError;
@@ -37,6 +37,17 @@ impl ApiBackend for Backend {
                 errors: r.errors.clone(),
             },
             zones: ZoneInfo::list(&loaded.model),
+            tls: self.state.cert_paths().map(|(cert, key)| {
+                let r = self.state.cert_report.load();
+                TlsInfo {
+                    cert_file: cert.display().to_string(),
+                    key_file: key.display().to_string(),
+                    loaded_at: r.loaded_at,
+                    checked_at: r.checked_at,
+                    ok: r.ok,
+                    error: r.error.clone(),
+                }
+            }),
         }
     }
 

@@ -27,12 +27,16 @@ use arc_swap::ArcSwap;
 
 use crate::config::{self, ConfigErrors};
 use crate::dns::wire::response_rcode;
-use crate::dns::{self, ListenConfig, Listeners, PacketHandler, Peer, Query};
+use crate::dns::{
+    self, CertError, CertStore, EncryptedConfig, EncryptedLimits, ListenConfig, Listeners,
+    PacketHandler, Peer, Query,
+};
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
 use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
+use crate::net::{ConnEvent, Transport};
 use crate::probe::WorkerSettings;
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
@@ -76,6 +80,44 @@ pub struct ServeOptions {
     pub listen_best_effort: bool,
     /// Latency map file (client region or subnet -> datacenter -> ms) for the `latency` policy.
     pub latency_map: Option<PathBuf>,
+    /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
+    pub tls: Option<TlsOptions>,
+}
+
+/// The encrypted listeners and the certificate they share.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// PEM certificate chain, the server's certificate first (watched and reloaded).
+    pub cert: PathBuf,
+    /// PEM private key (watched and reloaded).
+    pub key: PathBuf,
+    /// DNS over TLS addresses.
+    pub listen_tls: Vec<SocketAddr>,
+    /// DNS over HTTPS addresses.
+    pub listen_https: Vec<SocketAddr>,
+    /// DNS over QUIC addresses.
+    pub listen_quic: Vec<SocketAddr>,
+    /// Timeouts and bounds of the three.
+    pub limits: EncryptedLimits,
+}
+
+impl TlsOptions {
+    /// No listener yet, default limits.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsOptions {
+        TlsOptions {
+            cert: cert.into(),
+            key: key.into(),
+            listen_tls: vec![],
+            listen_https: vec![],
+            listen_quic: vec![],
+            limits: EncryptedLimits::default(),
+        }
+    }
+}
+
+/// Parses a duration as the zone files write it (`500ms`, `5s`, `2m`, `1h`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    crate::walk::parse_duration(s)
 }
 
 impl ServeOptions {
@@ -99,6 +141,7 @@ impl ServeOptions {
             query_log_sample: 0,
             listen_best_effort: false,
             latency_map: None,
+            tls: None,
         }
     }
 
@@ -120,6 +163,20 @@ pub struct ReloadReport {
     pub ok: bool,
     /// Every error, when it failed.
     pub(crate) errors: Vec<String>,
+}
+
+/// The certificate of the encrypted listeners: what serves now and how the last reload went,
+/// for logs and the status API.
+#[derive(Clone, Debug)]
+pub struct CertReport {
+    /// When the certificate serving now was loaded.
+    pub(crate) loaded_at: SystemTime,
+    /// When the files were last read (start, a change, SIGHUP).
+    pub(crate) checked_at: SystemTime,
+    /// The last read loaded (or found the same certificate).
+    pub ok: bool,
+    /// Why the last read failed (the previous certificate keeps serving).
+    pub(crate) error: Option<String>,
 }
 
 /// A model and the metric slots of its zones and GSLB names, published together.
@@ -189,6 +246,10 @@ pub struct State {
     private_state_dir: bool,
     /// Parent of every probe runtime's stop node.
     stop: Shutdown,
+    /// The certificate of the encrypted listeners, when they run.
+    certs: Option<Arc<CertStore>>,
+    /// How the certificate's last (re)load went.
+    pub cert_report: ArcSwap<CertReport>,
 }
 
 impl PacketHandler for State {
@@ -228,6 +289,10 @@ impl PacketHandler for State {
             sample_log(self.opts.query_log_sample, peer, q, resp);
         }
         Some(a.len)
+    }
+
+    fn conn_event(&self, transport: Transport, event: ConnEvent) {
+        self.metrics.conn_event(transport, event);
     }
 }
 
@@ -372,6 +437,56 @@ impl State {
         result
     }
 
+    /// Reads the certificate and key files again: new handshakes get the new certificate,
+    /// established connections keep theirs. A file that does not load keeps the current
+    /// certificate serving and reports the error (log, /status, metric). `Ok(true)` = changed.
+    pub async fn reload_certs(&self) -> Result<bool, String> {
+        let Some(store) = self.certs.clone() else {
+            return Ok(false);
+        };
+        let result = tokio::task::spawn_blocking(move || store.reload().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(format!("certificate reload task failed: {e}")));
+        let now = SystemTime::now();
+        let prev = self.cert_report.load_full();
+        let report = match &result {
+            Ok(changed) => {
+                if *changed {
+                    self.metrics.cert_reload(true);
+                    tracing::info!("TLS certificate reloaded; new connections use it");
+                }
+                CertReport {
+                    loaded_at: if *changed { now } else { prev.loaded_at },
+                    checked_at: now,
+                    ok: true,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.metrics.cert_reload(false);
+                tracing::error!(
+                    "TLS certificate reload failed, still serving the previous certificate: {e}"
+                );
+                CertReport {
+                    loaded_at: prev.loaded_at,
+                    checked_at: now,
+                    ok: false,
+                    error: Some(e.clone()),
+                }
+            }
+        };
+        self.cert_report.store(Arc::new(report));
+        result
+    }
+
+    /// The certificate and key files of the encrypted listeners, when they run.
+    pub(crate) fn cert_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        self.certs.as_ref().map(|c| {
+            let (a, b) = c.paths();
+            (a.to_path_buf(), b.to_path_buf())
+        })
+    }
+
     async fn try_reload(&self) -> Result<(), ConfigErrors> {
         let dir = self.opts.zones_dir.clone();
         let paths = self.opts.geoip_paths();
@@ -410,6 +525,12 @@ pub struct Running {
     pub dns_addrs: Vec<SocketAddr>,
     /// Bound API address, when the API runs.
     pub api_addr: Option<SocketAddr>,
+    /// Bound DNS over TLS addresses.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Bound DNS over HTTPS addresses.
+    pub https_addrs: Vec<SocketAddr>,
+    /// Bound DNS over QUIC addresses.
+    pub quic_addrs: Vec<SocketAddr>,
     listeners: Listeners,
     stop: Shutdown,
     api_stop: Shutdown,
@@ -441,6 +562,12 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The certificate or key of the encrypted listeners cannot be used.
+    #[error("TLS certificate: {0}")]
+    Tls(CertError),
+    /// Encrypted listeners were asked for without a certificate, or the other way round.
+    #[error("{0}")]
+    Usage(String),
     /// The state directory cannot be created.
     #[error("state directory {path}: {source}")]
     StateDir {
@@ -477,6 +604,19 @@ impl Running {
 
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
+    let certs = match &opts.tls {
+        Some(t) => {
+            if t.listen_tls.is_empty() && t.listen_https.is_empty() && t.listen_quic.is_empty() {
+                return Err(StartError::Usage(
+                    "a TLS certificate was given but no --listen-tls, --listen-https or \
+                     --listen-quic address"
+                        .into(),
+                ));
+            }
+            Some(CertStore::load(&t.cert, &t.key).map_err(StartError::Tls)?)
+        }
+        None => None,
+    };
     let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
@@ -520,6 +660,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         state_dir,
         private_state_dir,
         stop: stop.clone(),
+        certs: certs.clone(),
+        cert_report: ArcSwap::from_pointee(CertReport {
+            loaded_at: SystemTime::now(),
+            checked_at: SystemTime::now(),
+            ok: true,
+            error: None,
+        }),
     });
     let health_gen = state
         .sync_health(&loaded.model)
@@ -535,10 +682,21 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         tcp_max_connections: opts.tcp_max_connections,
         tcp_idle_timeout: opts.tcp_idle_timeout,
         best_effort: opts.listen_best_effort,
+        encrypted: opts
+            .tls
+            .as_ref()
+            .zip(certs)
+            .map(|(t, certs)| EncryptedConfig {
+                tls: t.listen_tls.clone(),
+                https: t.listen_https.clone(),
+                quic: t.listen_quic.clone(),
+                certs,
+                limits: t.limits,
+            }),
     };
     let listeners =
         dns::listen::start(&cfg, state.clone(), stop.child()).map_err(|e| StartError::Bind {
-            addr: format!("{:?}", opts.listen),
+            addr: listen_list(&opts),
             source: e,
         })?;
     let dns_addrs = listeners.bound.clone();
@@ -582,11 +740,22 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             opts.geoip_paths(),
             background_stop.clone(),
         ));
+        if let Some((cert, key)) = state.cert_paths() {
+            background.push(watch::spawn_certs(
+                state.clone(),
+                cert,
+                key,
+                background_stop.clone(),
+            ));
+        }
     }
     Ok(Running {
         state,
         dns_addrs,
         api_addr,
+        tls_addrs: listeners.tls.clone(),
+        https_addrs: listeners.https.clone(),
+        quic_addrs: listeners.quic.clone(),
         listeners,
         stop,
         api_stop,
@@ -594,6 +763,21 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         background_stop,
         background,
     })
+}
+
+/// Every listen address asked for, for a bind error.
+fn listen_list(opts: &ServeOptions) -> String {
+    let mut all: Vec<String> = opts.listen.iter().map(ToString::to_string).collect();
+    if let Some(t) = &opts.tls {
+        for (v, what) in [
+            (&t.listen_tls, "tls"),
+            (&t.listen_https, "https"),
+            (&t.listen_quic, "quic"),
+        ] {
+            all.extend(v.iter().map(|a| format!("{a} ({what})")));
+        }
+    }
+    all.join(", ")
 }
 
 /// `gslbd serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.
@@ -608,6 +792,18 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     for a in &running.dns_addrs {
         tracing::info!(%a, "dns listening (udp, tcp)");
     }
+    for (addrs, what) in [
+        (&running.tls_addrs, "dns over tls listening"),
+        (
+            &running.https_addrs,
+            "dns over https listening (https://ADDR/dns-query)",
+        ),
+        (&running.quic_addrs, "dns over quic listening"),
+    ] {
+        for a in addrs {
+            tracing::info!(%a, "{what}");
+        }
+    }
     if let Some(a) = running.api_addr {
         tracing::info!(%a, "api listening (http)");
     }
@@ -616,6 +812,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
                 let _ = running.state.reload().await;
+                let _ = running.state.reload_certs().await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -68,6 +68,7 @@ impl ApiBackend for Fake {
                 gslb_names: 1,
                 file: "zones/example.com.toml".into(),
             }],
+            tls: None,
         }
     }
 
