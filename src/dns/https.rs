@@ -92,6 +92,7 @@ where
             _ = stop.stopped() => break None,
             r = conn.accept() => match r {
                 Some(Ok((req, respond))) => {
+                    while streams.try_join_next().is_some() {}
                     streams.spawn(request(req, respond, peer, h.clone(), lim));
                     if streams.len() == lim.max_streams as usize {
                         h.conn_event(Transport::Https, ConnEvent::MaxStreams);

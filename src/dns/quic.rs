@@ -47,8 +47,10 @@ pub(crate) fn endpoint(
         .max_concurrent_bidi_streams(VarInt::from_u32(lim.max_streams))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .datagram_receive_buffer_size(None)
+        // Twice the query idle time: the connection task's own close (DOQ_NO_ERROR, which
+        // the client sees at once) comes first; QUIC's silent timeout is for dead peers.
         .max_idle_timeout(Some(
-            IdleTimeout::try_from(lim.idle_timeout).map_err(io::Error::other)?,
+            IdleTimeout::try_from(lim.idle_timeout * 2).map_err(io::Error::other)?,
         ));
     server.transport_config(Arc::new(transport));
     Endpoint::new(
@@ -135,6 +137,12 @@ async fn serve_connection<H: PacketHandler>(
             }
             r = c.accept_bi() => match r {
                 Ok((send, recv)) => {
+                    while let Some(r) = streams.try_join_next() {
+                        if let Ok(Err(e)) = r {
+                            close(DOQ_PROTOCOL_ERROR, b"not a DoQ query");
+                            return Some(e);
+                        }
+                    }
                     streams.spawn(query(send, recv, peer, h.clone(), *lim));
                     if streams.len() == lim.max_streams as usize {
                         h.conn_event(Transport::Quic, ConnEvent::MaxStreams);

@@ -22,6 +22,7 @@ mod browser;
 mod cli;
 mod common;
 mod dns_core;
+mod encrypted;
 mod fuzz;
 mod geo;
 mod gslb;
