@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Serve the zones (the default: zones/ on 127.0.0.1:5353 and [::1]:5353).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Load and validate the zones; print every error; exit 1 on any error.
     Check {
         #[arg(long, default_value = "zones")]
@@ -199,7 +199,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Some(Cmd::Check { zones }) => check(&zones),
-        Some(Cmd::Serve(a)) => serve(a),
+        Some(Cmd::Serve(a)) => serve(*a),
         Some(Cmd::Explain(a)) => explain(a),
         Some(Cmd::Status { api }) => api_call("status", async move {
             let v = gslbd::api::client::fetch_status(&api).await?;

@@ -107,6 +107,9 @@ pub enum ConnEvent {
     Opened,
     /// An established connection ended, for whatever reason.
     Closed,
+    /// The TLS handshake of a new connection resumed an earlier session (a ticket): no
+    /// certificate signature, so much cheaper than a full handshake.
+    Resumed,
     /// Limit: the handshake did not finish in time.
     HandshakeTimeout,
     /// Limit: no query for the idle time.
@@ -128,9 +131,10 @@ pub enum ConnEvent {
 
 impl ConnEvent {
     /// Every event, in metric order.
-    pub(crate) const ALL: [ConnEvent; 10] = [
+    pub(crate) const ALL: [ConnEvent; 11] = [
         ConnEvent::Opened,
         ConnEvent::Closed,
+        ConnEvent::Resumed,
         ConnEvent::HandshakeTimeout,
         ConnEvent::IdleTimeout,
         ConnEvent::MaxConnections,
@@ -142,10 +146,10 @@ impl ConnEvent {
     ];
 
     /// The `limit` label of a limit event, the `error` label of an error event; `None` for
-    /// `Opened` and `Closed`.
+    /// `Opened`, `Closed` and `Resumed`.
     pub(crate) fn label(self) -> Option<(&'static str, &'static str)> {
         match self {
-            ConnEvent::Opened | ConnEvent::Closed => None,
+            ConnEvent::Opened | ConnEvent::Closed | ConnEvent::Resumed => None,
             ConnEvent::HandshakeTimeout => Some(("limit", "handshake_timeout")),
             ConnEvent::IdleTimeout => Some(("limit", "idle_timeout")),
             ConnEvent::MaxConnections => Some(("limit", "connections")),
@@ -177,7 +181,9 @@ impl ConnEvent {
                     | ConnEvent::Malformed
             ),
             Transport::Tls => self != ConnEvent::MaxStreams,
-            Transport::Https | Transport::Quic => true,
+            Transport::Https => true,
+            // quinn does not say whether a handshake resumed a session.
+            Transport::Quic => self != ConnEvent::Resumed,
         }
     }
 }

@@ -254,6 +254,9 @@ pub(crate) async fn accept_tls<H, F, Fut>(
                 _ = stop.stopped() => return,
             };
             let conn = Counted::open(h.clone(), transport, permit);
+            if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                conn.event(ConnEvent::Resumed);
+            }
             if let Some(e) = serve(tls, Peer::new(addr.ip(), transport), h, stop).await {
                 conn.event(e);
             }

@@ -145,6 +145,15 @@ impl Metrics {
         for t in streams() {
             o.sample(c, &[("transport", t.label())], count(t, ConnEvent::Opened));
         }
+        let r = "gslbd_connections_resumed_total";
+        o.header(
+            r,
+            "Connections whose TLS handshake resumed an earlier session, by transport.",
+            "counter",
+        );
+        for t in streams().filter(|t| ConnEvent::Resumed.applies_to(*t)) {
+            o.sample(r, &[("transport", t.label())], count(t, ConnEvent::Resumed));
+        }
         let g = "gslbd_connections_open";
         o.header(g, "Connections open now, by transport.", "gauge");
         for t in streams() {

@@ -624,7 +624,7 @@ fn kdig_gets_the_udp_answer_over_every_transport() {
     }
     // The GSLB answers differ by the ECS region, as over UDP.
     let eu = kdig(&[
-        format!("@127.0.0.1"),
+        "@127.0.0.1".to_string(),
         "-p".into(),
         fx.doq().port().to_string(),
         "+quic".into(),
@@ -760,6 +760,32 @@ fn many_queries_on_one_connection() {
             "kdig +keepopen used one connection"
         );
     }
+}
+
+/// A client that comes back with a session ticket resumes (no full handshake), and the
+/// resumption is counted.
+#[test]
+fn returning_clients_resume_their_tls_session() {
+    let fx = Fx::start(EncryptedLimits::default());
+    let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
+    let cfg = fx.pki.client(b"dot");
+    fx.s.block_on(async {
+        for _ in 0..3 {
+            let tcp = TcpStream::connect(fx.dot()).await.unwrap();
+            let name = ServerName::try_from("dns.test").unwrap();
+            let mut t = TlsConnector::from(cfg.clone())
+                .connect(name, tcp)
+                .await
+                .unwrap();
+            // The answer comes after the tickets: reading it stores them in `cfg`.
+            assert!(dot_exchange(&mut t, &www).await.is_some());
+        }
+    });
+    assert_eq!(fx.connections("tls"), 3.0);
+    assert_eq!(
+        fx.metric("gslbd_connections_resumed_total{transport=\"tls\"}"),
+        2.0
+    );
 }
 
 /// A new certificate and key are picked up by new handshakes while connections opened
