@@ -437,4 +437,23 @@ mod tests {
         assert_eq!(response_rcode(&resp, &q), 16);
         assert_eq!(response_rcode(&[], &q), 2);
     }
+
+    #[test]
+    fn min_ttl_of_answer_and_authority() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::{Name, RData, Record, rdata};
+        let name = Name::from_ascii("www.example.com.").unwrap();
+        let a =
+            |ttl, ip: [u8; 4]| Record::from_rdata(name.clone(), ttl, RData::A(rdata::A(ip.into())));
+        let mut m = Message::response(7, hickory_proto::op::OpCode::Query);
+        m.answers = vec![a(300, [192, 0, 2, 1]), a(30, [192, 0, 2, 2])];
+        m.authorities = vec![a(600, [192, 0, 2, 3])];
+        // Compression pointers in the owners are skipped too.
+        assert_eq!(min_ttl(&m.to_vec().unwrap()), Some(30));
+        m.answers.clear();
+        assert_eq!(min_ttl(&m.to_vec().unwrap()), Some(600));
+        m.authorities.clear();
+        assert_eq!(min_ttl(&m.to_vec().unwrap()), None);
+        assert_eq!(min_ttl(&[0; 5]), None);
+    }
 }

@@ -425,12 +425,29 @@ async fn doh_send(h2: &mut H2, req: http::Request<()>, body: Option<Vec<u8>>) ->
     }
     let resp = resp.await.expect("response");
     let status = resp.status().as_u16();
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let (ctype, cache) = (header("content-type"), header("cache-control"));
     let mut body = resp.into_body();
     let mut out = Vec::new();
     while let Some(chunk) = body.data().await {
         let chunk = chunk.expect("body chunk");
         let _ = body.flow_control().release_capacity(chunk.len());
         out.extend_from_slice(&chunk);
+    }
+    if status == 200 {
+        assert_eq!(ctype.as_deref(), Some("application/dns-message"));
+        // RFC 8484 5.1: a freshness lifetime no longer than the smallest TTL.
+        let m = Message::from_vec(&out).expect("a DNS message");
+        let ttl = m.answers.iter().chain(&m.authorities).map(|r| r.ttl).min();
+        assert_eq!(
+            cache,
+            Some(format!("private, max-age={}", ttl.unwrap_or(0))),
+            "cache-control"
+        );
     }
     (status, out)
 }
