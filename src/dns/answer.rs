@@ -376,13 +376,7 @@ fn finish(
             }
         }
         if pad {
-            let unpadded = w.len + 4;
-            let padded = unpadded.next_multiple_of(PAD_BLOCK).min(limit);
-            if padded >= unpadded {
-                w.u16(OPTION_PADDING);
-                w.u16((padded - unpadded) as u16);
-                w.put(&[0; PAD_BLOCK][..padded - unpadded]);
-            }
+            padding(w, limit);
         }
         let rdlen = w.len - rdlen_at - 2;
         w.set_u16(rdlen_at, rdlen as u16);
@@ -408,6 +402,19 @@ fn finish(
     w.set_u16(8, w.ns);
     w.set_u16(10, w.ar);
     w.len
+}
+
+/// Appends a Padding option that makes the message a multiple of [`PAD_BLOCK`] octets (at
+/// most `limit`; none when even an empty option would not fit). The OPT record's RDLENGTH is
+/// the caller's.
+fn padding(w: &mut Writer<'_>, limit: usize) {
+    let unpadded = w.len + 4;
+    let padded = unpadded.next_multiple_of(PAD_BLOCK).min(limit);
+    if padded >= unpadded {
+        w.u16(OPTION_PADDING);
+        w.u16((padded - unpadded) as u16);
+        w.put(&[0; PAD_BLOCK][..padded - unpadded]);
+    }
 }
 
 /// Resolves the query name through referrals, CNAMEs and wildcards into `w`.
@@ -586,12 +593,14 @@ fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
     }
 }
 
-/// The response to a packet that could not be parsed into a query.
+/// The response to a packet that could not be parsed into a query; with `pad` (an encrypted
+/// transport and a padded query) its OPT record carries a Padding option.
 pub(crate) fn reject(
     req: &[u8],
     q: &Query,
     rcode: u8,
     with_question: bool,
+    pad: bool,
     out: &mut [u8],
 ) -> usize {
     let mut w = Writer::new(out);
@@ -611,7 +620,13 @@ pub(crate) fn reject(
         w.u16(TYPE_OPT);
         w.u16(OUR_UDP_SIZE);
         w.u32(0);
+        let rdlen_at = w.len;
         w.u16(0);
+        if pad {
+            padding(&mut w, usize::from(u16::MAX));
+            let rdlen = w.len - rdlen_at - 2;
+            w.set_u16(rdlen_at, rdlen as u16);
+        }
         w.ar = 1;
     }
     w.set_u16(0, q.id);
@@ -637,7 +652,14 @@ pub fn handle<G: GslbAnswerer>(
             rcode,
             with_question,
         }) => Some(Answered {
-            len: reject(req, q, rcode, with_question, out),
+            len: reject(
+                req,
+                q,
+                rcode,
+                with_question,
+                peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding),
+                out,
+            ),
             zone: None,
             scope: 0,
         }),

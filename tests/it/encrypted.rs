@@ -1180,6 +1180,13 @@ fn responses_to_padded_queries_are_padded_on_encrypted_transports() {
             .insert(EdnsOption::Unknown(12, vec![]));
         let r = doq_exchange(&q, &big.to_vec().unwrap()).await.unwrap();
         assert!(r.len() > 4000 && r.len() % 468 == 0, "{}", r.len());
+        // A FORMERR (a second OPT record) to a padded query is padded too.
+        let mut two_opts = padded.clone();
+        two_opts[11] = 2;
+        two_opts.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0]);
+        let r = dot_exchange(&mut t, &two_opts).await.unwrap();
+        assert_eq!(r[3] & 0x0f, 1, "FORMERR");
+        assert_eq!(r.len() % 468, 0, "FORMERR padded");
         // Unpadded query: the same bytes as UDP.
         assert_eq!(
             dot_exchange(&mut t, &plain).await.unwrap(),
