@@ -98,7 +98,14 @@ where
                         h.conn_event(Transport::Https, ConnEvent::MaxStreams);
                     }
                 }
-                // Closed by the peer, or a connection error h2 already answered with GOAWAY.
+                // A connection error we found in what the client sent (h2 has answered it
+                // with GOAWAY): not HTTP/2 as it must be.
+                Some(Err(e)) if !e.is_remote() && !e.is_io()
+                    && e.reason().is_some_and(|r| r != h2::Reason::NO_ERROR) =>
+                {
+                    return Some(ConnEvent::Malformed);
+                }
+                // Closed by the peer.
                 Some(Err(_)) | None => return None,
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {
