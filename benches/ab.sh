@@ -8,7 +8,8 @@
 #     before="/work/bench-before/gslbd serve --zones benches/zones --udp-threads 1" \
 #     after="target/release/gslbd serve --zones benches/zones --udp-threads 1"
 #
-# Each CMD gets --listen 127.0.0.1:$EXT_PORT --geoip <lab mmdb> --api 127.0.0.1:8053 appended
+# Each CMD gets --listen 127.0.0.1:$EXT_PORT --geoip <lab mmdb> --api $API appended (API defaults
+# to 127.0.0.1:8053)
 # (like benches/peers.sh). Per round: PEER, then every variant, each through the lab's bench.sh
 # (server pinned to CPU 0, dnsperf to CPU 1, loopback only, every load bounded by -l). Then a
 # table of QPS per server core per variant and kind (mean over all rounds and reps) and the
@@ -22,9 +23,10 @@ LAB=$(cd "$LAB" && pwd)
 ROUNDS=${ROUNDS:-3}
 PEER=${PEER:-gdnsd}
 PORT=${EXT_PORT:-5320}
+API=${API:-127.0.0.1:8053}
 GEO_MMDB=${GEO_MMDB:-${LAB_WORK:-/tmp/gslb-lab}/geoip/lab-geo.mmdb}
 export KINDS=${KINDS:-static dyn-ecs}
-[ $# -gt 0 ] || { sed -n '2,17p' "$0"; exit 2; }
+[ $# -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
 [ -s "${LAB_WORK:-/tmp/gslb-lab}/queries/nx.txt" ] && [ -s "$GEO_MMDB" ] || "$LAB/gen-data.sh"
 
 names=(); cmds=()
@@ -34,7 +36,7 @@ for r in $(seq 1 "$ROUNDS"); do
   "$LAB/bench.sh" "$PEER" >/dev/null
   f=$(ls -t "${LAB_WORK:-/tmp/gslb-lab}"/results/bench-*.csv | head -1); echo "$r,$PEER,$f" >>"$list"
   for i in "${!names[@]}"; do
-    (cd "$REPO" && EXT_PORT=$PORT EXT_CMD="${cmds[$i]} --listen 127.0.0.1:$PORT --geoip $GEO_MMDB --api 127.0.0.1:8053" \
+    (cd "$REPO" && EXT_PORT=$PORT EXT_CMD="${cmds[$i]} --listen 127.0.0.1:$PORT --geoip $GEO_MMDB --api $API" \
       "$LAB/bench.sh" external >/dev/null)
     f=$(ls -t "${LAB_WORK:-/tmp/gslb-lab}"/results/bench-*.csv | head -1); echo "$r,${names[$i]},$f" >>"$list"
   done

@@ -9,6 +9,7 @@
 #   dot      DNS over TLS, CLIENTS persistent connections (dnsperf -m dot)
 #   dot-hs   DNS over TLS, one query per connection (-O num-queries-per-conn=1): every query
 #            pays a TCP connect and a TLS handshake, so QPS = handshakes per second
+#   doh      DNS over HTTPS (HTTP/2, POST), CLIENTS persistent connections (dnsperf -m doh)
 # gslbd runs in release with --udp-threads 1, pinned to CPU $SERVER_CPU (0), dnsperf to CPU
 # $CLIENT_CPU (1); loopback only; every load is bounded by -l; the server is stopped by PID.
 # Certificate: a self-signed ECDSA P-256 one made here with openssl (what most DoT servers use).
@@ -21,9 +22,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 REPS=${REPS:-3}; DURATION=${DURATION:-10}; CLIENTS=${CLIENTS:-16}; OUTSTANDING=${OUTSTANDING:-100}
-KINDS=${KINDS:-tcp dot dot-hs}
+KINDS=${KINDS:-tcp dot dot-hs doh}
 SERVER_CPU=${SERVER_CPU:-0}; CLIENT_CPU=${CLIENT_CPU:-1}
-PORT=${PORT:-5340}; DOT_PORT=${DOT_PORT:-8540}; API_PORT=${API_PORT:-8541}
+PORT=${PORT:-5340}; DOT_PORT=${DOT_PORT:-8540}; API_PORT=${API_PORT:-8541}; DOH_PORT=${DOH_PORT:-8542}
 OUT_DIR=${OUT_DIR:-/tmp/gslbd-bench}
 HZ=$(getconf CLK_TCK)
 command -v dnsperf >/dev/null || { echo "dnsperf not found (Debian package dnsperf)" >&2; exit 2; }
@@ -48,8 +49,9 @@ echo "static.gslb.test A" > "$work/queries.txt"
 
 taskset -c "$SERVER_CPU" "$BIN" serve --zones benches/zones --listen "127.0.0.1:$PORT" \
   --udp-threads 1 --api "127.0.0.1:$API_PORT" --no-watch \
-  --listen-tls "127.0.0.1:$DOT_PORT" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
+  --listen-tls "127.0.0.1:$DOT_PORT" --listen-https "127.0.0.1:$DOH_PORT" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
   --tls-max-connections-per-client 100000 --tls-max-connections 100000 \
+  --tcp-max-per-client 100000 --tcp-max-connections 100000 --tcp-max-queries 0 --tcp-lifetime 1h \
   >"$work/gslbd.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 100); do
@@ -66,14 +68,15 @@ args_for() {
     tcp) echo "-m tcp -p $PORT";;
     dot) echo "-m dot -p $DOT_PORT";;
     dot-hs) echo "-m dot -p $DOT_PORT -O num-queries-per-conn=1";;
+    doh) echo "-m doh -p $DOH_PORT -O doh-method=POST";;
   esac
 }
 
 mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/encrypted-$(date +%Y%m%d-%H%M%S).csv"
 echo "kind,rep,secs,qps,lost_pct,srv_cpu_pct,perf_cpu_pct,other_cpu_pct,qps_per_srv_core,conns,resumed_pct" > "$OUT"
-conns='gslbd_connections_total{transport="tls"}'
-resumed='gslbd_connections_resumed_total{transport="tls"}'
+conns='gslbd_connections_opened_total{listener="dns_tls"}'
+resumed='gslbd_connections_resumed_total{listener="dns_tls"}'
 for kind in $KINDS; do
   taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 $(args_for "$kind") -d "$work/queries.txt" \
     -l 1 -c "$CLIENTS" -q "$OUTSTANDING" >/dev/null 2>&1 || true          # warm-up

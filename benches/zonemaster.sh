@@ -4,6 +4,8 @@
 #   benches/zonemaster.sh                 # example.com from zones/, NS on 127.0.0.1 + 127.0.0.2
 #   ZONES=path ZONE=name NS="ns1.name/127.0.0.1 ns2.name/127.0.0.2" benches/zonemaster.sh
 #   benches/zonemaster.sh -- --test basic  # anything after -- goes to zonemaster-cli
+#   SIGN=1 benches/zonemaster.sh           # signed: keys made for ZONE (and SIGN_ZONES), DS given
+#                                          # to Zonemaster as the parent's (--ds), DNSSEC tests run
 #
 # Builds gslbd (release; honours CARGO_TARGET_DIR), starts it on a free port on 127.0.0.1 and
 # 127.0.0.2 (UDP+TCP), runs the lab's run-zonemaster.sh (<repo>/../shared/lab/conformance, or
@@ -29,6 +31,31 @@ if [ "$PROFILE" = release ]; then
   (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --bin gslbd)
 else
   (cd "$REPO" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --bin gslbd)
+fi
+# SIGN=1: a copy of the zones with a fresh CSK per signed zone (no private key lives in the
+# repo); a signed child's DS goes to its delegation in the parent; ZONE's DS is handed to
+# Zonemaster as the parent's DS.
+if [ -n "${SIGN:-}" ]; then
+  SIGNED=$(mktemp -d /tmp/gslbd-zonemaster-signed.XXXXXX)
+  cp "$ZONES"/*.toml "$SIGNED"/
+  zone_file() { grep -l "^origin = \"$1.\"" "$SIGNED"/*.toml | head -1; }
+  for z in ${SIGN_ZONES:-} "$ZONE"; do
+    f=$(zone_file "$z"); [ -n "$f" ] || { echo "no zone file for $z" >&2; exit 2; }
+    key=$("$BIN" keygen "$z" --dir "$SIGNED/keys" | sed -n 's/^; private key (keep it secret): //p')
+    printf '\n[dnssec]\nkeys = [{ file = "%s" }]\n' "$key" >>"$f"
+    parent=${z#*.}
+    pf=$(zone_file "$parent" || true)
+    if [ "$z" != "$ZONE" ] && [ -n "$pf" ]; then
+      ds=$("$BIN" ds "$z" --zones "$SIGNED" | awk '{print $5" "$6" "$7" "$8; exit}')
+      label=${z%%.*}
+      sed -i "s|^\[records\.$label\]\(.*\)$|[records.$label]\1\nDS = [\"$ds\"]|" "$pf"
+    fi
+  done
+  DS=$("$BIN" ds "$ZONE" --zones "$SIGNED" | awk '{print $5","$6","$7","$8; exit}')
+  ZONES=$SIGNED
+  [ ${#extra[@]} -eq 0 ] && extra=(--)
+  extra+=(--ds "$DS")
+  echo "signed zones in $ZONES; parent DS for $ZONE: $DS"
 fi
 "$BIN" check --zones "$ZONES"
 

@@ -94,7 +94,7 @@ pub fn explain<'a>(
         .find(|g| wire_key(&g.owner) == key)
         .ok_or_else(|| ExplainError::NotGslb(fqdn.clone()))?;
     let client = client_for(entry, geo, source, ecs);
-    let mut trace = Trace::new(&entry.def, &model.datacenters.list);
+    let mut trace = Trace::new(&entry.def, &model.datacenters.list).with_reasons(&snap.why);
     // A fixed input: explain shows the deterministic part; random policies say so in the trace.
     let input = QueryInput::default();
     let sel = decide(model, snap, entry, &client, family, &input, &mut trace);

@@ -11,10 +11,12 @@
 //! paths of every module and fails on a cycle):
 //!
 //! 1. leaves, the shared vocabulary: [`net`] (addresses, prefixes, families, transports),
-//!    `rr` (record types, rcodes, wire names), `limits`, `walk` (the TOML walker),
+//!    `rr` (record types, rcodes, wire names), `limits`, `abuse` (connection limits, rate
+//!    limiting and cookie vocabulary, log throttle), `walk` (the TOML walker),
 //!    [`geo`] (GeoIP and geo codes), [`shutdown`] (the stop tree), `mix` (splitmix64),
 //!    [`metrics`];
-//! 2. [`probe`]: check kinds, the probe plan and the workers;
+//! 2. [`probe`]: check kinds, the probe plan and the workers; [`dnssec`]: keys, signing,
+//!    the signature caches and the signer of a zone (record bytes and time, no zones);
 //! 3. [`model`]: the immutable tables the query path reads;
 //! 4. [`config`]: zone files to specs, and the one build step to a [`model::Model`];
 //! 5. [`health`]: the aggregator and the published [`health::Snapshot`];
@@ -29,9 +31,11 @@
 // The clock rule of .clippy.toml (tokio's clock, paused in tests), for the library only.
 #![warn(clippy::disallowed_methods)]
 
+pub(crate) mod abuse;
 pub mod api;
 pub mod config;
 pub mod dns;
+pub mod dnssec;
 pub mod explain;
 pub mod geo;
 pub mod gslb;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
@@ -47,6 +48,27 @@ enum Cmd {
     /// unknown datacenter, unknown state); 2 usage or unreadable token; 3 the API cannot be
     /// reached.
     Admin(AdminArgs),
+    /// Make a DNSSEC key pair for ZONE; print its DNSKEY, DS and the zone-file entry.
+    Keygen {
+        /// The zone (example.com).
+        zone: String,
+        /// ECDSAP256SHA256 (default) or ED25519.
+        #[arg(long, default_value = "ECDSAP256SHA256")]
+        algorithm: String,
+        /// csk (default: signs everything), ksk (signs the key set) or zsk (signs the rest).
+        #[arg(long, default_value = "csk")]
+        role: String,
+        /// Directory for the key files.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Print the DS records of ZONE's key-signing keys, for the parent zone.
+    Ds {
+        /// The zone (example.com).
+        zone: String,
+        #[arg(long, default_value = "zones")]
+        zones: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -132,6 +154,117 @@ struct ServeArgs {
     /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     query_log_sample: u32,
+
+    /// Most TCP connections at once; 0 = half the descriptors left after probes and API
+    /// (the soft limit is raised to the hard one at start), at most 16384.
+    #[arg(
+        long,
+        default_value_t = 0,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    tcp_max_connections: usize,
+    /// Most TCP connections of one client address (IPv6: one /64).
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    tcp_max_per_client: usize,
+    /// Close a TCP connection after this long without a query.
+    #[arg(long, default_value = "10s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_idle_timeout: Duration,
+    /// Close a TCP connection (between queries) once open this long.
+    #[arg(long, default_value = "120s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_lifetime: Duration,
+    /// Close a TCP connection after answering this many queries (0 = no budget).
+    #[arg(
+        long,
+        default_value_t = 500,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    tcp_max_queries: u32,
+    /// Once the first byte of a TCP message arrived, the rest must arrive within this.
+    #[arg(long, default_value = "2s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_read_timeout: Duration,
+    /// A TCP response must be written within this (a client that does not read is closed).
+    #[arg(long, default_value = "5s", value_parser = duration, value_name = "DURATION", help_heading = "TCP limits")]
+    tcp_write_timeout: Duration,
+    /// Most API connections at once (a fourth of them per client address, at least 4).
+    #[arg(
+        long,
+        default_value_t = 64,
+        value_name = "N",
+        help_heading = "TCP limits"
+    )]
+    api_max_connections: usize,
+
+    /// Response rate limiting: UDP responses a second per (client prefix, class, name); 0 = off.
+    #[arg(
+        long,
+        default_value_t = 200,
+        value_name = "N",
+        help_heading = "Response rate limiting"
+    )]
+    rrl_rate: u32,
+    /// Every Nth rate-limited response is sent truncated (TC=1) instead of dropped; 0 = drop all.
+    #[arg(
+        long,
+        default_value_t = 2,
+        value_name = "N",
+        help_heading = "Response rate limiting"
+    )]
+    rrl_slip: u32,
+    /// IPv4 clients share a bucket per prefix of this length.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=32), value_name = "LEN", help_heading = "Response rate limiting")]
+    rrl_ipv4_prefix: u8,
+    /// IPv6 clients share a bucket per prefix of this length.
+    #[arg(long, default_value_t = 56, value_parser = clap::value_parser!(u8).range(16..=128), value_name = "LEN", help_heading = "Response rate limiting")]
+    rrl_ipv6_prefix: u8,
+    /// A prefix never rate limited; repeatable. Giving any replaces the default (loopback:
+    /// 127.0.0.0/8 and ::1); `none` exempts nothing.
+    #[arg(
+        long,
+        value_name = "PREFIX|none",
+        help_heading = "Response rate limiting"
+    )]
+    rrl_exempt: Vec<String>,
+    /// Count and log what rate limiting would do, but send every response.
+    #[arg(long, help_heading = "Response rate limiting")]
+    rrl_log_only: bool,
+
+    /// Turn DNS cookies (RFC 7873) off.
+    #[arg(long, help_heading = "DNS cookies")]
+    no_cookies: bool,
+    /// Cookie secrets shared by the instances of a set: one secret (32 hex digits) a line, the
+    /// first makes cookies, all are accepted; re-read when it changes. Without it each
+    /// process makes its own secret and replaces it daily.
+    #[arg(long, value_name = "FILE", help_heading = "DNS cookies")]
+    cookie_secret_file: Option<PathBuf>,
+    /// Health feed file (JSON or CSV: datacenter or address -> state [, load] [, reason]),
+    /// re-read when it changes; repeatable.
+    #[arg(long, value_name = "FILE")]
+    health_feed: Vec<PathBuf>,
+    /// A health feed file older than this is ignored (its entries expire this long after it
+    /// was written).
+    #[arg(long, default_value = "5m", value_name = "DURATION", value_parser = duration)]
+    health_feed_max_age: std::time::Duration,
+    /// The Alertmanager label that names the datacenter a firing alert takes down
+    /// (POST /alertmanager).
+    #[arg(long, default_value = gslbd::api::alertmanager::DEFAULT_LABEL, value_name = "LABEL")]
+    alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (keep the route's
+    /// repeat_interval below it) or resolves it.
+    #[arg(long, default_value = "15m", value_name = "DURATION", value_parser = duration)]
+    alert_ttl: std::time::Duration,
+    /// POST every health event as JSON to this URL (retries, bounded queue); repeatable.
+    #[arg(long, value_name = "URL")]
+    notify: Vec<String>,
+    /// exec checks running at once, at most.
+    #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
+    max_exec_checks: usize,
     /// DNS over TLS (RFC 7858, ALPN dot) on this address, usually port 853; repeatable.
     /// Needs --tls-cert and --tls-key.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -157,11 +290,17 @@ struct ServeArgs {
     /// Encrypted listeners: close a connection with no query in flight for this long.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
     tls_idle_timeout: std::time::Duration,
-    /// Encrypted listeners: most connections at once (DoT, DoH and DoQ together).
+    /// Encrypted listeners: close a connection once open this long (when no query is in
+    /// flight).
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    tls_lifetime: std::time::Duration,
+    /// Encrypted listeners: most connections at once on each of DoT, DoH and DoQ (when full,
+    /// the connection idle the longest is closed to make room).
     #[arg(long, default_value_t = EncryptedLimits::default().max_connections, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     tls_max_connections: usize,
-    /// Encrypted listeners: most connections at once from one client address (IPv6: /64).
+    /// Encrypted listeners: most connections at once from one client address (IPv6: /64), on
+    /// each of DoT, DoH and DoQ.
     #[arg(long, default_value_t = EncryptedLimits::default().max_connections_per_client,
           value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     tls_max_connections_per_client: usize,
@@ -175,11 +314,11 @@ struct ServeArgs {
     tls_max_request_size: usize,
 }
 
-/// A duration as the zone files write it: `500ms`, `5s`, `2m`.
+/// A duration such as `90s`, `5m` or `1h`.
 fn duration(s: &str) -> Result<std::time::Duration, String> {
-    server::parse_duration(s)
+    gslbd::config::parse_duration(s)
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{s:?}: expected a duration such as 500ms, 5s or 2m"))
+        .ok_or_else(|| format!("{s:?} is not a duration (expected e.g. 30s, 5m, 1h)"))
 }
 
 fn init_logs(format: &str) {
@@ -207,6 +346,13 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Some(Cmd::Admin(a)) => admin(a),
+        Some(Cmd::Keygen {
+            zone,
+            algorithm,
+            role,
+            dir,
+        }) => keygen(&zone, &algorithm, &role, &dir),
+        Some(Cmd::Ds { zone, zones }) => ds(&zone, &zones),
         None => serve(ServeArgs::parse_from(["serve"])),
     }
 }
@@ -285,6 +431,75 @@ fn check(zones: &std::path::Path) -> ExitCode {
     }
 }
 
+fn zone_name(zone: &str) -> Result<hickory_proto::rr::Name, String> {
+    let fq = if zone.ends_with('.') {
+        zone.to_string()
+    } else {
+        format!("{zone}.")
+    };
+    hickory_proto::rr::Name::from_ascii(&fq)
+        .map_err(|e| format!("{zone:?} is not a domain name: {e}"))
+}
+
+fn keygen(zone: &str, algorithm: &str, role: &str, dir: &std::path::Path) -> ExitCode {
+    use gslbd::dnssec::{KeyAlgorithm, Role};
+    let fail = |msg: String| {
+        eprintln!("gslbd keygen: {msg}");
+        ExitCode::from(1)
+    };
+    let Some(alg) = KeyAlgorithm::parse(algorithm) else {
+        return fail(format!(
+            "--algorithm {algorithm:?}: expected one of {}",
+            KeyAlgorithm::NAMES
+        ));
+    };
+    let Some(role) = Role::parse(role) else {
+        return fail(format!("--role {role:?}: expected csk, ksk or zsk"));
+    };
+    let name = match zone_name(zone) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    match gslbd::dnssec::keys::keygen(&name, alg, role, dir) {
+        Ok(g) => {
+            println!(
+                "; private key (keep it secret): {}",
+                g.private_file.display()
+            );
+            println!("; public key: {}", g.key_file.display());
+            println!("{}", g.dnskey);
+            if !g.ds.is_empty() {
+                println!("; DS for the parent zone:");
+                println!("{}", g.ds);
+            }
+            println!("; add to the zone file (a relative path is from the zone file's directory):");
+            print!("{}", g.snippet);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn ds(zone: &str, zones: &std::path::Path) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("gslbd ds: {msg}");
+        ExitCode::from(1)
+    };
+    let name = match zone_name(zone) {
+        Ok(n) => n,
+        Err(e) => return fail(e),
+    };
+    match gslbd::config::ds_records(zones, &name) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
 fn explain(a: ExplainArgs) -> ExitCode {
     use gslbd::explain;
     let fail = |msg: String| {
@@ -314,7 +529,7 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let snap = gslbd::health::Snapshot::all_up(model.datacenters.list.len());
+    let snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
             Ok(j) => {
@@ -373,6 +588,44 @@ fn serve(a: ServeArgs) -> ExitCode {
     opts.watch = !a.no_watch;
     opts.query_log_sample = a.query_log_sample;
     opts.latency_map = a.latency_map;
+    opts.tcp_max_connections = a.tcp_max_connections;
+    opts.tcp_max_per_client = a.tcp_max_per_client.max(1);
+    opts.tcp_idle_timeout = a.tcp_idle_timeout;
+    opts.tcp_lifetime = a.tcp_lifetime;
+    opts.tcp_max_queries = a.tcp_max_queries;
+    opts.tcp_read_timeout = a.tcp_read_timeout;
+    opts.tcp_write_timeout = a.tcp_write_timeout;
+    opts.api_limits.max_connections = a.api_max_connections.max(1);
+    opts.rrl.rate = a.rrl_rate;
+    opts.rrl.slip = a.rrl_slip;
+    opts.rrl.ipv4_prefix = a.rrl_ipv4_prefix;
+    opts.rrl.ipv6_prefix = a.rrl_ipv6_prefix;
+    opts.rrl.log_only = a.rrl_log_only;
+    if !a.rrl_exempt.is_empty() {
+        opts.rrl.exempt = match gslbd::server::parse_exempt(&a.rrl_exempt) {
+            Ok(x) => x,
+            Err(e) => {
+                eprintln!("gslbd: --rrl-exempt: {e}");
+                return ExitCode::from(2);
+            }
+        };
+    }
+    opts.cookies = !a.no_cookies;
+    opts.cookie_secret_file = a.cookie_secret_file;
+    opts.health_feeds = a.health_feed;
+    opts.health_feed_max_age = a.health_feed_max_age;
+    opts.alert_label = a.alert_label;
+    opts.alert_ttl = a.alert_ttl;
+    for url in &a.notify {
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            eprintln!("gslbd: --notify {url:?}: expected an http:// or https:// URL");
+            return ExitCode::from(2);
+        }
+    }
+    opts.notify = a.notify;
+    opts.max_exec_checks = a.max_exec_checks.max(1);
     let encrypted =
         !(a.listen_tls.is_empty() && a.listen_https.is_empty() && a.listen_quic.is_empty());
     opts.tls = match (a.tls_cert, a.tls_key) {
@@ -385,6 +638,9 @@ fn serve(a: ServeArgs) -> ExitCode {
             limits: EncryptedLimits {
                 handshake_timeout: a.tls_handshake_timeout,
                 idle_timeout: a.tls_idle_timeout,
+                lifetime: a.tls_lifetime,
+                read_timeout: a.tcp_read_timeout,
+                write_timeout: a.tcp_write_timeout,
                 max_connections: a.tls_max_connections,
                 max_connections_per_client: a.tls_max_connections_per_client,
                 max_streams: a.tls_max_streams,

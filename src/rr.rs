@@ -30,6 +30,12 @@ pub(crate) const TYPE_SRV: u16 = 33;
 pub(crate) const TYPE_OPT: u16 = 41;
 /// Type `DS`.
 pub(crate) const TYPE_DS: u16 = 43;
+/// Type `RRSIG`.
+pub(crate) const TYPE_RRSIG: u16 = 46;
+/// Type `NSEC`.
+pub(crate) const TYPE_NSEC: u16 = 47;
+/// Meta type `NXNAME` (RFC 9824): only in compact-denial NSEC bitmaps; asked for, FORMERR.
+pub(crate) const TYPE_NXNAME: u16 = 128;
 /// Type `CAA`.
 pub(crate) const TYPE_CAA: u16 = 257;
 /// Query type `IXFR`.
@@ -47,6 +53,9 @@ pub(crate) const OPTION_ECS: u16 = 8;
 /// EDNS option code of Padding (RFC 7830).
 pub(crate) const OPTION_PADDING: u16 = 12;
 
+/// EDNS option code of DNS COOKIE (RFC 7873).
+pub(crate) const OPTION_COOKIE: u16 = 10;
+
 /// Response code NOERROR.
 pub(crate) const RCODE_NOERROR: u8 = 0;
 /// Response code FORMERR.
@@ -61,6 +70,8 @@ pub(crate) const RCODE_NOTIMP: u8 = 4;
 pub(crate) const RCODE_REFUSED: u8 = 5;
 /// Extended rcode 16: upper bits 1 in the OPT TTL, lower bits 0 in the header.
 pub(crate) const RCODE_BADVERS: u16 = 16;
+/// Extended response code BADCOOKIE (RFC 7873): the server cookie could not be verified.
+pub(crate) const RCODE_BADCOOKIE: u16 = 23;
 
 /// What gslbd knows about one record type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +108,7 @@ pub(crate) const TYPES: &[TypeInfo] = &[
     t(TYPE_SRV, "SRV", true, true),
     t(TYPE_CAA, "CAA", true, true),
     t(TYPE_PTR, "PTR", true, true),
+    t(TYPE_DS, "DS", true, true),
     t(TYPE_ANY, "ANY", false, true),
 ];
 

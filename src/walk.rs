@@ -308,7 +308,7 @@ pub(crate) fn str_list<'a>(
 }
 
 /// Parses `"500ms"`, `"5s"`, `"2m"`, `"1h"`, `"1.5s"`.
-pub(crate) fn parse_duration(s: &str) -> Option<std::time::Duration> {
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic())?;
     let (num, unit) = s.split_at(split);

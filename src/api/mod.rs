@@ -5,6 +5,11 @@
 //!     GET  /status                    -> ApiBackend::server_info + datacenter_status -> JSON
 //!     GET  /metrics                   -> Metrics::render(Extra { health, server })   -> text
 //!     PUT  /datacenters/{name}/admin  -> bearer token check -> ApiBackend::set_admin
+//!     PUT|DELETE /datacenters/{name}/health
+//!     PUT|DELETE /datacenters/{name}/addresses/{addr}/health
+//!                                     -> bearer token check -> ApiBackend::health_input (pushed)
+//!     POST /alertmanager              -> bearer token check -> alertmanager.rs -> health_input
+//!     GET  /events                    -> ApiBackend::subscribe_events -> server-sent events
 //!     GET  /explain?name=&type=&client=&ecs= -> ApiBackend::explain               -> JSON
 //!     GET  /healthz, /readyz          -> "ok" / ApiBackend::ready
 //!     GET  /, /ui/*                   -> the status page (ui.rs), embedded in the binary
@@ -21,7 +26,9 @@
 //!
 //! Errors are JSON `{ "error": "..." }` with a reason a person can act on.
 
+pub mod alertmanager;
 pub mod client;
+mod listen;
 mod token;
 mod ui;
 pub(crate) mod view;
@@ -35,24 +42,28 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::health::aggregator::AdminError;
 use crate::health::events::EventView;
+use crate::health::feed::FeedStatus;
+use crate::health::input::{Applied, InputError, Source, SourceKind, Subject, Update, Verdict};
 use crate::health::{AdminState, Status};
 use crate::metrics::{Extra, Metrics, ServerGauges};
 use crate::model::Model;
 use crate::net::Subnet;
 use crate::shutdown::Shutdown;
 
+pub use listen::ApiLimits;
 pub use token::load_token;
 pub(crate) use view::Topology;
 
@@ -90,6 +101,22 @@ pub trait ApiBackend: Send + Sync + 'static {
     /// Recent health state changes, newest first.
     fn events(&self) -> BoxFuture<'_, Vec<EventView>> {
         Box::pin(async { Vec::new() })
+    }
+
+    /// Hands an external verdict (pushed, alert) to the aggregator.
+    /// `Unknown*`/`NotAnAddress` become 404, `Stopped` 503.
+    fn health_input(&self, _update: Update) -> BoxFuture<'_, Result<Applied, InputError>> {
+        Box::pin(async { Err(InputError::Stopped) })
+    }
+
+    /// Every health event from now on, for `GET /events`; `None` when there is no stream.
+    fn subscribe_events(&self) -> Option<tokio::sync::broadcast::Receiver<EventView>> {
+        None
+    }
+
+    /// How each health feed file is doing.
+    fn feeds(&self) -> Vec<FeedStatus> {
+        Vec::new()
     }
 }
 
@@ -151,6 +178,9 @@ pub struct ZoneInfo {
     pub gslb_names: usize,
     /// The zone file it was loaded from.
     pub file: String,
+    /// Keys, signature expiry and signing counters of a signed zone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dnssec: Option<crate::dnssec::signer::DnssecInfo>,
 }
 
 impl ZoneInfo {
@@ -165,6 +195,7 @@ impl ZoneInfo {
                 records: z.record_count,
                 gslb_names: z.gslb_count,
                 file: z.file.display().to_string(),
+                dnssec: z.dnssec.as_ref().map(|s| s.info()),
             })
             .collect()
     }
@@ -205,6 +236,12 @@ pub struct ApiContext {
     pub token: Option<Arc<str>>,
     /// Samples of the decision counters, for the answer shares of `/status`.
     pub(crate) window: Arc<view::DecisionWindow>,
+    /// Bounds of the listener and of request bodies.
+    pub(crate) limits: ApiLimits,
+    /// How `POST /alertmanager` reads alerts.
+    pub(crate) alerts: alertmanager::AlertSettings,
+    /// Stopped when the API stops: ends the `/events` streams.
+    pub(crate) stop: Shutdown,
 }
 
 impl ApiContext {
@@ -215,7 +252,22 @@ impl ApiContext {
             backend,
             token: token.map(Arc::from),
             window: Arc::default(),
+            limits: ApiLimits::default(),
+            alerts: alertmanager::AlertSettings::default(),
+            stop: Shutdown::new(),
         }
+    }
+
+    /// The same context with other listener bounds.
+    pub fn with_limits(mut self, limits: ApiLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Reads Alertmanager alerts with `alerts` (label name, time to live).
+    pub(crate) fn with_alerts(mut self, alerts: alertmanager::AlertSettings) -> Self {
+        self.alerts = alerts;
+        self
     }
 }
 
@@ -225,6 +277,16 @@ pub(crate) fn router(ctx: ApiContext) -> Router {
         .route("/status", get(status))
         .route("/metrics", get(metrics))
         .route("/datacenters/{name}/admin", put(set_admin))
+        .route(
+            "/datacenters/{name}/health",
+            put(push_health).delete(clear_health),
+        )
+        .route(
+            "/datacenters/{name}/addresses/{addr}/health",
+            put(push_address_health).delete(clear_address_health),
+        )
+        .route("/alertmanager", post(alertmanager_webhook))
+        .route("/events", get(events_stream))
         .route("/explain", get(explain))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -244,9 +306,10 @@ pub(crate) fn router(ctx: ApiContext) -> Router {
 /// (port 0 resolved) and the server task.
 pub async fn serve(
     addr: SocketAddr,
-    ctx: ApiContext,
+    mut ctx: ApiContext,
     shutdown: Shutdown,
 ) -> io::Result<(SocketAddr, JoinHandle<io::Result<()>>)> {
+    ctx.stop = shutdown.clone();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     // The first sample is the baseline of the answers counted from now on.
@@ -257,17 +320,16 @@ pub async fn serve(
     let task = tokio::spawn(async move {
         // The answer shares need counter samples from before the request; a stopped server
         // stops sampling with it.
+        let (limits, metrics) = (ctx.limits, ctx.metrics.clone());
         let sampler = tokio::spawn(async move {
             tokio::select! {
                 () = sample_decisions(&ctx) => {}
                 () = sampler_stop.stopped() => {}
             }
         });
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.stopped().await })
-            .await;
+        listen::accept_loop(listener, app, limits, metrics, shutdown).await;
         sampler.abort();
-        r
+        Ok(())
     });
     Ok((bound, task))
 }
@@ -341,6 +403,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "answers_window_secs": window.as_secs(),
         "names": view::names(&topo, &totals, &base),
         "events": events,
+        "feeds": ctx.backend.feeds(),
     });
     axum::Json(body).into_response()
 }
@@ -354,10 +417,28 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
         loaded_at: info.loaded_at,
         last_reload_ok: info.last_reload.ok,
         zones: info.zones.len(),
+        feeds: {
+            let now = unix(SystemTime::now());
+            ctx.backend
+                .feeds()
+                .into_iter()
+                .map(|f| {
+                    let age = f.modified_unix.map(|m| now.saturating_sub(m) as f64);
+                    (f.path, f.ok, age)
+                })
+                .collect()
+        },
     };
+    let dnssec = crate::dnssec::signer::ZonesGauges(
+        info.zones
+            .iter()
+            .filter_map(|z| Some((z.name.clone(), z.dnssec.clone()?)))
+            .collect(),
+    );
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
+        dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()
@@ -471,11 +552,47 @@ fn parse_admin_body(body: &[u8]) -> Result<AdminState, String> {
     })
 }
 
+/// Reads a request body of at most `max` bytes within `limits.body_timeout` (after the token
+/// was checked: a stranger's body is never read).
+async fn read_body(
+    limits: &ApiLimits,
+    max: usize,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {max} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, max);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Ok(Ok(c)) => Ok(c.to_bytes().to_vec()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(error(StatusCode::BAD_REQUEST, "the body could not be read")),
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s",
+                limits.body_timeout.as_secs()
+            ),
+        )),
+    }
+}
+
 async fn set_admin(
     State(ctx): State<ApiContext>,
     name: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if let Err(denied) = authorize(&ctx, &headers) {
         return denied.into_response();
@@ -485,6 +602,10 @@ async fn set_admin(
             StatusCode::BAD_REQUEST,
             "invalid datacenter name in the path",
         );
+    };
+    let body = match read_body(&ctx.limits, ctx.limits.max_body, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
     };
     let state = match parse_admin_body(&body) {
         Ok(s) => s,
@@ -500,6 +621,350 @@ async fn set_admin(
         }
         Err(e @ AdminError::Stopped) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
+}
+
+/// Longest time to live a pushed state may ask for.
+pub(crate) const MAX_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// Time to live of a pushed state that gives none.
+pub(crate) const DEFAULT_PUSH_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A pushed state: `{"state": "up"|"down", "load": 0.4, "ttl": "60s", "reason": "...",
+/// "source": "ci"}` (only `state` is required).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct PushBody {
+    /// `up` (true) or `down`.
+    pub(crate) up: bool,
+    /// Utilisation 0..1 while the verdict holds.
+    pub(crate) load: Option<f64>,
+    /// How long the verdict holds (default 5 minutes, at most 7 days).
+    pub(crate) ttl: std::time::Duration,
+    /// Why, for people (may be empty).
+    pub(crate) reason: String,
+    /// Who pushes (default `api`): each source holds its own verdict.
+    pub(crate) source: String,
+}
+
+/// Validates a pushed-state body.
+pub(crate) fn parse_push_body(body: &[u8]) -> Result<PushBody, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        format!("expected JSON {{\"state\": \"up\"|\"down\", \"ttl\": \"60s\", ...}}: {e}")
+    })?;
+    let Value::Object(o) = v else {
+        return Err("expected a JSON object with `state`".into());
+    };
+    if let Some(k) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "state" | "load" | "ttl" | "reason" | "source"))
+    {
+        return Err(format!(
+            "unknown field `{k}`; expected state, load, ttl, reason, source"
+        ));
+    }
+    let up = match o.get("state") {
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("up") => true,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("down") => false,
+        Some(other) => return Err(format!("state {other}: expected \"up\" or \"down\"")),
+        None => return Err("missing field `state` (\"up\" or \"down\")".into()),
+    };
+    let load = match o.get("load") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(x) if (0.0..=1.0).contains(&x) => Some(x),
+            _ => return Err(format!("load {n}: expected a number from 0 to 1")),
+        },
+        Some(other) => return Err(format!("load {other}: expected a number from 0 to 1")),
+    };
+    let ttl = match o.get("ttl") {
+        None | Some(Value::Null) => DEFAULT_PUSH_TTL,
+        Some(Value::String(s)) => crate::walk::parse_duration(s)
+            .ok_or_else(|| format!("ttl {s:?}: expected a duration such as \"60s\" or \"5m\""))?,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("ttl {n}: expected whole seconds or a duration string"))?,
+        Some(other) => return Err(format!("ttl {other}: expected a duration such as \"60s\"")),
+    };
+    if ttl.is_zero() || ttl > MAX_PUSH_TTL {
+        return Err(format!(
+            "ttl must be more than 0 and at most 7 days (got {}s); for longer, use the admin state",
+            ttl.as_secs()
+        ));
+    }
+    let reason = match o.get("reason") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) if s.len() <= 500 => s.trim().to_string(),
+        Some(Value::String(_)) => return Err("reason is longer than 500 bytes".into()),
+        Some(other) => return Err(format!("reason {other}: expected a string")),
+    };
+    let source = match o.get("source") {
+        None | Some(Value::Null) => "api".to_string(),
+        Some(Value::String(s)) if valid_source(s) => s.clone(),
+        Some(other) => {
+            return Err(format!(
+                "source {other}: expected 1 to 64 letters, digits, `.`, `_` or `-`"
+            ));
+        }
+    };
+    Ok(PushBody {
+        up,
+        load,
+        ttl,
+        reason,
+        source,
+    })
+}
+
+fn valid_source(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn input_error(e: InputError) -> Response {
+    match e {
+        InputError::Stopped => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        InputError::UnknownDatacenter(_)
+        | InputError::NotAnAddress { .. }
+        | InputError::UnknownAddress(_) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// The subject of `/datacenters/{name}/addresses/{addr}/health`; the error says why not.
+fn address_subject(name: String, addr: &str) -> Result<Subject, String> {
+    match addr.parse::<IpAddr>() {
+        Ok(address) => Ok(Subject::Address {
+            datacenter: name,
+            address,
+        }),
+        Err(_) => Err(format!("`{addr}` is not an IP address")),
+    }
+}
+
+async fn push(ctx: ApiContext, headers: HeaderMap, subject: Subject, body: Body) -> Response {
+    if let Err(denied) = authorize(&ctx, &headers) {
+        return denied.into_response();
+    }
+    let body = match read_body(&ctx.limits, ctx.limits.max_body, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let b = match parse_push_body(&body) {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let update = Update::Set {
+        source: Source::new(SourceKind::Pushed, b.source.clone()),
+        verdict: Verdict {
+            subject: subject.clone(),
+            up: b.up,
+            load: b.load,
+            reason: if b.source == "api" {
+                b.reason.clone()
+            } else if b.reason.is_empty() {
+                format!("by {}", b.source)
+            } else {
+                format!("{} (by {})", b.reason, b.source)
+            },
+            ttl: b.ttl,
+        },
+    };
+    match ctx.backend.health_input(update).await {
+        Ok(applied) => {
+            let state = if b.up { "up" } else { "down" };
+            tracing::info!(subject = %subject.describe(), state, ttl_secs = b.ttl.as_secs(), source = %b.source, "health pushed via API");
+            axum::Json(json!({
+                "subject": subject.describe(),
+                "state": state,
+                "load": b.load,
+                "ttl_secs": b.ttl.as_secs(),
+                "expires_unix": unix(SystemTime::now() + b.ttl),
+                "source": b.source,
+                "changed": applied.changed > 0,
+            }))
+            .into_response()
+        }
+        Err(e) => input_error(e),
+    }
+}
+
+async fn clear(
+    ctx: ApiContext,
+    headers: HeaderMap,
+    subject: Subject,
+    params: Vec<(String, String)>,
+) -> Response {
+    if let Err(denied) = authorize(&ctx, &headers) {
+        return denied.into_response();
+    }
+    let mut source = "api".to_string();
+    for (k, v) in params {
+        match k.as_str() {
+            "source" if valid_source(&v) => source = v,
+            "source" => return error(StatusCode::BAD_REQUEST, "invalid `source`"),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter `{k}`; expected source"),
+                );
+            }
+        }
+    }
+    let update = Update::Clear {
+        source: Source::new(SourceKind::Pushed, source.clone()),
+        subject: subject.clone(),
+    };
+    match ctx.backend.health_input(update).await {
+        Ok(applied) => axum::Json(json!({
+            "subject": subject.describe(),
+            "source": source,
+            "cleared": applied.changed > 0,
+        }))
+        .into_response(),
+        Err(e) => input_error(e),
+    }
+}
+
+async fn push_health(
+    State(ctx): State<ApiContext>,
+    name: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path(name)) = name else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter name in the path",
+        );
+    };
+    push(ctx, headers, Subject::Datacenter(name), body).await
+}
+
+async fn push_address_health(
+    State(ctx): State<ApiContext>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Path((name, addr))) = path else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter or address in the path",
+        );
+    };
+    match address_subject(name, &addr) {
+        Ok(subject) => push(ctx, headers, subject, body).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn clear_health(
+    State(ctx): State<ApiContext>,
+    name: Result<Path<String>, PathRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let (Ok(Path(name)), Ok(Query(params))) = (name, params) else {
+        return error(StatusCode::BAD_REQUEST, "invalid datacenter name or query");
+    };
+    clear(ctx, headers, Subject::Datacenter(name), params).await
+}
+
+async fn clear_address_health(
+    State(ctx): State<ApiContext>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let (Ok(Path((name, addr))), Ok(Query(params))) = (path, params) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid datacenter, address or query",
+        );
+    };
+    match address_subject(name, &addr) {
+        Ok(subject) => clear(ctx, headers, subject, params).await,
+        Err(e) => error(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn alertmanager_webhook(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(denied) = authorize(&ctx, &headers) {
+        return denied.into_response();
+    }
+    let body = match read_body(&ctx.limits, ctx.limits.max_alert_body, &headers, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let parsed = match alertmanager::parse(&body, &ctx.alerts) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let mut applied = 0usize;
+    let mut errors: Vec<String> = Vec::new();
+    for u in parsed.updates {
+        match ctx.backend.health_input(u).await {
+            Ok(a) => applied += a.changed,
+            // Alertmanager retries a delivery that failed: let it, while gslbd cannot apply.
+            Err(e @ InputError::Stopped) => return input_error(e),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        tracing::warn!(errors = ?errors, label = %ctx.alerts.label, "alerts name datacenters that are not configured");
+    }
+    axum::Json(json!({
+        "alerts": parsed.alerts,
+        "ignored": parsed.ignored,
+        "changed": applied,
+        "errors": errors,
+    }))
+    .into_response()
+}
+
+async fn events_stream(State(ctx): State<ApiContext>) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(rx) = ctx.backend.subscribe_events() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no event stream on this server",
+        );
+    };
+    let stop = ctx.stop.clone();
+    let stream = futures_util::stream::unfold((rx, stop), |(mut rx, stop)| async move {
+        let next = tokio::select! {
+            _ = stop.stopped() => return None,
+            r = rx.recv() => r,
+        };
+        let ev = match next {
+            Ok(e) => {
+                let kind = serde_json::to_value(e.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                Event::default()
+                    .id(e.seq.to_string())
+                    .event(kind)
+                    .json_data(&e)
+                    .unwrap_or_else(|_| Event::default().comment("unserialisable event"))
+            }
+            // A reader that fell behind is told how many events it missed.
+            Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((Ok::<_, std::convert::Infallible>(ev), (rx, stop)))
+    });
+    // A keep-alive comment well within the listener's stall timeout, so a quiet stream to a
+    // client that reads is never taken for a stalled one.
+    let every = (ctx.limits.stall_timeout / 2).max(std::time::Duration::from_secs(1));
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(every))
+        .into_response()
 }
 
 /// `A`, `aaaa`, `TYPE65`, `28`.
@@ -645,6 +1110,49 @@ mod tests {
             p(&[("name", "a."), ("qtype", "A")]),
         ] {
             assert!(parse_explain(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn push_bodies() {
+        let b = parse_push_body(br#"{"state":"down","load":0.4,"ttl":"60s","reason":" x "}"#)
+            .expect("valid");
+        assert_eq!(
+            b,
+            PushBody {
+                up: false,
+                load: Some(0.4),
+                ttl: std::time::Duration::from_secs(60),
+                reason: "x".into(),
+                source: "api".into(),
+            }
+        );
+        let b = parse_push_body(br#"{"state":"UP","ttl":30,"source":"ci-1"}"#).expect("valid");
+        assert_eq!(
+            (b.up, b.ttl.as_secs(), b.source.as_str()),
+            (true, 30, "ci-1")
+        );
+        assert_eq!(
+            parse_push_body(br#"{"state":"up"}"#).map(|b| b.ttl),
+            Ok(DEFAULT_PUSH_TTL)
+        );
+        for bad in [
+            &br#"{}"#[..],
+            br#"{"state":"sideways"}"#,
+            br#"{"state":"up","load":2}"#,
+            br#"{"state":"up","ttl":"soon"}"#,
+            br#"{"state":"up","ttl":0}"#,
+            br#"{"state":"up","ttl":"8d"}"#,
+            br#"{"state":"up","colour":"red"}"#,
+            br#"{"state":"up","source":"a b"}"#,
+            br#""up""#,
+            b"down",
+        ] {
+            assert!(
+                parse_push_body(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -99,8 +99,8 @@ impl Topology {
                     .datacenters
                     .probes
                     .get(i)
-                    .and_then(|p| p.check.as_ref())
-                    .map(|c| u64::try_from(c.interval.as_millis()).unwrap_or(u64::MAX)),
+                    .and_then(|p| p.checks.iter().map(|c| c.spec.interval).max())
+                    .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             })
             .collect();
         let names = model
@@ -218,23 +218,11 @@ pub(crate) fn names(topo: &Topology, now_totals: &GslbTotals, base: &GslbTotals)
 
 /// A datacenter's state in one word, and the input that decided it.
 ///
-/// `up`, `down` (probes), `drain`, `admin-down`, `forced-up` (admin `up`), `slow-start`
-/// (recovering, not yet at full share), `stale` (the state rests on an assumption or on an
-/// old probe result).
+/// `up`, `down` (probes or an external verdict), `drain`, `admin-down`, `forced-up` (admin
+/// `up`), `slow-start` (recovering, not yet at full share), `stale` (the probes' verdict rests
+/// on an assumption or on an old probe result). The text starts with the deciding input:
+/// `admin: ...`, `pushed: ...`, `feed: ...`, `alert: ...`, `probes: ...`.
 pub(crate) fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, String) {
-    let probes = || {
-        let up = d.targets.iter().filter(|t| t.up).count();
-        let mut s = format!(
-            "probes: {up} of {} addresses up ({} needed)",
-            d.targets.len(),
-            d.min_up
-        );
-        if let Some(t) = d.targets.iter().find(|t| !t.up) {
-            let why = t.last_reason.as_deref().unwrap_or("not probed yet");
-            s.push_str(&format!("; {}: {why}", t.addr));
-        }
-        s
-    };
     match d.admin {
         "drain" => {
             let text = match &d.drain {
@@ -252,15 +240,36 @@ pub(crate) fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, St
             };
             return ("drain", text);
         }
-        "down" => return ("admin-down", format!("admin: down ({})", probes())),
-        "up" => return ("forced-up", format!("admin: up ({})", probes())),
+        "down" => return ("admin-down", format!("admin: down ({})", d.reason)),
+        "up" => return ("forced-up", format!("admin: up ({})", d.reason)),
         _ => {}
     }
-    if d.targets.is_empty() {
-        return ("up", "no health check: always up".into());
+    let slow_start = || {
+        (
+            "slow-start",
+            format!(
+                "slow start: {:.0}% of its traffic ({})",
+                d.slow_start * 100.0,
+                d.reason
+            ),
+        )
+    };
+    match d.health_input {
+        "probes" => {}
+        "config" => return ("up", d.reason.clone()),
+        // An external verdict (pushed, feed, alert).
+        _ => {
+            if !d.healthy {
+                return ("down", d.reason.clone());
+            }
+            if d.slow_start < 1.0 {
+                return slow_start();
+            }
+            return ("up", d.reason.clone());
+        }
     }
     if !d.healthy {
-        return ("down", probes());
+        return ("down", d.reason.clone());
     }
     if let Some(t) = d.targets.iter().find(|t| !t.probed) {
         let why = if t.warm {
@@ -286,16 +295,9 @@ pub(crate) fn classify(d: &DcStatus, info: Option<&DcInfo>) -> (&'static str, St
         );
     }
     if d.slow_start < 1.0 {
-        return (
-            "slow-start",
-            format!(
-                "slow start: {:.0}% of its traffic ({})",
-                d.slow_start * 100.0,
-                probes()
-            ),
-        );
+        return slow_start();
     }
-    ("up", probes())
+    ("up", d.reason.clone())
 }
 
 /// A datacenter of `/status`: the aggregator's status plus state, deciding input, location
@@ -328,6 +330,7 @@ mod tests {
         TargetStatus {
             addr: "127.0.0.1:80".into(),
             check: "http:80::/health".into(),
+            check_name: "web".into(),
             up,
             probed,
             warm: false,
@@ -346,12 +349,37 @@ mod tests {
     }
 
     fn dc(admin: &'static str, healthy: bool, targets: Vec<TargetStatus>) -> DcStatus {
+        let reason = if targets.is_empty() {
+            "no health check: always up".to_string()
+        } else {
+            let up = targets.iter().filter(|t| t.up).count();
+            let mut s = format!("probes: {up} of {} addresses up (1 needed)", targets.len());
+            if let Some(t) = targets.iter().find(|t| !t.up) {
+                s.push_str(&format!(
+                    "; {}: {}",
+                    t.addr,
+                    t.last_reason.clone().unwrap_or_default()
+                ));
+            }
+            s
+        };
         DcStatus {
             id: 0,
             name: "fra".into(),
             healthy,
             usable: healthy,
             admin,
+            input: if admin == "obey" { "probes" } else { "admin" },
+            health_input: if targets.is_empty() {
+                "config"
+            } else {
+                "probes"
+            },
+            reason,
+            probes_up: healthy,
+            require: None,
+            checks: vec![],
+            inputs: vec![],
             settled: true,
             slow_start: 1.0,
             load: None,
@@ -388,6 +416,16 @@ mod tests {
         );
         assert_eq!(c(&dc("down", true, vec![])).0, "admin-down");
         assert_eq!(c(&dc("up", false, vec![])).0, "forced-up");
+        let mut pushed = dc("obey", false, vec![target(true, true, "pass", 10)]);
+        pushed.health_input = "pushed";
+        pushed.reason = "pushed: down, maintenance (expires in 42 s)".into();
+        assert_eq!(
+            c(&pushed),
+            (
+                "down",
+                "pushed: down, maintenance (expires in 42 s)".to_string()
+            )
+        );
         let up = dc("obey", true, vec![target(true, true, "pass", 10)]);
         assert_eq!(c(&up).0, "up");
         let assumed = dc("obey", true, vec![target(true, false, "pass", 10)]);

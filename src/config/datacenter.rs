@@ -1,8 +1,10 @@
-//! Reading `datacenters.<name>`: answer addresses, location, capacity, weight, the check that
-//! decides their health and how (`check-addresses`, `min-up`). Names are linked to ids, and
-//! the probe plan checked, by `config::build`.
+//! Reading `datacenters.<name>`: answer addresses, location, capacity, weight, the check(s)
+//! that decide their health and how (`check` or `checks` with `require`, `check-addresses`,
+//! `min-up`). Names are linked to ids, and the probe plan checked, by `config::build`.
 
 use std::net::IpAddr;
+
+use crate::probe::Require;
 
 use crate::limits::MAX_DC_ADDRESSES;
 use crate::walk::{Errors, Table, index, join};
@@ -24,8 +26,11 @@ pub(crate) struct DatacenterSpec {
     pub(crate) capacity: f64,
     /// Default member weight (default 1).
     pub(crate) weight: u32,
-    /// Name of the check and the key path that named it.
-    pub(crate) check: Option<(String, String)>,
+    /// Names of its checks, each with the key path that named it (`check = "web"` is a list
+    /// of one).
+    pub(crate) checks: Vec<(String, String)>,
+    /// `require`, with its key path (default all).
+    pub(crate) require: Option<(Require, String)>,
     /// Probe these instead of the answer addresses.
     pub(crate) check_addresses: Option<Vec<IpAddr>>,
     /// Up while at least this many probed addresses are (default 1).
@@ -39,6 +44,8 @@ const DC_KEYS: &[&str] = &[
     "capacity",
     "weight",
     "check",
+    "checks",
+    "require",
     "check-addresses",
     "min-up",
 ];
@@ -103,9 +110,34 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
         let geo = d.str("geo", errs).map(str::to_string);
         let capacity = d.float("capacity", 0.0, 1e12, errs).unwrap_or(1.0);
         let weight = d.int("weight", 0, 1_000_000, errs).unwrap_or(1) as u32;
-        let check = d
+        let mut checks: Vec<(String, String)> = d
             .str("check", errs)
-            .map(|c| (c.to_string(), join(&p, "check")));
+            .map(|c| (c.to_string(), join(&p, "check")))
+            .into_iter()
+            .collect();
+        if d.has("checks") {
+            if !checks.is_empty() {
+                errs.add(
+                    &join(&p, "checks"),
+                    "give either `check` (one) or `checks` (a list), not both",
+                );
+            }
+            if let Some(list) = d.str_list("checks", errs) {
+                if list.is_empty() {
+                    errs.add(
+                        &join(&p, "checks"),
+                        "is empty: name at least one check, or leave the key out",
+                    );
+                }
+                checks.extend(list.into_iter().map(|(path, c)| (c.to_string(), path)));
+            }
+        }
+        let require = read_require(&mut d, errs);
+        if let Some((_, path)) = &require
+            && checks.is_empty()
+        {
+            errs.add(path, "needs checks to count (`checks = [...]`)");
+        }
         let check_addresses = if d.get("check-addresses").is_some() {
             ip_list(&mut d, "check-addresses", errs)
         } else {
@@ -121,10 +153,35 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
             geo,
             capacity,
             weight,
-            check,
+            checks,
+            require,
             check_addresses,
             min_up,
         });
     }
     out
+}
+
+/// `require = "all" | "any" | N`.
+fn read_require(d: &mut Table<'_>, errs: &mut Errors) -> Option<(Require, String)> {
+    let path = d.key_path("require");
+    let r = match d.get("require")? {
+        toml::Value::String(s) if s == "all" => Require::All,
+        toml::Value::String(s) if s == "any" => Require::Any,
+        toml::Value::Integer(n) if (1..=64).contains(n) => Require::AtLeast(*n as u32),
+        other => {
+            errs.add(
+                &path,
+                format!(
+                    "expected \"all\", \"any\" or a number of checks (1 or more), found {}",
+                    match other {
+                        toml::Value::String(s) => format!("{s:?}"),
+                        v => v.to_string(),
+                    }
+                ),
+            );
+            return None;
+        }
+    };
+    Some((r, path))
 }

@@ -13,6 +13,7 @@
 pub(crate) mod build;
 pub(crate) mod check;
 pub(crate) mod datacenter;
+pub(crate) mod dnssec;
 pub mod latency_map;
 pub(crate) mod name;
 pub(crate) mod zone;
@@ -20,7 +21,9 @@ pub(crate) mod zone;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use build::build;
+/// Durations as zone files write them (`"500ms"`, `"5s"`, `"2m"`, `"1h"`), for flags too.
+pub use crate::walk::parse_duration;
+pub use build::{build, build_signed};
 pub(crate) use check::CheckEntry;
 pub(crate) use datacenter::DatacenterSpec;
 pub(crate) use name::GslbSpec;
@@ -32,6 +35,43 @@ use crate::walk;
 /// reload run).
 pub fn load(dir: &Path) -> Result<crate::model::Model, ConfigErrors> {
     build(&load_dir(dir)?)
+}
+
+/// The DS records (presentation form, one per line, with the key's role and state as a
+/// comment) of the secure-entry-point keys of `zone` as loaded from `dir`: what `gslbd ds`
+/// prints for the parent zone.
+pub fn ds_records(dir: &Path, zone: &hickory_proto::rr::Name) -> Result<Vec<String>, String> {
+    let model = load(dir).map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let key = crate::rr::wire_key(zone);
+    let z = model
+        .zone_at_apex(&key)
+        .ok_or_else(|| format!("{zone} is not a zone in {}", dir.display()))?;
+    let s = z
+        .dnssec
+        .as_ref()
+        .ok_or_else(|| format!("{zone} is not signed (no [dnssec] table)"))?;
+    let origin = z.origin.to_ascii().to_ascii_lowercase();
+    let mut out = Vec::new();
+    for k in s.keys.iter().filter(|k| k.is_sep()) {
+        let ds = k.ds_rdata(&s.apex)?;
+        let whose = if k.is_ours() { "" } else { " (other signer)" };
+        out.push(format!(
+            "{origin} {} IN DS {} ; {} {}{whose}",
+            s.params.dnskey_ttl,
+            crate::dnssec::keys::ds_text(&ds),
+            k.role.name(),
+            k.state.name(),
+        ));
+    }
+    Ok(out)
+}
+
+/// [`load`], signing signed zones at `env`'s clock, with its counters.
+pub fn load_signed(
+    dir: &Path,
+    env: &crate::dnssec::Env,
+) -> Result<crate::model::Model, ConfigErrors> {
+    build_signed(&load_dir(dir)?, env)
 }
 
 /// One problem in the configuration, located as precisely as we can.
@@ -113,6 +153,7 @@ const TOP_KEYS: &[&str] = &[
     "datacenters",
     "checks",
     "gslb",
+    "dnssec",
 ];
 /// Top-level keys of a shared declarations file (no `origin`).
 const SHARED_KEYS: &[&str] = &["datacenters", "checks"];
@@ -196,11 +237,18 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     let mut errs = walk::Errors::default();
     let mut top = walk::Table::new(&table, "");
     let shared = !table.contains_key("origin");
-    let zone = if shared {
+    let mut zone = if shared {
         None
     } else {
         zone::read_zone(&mut top, &mut errs)
     };
+    if !shared && let Some(t) = top.table("dnssec", &mut errs) {
+        let ttl = zone.as_ref().map_or(zone::DEFAULT_TTL, |z| z.soa.ttl);
+        let spec = dnssec::read_dnssec(t, path, ttl, &mut errs);
+        if let Some(z) = zone.as_mut() {
+            z.dnssec = spec;
+        }
+    }
     let datacenters = top
         .table("datacenters", &mut errs)
         .map(|t| datacenter::read_datacenters(t, &mut errs))
@@ -223,7 +271,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
         if table.is_empty() {
             errs.add("", "is empty (a zone file needs `origin`; a shared file declares datacenters or checks)");
         }
-        for k in ["ttl", "soa", "records", "gslb"] {
+        for k in ["ttl", "soa", "records", "gslb", "dnssec"] {
             if table.contains_key(k) {
                 errs.add(k, "belongs to a zone: this file has no `origin` (a file without origin holds only datacenters and checks)");
                 let _ = top.get(k);

@@ -54,6 +54,8 @@ pub(crate) struct ZoneSpec {
     pub(crate) soa: SoaSpec,
     /// Every `records.<name>.<TYPE>` RRset.
     pub(crate) records: Vec<RecordSpec>,
+    /// `[dnssec]`: the zone is signed.
+    pub(crate) dnssec: Option<super::dnssec::DnssecSpec>,
 }
 
 /// TTL of records when neither the record nor the zone gives one.
@@ -87,6 +89,7 @@ pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSp
         read_records(t, &origin_for_names, ttl, &mut records, errs);
     }
     Some(ZoneSpec {
+        dnssec: None,
         origin: origin?,
         soa: soa?,
         records,

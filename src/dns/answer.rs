@@ -7,8 +7,11 @@
 
 use std::net::IpAddr;
 
+use super::cookie::CookieSecrets;
 use super::handler::Peer;
+use super::signed::{self, Denial, Sec};
 use super::wire::{HEADER_LEN, Query, Reject, parse};
+use crate::abuse::CookieResult;
 use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
 use crate::rr::*;
@@ -135,19 +138,84 @@ impl<'a> Writer<'a> {
     /// Writes each record of `rr` with a compressed owner; returns how many.
     #[inline]
     pub(crate) fn rrset(&mut self, owner: u16, rr: &RRset) -> u16 {
-        if rr.count == 1 {
+        self.records(owner, &rr.wire, rr.count)
+    }
+
+    /// Writes `count` records given as `TYPE CLASS TTL RDLENGTH RDATA` each, with a
+    /// compressed owner; returns how many.
+    #[inline]
+    pub(crate) fn records(&mut self, owner: u16, wire: &[u8], count: u16) -> u16 {
+        if count == 1 {
             self.u16(owner);
-            self.put(&rr.wire);
+            self.put(wire);
             return 1;
         }
         let mut at = 0;
-        while at + 10 <= rr.wire.len() {
-            let rdlen = u16::from_be_bytes([rr.wire[at + 8], rr.wire[at + 9]]) as usize;
+        while at + 10 <= wire.len() {
+            let rdlen = u16::from_be_bytes([wire[at + 8], wire[at + 9]]) as usize;
             self.u16(owner);
-            self.put(&rr.wire[at..at + 10 + rdlen]);
+            self.put(&wire[at..at + 10 + rdlen]);
             at += 10 + rdlen;
         }
-        rr.count
+        count
+    }
+
+    /// Offsets (fixed part, RDATA, end) of each record written at `[from, len)`; owners are
+    /// compression pointers or uncompressed names.
+    fn walk(&self, from: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let b = &self.buf[..self.len.min(self.buf.len())];
+        let mut at = from;
+        std::iter::from_fn(move || {
+            loop {
+                let l = *b.get(at)?;
+                if l & 0xC0 == 0xC0 {
+                    at += 2;
+                    break;
+                }
+                at += 1 + l as usize;
+                if l == 0 {
+                    break;
+                }
+            }
+            let fixed = at;
+            let rdlen = u16::from_be_bytes([*b.get(fixed + 8)?, *b.get(fixed + 9)?]) as usize;
+            let end = fixed + 10 + rdlen;
+            if end > b.len() {
+                return None;
+            }
+            at = end;
+            Some((fixed, fixed + 10, end))
+        })
+    }
+
+    /// Type and TTL of the first record written at `from`.
+    pub(crate) fn first_record(&self, from: usize) -> Option<(u16, u32)> {
+        let (f, _, _) = self.walk(from).next()?;
+        let b = &self.buf[f..f + 8];
+        Some((
+            u16::from_be_bytes([b[0], b[1]]),
+            u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        ))
+    }
+
+    /// Sets the TTL of every record written at `[from, len)`.
+    pub(crate) fn set_ttls(&mut self, from: usize, ttl: u32) {
+        let mut fixed = [0usize; 64];
+        let mut n = 0;
+        for (f, _, _) in self.walk(from) {
+            if n < fixed.len() {
+                fixed[n] = f;
+                n += 1;
+            }
+        }
+        for &f in &fixed[..n] {
+            self.buf[f + 4..f + 8].copy_from_slice(&ttl.to_be_bytes());
+        }
+    }
+
+    /// The RDATA of every record written at `[from, len)`.
+    pub(crate) fn rdatas(&self, from: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        self.walk(from).map(|(_, r, e)| &self.buf[r..e])
     }
 
     /// One A/AAAA (or any) record with a compressed owner.
@@ -224,13 +292,65 @@ impl<'n> Cursor<'n> {
 }
 
 /// Flags and scope decided while answering.
+#[derive(Default)]
 struct Decided {
-    rcode: u8,
+    /// The full response code (extended codes above 15 go to the OPT record).
+    rcode: u16,
     aa: bool,
     scope: u8,
+    /// Answered from the wildcard whose closest encloser starts at this label of the query
+    /// name.
+    wildcard: Option<u8>,
+    /// A referral at the cut starting at this label of the query name (0 after a CNAME).
+    referral: Option<u8>,
 }
 
-/// A response written into the caller's buffer, with what metrics want to know about it.
+impl Decided {
+    fn rcode(rcode: u8, aa: bool, scope: u8) -> Decided {
+        Decided {
+            rcode: u16::from(rcode),
+            aa,
+            scope,
+            ..Decided::default()
+        }
+    }
+}
+
+/// What kind of response was written, for response rate limiting (`dns::rrl` keys its
+/// buckets on it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Records for the query name, or a CNAME chain from it.
+    Answer,
+    /// Records synthesised from the wildcard whose closest encloser starts at label
+    /// `encloser` of the query name.
+    Wildcard {
+        /// Label index into the query name.
+        encloser: u8,
+    },
+    /// NXDOMAIN or NODATA.
+    Negative,
+    /// A referral at the cut starting at label `cut` of the query name.
+    Referral {
+        /// Label index into the query name.
+        cut: u8,
+    },
+    /// Any other response code.
+    Error,
+}
+
+/// The COOKIE option a response carries: the client's cookie and our fresh server cookie.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OutCookie {
+    client: [u8; 8],
+    server: [u8; 16],
+}
+
+/// Bytes of the COOKIE option in a response.
+const COOKIE_OPT_LEN: usize = 4 + 8 + 16;
+
+/// A response written into the caller's buffer, with what metrics and rate limiting want
+/// to know about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Answered {
     /// Length of the response in the output buffer.
@@ -239,17 +359,29 @@ pub struct Answered {
     pub(crate) zone: Option<u32>,
     /// ECS scope prefix length sent back (0 when not client-specific).
     pub(crate) scope: u8,
+    /// The full response code (BADVERS and BADCOOKIE included).
+    pub(crate) rcode: u16,
+    /// What kind of response it is.
+    pub(crate) kind: Kind,
+    /// Where the OPT record starts in the output (`len` when there is none): a truncated copy
+    /// of the response keeps the header, the question and this record.
+    pub(crate) opt_at: usize,
+    /// What the query's COOKIE option showed, when cookies are on and it had one.
+    pub(crate) cookie: Option<CookieResult>,
 }
 
 /// Answers `q` (already parsed from `req`) into `out`. The size limit is the transport's
 /// (the client's UDP payload within 512..=1232, or 65535 over TCP).
-pub(crate) fn respond<G: GslbAnswerer>(
+#[allow(clippy::too_many_arguments)]
+fn respond<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
     q: &Query,
     req: &[u8],
     peer: &Peer,
     out: &mut [u8],
+    cookie: Option<OutCookie>,
+    bad_cookie: bool,
 ) -> Answered {
     let mut zone = None;
     let mut w = Writer::new(out);
@@ -257,51 +389,77 @@ pub(crate) fn respond<G: GslbAnswerer>(
     w.put(&req[HEADER_LEN..q.question_end]);
     let limit = udp_limit(q, peer);
 
-    let badvers = q.edns.is_some_and(|e| e.version > 0);
-    let outcome = if badvers {
+    let outcome = if q.edns.is_some_and(|e| e.version > 0) {
         Decided {
-            rcode: 0,
-            aa: false,
-            scope: 0,
+            rcode: RCODE_BADVERS,
+            ..Decided::default()
+        }
+    } else if bad_cookie {
+        // RFC 7873 5.2.4: no answer, the fresh cookie, and the client retries with it.
+        Decided {
+            rcode: RCODE_BADCOOKIE,
+            ..Decided::default()
         }
     } else if q.qclass != CLASS_IN {
         // CH TXT version.bind and friends: we do not disclose, and other classes we do not serve.
-        Decided {
-            rcode: RCODE_REFUSED,
-            aa: false,
-            scope: 0,
-        }
+        Decided::rcode(RCODE_REFUSED, false, 0)
     } else if q.qtype == TYPE_AXFR || q.qtype == TYPE_IXFR {
-        Decided {
-            rcode: RCODE_REFUSED,
-            aa: false,
-            scope: 0,
-        }
-    } else if q.qtype == TYPE_OPT {
-        Decided {
-            rcode: RCODE_FORMERR,
-            aa: false,
-            scope: 0,
-        }
+        Decided::rcode(RCODE_REFUSED, false, 0)
+    } else if q.qtype == TYPE_OPT || q.qtype == TYPE_NXNAME {
+        Decided::rcode(RCODE_FORMERR, false, 0)
     } else {
-        resolve(model, gslb, q, peer, &mut w, &mut zone)
+        let mut sec = Sec::new(q);
+        let o = resolve(model, gslb, q, peer, &mut w, &mut zone, &mut sec);
+        if sec.failed {
+            // A signature we cannot serve: say so rather than answer unsigned or expired.
+            w.len = q.question_end;
+            w.an = 0;
+            w.ns = 0;
+            w.ar = 0;
+            w.additional_start = None;
+            w.overflow = false;
+            Decided::rcode(RCODE_SERVFAIL, false, o.scope)
+        } else {
+            o
+        }
     };
-    let scope = outcome.scope;
+    let (scope, rcode) = (outcome.scope, outcome.rcode);
+    let kind = match rcode {
+        0 if outcome.referral.is_some() => Kind::Referral {
+            cut: outcome.referral.unwrap_or(0),
+        },
+        0 if w.an == 0 => Kind::Negative,
+        0 => match outcome.wildcard {
+            Some(encloser) => Kind::Wildcard { encloser },
+            None => Kind::Answer,
+        },
+        3 => Kind::Negative,
+        _ => Kind::Error,
+    };
     // RFC 7830: pad the response when the query was padded, on encrypted transports only
     // (padding in the clear only costs bytes).
     let pad = peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding);
-    let len = finish(q, &mut w, outcome, badvers, limit, pad);
-    Answered { len, zone, scope }
+    let (len, opt_at) = finish(q, &mut w, outcome, limit, cookie, pad);
+    Answered {
+        len,
+        zone,
+        scope,
+        rcode,
+        kind,
+        opt_at,
+        cookie: None,
+    }
 }
 
 /// Bytes the OPT record will take in the response.
-fn opt_len(q: &Query) -> usize {
+fn opt_len(q: &Query, cookie: bool) -> usize {
     match q.edns {
         None => 0,
         Some(e) => {
             11 + e
                 .ecs
                 .map_or(0, |c| 8 + usize::from(c.source_prefix).div_ceil(8))
+                + if cookie { COOKIE_OPT_LEN } else { 0 }
         }
     }
 }
@@ -321,18 +479,19 @@ fn udp_limit(q: &Query, peer: &Peer) -> usize {
 /// recommended 468 octets for responses).
 pub(crate) const PAD_BLOCK: usize = 468;
 
-/// Completes the response: truncation to `limit`, the OPT record (EDNS echo, ECS scope, and
-/// with `pad` a Padding option that makes the message a multiple of [`PAD_BLOCK`] octets, as
-/// far as `limit` allows), the header.
+/// Completes the response: truncation to `limit`, the OPT record (EDNS echo, extended rcode,
+/// ECS scope, cookie, and with `pad` a Padding option that makes the message a multiple of
+/// [`PAD_BLOCK`] octets, as far as `limit` allows) and the header. Returns the length and
+/// where the OPT record starts.
 fn finish(
     q: &Query,
     w: &mut Writer<'_>,
     o: Decided,
-    badvers: bool,
     limit: usize,
+    cookie: Option<OutCookie>,
     pad: bool,
-) -> usize {
-    let opt = opt_len(q);
+) -> (usize, usize) {
+    let opt = opt_len(q, cookie.is_some());
     let mut tc = false;
     if w.overflow || w.len + opt > limit {
         // Additional data is optional: when answer and authority fit, drop only it (RFC 2181
@@ -351,20 +510,24 @@ fn finish(
         }
         w.overflow = false;
     }
+    let opt_at = w.len;
     if let Some(e) = q.edns {
-        let ext = if badvers {
-            (RCODE_BADVERS >> 4) as u32
-        } else {
-            0
-        };
+        let ext = u32::from(o.rcode >> 4);
         w.put(&[0]);
         w.u16(TYPE_OPT);
         w.u16(OUR_UDP_SIZE);
         let do_bit = if e.dnssec_ok { 0x8000 } else { 0 };
-        w.u32(ext << 24 | do_bit);
+        // RFC 9824 4.1: we implement compact answers with NXDOMAIN restored; say so.
+        let co_bit = if e.dnssec_ok && e.compact_ok {
+            0x4000
+        } else {
+            0
+        };
+        w.u32(ext << 24 | do_bit | co_bit);
+        let ecs = e.ecs.filter(|_| o.rcode < 16);
         let rdlen_at = w.len;
         w.u16(0);
-        if let Some(c) = e.ecs.filter(|_| !badvers) {
+        if let Some(c) = ecs {
             let alen = usize::from(c.source_prefix).div_ceil(8);
             w.u16(OPTION_ECS);
             w.u16((4 + alen) as u16);
@@ -375,6 +538,12 @@ fn finish(
                 IpAddr::V6(a) => w.put(&a.octets()[..alen]),
             }
         }
+        if let Some(c) = cookie {
+            w.u16(OPTION_COOKIE);
+            w.u16(24);
+            w.put(&c.client);
+            w.put(&c.server);
+        }
         if pad {
             padding(w, limit);
         }
@@ -382,7 +551,7 @@ fn finish(
         w.set_u16(rdlen_at, rdlen as u16);
         w.ar += 1;
     }
-    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(o.rcode & 0xF);
+    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | (o.rcode & 0xF);
     if q.rd {
         flags |= 0x0100;
     }
@@ -401,7 +570,22 @@ fn finish(
     w.set_u16(6, w.an);
     w.set_u16(8, w.ns);
     w.set_u16(10, w.ar);
-    w.len
+    (w.len, opt_at)
+}
+
+/// Rewrites the response `a` in `out` as a truncated one (TC=1, no records but the OPT
+/// record, which keeps the cookie): what rate limiting sends instead of dropping ("slip"), so
+/// a real client behind a limited prefix retries over TCP. Returns the new length.
+pub(crate) fn truncate(q: &Query, a: &Answered, out: &mut [u8]) -> usize {
+    let qend = q.question_end.min(a.opt_at).max(HEADER_LEN).min(out.len());
+    let opt = a.opt_at.min(a.len)..a.len.min(out.len());
+    let opt_len = opt.len();
+    out.copy_within(opt, qend);
+    let flags = u16::from_be_bytes([out[2], out[3]]) | 0x0200;
+    out[2..4].copy_from_slice(&flags.to_be_bytes());
+    out[6..10].fill(0);
+    out[10..12].copy_from_slice(&u16::from(opt_len > 0).to_be_bytes());
+    qend + opt_len
 }
 
 /// Appends a Padding option that makes the message a multiple of [`PAD_BLOCK`] octets (at
@@ -425,19 +609,33 @@ fn resolve<G: GslbAnswerer>(
     peer: &Peer,
     w: &mut Writer<'_>,
     zone_out: &mut Option<u32>,
+    sec: &mut Sec,
 ) -> Decided {
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
     let mut wild = [0u8; 258];
     for hop in 0..MAX_CNAME_CHAIN {
+        // DS is the parent's half of a delegation: asked at a child apex we also serve, the
+        // parent answers when it delegates there.
+        let ds_at_cut = q.qtype == TYPE_DS && hop == 0;
         // Longest-match zone: the query name itself first, then each parent.
         let Some((zone, zl)) = (0..=cur.nlabels).find_map(|i| {
-            model.zone_at(cur.suffix(i)).map(|z| {
-                if hop == 0 {
-                    *zone_out = Some(z);
-                }
-                (&model.zones[z as usize], i)
-            })
+            let z = model.zone_at(cur.suffix(i))?;
+            if i == 0
+                && ds_at_cut
+                && (1..=cur.nlabels).any(|j| {
+                    model
+                        .zone_at_apex(cur.suffix(j))
+                        .and_then(|p| p.node(cur.name))
+                        .is_some_and(|n| n.cut)
+                })
+            {
+                return None;
+            }
+            if hop == 0 {
+                *zone_out = Some(z);
+            }
+            Some((&model.zones[z as usize], i))
         }) else {
             // Outside every zone: REFUSED for the query itself; after a CNAME the chain
             // simply ends at our border.
@@ -446,27 +644,27 @@ fn resolve<G: GslbAnswerer>(
             } else {
                 RCODE_NOERROR
             };
-            return Decided {
-                rcode,
-                aa,
-                scope: 0,
-            };
+            return Decided::rcode(rcode, aa, 0);
         };
         let apex_ptr = cur.ptr(zl);
+        let signer = sec.signer(zone);
         // A zone cut above the name (or at it) makes this a referral, not an answer.
         if zone.has_cuts {
             for i in (0..zl).rev() {
                 if let Some(n) = zone.node(cur.suffix(i))
                     && n.cut
-                    && !(i == 0 && q.qtype == TYPE_DS && hop == 0)
+                    && !(i == 0 && ds_at_cut)
                 {
-                    return referral(n, cur.ptr(i), w, aa);
+                    let mut d = referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
+                    d.referral = Some(if hop == 0 { i as u8 } else { 0 });
+                    return d;
                 }
             }
         }
         aa = true;
-        let (node, owner) = match zone.node(cur.name) {
-            Some(n) => (n, cur.ptr(0)),
+        let mut from_wildcard = None;
+        let (node, owner, wildcard) = match zone.node(cur.name) {
+            Some(n) => (n, cur.ptr(0), false),
             None => {
                 // RFC 4592: the wildcard at the closest encloser answers for a name that does not
                 // exist; a name that exists (even empty) is never covered.
@@ -478,14 +676,16 @@ fn resolve<G: GslbAnswerer>(
                 wild[1] = b'*';
                 wild[2..2 + encloser.len()].copy_from_slice(encloser);
                 match zone.node(&wild[..2 + encloser.len()]) {
-                    Some(n) => (n, cur.ptr(0)),
+                    Some(n) => {
+                        if hop == 0 {
+                            from_wildcard = Some(ce as u8);
+                        }
+                        (n, cur.ptr(0), true)
+                    }
                     None => {
-                        negative(zone, apex_ptr, w);
-                        return Decided {
-                            rcode: RCODE_NXDOMAIN,
-                            aa,
-                            scope: 0,
-                        };
+                        let nx = deny(zone, apex_ptr, w, sec, cur.name, cur.ptr(0), Denial::NxName);
+                        let rcode = if nx { RCODE_NXDOMAIN } else { RCODE_NOERROR };
+                        return Decided::rcode(rcode, aa, 0);
                     }
                 }
             }
@@ -498,103 +698,194 @@ fn resolve<G: GslbAnswerer>(
             // RDATA we just wrote (when it is within pointer range).
             let rdata_at = w.len + 12;
             w.an += w.rrset(owner, rr);
-            if rdata_at > 0x3FFF {
-                return Decided {
-                    rcode: RCODE_NOERROR,
-                    aa,
-                    scope: 0,
+            if let Some(s) = signer {
+                w.an += if wildcard {
+                    signed::wildcard_rrset(w, sec, s, rr, cur.name, owner)
+                } else {
+                    signed::static_sigs(w, sec, s, rr, owner)
                 };
+            }
+            if rdata_at > 0x3FFF {
+                return Decided::rcode(RCODE_NOERROR, aa, 0);
             }
             cur = Cursor::of_wire(target, rdata_at);
             continue;
         }
-        return answer_node(zone, node, gslb, q, peer, w, owner, apex_ptr);
+        let at = At {
+            node,
+            name: cur.name,
+            owner,
+            wildcard,
+            apex_ptr,
+        };
+        let mut d = answer_node(model, zone, &at, gslb, q, peer, w, sec);
+        d.wildcard = from_wildcard;
+        return d;
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
-    Decided {
-        rcode: RCODE_NOERROR,
-        aa,
-        scope: 0,
-    }
+    Decided::rcode(RCODE_NOERROR, aa, 0)
+}
+
+/// Where an answer is: the node, its lower-cased wire name and pointer, and how it was found.
+struct At<'a> {
+    node: &'a Node,
+    name: &'a [u8],
+    owner: u16,
+    /// Synthesized from a wildcard (signed at the query name, online).
+    wildcard: bool,
+    apex_ptr: u16,
 }
 
 #[allow(clippy::too_many_arguments)]
 fn answer_node<G: GslbAnswerer>(
+    model: &Model,
     zone: &Zone,
-    node: &Node,
+    at: &At<'_>,
     gslb: &G,
     q: &Query,
     peer: &Peer,
     w: &mut Writer<'_>,
-    owner: u16,
-    apex_ptr: u16,
+    sec: &mut Sec,
 ) -> Decided {
-    let ok = |scope| Decided {
-        rcode: RCODE_NOERROR,
-        aa: true,
-        scope,
+    let ok = |scope| Decided::rcode(RCODE_NOERROR, true, scope);
+    let (node, owner) = (at.node, at.owner);
+    let signer = sec.signer(zone);
+    let nodata = |w: &mut Writer<'_>, sec: &mut Sec, without: Option<u16>| {
+        let d = Denial::NoData {
+            node,
+            wild: at.wildcard,
+            without,
+        };
+        deny(zone, at.apex_ptr, w, sec, at.name, owner, d);
     };
     if q.qtype == TYPE_ANY {
         if node.is_empty() {
-            negative(zone, apex_ptr, w);
+            nodata(w, sec, None);
         } else {
             // RFC 8482: a small synthesized HINFO instead of the whole node.
-            w.record(
-                owner,
-                TYPE_HINFO,
-                zone.soa.ttl.min(3600),
-                b"\x07RFC8482\x00",
-            );
+            let ttl = zone.soa.ttl.min(3600);
+            const HINFO: &[u8] = b"\x07RFC8482\x00";
+            w.record(owner, TYPE_HINFO, ttl, HINFO);
             w.an += 1;
+            if let Some(s) = signer {
+                w.an += signed::synthesized(w, sec, s, at.name, owner, TYPE_HINFO, ttl, HINFO);
+            }
         }
         return ok(0);
     }
     if let Some(id) = node.gslb
         && (q.qtype == TYPE_A || q.qtype == TYPE_AAAA)
     {
+        let start = w.len;
         return match gslb.answer(id, q.qtype, q, peer, w, owner) {
-            GslbOutcome::Answered { scope } => ok(scope),
-            GslbOutcome::NoData { scope } => {
-                negative(zone, apex_ptr, w);
+            GslbOutcome::Answered { scope } => {
+                if let Some(s) = signer {
+                    let base = model.gslb.get(id as usize).map(|g| g.def.ttl);
+                    w.an += signed::sign_written(w, sec, s, start, at.name, owner, base);
+                }
                 ok(scope)
             }
-            GslbOutcome::ServFail { scope } => Decided {
-                rcode: RCODE_SERVFAIL,
-                aa: false,
-                scope,
-            },
+            GslbOutcome::NoData { scope } => {
+                nodata(w, sec, Some(q.qtype));
+                ok(scope)
+            }
+            GslbOutcome::ServFail { scope } => Decided::rcode(RCODE_SERVFAIL, false, scope),
         };
+    }
+    if q.qtype == TYPE_NSEC
+        && let Some(s) = signer
+    {
+        // The NSEC of the name itself, as the answer.
+        let d = Denial::NoData {
+            node,
+            wild: at.wildcard,
+            without: None,
+        };
+        w.an += signed::nsec(w, sec, s, zone.soa_negative.ttl, at.name, owner, d);
+        return ok(0);
     }
     match node.rrset(q.qtype) {
         Some(rr) => {
             w.an += w.rrset(owner, rr);
-            w.additional(&rr.additional, rr.additional_count);
+            match signer {
+                Some(s) if at.wildcard => {
+                    w.an += signed::wildcard_rrset(w, sec, s, rr, at.name, owner);
+                }
+                Some(s) => {
+                    // Signed answers stay minimal: no additional data (its RRSIGs would
+                    // have to come along, RFC 4035 3.1.1).
+                    w.an += signed::static_sigs(w, sec, s, rr, owner);
+                }
+                None => w.additional(&rr.additional, rr.additional_count),
+            }
         }
-        None => negative(zone, apex_ptr, w),
+        None => nodata(w, sec, None),
     }
     ok(0)
 }
 
-/// NODATA/NXDOMAIN authority: the SOA with the negative TTL.
-fn negative(zone: &Zone, apex_ptr: u16, w: &mut Writer<'_>) {
+/// Negative answer authority: the SOA with the negative TTL, and when signed its RRSIGs and
+/// the compact-denial NSEC. Returns whether the rcode is NXDOMAIN (a signed NXDOMAIN is a
+/// NODATA unless the resolver set Compact Answers OK, RFC 9824 3.1 and 4.1).
+fn deny(
+    zone: &Zone,
+    apex_ptr: u16,
+    w: &mut Writer<'_>,
+    sec: &mut Sec,
+    name: &[u8],
+    owner: u16,
+    denial: Denial<'_>,
+) -> bool {
+    let nx = matches!(denial, Denial::NxName);
     w.ns += w.rrset(apex_ptr, &zone.soa_negative);
+    let Some(s) = sec.signer(zone) else {
+        return nx;
+    };
+    w.ns += signed::static_sigs(w, sec, s, &zone.soa_negative, apex_ptr);
+    w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, name, owner, denial);
+    nx && sec.co
 }
 
-/// Referral to a child zone: NS in authority, glue in additional, no AA.
-fn referral(cut: &Node, cut_ptr: u16, w: &mut Writer<'_>, aa: bool) -> Decided {
+/// Referral to a child zone: NS in authority, glue in additional, no AA. Signed: the DS
+/// RRset and its RRSIGs, or the NSEC proving there is none (an insecure delegation); NS and
+/// glue are the child's and stay unsigned.
+fn referral(
+    zone: &Zone,
+    cut: &Node,
+    cut_name: &[u8],
+    cut_ptr: u16,
+    w: &mut Writer<'_>,
+    aa: bool,
+    sec: &mut Sec,
+) -> Decided {
     if let Some(ns) = cut.rrset(TYPE_NS) {
         w.ns += w.rrset(cut_ptr, ns);
+    }
+    if let Some(s) = sec.signer(zone) {
+        match cut.rrset(TYPE_DS) {
+            Some(ds) => {
+                w.ns += w.rrset(cut_ptr, ds);
+                w.ns += signed::static_sigs(w, sec, s, ds, cut_ptr);
+            }
+            None => {
+                let d = Denial::NoData {
+                    node: cut,
+                    wild: false,
+                    without: None,
+                };
+                w.ns += signed::nsec(w, sec, s, zone.soa_negative.ttl, cut_name, cut_ptr, d);
+            }
+        }
+    }
+    if let Some(ns) = cut.rrset(TYPE_NS) {
         w.additional(&ns.additional, ns.additional_count);
     }
-    Decided {
-        rcode: RCODE_NOERROR,
-        aa,
-        scope: 0,
-    }
+    Decided::rcode(RCODE_NOERROR, aa, 0)
 }
 
 /// The response to a packet that could not be parsed into a query; with `pad` (an encrypted
-/// transport and a padded query) its OPT record carries a Padding option.
+/// transport and a padded query) its OPT record carries a Padding option. Returns the length
+/// and where the OPT record starts.
 pub(crate) fn reject(
     req: &[u8],
     q: &Query,
@@ -602,7 +893,7 @@ pub(crate) fn reject(
     with_question: bool,
     pad: bool,
     out: &mut [u8],
-) -> usize {
+) -> (usize, usize) {
     let mut w = Writer::new(out);
     w.put(&[0; HEADER_LEN]);
     let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | u16::from(rcode);
@@ -615,6 +906,7 @@ pub(crate) fn reject(
     } else {
         0
     };
+    let opt_at = w.len;
     if with_question && q.edns.is_some() {
         w.put(&[0]);
         w.u16(TYPE_OPT);
@@ -633,10 +925,41 @@ pub(crate) fn reject(
     w.set_u16(2, flags);
     w.set_u16(4, qd);
     w.set_u16(10, w.ar);
-    w.len
+    (w.len, opt_at)
 }
 
-/// Parses and answers one packet; `None` means drop it silently.
+/// The answer to a query for a server cookie (no question, RFC 7873 5.4): the header, no
+/// question or records, and the OPT record with the client cookie and a fresh server cookie.
+fn cookie_reply(q: &Query, rcode: u16, cookie: OutCookie, out: &mut [u8]) -> (usize, usize) {
+    let mut w = Writer::new(out);
+    w.put(&[0; HEADER_LEN]);
+    let opt_at = w.len;
+    let do_bit = if q.edns.is_some_and(|e| e.dnssec_ok) {
+        0x8000
+    } else {
+        0
+    };
+    w.put(&[0]);
+    w.u16(TYPE_OPT);
+    w.u16(OUR_UDP_SIZE);
+    w.u32(u32::from(rcode >> 4) << 24 | do_bit);
+    w.u16(COOKIE_OPT_LEN as u16);
+    w.u16(OPTION_COOKIE);
+    w.u16(24);
+    w.put(&cookie.client);
+    w.put(&cookie.server);
+    let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | (rcode & 0xF);
+    if q.rd {
+        flags |= 0x0100;
+    }
+    w.set_u16(0, q.id);
+    w.set_u16(2, flags);
+    w.set_u16(10, 1);
+    (w.len, opt_at)
+}
+
+/// Parses and answers one packet; `None` means drop it silently. Cookies are not looked at
+/// (as by a server that does not implement them): see `handle_with`.
 pub fn handle<G: GslbAnswerer>(
     model: &Model,
     gslb: &G,
@@ -645,23 +968,106 @@ pub fn handle<G: GslbAnswerer>(
     q: &mut Query,
     out: &mut [u8],
 ) -> Option<Answered> {
+    handle_with(model, gslb, None, 0, req, peer, q, out)
+}
+
+/// Parses and answers one packet with DNS cookies on (`cookies` = the server secrets, `now`
+/// = unix seconds); `None` means drop it silently.
+///
+/// RFC 7873 5.2: a client cookie alone, or with a valid server cookie, is answered normally
+/// with the client cookie and a fresh server cookie; an invalid server cookie gets BADCOOKIE
+/// (with the fresh cookie) over UDP and a normal answer over TCP, where the address is proven
+/// anyway. `Answered::cookie` says which case it was (a valid cookie exempts the client from
+/// rate limiting).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn handle_with<G: GslbAnswerer>(
+    model: &Model,
+    gslb: &G,
+    cookies: Option<&CookieSecrets>,
+    now: u32,
+    req: &[u8],
+    peer: &Peer,
+    q: &mut Query,
+    out: &mut [u8],
+) -> Option<Answered> {
     match parse(req, q) {
-        Ok(()) => Some(respond(model, gslb, q, req, peer, out)),
+        Ok(()) => {
+            let (cookie, result) = match (cookies, q.edns.and_then(|e| e.cookie)) {
+                (Some(secrets), Some(c)) => {
+                    let result = secrets.check(&c, peer.addr, now);
+                    let out = OutCookie {
+                        client: c.client,
+                        server: secrets.make(&c.client, peer.addr, now),
+                    };
+                    (Some(out), Some(result))
+                }
+                _ => (None, None),
+            };
+            let bad = result == Some(CookieResult::Invalid) && !peer.transport.is_stream();
+            let mut a = respond(model, gslb, q, req, peer, out, cookie, bad);
+            a.cookie = result;
+            Some(a)
+        }
         Err(Reject::Drop) => None,
+        Err(Reject::CookieOnly) => {
+            let c = q.edns.and_then(|e| e.cookie);
+            match (cookies, c) {
+                (Some(secrets), Some(c)) => {
+                    let result = secrets.check(&c, peer.addr, now);
+                    let fresh = OutCookie {
+                        client: c.client,
+                        server: secrets.make(&c.client, peer.addr, now),
+                    };
+                    let rcode = if result == CookieResult::Invalid && !peer.transport.is_stream() {
+                        RCODE_BADCOOKIE
+                    } else {
+                        u16::from(RCODE_NOERROR)
+                    };
+                    let (len, opt_at) = cookie_reply(q, rcode, fresh, out);
+                    Some(Answered {
+                        len,
+                        zone: None,
+                        scope: 0,
+                        rcode,
+                        kind: if rcode == 0 {
+                            Kind::Answer
+                        } else {
+                            Kind::Error
+                        },
+                        opt_at,
+                        cookie: Some(result),
+                    })
+                }
+                // Cookies off: as a server that does not know them (FORMERR, RFC 7873 5.4).
+                _ => {
+                    let (len, opt_at) = reject(req, q, RCODE_FORMERR, false, false, out);
+                    Some(Answered {
+                        len,
+                        zone: None,
+                        scope: 0,
+                        rcode: u16::from(RCODE_FORMERR),
+                        kind: Kind::Error,
+                        opt_at,
+                        cookie: None,
+                    })
+                }
+            }
+        }
         Err(Reject::Rcode {
             rcode,
             with_question,
-        }) => Some(Answered {
-            len: reject(
-                req,
-                q,
-                rcode,
-                with_question,
-                peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding),
-                out,
-            ),
-            zone: None,
-            scope: 0,
-        }),
+        }) => {
+            let pad = peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding);
+            let (len, opt_at) = reject(req, q, rcode, with_question, pad, out);
+            Some(Answered {
+                len,
+                zone: None,
+                scope: 0,
+                rcode: u16::from(rcode),
+                kind: Kind::Error,
+                opt_at,
+                cookie: None,
+            })
+        }
     }
 }

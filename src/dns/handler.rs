@@ -5,12 +5,13 @@
 //! not depend on the transport beyond its size limit and (for the encrypted ones) EDNS
 //! padding. The running server implements the handler over its published state; benches and
 //! fuzzing can implement it over a fixed model. Stream transports also report what happens to
-//! their connections ([`PacketHandler::conn_event`]), so the server counts them without this
+//! their connections ([`PacketHandler::conn_closed`] and the like), so the server counts them without this
 //! layer knowing metrics.
 
 use std::net::IpAddr;
 
-pub(crate) use crate::net::{ConnEvent, Transport};
+use crate::abuse::{CloseReason, Listener};
+pub(crate) use crate::net::Transport;
 
 use super::wire::Query;
 
@@ -43,13 +44,32 @@ impl Peer {
     }
 }
 
-/// Answers one packet into `out`; `None` = drop. Implemented by the running server state.
+/// Answers one packet into `out`; `None` = drop. Implemented by the running server state,
+/// which also hears what the stream transports' limits did (to count and log it).
 pub(crate) trait PacketHandler: Send + Sync + 'static {
     /// Parses `req` into `q` (a reusable scratch value), writes the response into `out` and
     /// returns its length, or `None` to send nothing.
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize>;
 
-    /// A connection of a stream transport was opened, closed, refused or stopped by a limit
-    /// (never called per query). The default ignores it.
-    fn conn_event(&self, _transport: Transport, _event: ConnEvent) {}
+    /// A stream connection of `listener` from `client` was closed or refused by a limit.
+    fn conn_closed(&self, _listener: Listener, _reason: CloseReason, _client: IpAddr) {}
+
+    /// A stream connection of `listener` is established (after the TLS or QUIC handshake for
+    /// the encrypted ones; `resumed`: the TLS handshake resumed an earlier session). Never
+    /// called per query.
+    fn conn_opened(&self, _listener: Listener, _resumed: bool) {}
+
+    /// A request on a DoH or DoQ connection from `client` was stopped by `reason` without
+    /// closing the connection (or the connection reached its stream limit).
+    fn request_limited(&self, _listener: Listener, _reason: CloseReason, _client: IpAddr) {}
+
+    /// Accepting a connection on `listener` failed for lack of descriptors or memory; the
+    /// listener waits `backoff` before trying again.
+    fn accept_failed(
+        &self,
+        _listener: Listener,
+        _err: &std::io::Error,
+        _backoff: std::time::Duration,
+    ) {
+    }
 }

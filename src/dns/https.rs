@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! TLS stream --h2 handshake (bounded)--> connection task: accept streams (at most max_streams
-//!     at once, announced in SETTINGS), close after idle_timeout with none in flight
-//!       └─ stream task: path, method, size bound, body (bounded in time)
+//!     at once, announced in SETTINGS), close after idle_timeout or the lifetime with none
+//!     in flight (idle = evictable in the listener's ConnTable)
+//!       └─ stream task: path, method, size bound, body (within the read timeout)
 //!            --> PacketHandler::handle (the same answer as UDP/TCP) --> 200 + DNS message
 //!            bad request 400, wrong path 404, method 405, too large 413/414, type 415
 //! ```
@@ -15,6 +16,7 @@
 //! and offers no stream or size limits; the request and response also pass through its
 //! message types. This is the same `h2` crate it uses, driven by our own loop.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,10 +29,11 @@ use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::conn::{self, ConnLimiter, EncryptedLimits};
-use super::handler::{ConnEvent, PacketHandler, Peer, Transport};
+use super::conn::{self, EncryptedLimits};
+use super::handler::{PacketHandler, Peer, Transport};
 use super::tls::accept_tls;
 use super::wire::min_ttl;
+use crate::abuse::{CloseReason, ConnTable, Listener, Ticket};
 use crate::shutdown::Shutdown;
 
 /// The path RFC 8484 suggests, and the one every client uses by default.
@@ -45,34 +48,42 @@ pub(crate) async fn serve_doh<H: PacketHandler>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     h: Arc<H>,
-    limiter: Arc<ConnLimiter>,
+    table: Arc<ConnTable>,
+    limits: EncryptedLimits,
     stop: Shutdown,
 ) {
-    let limits = limiter.limits;
-    let serve = move |s: TlsStream<TcpStream>, peer: Peer, h: Arc<H>, stop: Shutdown| async move {
-        serve_h2(s, peer, h, limits, stop).await
+    let serve = move |s: TlsStream<TcpStream>,
+                      client: IpAddr,
+                      h: Arc<H>,
+                      ticket: Ticket,
+                      stop: Shutdown| async move {
+        let peer = Peer::new(client, Transport::Https);
+        serve_h2(s, peer, h, &ticket, limits, stop).await
     };
     accept_tls(
         listener,
         TlsAcceptor::from(tls),
-        Transport::Https,
+        Listener::DnsHttps,
+        limits.handshake_timeout,
         h,
-        limiter,
+        table,
         stop,
         serve,
     )
     .await;
 }
 
-/// One HTTP/2 connection: its streams each in a task, until the peer closes, `stop`, or
-/// idle_timeout passes with no stream in flight. Returns the limit that ended it, if one did.
+/// One HTTP/2 connection: its streams each in a task, until the peer closes, `stop`, an
+/// eviction, the lifetime or idle_timeout passes with no stream in flight. Returns the limit
+/// that ended it, if one did (an eviction is counted where it was decided).
 async fn serve_h2<IO, H>(
     io: IO,
     peer: Peer,
     h: Arc<H>,
+    ticket: &Ticket,
     lim: EncryptedLimits,
     stop: Shutdown,
-) -> Option<ConnEvent>
+) -> Option<CloseReason>
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: PacketHandler,
@@ -82,20 +93,30 @@ where
         .max_header_list_size(MAX_HEADER_LIST);
     let mut conn = match timeout(lim.handshake_timeout, b.handshake::<_, Bytes>(io)).await {
         Ok(Ok(c)) => c,
-        Ok(Err(_)) => return Some(ConnEvent::HandshakeFailed),
-        Err(_) => return Some(ConnEvent::HandshakeTimeout),
+        Ok(Err(_)) => return Some(CloseReason::HandshakeFailed),
+        Err(_) => return Some(CloseReason::HandshakeTimeout),
     };
     let mut streams = tokio::task::JoinSet::new();
+    let end_of_life = Instant::now() + lim.lifetime;
     let mut idle_at = Instant::now() + lim.idle_timeout;
     let end = loop {
+        // With no stream in flight the connection is idle: evictable, and closed at the idle
+        // timeout or at the end of its lifetime, whichever comes first.
+        let (wake, why) = if end_of_life <= idle_at {
+            (end_of_life, CloseReason::Lifetime)
+        } else {
+            (idle_at, CloseReason::Idle)
+        };
         tokio::select! {
             _ = stop.stopped() => break None,
+            () = ticket.evicted(), if streams.is_empty() => break None,
             r = conn.accept() => match r {
                 Some(Ok((req, respond))) => {
                     while streams.try_join_next().is_some() {}
+                    ticket.busy();
                     streams.spawn(request(req, respond, peer, h.clone(), lim));
                     if streams.len() == lim.max_streams as usize {
-                        h.conn_event(Transport::Https, ConnEvent::MaxStreams);
+                        h.request_limited(Listener::DnsHttps, CloseReason::Streams, peer.addr);
                     }
                 }
                 // A connection error we found in what the client sent (h2 has answered it
@@ -103,19 +124,18 @@ where
                 Some(Err(e)) if !e.is_remote() && !e.is_io()
                     && e.reason().is_some_and(|r| r != h2::Reason::NO_ERROR) =>
                 {
-                    return Some(ConnEvent::Malformed);
+                    return Some(CloseReason::Malformed);
                 }
                 // Closed by the peer.
                 Some(Err(_)) | None => return None,
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {
                 if streams.is_empty() {
+                    ticket.idle();
                     idle_at = Instant::now() + lim.idle_timeout;
                 }
             }
-            _ = tokio::time::sleep_until(idle_at), if streams.is_empty() => {
-                break Some(ConnEvent::IdleTimeout);
-            }
+            _ = tokio::time::sleep_until(wake), if streams.is_empty() => break Some(why),
         }
     };
     // GOAWAY, then drive the connection until the streams in flight have their answers
@@ -129,7 +149,7 @@ where
 }
 
 /// Why a request gets no DNS answer: the HTTP status, and what it counts as.
-type Refusal = (StatusCode, Option<ConnEvent>);
+type Refusal = (StatusCode, Option<CloseReason>);
 
 /// One stream: read the query, answer it, send the response.
 async fn request<H: PacketHandler>(
@@ -143,13 +163,13 @@ async fn request<H: PacketHandler>(
         Ok(m) => m,
         Err((status, event)) => {
             if let Some(e) = event {
-                h.conn_event(Transport::Https, e);
+                h.request_limited(Listener::DnsHttps, e, peer.addr);
             }
             return refuse(respond, status);
         }
     };
     let Some(answer) = conn::answer(&*h, &msg, &peer, false) else {
-        h.conn_event(Transport::Https, ConnEvent::Malformed);
+        h.request_limited(Listener::DnsHttps, CloseReason::Malformed, peer.addr);
         return refuse(respond, StatusCode::BAD_REQUEST);
     };
     // RFC 8484 5.1: the freshness lifetime must not exceed the smallest TTL; `private`
@@ -184,8 +204,8 @@ fn refuse(respond: SendResponse<Bytes>, status: StatusCode) {
 
 /// The DNS message of a request, or why there is none.
 async fn read_query(req: Request<RecvStream>, lim: &EncryptedLimits) -> Result<Vec<u8>, Refusal> {
-    let malformed = |s| (s, Some(ConnEvent::Malformed));
-    let too_large = |s| (s, Some(ConnEvent::RequestTooLarge));
+    let malformed = |s| (s, Some(CloseReason::Malformed));
+    let too_large = |s| (s, Some(CloseReason::TooLarge));
     if req.uri().path() != DOH_PATH {
         return Err(malformed(StatusCode::NOT_FOUND));
     }
@@ -219,10 +239,12 @@ async fn read_query(req: Request<RecvStream>, lim: &EncryptedLimits) -> Result<V
             }
             let mut body = req.into_body();
             let mut msg = Vec::with_capacity(announced.map_or(512, |n| n as usize));
+            // The whole body within the read timeout, as the rest of a TCP message.
+            let deadline = Instant::now() + lim.read_timeout;
             loop {
-                let chunk = match timeout(lim.idle_timeout, body.data()).await {
+                let chunk = match tokio::time::timeout_at(deadline, body.data()).await {
                     Err(_) => {
-                        return Err((StatusCode::REQUEST_TIMEOUT, Some(ConnEvent::IdleTimeout)));
+                        return Err((StatusCode::REQUEST_TIMEOUT, Some(CloseReason::ReadTimeout)));
                     }
                     Ok(None) => break,
                     // The client reset the stream: nobody reads an answer.

@@ -8,25 +8,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
-use super::conn::{ConnLimiter, EncryptedLimits};
+use super::conn::EncryptedLimits;
 use super::handler::PacketHandler;
+use super::tcp::StreamLimits;
 use super::tls::{ALPN_DOQ, ALPN_DOT, ALPN_H2, CertStore};
 use super::{https, quic, tcp, tls, udp};
+use crate::abuse::{ConnTable, Listener};
 use crate::shutdown::Shutdown;
 
 /// Listener settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ListenConfig {
     /// Addresses to serve on (UDP and TCP each).
     pub(crate) addrs: Vec<SocketAddr>,
     /// UDP sockets (and threads) per address; 0 = one per core.
     pub(crate) udp_threads: usize,
-    /// Most TCP connections at once (all addresses together).
-    pub(crate) tcp_max_connections: usize,
-    /// A TCP connection with no query for this long is closed.
-    pub(crate) tcp_idle_timeout: Duration,
+    /// Timeouts, lifetime and query budget of each TCP connection (the connection counts
+    /// are bounded by the table given to [`start`]).
+    pub(crate) tcp: StreamLimits,
     /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
     /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
     pub(crate) best_effort: bool,
@@ -45,21 +45,8 @@ pub(crate) struct EncryptedConfig {
     pub(crate) quic: Vec<SocketAddr>,
     /// The certificate and key.
     pub(crate) certs: Arc<CertStore>,
-    /// Timeouts and bounds, shared by all three.
+    /// Timeouts and bounds of each of the three (each has a connection table of its own).
     pub(crate) limits: EncryptedLimits,
-}
-
-impl Default for ListenConfig {
-    fn default() -> Self {
-        ListenConfig {
-            addrs: vec![],
-            udp_threads: 0,
-            tcp_max_connections: 512,
-            tcp_idle_timeout: Duration::from_secs(10),
-            best_effort: false,
-            encrypted: None,
-        }
-    }
 }
 
 /// Sockets bound and served until [`Listeners::stop`] (or until their stop node is stopped).
@@ -72,6 +59,8 @@ pub(crate) struct Listeners {
     pub(crate) https: Vec<SocketAddr>,
     /// The DoQ addresses bound.
     pub(crate) quic: Vec<SocketAddr>,
+    /// The connection tables of the encrypted listeners that run (for the metrics).
+    pub(crate) tables: Vec<(Listener, Arc<ConnTable>)>,
     stop: Shutdown,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -95,11 +84,13 @@ impl Listeners {
     }
 }
 
-/// Binds UDP and TCP on every address and starts serving with `handler`, until `stop`. Must
-/// be called inside a tokio runtime.
+/// Binds UDP and TCP on every address and starts serving with `handler`, until `stop`; TCP
+/// connections of every address are admitted through `tcp_table`. Must be called inside a
+/// tokio runtime.
 pub(crate) fn start<H: PacketHandler>(
     cfg: &ListenConfig,
     handler: Arc<H>,
+    tcp_table: Arc<ConnTable>,
     stop: Shutdown,
 ) -> io::Result<Listeners> {
     let threads = if cfg.udp_threads == 0 {
@@ -114,11 +105,11 @@ pub(crate) fn start<H: PacketHandler>(
         tls: vec![],
         https: vec![],
         quic: vec![],
+        tables: vec![],
         stop,
         udp_threads: vec![],
         tcp_tasks: vec![],
     };
-    let conns = Arc::new(Semaphore::new(cfg.tcp_max_connections));
     for (n, &addr) in cfg.addrs.iter().enumerate() {
         let (sockets, tcp, bound) = match bind_pair(addr, threads) {
             Ok(x) => x,
@@ -141,8 +132,8 @@ pub(crate) fn start<H: PacketHandler>(
         let task = tokio::spawn(tcp::accept_loop(
             listener,
             handler.clone(),
-            conns.clone(),
-            cfg.tcp_idle_timeout,
+            tcp_table.clone(),
+            cfg.tcp,
             out.stop.clone(),
         ));
         out.tcp_tasks.push(task);
@@ -153,17 +144,23 @@ pub(crate) fn start<H: PacketHandler>(
     Ok(out)
 }
 
-/// Binds the DoT, DoH and DoQ addresses and starts serving them (one connection limiter for
-/// all three).
+/// Binds the DoT, DoH and DoQ addresses and starts serving them (one connection table per
+/// kind, shared by its addresses, as TCP's is).
 fn start_encrypted<H: PacketHandler>(
     enc: &EncryptedConfig,
     handler: Arc<H>,
     out: &mut Listeners,
 ) -> io::Result<()> {
-    let limiter = ConnLimiter::new(enc.limits);
+    let lim = enc.limits;
     let tls_err = |e: rustls::Error| io::Error::other(format!("TLS configuration: {e}"));
+    let mut table = |l: Listener| {
+        let t = ConnTable::new(lim.table());
+        out.tables.push((l, t.clone()));
+        t
+    };
     if !enc.tls.is_empty() {
         let cfg = enc.certs.server_config(ALPN_DOT, false).map_err(tls_err)?;
+        let t = table(Listener::DnsTls);
         for &addr in &enc.tls {
             let l = TcpListener::from_std(tcp::listener(addr)?)?;
             out.tls.push(l.local_addr()?);
@@ -171,13 +168,15 @@ fn start_encrypted<H: PacketHandler>(
                 l,
                 cfg.clone(),
                 handler.clone(),
-                limiter.clone(),
+                t.clone(),
+                lim,
                 out.stop.clone(),
             )));
         }
     }
     if !enc.https.is_empty() {
         let cfg = enc.certs.server_config(ALPN_H2, false).map_err(tls_err)?;
+        let t = table(Listener::DnsHttps);
         for &addr in &enc.https {
             let l = TcpListener::from_std(tcp::listener(addr)?)?;
             out.https.push(l.local_addr()?);
@@ -185,20 +184,23 @@ fn start_encrypted<H: PacketHandler>(
                 l,
                 cfg.clone(),
                 handler.clone(),
-                limiter.clone(),
+                t.clone(),
+                lim,
                 out.stop.clone(),
             )));
         }
     }
     if !enc.quic.is_empty() {
         let cfg = enc.certs.server_config(ALPN_DOQ, true).map_err(tls_err)?;
+        let t = table(Listener::DnsQuic);
         for &addr in &enc.quic {
-            let ep = quic::endpoint(quic::socket(addr)?, cfg.clone(), &enc.limits)?;
+            let ep = quic::endpoint(quic::socket(addr)?, cfg.clone(), &lim)?;
             out.quic.push(ep.local_addr()?);
             out.tcp_tasks.push(tokio::spawn(quic::serve_doq(
                 ep,
                 handler.clone(),
-                limiter.clone(),
+                t.clone(),
+                lim,
                 out.stop.clone(),
             )));
         }

@@ -2,10 +2,11 @@
 //! 2-byte length framing as over TCP, message ID 0, ALPN `doq`.
 //!
 //! ```text
-//! UDP socket --quinn Endpoint--> Incoming --limits (refuse)--> handshake (bounded)
+//! UDP socket --quinn Endpoint--> Incoming --ConnTable (refuse)--> handshake (bounded)
 //!   connection task: accept streams (max_streams at once: the stream credit we grant),
-//!                    close after idle_timeout with none in flight (QUIC idle timeout too)
-//!     └─ stream task: read to FIN (size bound, time bound) --> PacketHandler::handle
+//!                    close after idle_timeout or the lifetime with none in flight (QUIC
+//!                    idle timeout too), or when evicted while idle
+//!     └─ stream task: read to FIN (size bound, read timeout) --> PacketHandler::handle
 //!                     --> length + answer, FIN
 //!   a stream that is not a DoQ query (bad framing, ID not 0, not DNS, too large) closes the
 //!   connection with DOQ_PROTOCOL_ERROR; the other connections go on.
@@ -25,9 +26,10 @@ use quinn::crypto::rustls::QuicServerConfig;
 use quinn::{ConnectionError, Endpoint, EndpointConfig, IdleTimeout, TransportConfig, VarInt};
 use tokio::time::{Instant, timeout};
 
-use super::conn::{self, ConnLimiter, EncryptedLimits};
-use super::handler::{ConnEvent, PacketHandler, Peer, Transport};
-use super::tls::Counted;
+use super::conn::{self, EncryptedLimits};
+use super::handler::{PacketHandler, Peer, Transport};
+use super::tcp::admit;
+use crate::abuse::{CloseReason, ConnTable, Listener, Ticket};
 use crate::shutdown::Shutdown;
 
 /// DoQ error codes (RFC 9250 section 8.4).
@@ -66,7 +68,8 @@ pub(crate) fn endpoint(
 pub(crate) async fn serve_doq<H: PacketHandler>(
     endpoint: Endpoint,
     h: Arc<H>,
-    limiter: Arc<ConnLimiter>,
+    table: Arc<ConnTable>,
+    lim: EncryptedLimits,
     stop: Shutdown,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
@@ -78,36 +81,34 @@ pub(crate) async fn serve_doq<H: PacketHandler>(
                 None => break,
             },
         };
-        let addr = incoming.remote_address();
-        let permit = match limiter.try_acquire(addr.ip()) {
-            Ok(p) => p,
-            Err(e) => {
-                incoming.refuse();
-                h.conn_event(Transport::Quic, e);
-                continue;
-            }
+        let client = incoming.remote_address().ip();
+        let Some(ticket) = admit(&table, &*h, Listener::DnsQuic, client) else {
+            incoming.refuse();
+            continue;
         };
         let connecting = match incoming.accept() {
             Ok(c) => c,
             Err(_) => {
-                h.conn_event(Transport::Quic, ConnEvent::HandshakeFailed);
+                h.conn_closed(Listener::DnsQuic, CloseReason::HandshakeFailed, client);
                 continue;
             }
         };
-        let (h, stop, lim) = (h.clone(), stop.clone(), limiter.limits);
+        let (h, stop) = (h.clone(), stop.clone());
         tasks.spawn(async move {
+            let closed = |r| h.conn_closed(Listener::DnsQuic, r, client);
             let connection = tokio::select! {
                 r = timeout(lim.handshake_timeout, connecting) => match r {
                     Ok(Ok(c)) => c,
-                    Ok(Err(_)) => return h.conn_event(Transport::Quic, ConnEvent::HandshakeFailed),
-                    Err(_) => return h.conn_event(Transport::Quic, ConnEvent::HandshakeTimeout),
+                    Ok(Err(_)) => return closed(CloseReason::HandshakeFailed),
+                    Err(_) => return closed(CloseReason::HandshakeTimeout),
                 },
+                () = ticket.evicted() => return,
                 _ = stop.stopped() => return,
             };
-            let conn = Counted::open(h.clone(), Transport::Quic, permit);
-            let peer = Peer::new(addr.ip(), Transport::Quic);
-            if let Some(e) = serve_connection(&connection, peer, &h, &lim, &stop).await {
-                conn.event(e);
+            h.conn_opened(Listener::DnsQuic, false);
+            let peer = Peer::new(client, Transport::Quic);
+            if let Some(r) = serve_connection(&connection, peer, &h, &ticket, &lim, &stop).await {
+                closed(r);
             }
         });
         while tasks.try_join_next().is_some() {}
@@ -117,22 +118,34 @@ pub(crate) async fn serve_doq<H: PacketHandler>(
     endpoint.wait_idle().await;
 }
 
-/// One QUIC connection: each stream in its own task, until the peer closes, `stop`, idle, or
-/// a stream that is not a DoQ query. Returns the limit or error that ended it, if one did.
+/// One QUIC connection: each stream in its own task, until the peer closes, `stop`, an
+/// eviction, the idle timeout or the lifetime with no stream in flight, or a stream that is not
+/// a DoQ query. Returns the limit or error that ended it, if one did.
 async fn serve_connection<H: PacketHandler>(
     c: &quinn::Connection,
     peer: Peer,
     h: &Arc<H>,
+    ticket: &Ticket,
     lim: &EncryptedLimits,
     stop: &Shutdown,
-) -> Option<ConnEvent> {
+) -> Option<CloseReason> {
     let mut streams = tokio::task::JoinSet::new();
+    let end_of_life = Instant::now() + lim.lifetime;
     let mut idle_at = Instant::now() + lim.idle_timeout;
     let close = |code: u32, why: &[u8]| c.close(VarInt::from_u32(code), why);
     loop {
+        let (wake, why) = if end_of_life <= idle_at {
+            (end_of_life, CloseReason::Lifetime)
+        } else {
+            (idle_at, CloseReason::Idle)
+        };
         tokio::select! {
             _ = stop.stopped() => {
                 close(DOQ_NO_ERROR, b"shutting down");
+                return None;
+            }
+            () = ticket.evicted(), if streams.is_empty() => {
+                close(DOQ_NO_ERROR, b"evicted");
                 return None;
             }
             r = c.accept_bi() => match r {
@@ -143,12 +156,13 @@ async fn serve_connection<H: PacketHandler>(
                             return Some(e);
                         }
                     }
+                    ticket.busy();
                     streams.spawn(query(send, recv, peer, h.clone(), *lim));
                     if streams.len() == lim.max_streams as usize {
-                        h.conn_event(Transport::Quic, ConnEvent::MaxStreams);
+                        h.request_limited(Listener::DnsQuic, CloseReason::Streams, peer.addr);
                     }
                 }
-                Err(ConnectionError::TimedOut) => return Some(ConnEvent::IdleTimeout),
+                Err(ConnectionError::TimedOut) => return Some(CloseReason::Idle),
                 Err(_) => return None,
             },
             Some(r) = streams.join_next(), if !streams.is_empty() => {
@@ -157,12 +171,13 @@ async fn serve_connection<H: PacketHandler>(
                     return Some(e);
                 }
                 if streams.is_empty() {
+                    ticket.idle();
                     idle_at = Instant::now() + lim.idle_timeout;
                 }
             }
-            _ = tokio::time::sleep_until(idle_at), if streams.is_empty() => {
+            _ = tokio::time::sleep_until(wake), if streams.is_empty() => {
                 close(DOQ_NO_ERROR, b"idle");
-                return Some(ConnEvent::IdleTimeout);
+                return Some(why);
             }
         }
     }
@@ -176,27 +191,29 @@ async fn query<H: PacketHandler>(
     peer: Peer,
     h: Arc<H>,
     lim: EncryptedLimits,
-) -> Result<(), ConnEvent> {
-    let data = match timeout(lim.idle_timeout, recv.read_to_end(lim.max_request_size + 2)).await {
+) -> Result<(), CloseReason> {
+    let data = match timeout(lim.read_timeout, recv.read_to_end(lim.max_request_size + 2)).await {
         Ok(Ok(d)) => d,
-        Ok(Err(quinn::ReadToEndError::TooLong)) => return Err(ConnEvent::RequestTooLarge),
+        Ok(Err(quinn::ReadToEndError::TooLong)) => return Err(CloseReason::TooLarge),
         // Reset by the client, or the connection went away: nothing to answer.
         Ok(Err(_)) => return Ok(()),
         Err(_) => {
-            // A dangling stream (no FIN in time): give the client's credit back.
+            // A dangling stream (no FIN within the read timeout): give the client's credit
+            // back; the connection stays.
             let _ = send.reset(VarInt::from_u32(DOQ_PROTOCOL_ERROR));
             let _ = recv.stop(VarInt::from_u32(DOQ_PROTOCOL_ERROR));
+            h.request_limited(Listener::DnsQuic, CloseReason::ReadTimeout, peer.addr);
             return Ok(());
         }
     };
     let msg = match data.split_first_chunk::<2>() {
         Some((len, msg)) if usize::from(u16::from_be_bytes(*len)) == msg.len() => msg,
-        _ => return Err(ConnEvent::Malformed),
+        _ => return Err(CloseReason::Malformed),
     };
     if msg.get(..2) != Some(&[0, 0]) {
-        return Err(ConnEvent::Malformed);
+        return Err(CloseReason::Malformed);
     }
-    let answer = conn::answer(&*h, msg, &peer, true).ok_or(ConnEvent::Malformed)?;
+    let answer = conn::answer(&*h, msg, &peer, true).ok_or(CloseReason::Malformed)?;
     if send.write_all(&answer).await.is_ok() {
         let _ = send.finish();
     }

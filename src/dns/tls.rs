@@ -6,7 +6,7 @@
 //! cert.pem + key.pem --CertStore::load/reload--> ArcSwap<CertifiedKey>
 //!                                                   ^ resolve() per handshake
 //! rustls ServerConfig (ALPN dot | h2 | doq) --------+  shared by every connection
-//! DoT: accept --limits--> TLS handshake (bounded) --> tcp::serve_stream (idle, size bound)
+//! DoT: accept --ConnTable--> TLS handshake (bounded) --> tcp::serve_stream (TCP's loop)
 //! ```
 //!
 //! Reloading swaps the certificate the *next* handshake gets; established connections keep
@@ -14,8 +14,10 @@
 //! certificate, no key, a key that does not match) leaves the current certificate in place.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
@@ -27,9 +29,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::conn::{ConnLimiter, ConnPermit};
-use super::handler::{ConnEvent, PacketHandler, Peer, Transport};
-use super::tcp::{StreamLimits, serve_stream};
+use tokio::io::AsyncWriteExt;
+
+use super::conn::EncryptedLimits;
+use super::handler::{PacketHandler, Peer, Transport};
+use super::tcp::{StreamLimits, admit, serve_stream};
+use crate::abuse::{CloseReason, ConnTable, Listener, Ticket};
 use crate::shutdown::Shutdown;
 
 /// ALPN of DNS over TLS (RFC 7858 via the IANA registry).
@@ -208,57 +213,73 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// Accepts TCP connections for a TLS listener until `stop`: counts each against `limiter`
-/// (refusing at a limit), and runs `serve` on each in its own task once its TLS handshake has
-/// finished within the handshake timeout. Returns when every connection has ended (the caller
-/// bounds how long it waits).
+/// Accepts TCP connections for a TLS listener until `stop`: admits each through `table`
+/// (refusing, or evicting the connection idle the longest, at a limit), and runs `serve` on
+/// each in its own task once its TLS handshake has finished within the handshake timeout.
+/// Returns when every connection has ended (the caller bounds how long it waits).
+#[allow(clippy::too_many_arguments, reason = "one call site per transport")]
 pub(crate) async fn accept_tls<H, F, Fut>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    transport: Transport,
+    which: Listener,
+    handshake: Duration,
     h: Arc<H>,
-    limiter: Arc<ConnLimiter>,
+    table: Arc<ConnTable>,
     stop: Shutdown,
     serve: F,
 ) where
     H: PacketHandler,
-    F: Fn(TlsStream<TcpStream>, Peer, Arc<H>, Shutdown) -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = Option<ConnEvent>> + Send + 'static,
+    F: Fn(TlsStream<TcpStream>, IpAddr, Arc<H>, Ticket, Shutdown) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Option<CloseReason>> + Send + 'static,
 {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut backoff = Duration::ZERO;
     loop {
         let (stream, addr) = tokio::select! {
             _ = stop.stopped() => break,
             acc = listener.accept() => match acc {
                 Ok(x) => x,
+                Err(e) if crate::abuse::is_resource_exhaustion(&e) => {
+                    // As over TCP: free the descriptor of the connection idle the longest and
+                    // wait, rather than spin on a listener that stays readable.
+                    backoff = crate::abuse::next_backoff(backoff);
+                    h.accept_failed(which, &e, backoff);
+                    if let Some(client) = table.evict_oldest_idle() {
+                        h.conn_closed(which, CloseReason::FdExhausted, client);
+                    }
+                    tokio::select! {
+                        _ = stop.stopped() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    continue;
+                }
                 Err(_) => continue,
             },
         };
-        let permit = match limiter.try_acquire(addr.ip()) {
-            Ok(p) => p,
-            Err(e) => {
-                h.conn_event(transport, e);
-                continue; // dropping the stream closes it
-            }
+        backoff = Duration::ZERO;
+        let client = addr.ip();
+        let Some(ticket) = admit(&table, &*h, which, client) else {
+            continue; // dropping the stream closes it
         };
         let _ = stream.set_nodelay(true);
         let (h, acceptor, stop, serve) = (h.clone(), acceptor.clone(), stop.clone(), serve.clone());
-        let handshake = limiter.limits.handshake_timeout;
         tasks.spawn(async move {
+            // The handshake runs idle: a table that fills up closes a stalled one first.
             let tls = tokio::select! {
                 r = tokio::time::timeout(handshake, acceptor.accept(stream)) => match r {
                     Ok(Ok(s)) => s,
-                    Ok(Err(_)) => return h.conn_event(transport, ConnEvent::HandshakeFailed),
-                    Err(_) => return h.conn_event(transport, ConnEvent::HandshakeTimeout),
+                    Ok(Err(_)) => {
+                        return h.conn_closed(which, CloseReason::HandshakeFailed, client);
+                    }
+                    Err(_) => return h.conn_closed(which, CloseReason::HandshakeTimeout, client),
                 },
+                () = ticket.evicted() => return,
                 _ = stop.stopped() => return,
             };
-            let conn = Counted::open(h.clone(), transport, permit);
-            if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
-                conn.event(ConnEvent::Resumed);
-            }
-            if let Some(e) = serve(tls, Peer::new(addr.ip(), transport), h, stop).await {
-                conn.event(e);
+            let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            h.conn_opened(which, resumed);
+            if let Some(reason) = serve(tls, client, h.clone(), ticket, stop).await {
+                h.conn_closed(which, reason, client);
             }
         });
         while tasks.try_join_next().is_some() {}
@@ -267,58 +288,43 @@ pub(crate) async fn accept_tls<H, F, Fut>(
     while tasks.join_next().await.is_some() {}
 }
 
-/// An established connection: `Opened` when made, `Closed` (and the permit released) when
-/// dropped, so every way out of a connection task counts it closed.
-pub(crate) struct Counted<H: PacketHandler> {
-    h: Arc<H>,
-    transport: Transport,
-    _permit: ConnPermit,
-}
-
-impl<H: PacketHandler> Counted<H> {
-    /// Counts a connection of `transport` as opened.
-    pub(crate) fn open(h: Arc<H>, transport: Transport, permit: ConnPermit) -> Counted<H> {
-        h.conn_event(transport, ConnEvent::Opened);
-        Counted {
-            h,
-            transport,
-            _permit: permit,
-        }
-    }
-
-    /// Reports an event of this connection.
-    pub(crate) fn event(&self, e: ConnEvent) {
-        self.h.conn_event(self.transport, e);
-    }
-}
-
-impl<H: PacketHandler> Drop for Counted<H> {
-    fn drop(&mut self) {
-        self.h.conn_event(self.transport, ConnEvent::Closed);
-    }
-}
-
-/// DNS over TLS on one listener until `stop`: length-framed queries as over TCP.
+/// DNS over TLS on one listener until `stop`: length-framed queries on TCP's own connection
+/// loop (idle timeout, lifetime, read and write timeouts, eviction), with the request bound of
+/// the encrypted listeners and no query budget (a new connection costs a handshake).
 pub(crate) async fn serve_dot<H: PacketHandler>(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     h: Arc<H>,
-    limiter: Arc<ConnLimiter>,
+    table: Arc<ConnTable>,
+    lim: EncryptedLimits,
     stop: Shutdown,
 ) {
     let limits = StreamLimits {
-        idle: limiter.limits.idle_timeout,
-        max_request: limiter.limits.max_request_size.min(usize::from(u16::MAX)),
+        idle_timeout: lim.idle_timeout,
+        lifetime: lim.lifetime,
+        max_queries: 0,
+        read_timeout: lim.read_timeout,
+        write_timeout: lim.write_timeout,
+        max_request: lim.max_request_size.min(usize::from(u16::MAX)),
     };
-    let serve = move |s: TlsStream<TcpStream>, peer: Peer, h: Arc<H>, stop: Shutdown| async move {
-        serve_stream(s, peer, &*h, limits, &stop).await.event()
+    let serve = move |mut s: TlsStream<TcpStream>,
+                      client: IpAddr,
+                      h: Arc<H>,
+                      ticket: Ticket,
+                      stop: Shutdown| async move {
+        let peer = Peer::new(client, Transport::Tls);
+        let end = serve_stream(&mut s, peer, &*h, &ticket, &limits, &stop).await;
+        // close_notify, bounded: a peer that does not read must not hold the task.
+        let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
+        end.ok().flatten()
     };
     accept_tls(
         listener,
         TlsAcceptor::from(tls),
-        Transport::Tls,
+        Listener::DnsTls,
+        lim.handshake_timeout,
         h,
-        limiter,
+        table,
         stop,
         serve,
     )

@@ -10,8 +10,9 @@
 //! `recvfrom`/`sendto` (MSG_WAITFORONE returns as soon as one datagram is there).
 
 //!
-//! This is the one module allowed `unsafe`: `recvmmsg`/`sendmmsg` take C structures that point
-//! into our buffers. Each `unsafe` block says why it holds.
+//! This is the one module allowed `unsafe` (besides one `kill(2)` of a process group in
+//! `probe::exec`): `recvmmsg`/`sendmmsg` take C structures that point into our buffers. Each
+//! `unsafe` block says why it holds.
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};

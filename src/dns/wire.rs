@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::rr::{OPTION_ECS, OPTION_PADDING, RCODE_BADVERS, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
+use crate::rr::{OPTION_COOKIE, OPTION_ECS, OPTION_PADDING, RCODE_FORMERR, RCODE_NOTIMP, TYPE_OPT};
 
 /// Length of the DNS header.
 pub(crate) const HEADER_LEN: usize = 12;
@@ -24,6 +24,24 @@ pub struct ClientSubnet {
     pub(crate) addr: IpAddr,
 }
 
+/// The DNS COOKIE option of a query (RFC 7873), held without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cookie {
+    /// The client cookie.
+    pub(crate) client: [u8; 8],
+    /// The server cookie, `server_len` bytes used.
+    pub(crate) server: [u8; 32],
+    /// 0 (a client cookie alone) or 8..=32.
+    pub(crate) server_len: u8,
+}
+
+impl Cookie {
+    /// The server cookie as sent (empty when the client sent none).
+    pub(crate) fn server(&self) -> &[u8] {
+        &self.server[..usize::from(self.server_len)]
+    }
+}
+
 /// The OPT record of a query.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Edns {
@@ -33,11 +51,15 @@ pub(crate) struct Edns {
     pub(crate) version: u8,
     /// The DO bit.
     pub(crate) dnssec_ok: bool,
+    /// RFC 9824 4.1 "Compact Answers OK": the resolver takes NXDOMAIN with a compact NSEC.
+    pub(crate) compact_ok: bool,
     /// The Client Subnet option, if sent and valid.
     pub(crate) ecs: Option<ClientSubnet>,
     /// The query carried a Padding option (RFC 7830): pad the response on an encrypted
     /// transport.
     pub(crate) padding: bool,
+    /// The COOKIE option, if sent and well formed.
+    pub(crate) cookie: Option<Cookie>,
 }
 
 /// A parsed query; the name is lower-cased wire form in a fixed buffer.
@@ -89,6 +111,9 @@ pub(crate) enum Reject {
         /// The question was read and is echoed.
         with_question: bool,
     },
+    /// No question, only a COOKIE option: a client asking for a server cookie (RFC 7873 5.4).
+    /// `Query::edns` holds the cookie.
+    CookieOnly,
 }
 
 #[inline]
@@ -128,6 +153,9 @@ pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
         rcode: RCODE_FORMERR,
         with_question: false,
     };
+    if qdcount == 0 && ancount == 0 && nscount == 0 && arcount > 0 {
+        return cookie_only(req, q, arcount).unwrap_or(Err(formerr));
+    }
     if qdcount != 1 {
         return Err(formerr);
     }
@@ -184,6 +212,27 @@ pub(crate) fn parse(req: &[u8], q: &mut Query) -> Result<(), Reject> {
     Ok(())
 }
 
+/// A query without a question (RFC 7873 5.4): only an OPT record with a COOKIE option is
+/// meaningful; `None` (FORMERR) otherwise.
+fn cookie_only(req: &[u8], q: &mut Query, arcount: u16) -> Option<Result<(), Reject>> {
+    q.qtype = 0;
+    q.qclass = 0;
+    let mut at = HEADER_LEN;
+    for _ in 0..arcount {
+        let (next, rtype, rdata_at) = skip_rr(req, at)?;
+        if rtype == TYPE_OPT {
+            if q.edns.is_some() || req[at] != 0 {
+                return None;
+            }
+            q.edns = Some(parse_opt(req, at + 1, rdata_at, next)?);
+        }
+        at = next;
+    }
+    q.edns
+        .is_some_and(|e| e.cookie.is_some())
+        .then_some(Err(Reject::CookieOnly))
+}
+
 /// Skips a resource record at `at`; returns (end, type, start of RDATA).
 fn skip_rr(b: &[u8], mut at: usize) -> Option<(usize, u16, usize)> {
     loop {
@@ -221,8 +270,10 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns
         udp_size,
         version,
         dnssec_ok: flags & 0x8000 != 0,
+        compact_ok: flags & 0x4000 != 0,
         ecs: None,
         padding: false,
+        cookie: None,
     };
     let mut at = rdata_at;
     while at < end {
@@ -239,10 +290,31 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Option<Edns
             edns.ecs = Some(parse_ecs(data)?);
         } else if code == OPTION_PADDING {
             edns.padding = true;
+        } else if code == OPTION_COOKIE {
+            if edns.cookie.is_some() {
+                return None;
+            }
+            edns.cookie = Some(parse_cookie(data)?);
         }
         at += 4 + len;
     }
     Some(edns)
+}
+
+/// RFC 7873 section 5.2.2: a client cookie of 8 bytes, alone or followed by a server cookie
+/// of 8 to 32 bytes; any other length is FORMERR.
+fn parse_cookie(d: &[u8]) -> Option<Cookie> {
+    if d.len() != 8 && !(16..=40).contains(&d.len()) {
+        return None;
+    }
+    let mut c = Cookie {
+        client: [0; 8],
+        server: [0; 32],
+        server_len: (d.len() - 8) as u8,
+    };
+    c.client.copy_from_slice(&d[..8]);
+    c.server[..d.len() - 8].copy_from_slice(&d[8..]);
+    Some(c)
 }
 
 /// RFC 7871 section 6: FORMERR on a prefix too long for the family, an address longer than
@@ -304,22 +376,6 @@ impl Default for Query {
             question_end: HEADER_LEN,
             edns: None,
         }
-    }
-}
-
-/// The full response code of a response built for `q`: the header's 4 bits, or BADVERS (16)
-/// when the query asked for an EDNS version we do not speak (its extended bits live in the
-/// OPT record, which this avoids parsing). `resp` shorter than a header counts as SERVFAIL.
-#[inline]
-pub(crate) fn response_rcode(resp: &[u8], q: &Query) -> u16 {
-    let Some(&b) = resp.get(3) else {
-        return 2;
-    };
-    let rcode = u16::from(b & 0x0f);
-    if rcode == 0 && q.edns.is_some_and(|e| e.version > 0) {
-        RCODE_BADVERS
-    } else {
-        rcode
     }
 }
 
@@ -399,6 +455,54 @@ mod tests {
     }
 
     #[test]
+    fn cookie_option_lengths() {
+        let with_cookie = |len: usize| {
+            let mut req = query(b"\x00", 1);
+            req[11] = 1;
+            let rdlen = 4 + len;
+            req.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0]);
+            req.extend_from_slice(&(rdlen as u16).to_be_bytes());
+            req.extend_from_slice(&[0, 10]);
+            req.extend_from_slice(&(len as u16).to_be_bytes());
+            req.extend((0..len).map(|i| i as u8));
+            let mut q = Query::default();
+            parse(&req, &mut q).map(|()| q.edns.and_then(|e| e.cookie))
+        };
+        let c = with_cookie(8).expect("client cookie").expect("present");
+        assert_eq!((c.client, c.server()), ([0, 1, 2, 3, 4, 5, 6, 7], &[][..]));
+        let c = with_cookie(24).expect("both").expect("present");
+        assert_eq!(c.server(), &(8..24).collect::<Vec<u8>>()[..]);
+        assert!(with_cookie(40).is_ok());
+        for bad in [0, 7, 9, 15, 41] {
+            assert!(with_cookie(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_query_without_a_question_is_a_cookie_request_or_formerr() {
+        let mut req = vec![0x12, 0x34, 0x01, 0x00, 0, 0, 0, 0, 0, 0, 0, 1];
+        req.extend_from_slice(&[0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 12, 0, 10, 0, 8]);
+        req.extend_from_slice(b"clientck");
+        let mut q = Query::default();
+        assert_eq!(parse(&req, &mut q), Err(Reject::CookieOnly));
+        assert_eq!(
+            q.edns.and_then(|e| e.cookie).map(|c| c.client),
+            Some(*b"clientck")
+        );
+        // Without a cookie: FORMERR, as before.
+        let plain = [
+            0x12, 0x34, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 41, 4, 0xd0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert!(matches!(
+            parse(&plain, &mut q),
+            Err(Reject::Rcode {
+                rcode: RCODE_FORMERR,
+                ..
+            })
+        ));
+    }
+
+    #[test]
     fn short_and_response_packets_are_dropped() {
         let mut q = Query::default();
         assert_eq!(parse(&[0; 5], &mut q), Err(Reject::Drop));
@@ -406,38 +510,6 @@ mod tests {
         req[2] |= 0x80;
         assert_eq!(parse(&req, &mut q), Err(Reject::Drop));
     }
-    #[test]
-    fn rcode_of_a_response() {
-        let mut q = Query {
-            id: 0,
-            opcode: 0,
-            rd: false,
-            cd: false,
-            qname: [0; 256],
-            qname_len: 0,
-            labels: [0; 128],
-            nlabels: 0,
-            qtype: 1,
-            qclass: 1,
-            question_end: 12,
-            edns: None,
-        };
-        let mut resp = [0u8; 12];
-        resp[3] = 0x83; // RA + NXDOMAIN
-        assert_eq!(response_rcode(&resp, &q), 3);
-        resp[3] = 0x80;
-        assert_eq!(response_rcode(&resp, &q), 0);
-        q.edns = Some(Edns {
-            udp_size: 1232,
-            version: 1,
-            dnssec_ok: false,
-            ecs: None,
-            padding: false,
-        });
-        assert_eq!(response_rcode(&resp, &q), 16);
-        assert_eq!(response_rcode(&[], &q), 2);
-    }
-
     #[test]
     fn min_ttl_of_answer_and_authority() {
         use hickory_proto::op::Message;

@@ -1,16 +1,28 @@
-//! Recent health state changes, kept for the status page and `/status`.
+//! Health state changes: kept for the status page and `/status`, and sent out as they happen
+//! (`GET /events`, webhook notifications).
 //!
-//! The aggregator (the single writer) records every change it logs — a target or datacenter
-//! going up or down, an admin state change, a drain completing — into a small bounded ring.
-//! Readers get a copy through `AggregatorHandle::events`; nothing here is on the query path.
-//! The ring lives as long as the aggregator: a reload that changes the datacenters starts a new
-//! one (its own start is the first event), unchanged datacenters keep theirs.
+//! ```text
+//!  Aggregator (single writer) --push--> bounded ring (EVENTS_KEPT) --view--> /status, status page
+//!                                 \--> broadcast::Sender<EventView> (never waits; a slow
+//!                                       reader lags and is told how many it missed)
+//!                                          --> GET /events (server-sent events)
+//!                                          --> webhook notifier (its own queue and retries)
+//! ```
+//!
+//! The aggregator records every change it logs — a target, check or datacenter going up or
+//! down, an external verdict set, withdrawn or expired, an admin state change, a drain
+//! completing. Nothing here is on the query path. The ring lives as long as the aggregator: a
+//! reload that changes the datacenters starts a new one; the broadcast channel belongs to the
+//! server and outlives every aggregator.
 
 use std::collections::VecDeque;
 use std::time::SystemTime;
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 use tokio::time::Instant;
+
+use super::input::Input;
 
 /// How many changes are kept; older ones are dropped first.
 pub(crate) const EVENTS_KEPT: usize = 64;
@@ -21,8 +33,12 @@ pub(crate) const EVENTS_KEPT: usize = 64;
 pub enum EventKind {
     /// One probed address went up or down (after rise/fall).
     Target,
-    /// The datacenter's probe verdict (min-up over its addresses) changed.
+    /// One check of a datacenter with several went up or down (min-up over its addresses).
+    Check,
+    /// The datacenter's health changed (the deciding input says which verdict decided).
     Datacenter,
+    /// An external verdict (pushed, feed, alert) was set, changed, withdrawn or expired.
+    Input,
     /// An operator changed the admin state.
     Admin,
     /// Every answer naming a drained datacenter has expired.
@@ -42,8 +58,12 @@ pub(crate) struct Event {
     pub(crate) kind: EventKind,
     /// The datacenter it concerns.
     pub(crate) datacenter: String,
-    /// The probed address, for `Target` events.
+    /// The probed address, for `Target` events; the address an external verdict is about.
     pub(crate) address: Option<String>,
+    /// The check, for `Target` and `Check` events.
+    pub(crate) check: Option<String>,
+    /// The input behind the change: which one decided (`Datacenter`), whose verdict (`Input`).
+    pub(crate) input: Option<Input>,
     /// The state before (`up`/`down`, an admin state, `draining`).
     pub(crate) old: String,
     /// The state after.
@@ -67,6 +87,13 @@ pub struct EventView {
     pub datacenter: String,
     /// The probed address, for `target` events.
     pub address: Option<String>,
+    /// The check, for `target` and `check` events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// The input behind the change: which one decided (`datacenter`), whose verdict
+    /// (`input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<Input>,
     /// The state before (`up`/`down`, an admin state, `draining`).
     pub old: String,
     /// The state after.
@@ -75,11 +102,15 @@ pub struct EventView {
     pub reason: String,
 }
 
-/// The bounded ring.
+/// Capacity of the server's event broadcast: readers further behind lose the oldest.
+pub(crate) const BROADCAST_CAPACITY: usize = 256;
+
+/// The bounded ring, and where new events are also sent.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct EventLog {
     events: VecDeque<Event>,
     next: u64,
+    out: Option<broadcast::Sender<EventView>>,
 }
 
 /// What one change is, without its sequence number and time.
@@ -88,8 +119,12 @@ pub(crate) struct Change<'a> {
     pub(crate) kind: EventKind,
     /// The datacenter it concerns.
     pub(crate) datacenter: &'a str,
-    /// The probed address, for `Target` changes.
+    /// The probed address, for `Target` changes; the address an external verdict is about.
     pub(crate) address: Option<String>,
+    /// The check, for `Target` and `Check` changes.
+    pub(crate) check: Option<String>,
+    /// The input behind the change.
+    pub(crate) input: Option<Input>,
     /// The state before.
     pub(crate) old: &'a str,
     /// The state after.
@@ -98,7 +133,35 @@ pub(crate) struct Change<'a> {
     pub(crate) reason: String,
 }
 
+impl<'a> Change<'a> {
+    /// A change of `kind` for `datacenter` from `old` to `new`, with no address, check or input.
+    pub(crate) fn new(
+        kind: EventKind,
+        datacenter: &'a str,
+        old: &'a str,
+        new: &'a str,
+        reason: String,
+    ) -> Change<'a> {
+        Change {
+            kind,
+            datacenter,
+            address: None,
+            check: None,
+            input: None,
+            old,
+            new,
+            reason,
+        }
+    }
+}
+
 impl EventLog {
+    /// Also send every new event to `out` (without waiting: a full channel drops the oldest
+    /// for the slowest reader).
+    pub(crate) fn send_to(&mut self, out: broadcast::Sender<EventView>) {
+        self.out = Some(out);
+    }
+
     /// Records `c` as happening at `now`, dropping the oldest event when full.
     pub(crate) fn push(&mut self, c: Change<'_>, now: Instant) {
         if self.events.len() == EVENTS_KEPT {
@@ -117,33 +180,41 @@ impl EventLog {
             kind: c.kind,
             datacenter: c.datacenter.to_string(),
             address: c.address,
+            check: c.check,
+            input: c.input,
             old: c.old.to_string(),
             new: c.new.to_string(),
             reason: c.reason,
         });
+        if let (Some(out), Some(e)) = (&self.out, self.events.back()) {
+            // No receiver (no stream open, no webhook) is not an error.
+            let _ = out.send(view(e, now));
+        }
     }
 
     /// Every kept event, newest first, with ages as of `now`.
     pub(crate) fn view(&self, now: Instant) -> Vec<EventView> {
-        self.events
-            .iter()
-            .rev()
-            .map(|e| EventView {
-                seq: e.seq,
-                at_unix_ms: e
-                    .wall
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                ago_ms: u64::try_from(now.saturating_duration_since(e.at).as_millis())
-                    .unwrap_or(u64::MAX),
-                kind: e.kind,
-                datacenter: e.datacenter.clone(),
-                address: e.address.clone(),
-                old: e.old.clone(),
-                new: e.new.clone(),
-                reason: e.reason.clone(),
-            })
-            .collect()
+        self.events.iter().rev().map(|e| view(e, now)).collect()
+    }
+}
+
+/// `e` as readers see it at `now`.
+fn view(e: &Event, now: Instant) -> EventView {
+    EventView {
+        seq: e.seq,
+        at_unix_ms: e
+            .wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        ago_ms: u64::try_from(now.saturating_duration_since(e.at).as_millis()).unwrap_or(u64::MAX),
+        kind: e.kind,
+        datacenter: e.datacenter.clone(),
+        address: e.address.clone(),
+        check: e.check.clone(),
+        input: e.input,
+        old: e.old.clone(),
+        new: e.new.clone(),
+        reason: e.reason.clone(),
     }
 }
 
@@ -152,14 +223,7 @@ mod tests {
     use super::*;
 
     fn change(dc: &str) -> Change<'_> {
-        Change {
-            kind: EventKind::Datacenter,
-            datacenter: dc,
-            address: None,
-            old: "up",
-            new: "down",
-            reason: "status 503".into(),
-        }
+        Change::new(EventKind::Datacenter, dc, "up", "down", "status 503".into())
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! Health state of every datacenter, as the query path sees it.
 //!
-//! Probe workers report results to one aggregator, the only writer; it publishes an immutable
+//! Probe workers report results to one aggregator, the only writer; external verdicts (pushed,
+//! feed files, Alertmanager: see [`input`]) enter it the same way; it publishes an immutable
 //! [`Snapshot`] through a [`Publish`] sink. The server's sink pairs each snapshot with the model
 //! of the same datacenter ids (`server::publish`), so policies read one consistent pair per
 //! query and never wait.
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::model::LatencyMap;
+pub use input::Input;
 
 /// Operator override for a datacenter, set through the API or the state file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -28,8 +30,11 @@ pub enum AdminState {
 /// The state of one datacenter in a snapshot.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct DcState {
-    /// Probe verdict after rise/fall (true = up). Datacenters without a check are up.
+    /// Health verdict (true = up): an external verdict when one holds, else the probes (after
+    /// rise/fall, min-up and require). Datacenters without a check or verdict are up.
     pub healthy: bool,
+    /// The input that decided `healthy` (never `Admin`: see [`DcState::decided_by`]).
+    pub health_input: Input,
     /// The operator's override.
     pub admin: AdminState,
     /// Utilisation 0..1 from the health endpoint, if known.
@@ -51,6 +56,7 @@ impl DcState {
     /// Up, idle, settled: what every datacenter is until probes say otherwise.
     pub const UP: DcState = DcState {
         healthy: true,
+        health_input: Input::Config,
         admin: AdminState::Obey,
         load: None,
         latency_ms: None,
@@ -68,6 +74,36 @@ impl DcState {
             AdminState::Down | AdminState::Drain => false,
         }
     }
+
+    /// The input that decided whether the datacenter is usable: the admin state unless it is
+    /// `obey`, else what decided its health.
+    pub fn decided_by(&self) -> Input {
+        match self.admin {
+            AdminState::Obey => self.health_input,
+            AdminState::Up | AdminState::Down | AdminState::Drain => Input::Admin,
+        }
+    }
+}
+
+/// A check's verdict for one datacenter, as `explain` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CheckVerdict {
+    /// `checks.<name>`.
+    pub name: String,
+    /// At least `min-up` of its addresses pass.
+    pub up: bool,
+}
+
+/// Why a datacenter is in its state, in words (published with the snapshot for `explain`;
+/// never read on the query path).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Why {
+    /// What the deciding input says: `alert: down, HighErrorRate firing: ...`, `probes: ...`.
+    pub reason: String,
+    /// Each check's verdict, in declaration order (empty without checks).
+    pub checks: Vec<CheckVerdict>,
+    /// `all`, `any` or N; empty without checks.
+    pub require: String,
 }
 
 /// Health of all datacenters, indexed by `DatacenterId`.
@@ -77,6 +113,8 @@ pub struct Snapshot {
     pub generation: u64,
     /// State of each datacenter, indexed by `DatacenterId`.
     pub dcs: Vec<DcState>,
+    /// Why each datacenter is in its state, indexed like `dcs` (may be shorter: unknown).
+    pub why: Vec<Why>,
     /// Client -> datacenter latencies from the latency map file, if one is configured and
     /// loaded, resolved against the same model as `dcs`; the `latency` policy prefers it to
     /// `DcState::latency_ms`. The aggregator leaves it empty; the server's publisher sets it.
@@ -102,8 +140,44 @@ impl Snapshot {
         Snapshot {
             generation: 0,
             dcs: vec![DcState::UP; n],
+            why: Vec::new(),
             latency_map: None,
         }
+    }
+
+    /// What `gslbd explain` assumes without a running server: every datacenter up, checks
+    /// not run (`probes` is the list of the model's datacenters, by id).
+    pub fn assumed(probes: &[crate::probe::DatacenterProbe]) -> Snapshot {
+        let mut s = Snapshot::all_up(probes.len());
+        for (d, p) in s.dcs.iter_mut().zip(probes) {
+            if !p.checks.is_empty() {
+                d.health_input = Input::Probes;
+            }
+        }
+        s.why = probes
+            .iter()
+            .map(|p| Why {
+                reason: if p.checks.is_empty() {
+                    "no health check: always up".into()
+                } else {
+                    "probes: not run here (explain without a server assumes up)".into()
+                },
+                checks: p
+                    .checks
+                    .iter()
+                    .map(|c| CheckVerdict {
+                        name: c.name.clone(),
+                        up: true,
+                    })
+                    .collect(),
+                require: if p.checks.is_empty() {
+                    String::new()
+                } else {
+                    p.require.describe()
+                },
+            })
+            .collect();
+        s
     }
 
     /// State of datacenter `id`; unknown ids (a model newer than the snapshot) count as up.
@@ -116,6 +190,8 @@ pub(crate) mod admin;
 pub mod aggregator;
 pub mod events;
 pub mod ewma;
+pub mod feed;
+pub mod input;
 pub(crate) mod persist;
 
 pub use aggregator::Status;

@@ -1,5 +1,6 @@
-//! The `--state-dir` files: admin states (`admin.json`) and last known health, load and
-//! latency per target (`health.json`), both JSON, both written atomically.
+//! The `--state-dir` files: admin states (`admin.json`), last known health, load and latency
+//! per target (`health.json`) and the external verdicts still in force (`inputs.json`: pushed,
+//! feed, alert, with their wall-clock expiry), all JSON, all written atomically.
 //!
 //! ```text
 //! aggregator --(periodic, shutdown)--> serialize --> <dir>/<file>.tmp --fsync--> rename
@@ -20,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const ADMIN_FILE: &str = "admin.json";
 /// File of warm-start health in the state directory.
 pub(crate) const HEALTH_FILE: &str = "health.json";
+/// File of external verdicts in the state directory.
+pub(crate) const INPUTS_FILE: &str = "inputs.json";
 
 /// A state file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -128,13 +131,57 @@ pub(crate) struct SavedLoad {
     pub(crate) age_secs: f64,
 }
 
-/// Current format version of both files.
+/// `inputs.json`: the external verdicts in force when it was written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct InputsFile {
+    /// Format version.
+    pub(crate) version: u32,
+    /// Unix seconds of the write.
+    pub(crate) written_unix: u64,
+    /// Every verdict held.
+    pub(crate) entries: Vec<InputEntry>,
+}
+
+/// One saved external verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct InputEntry {
+    /// Pushed, feed or alert.
+    pub(crate) kind: crate::health::input::SourceKind,
+    /// The source's id within its kind (pusher, feed file, alert fingerprint).
+    pub(crate) id: String,
+    /// The datacenter, by name.
+    pub(crate) datacenter: String,
+    /// One answer address, or the whole datacenter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) address: Option<String>,
+    /// Up or down.
+    pub(crate) up: bool,
+    /// Utilisation 0..1, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) load: Option<f64>,
+    /// Why, for people.
+    #[serde(default)]
+    pub(crate) reason: String,
+    /// The time to live it was given.
+    pub(crate) ttl_secs: f64,
+    /// When it stops holding, Unix milliseconds.
+    pub(crate) expires_unix_ms: u64,
+}
+
+/// Current format version of every file.
 pub(crate) const VERSION: u32 = 1;
 
 /// Seconds since the Unix epoch (0 for a clock before 1970).
 pub(crate) fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch (0 for a clock before 1970).
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
 }
 

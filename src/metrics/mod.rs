@@ -22,8 +22,10 @@
 //!
 //! The parts: `registry.rs` (sharded storage and label interning), `slots.rs` (label buckets
 //! and the per-model slot tables), `render.rs` (the text format), and this file (the counting
-//! API). The registry knows no other module: health renders its own gauges through
-//! `Gauges`, and callers pass plain numbers (type, rcode, transport).
+//! API). The registry knows no module above the leaves: health renders its own gauges through
+//! `Gauges`, and callers pass plain numbers (type, rcode) and the leaves' vocabulary
+//! (`net::Transport`; `abuse`'s close reasons, rate limiting classes and cookie results, and
+//! the connection tables whose sizes it reports).
 
 mod registry;
 mod render;
@@ -38,12 +40,15 @@ use registry::{Counters, Family, Hist, MAX_SHARDS, NO_SLOT, lock};
 pub(crate) use render::{Extra, F, Gauges, ServerGauges, Text};
 pub use slots::PoolLabels;
 use slots::{
-    ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES,
-    qtype_bucket, rcode_bucket,
+    ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL,
+    HOT_RRL_EXEMPT, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES, qtype_bucket, rcode_bucket,
 };
 pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
-use crate::net::{ConnEvent, Transport};
+use crate::abuse::{
+    CloseReason, ConnTable, CookieResult, Listener, RrlAction, RrlClass, RrlExempt,
+};
+use crate::net::Transport;
 
 /// The process-wide registry; share it as `Arc<Metrics>`.
 pub struct Metrics {
@@ -57,11 +62,24 @@ pub struct Metrics {
     snapshots: AtomicU64,
     reload_ok: AtomicU64,
     reload_err: AtomicU64,
-    /// Connection events per (transport, event): per connection, not per query.
-    conns: [[AtomicU64; ConnEvent::ALL.len()]; Transport::ALL.len()],
+    /// The connection tables of the stream listeners, for the open/max gauges.
+    conn_tables: Mutex<Vec<(Listener, std::sync::Arc<ConnTable>)>>,
+    /// Webhook notifications: sent, retried, dropped.
+    notifications: [AtomicU64; 3],
+    /// Connections established per listener (DNS listeners; after the handshake for the
+    /// encrypted ones): per connection, not per query.
+    opened: [AtomicU64; Listener::ALL.len()],
+    /// Of those, TLS handshakes that resumed a session.
+    resumed: [AtomicU64; Listener::ALL.len()],
+    /// Requests of a multiplexed connection (DoH, DoQ) stopped by a limit or an error
+    /// without closing the connection, per (listener, reason).
+    limited: [[AtomicU64; CloseReason::ALL.len()]; Listener::ALL.len()],
     cert_reload_ok: AtomicU64,
     cert_reload_err: AtomicU64,
 }
+
+/// The `result` labels of `gslbd_notifications_total`, in storage order.
+pub(crate) const NOTIFICATION_RESULTS: [&str; 3] = ["sent", "retried", "dropped"];
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
 
@@ -102,7 +120,11 @@ impl Metrics {
             snapshots: AtomicU64::new(0),
             reload_ok: AtomicU64::new(0),
             reload_err: AtomicU64::new(0),
-            conns: Default::default(),
+            conn_tables: Mutex::new(Vec::new()),
+            notifications: Default::default(),
+            opened: Default::default(),
+            resumed: Default::default(),
+            limited: Default::default(),
             cert_reload_ok: AtomicU64::new(0),
             cert_reload_err: AtomicU64::new(0),
         };
@@ -203,6 +225,46 @@ impl Metrics {
         self.hot.add(s, 0, row + 129, u64::from(scope));
     }
 
+    /// A UDP response over its rate-limit bucket, of `class`, handled by `action`.
+    #[inline]
+    pub(crate) fn rrl_limited(&self, class: RrlClass, action: RrlAction) {
+        let j = HOT_RRL + class.index() * RrlAction::ALL.len() + action.index();
+        self.hot.add(self.shard(), 0, j, 1);
+    }
+
+    /// A UDP response not rate limited because of `why`.
+    #[inline]
+    pub(crate) fn rrl_exempt(&self, why: RrlExempt) {
+        self.hot
+            .add(self.shard(), 0, HOT_RRL_EXEMPT + why.index(), 1);
+    }
+
+    /// A query carried a COOKIE option that showed `result`.
+    #[inline]
+    pub(crate) fn cookie(&self, result: CookieResult) {
+        self.hot
+            .add(self.shard(), 0, HOT_COOKIE + result.index(), 1);
+    }
+
+    /// A connection of `listener` was closed or refused by a limit.
+    pub(crate) fn conn_closed(&self, listener: Listener, reason: CloseReason) {
+        let j = HOT_CLOSED + listener.index() * CloseReason::ALL.len() + reason.index();
+        self.hot.add(self.shard(), 0, j, 1);
+    }
+
+    /// Accepting on `listener` failed for lack of descriptors or memory.
+    pub(crate) fn accept_failed(&self, listener: Listener) {
+        self.hot
+            .add(self.shard(), 0, HOT_ACCEPT + listener.index(), 1);
+    }
+
+    /// Reports the open connections of `listener`'s table (and its bounds) as gauges.
+    pub(crate) fn register_conns(&self, listener: Listener, table: std::sync::Arc<ConnTable>) {
+        let mut t = lock(&self.conn_tables);
+        t.retain(|(l, _)| *l != listener);
+        t.push((listener, table));
+    }
+
     // ---- cold paths -----------------------------------------------------------------------
 
     /// One probe result for datacenter `dc` and target address `addr`; `outcome` is
@@ -235,10 +297,25 @@ impl Metrics {
         .fetch_add(1, Relaxed);
     }
 
-    /// Something happened to a connection of a stream transport (once per connection or
-    /// refusal, never per query).
-    pub fn conn_event(&self, transport: Transport, event: ConnEvent) {
-        self.conns[transport.index()][event.index()].fetch_add(1, Relaxed);
+    /// A webhook notification was `sent`, `retried` or `dropped` (other words are ignored).
+    pub(crate) fn notification(&self, result: &str) {
+        if let Some(i) = NOTIFICATION_RESULTS.iter().position(|r| *r == result) {
+            self.notifications[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A connection of `listener` is established (`resumed`: its TLS handshake resumed an
+    /// earlier session). Once per connection, never per query.
+    pub(crate) fn conn_opened(&self, listener: Listener, resumed: bool) {
+        self.opened[listener.index()].fetch_add(1, Relaxed);
+        if resumed {
+            self.resumed[listener.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A request on a DoH or DoQ connection was stopped by `reason` (the connection stays).
+    pub(crate) fn request_limited(&self, listener: Listener, reason: CloseReason) {
+        self.limited[listener.index()][reason.index()].fetch_add(1, Relaxed);
     }
 
     /// A TLS certificate reload finished, successfully or not.
@@ -280,17 +357,21 @@ pub(crate) struct GslbTotals {
     pub(crate) all_down: HashMap<String, u64>,
 }
 
+/// Reading the text format back in unit tests, as Prometheus would.
 #[cfg(test)]
-mod tests {
-    use super::slots::qtype_labels;
-    use super::*;
-
-    fn parse(text: &str) -> prometheus_parse::Scrape {
+pub(crate) mod scrape {
+    /// Parses a whole exposition.
+    pub(crate) fn parse(text: &str) -> prometheus_parse::Scrape {
         let lines = text.lines().map(|l| Ok(l.to_string()));
         prometheus_parse::Scrape::parse(lines).expect("parses")
     }
 
-    fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    /// The value of the sample `name` with (at least) `labels`.
+    pub(crate) fn value(
+        s: &prometheus_parse::Scrape,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
         s.samples
             .iter()
             .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
@@ -301,6 +382,13 @@ mod tests {
                 _ => None,
             })
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrape::{parse, value};
+    use super::slots::qtype_labels;
+    use super::*;
 
     fn histogram(s: &prometheus_parse::Scrape, name: &str) -> Vec<(f64, f64)> {
         s.samples

@@ -7,10 +7,12 @@ use std::time::SystemTime;
 use super::Metrics;
 use super::registry::lock;
 use super::slots::{
-    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, N_TRANSPORTS,
-    PROBE_BUCKETS_MS, QUERY_BUCKETS_US, RCODES, qtype_labels,
+    ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR,
+    HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL, HOT_RRL_EXEMPT, N_TRANSPORTS, PROBE_BUCKETS_MS,
+    QUERY_BUCKETS_US, RCODES, qtype_labels,
 };
-use crate::net::{ConnEvent, Transport};
+use crate::abuse::{CloseReason, CookieResult, Listener, RrlAction, RrlClass, RrlExempt};
+use crate::net::Transport;
 
 impl Metrics {
     /// The whole registry plus the gauges in `extra`, in the Prometheus text format 0.0.4.
@@ -44,14 +46,118 @@ impl Metrics {
             &[("result", "error")],
             self.reload_err.load(Relaxed),
         );
-        self.render_connections(&mut o);
+        let n = "gslbd_notifications_total";
+        o.header(
+            n,
+            "Webhook notifications of health events by result (sent, retried, dropped).",
+            "counter",
+        );
+        for (i, r) in super::NOTIFICATION_RESULTS.iter().enumerate() {
+            o.sample(n, &[("result", r)], self.notifications[i].load(Relaxed));
+        }
+        self.render_abuse(&mut o);
+        self.render_encrypted(&mut o);
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
         }
         if let Some(h) = extra.health {
             h.render(&mut o);
         }
+        if let Some(d) = extra.dnssec {
+            d.render(&mut o);
+        }
         o.s
+    }
+
+    fn render_abuse(&self, o: &mut Text) {
+        let n = "gslbd_rrl_limited_total";
+        o.header(
+            n,
+            "UDP responses over their rate-limit bucket, by response class and what was done.",
+            "counter",
+        );
+        for c in RrlClass::ALL {
+            for a in RrlAction::ALL {
+                let j = HOT_RRL + c.index() * RrlAction::ALL.len() + a.index();
+                let l = [("class", c.label()), ("action", a.label())];
+                o.sample(n, &l, self.hot.sum(0, j));
+            }
+        }
+        let n = "gslbd_rrl_exempt_total";
+        o.header(
+            n,
+            "UDP responses not rate limited: a valid server cookie, or an exempt prefix.",
+            "counter",
+        );
+        for r in RrlExempt::ALL {
+            o.sample(
+                n,
+                &[("reason", r.label())],
+                self.hot.sum(0, HOT_RRL_EXEMPT + r.index()),
+            );
+        }
+        let n = "gslbd_cookie_queries_total";
+        o.header(
+            n,
+            "Queries with a DNS COOKIE option, by what it showed (invalid over UDP = BADCOOKIE).",
+            "counter",
+        );
+        for r in CookieResult::ALL {
+            o.sample(
+                n,
+                &[("result", r.label())],
+                self.hot.sum(0, HOT_COOKIE + r.index()),
+            );
+        }
+        let n = "gslbd_connections_closed_total";
+        o.header(
+            n,
+            "Stream connections closed or refused by a limit, by listener and reason.",
+            "counter",
+        );
+        for l in Listener::ALL {
+            for r in CloseReason::ALL.into_iter().filter(|r| r.applies_to(l)) {
+                let j = HOT_CLOSED + l.index() * CloseReason::ALL.len() + r.index();
+                o.sample(
+                    n,
+                    &[("listener", l.label()), ("reason", r.label())],
+                    self.hot.sum(0, j),
+                );
+            }
+        }
+        let n = "gslbd_accept_errors_total";
+        o.header(
+            n,
+            "Accepts that failed for lack of file descriptors or memory (the listener backs off).",
+            "counter",
+        );
+        for l in Listener::ALL {
+            o.sample(
+                n,
+                &[("listener", l.label())],
+                self.hot.sum(0, HOT_ACCEPT + l.index()),
+            );
+        }
+        let tables = lock(&self.conn_tables).clone();
+        let n = "gslbd_connections_open";
+        o.header(n, "Stream connections open now, by listener.", "gauge");
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.open());
+        }
+        let n = "gslbd_connections_max";
+        o.header(n, "Most stream connections at once, by listener.", "gauge");
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.limits().max_total);
+        }
+        let n = "gslbd_connections_max_per_client";
+        o.header(
+            n,
+            "Most stream connections of one client address (IPv6: one /64), by listener.",
+            "gauge",
+        );
+        for (l, t) in &tables {
+            o.sample(n, &[("listener", l.label())], t.limits().max_per_client);
+        }
     }
 
     fn render_queries(&self, o: &mut Text) {
@@ -132,53 +238,41 @@ impl Metrics {
         }
     }
 
-    fn render_connections(&self, o: &mut Text) {
-        let count = |t: Transport, e: ConnEvent| self.conns[t.index()][e.index()].load(Relaxed);
-        // Stream transports only: UDP has no connections.
-        let streams = || Transport::ALL.into_iter().filter(|t| t.is_stream());
-        let c = "gslbd_connections_total";
+    /// What only the DNS stream listeners report: connections established (and resumed),
+    /// requests of DoH/DoQ connections a limit stopped, certificate reloads.
+    fn render_encrypted(&self, o: &mut Text) {
+        let dns = || Listener::ALL.into_iter().filter(|l| *l != Listener::Api);
+        let n = "gslbd_connections_opened_total";
         o.header(
-            c,
-            "Connections established (after the TLS/QUIC handshake), by transport.",
+            n,
+            "DNS stream connections established (after the TLS/QUIC handshake), by listener.",
             "counter",
         );
-        for t in streams() {
-            o.sample(c, &[("transport", t.label())], count(t, ConnEvent::Opened));
+        for l in dns() {
+            let v = self.opened[l.index()].load(Relaxed);
+            o.sample(n, &[("listener", l.label())], v);
         }
-        let r = "gslbd_connections_resumed_total";
+        let n = "gslbd_connections_resumed_total";
         o.header(
-            r,
-            "Connections whose TLS handshake resumed an earlier session, by transport.",
+            n,
+            "Connections whose TLS handshake resumed an earlier session, by listener.",
             "counter",
         );
-        for t in streams().filter(|t| ConnEvent::Resumed.applies_to(*t)) {
-            o.sample(r, &[("transport", t.label())], count(t, ConnEvent::Resumed));
+        for l in [Listener::DnsTls, Listener::DnsHttps] {
+            let v = self.resumed[l.index()].load(Relaxed);
+            o.sample(n, &[("listener", l.label())], v);
         }
-        let g = "gslbd_connections_open";
-        o.header(g, "Connections open now, by transport.", "gauge");
-        for t in streams() {
-            let open = count(t, ConnEvent::Opened).saturating_sub(count(t, ConnEvent::Closed));
-            o.sample(g, &[("transport", t.label())], open);
-        }
-        for (name, kind, help) in [
-            (
-                "gslbd_transport_limit_total",
-                "limit",
-                "Connections or requests a listener limit stopped, by transport and limit.",
-            ),
-            (
-                "gslbd_transport_errors_total",
-                "error",
-                "Failed handshakes and non-DNS requests, by transport.",
-            ),
-        ] {
-            o.header(name, help, "counter");
-            for t in streams() {
-                for e in ConnEvent::ALL.into_iter().filter(|e| e.applies_to(t)) {
-                    if let Some((k, v)) = e.label().filter(|(k, _)| *k == kind) {
-                        o.sample(name, &[("transport", t.label()), (k, v)], count(t, e));
-                    }
-                }
+        let n = "gslbd_requests_limited_total";
+        o.header(
+            n,
+            "DoH/DoQ requests stopped by a limit or refused as malformed without closing their \
+             connection, and connections that reached their stream limit, by listener and reason.",
+            "counter",
+        );
+        for l in [Listener::DnsHttps, Listener::DnsQuic] {
+            for r in CloseReason::ALL.into_iter().filter(|r| r.per_request()) {
+                let v = self.limited[l.index()][r.index()].load(Relaxed);
+                o.sample(n, &[("listener", l.label()), ("reason", r.label())], v);
             }
         }
         let r = "gslbd_tls_cert_reloads_total";
@@ -267,6 +361,8 @@ pub(crate) struct ServerGauges {
     pub(crate) last_reload_ok: bool,
     /// Zones served.
     pub(crate) zones: usize,
+    /// Health feed files: (path, last read ok, age of the last good file in seconds).
+    pub(crate) feeds: Vec<(String, bool, Option<f64>)>,
 }
 
 /// Gauges another part of the server renders itself at scrape time (health renders its
@@ -283,6 +379,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) health: Option<&'a dyn Gauges>,
     /// Process and configuration gauges.
     pub(crate) server: Option<ServerGauges>,
+    /// Signed zones: keys, signature expiry and signing counters.
+    pub(crate) dnssec: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -326,6 +424,24 @@ fn render_server(o: &mut Text, s: &ServerGauges) {
     );
     o.header("gslbd_zones", "Zones served.", g);
     o.sample("gslbd_zones", &[], s.zones);
+    if !s.feeds.is_empty() {
+        let ok = "gslbd_health_feed_ok";
+        o.header(ok, "1 if the health feed file's last read succeeded.", g);
+        for (path, good, _) in &s.feeds {
+            o.sample(ok, &[("file", path.as_str())], u8::from(*good));
+        }
+        let age = "gslbd_health_feed_age_seconds";
+        o.header(
+            age,
+            "Age of the health feed file last read successfully (its entries are ignored past the maximum age).",
+            g,
+        );
+        for (path, _, a) in &s.feeds {
+            if let Some(a) = a {
+                o.sample(age, &[("file", path.as_str())], F(*a));
+            }
+        }
+    }
 }
 
 /// A float sample value in Prometheus spelling (`+Inf`, `-Inf`, `NaN`).

@@ -3,6 +3,7 @@
 //! it), so the query path only indexes.
 
 use super::registry::NO_SLOT;
+use crate::abuse::{CloseReason, CookieResult, Listener, RrlAction, RrlClass, RrlExempt};
 use crate::net::Transport;
 use crate::rr;
 
@@ -47,8 +48,16 @@ pub(crate) fn qtype_labels() -> impl Iterator<Item = &'static str> {
         .chain(["other"])
 }
 /// Response code buckets, in label order.
-pub(crate) const RCODES: [&str; 8] = [
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+pub(crate) const RCODES: [&str; 9] = [
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "BADVERS",
+    "BADCOOKIE",
+    "other",
 ];
 /// Transports, in label order.
 pub(super) const N_TRANSPORTS: usize = Transport::ALL.len();
@@ -69,7 +78,8 @@ pub(super) fn rcode_bucket(rcode: u16) -> usize {
     match rcode {
         0..=5 => rcode as usize,
         16 => 6,
-        _ => 7,
+        23 => 7,
+        _ => 8,
     }
 }
 
@@ -90,7 +100,14 @@ pub(super) const HOT_DUR: usize = 0; // QUERY_BUCKETS_US.len() + 1 buckets (last
 pub(super) const HOT_DUR_SUM_NS: usize = HOT_DUR + QUERY_BUCKETS_US.len() + 1;
 pub(super) const HOT_ECS: usize = HOT_DUR_SUM_NS + 1; // per family: 129 exact prefix counts, then the sum
 pub(super) const ECS_ROW: usize = 129 + 1;
-pub(super) const HOT_WIDTH: usize = HOT_ECS + 2 * ECS_ROW;
+// Then the abuse defences: RRL limited (class x action), RRL exemptions, cookie results,
+// connections closed by a limit (listener x reason), accept failures (per listener).
+pub(super) const HOT_RRL: usize = HOT_ECS + 2 * ECS_ROW;
+pub(super) const HOT_RRL_EXEMPT: usize = HOT_RRL + RrlClass::ALL.len() * RrlAction::ALL.len();
+pub(super) const HOT_COOKIE: usize = HOT_RRL_EXEMPT + RrlExempt::ALL.len();
+pub(super) const HOT_CLOSED: usize = HOT_COOKIE + CookieResult::ALL.len();
+pub(super) const HOT_ACCEPT: usize = HOT_CLOSED + Listener::ALL.len() * CloseReason::ALL.len();
+pub(super) const HOT_WIDTH: usize = HOT_ACCEPT + Listener::ALL.len();
 
 /// The metrics slot of one zone (or of "no zone").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

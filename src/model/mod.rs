@@ -61,6 +61,12 @@ impl Model {
 
     /// The zone whose apex is exactly `key` (lower-cased wire form).
     #[inline]
+    pub(crate) fn zone_at_apex(&self, key: &[u8]) -> Option<&Zone> {
+        self.zone_at(key).map(|i| &self.zones[i as usize])
+    }
+
+    /// The zone whose apex is exactly `key` (lower-cased wire form).
+    #[inline]
     pub(crate) fn zone_at(&self, key: &[u8]) -> Option<u32> {
         self.zone_by_apex.get(key).copied()
     }

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 
-use crate::rr::CLASS_IN;
+use crate::dnssec::nsec::TypeSet;
+use crate::rr::{CLASS_IN, TYPE_A, TYPE_AAAA, TYPE_DS, TYPE_NS, TYPE_NSEC, TYPE_RRSIG};
 
 /// One RRset, ready to copy into a response after an owner name.
 #[derive(Clone, Debug, Default)]
@@ -27,6 +28,8 @@ pub(crate) struct RRset {
     pub(crate) additional: Box<[u8]>,
     /// Number of records in `additional`.
     pub(crate) additional_count: u16,
+    /// 1 + index of its signatures in the zone's DNSSEC statics (0: not signed).
+    pub(crate) sig: u32,
 }
 
 impl RRset {
@@ -61,6 +64,8 @@ pub(crate) struct Node {
     pub(crate) cname: Option<Box<[u8]>>,
     /// The GSLB name answered here for A/AAAA (index into `Model::gslb`).
     pub(crate) gslb: Option<u32>,
+    /// 1 + index of this name's NSEC in the zone's DNSSEC signer (0: zone not signed).
+    pub(crate) nsec: u32,
 }
 
 impl Node {
@@ -72,6 +77,24 @@ impl Node {
     /// Holds no data of its own (empty non-terminal).
     pub(crate) fn is_empty(&self) -> bool {
         self.rrsets.is_empty() && self.gslb.is_none()
+    }
+
+    /// The RR types present here, for its NSEC (RRSIG and NSEC included); at a delegation
+    /// only NS and DS (the rest is the child's or glue).
+    pub(crate) fn nsec_types(&self) -> TypeSet {
+        let mut t = TypeSet::default();
+        for rr in &self.rrsets {
+            if !self.cut || rr.rtype == TYPE_NS || rr.rtype == TYPE_DS {
+                t.insert(rr.rtype);
+            }
+        }
+        if self.gslb.is_some() && !self.cut {
+            t.insert(TYPE_A);
+            t.insert(TYPE_AAAA);
+        }
+        t.insert(TYPE_RRSIG);
+        t.insert(TYPE_NSEC);
+        t
     }
 }
 
@@ -98,6 +121,8 @@ pub struct Zone {
     pub record_count: usize,
     /// GSLB names placed in the zone.
     pub(crate) gslb_count: usize,
+    /// Keys and signatures when the zone is signed (`[dnssec]`).
+    pub dnssec: Option<std::sync::Arc<crate::dnssec::ZoneSigner>>,
 }
 
 impl Zone {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::rank::Cand;
 use super::{AnswerKind, Client, Selection, Source};
-use crate::health::{AdminState, DcState};
+use crate::health::{AdminState, CheckVerdict, DcState, Input, Why};
 use crate::model::{Datacenter, DatacenterId, GslbName, LatencySource, Member, Pool, PoolId};
 
 /// How the rule was chosen.
@@ -38,7 +38,7 @@ pub enum Verdict {
     Usable,
     /// Usable because the name is all-down and fail-open.
     ForcedUp,
-    /// The probes say down (admin state `obey`).
+    /// Its health is down (the probes, or an external verdict; admin state `obey`).
     Down,
     /// Admin state `down`: dropped whatever the probes say.
     AdminDown,
@@ -73,7 +73,7 @@ impl Verdict {
         match self {
             Verdict::Usable => "kept",
             Verdict::ForcedUp => "kept (all down: fail-open)",
-            Verdict::Down => "dropped: probes say down",
+            Verdict::Down => "dropped: health down",
             Verdict::AdminDown => "dropped: admin down",
             Verdict::Drain => "dropped: draining",
             Verdict::NoAddressOfFamily => "skipped: no address of this family",
@@ -118,10 +118,22 @@ impl Tracer for NoTrace {}
 pub(crate) struct CandidateTrace {
     /// Datacenter name.
     pub(crate) datacenter: String,
-    /// Probe verdict after rise/fall, before the admin state.
+    /// Health verdict (an external verdict, else the probes), before the admin state.
     pub(crate) healthy: bool,
     /// Admin state: `obey`, `up`, `down` or `drain`.
     pub(crate) admin: &'static str,
+    /// The input that decided whether it is usable (admin, pushed, feed, alert, probes,
+    /// config).
+    pub(crate) input: Input,
+    /// The input that decided its health.
+    pub(crate) health_input: Input,
+    /// What the deciding input says, when the server knows (not in offline `gslbd explain`).
+    pub(crate) reason: Option<String>,
+    /// Each check's verdict, in declaration order.
+    pub(crate) checks: Vec<CheckVerdict>,
+    /// `all`, `any` or N, with several checks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) require: Option<String>,
     /// Utilisation 0..1 read from the health endpoint, if the check reads one.
     pub(crate) load: Option<f64>,
     /// Smoothed probe round-trip time in ms, if measured.
@@ -195,6 +207,9 @@ pub struct Trace<'a> {
     name: &'a GslbName,
     #[serde(skip)]
     dcs: &'a [Datacenter],
+    /// Why each datacenter is in its state (from the snapshot), indexed by id.
+    #[serde(skip)]
+    whys: Vec<Why>,
     /// The client address the decision used (ECS or source).
     pub(crate) client: Option<String>,
     /// The client's continent code from GeoIP (`EU`).
@@ -224,6 +239,7 @@ impl<'a> Trace<'a> {
         Trace {
             name,
             dcs,
+            whys: Vec::new(),
             client: None,
             continent: None,
             country: None,
@@ -235,6 +251,12 @@ impl<'a> Trace<'a> {
             cycle_at: None,
             answer: None,
         }
+    }
+
+    /// Show why each datacenter is in its state (the snapshot's reasons, indexed by id).
+    pub fn with_reasons(mut self, whys: &[Why]) -> Self {
+        self.whys = whys.to_vec();
+        self
     }
 
     fn dc_name(&self, id: u32) -> String {
@@ -299,10 +321,18 @@ impl Tracer for Trace<'_> {
             (Some(a), Some(b)) => Some(super::rank::haversine_km(a, b)),
             _ => None,
         };
+        let why = self.whys.get(member.dc.0 as usize);
         let c = CandidateTrace {
             datacenter: self.dc_name(member.dc.0),
             healthy: state.healthy,
             admin: admin_str(state.admin),
+            input: state.decided_by(),
+            health_input: state.health_input,
+            reason: why.map(|w| w.reason.clone()),
+            checks: why.map(|w| w.checks.clone()).unwrap_or_default(),
+            require: why
+                .filter(|w| w.checks.len() > 1)
+                .map(|w| w.require.clone()),
             load: state.load,
             latency_ms: state.latency_ms,
             slow_start: state.slow_start,
@@ -433,10 +463,11 @@ impl fmt::Display for Trace<'_> {
             for c in &p.candidates {
                 writeln!(
                     f,
-                    "  {:<12} health={} admin={} load={} latency={} distance={} slow-start={:.2}{}: {}",
+                    "  {:<12} health={} admin={} input={} load={} latency={} distance={} slow-start={:.2}{}: {}",
                     c.datacenter,
                     if c.healthy { "up" } else { "down" },
                     c.admin,
+                    c.input.as_str(),
                     opt(c.load.map(|l| l * 100.0), "%"),
                     opt(c.latency_ms, "ms"),
                     opt(c.distance_km, "km"),
@@ -444,6 +475,23 @@ impl fmt::Display for Trace<'_> {
                     if c.settled { "" } else { " unsettled" },
                     c.verdict.reason(),
                 )?;
+                if let Some(r) = &c.reason {
+                    writeln!(f, "  {:<12} why: {r}", "")?;
+                }
+                if c.checks.len() > 1 {
+                    let list: Vec<String> = c
+                        .checks
+                        .iter()
+                        .map(|k| format!("{} {}", k.name, if k.up { "up" } else { "down" }))
+                        .collect();
+                    writeln!(
+                        f,
+                        "  {:<12} checks (require {}): {}",
+                        "",
+                        c.require.as_deref().unwrap_or("all"),
+                        list.join(", ")
+                    )?;
+                }
             }
             if p.order.is_empty() {
                 writeln!(f, "  no usable datacenter")?;

@@ -20,6 +20,15 @@ pub enum ProbeOutcome {
     Refused,
     /// The body did not contain the expected substring.
     BodyMismatch,
+    /// A DNS answer with another response code than expected (`rcode NXDOMAIN, expected
+    /// NOERROR`).
+    Rcode(String),
+    /// A DNS answer without the expected text in its answer section.
+    AnswerMismatch(String),
+    /// The TLS certificate expires within `min-days` (or has expired).
+    Expiring(String),
+    /// An `exec` command exited non-zero or was killed (`exit status 1: <its first line>`).
+    Exit(String),
     /// The check passed but the load figure could not be read: health counts it as a pass,
     /// the aggregator keeps the last good load and reports the reason.
     BadLoad(String),
@@ -41,6 +50,10 @@ impl ProbeOutcome {
             ProbeOutcome::Timeout(_) => "timeout",
             ProbeOutcome::Refused => "refused",
             ProbeOutcome::BodyMismatch => "body_mismatch",
+            ProbeOutcome::Rcode(_) => "rcode",
+            ProbeOutcome::AnswerMismatch(_) => "answer_mismatch",
+            ProbeOutcome::Expiring(_) => "cert_expiry",
+            ProbeOutcome::Exit(_) => "exit",
             ProbeOutcome::BadLoad(_) => "bad_load",
             ProbeOutcome::Other(_) => "error",
         }
@@ -55,6 +68,10 @@ impl fmt::Display for ProbeOutcome {
             ProbeOutcome::Timeout(d) => write!(f, "timeout after {d:?}"),
             ProbeOutcome::Refused => f.write_str("connection refused"),
             ProbeOutcome::BodyMismatch => f.write_str("body mismatch"),
+            ProbeOutcome::Rcode(r) => write!(f, "rcode {r}"),
+            ProbeOutcome::AnswerMismatch(r) => write!(f, "answer mismatch: {r}"),
+            ProbeOutcome::Expiring(r) => write!(f, "certificate {r}"),
+            ProbeOutcome::Exit(r) => write!(f, "{r}"),
             ProbeOutcome::BadLoad(r) => write!(f, "pass, but bad load figure: {r}"),
             ProbeOutcome::Other(e) => write!(f, "error: {e}"),
         }
@@ -63,7 +80,7 @@ impl fmt::Display for ProbeOutcome {
 
 /// A load figure read from a health body.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum LoadFigure {
+pub enum LoadFigure {
     /// Utilisation 0..1 (values above 1 are clamped: an overloaded server is full).
     Utilisation(f64),
     /// A connection count; the aggregator divides it by each datacenter's capacity.
@@ -77,10 +94,11 @@ pub struct ProbeResult {
     pub(crate) target: TargetId,
     /// Pass, or the kind of failure and its reason.
     pub outcome: ProbeOutcome,
-    /// TCP connect time, or HTTP time to the response headers; `None` when there was no answer.
+    /// TCP connect time, HTTP time to the response headers, DNS or ICMP round trip, TLS
+    /// handshake time, or the run time of an `exec` command; `None` when there was no answer.
     pub latency: Option<Duration>,
     /// Only for checks with a load or connections pointer, and only when it could be read.
-    pub(crate) load: Option<LoadFigure>,
+    pub load: Option<LoadFigure>,
     /// When the probe finished (tokio clock).
     pub(crate) at: Instant,
 }

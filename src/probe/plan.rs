@@ -2,22 +2,68 @@
 //! datacenters, names and zones use it, and the way back from a target to its users.
 //!
 //! ```text
-//! DatacenterProbe[dc] --(check, addr:port) dedup--> Target[t] --users--> (dc, slot) ...
+//! DatacenterProbe[dc] --checks[c]--(check, addr:port) dedup--> Target[t] --users--> (dc, slot)
 //!   slot = index into the datacenter's probed addresses (check addresses if set, else the
-//!          answer addresses in bit order: v4 first, then v6, each in declaration order)
+//!          answer addresses in bit order: v4 first, then v6, each in declaration order);
+//!          every check of a datacenter probes the same addresses, one target per slot
 //! ```
+//!
+//! A check passes for a datacenter while at least `min-up` of its slots are up; the
+//! datacenter passes its probes while `require` of its checks pass (all, any or N).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::spec::{CheckError, CheckSpec};
+use super::icmp;
+use super::spec::{CheckError, CheckKind, CheckSpec};
 use crate::limits::MAX_DC_ADDRESSES;
 
 /// Index of a target in [`ProbeSet::targets`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetId(pub u32);
+
+/// How many of a datacenter's checks must pass for it to be up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Require {
+    /// Every check (the default).
+    #[default]
+    All,
+    /// At least one.
+    Any,
+    /// At least this many.
+    AtLeast(u32),
+}
+
+impl Require {
+    /// Checks that must pass out of `n`.
+    pub(crate) fn needed(self, n: usize) -> usize {
+        match self {
+            Require::All => n,
+            Require::Any => n.min(1),
+            Require::AtLeast(k) => k as usize,
+        }
+    }
+
+    /// `all`, `any` or the number, as the zone file says it.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Require::All => "all".into(),
+            Require::Any => "any".into(),
+            Require::AtLeast(k) => k.to_string(),
+        }
+    }
+}
+
+/// A check as a datacenter uses it: its name in the zone files and what it does.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedCheck {
+    /// `checks.<name>`.
+    pub name: String,
+    /// The check.
+    pub spec: CheckSpec,
+}
 
 /// One datacenter as the probe set needs it. Its position in the input list is its
 /// `DatacenterId`, the index into `Snapshot::dcs`.
@@ -32,25 +78,38 @@ pub struct DatacenterProbe {
     pub check_addresses: Option<Vec<IpAddr>>,
     /// Capacity, the divisor of a `connections` load figure.
     pub capacity: Option<f64>,
-    /// The datacenter is up while at least this many of its probed addresses are (default 1).
+    /// A check passes while at least this many of the datacenter's probed addresses pass it
+    /// (default 1).
     pub(crate) min_up: u32,
-    /// `None`: no check, always up.
-    pub check: Option<CheckSpec>,
+    /// The checks that decide its health; empty: no check, always up (unless an external
+    /// input says otherwise).
+    pub checks: Vec<NamedCheck>,
+    /// How many checks must pass.
+    pub require: Require,
     /// The longest TTL any answer containing this datacenter carries: drain is complete once
     /// this long has passed since the drain started.
     pub max_ttl: Duration,
 }
 
 impl DatacenterProbe {
-    /// A datacenter with the defaults: no check address, no capacity, `min_up` 1, TTL 300 s.
+    /// A datacenter with the defaults: no check address, no capacity, `min_up` 1, TTL 300 s,
+    /// and `check` (named after its type) as its one check.
     pub fn new(name: impl Into<String>, addresses: Vec<IpAddr>, check: Option<CheckSpec>) -> Self {
+        let checks = check
+            .map(|spec| NamedCheck {
+                name: spec.kind.type_name().to_string(),
+                spec,
+            })
+            .into_iter()
+            .collect();
         DatacenterProbe {
             name: name.into(),
             addresses,
             check_addresses: None,
             capacity: None,
             min_up: 1,
-            check,
+            checks,
+            require: Require::All,
             max_ttl: Duration::from_secs(300),
         }
     }
@@ -65,8 +124,22 @@ pub struct Target {
     pub(crate) check: Arc<CheckSpec>,
     /// Where it is probed: a check address (or else an answer address) with the check's port.
     pub addr: SocketAddr,
+    /// The datacenter, for kinds whose probe is about one (`exec`): such targets are never
+    /// shared between datacenters.
+    pub datacenter: Option<Arc<str>>,
     /// Every (datacenter id, slot) whose health this target decides.
     pub users: Vec<(u32, usize)>,
+}
+
+/// One check of one datacenter: its target on each probed address.
+#[derive(Clone, Debug)]
+pub struct CheckPlan {
+    /// `checks.<name>`.
+    pub(crate) name: String,
+    /// What it probes.
+    pub(crate) check: Arc<CheckSpec>,
+    /// Target of each slot (probed address).
+    pub(crate) slots: Vec<TargetId>,
 }
 
 /// How one datacenter maps to targets.
@@ -74,22 +147,55 @@ pub struct Target {
 pub struct DcPlan {
     /// The datacenter name.
     pub(crate) name: String,
-    /// Target of each slot.
-    pub slots: Vec<TargetId>,
-    /// `Snapshot` bits each slot controls when up.
+    /// Answer addresses in `addr_up` bit order (bit i = `answers[i]`).
+    pub(crate) answers: Vec<IpAddr>,
+    /// Its checks, in declaration order; empty: always up by the probes.
+    pub checks: Vec<CheckPlan>,
+    /// How many checks must pass.
+    pub(crate) require: Require,
+    /// `Snapshot` bits each slot (probed address) controls when up.
     pub slot_bits: Vec<u64>,
     /// All answer-address bits of this datacenter.
     pub(crate) all_bits: u64,
     /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
     pub(crate) follows_check_addresses: bool,
-    /// Slots that must be up for the datacenter to be up.
+    /// Addresses that must pass a check for the check to pass.
     pub(crate) min_up: u32,
     /// Divisor of a `connections` load figure.
     pub(crate) capacity: Option<f64>,
-    /// The check, `None`: no check, always up.
-    pub(crate) check: Option<Arc<CheckSpec>>,
     /// The longest TTL an answer naming the datacenter carries (drain length).
     pub(crate) max_ttl: Duration,
+}
+
+impl DcPlan {
+    /// Every target of every check, check by check.
+    pub fn targets(&self) -> impl Iterator<Item = TargetId> + '_ {
+        self.checks.iter().flat_map(|c| c.slots.iter().copied())
+    }
+
+    /// Does any check decide this datacenter's health?
+    pub(crate) fn has_checks(&self) -> bool {
+        !self.checks.is_empty()
+    }
+
+    /// Checks that must pass.
+    pub(crate) fn needed(&self) -> usize {
+        self.require.needed(self.checks.len())
+    }
+
+    /// The longest slow-start window of its checks; `None` = no ramp.
+    pub(crate) fn slow_start(&self) -> Option<Duration> {
+        self.checks.iter().filter_map(|c| c.check.slow_start).max()
+    }
+
+    /// TTL cap for answers built from unsettled state: the shortest check interval.
+    pub(crate) fn settle_ttl(&self) -> u32 {
+        self.checks
+            .iter()
+            .map(|c| c.check.settle_ttl())
+            .min()
+            .unwrap_or(u32::MAX)
+    }
 }
 
 /// The de-duplicated probe plan for a list of datacenters.
@@ -106,12 +212,14 @@ pub struct ProbeSet {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProbeSetError {
     /// The check cannot run as written.
-    #[error("datacenter `{name}`: {source}")]
+    #[error("datacenter `{name}`: check `{check}`: {source}")]
     Check {
         /// Index of the datacenter.
         dc: usize,
         /// Its name.
         name: String,
+        /// The check's name.
+        check: String,
         /// What is wrong with the check.
         source: CheckError,
     },
@@ -145,6 +253,28 @@ pub enum ProbeSetError {
         /// Addresses probed.
         n: usize,
     },
+    /// `require` asks for more checks than there are (or for none).
+    #[error("datacenter `{name}`: require is {require} but it has {n} check(s)")]
+    BadRequire {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// The require given.
+        require: u32,
+        /// Its checks.
+        n: usize,
+    },
+    /// The same check named twice.
+    #[error("datacenter `{name}`: check `{check}` is listed twice")]
+    DuplicateCheck {
+        /// Index of the datacenter.
+        dc: usize,
+        /// Its name.
+        name: String,
+        /// The check's name.
+        check: String,
+    },
 }
 
 impl ProbeSetError {
@@ -154,24 +284,38 @@ impl ProbeSetError {
             ProbeSetError::Check { dc, .. }
             | ProbeSetError::TooManyAddresses { dc, .. }
             | ProbeSetError::NothingToProbe { dc, .. }
-            | ProbeSetError::MinUpTooLarge { dc, .. } => *dc,
+            | ProbeSetError::MinUpTooLarge { dc, .. }
+            | ProbeSetError::BadRequire { dc, .. }
+            | ProbeSetError::DuplicateCheck { dc, .. } => *dc,
         }
     }
 
-    /// The datacenter key that holds the mistake (`check-addresses`, `min-up`...).
-    pub(crate) fn key(&self) -> &'static str {
+    /// The datacenter key that holds the mistake (`check-addresses`, `min-up`...); `check`
+    /// stands for whichever of `check`/`checks` the datacenter uses.
+    pub fn key(&self) -> &'static str {
         match self {
-            ProbeSetError::Check { .. } => "check",
+            ProbeSetError::Check { .. } | ProbeSetError::DuplicateCheck { .. } => "check",
             ProbeSetError::TooManyAddresses { .. } => "addresses",
             ProbeSetError::NothingToProbe { .. } => "check-addresses",
             ProbeSetError::MinUpTooLarge { .. } => "min-up",
+            ProbeSetError::BadRequire { .. } => "require",
+        }
+    }
+
+    /// The check the error is about, if it is about one.
+    pub fn check(&self) -> Option<&str> {
+        match self {
+            ProbeSetError::Check { check, .. } | ProbeSetError::DuplicateCheck { check, .. } => {
+                Some(check)
+            }
+            _ => None,
         }
     }
 
     /// The message without the datacenter name (the key path names it).
-    pub(crate) fn detail(&self) -> String {
+    pub fn detail(&self) -> String {
         match self {
-            ProbeSetError::Check { source, .. } => source.to_string(),
+            ProbeSetError::Check { check, source, .. } => format!("check `{check}`: {source}"),
             ProbeSetError::TooManyAddresses { n, .. } => {
                 format!("{n} answer addresses, at most 64 are supported")
             }
@@ -182,6 +326,12 @@ impl ProbeSetError {
                 "min-up is {min_up} but only {n} address{} probed",
                 if *n == 1 { " is" } else { "es are" }
             ),
+            ProbeSetError::BadRequire { require, n, .. } => format!(
+                "{require} checks required but the datacenter has {n} (expected \"all\", \"any\" or 1..={n})"
+            ),
+            ProbeSetError::DuplicateCheck { check, .. } => {
+                format!("check `{check}` is listed twice")
+            }
         }
     }
 }
@@ -193,6 +343,10 @@ pub(crate) fn bit_order(addresses: &[IpAddr]) -> Vec<IpAddr> {
     v4.chain(v6).copied().collect()
 }
 
+/// What makes two targets the same: the check, the address and, for per-datacenter kinds,
+/// the datacenter.
+type TargetKey = (Arc<CheckSpec>, SocketAddr, Option<Arc<str>>);
+
 impl ProbeSet {
     /// Build the plan; datacenter `i` of `dcs` is `DatacenterId(i)`.
     pub fn build(dcs: &[DatacenterProbe]) -> Result<ProbeSet, ProbeSetError> {
@@ -203,22 +357,25 @@ impl ProbeSet {
     pub(crate) fn build_all(dcs: &[DatacenterProbe]) -> Result<ProbeSet, Vec<ProbeSetError>> {
         let mut set = ProbeSet::default();
         let mut errors = Vec::new();
-        let mut by_target: HashMap<(Arc<CheckSpec>, SocketAddr), TargetId> = HashMap::new();
+        let mut by_target: HashMap<TargetKey, TargetId> = HashMap::new();
         // Equal specs share one Arc, so targets of different datacenters compare cheaply.
         let mut specs: HashMap<CheckSpec, Arc<CheckSpec>> = HashMap::new();
+        // The ICMP permission test, once per family.
+        let mut icmp_ok: [Option<Result<(), String>>; 2] = [None, None];
         for (i, dc) in dcs.iter().enumerate() {
             let dc_id = u32::try_from(i).unwrap_or(u32::MAX);
             let name = || dc.name.clone();
             let answers = bit_order(&dc.addresses);
             let mut plan = DcPlan {
                 name: dc.name.clone(),
-                slots: Vec::new(),
+                answers: answers.clone(),
+                checks: Vec::new(),
+                require: dc.require,
                 slot_bits: Vec::new(),
                 all_bits: 0,
                 follows_check_addresses: dc.check_addresses.is_some(),
                 min_up: dc.min_up.max(1),
                 capacity: dc.capacity,
-                check: None,
                 max_ttl: dc.max_ttl,
             };
             if answers.len() > MAX_DC_ADDRESSES {
@@ -235,18 +392,40 @@ impl ProbeSet {
             } else {
                 (1u64 << answers.len()) - 1
             };
-            let Some(check) = &dc.check else {
+            if dc.checks.is_empty() {
                 set.dcs.push(plan);
                 continue;
+            }
+            let before = errors.len();
+            let n = dc.checks.len();
+            let bad_require = match dc.require {
+                Require::AtLeast(k) => k == 0 || k as usize > n,
+                Require::All | Require::Any => false,
             };
-            if let Err(source) = check.validate() {
-                errors.push(ProbeSetError::Check {
+            if let (true, Require::AtLeast(k)) = (bad_require, dc.require) {
+                errors.push(ProbeSetError::BadRequire {
                     dc: i,
                     name: name(),
-                    source,
+                    require: k,
+                    n,
                 });
-                set.dcs.push(plan);
-                continue;
+            }
+            for (ci, c) in dc.checks.iter().enumerate() {
+                if dc.checks[..ci].iter().any(|o| o.name == c.name) {
+                    errors.push(ProbeSetError::DuplicateCheck {
+                        dc: i,
+                        name: name(),
+                        check: c.name.clone(),
+                    });
+                }
+                if let Err(source) = c.spec.validate() {
+                    errors.push(ProbeSetError::Check {
+                        dc: i,
+                        name: name(),
+                        check: c.name.clone(),
+                        source,
+                    });
+                }
             }
             let probed: Vec<(IpAddr, u64)> = match &dc.check_addresses {
                 Some(list) => list.iter().map(|a| (*a, plan.all_bits)).collect(),
@@ -269,31 +448,70 @@ impl ProbeSet {
                     n: probed.len(),
                 });
             }
-            if !errors.is_empty() {
+            // ICMP: refuse at load time what the system would refuse at every probe.
+            for c in dc
+                .checks
+                .iter()
+                .filter(|c| matches!(c.spec.kind, CheckKind::Icmp(_)))
+            {
+                for v6 in [false, true] {
+                    if !probed.iter().any(|(a, _)| a.is_ipv6() == v6) {
+                        continue;
+                    }
+                    let ok = icmp_ok[usize::from(v6)].get_or_insert_with(|| icmp::permitted(v6));
+                    if let Err(msg) = ok {
+                        errors.push(ProbeSetError::Check {
+                            dc: i,
+                            name: name(),
+                            check: c.name.clone(),
+                            source: CheckError::IcmpNotPermitted(msg.clone()),
+                        });
+                        // One reason per check is enough (the sysctl covers both families).
+                        break;
+                    }
+                }
+            }
+            if errors.len() > before {
                 set.dcs.push(plan);
                 continue;
             }
-            let spec = specs
-                .entry(check.clone())
-                .or_insert_with(|| Arc::new(check.clone()))
-                .clone();
-            for (slot, (ip, bits)) in probed.into_iter().enumerate() {
-                let addr = SocketAddr::new(ip, spec.port());
-                let id = *by_target.entry((spec.clone(), addr)).or_insert_with(|| {
-                    let id = TargetId(u32::try_from(set.targets.len()).unwrap_or(u32::MAX));
-                    set.targets.push(Target {
-                        id,
-                        check: spec.clone(),
-                        addr,
-                        users: Vec::new(),
+            plan.slot_bits = probed.iter().map(|(_, b)| *b).collect();
+            for c in &dc.checks {
+                let spec = specs
+                    .entry(c.spec.clone())
+                    .or_insert_with(|| Arc::new(c.spec.clone()))
+                    .clone();
+                let scope: Option<Arc<str>> = spec
+                    .kind
+                    .per_datacenter()
+                    .then(|| Arc::from(dc.name.as_str()));
+                let mut slots = Vec::with_capacity(probed.len());
+                for (slot, (ip, _)) in probed.iter().enumerate() {
+                    let addr = SocketAddr::new(*ip, spec.port());
+                    let key = (spec.clone(), addr, scope.clone());
+                    let id = *by_target.entry(key).or_insert_with(|| {
+                        let id = TargetId(u32::try_from(set.targets.len()).unwrap_or(u32::MAX));
+                        set.targets.push(Target {
+                            id,
+                            check: spec.clone(),
+                            addr,
+                            datacenter: scope.clone(),
+                            users: Vec::new(),
+                        });
+                        id
                     });
-                    id
+                    let users = &mut set.targets[id.0 as usize].users;
+                    if !users.contains(&(dc_id, slot)) {
+                        users.push((dc_id, slot));
+                    }
+                    slots.push(id);
+                }
+                plan.checks.push(CheckPlan {
+                    name: c.name.clone(),
+                    check: spec,
+                    slots,
                 });
-                set.targets[id.0 as usize].users.push((dc_id, slot));
-                plan.slots.push(id);
-                plan.slot_bits.push(bits);
             }
-            plan.check = Some(spec);
             set.dcs.push(plan);
         }
         if errors.is_empty() {

@@ -1,38 +1,87 @@
-//! Running one probe of one target: the per-target state a check kind needs (an HTTP client,
-//! built once) and the dispatch to the kind's probe function.
+//! Running one probe of one target: the per-target state a check kind needs (an HTTP client or
+//! a TLS configuration, built once; the bound on `exec` commands) and the dispatch to the
+//! kind's probe function.
 
 use std::collections::HashMap;
-use tokio::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_rustls::TlsConnector;
+
+use super::exec::DEFAULT_MAX_EXEC;
 use super::http::{self, ClientKey};
 use super::outcome::{ProbeOutcome, ProbeResult};
 use super::plan::{ProbeSet, Target};
 use super::spec::CheckKind;
-use super::tcp;
+use super::{dns, exec, icmp, tcp, tls};
+use crate::mix::mix64;
 
-/// The HTTP clients could not be built (TLS initialisation).
+/// What a probe client could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("building the HTTP probe client: {0}")]
-pub struct ProberError(#[from] reqwest::Error);
+pub enum ProberError {
+    /// The HTTP clients (TLS initialisation).
+    #[error("building the HTTP probe client: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The TLS configuration of `tls` checks (the system's certificate store).
+    #[error("building the TLS probe configuration: {0}")]
+    Tls(#[from] tokio_rustls::rustls::Error),
+}
 
 /// What one target needs to be probed, built once.
-#[derive(Debug)]
 enum Runner {
     /// `reqwest::Client` is an `Arc` inside: targets with the same settings share one.
     Http(reqwest::Client),
     Tcp,
+    Dns,
+    /// One connector per verify setting, shared.
+    Tls(TlsConnector),
+    Exec,
+    Icmp,
 }
 
 /// Runs probes for the targets of one [`ProbeSet`].
-#[derive(Debug)]
 pub struct Prober {
     runners: Vec<Runner>,
+    /// Bounds `exec` commands running at once.
+    exec_slots: Arc<Semaphore>,
+    /// Query ids and ICMP sequence numbers: unpredictable, never repeated soon.
+    counter: AtomicU64,
+    seed: u64,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runner::Http(_) => "Http",
+            Runner::Tcp => "Tcp",
+            Runner::Dns => "Dns",
+            Runner::Tls(_) => "Tls",
+            Runner::Exec => "Exec",
+            Runner::Icmp => "Icmp",
+        })
+    }
+}
+
+impl std::fmt::Debug for Prober {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prober")
+            .field("runners", &self.runners)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Prober {
-    /// Builds what every target of `set` needs (one HTTP client per distinct setting).
+    /// Builds what every target of `set` needs, with the default bound on `exec` commands.
     pub fn new(set: &ProbeSet) -> Result<Prober, ProberError> {
+        Prober::with_max_exec(set, DEFAULT_MAX_EXEC)
+    }
+
+    /// [`Prober::new`] running at most `max_exec` `exec` commands at once.
+    pub fn with_max_exec(set: &ProbeSet, max_exec: usize) -> Result<Prober, ProberError> {
         let mut built: HashMap<ClientKey, reqwest::Client> = HashMap::new();
+        let mut tls_built: HashMap<bool, TlsConnector> = HashMap::new();
         let mut runners = Vec::with_capacity(set.targets.len());
         for t in &set.targets {
             let runner = match &t.check.kind {
@@ -48,14 +97,43 @@ impl Prober {
                     };
                     Runner::Http(client)
                 }
+                CheckKind::Tls(c) => {
+                    let conn = match tls_built.get(&c.verify) {
+                        Some(x) => x.clone(),
+                        None => {
+                            let x = TlsConnector::from(tls::client_config(c.verify)?);
+                            tls_built.insert(c.verify, x.clone());
+                            x
+                        }
+                    };
+                    Runner::Tls(conn)
+                }
                 CheckKind::Tcp(_) => Runner::Tcp,
+                CheckKind::Dns(_) => Runner::Dns,
+                CheckKind::Exec(_) => Runner::Exec,
+                CheckKind::Icmp(_) => Runner::Icmp,
             };
             runners.push(runner);
         }
-        Ok(Prober { runners })
+        use std::hash::{BuildHasher, Hasher};
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Ok(Prober {
+            runners,
+            exec_slots: Arc::new(Semaphore::new(max_exec.max(1))),
+            counter: AtomicU64::new(0),
+            seed,
+        })
     }
 
-    /// Probe `target` once; never takes longer than its check's timeout (plus scheduling).
+    /// A fresh unpredictable number (DNS query id, ICMP sequence and token).
+    fn nonce(&self) -> u64 {
+        mix64(self.seed ^ self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Probe `target` once; never takes longer than its check's timeout (plus scheduling,
+    /// and for `exec` the wait for a free slot).
     pub async fn probe(&self, target: &Target) -> ProbeResult {
         let timeout = target.check.timeout;
         let start = Instant::now();
@@ -68,7 +146,45 @@ impl Prober {
             (CheckKind::Http(h), Some(Runner::Http(client))) => {
                 http::probe(client, target.addr, h, timeout, start).await
             }
-            (CheckKind::Tcp(_) | CheckKind::Http(_), _) => (
+            (CheckKind::Dns(d), Some(Runner::Dns)) => {
+                let id = self.nonce() as u16;
+                let (o, l) = dns::probe(target.addr, d, id, timeout).await;
+                (o, l, None)
+            }
+            (CheckKind::Tls(c), Some(Runner::Tls(conn))) => {
+                let (o, l) = tls::probe(conn, target.addr, c, timeout).await;
+                (o, l, None)
+            }
+            (CheckKind::Exec(e), Some(Runner::Exec)) => {
+                // Closed only when the prober is dropped; then there is nothing to run.
+                match self.exec_slots.acquire().await {
+                    Ok(_slot) => {
+                        let dc = target.datacenter.as_deref().unwrap_or("");
+                        exec::probe(e, target.addr, dc, timeout).await
+                    }
+                    Err(_) => (ProbeOutcome::Other("prober stopped".into()), None, None),
+                }
+            }
+            (CheckKind::Icmp(_), Some(Runner::Icmp)) => {
+                let n = self.nonce();
+                let (o, l) = icmp::probe(
+                    target.addr,
+                    n as u16,
+                    (n ^ self.seed).to_be_bytes(),
+                    timeout,
+                )
+                .await;
+                (o, l, None)
+            }
+            (
+                CheckKind::Tcp(_)
+                | CheckKind::Http(_)
+                | CheckKind::Dns(_)
+                | CheckKind::Tls(_)
+                | CheckKind::Exec(_)
+                | CheckKind::Icmp(_),
+                _,
+            ) => (
                 ProbeOutcome::Other("target not in this prober's probe set".into()),
                 None,
                 None,

@@ -1,15 +1,20 @@
 //! What a check is: the knobs every check type shares (interval, timeout, rise/fall, jitter,
 //! slow start) and the [`CheckKind`] that says how to probe. Each kind lives in its own file
-//! (`http.rs`, `tcp.rs`) with its keys, validation and probe; the matches here are exhaustive,
-//! so a new kind is one new file plus one variant the compiler walks you through.
+//! (`http.rs`, `tcp.rs`, `dns.rs`, `tls.rs`, `exec.rs`, `icmp.rs`) with its keys, validation and
+//! probe; the matches here are exhaustive, so a new kind is one new file plus one variant the
+//! compiler walks you through.
 //!
 //! Two checks are "the same target" when their [`CheckSpec`] and target address are equal, so
 //! every field here takes part in `Eq`/`Hash` (see [`super::plan`]).
 
 use std::time::Duration;
 
+use super::dns::{self, DnsCheck};
+use super::exec::{self, ExecCheck};
 use super::http::{self, HttpCheck};
+use super::icmp::{self, IcmpCheck};
 use super::tcp::{self, TcpCheck};
+use super::tls::{self, TlsCheck};
 use crate::walk::{Errors, Table};
 
 /// Default probe interval.
@@ -60,11 +65,19 @@ pub enum CheckKind {
     Http(HttpCheck),
     /// TCP connect to the port (`TcpCheck`).
     Tcp(TcpCheck),
+    /// A DNS query and its expected answer ([`DnsCheck`]).
+    Dns(DnsCheck),
+    /// A TLS handshake and the certificate's remaining validity ([`TlsCheck`]).
+    Tls(TlsCheck),
+    /// An external command ([`ExecCheck`]).
+    Exec(ExecCheck),
+    /// ICMP echo ([`IcmpCheck`]).
+    Icmp(IcmpCheck),
 }
 
 impl CheckKind {
     /// The `type` values a zone file may use, for messages.
-    pub(crate) const TYPES: &'static str = "http, https or tcp";
+    pub(crate) const TYPES: &'static str = "http, https, tcp, dns, tls, exec or icmp";
 
     /// Reads the kind-specific keys of a check whose `type` is `kind`; `None` after reporting
     /// an error (an unknown type included).
@@ -72,6 +85,10 @@ impl CheckKind {
         match kind {
             "http" | "https" => Some(CheckKind::Http(HttpCheck::read(t, kind == "https", errs))),
             "tcp" => TcpCheck::read(t, errs).map(CheckKind::Tcp),
+            "dns" => DnsCheck::read(t, errs).map(CheckKind::Dns),
+            "tls" => TlsCheck::read(t, errs).map(CheckKind::Tls),
+            "exec" => ExecCheck::read(t, errs).map(CheckKind::Exec),
+            "icmp" => Some(CheckKind::Icmp(IcmpCheck)),
             other => {
                 errs.add(
                     &t.key_path("type"),
@@ -85,24 +102,75 @@ impl CheckKind {
         }
     }
 
+    /// The `type` a zone file gives for this kind.
+    pub(crate) fn type_name(&self) -> &'static str {
+        match self {
+            CheckKind::Http(h) if h.tls => "https",
+            CheckKind::Http(_) => "http",
+            CheckKind::Tcp(_) => "tcp",
+            CheckKind::Dns(_) => "dns",
+            CheckKind::Tls(_) => "tls",
+            CheckKind::Exec(_) => "exec",
+            CheckKind::Icmp(_) => "icmp",
+        }
+    }
+
     /// The keys of this kind besides [`COMMON_KEYS`].
     pub(crate) fn keys(&self) -> &'static [&'static str] {
         match self {
             CheckKind::Http(_) => http::KEYS,
             CheckKind::Tcp(_) => tcp::KEYS,
+            CheckKind::Dns(_) => dns::KEYS,
+            CheckKind::Tls(_) => tls::KEYS,
+            CheckKind::Exec(_) => exec::KEYS,
+            CheckKind::Icmp(_) => icmp::KEYS,
         }
     }
 
     /// Every kind's keys: what a check of unknown type may hold without a second error.
     pub(crate) fn all_keys() -> impl Iterator<Item = &'static str> {
-        http::KEYS.iter().chain(tcp::KEYS).copied()
+        http::KEYS
+            .iter()
+            .chain(tcp::KEYS)
+            .chain(dns::KEYS)
+            .chain(tls::KEYS)
+            .chain(exec::KEYS)
+            .chain(icmp::KEYS)
+            .copied()
     }
 
-    /// The port probed on each target address.
+    /// The port probed on each target address; 0 for kinds without one (`icmp`, an `exec`
+    /// check without `port`).
     pub(crate) fn port(&self) -> u16 {
         match self {
             CheckKind::Http(h) => h.port,
             CheckKind::Tcp(t) => t.port,
+            CheckKind::Dns(d) => d.port,
+            CheckKind::Tls(t) => t.port,
+            CheckKind::Exec(e) => e.port.unwrap_or(0),
+            CheckKind::Icmp(_) => 0,
+        }
+    }
+
+    /// Does this kind connect to a port (so port 0 is a mistake)?
+    pub(crate) fn uses_port(&self) -> bool {
+        match self {
+            CheckKind::Http(_) | CheckKind::Tcp(_) | CheckKind::Dns(_) | CheckKind::Tls(_) => true,
+            CheckKind::Exec(_) | CheckKind::Icmp(_) => false,
+        }
+    }
+
+    /// Is one probe of this kind about one datacenter, not only one address? An `exec`
+    /// command is told the datacenter's name, so its targets are never shared between
+    /// datacenters.
+    pub(crate) fn per_datacenter(&self) -> bool {
+        match self {
+            CheckKind::Exec(_) => true,
+            CheckKind::Http(_)
+            | CheckKind::Tcp(_)
+            | CheckKind::Dns(_)
+            | CheckKind::Tls(_)
+            | CheckKind::Icmp(_) => false,
         }
     }
 
@@ -111,13 +179,20 @@ impl CheckKind {
         match self {
             CheckKind::Http(h) => h.fingerprint(),
             CheckKind::Tcp(t) => t.fingerprint(),
+            CheckKind::Dns(d) => d.fingerprint(),
+            CheckKind::Tls(t) => t.fingerprint(),
+            CheckKind::Exec(e) => e.fingerprint(),
+            CheckKind::Icmp(i) => i.fingerprint(),
         }
     }
 
     fn validate(&self) -> Result<(), CheckError> {
         match self {
             CheckKind::Http(h) => h.validate(),
-            CheckKind::Tcp(_) => Ok(()),
+            CheckKind::Exec(e) => e.validate(),
+            CheckKind::Tcp(_) | CheckKind::Dns(_) | CheckKind::Tls(_) | CheckKind::Icmp(_) => {
+                Ok(())
+            }
         }
     }
 }
@@ -164,11 +239,17 @@ pub enum CheckError {
     /// Port 0.
     #[error("port 0 cannot be probed")]
     ZeroPort,
+    /// An `exec` check without a program to run.
+    #[error("command must name a program to run (a list: [\"/path/to/script\", \"arg\", ...])")]
+    EmptyCommand,
+    /// ICMP echo cannot be sent from this process.
+    #[error("{0}")]
+    IcmpNotPermitted(String),
 }
 
 impl CheckSpec {
     /// A check of `kind` with the documented defaults.
-    pub(crate) fn new(kind: CheckKind) -> CheckSpec {
+    pub fn new(kind: CheckKind) -> CheckSpec {
         CheckSpec {
             kind,
             interval: DEFAULT_INTERVAL,
@@ -287,7 +368,7 @@ impl CheckSpec {
                 interval: self.interval,
             });
         }
-        if self.port() == 0 {
+        if self.port() == 0 && self.kind.uses_port() {
             return Err(CheckError::ZeroPort);
         }
         self.kind.validate()

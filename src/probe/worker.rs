@@ -34,6 +34,8 @@ pub struct WorkerSettings {
     pub max_in_flight: usize,
     /// Seed of the jitter; fixed in tests, random by default.
     pub seed: u64,
+    /// At most this many `exec` commands run at once (default 16).
+    pub max_exec: usize,
 }
 
 impl Default for WorkerSettings {
@@ -45,6 +47,7 @@ impl Default for WorkerSettings {
         WorkerSettings {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             seed,
+            max_exec: super::exec::DEFAULT_MAX_EXEC,
         }
     }
 }

@@ -126,6 +126,24 @@ impl ApiBackend for Backend {
         Topology::of(&self.state.serving.load().loaded.model)
     }
 
+    fn health_input(
+        &self,
+        update: crate::health::input::Update,
+    ) -> BoxFuture<'_, Result<crate::health::input::Applied, crate::health::input::InputError>>
+    {
+        Box::pin(async move { self.state.health_input(update).await })
+    }
+
+    fn subscribe_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::health::events::EventView>> {
+        Some(self.state.subscribe_events())
+    }
+
+    fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
+        self.state.feeds()
+    }
+
     fn events(&self) -> BoxFuture<'_, Vec<crate::health::events::EventView>> {
         Box::pin(async move {
             match self.state.health_handle().await {

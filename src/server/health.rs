@@ -38,12 +38,17 @@ impl HealthRuntime {
         workers: WorkerSettings,
         out: Arc<dyn Publish>,
         metrics: Arc<Metrics>,
+        events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
         stop: Shutdown,
     ) -> Result<HealthRuntime, String> {
-        let prober = Arc::new(Prober::new(&plan).map_err(|e| format!("health checks: {e}"))?);
+        let prober = Arc::new(
+            Prober::with_max_exec(&plan, workers.max_exec)
+                .map_err(|e| format!("health checks: {e}"))?,
+        );
         let (mut agg, handle) =
             Aggregator::new(plan.clone(), settings, out).map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
+        agg.set_events_out(events);
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
         let workers = spawn_workers(&plan, prober, workers, tx, stop.clone());

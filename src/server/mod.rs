@@ -5,6 +5,8 @@
 //! config::load -> Loaded{Model, metric slots} --+
 //! HealthRuntime (probes -> aggregator) ---------+--> Publisher: ArcSwap<Serving> <--load--
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
+//! health feed pollers, API (pushed, alerts) --input--> aggregator
+//! aggregator --events (broadcast)--> /events stream, webhook notifier
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
 //! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
@@ -12,31 +14,37 @@
 //! (`crate::shutdown`): `Running::shutdown` stops and joins each part in order.
 
 mod backend;
+mod feed;
+mod guard;
 pub(crate) mod health;
 mod latency_map;
+mod notify;
 pub mod publish;
+#[allow(unsafe_code)]
+mod rlimit;
 mod watch;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+use crate::abuse::{CloseReason, ConnLimits, ConnLog, ConnTable, Listener, RrlAction, RrlExempt};
 use crate::config::{self, ConfigErrors};
-use crate::dns::wire::response_rcode;
+use crate::dns::rrl::{Rrl, Verdict};
 use crate::dns::{
     self, CertError, CertStore, EncryptedConfig, EncryptedLimits, ListenConfig, Listeners,
-    PacketHandler, Peer, Query,
+    PacketHandler, Peer, Query, RrlConfig, StreamLimits,
 };
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
 use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
-use crate::net::{ConnEvent, Transport};
+use crate::net::Transport;
 use crate::probe::WorkerSettings;
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
@@ -53,10 +61,29 @@ pub struct ServeOptions {
     pub geoip: Vec<PathBuf>,
     /// UDP sockets and threads per address; 0 = one per core.
     pub udp_threads: usize,
-    /// Most TCP connections at once.
+    /// Most TCP connections at once; 0 = sized from the descriptor limit.
     pub tcp_max_connections: usize,
+    /// Most TCP connections of one client address (IPv6: one /64) at once.
+    pub tcp_max_per_client: usize,
     /// Idle TCP connections are closed after this long.
     pub tcp_idle_timeout: Duration,
+    /// A TCP connection is closed (between queries) once open this long.
+    pub tcp_lifetime: Duration,
+    /// A TCP connection is closed after answering this many queries (0 = no budget).
+    pub tcp_max_queries: u32,
+    /// The rest of a TCP message must arrive within this once its first byte did.
+    pub tcp_read_timeout: Duration,
+    /// A TCP response must be written within this (a client that does not read is closed).
+    pub tcp_write_timeout: Duration,
+    /// Bounds of the API listener (connections, timeouts, body size).
+    pub api_limits: crate::api::ApiLimits,
+    /// Response rate limiting of UDP answers (rate 0 = off).
+    pub rrl: RrlConfig,
+    /// DNS cookies (RFC 7873) on.
+    pub cookies: bool,
+    /// Cookie secrets shared by instances (one hex secret a line, the first makes cookies);
+    /// `None` = a secret made by the process, rotated daily.
+    pub cookie_secret_file: Option<PathBuf>,
     /// HTTP API address; `None` = no API.
     pub api: Option<SocketAddr>,
     /// Bearer token for mutating API calls (read from a file or the environment by the caller).
@@ -80,6 +107,22 @@ pub struct ServeOptions {
     pub listen_best_effort: bool,
     /// Latency map file (client region or subnet -> datacenter -> ms) for the `latency` policy.
     pub latency_map: Option<PathBuf>,
+    /// Health feed files (datacenter or address -> state), polled for changes.
+    pub health_feeds: Vec<PathBuf>,
+    /// A feed file older than this is ignored (its entries expire this long after it was
+    /// written).
+    pub health_feed_max_age: Duration,
+    /// The Alertmanager label that names the datacenter an alert takes down.
+    pub alert_label: String,
+    /// A firing alert holds this long unless Alertmanager sends it again (or resolves it).
+    pub alert_ttl: Duration,
+    /// Webhook URLs that receive every health event.
+    pub notify: Vec<String>,
+    /// `exec` checks running at once, at most.
+    pub max_exec_checks: usize,
+    /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
+    /// counters, kept across reloads.
+    pub dnssec: crate::dnssec::Env,
     /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
     pub tls: Option<TlsOptions>,
 }
@@ -115,11 +158,6 @@ impl TlsOptions {
     }
 }
 
-/// Parses a duration as the zone files write it (`500ms`, `5s`, `2m`, `1h`).
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    crate::walk::parse_duration(s)
-}
-
 impl ServeOptions {
     /// Options with the defaults, serving `zones_dir` on `listen`.
     pub fn new(zones_dir: impl Into<PathBuf>, listen: Vec<SocketAddr>) -> Self {
@@ -128,8 +166,17 @@ impl ServeOptions {
             listen,
             geoip: vec![],
             udp_threads: 0,
-            tcp_max_connections: 512,
-            tcp_idle_timeout: Duration::from_secs(10),
+            tcp_max_connections: 0,
+            tcp_max_per_client: 16,
+            tcp_idle_timeout: StreamLimits::default().idle_timeout,
+            tcp_lifetime: StreamLimits::default().lifetime,
+            tcp_max_queries: StreamLimits::default().max_queries,
+            tcp_read_timeout: StreamLimits::default().read_timeout,
+            tcp_write_timeout: StreamLimits::default().write_timeout,
+            api_limits: crate::api::ApiLimits::default(),
+            rrl: RrlConfig::default(),
+            cookies: true,
+            cookie_secret_file: None,
             api: None,
             api_token: None,
             state_dir: None,
@@ -141,6 +188,13 @@ impl ServeOptions {
             query_log_sample: 0,
             listen_best_effort: false,
             latency_map: None,
+            health_feeds: vec![],
+            health_feed_max_age: Duration::from_secs(300),
+            alert_label: crate::api::alertmanager::DEFAULT_LABEL.to_string(),
+            alert_ttl: crate::api::alertmanager::DEFAULT_TTL,
+            notify: vec![],
+            max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
+            dnssec: crate::dnssec::Env::system(),
             tls: None,
         }
     }
@@ -239,6 +293,10 @@ pub struct State {
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
+    /// Every health event of every probe runtime (SSE, webhooks).
+    events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
+    /// The health feed files, in `--health-feed` order.
+    feeds: std::sync::Mutex<Vec<crate::health::feed::FeedStatus>>,
     /// One reload at a time (SIGHUP, file watch and tests may race).
     reload_lock: tokio::sync::Mutex<()>,
     opts: ServeOptions,
@@ -250,6 +308,16 @@ pub struct State {
     certs: Option<Arc<CertStore>>,
     /// How the certificate's last (re)load went.
     pub cert_report: ArcSwap<CertReport>,
+    /// Response rate limiting of UDP answers (`None` = off).
+    rrl: Option<Rrl>,
+    /// Cookie secrets (`None` = cookies off).
+    cookies: Option<Arc<guard::CookieJar>>,
+    /// Throttled logs of the stream listeners' limits, by `Listener::index`.
+    conn_logs: [ConnLog; Listener::ALL.len()],
+    /// Failed reloads in a row (0 after a success): the retry backs off with it.
+    reload_failures: AtomicU32,
+    /// Woken by a failed reload.
+    reload_retry: tokio::sync::Notify,
 }
 
 impl PacketHandler for State {
@@ -273,27 +341,104 @@ impl PacketHandler for State {
             metrics: &self.metrics,
             slots: &loaded.gslb_slots,
         };
-        let a = dns::handle(&loaded.model, &gslb, req, peer, q, out)?;
-        let resp = &out[..a.len];
+        let jar = self.cookies.as_deref();
+        let (secrets, now) = match jar {
+            Some(j) => (Some(j.secrets()), j.unix(t0)),
+            None => (None, 0),
+        };
+        let a = dns::answer::handle_with(
+            &loaded.model,
+            &gslb,
+            secrets.as_deref().map(|s| &**s),
+            now,
+            req,
+            peer,
+            q,
+            out,
+        )?;
+        let mut len = a.len;
+        if let Some(c) = a.cookie {
+            self.metrics.cookie(c);
+        }
+        if peer.transport == Transport::Udp
+            && let Some(rrl) = &self.rrl
+        {
+            if a.cookie == Some(crate::abuse::CookieResult::Valid) {
+                self.metrics.rrl_exempt(RrlExempt::Cookie);
+            } else {
+                match rrl.check(peer.addr, q, &a, &loaded.model, t0) {
+                    Verdict::Pass => {}
+                    Verdict::Exempt => self.metrics.rrl_exempt(RrlExempt::Prefix),
+                    Verdict::Limited(class, action) => {
+                        self.metrics.rrl_limited(class, action);
+                        if rrl.log.allow(t0).is_some() {
+                            rrl_log(rrl, peer, q, &a, &loaded.model, action);
+                        }
+                        match action {
+                            RrlAction::Dropped => return None,
+                            RrlAction::Slipped => len = dns::answer::truncate(q, &a, out),
+                            RrlAction::LogOnly => {}
+                        }
+                    }
+                }
+            }
+        }
+        let resp = &out[..len];
         if let Some(ecs) = q.edns.as_ref().and_then(|e| e.ecs.as_ref()) {
             self.metrics.ecs(ecs.family, a.scope);
         }
         self.metrics.query(
             loaded.zone_slots.get(a.zone),
             q.qtype,
-            response_rcode(resp, q),
+            a.rcode,
             peer.transport,
             t0.elapsed(),
         );
         if self.opts.query_log_sample > 0 {
             sample_log(self.opts.query_log_sample, peer, q, resp);
         }
-        Some(a.len)
+        Some(len)
     }
 
-    fn conn_event(&self, transport: Transport, event: ConnEvent) {
-        self.metrics.conn_event(transport, event);
+    fn conn_closed(&self, listener: Listener, reason: CloseReason, client: std::net::IpAddr) {
+        self.metrics.conn_closed(listener, reason);
+        self.conn_logs[listener.index()].closed(reason, client);
     }
+
+    fn conn_opened(&self, listener: Listener, resumed: bool) {
+        self.metrics.conn_opened(listener, resumed);
+    }
+
+    fn request_limited(&self, listener: Listener, reason: CloseReason, client: std::net::IpAddr) {
+        self.metrics.request_limited(listener, reason);
+        self.conn_logs[listener.index()].closed(reason, client);
+    }
+
+    fn accept_failed(&self, listener: Listener, err: &std::io::Error, backoff: Duration) {
+        self.metrics.accept_failed(listener);
+        self.conn_logs[listener.index()].accept_failed(err, backoff);
+    }
+}
+
+/// The throttled log line of response rate limiting (at most one every 10 s; allocates).
+#[cold]
+fn rrl_log(
+    rrl: &Rrl,
+    peer: &Peer,
+    q: &Query,
+    a: &dns::answer::Answered,
+    model: &Model,
+    action: RrlAction,
+) {
+    let (class, name) = dns::rrl::key_text(q, a, model);
+    let prefix = crate::net::masked(peer.addr, rrl.prefix_len(peer.addr));
+    tracing::warn!(
+        prefix = %format!("{prefix}/{}", rrl.prefix_len(peer.addr)),
+        class = class.label(),
+        name = %name,
+        action = action.label(),
+        "response rate limit: responses to this prefix are over the rate (more in gslbd_rrl_limited_total)"
+    );
 }
 
 thread_local! {
@@ -343,6 +488,19 @@ fn sample_log(every: u32, peer: &Peer, q: &Query, resp: &[u8]) {
     }
 }
 
+/// Parses the `--rrl-exempt` list: prefixes (`192.0.2.0/24`, `2001:db8::/32`, bare
+/// addresses), or `none` alone for no exemption.
+pub fn parse_exempt(list: &[String]) -> Result<Vec<crate::net::Subnet>, String> {
+    if list.iter().any(|s| s == "none") {
+        return if list.len() == 1 {
+            Ok(vec![])
+        } else {
+            Err("`none` cannot be combined with prefixes".into())
+        };
+    }
+    list.iter().map(|s| crate::net::Subnet::parse(s)).collect()
+}
+
 /// Reads and validates the zones directory into a model (`config::load`).
 pub fn load_model(dir: &Path) -> Result<Model, ConfigErrors> {
     config::load(dir)
@@ -385,10 +543,12 @@ impl State {
             self.aggregator_settings(),
             WorkerSettings {
                 max_in_flight: self.opts.max_probes_in_flight,
+                max_exec: self.opts.max_exec_checks,
                 ..WorkerSettings::default()
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),
+            self.events.clone(),
             self.stop.child(),
         )?;
         *guard = Some(rt);
@@ -398,6 +558,58 @@ impl State {
     /// The aggregator's handle, when probes run.
     pub async fn health_handle(&self) -> Option<crate::health::aggregator::AggregatorHandle> {
         self.health.lock().await.as_ref().map(|h| h.handle.clone())
+    }
+
+    /// Hands an external verdict (pushed, feed, alert) to the running aggregator.
+    pub(crate) async fn health_input(
+        &self,
+        update: crate::health::input::Update,
+    ) -> Result<crate::health::input::Applied, crate::health::input::InputError> {
+        let h = self
+            .health_handle()
+            .await
+            .ok_or(crate::health::input::InputError::Stopped)?;
+        let applied = h.input(update).await?;
+        // Written at once, as admin states are: a crash must not forget a pushed "down".
+        if applied.changed > 0 {
+            let _ = h.persist().await;
+        }
+        Ok(applied)
+    }
+
+    /// Every health event from now on (for `/events`).
+    pub(crate) fn subscribe_events(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<crate::health::events::EventView> {
+        self.events.subscribe()
+    }
+
+    /// How each health feed file is doing; `stale` as of now.
+    pub(crate) fn feeds(&self) -> Vec<crate::health::feed::FeedStatus> {
+        let now = crate::health::persist::unix_secs(SystemTime::now());
+        let max_age = self.opts.health_feed_max_age.as_secs();
+        let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for f in &mut v {
+            f.stale = f
+                .modified_unix
+                .is_some_and(|m| now.saturating_sub(m) >= max_age);
+        }
+        v
+    }
+
+    fn set_feed_status(&self, index: usize, status: crate::health::feed::FeedStatus) {
+        self.update_feed_status(index, |s| *s = status);
+    }
+
+    fn update_feed_status(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut crate::health::feed::FeedStatus),
+    ) {
+        let mut v = self.feeds.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = v.get_mut(index) {
+            f(s);
+        }
     }
 
     /// Re-reads the zones and GeoIP files; on success swaps the new model in, on failure keeps
@@ -414,6 +626,7 @@ impl State {
                     errors: vec![],
                 }));
                 self.metrics.reload(true);
+                self.reload_failures.store(0, Ordering::Relaxed);
                 tracing::info!(
                     generation = g,
                     zones = self.model().model.zones.len(),
@@ -421,11 +634,18 @@ impl State {
                 );
             }
             Err(e) => {
+                let failures = self.reload_failures.fetch_add(1, Ordering::Relaxed) + 1;
                 for err in &e.0 {
                     tracing::error!(
                         "reload failed, still serving the previous configuration: {err}"
                     );
                 }
+                tracing::warn!(
+                    failures_in_a_row = failures,
+                    retry_in_secs = retry_delay(failures).as_secs(),
+                    "the failed reload will be retried"
+                );
+                self.reload_retry.notify_one();
                 self.last_reload.store(Arc::new(ReloadReport {
                     at: SystemTime::now(),
                     ok: false,
@@ -490,11 +710,13 @@ impl State {
     async fn try_reload(&self) -> Result<(), ConfigErrors> {
         let dir = self.opts.zones_dir.clone();
         let paths = self.opts.geoip_paths();
-        // File reading and validation stay off the runtime's worker threads.
-        let (model, geo) =
-            tokio::task::spawn_blocking(move || (load_model(&dir), GeoDb::open(&paths)))
-                .await
-                .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
+        let env = self.opts.dnssec.clone();
+        // File reading, validation and signing stay off the runtime's worker threads.
+        let (model, geo) = tokio::task::spawn_blocking(move || {
+            (config::load_signed(&dir, &env), GeoDb::open(&paths))
+        })
+        .await
+        .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;
         let model = model?;
         let geo = geo.map_err(|e| one_error(&self.opts.zones_dir, format!("GeoIP: {e}")))?;
         let loaded = Arc::new(Loaded::new(model, &self.metrics));
@@ -507,6 +729,38 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The wait before retrying after `failures` failed reloads in a row: 1 s, doubling, at most
+/// 5 minutes. A failure may be passing (out of descriptors, a file being written, a GeoIP
+/// file being replaced), and nothing else would try again until the next change.
+fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// Retries failed reloads with backoff until one succeeds (or a reload from elsewhere does).
+fn spawn_reload_retry(state: Arc<State>, stop: Shutdown) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.stopped() => return,
+                () = state.reload_retry.notified() => {}
+            }
+            let failures = state.reload_failures.load(Ordering::Relaxed);
+            if failures == 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = stop.stopped() => return,
+                () = tokio::time::sleep(retry_delay(failures)) => {}
+            }
+            if state.reload_failures.load(Ordering::Relaxed) == 0 {
+                continue; // a reload from elsewhere succeeded meanwhile
+            }
+            tracing::info!(attempt = failures + 1, "retrying the failed reload");
+            let _ = state.reload().await;
+        }
+    })
 }
 
 fn one_error(file: &Path, message: String) -> ConfigErrors {
@@ -568,6 +822,9 @@ pub enum StartError {
     /// Encrypted listeners were asked for without a certificate, or the other way round.
     #[error("{0}")]
     Usage(String),
+    /// The cookie secrets cannot be read or made.
+    #[error("{0}")]
+    Cookies(String),
     /// The state directory cannot be created.
     #[error("state directory {path}: {source}")]
     StateDir {
@@ -617,7 +874,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         }
         None => None,
     };
-    let model = load_model(&opts.zones_dir).map_err(StartError::Config)?;
+    let model = config::load_signed(&opts.zones_dir, &opts.dnssec).map_err(StartError::Config)?;
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),
@@ -642,6 +899,18 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     ));
     let serving = Arc::new(Publisher::new(loaded.clone(), Arc::new(geo), 0, all_up));
     let stop = Shutdown::new();
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the origin of the query path's clock, which runs on plain threads"
+    )]
+    let clock_base = std::time::Instant::now();
+    let cookies = if opts.cookies {
+        let jar = guard::CookieJar::new(opts.cookie_secret_file.as_deref(), clock_base)
+            .map_err(StartError::Cookies)?;
+        Some(Arc::new(jar))
+    } else {
+        None
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -655,6 +924,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
         health_gen: AtomicU64::new(0),
+        events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
+        feeds: std::sync::Mutex::new(
+            opts.health_feeds
+                .iter()
+                .map(|p| crate::health::feed::FeedStatus {
+                    path: p.display().to_string(),
+                    error: Some("not read yet".into()),
+                    ..Default::default()
+                })
+                .collect(),
+        ),
         reload_lock: tokio::sync::Mutex::new(()),
         opts: opts.clone(),
         state_dir,
@@ -667,6 +947,11 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             ok: true,
             error: None,
         }),
+        rrl: Rrl::new(&opts.rrl, clock_base),
+        cookies,
+        conn_logs: Listener::ALL.map(ConnLog::new),
+        reload_failures: AtomicU32::new(0),
+        reload_retry: tokio::sync::Notify::new(),
     });
     let health_gen = state
         .sync_health(&loaded.model)
@@ -679,8 +964,14 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let cfg = ListenConfig {
         addrs: opts.listen.clone(),
         udp_threads: opts.udp_threads,
-        tcp_max_connections: opts.tcp_max_connections,
-        tcp_idle_timeout: opts.tcp_idle_timeout,
+        tcp: StreamLimits {
+            idle_timeout: opts.tcp_idle_timeout,
+            lifetime: opts.tcp_lifetime,
+            max_queries: opts.tcp_max_queries,
+            read_timeout: opts.tcp_read_timeout,
+            write_timeout: opts.tcp_write_timeout,
+            max_request: usize::from(u16::MAX),
+        },
         best_effort: opts.listen_best_effort,
         encrypted: opts
             .tls
@@ -694,11 +985,38 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                 limits: t.limits,
             }),
     };
+    let nofile = rlimit::nofile();
+    let tcp_max = match opts.tcp_max_connections {
+        0 => rlimit::auto_tcp_limit(
+            nofile,
+            opts.max_probes_in_flight,
+            opts.api_limits.max_connections,
+        ),
+        n => n,
+    };
+    tracing::info!(
+        max_connections = tcp_max,
+        max_per_client = opts.tcp_max_per_client,
+        descriptor_limit = nofile.unwrap_or(0),
+        "tcp connection limits"
+    );
+    let tcp_table = ConnTable::new(ConnLimits {
+        max_total: tcp_max,
+        max_per_client: opts.tcp_max_per_client,
+    });
+    state
+        .metrics
+        .register_conns(Listener::DnsTcp, tcp_table.clone());
     let listeners =
-        dns::listen::start(&cfg, state.clone(), stop.child()).map_err(|e| StartError::Bind {
-            addr: listen_list(&opts),
-            source: e,
+        dns::listen::start(&cfg, state.clone(), tcp_table, stop.child()).map_err(|e| {
+            StartError::Bind {
+                addr: listen_list(&opts),
+                source: e,
+            }
         })?;
+    for (l, t) in &listeners.tables {
+        state.metrics.register_conns(*l, t.clone());
+    }
     let dns_addrs = listeners.bound.clone();
 
     let api_stop = stop.child();
@@ -710,7 +1028,12 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
                     state: state.clone(),
                 }),
                 opts.api_token.clone(),
-            );
+            )
+            .with_limits(opts.api_limits)
+            .with_alerts(crate::api::alertmanager::AlertSettings {
+                label: opts.alert_label.clone(),
+                ttl: opts.alert_ttl,
+            });
             let (bound, task) = crate::api::serve(addr, ctx, api_stop.clone())
                 .await
                 .map_err(|e| StartError::Bind {
@@ -722,10 +1045,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         None => (None, None),
     };
     let background_stop = stop.child();
-    let mut background = vec![tokio::spawn(backend::track_readiness(
-        state.clone(),
-        background_stop.clone(),
-    ))];
+    let mut background = vec![
+        tokio::spawn(backend::track_readiness(
+            state.clone(),
+            background_stop.clone(),
+        )),
+        spawn_reload_retry(state.clone(), background_stop.clone()),
+        tokio::spawn(dnssec_maintenance(state.clone(), background_stop.clone())),
+    ];
+    if let Some(jar) = &state.cookies {
+        background.push(jar.clone().spawn(background_stop.clone()));
+    }
     if let Some(path) = &opts.latency_map {
         background.push(latency_map::spawn(
             state.clone(),
@@ -733,6 +1063,21 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             background_stop.clone(),
         ));
     }
+    for (i, path) in opts.health_feeds.iter().enumerate() {
+        background.push(feed::spawn(
+            state.clone(),
+            i,
+            path.clone(),
+            opts.health_feed_max_age,
+            background_stop.clone(),
+        ));
+    }
+    background.extend(notify::spawn(
+        &opts.notify,
+        &state.events,
+        state.metrics.clone(),
+        background_stop.clone(),
+    ));
     if opts.watch {
         background.push(watch::spawn(
             state.clone(),
@@ -780,6 +1125,55 @@ fn listen_list(opts: &ServeOptions) -> String {
     all.join(", ")
 }
 
+/// Re-signs the static RRsets of every signed zone before their signatures expire, and
+/// alarms (error log) when the serving signatures get close to expiry anyway. Runs under the
+/// background stop node; the signing itself runs on a blocking thread.
+async fn dnssec_maintenance(state: Arc<State>, stop: Shutdown) {
+    // Zones are signed when they are loaded: the first check is one interval later.
+    let mut wait = Duration::from_secs(30);
+    loop {
+        let loaded = state.model();
+        let signers: Vec<Arc<crate::dnssec::ZoneSigner>> = loaded
+            .model
+            .zones
+            .iter()
+            .filter_map(|z| z.dnssec.clone())
+            .collect();
+        drop(loaded);
+        for s in &signers {
+            wait = wait.min(s.check_interval());
+        }
+        tokio::select! {
+            _ = stop.stopped() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        for s in signers {
+            let now = s.clock.now();
+            let st = s.statics();
+            let (refresh_at, expires) = (st.refresh_at, st.expires);
+            drop(st);
+            if now < refresh_at {
+                continue;
+            }
+            let zone = s.origin.clone();
+            let done = tokio::task::spawn_blocking(move || s.maintain(s.clock.now())).await;
+            match done {
+                Ok(Ok(_)) => tracing::info!(%zone, "re-signed static RRsets"),
+                Ok(Err(e)) => tracing::error!(%zone, error = %e, "re-signing failed"),
+                Err(e) => tracing::error!(%zone, error = %e, "re-signing task failed"),
+            }
+            if expires.saturating_sub(now) < (expires - refresh_at) / 2 {
+                tracing::error!(
+                    %zone,
+                    expires_in_secs = expires.saturating_sub(now),
+                    "DNSSEC signatures close to expiry: re-signing is late"
+                );
+            }
+        }
+        wait = Duration::from_secs(30);
+    }
+}
+
 /// `gslbd serve`: runs until SIGTERM/SIGINT; SIGHUP reloads.
 pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -788,6 +1182,18 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     let mut hup = sig(SignalKind::hangup())?;
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
+    // Connections are descriptors: take every one the hard limit allows.
+    match rlimit::raise_nofile() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(
+                before,
+                after,
+                "raised the open file limit to the hard limit"
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let running = start(opts).await?;
     for a in &running.dns_addrs {
         tracing::info!(%a, "dns listening (udp, tcp)");

@@ -67,6 +67,7 @@ impl ApiBackend for Fake {
                 records: 7,
                 gslb_names: 1,
                 file: "zones/example.com.toml".into(),
+                dnssec: None,
             }],
             tls: None,
         }
@@ -85,6 +86,17 @@ impl ApiBackend for Fake {
                         healthy: true,
                         usable: matches!(admin, AdminState::Obey | AdminState::Up),
                         admin: admin.as_str(),
+                        input: if admin == AdminState::Obey {
+                            "probes"
+                        } else {
+                            "admin"
+                        },
+                        health_input: "probes",
+                        reason: "probes: 1 of 1 addresses up (1 needed)".into(),
+                        probes_up: true,
+                        require: Some("all".into()),
+                        checks: vec![],
+                        inputs: vec![],
                         settled: true,
                         slow_start: 1.0,
                         load: Some(0.25),
@@ -95,7 +107,8 @@ impl ApiBackend for Fake {
                         drain: None,
                         targets: vec![TargetStatus {
                             addr: format!("10.0.0.{i}:80"),
-                            check: "web".into(),
+                            check: "http:80::/".into(),
+                            check_name: "web".into(),
                             up: true,
                             probed: true,
                             warm: false,

@@ -276,21 +276,25 @@ impl Fx {
             .unwrap_or_else(|| panic!("{series} not in /metrics"))
     }
 
-    fn limit(&self, transport: &str, limit: &str) -> f64 {
-        self.metric(&format!(
-            "gslbd_transport_limit_total{{transport=\"{transport}\",limit=\"{limit}\"}}"
-        ))
+    /// One series of /metrics, 0 when it is not there.
+    fn metric_or_zero(&self, series: &str) -> f64 {
+        let text = self.api("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
     }
 
-    fn error(&self, transport: &str, error: &str) -> f64 {
-        self.metric(&format!(
-            "gslbd_transport_errors_total{{transport=\"{transport}\",error=\"{error}\"}}"
-        ))
+    /// How often a limit (or error) of `reason` stopped a connection or a request of
+    /// `transport` (`tls`, `https`, `quic`): closes plus single DoH/DoQ requests.
+    fn limit(&self, transport: &str, reason: &str) -> f64 {
+        let labels = format!("{{listener=\"dns_{transport}\",reason=\"{reason}\"}}");
+        self.metric_or_zero(&format!("gslbd_connections_closed_total{labels}"))
+            + self.metric_or_zero(&format!("gslbd_requests_limited_total{labels}"))
     }
 
     fn connections(&self, transport: &str) -> f64 {
         self.metric(&format!(
-            "gslbd_connections_total{{transport=\"{transport}\"}}"
+            "gslbd_connections_opened_total{{listener=\"dns_{transport}\"}}"
         ))
     }
 
@@ -800,7 +804,7 @@ fn returning_clients_resume_their_tls_session() {
     });
     assert_eq!(fx.connections("tls"), 3.0);
     assert_eq!(
-        fx.metric("gslbd_connections_resumed_total{transport=\"tls\"}"),
+        fx.metric("gslbd_connections_resumed_total{listener=\"dns_tls\"}"),
         2.0
     );
 }
@@ -926,9 +930,9 @@ fn timeouts_close_connections_and_others_are_served() {
         h
     });
     fx.eventually("idle closes counted", |fx| {
-        fx.limit("tls", "idle_timeout") == 1.0
-            && fx.limit("quic", "idle_timeout") == 1.0
-            && fx.limit("https", "idle_timeout") == 1.0
+        fx.limit("tls", "idle") == 1.0
+            && fx.limit("quic", "idle") == 1.0
+            && fx.limit("https", "idle") == 1.0
     });
     served(&fx, 2);
 }
@@ -941,10 +945,14 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
     let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
     let served = others_served;
 
-    // Per client (2) and in total (4), counted over DoT and DoQ together.
+    // Per client (2) and in total (4), in the DoT listener's table: a third connection from
+    // one address is closed at once; a fifth in all takes the place of the connection idle
+    // the longest; with every connection busy (a query begun), a new one is closed at once.
     fx.s.block_on(async {
-        let a = tls_from(&fx.pki, fx.dot(), lo(1), b"dot").await.unwrap();
-        let b = doq(&fx.pki, fx.doq()).await;
+        let mut a1 = tls_from(&fx.pki, fx.dot(), lo(1), b"dot").await.unwrap();
+        assert!(dot_exchange(&mut a1, &www).await.is_some());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut a2 = tls_from(&fx.pki, fx.dot(), lo(1), b"dot").await.unwrap();
         let mut c = TcpSocket::new_v4().unwrap();
         c.bind(SocketAddr::new(lo(1), 0)).unwrap();
         let mut third = c.connect(fx.dot()).await.unwrap();
@@ -952,26 +960,41 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
             closed_by_server(&mut third, Duration::from_secs(2)).await,
             "a third connection from 127.0.0.1 is closed at once"
         );
-        let d = tls_from(&fx.pki, fx.dot(), lo(2), b"dot").await.unwrap();
+        let mut d = tls_from(&fx.pki, fx.dot(), lo(2), b"dot").await.unwrap();
         let mut e = tls_from(&fx.pki, fx.dot(), lo(3), b"dot").await.unwrap();
         assert!(
             dot_exchange(&mut e, &www).await.is_some(),
             "the 4th connection is served"
         );
-        c = TcpSocket::new_v4().unwrap();
-        c.bind(SocketAddr::new(lo(4), 0)).unwrap();
-        let mut fifth = c.connect(fx.dot()).await.unwrap();
+        let mut f = tls_from(&fx.pki, fx.dot(), lo(4), b"dot").await.unwrap();
         assert!(
-            closed_by_server(&mut fifth, Duration::from_secs(2)).await,
-            "a 5th connection is closed at once"
+            dot_exchange(&mut f, &www).await.is_some(),
+            "a 5th connection is served"
         );
-        drop((a, b, d, e));
+        assert!(
+            closed_by_server(&mut a1, Duration::from_secs(2)).await,
+            "in place of the one idle the longest"
+        );
+        // A query begun (one byte of its length) makes a connection busy: not evictable.
+        for s in [&mut a2, &mut d, &mut e, &mut f] {
+            s.write_all(&[0]).await.unwrap();
+            s.flush().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c = TcpSocket::new_v4().unwrap();
+        c.bind(SocketAddr::new(lo(5), 0)).unwrap();
+        let mut sixth = c.connect(fx.dot()).await.unwrap();
+        assert!(
+            closed_by_server(&mut sixth, Duration::from_secs(2)).await,
+            "with every connection busy a new one is closed at once"
+        );
+        drop((a2, d, e, f));
     });
-    assert_eq!(fx.limit("tls", "connections_per_client"), 1.0);
-    assert_eq!(fx.limit("tls", "connections"), 1.0);
+    assert_eq!(fx.limit("tls", "per_client_limit"), 1.0);
+    assert_eq!(fx.limit("tls", "evicted"), 1.0);
+    assert_eq!(fx.limit("tls", "full"), 1.0);
     fx.eventually("connections released", |fx| {
-        fx.metric("gslbd_connections_open{transport=\"tls\"}") == 0.0
-            && fx.metric("gslbd_connections_open{transport=\"quic\"}") == 0.0
+        fx.metric("gslbd_connections_open{listener=\"dns_tls\"}") == 0.0
     });
     served(&fx, 5);
 
@@ -1030,8 +1053,8 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
     });
     // Reached twice on each: by the three held streams, and again when the fourth took the
     // place of the one that completed.
-    assert_eq!(fx.limit("https", "streams"), 2.0);
-    assert_eq!(fx.limit("quic", "streams"), 2.0);
+    assert_eq!(fx.limit("https", "streams_limit"), 2.0);
+    assert_eq!(fx.limit("quic", "streams_limit"), 2.0);
     served(&fx, 6);
 
     // Request size: a DoT message over 512 bytes closes that connection; DoH says 413/414;
@@ -1051,10 +1074,10 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
         let q = doq(&fx.pki, fx.doq()).await;
         assert!(doq_exchange(&q, &big).await.is_err());
     });
-    assert_eq!(fx.limit("tls", "request_size"), 1.0);
-    assert_eq!(fx.limit("https", "request_size"), 2.0);
+    assert_eq!(fx.limit("tls", "request_too_large"), 1.0);
+    assert_eq!(fx.limit("https", "request_too_large"), 2.0);
     fx.eventually("DoQ too large counted", |fx| {
-        fx.limit("quic", "request_size") == 1.0
+        fx.limit("quic", "request_too_large") == 1.0
     });
     served(&fx, 7);
 }
@@ -1120,10 +1143,10 @@ fn bad_requests_get_errors_and_close_only_their_connection() {
         assert!(doq_exchange(&q, &id7).await.is_err());
         assert!(doq_exchange(&bystander, &www).await.is_ok());
     });
-    assert_eq!(fx.error("https", "malformed"), 6.0);
-    assert_eq!(fx.error("tls", "malformed"), 1.0);
+    assert_eq!(fx.limit("https", "malformed"), 6.0);
+    assert_eq!(fx.limit("tls", "malformed"), 1.0);
     fx.eventually("DoQ malformed counted", |fx| {
-        fx.error("quic", "malformed") == 2.0
+        fx.limit("quic", "malformed") == 2.0
     });
 
     // A TLS client offering only another protocol fails the handshake (ALPN, RFC 7301).
@@ -1132,7 +1155,7 @@ fn bad_requests_get_errors_and_close_only_their_connection() {
         assert!(r.is_err(), "h2 offered to the DoT listener");
     });
     fx.eventually("ALPN mismatch counted", |fx| {
-        fx.error("tls", "handshake") == 1.0
+        fx.limit("tls", "handshake_failed") == 1.0
     });
 }
 

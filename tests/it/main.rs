@@ -19,13 +19,18 @@ A = ["192.0.2.1"]
 
 mod api;
 mod browser;
+mod checks;
 mod cli;
 mod common;
 mod dns_core;
+mod dnssec;
+mod dnssec_delv;
 mod encrypted;
 mod fuzz;
 mod geo;
 mod gslb;
+mod hardening;
+mod health_inputs;
 mod latency;
 mod latency_map;
 mod layers;

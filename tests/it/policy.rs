@@ -1018,6 +1018,7 @@ fn arb_state() -> impl Strategy<Value = DcState> {
         .prop_map(
             |(healthy, admin, addr_up, load, latency_ms, slow_start)| DcState {
                 healthy,
+                health_input: gslbd::health::Input::Probes,
                 admin: [
                     AdminState::Obey,
                     AdminState::Up,
@@ -1069,7 +1070,7 @@ proptest! {
         name.pools.push(mk("b", &m1, p1));
         name.pools[0].fallback = Some(PoolId(1));
         name.answers = answers;
-        let snap = Snapshot { generation: 1, dcs: states.clone(), latency_map: None };
+        let snap = Snapshot { generation: 1, dcs: states.clone(), why: vec![], latency_map: None };
         let family = if v6 { Family::V6 } else { Family::V4 };
         let client = Client {
             addr: IpAddr::V4(Ipv4Addr::from(addr)),

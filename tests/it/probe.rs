@@ -183,7 +183,7 @@ fn http_check(port: u16, path: &str) -> CheckSpec {
 fn http_mut(c: &mut CheckSpec) -> &mut HttpCheck {
     match &mut c.kind {
         CheckKind::Http(h) => h,
-        CheckKind::Tcp(_) => panic!("not http"),
+        _ => panic!("not http"),
     }
 }
 
@@ -368,6 +368,7 @@ async fn workers_take_a_datacenter_down_and_back_in_real_time() {
             WorkerSettings {
                 max_in_flight: 8,
                 seed: 7,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -442,6 +443,7 @@ async fn one_probe_per_interval_per_address_however_many_users() {
             WorkerSettings {
                 max_in_flight: 4,
                 seed: 1,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -873,13 +875,15 @@ async fn hanging_targets_do_not_block_other_probes() {
         let (agg, handle) = Aggregator::new(set.clone(), s, out.clone()).expect("agg");
         let (tx, rx) = mpsc::channel(256);
         let stop = Shutdown::new();
-        let max_in_flight = 64;
+        // Well below the 100 hanging targets, so the bound shows even with the slack below.
+        let max_in_flight = 32;
         let workers = spawn_workers(
             &set,
             Arc::new(Prober::new(&set).expect("prober")),
             WorkerSettings {
                 max_in_flight,
                 seed: 3,
+                max_exec: 16,
             },
             tx,
             stop.clone(),
@@ -916,8 +920,12 @@ async fn hanging_targets_do_not_block_other_probes() {
         );
         let peak = hang.counters.max_open.load(Ordering::SeqCst);
         // The server notices a closed connection a moment after the client released its
-        // slot, so allow a few; without the bound all 100 would hang at once.
-        assert!(peak <= max_in_flight + 8, "{peak} probes in flight");
+        // slot (longer on a loaded machine: up to a dozen seen at load 8 on 2 cores), so allow
+        // half the bound again; without the bound all 100 would hang at once.
+        assert!(
+            peak <= max_in_flight + max_in_flight / 2,
+            "{peak} probes in flight"
+        );
 
         stop.stop();
         workers.join().await;
@@ -944,8 +952,7 @@ fn probe_set_validation_and_bit_order() {
     )])
     .expect("set");
     let addrs: Vec<IpAddr> = set.dcs[0]
-        .slots
-        .iter()
+        .targets()
         .map(|t| set.targets[t.0 as usize].addr.ip())
         .collect();
     assert_eq!(addrs, vec![LOCAL, v4b, v6]);

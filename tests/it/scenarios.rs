@@ -280,7 +280,12 @@ impl World {
             .map_err(|e| format!("the zone files do not build:\n{e}"))?;
         // Health is set by the scenario; a check would make the socket replay probe the
         // datacenters' addresses, which are not ours.
-        if let Some(p) = model.datacenters.probes.iter().find(|p| p.check.is_some()) {
+        if let Some(p) = model
+            .datacenters
+            .probes
+            .iter()
+            .find(|p| !p.checks.is_empty())
+        {
             return Err(format!(
                 "datacenter {:?} has a check: scenarios set health with [health], not probes",
                 p.name
@@ -388,6 +393,7 @@ fn dc_state(h: &Health) -> Result<DcState, String> {
     let up = DcState::UP;
     Ok(DcState {
         healthy: f.healthy.unwrap_or(up.healthy),
+        health_input: up.health_input,
         admin,
         load: f.load.or(up.load),
         latency_ms: f.latency_ms.or(up.latency_ms),

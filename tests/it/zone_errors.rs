@@ -74,8 +74,8 @@ CNAME = { values = ["a", "b"], ttl = 60, extra = 1 }
         "records.www.A[1]: expected a string, found an integer",
         "records.www.AAAA[0]: \"1.2.3.4\" is not an IPv6 address",
         "records.www.MX[0]: \"mail\" is not a valid MX record",
-        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR)",
-        "colour: unknown key (expected one of: origin, ttl, soa, records, datacenters, checks, gslb)",
+        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR, DS)",
+        "colour: unknown key (expected one of: origin, ttl, soa, records, datacenters, checks, gslb, dnssec)",
     ];
     for want in expected {
         let want = want.replace(
@@ -276,4 +276,93 @@ check-addresses = []
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn several_checks_and_the_new_check_kinds_are_checked_where_they_are_written() {
+    // What the file says (read per file).
+    let text = format!(
+        "{GOOD}{}",
+        r#"
+[checks.web]
+type = "tcp"
+port = 80
+[checks.resolver]
+type = "dns"
+query-type = "BOGUS"
+expect-rcode = "MAYBE"
+[checks.cert]
+type = "tls"
+min-days = -1
+[checks.script]
+type = "exec"
+command = "/bin/true"
+[checks.empty]
+type = "exec"
+command = []
+[datacenters.both]
+addresses = ["192.0.2.10"]
+check = "web"
+checks = ["web"]
+[datacenters.unknown]
+addresses = ["192.0.2.13"]
+checks = ["web"]
+require = "most"
+[datacenters.lonely]
+addresses = ["192.0.2.14"]
+require = "any"
+"#
+    );
+    let errs = errors_of(&text);
+    for want in [
+        "checks.resolver.query: is required for a dns check (the name to ask, e.g. \"www.example.com\")",
+        "checks.resolver.query-type: \"BOGUS\" is not a record type (expected e.g. A, AAAA, TXT, SOA)",
+        "checks.resolver.expect-rcode: \"MAYBE\" is not a response code (expected one of NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, YXDOMAIN, YXRRSET, NXRRSET, NOTAUTH, NOTZONE, or 0..15)",
+        "checks.cert.min-days: -1 is out of range (expected 0..=3650)",
+        "checks.script.command: expected a list (argv, run without a shell): [\"/path/to/script\", \"arg\"]",
+        "checks.empty.command: command must name a program to run (a list: [\"/path/to/script\", \"arg\", ...])",
+        "datacenters.both.checks: give either `check` (one) or `checks` (a list), not both",
+        "datacenters.unknown.require: expected \"all\", \"any\" or a number of checks (1 or more), found \"most\"",
+        "datacenters.lonely.require: needs checks to count (`checks = [...]`)",
+    ] {
+        assert!(
+            errs.iter().any(|e| e == want),
+            "missing {want:?} in:\n{}",
+            errs.join("\n")
+        );
+    }
+    // What only the whole configuration can tell (the one build step).
+    let text = format!(
+        "{GOOD}{}",
+        r#"
+[checks.web]
+type = "tcp"
+port = 80
+[checks.lookup]
+type = "dns"
+query = "www.example.com"
+[datacenters.many]
+addresses = ["192.0.2.11"]
+checks = ["web", "lookup"]
+require = 3
+[datacenters.twice]
+addresses = ["192.0.2.12"]
+checks = ["web", "web"]
+[datacenters.unknown]
+addresses = ["192.0.2.13"]
+checks = ["web", "nope"]
+"#
+    );
+    let errs = errors_of(&text);
+    for want in [
+        "datacenters.many.require: 3 checks required but the datacenter has 2 (expected \"all\", \"any\" or 1..=2)",
+        "datacenters.twice.checks[1]: check `web` is listed twice",
+        "datacenters.unknown.checks[1]: unknown check \"nope\" (declared: lookup, web)",
+    ] {
+        assert!(
+            errs.iter().any(|e| e == want),
+            "missing {want:?} in:\n{}",
+            errs.join("\n")
+        );
+    }
 }

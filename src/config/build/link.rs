@@ -18,7 +18,7 @@ use crate::limits::MAX_MEMBERS;
 use crate::model::{
     Datacenter, DatacenterId, Datacenters, GslbEntry, GslbName, Member, Pool, PoolId, Rule, Zone,
 };
-use crate::probe::{CheckSpec, DatacenterProbe, ProbeSet};
+use crate::probe::{CheckSpec, DatacenterProbe, NamedCheck, ProbeSet, Require};
 use crate::rr::{TYPE_A, TYPE_AAAA, is_below, wire_key};
 
 fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
@@ -74,9 +74,13 @@ pub(crate) fn datacenters(
                 continue;
             }
             declared_at.insert(&d.name, (&f.file, &d.path));
-            let check = match &d.check {
-                Some((name, path)) => match checks.get(name.as_str()) {
-                    Some((spec, _, _)) => Some((*spec).clone()),
+            let mut named = Vec::with_capacity(d.checks.len());
+            for (name, path) in &d.checks {
+                match checks.get(name.as_str()) {
+                    Some((spec, _, _)) => named.push(NamedCheck {
+                        name: name.clone(),
+                        spec: (*spec).clone(),
+                    }),
                     None => {
                         let known: Vec<&str> = checks.keys().copied().collect();
                         err(
@@ -85,11 +89,9 @@ pub(crate) fn datacenters(
                             path,
                             format!("unknown check {name:?} (declared: {})", list(&known)),
                         );
-                        None
                     }
-                },
-                None => None,
-            };
+                }
+            }
             // Coordinates: given, else the centroid of the geo code's country.
             let mut coords = d.coords;
             if let Some(g) = &d.geo {
@@ -146,7 +148,9 @@ pub(crate) fn datacenters(
                 capacity: d.capacity,
                 weight: d.weight,
             });
-            let mut probe = DatacenterProbe::new(d.name.clone(), d.addresses.clone(), check);
+            let mut probe = DatacenterProbe::new(d.name.clone(), d.addresses.clone(), None);
+            probe.checks = named;
+            probe.require = d.require.as_ref().map_or(Require::All, |r| r.0);
             probe.check_addresses = d.check_addresses.clone();
             probe.capacity = Some(d.capacity);
             probe.min_up = d.min_up;
@@ -397,12 +401,23 @@ pub(crate) fn plan(config: &Config, dcs: &mut Datacenters, errs: &mut Vec<Config
                     .flat_map(|f| f.datacenters.iter().map(move |d| (f, d)))
                     .find(|(_, d)| Some(d.name.as_str()) == name);
                 match at {
-                    Some((f, d)) => err(
-                        errs,
-                        &f.file,
-                        &format!("{}.{}", d.path, e.key()),
-                        e.detail(),
-                    ),
+                    Some((f, d)) => {
+                        // A check's error is reported where the datacenter names that check.
+                        let path = match (e.key(), e.check()) {
+                            ("check", Some(c)) => d
+                                .checks
+                                .iter()
+                                .rev()
+                                .find(|(n, _)| n == c)
+                                .map_or_else(|| format!("{}.check", d.path), |(_, p)| p.clone()),
+                            ("require", _) => d
+                                .require
+                                .as_ref()
+                                .map_or_else(|| format!("{}.require", d.path), |r| r.1.clone()),
+                            (key, _) => format!("{}.{key}", d.path),
+                        };
+                        err(errs, &f.file, &path, e.detail())
+                    }
                     None => {
                         let file = config.files.first().map_or(Path::new(""), |f| &f.file);
                         err(errs, file, "", e.to_string());

@@ -8,9 +8,11 @@
 //! Config (every file's specs) --zone::build_zone--> Zone (pre-encoded RRsets)
 //!                             --link::datacenters--> Datacenters --link::plan--> ProbeSet
 //!                             --link::gslb_name/place--> GslbEntry in its zone
+//!                             --dnssec::sign ([dnssec])--> keys, RRSIGs, NSECs in the zone
 //!                             ==> Model, or ConfigErrors (all of them)
 //! ```
 
+mod dnssec;
 mod link;
 mod zone;
 
@@ -21,8 +23,14 @@ use rustc_hash::FxHashMap;
 use super::{Config, ConfigError, ConfigErrors};
 use crate::model::{GslbEntry, Model, Zone};
 
-/// Validates `config` as a whole and builds the model, or returns every error.
+/// Validates `config` as a whole and builds the model, or returns every error. Signed zones
+/// are signed with the system clock.
 pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
+    build_signed(config, &crate::dnssec::Env::system())
+}
+
+/// [`build`], signing signed zones at `env`'s clock, with its counters.
+pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, ConfigErrors> {
     let mut errs: Vec<ConfigError> = Vec::new();
     let mut zones = Vec::new();
     let mut zone_by_apex = FxHashMap::default();
@@ -46,6 +54,9 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
                     ecs: g.ecs,
                 });
             }
+        }
+        if let Some(d) = &spec.dnssec {
+            dnssec::sign(&mut z, d, f, env, &mut errs);
         }
         if let Some(&prev) = zone_by_apex.get(&z.apex) {
             let prev: &Zone = &zones[prev as usize];

@@ -129,9 +129,21 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                 }
             }
         }
+        if !cuts.contains(k) {
+            for (s, _) in p.sets.iter().filter(|(s, _)| s.rtype == RecordType::DS) {
+                err(
+                    errs,
+                    &s.path,
+                    "DS belongs at a delegation point (a name below the apex with NS)".into(),
+                );
+            }
+        }
         if cuts.contains(k) {
             for (s, _) in &p.sets {
-                if !matches!(s.rtype, RecordType::NS | RecordType::A | RecordType::AAAA) {
+                if !matches!(
+                    s.rtype,
+                    RecordType::NS | RecordType::A | RecordType::AAAA | RecordType::DS
+                ) {
                     err(errs, &s.path, "is at a delegation point (NS below the apex): the data belongs in the child zone".into());
                 }
             }
@@ -239,6 +251,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
         nodes,
         record_count: record_count + 1,
         gslb_count: 0,
+        dnssec: None,
     })
 }
 

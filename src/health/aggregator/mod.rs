@@ -5,15 +5,20 @@
 //!                                     v
 //!  AggregatorHandle --mpsc<Command>--> Aggregator::run (one task)
 //!   set_admin/status/persist/events    |  per target: rise/fall hysteresis, load, latency EWMA
-//!                                      |  per datacenter: min-up, admin, slow start, drain
+//!   input (pushed, feed, alert)        |  per check: min-up over its addresses
+//!                                      |  per datacenter: require over its checks, external
+//!                                      |    verdicts (expiring), admin, slow start, drain
 //!                                      |--publish (coalesced, >= publish_interval apart)-->
 //!                                      |      dyn Publish (the server pairs it with the model)
+//!                                      |--events--> ring (/status) + broadcast (SSE, webhooks)
 //!                                      +--persist (periodic, shutdown)--> --state-dir files
 //! ```
 //!
-//! The parts: `target.rs` (the per-target rise/fall state machine), `status.rs` (what the
-//! status API sees), `warm.rs` (restoring and writing the state files), and this file (the
-//! per-datacenter state, the handle, publication and the run loop).
+//! The parts: `target.rs` (the per-target rise/fall state machine), `combine.rs` (a
+//! datacenter's state from its checks, the external verdicts and the admin state, and why),
+//! `inputs.rs` (the external verdicts: the one place they enter, and their expiry),
+//! `status.rs` (what the status API sees), `warm.rs` (restoring and writing the state files),
+//! and this file (the handle, publication and the run loop).
 //!
 //! Everything time-dependent takes `now` (tokio's clock) as an argument, so the state machine
 //! can be driven synchronously in tests ([`Aggregator::apply`], [`Aggregator::set_admin`],
@@ -25,6 +30,8 @@
 //! probe round ends the assumption); after that, `rise` consecutive passes bring it up and
 //! `fall` consecutive fails take it down.
 
+mod combine;
+mod inputs;
 mod status;
 mod target;
 mod warm;
@@ -37,15 +44,21 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
 
-pub use status::{DcStatus, DrainStatus, Status, TargetStatus};
+pub use status::{CheckStatus, DcStatus, DrainStatus, InputStatus, Status, TargetStatus};
 use target::TargetState;
 
 use super::events::{Change, EventKind, EventLog, EventView};
 use super::ewma::{DEFAULT_HALF_LIFE, slow_start_factor};
-use super::persist::{ADMIN_FILE, AdminFile, HEALTH_FILE, HealthFile, PersistError, read_json};
+use super::input::{Applied, Input, InputError, Update};
+use super::persist::{
+    ADMIN_FILE, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, InputsFile, PersistError,
+    read_json,
+};
 use super::{AdminState, DcState, Publish, Snapshot};
 use crate::probe::{LoadFigure, ProbeOutcome, ProbeResult, ProbeSet};
 use crate::shutdown::Shutdown;
+use combine::Cause;
+use inputs::Inputs;
 
 /// What a target is assumed to be before its first probe (without usable warm state).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -94,7 +107,14 @@ impl Default for AggregatorSettings {
 #[derive(Clone, Debug)]
 struct DcRuntime {
     admin: AdminState,
+    /// The probes' verdict: `require` of its checks up (true without checks).
+    probes_up: bool,
+    /// Each check's verdict (at least min-up of its addresses up).
+    checks_up: Vec<bool>,
+    /// The health verdict: an external verdict when one holds, else `probes_up`.
     healthy: bool,
+    /// What decided `healthy`.
+    health_input: Input,
     /// Start of the slow-start ramp, while one is running.
     came_up_at: Option<Instant>,
     drain_started: Option<(Instant, SystemTime)>,
@@ -130,6 +150,10 @@ enum Command {
     },
     Events {
         reply: oneshot::Sender<Vec<EventView>>,
+    },
+    Input {
+        update: Update,
+        reply: oneshot::Sender<Result<Applied, InputError>>,
     },
 }
 
@@ -175,6 +199,16 @@ impl AggregatorHandle {
         self.set_admin(dc, state).await
     }
 
+    /// Apply an external verdict (pushed, feed, alert); returns once applied and published.
+    pub async fn input(&self, update: Update) -> Result<Applied, InputError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Input { update, reply })
+            .await
+            .map_err(|_| InputError::Stopped)?;
+        rx.await.map_err(|_| InputError::Stopped)?
+    }
+
     /// Full status as of now; `None` once the aggregator has stopped.
     pub async fn status(&self) -> Option<Status> {
         let (reply, rx) = oneshot::channel();
@@ -215,8 +249,13 @@ pub struct Aggregator {
     last_publish: Option<Instant>,
     cmds: Option<mpsc::Receiver<Command>>,
     metrics: Option<Arc<crate::metrics::Metrics>>,
-    /// Recent state changes, for the status page.
+    /// Recent state changes, for the status page (and sent on to SSE and webhooks).
     events: EventLog,
+    /// External verdicts (pushed, feed, alert).
+    inputs: Inputs,
+    /// Something only `explain` sees (a reason, a check's state) changed since the last
+    /// publication.
+    why_dirty: bool,
 }
 
 impl Aggregator {
@@ -240,7 +279,11 @@ impl Aggregator {
             .map(|t| {
                 TargetState::new(
                     t.addr,
-                    t.check.fingerprint(),
+                    // A per-datacenter target (exec) is told its datacenter: keep them apart.
+                    match &t.datacenter {
+                        Some(dc) => format!("{}@{dc}", t.check.fingerprint()),
+                        None => t.check.fingerprint(),
+                    },
                     t.check.rise,
                     t.check.fall,
                     assume_up,
@@ -253,7 +296,14 @@ impl Aggregator {
             .iter()
             .map(|d| DcRuntime {
                 admin: AdminState::Obey,
+                probes_up: true,
+                checks_up: vec![true; d.checks.len()],
                 healthy: true,
+                health_input: if d.has_checks() {
+                    Input::Probes
+                } else {
+                    Input::Config
+                },
                 came_up_at: None,
                 drain_started: None,
                 drain_complete_logged: false,
@@ -275,6 +325,8 @@ impl Aggregator {
             cmds: Some(rx),
             metrics: None,
             events: EventLog::default(),
+            inputs: Inputs::default(),
+            why_dirty: true,
         };
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
@@ -285,9 +337,14 @@ impl Aggregator {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "ignoring the warm-start file"),
             }
+            match read_json::<InputsFile>(&dir, INPUTS_FILE) {
+                Ok(Some(file)) => agg.restore_inputs(&file, now, wall),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "ignoring the saved external verdicts"),
+            }
         }
         for i in 0..agg.dcs.len() {
-            agg.dcs[i].healthy = agg.compute_healthy(i);
+            agg.reevaluate(i, now, Cause::Start);
         }
         agg.force_publish(now);
         Ok((agg, AggregatorHandle { tx, names }))
@@ -301,6 +358,11 @@ impl Aggregator {
     /// The current snapshot as published.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.current.clone()
+    }
+
+    /// Sends every event from now on to `out` as well (SSE, webhooks).
+    pub fn set_events_out(&mut self, out: tokio::sync::broadcast::Sender<EventView>) {
+        self.events.send_to(out);
     }
 
     /// Counts probe results and snapshot publications in `m` from now on.
@@ -327,9 +389,17 @@ impl Aggregator {
         };
         let (passes, fails, addr) = (t.passes, t.fails, t.addr);
         let target = &self.set.targets[r.target.0 as usize];
-        for &(dc, _) in &target.users {
+        let users: Vec<u32> = target.users.iter().map(|&(dc, _)| dc).collect();
+        for &dc in &users {
+            let plan = &self.set.dcs[dc as usize];
+            let check = plan
+                .checks
+                .iter()
+                .find(|c| c.slots.contains(&r.target))
+                .map(|c| c.name.clone());
             tracing::info!(
-                dc = %self.set.dcs[dc as usize].name,
+                dc = %plan.name,
+                check = check.as_deref().unwrap_or(""),
                 addr = %addr,
                 old = updown(!flip.up),
                 new = updown(flip.up),
@@ -339,87 +409,37 @@ impl Aggregator {
                 first_probe = flip.first,
                 "target state change"
             );
-        }
-        let users: Vec<u32> = target.users.iter().map(|&(dc, _)| dc).collect();
-        for &dc in &users {
             self.events.push(
                 Change {
-                    kind: EventKind::Target,
-                    datacenter: &self.set.dcs[dc as usize].name,
                     address: Some(addr.to_string()),
-                    old: updown(!flip.up),
-                    new: updown(flip.up),
-                    reason: event_reason(&r.outcome, flip.first),
+                    check,
+                    ..Change::new(
+                        EventKind::Target,
+                        &plan.name,
+                        updown(!flip.up),
+                        updown(flip.up),
+                        event_reason(&r.outcome, flip.first),
+                    )
                 },
                 r.at,
             );
         }
+        self.why_dirty = true;
+        let mut seen = Vec::with_capacity(users.len());
         for dc in users {
-            self.recompute_dc(dc as usize, r.at, &r.outcome, flip.first);
+            if !seen.contains(&dc) {
+                seen.push(dc);
+                self.reevaluate(
+                    dc as usize,
+                    r.at,
+                    Cause::Probe {
+                        outcome: &r.outcome,
+                        first: flip.first,
+                    },
+                );
+            }
         }
         true
-    }
-
-    fn compute_healthy(&self, dc: usize) -> bool {
-        let plan = &self.set.dcs[dc];
-        if plan.check.is_none() {
-            return true;
-        }
-        let up = plan
-            .slots
-            .iter()
-            .filter(|t| self.targets[t.0 as usize].up)
-            .count();
-        up >= plan.min_up as usize
-    }
-
-    /// `first`: the change ends the startup assumption; that is not a recovery, so no ramp.
-    fn recompute_dc(&mut self, dc: usize, now: Instant, reason: &ProbeOutcome, first: bool) {
-        let healthy = self.compute_healthy(dc);
-        let d = &self.dcs[dc];
-        if healthy == d.healthy {
-            return;
-        }
-        let was_usable = usable(d.admin, d.healthy);
-        let plan = &self.set.dcs[dc];
-        let up = plan
-            .slots
-            .iter()
-            .filter(|t| self.targets[t.0 as usize].up)
-            .count();
-        tracing::info!(
-            dc = %plan.name,
-            old = updown(d.healthy),
-            new = updown(healthy),
-            reason = %reason,
-            addresses_up = up,
-            min_up = plan.min_up,
-            "datacenter state change"
-        );
-        self.events.push(
-            Change {
-                kind: EventKind::Datacenter,
-                datacenter: &plan.name,
-                address: None,
-                old: updown(d.healthy),
-                new: updown(healthy),
-                reason: format!(
-                    "{} ({up} of {} addresses up, {} needed)",
-                    event_reason(reason, first),
-                    plan.slots.len(),
-                    plan.min_up
-                ),
-            },
-            now,
-        );
-        let window = plan.check.as_ref().and_then(|c| c.slow_start);
-        let d = &mut self.dcs[dc];
-        d.healthy = healthy;
-        if !was_usable && usable(d.admin, healthy) && !first {
-            d.came_up_at = window.map(|_| now);
-        } else if !healthy {
-            d.came_up_at = None;
-        }
     }
 
     /// Set the admin state of datacenter `dc` at `now`.
@@ -445,28 +465,31 @@ impl Aggregator {
         } else {
             d.drain_started = None;
         }
-        let window = self.set.dcs[i].check.as_ref().and_then(|c| c.slow_start);
+        let window = self.set.dcs[i].slow_start();
         if !was_usable && usable(state, d.healthy) {
             d.came_up_at = window.map(|_| now);
         }
         tracing::info!(dc = %self.set.dcs[i].name, old = old.as_str(), new = state.as_str(), "admin state change");
         self.events.push(
             Change {
-                kind: EventKind::Admin,
-                datacenter: &self.set.dcs[i].name,
-                address: None,
-                old: old.as_str(),
-                new: state.as_str(),
-                reason: "set by an operator".into(),
+                input: Some(Input::Admin),
+                ..Change::new(
+                    EventKind::Admin,
+                    &self.set.dcs[i].name,
+                    old.as_str(),
+                    state.as_str(),
+                    "set by an operator".into(),
+                )
             },
             now,
         );
+        self.why_dirty = true;
         Ok(())
     }
 
     /// Slow-start factor of datacenter `dc` at `now` (1 when not ramping).
     pub(crate) fn slow_start(&self, dc: usize, now: Instant) -> f64 {
-        let window = self.set.dcs[dc].check.as_ref().and_then(|c| c.slow_start);
+        let window = self.set.dcs[dc].slow_start();
         match (self.dcs[dc].came_up_at, window) {
             (Some(at), Some(w)) => slow_start_factor(at, w, now),
             _ => 1.0,
@@ -478,7 +501,7 @@ impl Aggregator {
     fn dc_load(&self, dc: usize, now: Instant) -> (Option<f64>, Option<String>) {
         let plan = &self.set.dcs[dc];
         let (mut sum, mut n, mut err) = (0.0, 0u32, None);
-        for t in &plan.slots {
+        for t in plan.targets() {
             let ts = &self.targets[t.0 as usize];
             if let Some(e) = &ts.load_error {
                 err = Some(e.clone());
@@ -505,8 +528,7 @@ impl Aggregator {
         let plan = &self.set.dcs[dc];
         let mean = |only_up: bool| {
             let v: Vec<f64> = plan
-                .slots
-                .iter()
+                .targets()
                 .map(|t| &self.targets[t.0 as usize])
                 .filter(|t| !only_up || t.up)
                 .filter_map(|t| t.latency.get())
@@ -520,41 +542,40 @@ impl Aggregator {
     pub fn dc_state(&self, dc: usize, now: Instant) -> DcState {
         let plan = &self.set.dcs[dc];
         let d = &self.dcs[dc];
-        let Some(check) = &plan.check else {
-            return DcState {
-                admin: d.admin,
-                ..DcState::UP
+        let external = !matches!(d.health_input, Input::Probes | Input::Config);
+        let mut addr_up = self.probe_bits(dc);
+        if external && d.healthy {
+            // The verdict vouches for the datacenter as a whole.
+            addr_up = if plan.has_checks() {
+                plan.all_bits
+            } else {
+                u64::MAX
             };
-        };
-        let mut addr_up = 0u64;
-        for (slot, t) in plan.slots.iter().enumerate() {
-            if self.targets[t.0 as usize].up {
-                addr_up |= plan.slot_bits[slot];
-            }
         }
-        if plan.follows_check_addresses {
-            addr_up = if d.healthy { plan.all_bits } else { 0 };
-        }
+        addr_up = self.inputs.apply_addresses(dc, addr_up);
         let slow_start = self.slow_start(dc, now);
         let settled = slow_start >= 1.0
-            && plan
-                .slots
-                .iter()
-                .all(|t| self.targets[t.0 as usize].settled());
+            && (external || plan.targets().all(|t| self.targets[t.0 as usize].settled()));
+        let load = self.inputs.load(dc).or_else(|| self.dc_load(dc, now).0);
         DcState {
             healthy: d.healthy,
+            health_input: d.health_input,
             admin: d.admin,
-            load: self.dc_load(dc, now).0,
+            load,
             latency_ms: self.dc_latency(dc),
             slow_start,
             addr_up,
             settled,
-            settle_ttl: check.settle_ttl(),
+            settle_ttl: plan.settle_ttl(),
         }
     }
 
     fn build(&self, now: Instant) -> Vec<DcState> {
         (0..self.dcs.len()).map(|i| self.dc_state(i, now)).collect()
+    }
+
+    fn build_why(&self) -> Vec<super::Why> {
+        (0..self.dcs.len()).map(|i| self.why(i)).collect()
     }
 
     fn force_publish(&mut self, now: Instant) {
@@ -568,8 +589,10 @@ impl Aggregator {
         let snap = Arc::new(Snapshot {
             generation: self.generation,
             dcs: dcs.clone(),
+            why: self.build_why(),
             latency_map: None,
         });
+        self.why_dirty = false;
         self.current = snap.clone();
         self.out.publish(snap);
         self.published = dcs;
@@ -588,7 +611,7 @@ impl Aggregator {
             return false;
         }
         let dcs = self.build(now);
-        if dcs == self.published {
+        if dcs == self.published && !self.why_dirty {
             return false;
         }
         self.store(dcs, now);
@@ -605,15 +628,17 @@ impl Aggregator {
                 tracing::info!(dc = %self.set.dcs[i].name, max_ttl_secs = d.max_ttl.as_secs(), "drain complete: every answer naming it has expired");
                 self.events.push(
                     Change {
-                        kind: EventKind::DrainComplete,
-                        datacenter: &self.set.dcs[i].name,
-                        address: None,
-                        old: "draining",
-                        new: "drained",
-                        reason: format!(
-                            "the longest TTL handed out ({} s) has passed",
-                            d.max_ttl.as_secs()
-                        ),
+                        input: Some(Input::Admin),
+                        ..Change::new(
+                            EventKind::DrainComplete,
+                            &self.set.dcs[i].name,
+                            "draining",
+                            "drained",
+                            format!(
+                                "the longest TTL handed out ({} s) has passed",
+                                d.max_ttl.as_secs()
+                            ),
+                        )
                     },
                     now,
                 );
@@ -646,7 +671,25 @@ impl Aggregator {
                 let _ = reply.send(self.events.view(now));
                 None
             }
+            Command::Input { update, reply } => {
+                let r = self.input(update, now);
+                // Like admin changes: published at once, not after the coalescing wait.
+                if r.is_ok() {
+                    self.last_publish = None;
+                    self.publish(now);
+                }
+                let _ = reply.send(r);
+                None
+            }
         }
+    }
+
+    /// Time-driven work at `now`: drains that completed, external verdicts that expired, and
+    /// a publication if anything changed (coalesced).
+    pub fn tick(&mut self, now: Instant) {
+        self.check_drains(now);
+        self.expire_inputs(now);
+        self.publish(now);
     }
 
     /// Run until `shutdown` is stopped: apply results and commands,
@@ -684,11 +727,7 @@ impl Aggregator {
                     }
                     None => results_open = false,
                 },
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    self.check_drains(now);
-                    self.publish(now);
-                }
+                _ = tick.tick() => self.tick(Instant::now()),
                 _ = persist.tick(), if self.settings.state_dir.is_some() => {
                     if let Err(e) = self.persist_async(Instant::now()).await {
                         tracing::warn!(error = %e, "writing state files");

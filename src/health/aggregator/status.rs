@@ -5,6 +5,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{Aggregator, ms};
+use crate::health::input::Input;
 use crate::health::persist::unix_secs;
 use crate::metrics::{F, Gauges, Text};
 use crate::probe::{LoadFigure, TargetId};
@@ -16,6 +17,8 @@ pub struct TargetStatus {
     pub addr: String,
     /// What is probed (check kind and its settings), as in the warm-start file.
     pub check: String,
+    /// The check's name in the zone files.
+    pub check_name: String,
     /// The target's state after rise/fall.
     pub up: bool,
     /// At least one probe result since start (false: still on the startup assumption
@@ -62,6 +65,48 @@ pub struct DrainStatus {
     pub(crate) complete_unix: u64,
 }
 
+/// One check of a datacenter.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckStatus {
+    /// `checks.<name>`.
+    pub name: String,
+    /// `http`, `https`, `tcp`, `dns`, `tls`, `exec` or `icmp`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// At least min-up of its addresses pass.
+    pub up: bool,
+    /// Its addresses that pass.
+    pub addresses_up: u32,
+    /// Its addresses.
+    pub addresses: u32,
+    /// This check's verdict is the probes' verdict (a failing check of a datacenter that is
+    /// down by its probes; a passing one of a datacenter that is up).
+    pub decided: bool,
+}
+
+/// One external verdict held for a datacenter.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InputStatus {
+    /// `pushed`, `feed` or `alert`.
+    pub source: &'static str,
+    /// The pusher, the feed file or the alert's fingerprint.
+    pub id: String,
+    /// The answer address it is about; `None` = the whole datacenter.
+    pub address: Option<String>,
+    /// `up` or `down`.
+    pub state: &'static str,
+    /// Utilisation 0..1 it gives, if any.
+    pub load: Option<f64>,
+    /// Why, as the source said.
+    pub reason: String,
+    /// Time left before it no longer counts.
+    pub expires_in_ms: u64,
+    /// Time since it was set or last changed.
+    pub set_ms_ago: u64,
+    /// This verdict decides the datacenter's health.
+    pub deciding: bool,
+}
+
 /// Status of one datacenter (for the status API).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DcStatus {
@@ -69,12 +114,28 @@ pub struct DcStatus {
     pub id: u32,
     /// The datacenter name from the zone files.
     pub name: String,
-    /// The probes say up (after rise/fall and `min-up`).
+    /// The health verdict: an external verdict when one holds, else the probes (after
+    /// rise/fall, `min-up` and `require`).
     pub healthy: bool,
     /// May receive new answers (health and admin state).
     pub usable: bool,
     /// Admin state: `obey`, `up`, `down` or `drain`.
     pub admin: &'static str,
+    /// The input that decided whether it is usable: `admin`, `pushed`, `feed`, `alert`,
+    /// `probes` or `config` (no check).
+    pub input: &'static str,
+    /// The input that decided its health (never `admin`).
+    pub health_input: &'static str,
+    /// What that input says, in words (probes: with the last failure's reason).
+    pub reason: String,
+    /// The probes' verdict alone.
+    pub probes_up: bool,
+    /// `all`, `any` or N; `None` without checks.
+    pub require: Option<String>,
+    /// Each check, in declaration order.
+    pub checks: Vec<CheckStatus>,
+    /// Every external verdict held for it.
+    pub inputs: Vec<InputStatus>,
     /// False within rise/fall of a change or in slow start (answers get a short TTL).
     pub settled: bool,
     /// Slow-start ramp 0..1: the share of its normal traffic it gets now.
@@ -113,11 +174,83 @@ impl Aggregator {
                 let d = &self.dcs[i];
                 let state = self.dc_state(i, now);
                 let (load, load_error) = self.dc_load(i, now);
+                let load = self.inputs.load(i).or(load);
                 let targets = plan
-                    .slots
+                    .checks
                     .iter()
-                    .map(|id| self.target_status(*id, now))
+                    .flat_map(|c| c.slots.iter().map(move |id| (c, *id)))
+                    .map(|(c, id)| self.target_status(id, &c.name, now))
                     .collect::<Vec<_>>();
+                let checks = plan
+                    .checks
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| {
+                        let up = d.checks_up.get(ci).copied().unwrap_or(true);
+                        CheckStatus {
+                            name: c.name.clone(),
+                            kind: c.check.kind.type_name(),
+                            up,
+                            addresses_up: count(
+                                c.slots
+                                    .iter()
+                                    .filter(|t| self.targets[t.0 as usize].up)
+                                    .count(),
+                            ),
+                            addresses: count(c.slots.len()),
+                            decided: up == d.probes_up,
+                        }
+                    })
+                    .collect();
+                let deciding = self
+                    .inputs
+                    .deciding(i)
+                    .map(|e| (e.kind, e.id.clone(), e.address));
+                let inputs = self
+                    .inputs
+                    .of(i)
+                    .map(|e| InputStatus {
+                        source: e.kind.as_str(),
+                        id: e.id.clone(),
+                        address: e.address.map(|a| a.0.to_string()),
+                        state: if e.up { "up" } else { "down" },
+                        load: e.load,
+                        reason: e.reason.clone(),
+                        expires_in_ms: ms(e.expires.saturating_duration_since(now)),
+                        set_ms_ago: ms(now.saturating_duration_since(e.set_at)),
+                        deciding: deciding.as_ref().is_some_and(|(k, id, a)| {
+                            *k == e.kind && *id == e.id && *a == e.address
+                        }),
+                    })
+                    .collect();
+                let reason = match self.inputs.deciding(i) {
+                    Some(e) => format!(
+                        "{} (expires in {} s)",
+                        e.describe(),
+                        e.expires.saturating_duration_since(now).as_secs()
+                    ),
+                    None => {
+                        let mut s = self.probes_summary(i);
+                        // The first failing address of the one check, or of a failing check
+                        // of a datacenter that is down, and its last reason.
+                        let failing = plan
+                            .checks
+                            .iter()
+                            .zip(&d.checks_up)
+                            .filter(|(_, up)| plan.checks.len() == 1 || (!**up && !d.probes_up))
+                            .flat_map(|(c, _)| c.slots.iter())
+                            .map(|t| &self.targets[t.0 as usize])
+                            .find(|t| !t.up);
+                        if let Some(t) = failing {
+                            let why = t.last.as_ref().map_or_else(
+                                || "not probed yet".to_string(),
+                                |l| l.outcome.to_string(),
+                            );
+                            s.push_str(&format!("; {}: {why}", t.addr));
+                        }
+                        s
+                    }
+                };
                 let drain = d.drain_started.map(|(at, wall)| {
                     let ago = now.saturating_duration_since(at);
                     DrainStatus {
@@ -128,20 +261,42 @@ impl Aggregator {
                         complete_unix: unix_secs(wall + d.max_ttl),
                     }
                 });
+                let probe_bits = self.probe_bits(i);
                 DcStatus {
                     id: u32::try_from(i).unwrap_or(u32::MAX),
                     name: plan.name.clone(),
                     healthy: d.healthy,
                     usable: state.usable(),
                     admin: d.admin.as_str(),
+                    input: state.decided_by().as_str(),
+                    health_input: d.health_input.as_str(),
+                    reason,
+                    probes_up: d.probes_up,
+                    require: plan.has_checks().then(|| plan.require.describe()),
+                    checks,
+                    inputs,
                     settled: state.settled,
                     slow_start: state.slow_start,
                     load,
                     load_error,
                     latency_ms: state.latency_ms,
                     min_up: plan.min_up,
-                    addresses_up: u32::try_from(targets.iter().filter(|t| t.up).count())
-                        .unwrap_or(u32::MAX),
+                    addresses_up: if plan.follows_check_addresses {
+                        // Every check probes the same check addresses: count those passing.
+                        count(
+                            (0..plan.slot_bits.len())
+                                .filter(|s| {
+                                    plan.checks
+                                        .iter()
+                                        .filter(|c| self.targets[c.slots[*s].0 as usize].up)
+                                        .count()
+                                        >= plan.needed()
+                                })
+                                .count(),
+                        )
+                    } else {
+                        probe_bits.count_ones().min(count(plan.slot_bits.len()))
+                    },
                     drain,
                     targets,
                 }
@@ -153,11 +308,12 @@ impl Aggregator {
         }
     }
 
-    fn target_status(&self, id: TargetId, now: Instant) -> TargetStatus {
+    fn target_status(&self, id: TargetId, check_name: &str, now: Instant) -> TargetStatus {
         let t = &self.targets[id.0 as usize];
         TargetStatus {
             addr: t.addr.to_string(),
             check: t.fingerprint.clone(),
+            check_name: check_name.to_string(),
             up: t.up,
             probed: t.probed,
             warm: t.warm,
@@ -185,6 +341,10 @@ impl Aggregator {
     }
 }
 
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
 impl Gauges for Status {
     fn render(&self, o: &mut Text) {
         let h = self;
@@ -198,7 +358,7 @@ impl Gauges for Status {
         let metrics: [(&str, &str); 6] = [
             (
                 "gslbd_datacenter_up",
-                "1 if the probes say the datacenter is up (after rise/fall and min-up).",
+                "1 if the datacenter's health is up (an external verdict, else the probes after rise/fall, min-up and require).",
             ),
             (
                 "gslbd_datacenter_usable",
@@ -248,6 +408,65 @@ impl Gauges for Status {
                 }
             }
         }
+        let c = "gslbd_check_up";
+        o.header(
+            c,
+            "1 if the check passes for the datacenter (at least min-up of its addresses).",
+            g,
+        );
+        for d in &h.datacenters {
+            for ch in &d.checks {
+                let l = [("datacenter", d.name.as_str()), ("check", ch.name.as_str())];
+                o.sample(c, &l, u8::from(ch.up));
+            }
+        }
+        let k = "gslbd_check_deciding";
+        o.header(
+            k,
+            "1 if the check's verdict is its datacenter's probe verdict (a failing check of a datacenter down by its probes, a passing one of a datacenter up).",
+            g,
+        );
+        for d in &h.datacenters {
+            for ch in &d.checks {
+                let l = [("datacenter", d.name.as_str()), ("check", ch.name.as_str())];
+                o.sample(k, &l, u8::from(ch.decided));
+            }
+        }
+        let i = "gslbd_datacenter_input";
+        o.header(
+            i,
+            "1 for the input that decides whether the datacenter is usable (admin, pushed, feed, alert, probes, config).",
+            g,
+        );
+        for d in &h.datacenters {
+            for input in Input::ALL {
+                let l = [("datacenter", d.name.as_str()), ("input", input.as_str())];
+                o.sample(i, &l, u8::from(d.input == input.as_str()));
+            }
+        }
+        let x = "gslbd_datacenter_external_verdicts";
+        o.header(
+            x,
+            "External verdicts held for the datacenter, by source and state.",
+            g,
+        );
+        for d in &h.datacenters {
+            for src in ["pushed", "feed", "alert"] {
+                for st in ["up", "down"] {
+                    let n = d
+                        .inputs
+                        .iter()
+                        .filter(|v| v.source == src && v.state == st)
+                        .count();
+                    let l = [
+                        ("datacenter", d.name.as_str()),
+                        ("source", src),
+                        ("state", st),
+                    ];
+                    o.sample(x, &l, n);
+                }
+            }
+        }
         let t = "gslbd_target_up";
         o.header(
             t,
@@ -270,31 +489,16 @@ impl Gauges for Status {
 mod tests {
     use super::*;
     use crate::metrics::ServerGauges;
+    use crate::metrics::scrape::{parse, value};
     use std::time::{Duration, SystemTime};
-
-    fn parse(text: &str) -> prometheus_parse::Scrape {
-        let lines = text.lines().map(|l| Ok(l.to_string()));
-        prometheus_parse::Scrape::parse(lines).expect("parses")
-    }
-
-    fn value(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        s.samples
-            .iter()
-            .find(|x| x.metric == name && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-            .and_then(|x| match &x.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => Some(*v),
-                _ => None,
-            })
-    }
 
     #[test]
     fn health_gauges() {
         use crate::metrics::{Extra, Metrics};
         let target = TargetStatus {
             addr: "10.0.0.1:443".into(),
-            check: "web".into(),
+            check: "https:443::/".into(),
+            check_name: "web".into(),
             up: false,
             probed: true,
             warm: false,
@@ -316,6 +520,30 @@ mod tests {
             healthy: false,
             usable: false,
             admin: "drain",
+            input: "admin",
+            health_input: "alert",
+            reason: "alert: down, BlackboxProbeFailed firing".into(),
+            probes_up: true,
+            require: Some("all".into()),
+            checks: vec![CheckStatus {
+                name: "web".into(),
+                kind: "https",
+                up: true,
+                addresses_up: 1,
+                addresses: 1,
+                decided: true,
+            }],
+            inputs: vec![InputStatus {
+                source: "alert",
+                id: "abc".into(),
+                address: None,
+                state: "down",
+                load: None,
+                reason: "BlackboxProbeFailed firing".into(),
+                expires_in_ms: 1000,
+                set_ms_ago: 5,
+                deciding: true,
+            }],
             settled: true,
             slow_start: 0.25,
             load: Some(0.5),
@@ -337,8 +565,10 @@ mod tests {
             loaded_at: SystemTime::UNIX_EPOCH + Duration::from_secs(200),
             last_reload_ok: false,
             zones: 2,
+            feeds: vec![("/run/feed.csv".into(), false, Some(12.0))],
         };
         let text = m.render(&Extra {
+            dnssec: None,
             health: Some(&status),
             server: Some(server),
         });
@@ -365,6 +595,21 @@ mod tests {
         );
         let t = [("datacenter", "fra"), ("address", "10.0.0.1:443")];
         assert_eq!(value(&s, "gslbd_target_up", &t), Some(0.0));
+        let c = [("datacenter", "fra"), ("check", "web")];
+        assert_eq!(value(&s, "gslbd_check_up", &c), Some(1.0));
+        assert_eq!(value(&s, "gslbd_check_deciding", &c), Some(1.0));
+        let i = |input| [("datacenter", "fra"), ("input", input)];
+        assert_eq!(value(&s, "gslbd_datacenter_input", &i("admin")), Some(1.0));
+        assert_eq!(value(&s, "gslbd_datacenter_input", &i("probes")), Some(0.0));
+        let x = [
+            ("datacenter", "fra"),
+            ("source", "alert"),
+            ("state", "down"),
+        ];
+        assert_eq!(
+            value(&s, "gslbd_datacenter_external_verdicts", &x),
+            Some(1.0)
+        );
         assert_eq!(value(&s, "gslbd_health_generation", &[]), Some(7.0));
         assert_eq!(value(&s, "gslbd_config_generation", &[]), Some(3.0));
         assert_eq!(
@@ -373,5 +618,12 @@ mod tests {
         );
         assert_eq!(value(&s, "gslbd_start_time_seconds", &[]), Some(100.0));
         assert_eq!(value(&s, "gslbd_zones", &[]), Some(2.0));
+        let f = [("file", "/run/feed.csv")];
+        assert_eq!(value(&s, "gslbd_health_feed_ok", &f), Some(0.0));
+        assert_eq!(value(&s, "gslbd_health_feed_age_seconds", &f), Some(12.0));
+        assert_eq!(
+            value(&s, "gslbd_notifications_total", &[("result", "dropped")]),
+            Some(0.0)
+        );
     }
 }

@@ -11,8 +11,8 @@ use super::Aggregator;
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
-    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, PersistError, SavedLoad,
-    SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
+    ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, PersistError,
+    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -149,14 +149,29 @@ impl Aggregator {
         )
     }
 
+    /// Write the state files now (synchronously; no-op without a state dir).
+    pub fn persist(&self, now: Instant) -> Result<(), PersistError> {
+        let Some(dir) = &self.settings.state_dir else {
+            return Ok(());
+        };
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        write_json(dir, ADMIN_FILE, &admin)?;
+        write_json(dir, INPUTS_FILE, &self.inputs_file(wall))?;
+        write_json(dir, HEALTH_FILE, &health)
+    }
+
     pub(super) async fn persist_async(&self, now: Instant) -> Result<(), PersistError> {
         let Some(dir) = self.settings.state_dir.clone() else {
             return Ok(());
         };
-        let (admin, health) = self.state_files(now, SystemTime::now());
+        let wall = SystemTime::now();
+        let (admin, health) = self.state_files(now, wall);
+        let inputs = self.inputs_file(wall);
         // File I/O and fsync off the runtime's worker threads.
         tokio::task::spawn_blocking(move || {
             write_json(&dir, ADMIN_FILE, &admin)?;
+            write_json(&dir, INPUTS_FILE, &inputs)?;
             write_json(&dir, HEALTH_FILE, &health)
         })
         .await
