@@ -9,7 +9,10 @@
 #   dot      DNS over TLS, CLIENTS persistent connections (dnsperf -m dot)
 #   dot-hs   DNS over TLS, one query per connection (-O num-queries-per-conn=1): every query
 #            pays a TCP connect and a TLS handshake, so QPS = handshakes per second
-#   doh      DNS over HTTPS (HTTP/2, POST), CLIENTS persistent connections (dnsperf -m doh)
+#   doh      DNS over HTTPS (HTTP/2, POST), CLIENTS persistent connections (dnsperf -m doh);
+#            not in the default KINDS: dnsperf 2.10's DoH client (Debian's) completes only the first few
+#            of the queries it has in flight (it counts every HTTP 200, but times the DNS
+#            answers out; DNS-OARC/dnsperf#240), so its figure would be dnsperf's, not ours
 # gslbd runs in release with --udp-threads 1, pinned to CPU $SERVER_CPU (0), dnsperf to CPU
 # $CLIENT_CPU (1); loopback only; every load is bounded by -l; the server is stopped by PID.
 # Certificate: a self-signed ECDSA P-256 one made here with openssl (what most DoT servers use).
@@ -22,7 +25,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 cd "$REPO"
 REPS=${REPS:-3}; DURATION=${DURATION:-10}; CLIENTS=${CLIENTS:-16}; OUTSTANDING=${OUTSTANDING:-100}
-KINDS=${KINDS:-tcp dot dot-hs doh}
+KINDS=${KINDS:-tcp dot dot-hs}
 SERVER_CPU=${SERVER_CPU:-0}; CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${PORT:-5340}; DOT_PORT=${DOT_PORT:-8540}; API_PORT=${API_PORT:-8541}; DOH_PORT=${DOH_PORT:-8542}
 OUT_DIR=${OUT_DIR:-/tmp/gslbd-bench}

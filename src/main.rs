@@ -267,49 +267,59 @@ struct ServeArgs {
     max_exec_checks: usize,
     /// DNS over TLS (RFC 7858, ALPN dot) on this address, usually port 853; repeatable.
     /// Needs --tls-cert and --tls-key.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, help_heading = "Encrypted transports", value_name = "ADDR:PORT")]
     listen_tls: Vec<SocketAddr>,
     /// DNS over HTTPS (RFC 8484: HTTP/2, GET and POST on /dns-query, ALPN h2) on this
     /// address, usually port 443; repeatable. Needs --tls-cert and --tls-key.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, help_heading = "Encrypted transports", value_name = "ADDR:PORT")]
     listen_https: Vec<SocketAddr>,
     /// DNS over QUIC (RFC 9250, ALPN doq) on this UDP address, usually port 853; repeatable.
     /// Needs --tls-cert and --tls-key.
-    #[arg(long, value_name = "ADDR:PORT")]
+    #[arg(long, help_heading = "Encrypted transports", value_name = "ADDR:PORT")]
     listen_quic: Vec<SocketAddr>,
     /// PEM certificate chain (the server's certificate first) of the encrypted listeners;
     /// reloaded when it changes (a broken file keeps the previous certificate).
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        help_heading = "Encrypted transports",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reloaded with it.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        help_heading = "Encrypted transports",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
     /// Encrypted listeners: a TLS/QUIC handshake must finish within this.
-    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, help_heading = "Encrypted transports", default_value = "5s", value_name = "DURATION", value_parser = duration)]
     tls_handshake_timeout: std::time::Duration,
     /// Encrypted listeners: close a connection with no query in flight for this long.
-    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, help_heading = "Encrypted transports", default_value = "30s", value_name = "DURATION", value_parser = duration)]
     tls_idle_timeout: std::time::Duration,
     /// Encrypted listeners: close a connection once open this long (when no query is in
     /// flight).
-    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    #[arg(long, help_heading = "Encrypted transports", default_value = "1h", value_name = "DURATION", value_parser = duration)]
     tls_lifetime: std::time::Duration,
     /// Encrypted listeners: most connections at once on each of DoT, DoH and DoQ (when full,
     /// the connection idle the longest is closed to make room).
-    #[arg(long, default_value_t = EncryptedLimits::default().max_connections, value_name = "N",
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_connections, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     tls_max_connections: usize,
     /// Encrypted listeners: most connections at once from one client address (IPv6: /64), on
     /// each of DoT, DoH and DoQ.
-    #[arg(long, default_value_t = EncryptedLimits::default().max_connections_per_client,
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_connections_per_client,
           value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     tls_max_connections_per_client: usize,
     /// Encrypted listeners: most queries in flight on one HTTP/2 or QUIC connection.
-    #[arg(long, default_value_t = EncryptedLimits::default().max_streams, value_name = "N",
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_streams, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
     tls_max_streams: u32,
     /// Encrypted listeners: longest DNS message accepted, in bytes (12..=65535).
-    #[arg(long, default_value_t = EncryptedLimits::default().max_request_size, value_name = "BYTES",
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_request_size, value_name = "BYTES",
           value_parser = clap::value_parser!(u16).range(12..).map(usize::from))]
     tls_max_request_size: usize,
 }

@@ -226,25 +226,37 @@ struct Fx {
 
 impl Fx {
     fn start(limits: EncryptedLimits) -> Fx {
-        let pki = Pki::new();
         let geo_dir = tempfile::tempdir().expect("tempdir");
         let geo = geo(geo_dir.path());
         let zone = zone();
-        let s = TestServer::start_with(
+        Fx::start_with(
             &[("gslb.test.toml", &zone), ("datacenters.toml", DATACENTERS)],
-            |o| {
-                o.geoip = vec![geo];
-                o.api = Some("127.0.0.1:0".parse().unwrap());
-                o.watch = true;
-                let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-                let mut t = TlsOptions::new(pki.cert(), pki.key());
-                t.listen_tls = vec![any];
-                t.listen_https = vec![any];
-                t.listen_quic = vec![any];
-                t.limits = limits;
-                o.tls = Some(t);
-            },
-        );
+            geo,
+            geo_dir,
+            limits,
+        )
+    }
+
+    /// The server on `files` with the GeoIP database `geo` (in `geo_dir`).
+    fn start_with(
+        files: &[(&str, &str)],
+        geo: PathBuf,
+        geo_dir: tempfile::TempDir,
+        limits: EncryptedLimits,
+    ) -> Fx {
+        let pki = Pki::new();
+        let s = TestServer::start_with(files, |o| {
+            o.geoip = vec![geo];
+            o.api = Some("127.0.0.1:0".parse().unwrap());
+            o.watch = true;
+            let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let mut t = TlsOptions::new(pki.cert(), pki.key());
+            t.listen_tls = vec![any];
+            t.listen_https = vec![any];
+            t.listen_quic = vec![any];
+            t.limits = limits;
+            o.tls = Some(t);
+        });
         Fx {
             s,
             pki,
@@ -714,6 +726,85 @@ fn byte_identical_answers_over_every_transport() {
     );
 }
 
+/// DNSSEC answers (DO set, a signed zone) are the same bytes over every transport: RRSIGs of
+/// static RRsets, online-signed GSLB answers for ECS clients, a compact denial, a referral
+/// with its DS, and a signed answer too large for UDP (whole over the stream transports).
+#[test]
+fn signed_answers_are_byte_identical_over_every_transport() {
+    use crate::dnssec::{CSK, Keys, geo_fixture, signed_zone};
+    let keys = Keys::new("signed.test.", CSK);
+    let geo_dir = tempfile::tempdir().expect("tempdir");
+    let geo = geo_fixture(geo_dir.path());
+    let zone = signed_zone(&keys, "");
+    let fx = Fx::start_with(
+        &[("signed.test.toml", &zone)],
+        geo,
+        geo_dir,
+        EncryptedLimits::default(),
+    );
+    let signed = |name: &str, t: RecordType, ecs: Option<(&str, u8)>| {
+        let mut m = hq(name, t, ecs);
+        m.edns.as_mut().unwrap().set_dnssec_ok(true);
+        m
+    };
+    let queries = [
+        signed("www.signed.test.", RecordType::A, None),
+        signed("geo.signed.test.", RecordType::A, Some(("81.2.69.0", 24))),
+        signed(
+            "geo.signed.test.",
+            RecordType::A,
+            Some(("198.51.100.0", 24)),
+        ),
+        signed("nx.signed.test.", RecordType::A, None),
+        signed("x.sec.signed.test.", RecordType::A, None),
+        signed("big.signed.test.", RecordType::TXT, None),
+    ];
+    let mut saw_tc = false;
+    for m in queries {
+        let bytes = m.to_vec().unwrap();
+        let plain = udp_raw(fx.s.addr, &bytes).expect("udp answer");
+        let parsed = Message::from_vec(&plain).unwrap();
+        let plain = if parsed.metadata.truncation {
+            saw_tc = true;
+            let mut s = std::net::TcpStream::connect(fx.s.addr).unwrap();
+            tcp_exchange(&mut s, &bytes).expect("tcp answer")
+        } else {
+            assert!(
+                parsed
+                    .answers
+                    .iter()
+                    .chain(&parsed.authorities)
+                    .any(|r| r.record_type() == RecordType::RRSIG),
+                "signed: {parsed:?}"
+            );
+            plain
+        };
+        let name = &m.queries[0];
+        fx.s.block_on(async {
+            let mut t = dot(&fx.pki, fx.dot()).await;
+            assert_eq!(
+                dot_exchange(&mut t, &bytes).await.unwrap(),
+                plain,
+                "DoT {name}"
+            );
+            let mut h = doh(&fx.pki, fx.doh()).await;
+            assert_eq!(
+                doh_post(&mut h, &bytes).await,
+                (200, plain.clone()),
+                "POST {name}"
+            );
+            assert_eq!(
+                doh_get(&mut h, &bytes).await,
+                (200, plain.clone()),
+                "GET {name}"
+            );
+            let q = doq(&fx.pki, fx.doq()).await;
+            assert_eq!(doq_exchange(&q, &bytes).await.unwrap(), plain, "DoQ {name}");
+        });
+    }
+    assert!(saw_tc, "the big signed answer is TC over UDP");
+}
+
 /// Hundreds of queries on one connection per transport, many in flight at once on DoH and
 /// DoQ (more than hickory-server's 100-queries-per-connection cap), and kdig reusing one DoT
 /// connection for several queries.
@@ -935,6 +1026,99 @@ fn timeouts_close_connections_and_others_are_served() {
             && fx.limit("https", "idle") == 1.0
     });
     served(&fx, 2);
+}
+
+/// The read timeout (a query begun but not finished) and the lifetime (a connection that
+/// keeps trickling queries) stop DoT, DoH and DoQ connections or requests (counted), and the
+/// server goes on serving others.
+#[test]
+fn read_timeout_and_lifetime_are_enforced() {
+    let fx = Fx::start(EncryptedLimits {
+        read_timeout: Duration::from_millis(300),
+        lifetime: Duration::from_millis(1500),
+        ..EncryptedLimits::default()
+    });
+    let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
+    fx.s.block_on(async {
+        // DoT: the first byte of a length, then nothing: the connection is closed.
+        let mut t = dot(&fx.pki, fx.dot()).await;
+        t.write_all(&[0]).await.unwrap();
+        t.flush().await.unwrap();
+        let t0 = tokio::time::Instant::now();
+        assert!(closed_by_server(&mut t, Duration::from_secs(3)).await);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(250),
+            "not before the read timeout"
+        );
+
+        // DoH: a POST whose body does not end gets 408; the connection goes on.
+        let mut h = doh(&fx.pki, fx.doh()).await;
+        assert_eq!(doh_post(&mut h, &www).await.0, 200);
+        let req = doh_request("POST", "https://dns.test/dns-query")
+            .header("content-type", "application/dns-message")
+            .body(())
+            .unwrap();
+        let (resp, mut body) = h
+            .clone()
+            .ready()
+            .await
+            .unwrap()
+            .send_request(req, false)
+            .unwrap();
+        body.send_data(Bytes::from(www[..5].to_vec()), false)
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(3), resp)
+            .await
+            .expect("answered within the read timeout")
+            .unwrap();
+        assert_eq!(resp.status(), 408);
+        assert_eq!(
+            doh_post(&mut h, &www).await.0,
+            200,
+            "the DoH connection goes on"
+        );
+
+        // DoQ: a stream without FIN is reset; the connection goes on.
+        let q = doq(&fx.pki, fx.doq()).await;
+        let (mut send, mut recv) = q.open_bi().await.unwrap();
+        send.write_all(&(www.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(3), recv.read_to_end(4096))
+            .await
+            .expect("the stream ends within the read timeout");
+        assert!(r.is_err(), "reset, not answered: {r:?}");
+        assert!(
+            doq_exchange(&q, &www).await.is_ok(),
+            "the DoQ connection goes on"
+        );
+
+        // Lifetime: a DoT connection that asks every 200 ms (never idle for the idle timeout)
+        // is closed once it is 1.5 s old, between two queries.
+        let mut t = dot(&fx.pki, fx.dot()).await;
+        let t0 = tokio::time::Instant::now();
+        let mut answered = 0;
+        while dot_exchange(&mut t, &www).await.is_some() {
+            answered += 1;
+            assert!(
+                t0.elapsed() < Duration::from_secs(4),
+                "closed by its lifetime"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            t0.elapsed() >= Duration::from_millis(1400),
+            "not before the lifetime"
+        );
+        assert!(answered >= 5, "served until then: {answered}");
+    });
+    assert_eq!(fx.limit("tls", "read_timeout"), 1.0);
+    assert_eq!(fx.limit("https", "read_timeout"), 1.0);
+    fx.eventually("DoQ read timeout counted", |fx| {
+        fx.limit("quic", "read_timeout") == 1.0
+    });
+    assert_eq!(fx.limit("tls", "lifetime"), 1.0);
+    others_served(&fx, 9);
 }
 
 /// Each count and size limit once, on the transports where it is easiest to provoke, and
