@@ -151,6 +151,15 @@ struct ServeArgs {
     /// pools; reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     latency_map: Option<PathBuf>,
+    /// Serve UDP DNS on this interface over AF_XDP (default port 53); repeatable. Everything
+    /// else (TCP, ARP/ND, other ports) still reaches the kernel. Needs the `xdp` build feature
+    /// and CAP_NET_ADMIN + CAP_BPF.
+    #[arg(long, value_name = "IFACE[@PORT]")]
+    listen_xdp: Vec<gslbd::dns::xdp::XdpListen>,
+    /// Where the XDP program runs: native (in the driver), generic (any driver, slower), or
+    /// auto (native where the driver has it).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+    xdp_mode: String,
     /// Log one query in N (client, ECS, name, type, rcode, answer); 0 = off.
     #[arg(long, default_value_t = 0, value_name = "N")]
     query_log_sample: u32,
@@ -636,6 +645,8 @@ fn serve(a: ServeArgs) -> ExitCode {
     }
     opts.notify = a.notify;
     opts.max_exec_checks = a.max_exec_checks.max(1);
+    opts.xdp = a.listen_xdp;
+    opts.xdp_mode = a.xdp_mode.parse().unwrap_or_default();
     let encrypted =
         !(a.listen_tls.is_empty() && a.listen_https.is_empty() && a.listen_quic.is_empty());
     opts.tls = match (a.tls_cert, a.tls_key) {

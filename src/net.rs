@@ -45,6 +45,9 @@ pub enum Transport {
     Udp,
     /// Plain DNS over TCP.
     Tcp,
+    /// Plain DNS over UDP, taken from the driver through AF_XDP (`--listen-xdp`): the same
+    /// messages and size rules as `Udp`, counted apart.
+    Xdp,
     /// DNS over TLS (RFC 7858).
     Tls,
     /// DNS over HTTPS, HTTP/2 (RFC 8484).
@@ -55,19 +58,21 @@ pub enum Transport {
 
 impl Transport {
     /// Every transport, in metric label order.
-    pub(crate) const ALL: [Transport; 5] = [
+    pub(crate) const ALL: [Transport; 6] = [
         Transport::Udp,
         Transport::Tcp,
+        Transport::Xdp,
         Transport::Tls,
         Transport::Https,
         Transport::Quic,
     ];
 
-    /// The metric label (`udp`, `tcp`, `tls`, `https`, `quic`).
+    /// The metric label (`udp`, `tcp`, `xdp`, `tls`, `https`, `quic`).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Xdp => "xdp",
             Transport::Tls => "tls",
             Transport::Https => "https",
             Transport::Quic => "quic",
@@ -77,7 +82,7 @@ impl Transport {
     /// A stream transport: no UDP size limit, messages framed by length (or by HTTP).
     pub fn is_stream(self) -> bool {
         match self {
-            Transport::Udp => false,
+            Transport::Udp | Transport::Xdp => false,
             Transport::Tcp | Transport::Tls | Transport::Https | Transport::Quic => true,
         }
     }
@@ -85,7 +90,7 @@ impl Transport {
     /// An encrypted transport: responses to padded queries are padded (RFC 7830, RFC 8467).
     pub fn is_encrypted(self) -> bool {
         match self {
-            Transport::Udp | Transport::Tcp => false,
+            Transport::Udp | Transport::Tcp | Transport::Xdp => false,
             Transport::Tls | Transport::Https | Transport::Quic => true,
         }
     }

@@ -3,7 +3,7 @@
 //! ```text
 //!  HTTP client --axum--> router(ApiContext)
 //!     GET  /status                    -> ApiBackend::server_info + datacenter_status -> JSON
-//!     GET  /metrics                   -> Metrics::render(Extra { health, server })   -> text
+//!     GET  /metrics                   -> Metrics::render(Extra { health, server, .. }) -> text
 //!     PUT  /datacenters/{name}/admin  -> bearer token check -> ApiBackend::set_admin
 //!     PUT|DELETE /datacenters/{name}/health
 //!     PUT|DELETE /datacenters/{name}/addresses/{addr}/health
@@ -32,6 +32,7 @@ mod listen;
 mod token;
 mod ui;
 pub(crate) mod view;
+mod xdp;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -117,6 +118,11 @@ pub trait ApiBackend: Send + Sync + 'static {
     /// How each health feed file is doing.
     fn feeds(&self) -> Vec<FeedStatus> {
         Vec::new()
+    }
+
+    /// The AF_XDP listeners and their counters (none by default).
+    fn xdp_status(&self) -> Vec<crate::dns::xdp::XdpStatus> {
+        vec![]
     }
 }
 
@@ -404,6 +410,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "names": view::names(&topo, &totals, &base),
         "events": events,
         "feeds": ctx.backend.feeds(),
+        "xdp": ctx.backend.xdp_status(),
     });
     axum::Json(body).into_response()
 }
@@ -435,10 +442,13 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
             .filter_map(|z| Some((z.name.clone(), z.dnssec.clone()?)))
             .collect(),
     );
+    let xdp = ctx.backend.xdp_status();
+    let xdp = xdp::XdpGauges(&xdp);
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
         dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
+        xdp: (!xdp.0.is_empty()).then_some(&xdp as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");
     ([(header::CONTENT_TYPE, ct)], text).into_response()

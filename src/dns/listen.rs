@@ -1,6 +1,7 @@
 //! Binding and running the DNS listeners: UDP and TCP on every configured address, on the same
-//! port (also when the port is 0), and the encrypted ones (DoT, DoH, DoQ) on theirs, all under
-//! one child of the server's stop tree.
+//! port (also when the port is 0), UDP over AF_XDP on the `--listen-xdp` interfaces, and the
+//! encrypted ones (DoT, DoH, DoQ) on theirs, all under one child of the server's stop tree
+//! (AF_XDP under a child of that one).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -13,6 +14,7 @@ use super::conn::EncryptedLimits;
 use super::handler::PacketHandler;
 use super::tcp::StreamLimits;
 use super::tls::{ALPN_DOQ, ALPN_DOT, ALPN_H2, CertStore};
+use super::xdp::{self, XdpListen, XdpListeners, XdpMode, XdpView};
 use super::{https, quic, tcp, tls, udp};
 use crate::abuse::{ConnTable, Listener};
 use crate::shutdown::Shutdown;
@@ -64,23 +66,52 @@ pub(crate) struct Listeners {
     stop: Shutdown,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
+    xdp: XdpListeners,
 }
 
 impl Listeners {
     /// Stops accepting, lets in-flight TCP queries finish (bounded by `grace`), joins the UDP
-    /// threads.
+    /// and AF_XDP threads. The XDP programs are detached first, so from then on the kernel
+    /// gets those packets again.
     pub(crate) async fn stop(mut self, grace: Duration) {
+        self.xdp.detach();
         self.stop.stop();
         for t in self.tcp_tasks.drain(..) {
             let _ = tokio::time::timeout(grace, t).await;
         }
         let threads: Vec<_> = self.udp_threads.drain(..).collect();
+        let xdp = std::mem::take(&mut self.xdp);
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
             }
+            xdp.join();
         })
         .await;
+    }
+
+    /// Starts UDP over AF_XDP on the interfaces of `list` (refused by a build without the
+    /// `xdp` feature). The set-up blocks (program load, ring mapping, retries while a killed
+    /// predecessor's program goes away), so it runs on a blocking thread.
+    pub(crate) async fn start_xdp<H: PacketHandler>(
+        &mut self,
+        list: &[XdpListen],
+        mode: XdpMode,
+        handler: Arc<H>,
+    ) -> io::Result<()> {
+        if list.is_empty() {
+            return Ok(());
+        }
+        let (list, stop) = (list.to_vec(), self.stop.child());
+        self.xdp = tokio::task::spawn_blocking(move || xdp::start(&list, mode, handler, stop))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(())
+    }
+
+    /// The AF_XDP listeners' status, for the API.
+    pub(crate) fn xdp_view(&self) -> XdpView {
+        self.xdp.view()
     }
 }
 
@@ -109,6 +140,7 @@ pub(crate) fn start<H: PacketHandler>(
         stop,
         udp_threads: vec![],
         tcp_tasks: vec![],
+        xdp: XdpListeners::none(),
     };
     for (n, &addr) in cfg.addrs.iter().enumerate() {
         let (sockets, tcp, bound) = match bind_pair(addr, threads) {

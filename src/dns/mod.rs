@@ -4,15 +4,15 @@
 //! `PacketHandler` it passes to the transports.
 //!
 //! ```text
-//! udp.rs / tcp.rs / tls.rs (DoT) / https.rs (DoH) / quic.rs (DoQ)
+//! udp.rs / tcp.rs / xdp/ / tls.rs (DoT) / https.rs (DoH) / quic.rs (DoQ)
 //!     --bytes, Peer--> PacketHandler (server) --> answer::handle
 //!     answer::handle: wire::parse --Query--> zone lookup, CNAME, wildcard, referral
 //!                     --> GslbAnswerer for GSLB names --> response bytes (padded on the
 //!                         encrypted transports when the query was)
-//! listen.rs binds UDP+TCP per address, and the encrypted listeners on theirs (conn.rs: their
-//! limits; tls.rs: the certificate), under one stop node.
+//! listen.rs binds UDP+TCP per address (and AF_XDP per interface), and the encrypted listeners
+//! on theirs (conn.rs: their limits; tls.rs: the certificate), under one stop node.
 //! cookie.rs (RFC 7873/9018 server cookies) is used by answer::handle_with; rrl.rs (response
-//! rate limiting) is called by the server's handler for UDP responses.
+//! rate limiting) is called by the server's handler for datagram (UDP and AF_XDP) responses.
 //! signed.rs adds RRSIGs and compact-denial NSECs when the query has DO and the zone is signed.
 //! ```
 //!
@@ -32,6 +32,7 @@ pub(crate) mod tls;
 #[allow(unsafe_code)]
 pub(crate) mod udp;
 pub(crate) mod wire;
+pub mod xdp;
 
 pub(crate) use answer::{GslbAnswerer, GslbOutcome, Writer};
 pub use answer::{Kind, NoGslb, handle};

@@ -1,14 +1,14 @@
-//! Response rate limiting (RRL) for UDP, in the style of Knot and BIND: a spoofed flood that
-//! uses the server as an amplifier gets at most `rate` responses a second per bucket, and a
-//! real client behind the spoofed prefix still gets every `slip`-th response truncated, so it
-//! retries over TCP (where the source address is proven and no limit applies).
+//! Response rate limiting (RRL) for UDP (sockets and AF_XDP), in the style of Knot and BIND: a
+//! spoofed flood that uses the server as an amplifier gets at most `rate` responses a second
+//! per bucket, and a real client behind the spoofed prefix still gets every `slip`-th response
+//! truncated, so it retries over TCP (where the source address is proven and no limit applies).
 //!
 //! ```text
-//! response (UDP only) --exempt prefix? valid cookie? (the server checks)--> pass
+//! response (UDP/XDP only) --exempt prefix? valid cookie? (the server checks)--> pass
 //!   key = (client prefix /24 | /56, class, name part, qtype for answers) --keyed hash-->
 //!   one AtomicU64 bucket: 20-bit tag | 44-bit theoretical arrival time in µs (GCRA)
 //!   within rate (burst: one second's worth) --> pass
-//!   over --> log-only: pass, counted | every slip-th (of this UDP thread's limited
+//!   over --> log-only: pass, counted | every slip-th (of this thread's limited
 //!            responses, all buckets together): truncated | else: dropped
 //! ```
 //!
@@ -17,10 +17,10 @@
 //! NXDOMAIN/NODATA on the zone (a random-subdomain flood is one bucket), a referral on the
 //! delegation, an error on nothing but the prefix.
 //!
-//! The table is a fixed array of atomics shared by the UDP threads: one keyed hash and one
-//! compare-and-swap per response, no lock, no allocation. Two keys that land on the same slot
-//! take it over from each other (the newcomer starts with a full bucket), which errs on the
-//! side of answering; the hash key is random per process, so collisions cannot be aimed.
+//! The table is a fixed array of atomics shared by the UDP and AF_XDP threads: one keyed hash
+//! and one compare-and-swap per response, no lock, no allocation. Two keys that land on the
+//! same slot take it over from each other (the newcomer starts with a full bucket), which errs
+//! on the side of answering; the hash key is random per process, so collisions cannot be aimed.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, Hasher, RandomState};

@@ -109,7 +109,7 @@ impl Metrics {
         hot.ensure(0);
         let m = Metrics {
             shards,
-            // 480 counters a zone (12 types x 8 rcodes x 5 transports): small chunks, as most
+            // 576 counters a zone (12 types x 8 rcodes x 6 transports): small chunks, as most
             // servers have few zones.
             zones: Family::new(QUERY_WIDTH, shards, 4),
             decisions: Family::new(1, shards, 256),

@@ -66,6 +66,9 @@ impl Metrics {
         if let Some(d) = extra.dnssec {
             d.render(&mut o);
         }
+        if let Some(x) = extra.xdp {
+            x.render(&mut o);
+        }
         o.s
     }
 
@@ -174,7 +177,7 @@ impl Metrics {
                     for (ti, tr) in Transport::ALL.iter().map(|t| t.label()).enumerate() {
                         let j = (qi * RCODES.len() + ri) * N_TRANSPORTS + ti;
                         let v = self.zones.counters.sum(slot as u32, j);
-                        // Only combinations seen so far: 480 zero series per zone would drown
+                        // Only combinations seen so far: 576 zero series per zone would drown
                         // the scrape; a series appears with its first query and then stays.
                         if v > 0 {
                             let l = [
@@ -381,6 +384,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) server: Option<ServerGauges>,
     /// Signed zones: keys, signature expiry and signing counters.
     pub(crate) dnssec: Option<&'a dyn Gauges>,
+    /// The AF_XDP listeners: mode and per-queue counters.
+    pub(crate) xdp: Option<&'a dyn Gauges>,
 }
 
 fn unix(t: SystemTime) -> f64 {

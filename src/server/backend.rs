@@ -122,6 +122,10 @@ impl ApiBackend for Backend {
         self.state.ready.load(Ordering::Relaxed)
     }
 
+    fn xdp_status(&self) -> Vec<crate::dns::xdp::XdpStatus> {
+        self.state.xdp.get().map(|v| v.status()).unwrap_or_default()
+    }
+
     fn topology(&self) -> Topology {
         Topology::of(&self.state.serving.load().loaded.model)
     }

@@ -44,7 +44,6 @@ use crate::gslb::GslbContext;
 use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
-use crate::net::Transport;
 use crate::probe::WorkerSettings;
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
@@ -77,7 +76,7 @@ pub struct ServeOptions {
     pub tcp_write_timeout: Duration,
     /// Bounds of the API listener (connections, timeouts, body size).
     pub api_limits: crate::api::ApiLimits,
-    /// Response rate limiting of UDP answers (rate 0 = off).
+    /// Response rate limiting of UDP answers, over sockets and AF_XDP (rate 0 = off).
     pub rrl: RrlConfig,
     /// DNS cookies (RFC 7873) on.
     pub cookies: bool,
@@ -125,6 +124,10 @@ pub struct ServeOptions {
     pub dnssec: crate::dnssec::Env,
     /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
     pub tls: Option<TlsOptions>,
+    /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
+    pub xdp: Vec<dns::xdp::XdpListen>,
+    /// Where the XDP program runs (`--xdp-mode`).
+    pub xdp_mode: dns::xdp::XdpMode,
 }
 
 /// The encrypted listeners and the certificate they share.
@@ -195,6 +198,8 @@ impl ServeOptions {
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
+            xdp: vec![],
+            xdp_mode: dns::xdp::XdpMode::Auto,
             tls: None,
         }
     }
@@ -308,7 +313,7 @@ pub struct State {
     certs: Option<Arc<CertStore>>,
     /// How the certificate's last (re)load went.
     pub cert_report: ArcSwap<CertReport>,
-    /// Response rate limiting of UDP answers (`None` = off).
+    /// Response rate limiting of UDP answers, sockets and AF_XDP alike (`None` = off).
     rrl: Option<Rrl>,
     /// Cookie secrets (`None` = cookies off).
     cookies: Option<Arc<guard::CookieJar>>,
@@ -318,6 +323,8 @@ pub struct State {
     reload_failures: AtomicU32,
     /// Woken by a failed reload.
     reload_retry: tokio::sync::Notify,
+    /// The AF_XDP listeners' counters, once they run (for /status and /metrics).
+    xdp: std::sync::OnceLock<dns::xdp::XdpView>,
 }
 
 impl PacketHandler for State {
@@ -360,7 +367,9 @@ impl PacketHandler for State {
         if let Some(c) = a.cookie {
             self.metrics.cookie(c);
         }
-        if peer.transport == Transport::Udp
+        // Every datagram transport (UDP, and UDP over AF_XDP): their answers can be sent to a
+        // forged source, so they are rate limited alike.
+        if !peer.transport.is_stream()
             && let Some(rrl) = &self.rrl
         {
             if a.cookie == Some(crate::abuse::CookieResult::Valid) {
@@ -952,6 +961,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         conn_logs: Listener::ALL.map(ConnLog::new),
         reload_failures: AtomicU32::new(0),
         reload_retry: tokio::sync::Notify::new(),
+        xdp: std::sync::OnceLock::new(),
     });
     let health_gen = state
         .sync_health(&loaded.model)
@@ -1007,7 +1017,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     state
         .metrics
         .register_conns(Listener::DnsTcp, tcp_table.clone());
-    let listeners =
+    let mut listeners =
         dns::listen::start(&cfg, state.clone(), tcp_table, stop.child()).map_err(|e| {
             StartError::Bind {
                 addr: listen_list(&opts),
@@ -1017,6 +1027,18 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     for (l, t) in &listeners.tables {
         state.metrics.register_conns(*l, t.clone());
     }
+    if let Err(e) = listeners
+        .start_xdp(&opts.xdp, opts.xdp_mode, state.clone())
+        .await
+    {
+        listeners.stop(opts.shutdown_grace).await;
+        let list: Vec<String> = opts.xdp.iter().map(ToString::to_string).collect();
+        return Err(StartError::Bind {
+            addr: format!("AF_XDP {}", list.join(", ")),
+            source: e,
+        });
+    }
+    let _ = state.xdp.set(listeners.xdp_view());
     let dns_addrs = listeners.bound.clone();
 
     let api_stop = stop.child();

@@ -18,10 +18,10 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
 
-/// The City fixture: networks in EU, NA, OC, AF, AS (IPv4 and IPv6), with and without
+/// The City fixture (also used by the AF_XDP tests, `xdp.rs`): networks in EU, NA, OC, AF, AS (IPv4 and IPv6), with and without
 /// coordinates, and 127.0.0.0/8 in Singapore so queries without ECS (from 127.0.0.1) have a
 /// location of their own.
-fn geo_fixture(dir: &Path) -> PathBuf {
+pub fn geo_fixture(dir: &Path) -> PathBuf {
     let nets: Vec<(&str, Value)> = vec![
         (
             "81.2.69.0/24",
@@ -65,7 +65,7 @@ fn geo_fixture(dir: &Path) -> PathBuf {
 /// Shared declarations (a file without `origin`). Ids follow declaration order in the file
 /// as the `toml` crate hands it over (sorted by key): fra=0, iad=1, lon=2, sfo=3, sin=4,
 /// syd=5; the tests look ids up by name anyway.
-const DATACENTERS: &str = r#"
+pub const DATACENTERS: &str = r#"
 [datacenters.lon]
 addresses = ["192.0.2.10", "2001:db8:10::10"]
 location = { lat = 51.51, lon = -0.13 }
@@ -86,7 +86,7 @@ addresses = ["203.0.113.60"]
 location = { lat = -33.87, lon = 151.21 }
 "#;
 
-const ZONE: &str = r#"
+pub const ZONE: &str = r#"
 origin = "gslb.test."
 ttl = 3600
 [soa]

@@ -697,7 +697,7 @@ fn rrl_log_only_limits_nothing_and_the_class_keys_on_the_zone_for_nxdomain() {
 // ---- cookies ---------------------------------------------------------------------------------
 
 /// A query with a COOKIE option: the client cookie and an optional server cookie.
-fn with_cookie(mut query: Q, client: [u8; 8], server: &[u8]) -> Q {
+pub(crate) fn with_cookie(mut query: Q, client: [u8; 8], server: &[u8]) -> Q {
     let mut opt = vec![0, 10];
     opt.extend_from_slice(&((8 + server.len()) as u16).to_be_bytes());
     opt.extend_from_slice(&client);
@@ -708,7 +708,7 @@ fn with_cookie(mut query: Q, client: [u8; 8], server: &[u8]) -> Q {
 }
 
 /// The COOKIE option of a raw response and its extended rcode: (cookie bytes, full rcode).
-fn cookie_of(raw: &[u8]) -> (Option<Vec<u8>>, u16) {
+pub(crate) fn cookie_of(raw: &[u8]) -> (Option<Vec<u8>>, u16) {
     let msg = hickory_proto::op::Message::from_vec(raw).expect("parses");
     let low = u16::from(raw[3] & 0x0f);
     let _ = msg;

@@ -42,4 +42,6 @@ mod probe_e2e;
 mod reload;
 mod scenarios;
 mod webdriver;
+#[cfg(feature = "xdp")]
+mod xdp;
 mod zone_errors;

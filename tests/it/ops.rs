@@ -153,7 +153,8 @@ fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Durat
     panic!("{what}: not within {limit:?}");
 }
 
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+/// The sum of the samples of `name` with `labels` in the metrics text (also used by `xdp.rs`).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse as Prometheus text");
     scrape
@@ -572,4 +573,42 @@ fn json_logs_and_the_sampled_query_log() {
     assert_eq!(ql["fields"]["ecs"], "198.51.100.0/24");
     assert_eq!(ql["fields"]["answer"], "192.0.2.80");
     assert_eq!(ql["fields"]["client"], "127.0.0.1");
+}
+
+/// `--listen-xdp` with a bad spec is a usage error naming the expected form (any build).
+#[test]
+fn listen_xdp_bad_spec_is_a_usage_error() {
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api", "none", "--listen-xdp", "eth0@0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("port \"0\" is not a number in 1..=65535"),
+        "{err}"
+    );
+}
+
+/// Without the `xdp` feature, `--listen-xdp` stops the start with the reason.
+#[cfg(not(feature = "xdp"))]
+#[test]
+fn listen_xdp_without_the_feature_is_refused() {
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(zones.path().join("example.com.toml"), EXAMPLE).unwrap();
+    let port = crate::reload::free_port();
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api", "none", "--no-watch", "--listen-xdp", "lo"])
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--zones")
+        .arg(zones.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("built without AF_XDP support (cargo feature `xdp`)"),
+        "{err}"
+    );
 }

@@ -568,9 +568,9 @@ mod tests {
             feeds: vec![("/run/feed.csv".into(), false, Some(12.0))],
         };
         let text = m.render(&Extra {
-            dnssec: None,
             health: Some(&status),
             server: Some(server),
+            ..Extra::default()
         });
         let s = parse(&text);
         let fra = [("datacenter", "fra")];
