@@ -320,12 +320,22 @@ impl Fx {
     }
 }
 
+/// The defaults, but a read timeout proportionate to a loaded test machine: a query's bytes
+/// that sit 2 s in a starved debug build must not turn a test about something else into a
+/// read-timeout test (the one about it sets its own).
+fn test_limits() -> EncryptedLimits {
+    EncryptedLimits {
+        read_timeout: Duration::from_secs(10),
+        ..EncryptedLimits::default()
+    }
+}
+
 /// Short timeouts, for the tests that wait for them.
 fn short_timeouts() -> EncryptedLimits {
     EncryptedLimits {
         handshake_timeout: Duration::from_millis(400),
         idle_timeout: Duration::from_millis(700),
-        ..EncryptedLimits::default()
+        ..test_limits()
     }
 }
 
@@ -336,7 +346,7 @@ fn small_limits() -> EncryptedLimits {
         max_connections_per_client: 2,
         max_streams: 3,
         max_request_size: 512,
-        ..EncryptedLimits::default()
+        ..test_limits()
     }
 }
 
@@ -610,7 +620,7 @@ fn normalise(out: &str) -> String {
 /// answer as over UDP (kdig falls back to TCP for the truncated large answer).
 #[test]
 fn kdig_gets_the_udp_answer_over_every_transport() {
-    let fx = Fx::start(EncryptedLimits::default());
+    let fx = Fx::start(test_limits());
     let ca = format!("+tls-ca={}", fx.pki.ca().display());
     let strict = [ca.as_str(), "+tls-hostname=dns.test"];
     let cases: [(&str, &[&str]); 5] = [
@@ -674,7 +684,7 @@ fn kdig_gets_the_udp_answer_over_every_transport() {
 /// address: one answer function behind every transport.
 #[test]
 fn byte_identical_answers_over_every_transport() {
-    let fx = Fx::start(EncryptedLimits::default());
+    let fx = Fx::start(test_limits());
     let queries = [
         hq("www.gslb.test.", RecordType::A, None),
         hq("geo.gslb.test.", RecordType::A, Some(("81.2.69.0", 24))),
@@ -736,12 +746,7 @@ fn signed_answers_are_byte_identical_over_every_transport() {
     let geo_dir = tempfile::tempdir().expect("tempdir");
     let geo = geo_fixture(geo_dir.path());
     let zone = signed_zone(&keys, "");
-    let fx = Fx::start_with(
-        &[("signed.test.toml", &zone)],
-        geo,
-        geo_dir,
-        EncryptedLimits::default(),
-    );
+    let fx = Fx::start_with(&[("signed.test.toml", &zone)], geo, geo_dir, test_limits());
     let signed = |name: &str, t: RecordType, ecs: Option<(&str, u8)>| {
         let mut m = hq(name, t, ecs);
         m.edns.as_mut().unwrap().set_dnssec_ok(true);
@@ -810,7 +815,7 @@ fn signed_answers_are_byte_identical_over_every_transport() {
 /// connection for several queries.
 #[test]
 fn many_queries_on_one_connection() {
-    let fx = Fx::start(EncryptedLimits::default());
+    let fx = Fx::start(test_limits());
     let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
     let expect = udp_raw(fx.s.addr, &www).unwrap();
     fx.s.block_on(async {
@@ -878,7 +883,7 @@ fn many_queries_on_one_connection() {
 /// resumption is counted.
 #[test]
 fn returning_clients_resume_their_tls_session() {
-    let fx = Fx::start(EncryptedLimits::default());
+    let fx = Fx::start(test_limits());
     let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
     let cfg = fx.pki.client(b"dot");
     fx.s.block_on(async {
@@ -904,7 +909,7 @@ fn returning_clients_resume_their_tls_session() {
 /// before keep answering; a broken file keeps the last good certificate and is reported.
 #[test]
 fn certificate_reload_keeps_open_connections() {
-    let mut fx = Fx::start(EncryptedLimits::default());
+    let mut fx = Fx::start(test_limits());
     let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
     let first = fx.pki.leaf.clone();
     let peer_cert =
@@ -1036,7 +1041,7 @@ fn read_timeout_and_lifetime_are_enforced() {
     let fx = Fx::start(EncryptedLimits {
         read_timeout: Duration::from_millis(300),
         lifetime: Duration::from_millis(1500),
-        ..EncryptedLimits::default()
+        ..test_limits()
     });
     let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
     fx.s.block_on(async {
@@ -1270,7 +1275,7 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
 /// non-DNS payload on DoT or DoQ closes that connection only.
 #[test]
 fn bad_requests_get_errors_and_close_only_their_connection() {
-    let fx = Fx::start(EncryptedLimits::default());
+    let fx = Fx::start(test_limits());
     let www = hq("www.gslb.test.", RecordType::A, None).to_vec().unwrap();
     fx.s.block_on(async {
         let mut h = doh(&fx.pki, fx.doh()).await;
@@ -1347,7 +1352,7 @@ fn bad_requests_get_errors_and_close_only_their_connection() {
 /// transports, and unpadded over UDP and TCP (RFC 7830, RFC 8467).
 #[test]
 fn responses_to_padded_queries_are_padded_on_encrypted_transports() {
-    let fx = Fx::start(EncryptedLimits::default());
+    let fx = Fx::start(test_limits());
     let mut m = hq("www.gslb.test.", RecordType::A, None);
     m.edns
         .as_mut()
