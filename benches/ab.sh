@@ -9,11 +9,12 @@
 #     after="target/release/gslbd serve --zones benches/zones --udp-threads 1"
 #
 # Each CMD gets --listen 127.0.0.1:$EXT_PORT --geoip <lab mmdb> --api $API appended (API defaults
-# to 127.0.0.1:8053)
-# (like benches/peers.sh). Per round: PEER, then every variant, each through the lab's bench.sh
-# (server pinned to CPU 0, dnsperf to CPU 1, loopback only, every load bounded by -l). Then a
-# table of QPS per server core per variant and kind (mean over all rounds and reps) and the
-# ratio variant/PEER of the pooled means, plus each round's ratio (to see the spread).
+# to 127.0.0.1:$API_PORT, API_PORT to 8053; like benches/peers.sh). BASE=NAME also prints every
+# variant's ratio to variant NAME (pooled, and per round). Per round: PEER, then every variant,
+# each through the lab's bench.sh (server pinned to CPU 0, dnsperf to CPU 1, loopback only, every
+# load bounded by -l). Then a table of QPS per server core per variant and kind (mean over all
+# rounds and reps) and the ratio variant/PEER of the pooled means, plus each round's ratio (to
+# see the spread).
 # Results: the bench.sh CSVs under /tmp/gslb-lab/results, listed at the end.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,8 @@ LAB=$(cd "$LAB" && pwd)
 ROUNDS=${ROUNDS:-3}
 PEER=${PEER:-gdnsd}
 PORT=${EXT_PORT:-5320}
-API=${API:-127.0.0.1:8053}
+API_PORT=${API_PORT:-8053}
+API=${API:-127.0.0.1:$API_PORT}
 GEO_MMDB=${GEO_MMDB:-${LAB_WORK:-/tmp/gslb-lab}/geoip/lab-geo.mmdb}
 export KINDS=${KINDS:-static dyn-ecs}
 [ $# -gt 0 ] || { sed -n '2,18p' "$0"; exit 2; }
@@ -42,9 +44,9 @@ for r in $(seq 1 "$ROUNDS"); do
   done
   echo "round $r done" >&2
 done
-python3 - "$list" "$PEER" <<'EOF'
+python3 - "$list" "$PEER" "${BASE:-}" <<'EOF'
 import collections, csv, statistics, sys
-listing, peer = sys.argv[1], sys.argv[2]
+listing, peer, base = sys.argv[1], sys.argv[2], sys.argv[3]
 qpc = collections.defaultdict(list)          # (name, kind) -> per-rep QPS per core
 by_round = collections.defaultdict(dict)     # round -> (name, kind) -> mean
 other = []
@@ -80,6 +82,18 @@ for n in names:
         rounds.append('/'.join(rr))
     print(f'| {n} | ' + ' | '.join(cells) + ' | ' + ' '.join(rounds) + ' |')
 print()
+if base:
+    print(f'| ratio to {base} (pooled) | ' + ' | '.join(kinds) + ' | per round |')
+    print('|---|' + '---|' * len(kinds) + '---|')
+    for n in names:
+        if n in (peer, base): continue
+        cells = [f"{statistics.mean(qpc[(n,k)])/statistics.mean(qpc[(base,k)]):.2f}" if (base,k) in qpc else '-' for k in kinds]
+        rounds = []
+        for rnd, d in sorted(by_round.items()):
+            rr = [f"{d[(n,k)]/d[(base,k)]:.2f}" for k in kinds if (n,k) in d and (base,k) in d]
+            rounds.append('/'.join(rr))
+        print(f'| {n} | ' + ' | '.join(cells) + ' | ' + ' '.join(rounds) + ' |')
+    print()
 print('CSV files:'); print(open(listing).read())
 EOF
 rm -f "$list"

@@ -30,6 +30,7 @@ fn dcs() -> Vec<Datacenter> {
         coords: Some((*lat, *lon)),
         capacity: 100.0,
         weight: 1,
+        target: None,
     })
     .collect()
 }

@@ -6,9 +6,17 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
+use std::sync::Arc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use gslbd::config;
 use gslbd::dns::{self, NoGslb, Peer, Query};
+use gslbd::geo::GeoDb;
+use gslbd::gslb::GslbContext;
+use gslbd::health::Snapshot;
+use gslbd::metrics::Metrics;
+use gslbd::resolve::{Entry, ResolvedNames, State};
+use gslbd::server::Loaded;
 
 const ZONE: &str = r#"
 origin = "example.com."
@@ -102,5 +110,80 @@ fn hickory_detour(c: &mut Criterion, model: &gslbd::model::Model, client: &Peer)
     }
 }
 
-criterion_group!(benches, bench);
+/// One GSLB decision (failover over two datacenters, no GeoIP) answered three ways: the
+/// address datacenter, a CNAME to a hostname datacenter's target (outside the zone), and the
+/// same target flattened to its resolved addresses (which reads the clock for the TTL left).
+const GSLB: &str = r#"
+origin = "example.com."
+[soa]
+mname = "ns1.example.com."
+rname = "hostmaster.example.com."
+[records."@"]
+NS = ["ns1"]
+[records.ns1]
+A = ["192.0.2.1"]
+[datacenters.fra]
+addresses = ["192.0.2.10", "192.0.2.11"]
+[datacenters.lb]
+target = "lb.cloud.example.net."
+[gslb.addr]
+datacenters = ["fra", "lb"]
+[gslb.cname]
+datacenters = ["lb", "fra"]
+[gslb.flat]
+flatten = true
+datacenters = ["lb", "fra"]
+"#;
+
+fn bench_gslb(c: &mut Criterion) {
+    let f = config::parse_file(Path::new("bench.toml"), GSLB).expect("bench zone parses");
+    let model = config::build(&config::Config { files: vec![f] }).expect("bench zone builds");
+    let metrics = Metrics::new();
+    let loaded = Loaded::new(model, &metrics);
+    let mut e = Entry::pending("lb.cloud.example.net.");
+    e.v4 = Arc::from([
+        "198.51.100.7".parse().unwrap(),
+        "198.51.100.8".parse().unwrap(),
+    ]);
+    e.serial = 1;
+    e.state = State::Fresh;
+    e.ttl = 3600;
+    e.expires = Some(tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+    let mut names = ResolvedNames::default();
+    names.by_name.insert(e.name.clone(), Arc::new(e));
+    let mut snap = Snapshot::all_up(loaded.model.datacenters.list.len());
+    snap.resolutions = Some(Arc::new(loaded.model.resolutions(&names)));
+    let geo = GeoDb::empty();
+    let ctx = GslbContext {
+        model: &loaded.model,
+        snapshot: &snap,
+        geo: &geo,
+        metrics: &metrics,
+        slots: &loaded.gslb_slots,
+    };
+    let client = Peer::udp(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut out = vec![0u8; 65535];
+    let mut q = Query::default();
+    for (label, name) in [
+        ("GSLB address", "addr.example.com"),
+        ("GSLB CNAME", "cname.example.com"),
+        ("GSLB flattened", "flat.example.com"),
+    ] {
+        let req = query(name, 1);
+        c.bench_function(label, |b| {
+            b.iter(|| {
+                dns::handle(
+                    &loaded.model,
+                    &ctx,
+                    black_box(&req),
+                    &client,
+                    &mut q,
+                    &mut out,
+                )
+            });
+        });
+    }
+}
+
+criterion_group!(benches, bench, bench_gslb);
 criterion_main!(benches);

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::dns::wire::ClientSubnet;
 use crate::geo::GeoDb;
-use crate::gslb::{client_for, decide, response_scope};
+use crate::gslb::{address_ttl, client_for, decide, response_scope};
 use crate::health::Snapshot;
 use crate::model::Model;
 use crate::net::{Family, Subnet};
@@ -94,18 +94,33 @@ pub fn explain<'a>(
         .find(|g| wire_key(&g.owner) == key)
         .ok_or_else(|| ExplainError::NotGslb(fqdn.clone()))?;
     let client = client_for(entry, geo, source, ecs);
-    let mut trace = Trace::new(&entry.def, &model.datacenters.list).with_reasons(&snap.why);
+    let mut trace = Trace::new(&entry.def, &model.datacenters.list)
+        .with_reasons(&snap.why)
+        .with_targets(&model.hostnames, snap.resolutions.clone());
     // A fixed input: explain shows the deterministic part; random policies say so in the trace.
     let input = QueryInput::default();
     let sel = decide(model, snap, entry, &client, family, &input, &mut trace);
     let scope = response_scope(entry, ecs, &client, sel.scope);
+    let (ttl, _) = address_ttl(model, snap, entry, &sel, tokio::time::Instant::now);
     if let Some(a) = trace.answer.as_mut() {
         a.ecs_scope = scope;
+        a.ttl = ttl;
     }
-    let answer = sel
-        .addresses(&entry.def, &model.datacenters.list)
+    let mut answer: Vec<String> = sel
+        .addresses(
+            &entry.def,
+            &model.datacenters.list,
+            snap.resolutions.as_deref(),
+        )
         .map(|a| a.to_string())
         .collect();
+    if let Some(h) = sel
+        .cname()
+        .and_then(|d| model.datacenters.list.get(d.0 as usize)?.target)
+        .and_then(|h| model.hostnames.get(h.0 as usize))
+    {
+        answer.push(format!("CNAME {}", h.name));
+    }
     let database = client
         .location
         .and_then(|l| geo.database(l.db))
@@ -123,11 +138,12 @@ pub fn explain<'a>(
         client: format!("{}/{}", client.addr, client.source_prefix),
         location: client.location,
         database,
-        ttl: sel.ttl,
+        ttl,
         ecs_scope: scope,
         answer,
         outcome: match sel.outcome {
             AnswerKind::Answer => "answer",
+            AnswerKind::Cname => "cname",
             AnswerKind::NoData => "nodata",
             AnswerKind::ServFail => "servfail",
         },

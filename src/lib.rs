@@ -3,7 +3,8 @@
 //! ```text
 //! zones/*.toml --config (parse + one build step)--> Model (immutable, ids, probe plan)
 //! probe workers --> health aggregator (single writer) --> Snapshot (same ids as the Model)
-//!            Model + Snapshot + latency map + GeoIP --one publication--> query path
+//! resolver (hostname targets) --> by name --> re-keyed to the Model's ids, and the probes
+//!            Model + Snapshot + latency map + resolutions + GeoIP --one publication--> query path
 //! UDP/TCP --> dns::handle(bytes) --> zone lookup --> gslb --> policy::select --> response bytes
 //! ```
 //!
@@ -17,6 +18,7 @@
 //!    [`metrics`];
 //! 2. [`probe`]: check kinds, the probe plan and the workers; [`dnssec`]: keys, signing,
 //!    the signature caches and the signer of a zone (record bytes and time, no zones);
+//!    [`resolve`]: hostname targets resolved in the background;
 //! 3. [`model`]: the immutable tables the query path reads;
 //! 4. [`config`]: zone files to specs, and the one build step to a [`model::Model`];
 //! 5. [`health`]: the aggregator and the published [`health::Snapshot`];
@@ -47,6 +49,7 @@ pub mod model;
 pub mod net;
 pub mod policy;
 pub mod probe;
+pub mod resolve;
 pub(crate) mod rr;
 pub mod server;
 pub mod shutdown;

@@ -110,6 +110,9 @@ struct ExplainArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Resolver for hostname targets outside the zones; repeatable (default: the system's).
+    #[arg(long = "resolver", value_name = "ADDR:PORT")]
+    resolver: Vec<SocketAddr>,
 }
 
 #[derive(clap::Parser, Debug)]
@@ -331,6 +334,40 @@ struct ServeArgs {
     #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_request_size, value_name = "BYTES",
           value_parser = clap::value_parser!(u16).range(12..).map(usize::from))]
     tls_max_request_size: usize,
+    #[command(flatten)]
+    resolver: ResolverArgs,
+}
+
+/// How hostname targets (datacenters that are names, ALIAS records) outside the served zones
+/// are resolved.
+#[derive(clap::Args, Debug, Clone)]
+struct ResolverArgs {
+    /// Upstream resolver for hostname targets; repeatable (default: the system's resolvers,
+    /// /etc/resolv.conf).
+    #[arg(long = "resolver", value_name = "ADDR:PORT")]
+    servers: Vec<SocketAddr>,
+    /// Shortest time a resolved target is kept before it is asked again.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = duration)]
+    resolver_min_ttl: std::time::Duration,
+    /// Longest time a resolved target is kept before it is asked again.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    resolver_max_ttl: std::time::Duration,
+    /// How long past their TTL a target's last addresses are served while the upstream
+    /// fails (RFC 8767); then the target counts as down.
+    #[arg(long, default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    max_stale: std::time::Duration,
+}
+
+impl ResolverArgs {
+    fn settings(&self) -> gslbd::resolve::ResolverSettings {
+        gslbd::resolve::ResolverSettings {
+            servers: self.servers.clone(),
+            min_ttl: self.resolver_min_ttl,
+            max_ttl: self.resolver_max_ttl.max(self.resolver_min_ttl),
+            max_stale: self.max_stale,
+            ..gslbd::resolve::ResolverSettings::default()
+        }
+    }
 }
 
 /// A duration such as `90s`, `5m` or `1h`.
@@ -548,7 +585,8 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     // Without a running server there are no probe results: every datacenter counts as up.
-    let snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
+    let mut snap = gslbd::health::Snapshot::assumed(&model.datacenters.probes);
+    snap.resolutions = Some(std::sync::Arc::new(resolve_once(&model, &a.resolver)));
     match explain::explain(&model, &snap, &geo, &a.name, family, a.client, ecs.as_ref()) {
         Ok(x) if a.json => match serde_json::to_string_pretty(&x) {
             Ok(j) => {
@@ -563,6 +601,50 @@ fn explain(a: ExplainArgs) -> ExitCode {
         }
         Err(e) => fail(e.to_string()),
     }
+}
+
+/// Resolves the model's hostname targets once (for `explain`, which runs no server): at most
+/// a few seconds, then whatever is known.
+fn resolve_once(model: &gslbd::model::Model, servers: &[SocketAddr]) -> gslbd::model::Resolutions {
+    use gslbd::resolve::{Resolver, ResolverSettings, State};
+    let targets = model.resolver_targets();
+    if targets.names.is_empty() {
+        return model.initial_resolutions();
+    }
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return model.initial_resolutions();
+    };
+    let names = rt.block_on(async {
+        let stop = gslbd::shutdown::Shutdown::new();
+        let settings = ResolverSettings {
+            servers: servers.to_vec(),
+            ..ResolverSettings::default()
+        };
+        let r = Resolver::start(settings, targets, std::sync::Arc::new(|_| {}), stop.clone());
+        let mut rx = r.subscribe();
+        let done = |n: &gslbd::resolve::ResolvedNames| {
+            !n.by_name.is_empty()
+                && n.by_name
+                    .values()
+                    .all(|e| e.state != State::Pending || e.lookups_failed > 0)
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(8), async {
+            while !done(&rx.borrow_and_update()) {
+                if rx.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        let names = r.current();
+        stop.stop();
+        r.join().await;
+        names
+    });
+    model.resolutions(&names)
 }
 
 fn serve(a: ServeArgs) -> ExitCode {
@@ -645,6 +727,7 @@ fn serve(a: ServeArgs) -> ExitCode {
     }
     opts.notify = a.notify;
     opts.max_exec_checks = a.max_exec_checks.max(1);
+    opts.resolver = a.resolver.settings();
     opts.xdp = a.listen_xdp;
     opts.xdp_mode = a.xdp_mode.parse().unwrap_or_default();
     let encrypted =

@@ -26,14 +26,26 @@ pub(crate) const TYPE_TXT: u16 = 16;
 pub(crate) const TYPE_AAAA: u16 = 28;
 /// Type `SRV`.
 pub(crate) const TYPE_SRV: u16 = 33;
+/// Type `NAPTR` (RFC 3403).
+pub(crate) const TYPE_NAPTR: u16 = 35;
 /// Type `OPT` (EDNS pseudo-record).
 pub(crate) const TYPE_OPT: u16 = 41;
-/// Type `DS`.
+/// Type `DS` (RFC 4034): the hash of a child zone's key, at a delegation point.
 pub(crate) const TYPE_DS: u16 = 43;
-/// Type `RRSIG`.
+/// Type `SSHFP` (RFC 4255).
+pub(crate) const TYPE_SSHFP: u16 = 44;
+/// Type `RRSIG` (made by the signer, never written).
 pub(crate) const TYPE_RRSIG: u16 = 46;
-/// Type `NSEC`.
+/// Type `NSEC` (made by the signer, never written).
 pub(crate) const TYPE_NSEC: u16 = 47;
+/// Type `NSEC3` (never written: gslbd's denial is NSEC).
+pub(crate) const TYPE_NSEC3: u16 = 50;
+/// Type `TLSA` (RFC 6698).
+pub(crate) const TYPE_TLSA: u16 = 52;
+/// Type `SVCB` (RFC 9460).
+pub(crate) const TYPE_SVCB: u16 = 64;
+/// Type `HTTPS` (RFC 9460).
+pub(crate) const TYPE_HTTPS: u16 = 65;
 /// Meta type `NXNAME` (RFC 9824): only in compact-denial NSEC bitmaps; asked for, FORMERR.
 pub(crate) const TYPE_NXNAME: u16 = 128;
 /// Type `CAA`.
@@ -108,13 +120,33 @@ pub(crate) const TYPES: &[TypeInfo] = &[
     t(TYPE_SRV, "SRV", true, true),
     t(TYPE_CAA, "CAA", true, true),
     t(TYPE_PTR, "PTR", true, true),
+    t(TYPE_HTTPS, "HTTPS", true, true),
+    t(TYPE_SVCB, "SVCB", true, true),
     t(TYPE_DS, "DS", true, true),
+    t(TYPE_TLSA, "TLSA", true, false),
+    t(TYPE_SSHFP, "SSHFP", true, false),
+    t(TYPE_NAPTR, "NAPTR", true, false),
     t(TYPE_ANY, "ANY", false, true),
 ];
 
 /// The mnemonics of the types a zone file may hold, in table order.
 pub(crate) fn static_type_names() -> impl Iterator<Item = &'static str> {
     TYPES.iter().filter(|t| t.static_record).map(|t| t.name)
+}
+
+/// Why type number `code` cannot be written as a static record (in the RFC 3597 `TYPEnnn`
+/// form or otherwise), or `None` when it can: meta and query types never hold data, the SOA
+/// has its own table, and DNSSEC records are made by a signer.
+pub(crate) fn not_writable(code: u16) -> Option<&'static str> {
+    match code {
+        0 => Some("type 0 is reserved"),
+        TYPE_SOA => Some("the SOA is written in the [soa] table, not under records"),
+        TYPE_OPT | 128..=255 => Some("a meta or query type holds no data"),
+        TYPE_RRSIG | TYPE_NSEC | TYPE_NSEC3 => {
+            Some("DNSSEC signatures and denial records are made by a signer, not written")
+        }
+        _ => None,
+    }
 }
 
 /// A query type as people write it: a mnemonic in any case (`aaaa`), `TYPE65`, or a number.

@@ -305,6 +305,49 @@ pub fn render_status(api: &str, v: &Value) -> String {
         }
         out.push_str(&table(&rows));
     }
+    let hostnames = v["hostnames"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if !hostnames.is_empty() {
+        out.push('\n');
+        let mut rows = vec![
+            ["TARGET", "STATE", "ADDRESSES", "AGE", "TTL", "USED BY"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        for h in hostnames {
+            let addrs: Vec<&str> = h["addresses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let mut state = s(h, "state").to_string();
+            if let Some(e) = h["error"].as_str() {
+                let _ = write!(state, " ({e})");
+            }
+            let used: Vec<&str> = h["used_by"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            rows.push(vec![
+                s(h, "target").into(),
+                state,
+                if addrs.is_empty() {
+                    "-".into()
+                } else {
+                    addrs.join(" ")
+                },
+                h["age_secs"].as_u64().map_or("-".into(), secs),
+                h["ttl"].as_u64().map_or("-".into(), |t| format!("{t}s")),
+                used.join(", "),
+            ]);
+        }
+        out.push_str(&table(&rows));
+    }
     let events = v["events"]
         .as_array()
         .map(Vec::as_slice)

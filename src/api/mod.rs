@@ -408,6 +408,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "datacenters": datacenters,
         "answers_window_secs": window.as_secs(),
         "names": view::names(&topo, &totals, &base),
+        "hostnames": topo.hostnames,
         "events": events,
         "feeds": ctx.backend.feeds(),
         "xdp": ctx.backend.xdp_status(),
@@ -436,6 +437,7 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
                 .collect()
         },
     };
+    let topo = ctx.backend.topology();
     let dnssec = crate::dnssec::signer::ZonesGauges(
         info.zones
             .iter()
@@ -448,6 +450,8 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
         dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
+        resolver: (!topo.hostnames.is_empty())
+            .then_some(&topo.hostnames as &dyn crate::metrics::Gauges),
         xdp: (!xdp.0.is_empty()).then_some(&xdp as &dyn crate::metrics::Gauges),
     });
     let ct = HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8");

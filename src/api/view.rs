@@ -1,6 +1,7 @@
 //! What `/status` adds for people: each datacenter's state in one word and the input that
 //! decided it, where it is on the map, the GSLB names with their share of answers over the
-//! last minute, and recent state changes.
+//! last minute, recent state changes, and the hostname targets (datacenters that are names,
+//! ALIAS records) with their current addresses, age and staleness.
 //!
 //! ```text
 //!  ApiBackend::topology (model: locations, addresses, pools) --+
@@ -22,8 +23,9 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::health::aggregator::DcStatus;
-use crate::metrics::GslbTotals;
-use crate::model::Model;
+use crate::metrics::{F, Gauges, GslbTotals, Text};
+use crate::model::{Lookup, Model, Resolutions};
+use crate::policy::trace::TargetTrace;
 
 /// The window the answer shares cover.
 pub(crate) const SHARE_WINDOW: Duration = Duration::from_secs(60);
@@ -37,6 +39,87 @@ pub struct Topology {
     pub(crate) datacenters: Vec<DcInfo>,
     /// Every GSLB name of every zone.
     pub(crate) names: Vec<NameInfo>,
+    /// Every hostname target and what it resolves to now.
+    pub(crate) hostnames: Vec<HostnameStatus>,
+}
+
+/// A hostname target in `/status` (and the resolver's `/metrics` gauges).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct HostnameStatus {
+    /// The target and what it resolves to.
+    #[serde(flatten)]
+    pub(crate) target: TargetTrace,
+    /// `local` (answered from our zones), `gslb` (a GSLB name of ours, CNAME only) or
+    /// `resolved` (asked upstream).
+    pub(crate) lookup: &'static str,
+    /// Seconds of the upstream TTL left (fresh resolved targets).
+    pub(crate) ttl_left_secs: Option<u64>,
+    /// Lookups answered (negative answers included) since the server started.
+    pub(crate) lookups_ok: u64,
+    /// Lookups that failed.
+    pub(crate) lookups_failed: u64,
+    /// Datacenters (`datacenter fra`) and ALIAS owners (`alias example.com.`) using it.
+    pub(crate) used_by: Vec<String>,
+}
+
+impl Gauges for Vec<HostnameStatus> {
+    fn render(&self, o: &mut Text) {
+        let resolved: Vec<&HostnameStatus> =
+            self.iter().filter(|h| h.lookup == "resolved").collect();
+        let gauges: [(&str, &str); 4] = [
+            (
+                "gslbd_hostname_usable",
+                "1 if the hostname target has addresses that may be answered (fresh or stale).",
+            ),
+            (
+                "gslbd_hostname_stale",
+                "1 if the hostname target's addresses are served past their TTL (RFC 8767).",
+            ),
+            (
+                "gslbd_hostname_addresses",
+                "Addresses the hostname target resolves to now.",
+            ),
+            (
+                "gslbd_hostname_age_seconds",
+                "Seconds since the hostname target's addresses were last confirmed upstream.",
+            ),
+        ];
+        for (i, (name, help)) in gauges.iter().enumerate() {
+            o.header(name, help, "gauge");
+            for h in &resolved {
+                let l = [("hostname", h.target.resolves.as_str())];
+                match i {
+                    0 => o.sample(
+                        name,
+                        &l,
+                        u8::from(matches!(h.target.state, "fresh" | "stale")),
+                    ),
+                    1 => o.sample(name, &l, u8::from(h.target.stale)),
+                    2 => o.sample(name, &l, h.target.addresses.len()),
+                    _ => {
+                        if let Some(a) = h.target.age_secs {
+                            o.sample(name, &l, F(a as f64));
+                        }
+                    }
+                }
+            }
+        }
+        let name = "gslbd_hostname_lookups_total";
+        o.header(
+            name,
+            "Background lookups of hostname targets, by result (ok: an answer, negative included).",
+            "counter",
+        );
+        for h in &resolved {
+            let host = h.target.resolves.as_str();
+            o.sample(name, &[("hostname", host), ("result", "ok")], h.lookups_ok);
+            o.sample(
+                name,
+                &[("hostname", host), ("result", "error")],
+                h.lookups_failed,
+            );
+        }
+    }
 }
 
 /// One datacenter as configured.
@@ -50,6 +133,8 @@ pub(crate) struct DcInfo {
     pub(crate) addresses: Vec<String>,
     /// The check's interval; `None` without a check.
     pub(crate) check_interval_ms: Option<u64>,
+    /// A hostname datacenter's target and what it resolves to now (`addresses` are those).
+    pub(crate) target: Option<TargetTrace>,
 }
 
 /// One GSLB name as configured.
@@ -79,22 +164,33 @@ pub(crate) struct PoolInfo {
 }
 
 impl Topology {
-    /// The datacenters and GSLB names of `model`, in model order.
-    pub(crate) fn of(model: &Model) -> Topology {
+    /// The datacenters, GSLB names and hostname targets of `model`, in model order, with the
+    /// targets as `res` (the published resolutions of the same model) has them.
+    pub(crate) fn of(model: &Model, res: Option<&Resolutions>) -> Topology {
         let list = &model.datacenters.list;
         let dc_name = |id: u32| list.get(id as usize).map_or("?", |d| &*d.name).to_string();
+        let target = |h: crate::model::HostnameId| {
+            model
+                .hostnames
+                .get(h.0 as usize)
+                .map(|host| TargetTrace::of(host, res.and_then(|r| r.get(h))))
+        };
         let datacenters = list
             .iter()
             .enumerate()
             .map(|(i, d)| DcInfo {
                 name: d.name.to_string(),
                 location: d.coords,
-                addresses: d
-                    .v4
-                    .iter()
-                    .map(ToString::to_string)
-                    .chain(d.v6.iter().map(ToString::to_string))
-                    .collect(),
+                target: d.target.and_then(target),
+                addresses: match d.target.and_then(target) {
+                    Some(t) => t.addresses,
+                    None => {
+                        d.v4.iter()
+                            .map(ToString::to_string)
+                            .chain(d.v6.iter().map(ToString::to_string))
+                            .collect()
+                    }
+                },
                 check_interval_ms: model
                     .datacenters
                     .probes
@@ -130,7 +226,63 @@ impl Topology {
                     .collect(),
             })
             .collect();
-        Topology { datacenters, names }
+        let now = tokio::time::Instant::now();
+        // Who uses each hostname: datacenters, and ALIAS owners (one walk over the zones).
+        let mut users: Vec<Vec<String>> = vec![Vec::new(); model.hostnames.len()];
+        for d in list {
+            if let Some(u) = d.target.and_then(|h| users.get_mut(h.0 as usize)) {
+                u.push(format!("datacenter {}", d.name));
+            }
+        }
+        if !model.hostnames.is_empty() {
+            for z in &model.zones {
+                for (k, n) in &z.nodes {
+                    let Some(a) = n.alias else { continue };
+                    let mut d = hickory_proto::serialize::binary::BinDecoder::new(k);
+                    let owner = <hickory_proto::rr::Name as hickory_proto::serialize::binary::BinDecodable>::read(&mut d)
+                        .map(|n| crate::resolve::key_of(&n))
+                        .unwrap_or_default();
+                    if let Some(u) = users.get_mut(a.target.0 as usize) {
+                        u.push(format!("alias {owner}"));
+                    }
+                }
+            }
+        }
+        let hostnames = model
+            .hostnames
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let id = crate::model::HostnameId(i as u32);
+                let e = res.and_then(|r| r.get(id));
+                let mut used_by = std::mem::take(&mut users[i]);
+                used_by.sort();
+                HostnameStatus {
+                    target: TargetTrace::of(h, e),
+                    lookup: match h.lookup {
+                        Lookup::Local { .. } => "local",
+                        Lookup::Gslb(_) => "gslb",
+                        Lookup::Remote(_) => "resolved",
+                    },
+                    ttl_left_secs: e.and_then(|e| {
+                        (e.state == crate::resolve::State::Fresh)
+                            .then(|| {
+                                e.expires
+                                    .map(|x| x.saturating_duration_since(now).as_secs())
+                            })
+                            .flatten()
+                    }),
+                    lookups_ok: e.map_or(0, |e| e.lookups_ok),
+                    lookups_failed: e.map_or(0, |e| e.lookups_failed),
+                    used_by,
+                }
+            })
+            .collect();
+        Topology {
+            datacenters,
+            names,
+            hostnames,
+        }
     }
 }
 
@@ -317,6 +469,9 @@ pub(crate) fn datacenter(d: &DcStatus, info: Option<&DcInfo>) -> Value {
             "addresses".into(),
             info.map_or(Value::Null, |i| json!(i.addresses)),
         );
+        if let Some(t) = info.and_then(|i| i.target.as_ref()) {
+            o.insert("target".into(), json!(t));
+        }
     }
     v
 }
@@ -398,6 +553,7 @@ mod tests {
             location: None,
             addresses: vec![],
             check_interval_ms: Some(interval_ms),
+            target: None,
         }
     }
 

@@ -1,8 +1,11 @@
-//! Reading `datacenters.<name>`: answer addresses, location, capacity, weight, the check(s)
-//! that decide their health and how (`check` or `checks` with `require`, `check-addresses`,
-//! `min-up`). Names are linked to ids, and the probe plan checked, by `config::build`.
+//! Reading `datacenters.<name>`: answer addresses (or a hostname `target`), location,
+//! capacity, weight, the check(s) that decide their health and how (`check` or `checks` with
+//! `require`, `check-addresses`, `min-up`). Names are linked to ids, and the probe plan
+//! checked, by `config::build`.
 
 use std::net::IpAddr;
+
+use hickory_proto::rr::Name;
 
 use crate::probe::Require;
 
@@ -16,8 +19,11 @@ pub(crate) struct DatacenterSpec {
     pub(crate) name: String,
     /// Key path (`datacenters.fra`).
     pub(crate) path: String,
-    /// Answer addresses, in declaration order.
+    /// Answer addresses, in declaration order (empty for a hostname datacenter).
     pub(crate) addresses: Vec<IpAddr>,
+    /// A hostname datacenter: the name answered (as a CNAME or flattened) instead of
+    /// addresses, and the key path that gave it.
+    pub(crate) target: Option<(Name, String)>,
     /// Latitude and longitude.
     pub(crate) coords: Option<(f64, f64)>,
     /// Geo code (`EU-DE`), informational and used as location when no coordinates are given.
@@ -33,12 +39,14 @@ pub(crate) struct DatacenterSpec {
     pub(crate) require: Option<(Require, String)>,
     /// Probe these instead of the answer addresses.
     pub(crate) check_addresses: Option<Vec<IpAddr>>,
-    /// Up while at least this many probed addresses are (default 1).
+    /// Up while at least this many probed addresses are (default 1; `"all"` is
+    /// `probe::MIN_UP_ALL`).
     pub(crate) min_up: u32,
 }
 
 const DC_KEYS: &[&str] = &[
     "addresses",
+    "target",
     "location",
     "geo",
     "capacity",
@@ -71,12 +79,39 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
         let Some(mut d) = Table::from_value(v, p.clone(), errs) else {
             continue;
         };
+        let target = d.str("target", errs).and_then(|s| {
+            let tp = join(&p, "target");
+            if !s.trim().ends_with('.') {
+                errs.add(&tp, format!("{s:?}: a target is a fully qualified name ending in \".\" (datacenters belong to no zone)"));
+                return None;
+            }
+            match Name::from_ascii(s.trim()) {
+                Ok(n) if n.is_root() => {
+                    errs.add(&tp, "the root is not a target");
+                    None
+                }
+                Ok(n) => Some((n, tp)),
+                Err(e) => {
+                    errs.add(&tp, format!("{s:?} is not a valid domain name: {e}"));
+                    None
+                }
+            }
+        });
+        let has_target = d.get("target").is_some();
         let addresses = match d.get("addresses") {
+            Some(_) if has_target => {
+                errs.add(
+                    &join(&p, "target"),
+                    "a datacenter has either addresses or a target (a hostname), not both",
+                );
+                vec![]
+            }
             Some(_) => ip_list(&mut d, "addresses", errs).unwrap_or_default(),
+            None if has_target => vec![],
             None => {
                 errs.add(
                     &join(&p, "addresses"),
-                    "is required (a list of answer addresses)",
+                    "is required (a list of answer addresses), or give a hostname as `target`",
                 );
                 vec![]
             }
@@ -143,12 +178,23 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
         } else {
             None
         };
-        let min_up = d.int("min-up", 1, 64, errs).unwrap_or(1) as u32;
+        let min_up = match d.get("min-up") {
+            Some(toml::Value::String(s)) if s == "all" => crate::probe::MIN_UP_ALL,
+            Some(toml::Value::String(s)) => {
+                errs.add(
+                    &join(&p, "min-up"),
+                    format!("{s:?}: expected a number 1..64 or \"all\""),
+                );
+                1
+            }
+            _ => d.int("min-up", 1, 64, errs).unwrap_or(1) as u32,
+        };
         d.finish(DC_KEYS, errs);
         out.push(DatacenterSpec {
             name: name.to_string(),
             path: p,
             addresses,
+            target,
             coords,
             geo,
             capacity,

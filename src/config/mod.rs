@@ -27,7 +27,7 @@ pub use build::{build, build_signed};
 pub(crate) use check::CheckEntry;
 pub(crate) use datacenter::DatacenterSpec;
 pub(crate) use name::GslbSpec;
-pub(crate) use zone::{RecordSpec, ZoneSpec};
+pub(crate) use zone::{AliasSpec, RecordSpec, ZoneSpec};
 
 use crate::walk;
 

@@ -71,12 +71,17 @@ pub(crate) struct GslbSpec {
     pub(crate) pools: Vec<PoolSpec>,
     /// Use the EDNS Client Subnet address when present (default true).
     pub(crate) ecs: bool,
+    /// `flatten`, when written: hostname datacenters answer their target's addresses (true)
+    /// or a CNAME (false, the default except at the apex).
+    pub(crate) flatten: Option<bool>,
 }
 
 /// TTL of GSLB answers when the name gives none.
 pub(crate) const DEFAULT_GSLB_TTL: u32 = 30;
 
-const NAME_KEYS: &[&str] = &["ttl", "answers", "all-down", "rules", "pools", "ecs"];
+const NAME_KEYS: &[&str] = &[
+    "ttl", "answers", "all-down", "rules", "pools", "ecs", "flatten",
+];
 
 /// Every key a pool table may hold: the common ones and every policy's own.
 fn pool_keys() -> Vec<&'static str> {
@@ -226,6 +231,7 @@ pub(crate) fn read_gslb(
             read_all_down(v, &join(&p, "all-down"), errs)
         });
         let ecs = n.bool("ecs", errs).unwrap_or(true);
+        let flatten = n.bool("flatten", errs);
         let mut pools = Vec::new();
         let inline = n.get("datacenters").is_some();
         if let Some(mut pt) = n.table("pools", errs) {
@@ -313,6 +319,7 @@ pub(crate) fn read_gslb(
             rules,
             pools,
             ecs,
+            flatten,
         });
     }
     out

@@ -1,10 +1,15 @@
 //! Reading one zone file: origin, default TTL, SOA and static records.
 //!
 //! Values are parsed from RFC 1035 presentation form with hickory-proto's parsers at load
-//! time, so a typo is reported with its key path before the server ever sees it.
+//! time, so a typo is reported with its key path before the server ever sees it. Every type
+//! also takes the RFC 3597 generic form (`\# <length> <hex>`), and a type gslbd has no name
+//! for is written `TYPE<number>` with generic values. `ALIAS` is not a DNS type: it is read
+//! into [`AliasSpec`] (the name answers A/AAAA with the target's current addresses).
 
-use hickory_proto::rr::rdata::{CNAME, MX, NS, PTR, SRV, TXT};
+use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue};
+use hickory_proto::rr::rdata::{CNAME, HTTPS, MX, NAPTR, NS, NULL, PTR, SRV, SVCB, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecoder, Restrict};
 
 use crate::rr;
 use crate::walk::{Errors, Table, index, join, type_name};
@@ -45,6 +50,20 @@ pub(crate) struct RecordSpec {
     pub(crate) values: Vec<RData>,
 }
 
+/// `records.<name>.ALIAS`: the name answers A and AAAA with the current addresses of
+/// `target` (CNAME flattening, Route 53 alias), resolved in the background.
+#[derive(Clone, Debug)]
+pub(crate) struct AliasSpec {
+    /// Fully qualified owner, case as written.
+    pub(crate) owner: Name,
+    /// Key path (`records."@".ALIAS`).
+    pub(crate) path: String,
+    /// The name whose addresses are answered.
+    pub(crate) target: Name,
+    /// The most a flattened answer's TTL may be (also capped by the target's remaining TTL).
+    pub(crate) ttl: u32,
+}
+
 /// Everything one zone file says about DNS records (GSLB sections are read by `config::gslb`).
 #[derive(Clone, Debug)]
 pub(crate) struct ZoneSpec {
@@ -54,6 +73,8 @@ pub(crate) struct ZoneSpec {
     pub(crate) soa: SoaSpec,
     /// Every `records.<name>.<TYPE>` RRset.
     pub(crate) records: Vec<RecordSpec>,
+    /// `ALIAS` entries (not records: answered from resolved addresses).
+    pub(crate) aliases: Vec<AliasSpec>,
     /// `[dnssec]`: the zone is signed.
     pub(crate) dnssec: Option<super::dnssec::DnssecSpec>,
 }
@@ -85,14 +106,16 @@ pub(crate) fn read_zone(top: &mut Table<'_>, errs: &mut Errors) -> Option<ZoneSp
         }
     };
     let mut records = Vec::new();
+    let mut aliases = Vec::new();
     if let Some(t) = top.table("records", errs) {
-        read_records(t, &origin_for_names, ttl, &mut records, errs);
+        read_records(t, &origin_for_names, ttl, &mut records, &mut aliases, errs);
     }
     Some(ZoneSpec {
         dnssec: None,
         origin: origin?,
         soa: soa?,
         records,
+        aliases,
     })
 }
 
@@ -153,11 +176,36 @@ pub(crate) fn parse_name(s: &str, origin: &Name) -> Result<Name, String> {
     Ok(n)
 }
 
+/// The record type a `records.<name>.<KEY>` key names: a mnemonic gslbd knows, or
+/// `TYPE<number>` (RFC 3597) for any other data type (and for known ones: `TYPE1` is `A`).
+fn record_type_of(upper: &str) -> Result<RecordType, String> {
+    if let Some(num) = upper.strip_prefix("TYPE")
+        && !num.is_empty()
+        && num.bytes().all(|b| b.is_ascii_digit())
+    {
+        let code: u16 = num
+            .parse()
+            .map_err(|_| format!("{upper}: a type number is 1..65535"))?;
+        if let Some(why) = rr::not_writable(code) {
+            return Err(format!("{upper}: {why}"));
+        }
+        return Ok(RecordType::from(code));
+    }
+    if rr::static_type_names().any(|n| n == upper) {
+        return upper.parse().map_err(|_| "unknown record type".to_string());
+    }
+    Err(format!(
+        "unknown record type (expected one of: {}, ALIAS, or TYPE<number> with RFC 3597 values)",
+        rr::static_type_names().collect::<Vec<_>>().join(", ")
+    ))
+}
+
 fn read_records(
     mut t: Table<'_>,
     origin: &Name,
     zone_ttl: u32,
     out: &mut Vec<RecordSpec>,
+    aliases: &mut Vec<AliasSpec>,
     errs: &mut Errors,
 ) {
     for (owner_key, v) in t.entries() {
@@ -189,29 +237,25 @@ fn read_records(
                 );
                 continue;
             }
-            let known = rr::static_type_names().any(|n| n == upper);
-            if !known && tv.is_table() && !tv.as_table().is_some_and(|t| t.contains_key("values")) {
-                errs.add(
-                    &path,
-                    format!("unknown record type; a dotted name makes nested tables: quote it, as in [records.\"{owner_key}.{type_key}\"]"),
-                );
-                continue;
-            }
-            if !known {
-                errs.add(
-                    &path,
-                    format!(
-                        "unknown record type (expected one of: {})",
-                        rr::static_type_names().collect::<Vec<_>>().join(", ")
-                    ),
-                );
-                continue;
-            }
-            let rtype: RecordType = match upper.parse() {
-                Ok(r) => r,
-                Err(_) => {
-                    errs.add(&path, "unknown record type");
-                    continue;
+            let is_alias = upper == "ALIAS";
+            let rtype = if is_alias {
+                None
+            } else {
+                match record_type_of(&upper) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        let nested = tv.is_table()
+                            && !tv.as_table().is_some_and(|t| t.contains_key("values"));
+                        if nested && !upper.starts_with("TYPE") {
+                            errs.add(
+                                &path,
+                                format!("unknown record type; a dotted name makes nested tables: quote it, as in [records.\"{owner_key}.{type_key}\"]"),
+                            );
+                        } else {
+                            errs.add(&path, e);
+                        }
+                        continue;
+                    }
                 }
             };
             let (values_v, values_path, ttl) = match tv {
@@ -266,6 +310,24 @@ fn read_records(
                 errs.add(&values_path, "is empty (expected at least one value)");
                 continue;
             }
+            let Some(rtype) = rtype else {
+                // ALIAS: one target name.
+                if items.len() > 1 {
+                    errs.add(&values_path, "a name has at most one ALIAS target");
+                    continue;
+                }
+                let (p, s) = &items[0];
+                match parse_name(s.trim(), origin) {
+                    Ok(target) => aliases.push(AliasSpec {
+                        owner: owner.clone(),
+                        path,
+                        target,
+                        ttl,
+                    }),
+                    Err(e) => errs.add(p, e),
+                }
+                continue;
+            };
             if rtype == RecordType::CNAME && items.len() > 1 {
                 errs.add(&values_path, "a name has at most one CNAME");
             }
@@ -291,7 +353,16 @@ fn read_records(
 /// Parses one value in presentation form; relative names in the data are completed with the
 /// origin.
 pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
+    if let Some(rest) = s.trim_start().strip_prefix("\\#") {
+        return parse_generic(rtype, rest, s);
+    }
     match rtype {
+        RecordType::DS => return parse_ds(s),
+        RecordType::Unknown(code) => {
+            return Err(format!(
+                "{s:?}: TYPE{code} values are written in the RFC 3597 generic form, \\# <length> <hex> (e.g. \"\\# 4 c0000201\")"
+            ));
+        }
         RecordType::A => {
             return s
                 .trim()
@@ -347,7 +418,168 @@ pub(crate) fn parse_rdata(rtype: RecordType, s: &str, origin: &Name) -> Result<R
             srv.port,
             fix(srv.target)?,
         )),
+        RData::NAPTR(n) => RData::NAPTR(NAPTR::new(
+            n.order,
+            n.preference,
+            n.flags,
+            n.services,
+            n.regexp,
+            fix(n.replacement)?,
+        )),
+        RData::SVCB(v) => RData::SVCB(svcb(v, &fix, s)?),
+        RData::HTTPS(HTTPS(v)) => RData::HTTPS(HTTPS(svcb(v, &fix, s)?)),
         other => other,
+    })
+}
+
+/// An SVCB/HTTPS value as RFC 9460 wants it on the wire: a relative target completed with
+/// the origin (`.` is the owner itself), the parameters in increasing key order (they may be
+/// written in any order), each key once, and every key listed in `mandatory` present.
+fn svcb(v: SVCB, fix: &dyn Fn(Name) -> Result<Name, String>, s: &str) -> Result<SVCB, String> {
+    let target = fix(v.target_name)?;
+    let mut params = v.svc_params;
+    params.sort_by_key(|(k, _)| u16::from(*k));
+    for w in params.windows(2) {
+        if w[0].0 == w[1].0 {
+            return Err(format!("{s:?}: the parameter {} is given twice", w[0].0));
+        }
+    }
+    for (k, val) in &params {
+        if let SvcParamValue::Mandatory(m) = val {
+            for key in &m.0 {
+                if *key == SvcParamKey::Mandatory {
+                    return Err(format!("{s:?}: mandatory may not list itself"));
+                }
+                if !params.iter().any(|(k2, _)| k2 == key) {
+                    return Err(format!(
+                        "{s:?}: mandatory lists {key}, which the record does not have"
+                    ));
+                }
+            }
+        }
+        if *k == SvcParamKey::Mandatory && !matches!(val, SvcParamValue::Mandatory(_)) {
+            return Err(format!("{s:?}: bad mandatory list"));
+        }
+    }
+    Ok(SVCB::new(v.svc_priority, target, params))
+}
+
+/// The RFC 3597 generic form after `\#`: the RDATA length in bytes, then the RDATA in hex
+/// (spaces allowed between hex digits). Known types are decoded (so a wrong length or a bad
+/// name inside is reported here); unknown ones are kept as bytes.
+fn parse_generic(rtype: RecordType, rest: &str, s: &str) -> Result<RData, String> {
+    // Quoted as written: a debug-escaped `\\#` would read as two backslashes.
+    let s = format!("\"{s}\"");
+    let mut parts = rest.split_whitespace();
+    let len: usize = parts
+        .next()
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l <= 65535)
+        .ok_or_else(|| format!("{s}: the generic form is \\# <length> <hex>, length 0..65535"))?;
+    let hex: String = parts.collect();
+    let bytes = decode_hex(&hex).map_err(|e| format!("{s}: {e}"))?;
+    if bytes.len() != len {
+        return Err(format!(
+            "{s}: the length says {len} bytes but the hex holds {}",
+            bytes.len()
+        ));
+    }
+    if matches!(rtype, RecordType::Unknown(_)) {
+        let rdata = if bytes.is_empty() {
+            NULL::new()
+        } else {
+            NULL::with(bytes)
+        };
+        return Ok(RData::Unknown { code: rtype, rdata });
+    }
+    let mut d = BinDecoder::new(&bytes);
+    let rdata = RData::read(&mut d, rtype, Restrict::new(len as u16))
+        .map_err(|e| format!("{s} is not a valid {rtype} record: {e}"))?;
+    if !d.is_empty() {
+        return Err(format!("{s}: bytes left over after the {rtype} data"));
+    }
+    Ok(rdata)
+}
+
+fn decode_hex(hex: &str) -> Result<Vec<u8>, String> {
+    if !hex.len().is_multiple_of(2) {
+        return Err("an odd number of hex digits".into());
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&hex[i..i + 2], 16)
+                .map_err(|_| format!("{:?} is not hex", &hex[i..i + 2]))
+        })
+        .collect()
+}
+
+/// DNSSEC algorithm mnemonics of RFC 4034 and its successors (numbers are accepted too).
+const DNSSEC_ALGORITHMS: &[(&str, u8)] = &[
+    ("RSAMD5", 1),
+    ("DH", 2),
+    ("DSA", 3),
+    ("RSASHA1", 5),
+    ("DSA-NSEC3-SHA1", 6),
+    ("RSASHA1-NSEC3-SHA1", 7),
+    ("RSASHA256", 8),
+    ("RSASHA512", 10),
+    ("ECC-GOST", 12),
+    ("ECDSAP256SHA256", 13),
+    ("ECDSAP384SHA384", 14),
+    ("ED25519", 15),
+    ("ED448", 16),
+];
+
+/// `DS = ["<key tag> <algorithm> <digest type> <digest hex>"]` (RFC 4034 5.3); the digest
+/// length is checked for the digest types it is known for (SHA-1, SHA-256, SHA-384).
+fn parse_ds(s: &str) -> Result<RData, String> {
+    let mut parts = s.split_whitespace();
+    let usage = "expected \"<key tag> <algorithm> <digest type> <digest in hex>\"";
+    let (Some(tag), Some(alg), Some(dt)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("{s:?}: {usage}"));
+    };
+    let tag: u16 = tag
+        .parse()
+        .map_err(|_| format!("{s:?}: key tag {tag:?} is not 0..65535"))?;
+    let alg: u8 = match alg.parse() {
+        Ok(n) => n,
+        Err(_) => DNSSEC_ALGORITHMS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(alg))
+            .map(|(_, v)| *v)
+            .ok_or_else(|| format!("{s:?}: unknown DNSSEC algorithm {alg:?}"))?,
+    };
+    let dt: u8 = dt
+        .parse()
+        .map_err(|_| format!("{s:?}: digest type {dt:?} is not 0..255"))?;
+    let hex: String = parts.collect();
+    if hex.is_empty() {
+        return Err(format!("{s:?}: {usage}"));
+    }
+    let digest = decode_hex(&hex).map_err(|e| format!("{s:?}: digest: {e}"))?;
+    let want = match dt {
+        1 => Some(20),
+        2 => Some(32),
+        4 => Some(48),
+        _ => None,
+    };
+    if let Some(w) = want
+        && digest.len() != w
+    {
+        return Err(format!(
+            "{s:?}: a digest of type {dt} is {w} bytes, this one is {}",
+            digest.len()
+        ));
+    }
+    let mut bytes = Vec::with_capacity(4 + digest.len());
+    bytes.extend_from_slice(&tag.to_be_bytes());
+    bytes.push(alg);
+    bytes.push(dt);
+    bytes.extend_from_slice(&digest);
+    Ok(RData::Unknown {
+        code: RecordType::DS,
+        rdata: NULL::with(bytes),
     })
 }
 

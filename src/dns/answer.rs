@@ -16,10 +16,12 @@ use crate::limits::{MAX_CNAME_CHAIN, OUR_UDP_SIZE};
 use crate::model::{Model, Node, RRset, Zone};
 use crate::rr::*;
 
-/// What a GSLB name contributes to an answer; implemented by the GSLB engine.
+/// What a GSLB name or an `ALIAS` contributes to an answer; implemented by the GSLB engine,
+/// which writes every such record (one place for the answer shapes).
 pub trait GslbAnswerer {
-    /// Writes the A/AAAA records of GSLB name `id` (owner = pointer `owner`) and returns
-    /// what happened.
+    /// Writes the answer of GSLB name `id` (owner = pointer `owner`) to `qtype` and returns
+    /// what happened: A/AAAA records, or a CNAME to a hostname datacenter's target (then for
+    /// any query type when the name may answer a CNAME, `GslbEntry::cname`).
     fn answer(
         &self,
         id: u32,
@@ -29,6 +31,19 @@ pub trait GslbAnswerer {
         w: &mut Writer<'_>,
         owner: u16,
     ) -> GslbOutcome;
+
+    /// Writes the A or AAAA records of an `ALIAS` to hostname `target`, with a TTL of at most
+    /// `ttl`.
+    fn alias(
+        &self,
+        _target: u32,
+        _ttl: u32,
+        _qtype: u16,
+        _w: &mut Writer<'_>,
+        _owner: u16,
+    ) -> GslbOutcome {
+        GslbOutcome::ServFail { scope: 0 }
+    }
 }
 
 /// Result of a GSLB decision for the response builder.
@@ -48,6 +63,17 @@ pub enum GslbOutcome {
     ServFail {
         /// ECS scope prefix length.
         scope: u8,
+    },
+    /// A CNAME was written to hostname `target` (an index into `Model::hostnames`), its RDATA
+    /// at `rdata_at` in the response: the answer goes on with the target, as after a static
+    /// CNAME.
+    Cname {
+        /// ECS scope prefix length (the same as an address answer of the decision would have).
+        scope: u8,
+        /// The hostname.
+        target: u32,
+        /// Offset of the CNAME's RDATA (the target name) in the response.
+        rdata_at: usize,
     },
 }
 
@@ -303,6 +329,19 @@ struct Decided {
     wildcard: Option<u8>,
     /// A referral at the cut starting at this label of the query name (0 after a CNAME).
     referral: Option<u8>,
+}
+
+/// What answering one node of a chain led to.
+enum Step<'m> {
+    /// The answer is complete.
+    Done(Decided),
+    /// A GSLB CNAME was written: go on with `target` (lower-cased wire name), whose name in
+    /// the response is at `at`.
+    Follow {
+        target: &'m [u8],
+        at: usize,
+        scope: u8,
+    },
 }
 
 impl Decided {
@@ -614,6 +653,8 @@ fn resolve<G: GslbAnswerer>(
     let mut cur = Cursor::of_query(q);
     let mut aa = false;
     let mut wild = [0u8; 258];
+    // The widest ECS scope of the chain: a GSLB CNAME's scope holds for what follows it.
+    let mut scope = 0u8;
     for hop in 0..MAX_CNAME_CHAIN {
         // DS is the parent's half of a delegation: asked at a child apex we also serve, the
         // parent answers when it delegates there.
@@ -644,7 +685,7 @@ fn resolve<G: GslbAnswerer>(
             } else {
                 RCODE_NOERROR
             };
-            return Decided::rcode(rcode, aa, 0);
+            return Decided::rcode(rcode, aa, scope);
         };
         let apex_ptr = cur.ptr(zl);
         let signer = sec.signer(zone);
@@ -656,6 +697,7 @@ fn resolve<G: GslbAnswerer>(
                     && !(i == 0 && ds_at_cut)
                 {
                     let mut d = referral(zone, n, cur.suffix(i), cur.ptr(i), w, aa, sec);
+                    d.scope = d.scope.max(scope);
                     d.referral = Some(if hop == 0 { i as u8 } else { 0 });
                     return d;
                 }
@@ -685,7 +727,7 @@ fn resolve<G: GslbAnswerer>(
                     None => {
                         let nx = deny(zone, apex_ptr, w, sec, cur.name, cur.ptr(0), Denial::NxName);
                         let rcode = if nx { RCODE_NXDOMAIN } else { RCODE_NOERROR };
-                        return Decided::rcode(rcode, aa, 0);
+                        return Decided::rcode(rcode, aa, scope);
                     }
                 }
             }
@@ -706,7 +748,7 @@ fn resolve<G: GslbAnswerer>(
                 };
             }
             if rdata_at > 0x3FFF {
-                return Decided::rcode(RCODE_NOERROR, aa, 0);
+                return Decided::rcode(RCODE_NOERROR, aa, scope);
             }
             cur = Cursor::of_wire(target, rdata_at);
             continue;
@@ -718,12 +760,27 @@ fn resolve<G: GslbAnswerer>(
             wildcard,
             apex_ptr,
         };
-        let mut d = answer_node(model, zone, &at, gslb, q, peer, w, sec);
-        d.wildcard = from_wildcard;
-        return d;
+        match answer_node(model, zone, &at, gslb, q, peer, w, sec) {
+            Step::Done(mut d) => {
+                d.scope = d.scope.max(scope);
+                d.wildcard = from_wildcard;
+                return d;
+            }
+            Step::Follow {
+                target,
+                at,
+                scope: s,
+            } => {
+                scope = scope.max(s);
+                if at > 0x3FFF || q.qtype == TYPE_CNAME {
+                    return Decided::rcode(RCODE_NOERROR, aa, scope);
+                }
+                cur = Cursor::of_wire(target, at);
+            }
+        }
     }
     // A CNAME loop or an overly long chain: what we have written is the answer.
-    Decided::rcode(RCODE_NOERROR, aa, 0)
+    Decided::rcode(RCODE_NOERROR, aa, scope)
 }
 
 /// Where an answer is: the node, its lower-cased wire name and pointer, and how it was found.
@@ -737,8 +794,8 @@ struct At<'a> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn answer_node<G: GslbAnswerer>(
-    model: &Model,
+fn answer_node<'m, G: GslbAnswerer>(
+    model: &'m Model,
     zone: &Zone,
     at: &At<'_>,
     gslb: &G,
@@ -746,8 +803,9 @@ fn answer_node<G: GslbAnswerer>(
     peer: &Peer,
     w: &mut Writer<'_>,
     sec: &mut Sec,
-) -> Decided {
-    let ok = |scope| Decided::rcode(RCODE_NOERROR, true, scope);
+) -> Step<'m> {
+    let ok = |scope| Step::Done(Decided::rcode(RCODE_NOERROR, true, scope));
+    let address = q.qtype == TYPE_A || q.qtype == TYPE_AAAA;
     let (node, owner) = (at.node, at.owner);
     let signer = sec.signer(zone);
     let nodata = |w: &mut Writer<'_>, sec: &mut Sec, without: Option<u16>| {
@@ -773,23 +831,56 @@ fn answer_node<G: GslbAnswerer>(
         }
         return ok(0);
     }
-    if let Some(id) = node.gslb
-        && (q.qtype == TYPE_A || q.qtype == TYPE_AAAA)
-    {
-        let start = w.len;
-        return match gslb.answer(id, q.qtype, q, peer, w, owner) {
+    // A name that may answer a CNAME decides every type (RFC 1034: a CNAME owner holds no
+    // other data); otherwise GSLB names and ALIASes answer A and AAAA.
+    let entry = node.gslb.and_then(|id| model.gslb.get(id as usize));
+    let start = w.len;
+    let dynamic = match (node.gslb, node.alias) {
+        (Some(id), _) if address || entry.is_some_and(|e| e.cname) => Some((
+            gslb.answer(id, q.qtype, q, peer, w, owner),
+            entry.map(|e| e.def.ttl),
+        )),
+        (None, Some(a)) if address => Some((
+            gslb.alias(a.target.0, a.ttl, q.qtype, w, owner),
+            Some(a.ttl),
+        )),
+        _ => None,
+    };
+    if let Some((outcome, base)) = dynamic {
+        // What was written is one RRset (addresses, or the CNAME): signed online, its TTL on
+        // the ladder of the name's (or the ALIAS's) TTL.
+        let sign = |w: &mut Writer<'_>, sec: &mut Sec| {
+            if let Some(s) = signer {
+                w.an += signed::sign_written(w, sec, s, start, at.name, owner, base);
+            }
+        };
+        return match outcome {
             GslbOutcome::Answered { scope } => {
-                if let Some(s) = signer {
-                    let base = model.gslb.get(id as usize).map(|g| g.def.ttl);
-                    w.an += signed::sign_written(w, sec, s, start, at.name, owner, base);
-                }
+                sign(w, sec);
                 ok(scope)
             }
             GslbOutcome::NoData { scope } => {
                 nodata(w, sec, Some(q.qtype));
                 ok(scope)
             }
-            GslbOutcome::ServFail { scope } => Decided::rcode(RCODE_SERVFAIL, false, scope),
+            GslbOutcome::ServFail { scope } => {
+                Step::Done(Decided::rcode(RCODE_SERVFAIL, false, scope))
+            }
+            GslbOutcome::Cname {
+                scope,
+                target,
+                rdata_at,
+            } => {
+                sign(w, sec);
+                match model.hostnames.get(target as usize) {
+                    Some(h) => Step::Follow {
+                        target: &h.key,
+                        at: rdata_at,
+                        scope,
+                    },
+                    None => ok(scope),
+                }
+            }
         };
     }
     if q.qtype == TYPE_NSEC

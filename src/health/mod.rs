@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::model::LatencyMap;
+use crate::model::{HostnameId, LatencyMap, Resolutions};
+use crate::resolve::Entry;
 pub use input::Input;
 
 /// Operator override for a datacenter, set through the API or the state file.
@@ -44,7 +45,12 @@ pub struct DcState {
     /// Slow-start ramp 0..1: the fraction of its normal traffic the datacenter gets now.
     pub slow_start: f64,
     /// Bit i set = answer address i of the datacenter (v4 then v6, in declaration order) is up.
+    /// For a hostname datacenter, address i of the resolved set `addr_serial` names.
     pub addr_up: u64,
+    /// Which resolved address set `addr_up` describes (hostname datacenters; 0 otherwise). A
+    /// policy that sees another set answers it as if every address were up (the aggregator
+    /// has not caught up yet).
+    pub addr_serial: u64,
     /// False while the state is within rise/fall of a change or in slow start: answers built
     /// from it get a TTL of at most `settle_ttl`.
     pub settled: bool,
@@ -62,6 +68,7 @@ impl DcState {
         latency_ms: None,
         slow_start: 1.0,
         addr_up: u64::MAX,
+        addr_serial: 0,
         settled: true,
         settle_ttl: u32::MAX,
     };
@@ -119,6 +126,10 @@ pub struct Snapshot {
     /// loaded, resolved against the same model as `dcs`; the `latency` policy prefers it to
     /// `DcState::latency_ms`. The aggregator leaves it empty; the server's publisher sets it.
     pub latency_map: Option<Arc<LatencyMap>>,
+    /// What the model's hostname targets resolve to now (flattened answers, ALIAS, CNAME
+    /// usability), indexed by `HostnameId`. Like the latency map: the aggregator leaves it
+    /// empty and the publisher sets it, resolved for the same model.
+    pub resolutions: Option<Arc<Resolutions>>,
 }
 
 /// Where the aggregator hands each new snapshot.
@@ -142,7 +153,14 @@ impl Snapshot {
             dcs: vec![DcState::UP; n],
             why: Vec::new(),
             latency_map: None,
+            resolutions: None,
         }
+    }
+
+    /// What hostname `id` resolves to now (`None`: no resolution published, or an unknown id).
+    #[inline]
+    pub fn resolution(&self, id: HostnameId) -> Option<&Entry> {
+        self.resolutions.as_ref()?.get(id)
     }
 
     /// What `gslbd explain` assumes without a running server: every datacenter up, checks

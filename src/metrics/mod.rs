@@ -41,7 +41,8 @@ pub(crate) use render::{Extra, F, Gauges, ServerGauges, Text};
 pub use slots::PoolLabels;
 use slots::{
     ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR, HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL,
-    HOT_RRL_EXEMPT, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES, qtype_bucket, rcode_bucket,
+    HOT_RRL_EXEMPT, HOT_STALE, HOT_WIDTH, N_TRANSPORTS, QUERY_WIDTH, RCODES, qtype_bucket,
+    rcode_bucket,
 };
 pub(crate) use slots::{GslbSlots, PROBE_BUCKETS_MS, QUERY_BUCKETS_US, ZoneSlot, ZoneSlots};
 
@@ -205,6 +206,12 @@ impl Metrics {
         if slot != NO_SLOT {
             self.decisions.counters.add(self.shard(), slot, 0, 1);
         }
+    }
+
+    /// An answer carried addresses of a hostname target past its TTL (RFC 8767 serve-stale).
+    #[inline]
+    pub fn stale_answer(&self) {
+        self.hot.add(self.shard(), 0, HOT_STALE, 1);
     }
 
     /// A GSLB name found nothing usable and applied its all-down behaviour.

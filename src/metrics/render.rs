@@ -8,7 +8,7 @@ use super::Metrics;
 use super::registry::lock;
 use super::slots::{
     ECS_BUCKETS_V4, ECS_BUCKETS_V6, ECS_ROW, HOT_ACCEPT, HOT_CLOSED, HOT_COOKIE, HOT_DUR,
-    HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL, HOT_RRL_EXEMPT, N_TRANSPORTS, PROBE_BUCKETS_MS,
+    HOT_DUR_SUM_NS, HOT_ECS, HOT_RRL, HOT_RRL_EXEMPT, HOT_STALE, N_TRANSPORTS, PROBE_BUCKETS_MS,
     QUERY_BUCKETS_US, RCODES, qtype_labels,
 };
 use crate::abuse::{CloseReason, CookieResult, Listener, RrlAction, RrlClass, RrlExempt};
@@ -31,6 +31,12 @@ impl Metrics {
             &[],
             self.snapshots.load(Relaxed),
         );
+        o.header(
+            "gslbd_stale_answers_total",
+            "Answers that carried a hostname target's addresses past their TTL, while its upstream failed (RFC 8767 serve-stale).",
+            "counter",
+        );
+        o.sample("gslbd_stale_answers_total", &[], self.hot.sum(0, HOT_STALE));
         o.header(
             "gslbd_reloads_total",
             "Configuration reloads by result.",
@@ -65,6 +71,9 @@ impl Metrics {
         }
         if let Some(d) = extra.dnssec {
             d.render(&mut o);
+        }
+        if let Some(r) = extra.resolver {
+            r.render(&mut o);
         }
         if let Some(x) = extra.xdp {
             x.render(&mut o);
@@ -384,6 +393,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) server: Option<ServerGauges>,
     /// Signed zones: keys, signature expiry and signing counters.
     pub(crate) dnssec: Option<&'a dyn Gauges>,
+    /// Hostname targets (addresses, staleness, lookups), rendered by the API.
+    pub(crate) resolver: Option<&'a dyn Gauges>,
     /// The AF_XDP listeners: mode and per-queue counters.
     pub(crate) xdp: Option<&'a dyn Gauges>,
 }

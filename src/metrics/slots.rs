@@ -107,7 +107,9 @@ pub(super) const HOT_RRL_EXEMPT: usize = HOT_RRL + RrlClass::ALL.len() * RrlActi
 pub(super) const HOT_COOKIE: usize = HOT_RRL_EXEMPT + RrlExempt::ALL.len();
 pub(super) const HOT_CLOSED: usize = HOT_COOKIE + CookieResult::ALL.len();
 pub(super) const HOT_ACCEPT: usize = HOT_CLOSED + Listener::ALL.len() * CloseReason::ALL.len();
-pub(super) const HOT_WIDTH: usize = HOT_ACCEPT + Listener::ALL.len();
+/// Answers built from stale resolved addresses (RFC 8767).
+pub(super) const HOT_STALE: usize = HOT_ACCEPT + Listener::ALL.len();
+pub(super) const HOT_WIDTH: usize = HOT_STALE + 1;
 
 /// The metrics slot of one zone (or of "no zone").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::hostname::HostnameId;
 use crate::probe::{DatacenterProbe, ProbeSet};
 
 /// Index of a datacenter in the model's datacenter array (and in `Snapshot::dcs`).
@@ -19,7 +20,9 @@ pub struct Datacenter {
     pub name: Box<str>,
     /// IPv4 answer addresses. Address bit `i` of `DcState::addr_up` is `v4[i]` for
     /// `i < v4.len()`, then `v6[i - v4.len()]`: declaration order, IPv4 first (at most
-    /// `limits::MAX_DC_ADDRESSES` in all, which the loader checks).
+    /// `limits::MAX_DC_ADDRESSES` in all, which the loader checks). Empty for a hostname
+    /// datacenter, whose addresses are its target's current ones (bit order the same, over
+    /// the resolved addresses).
     pub v4: Vec<Ipv4Addr>,
     /// IPv6 answer addresses.
     pub v6: Vec<Ipv6Addr>,
@@ -29,6 +32,9 @@ pub struct Datacenter {
     pub capacity: f64,
     /// Default member weight for `weighted` and `hash`.
     pub weight: u32,
+    /// A hostname datacenter: its target (`datacenters.<n>.target`), answered as a CNAME or
+    /// flattened to the target's addresses, per GSLB name.
+    pub target: Option<HostnameId>,
 }
 
 /// Datacenters resolved from every file, indexed by `DatacenterId`, with the probe plan that

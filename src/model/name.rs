@@ -197,6 +197,9 @@ pub struct GslbName {
     pub answers: u8,
     /// What to answer when nothing in the chain is usable.
     pub all_down: AllDown,
+    /// Hostname datacenters answer their target's addresses (true), or a CNAME to the
+    /// target (false, the default; always true at a zone apex).
+    pub flatten: bool,
 }
 
 impl GslbName {
@@ -208,6 +211,7 @@ impl GslbName {
             pools: vec![pool],
             answers: 1,
             all_down: AllDown::FailOpen,
+            flatten: false,
         }
     }
 }
@@ -236,4 +240,10 @@ pub struct GslbEntry {
     pub(crate) needs_location: bool,
     /// Use EDNS Client Subnet for this name.
     pub(crate) ecs: bool,
+    /// May answer a CNAME (hostname datacenters, not flattened): then every query type is
+    /// decided (RFC 1034: a CNAME owner holds no other data), not only A and AAAA.
+    pub(crate) cname: bool,
+    /// Some datacenter of the name is a hostname datacenter (its answers read the published
+    /// resolutions and their TTL left).
+    pub(crate) has_hostnames: bool,
 }

@@ -53,6 +53,15 @@ impl RRset {
     }
 }
 
+/// An `ALIAS` record: A and AAAA queries are answered with the target's current addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Alias {
+    /// The target.
+    pub(crate) target: super::hostname::HostnameId,
+    /// The most the answer's TTL may be (also capped by the target's remaining TTL).
+    pub(crate) ttl: u32,
+}
+
 /// A name in a zone: its RRsets, or nothing (an empty non-terminal).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Node {
@@ -62,8 +71,11 @@ pub(crate) struct Node {
     pub(crate) cut: bool,
     /// Lower-cased wire form of the CNAME target, when the node is a CNAME.
     pub(crate) cname: Option<Box<[u8]>>,
-    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`).
+    /// The GSLB name answered here for A/AAAA (index into `Model::gslb`); every type when
+    /// the name may answer a CNAME (`GslbEntry::cname`).
     pub(crate) gslb: Option<u32>,
+    /// An `ALIAS`: A/AAAA answered from the target's addresses.
+    pub(crate) alias: Option<Alias>,
     /// 1 + index of this name's NSEC in the zone's DNSSEC signer (0: zone not signed).
     pub(crate) nsec: u32,
 }
@@ -76,7 +88,7 @@ impl Node {
 
     /// Holds no data of its own (empty non-terminal).
     pub(crate) fn is_empty(&self) -> bool {
-        self.rrsets.is_empty() && self.gslb.is_none()
+        self.rrsets.is_empty() && self.gslb.is_none() && self.alias.is_none()
     }
 
     /// The RR types present here, for its NSEC (RRSIG and NSEC included); at a delegation
@@ -88,7 +100,9 @@ impl Node {
                 t.insert(rr.rtype);
             }
         }
-        if self.gslb.is_some() && !self.cut {
+        // GSLB names and ALIASes answer A/AAAA (a GSLB name may answer a CNAME instead, but
+        // never holds one: a NODATA there proves A/AAAA-or-nothing, not a CNAME).
+        if (self.gslb.is_some() || self.alias.is_some()) && !self.cut {
             t.insert(TYPE_A);
             t.insert(TYPE_AAAA);
         }

@@ -30,6 +30,16 @@
 //! order, each with all its up addresses of the family, at most `MAX_ANSWER` addresses.
 //! How each policy orders, and how slow start bends it, is in [`rank`].
 //!
+//! Hostname datacenters (`Datacenter::target`): their addresses are the target's current
+//! ones (`Snapshot::resolutions`). A target with no usable answer (never resolved, stale past
+//! max-stale, NXDOMAIN, no address at all) makes the member `Verdict::Unresolved`, which
+//! counts as down. With `GslbName::flatten` the member answers those addresses like any
+//! other datacenter; without, the answer is [`AnswerKind::Cname`] to the target (validation
+//! keeps such names at one answer, so the first chosen member decides between a CNAME and
+//! addresses). Either way the family test uses the resolved addresses: a target without IPv6
+//! is skipped for AAAA. The per-address bits of a hostname datacenter apply only to the
+//! resolved set they describe (`DcState::addr_serial`); another set is answered whole.
+//!
 //! TTL: the name's TTL, lowered to `settle_ttl` of every answered datacenter that is not
 //! settled (the minimum, as gdnsd does); halved for fail-open and last-resort answers, so
 //! resolvers come back soon after a recovery.
@@ -63,9 +73,10 @@ use crate::health::{AdminState, DcState, Snapshot};
 use crate::limits::{MAX_ANSWER, MAX_MEMBERS};
 use crate::model::{
     AllDown, ClientDependence, Datacenter, DatacenterId, GslbName, LatencySource, LatencyView,
-    MatchItem, PoolId,
+    MatchItem, PoolId, Resolutions,
 };
 use crate::net::{self, Family};
+use crate::resolve::{Entry as Resolved, State as ResolveState};
 use rank::{Cand, Ctx, Rng};
 pub(crate) use trace::{MatchedBy, Tracer, Verdict};
 pub use trace::{NoTrace, Trace};
@@ -120,6 +131,8 @@ pub struct QueryInput {
 pub enum AnswerKind {
     /// Addresses in the answer section.
     Answer,
+    /// A CNAME to the target of the (one) chosen hostname datacenter.
+    Cname,
     /// NOERROR with no answer (no address of the family, or all-down `nodata`).
     NoData,
     /// SERVFAIL (all-down `servfail`).
@@ -188,9 +201,18 @@ impl Selection {
         }
     }
 
-    /// The answered datacenter addresses (empty for last-resort answers).
+    /// The answered datacenter addresses (empty for last-resort answers; for a CNAME answer
+    /// the one entry names the datacenter).
     pub fn entries(&self) -> &[Entry] {
         &self.entries[..self.len as usize]
+    }
+
+    /// The hostname datacenter whose target a CNAME answer points to.
+    pub fn cname(&self) -> Option<DatacenterId> {
+        match self.outcome {
+            AnswerKind::Cname => self.entries().first().map(|e| e.dc),
+            _ => None,
+        }
     }
 
     /// The answered datacenters, in answer order, each once.
@@ -202,11 +224,13 @@ impl Selection {
             .map(|(_, x)| x.dc)
     }
 
-    /// The addresses to put in the answer section.
+    /// The addresses to put in the answer section (`res`: the resolutions the decision read,
+    /// for hostname datacenters; none for a CNAME answer).
     pub fn addresses<'a>(
         &'a self,
         name: &'a GslbName,
         dcs: &'a [Datacenter],
+        res: Option<&'a Resolutions>,
     ) -> impl Iterator<Item = IpAddr> + 'a {
         let family = self.family;
         let (lr4, lr6): (&[_], &[_]) = match (&name.all_down, self.source) {
@@ -216,13 +240,25 @@ impl Selection {
             },
             _ => (&[], &[]),
         };
-        self.entries()
+        let entries = if self.outcome == AnswerKind::Cname {
+            &[][..]
+        } else {
+            self.entries()
+        };
+        entries
             .iter()
             .filter_map(move |e| {
                 let dc = dcs.get(e.dc.0 as usize)?;
+                let (v4, v6): (&[_], &[_]) = match dc.target {
+                    Some(h) => {
+                        let r = res?.get(h)?;
+                        (&r.v4, &r.v6)
+                    }
+                    None => (&dc.v4, &dc.v6),
+                };
                 match family {
-                    Family::V4 => dc.v4.get(e.addr as usize).map(|a| IpAddr::V4(*a)),
-                    Family::V6 => dc.v6.get(e.addr as usize).map(|a| IpAddr::V6(*a)),
+                    Family::V4 => v4.get(e.addr as usize).map(|a| IpAddr::V4(*a)),
+                    Family::V6 => v6.get(e.addr as usize).map(|a| IpAddr::V6(*a)),
                 }
             })
             .chain(lr4.iter().map(|a| IpAddr::V4(*a)))
@@ -325,10 +361,17 @@ pub(crate) fn match_rules(name: &GslbName, client: &Client) -> RuleMatch {
     }
 }
 
-fn family_range(dc: &Datacenter, family: Family) -> (usize, usize) {
+/// First health bit and count of a datacenter's addresses of `family`: its own, or its
+/// target's resolved ones (`host`).
+fn family_range(dc: &Datacenter, host: Option<&Resolved>, family: Family) -> (usize, usize) {
+    let (n4, n6) = match (dc.target, host) {
+        (None, _) => (dc.v4.len(), dc.v6.len()),
+        (Some(_), Some(e)) => (e.v4.len(), e.v6.len()),
+        (Some(_), None) => (0, 0),
+    };
     match family {
-        Family::V4 => (0, dc.v4.len()),
-        Family::V6 => (dc.v4.len(), dc.v6.len()),
+        Family::V4 => (0, n4),
+        Family::V6 => (n4, n6),
     }
 }
 
@@ -337,9 +380,39 @@ fn addr_up(state: &DcState, bit: usize) -> bool {
     bit >= 64 || state.addr_up >> bit & 1 == 1
 }
 
-fn verdict(dc: &Datacenter, state: &DcState, family: Family, fail_open: bool) -> Verdict {
-    let (base, count) = family_range(dc, family);
-    if count == 0 {
+/// Do the datacenter's per-address bits describe the addresses it answers now? (Always for
+/// declared addresses; for a hostname datacenter only for the resolved set they were
+/// measured on.)
+fn bits_apply(dc: &Datacenter, host: Option<&Resolved>, state: &DcState) -> bool {
+    match (dc.target, host) {
+        (None, _) => true,
+        (Some(_), Some(e)) => e.serial == state.addr_serial,
+        (Some(_), None) => false,
+    }
+}
+
+fn verdict(
+    dc: &Datacenter,
+    host: Option<&Resolved>,
+    state: &DcState,
+    family: Family,
+    fail_open: bool,
+    flatten: bool,
+) -> Verdict {
+    let cname = dc.target.is_some() && !flatten;
+    if dc.target.is_some() {
+        match host {
+            // A GSLB name of ours behind a CNAME: the chain decides per query.
+            Some(e) if e.state == ResolveState::Followed && cname => {}
+            Some(e) if e.has_addresses() => {}
+            // Nothing to answer; a CNAME may still be handed out when everything is down.
+            _ if fail_open && cname => return Verdict::ForcedUp,
+            _ => return Verdict::Unresolved,
+        }
+    }
+    let followed = host.is_some_and(|e| e.state == ResolveState::Followed);
+    let (base, count) = family_range(dc, host, family);
+    if count == 0 && !followed {
         return Verdict::NoAddressOfFamily;
     }
     if fail_open {
@@ -352,7 +425,7 @@ fn verdict(dc: &Datacenter, state: &DcState, family: Family, fail_open: bool) ->
             _ => Verdict::Down,
         };
     }
-    if !(base..base + count).any(|b| addr_up(state, b)) {
+    if !cname && bits_apply(dc, host, state) && !(base..base + count).any(|b| addr_up(state, b)) {
         return Verdict::AddressesDown;
     }
     Verdict::Usable
@@ -434,10 +507,11 @@ impl Walk<'_> {
                 tracer.candidate(m, state, Verdict::UnknownDatacenter);
                 continue;
             };
+            let host = dc.target.and_then(|h| self.snap.resolution(h));
             let v = if i >= N {
                 Verdict::TooMany
             } else {
-                verdict(dc, state, self.family, fail_open)
+                verdict(dc, host, state, self.family, fail_open, self.name.flatten)
             };
             if v != Verdict::NoAddressOfFamily {
                 self.family_seen = true;
@@ -519,9 +593,19 @@ impl Walk<'_> {
             if !state.settled {
                 sel.ttl = sel.ttl.min(state.settle_ttl);
             }
-            let (base, count) = family_range(dc, self.family);
+            if dc.target.is_some() && !self.name.flatten {
+                // A CNAME answer: the first chosen member is the answer (one, validated).
+                if sel.len == 0 {
+                    sel.outcome = AnswerKind::Cname;
+                    sel.push(Entry { dc: c.dc, addr: 0 });
+                }
+                break;
+            }
+            let host = dc.target.and_then(|h| self.snap.resolution(h));
+            let bits = bits_apply(dc, host, state);
+            let (base, count) = family_range(dc, host, self.family);
             for k in 0..count {
-                if (fail_open || addr_up(state, base + k))
+                if (fail_open || !bits || addr_up(state, base + k))
                     && !sel.push(Entry {
                         dc: c.dc,
                         addr: k as u16,
@@ -577,6 +661,7 @@ fn halve(ttl: u32) -> u32 {
 ///     coords: Some((50.11, 8.68)),
 ///     capacity: 1.0,
 ///     weight: 1,
+///     target: None,
 /// }];
 /// let pool = Pool::new("world", vec![Member::of(DatacenterId(0), &dcs)], PolicyKind::Failover);
 /// let name = GslbName::single(30, pool);
@@ -585,7 +670,7 @@ fn halve(ttl: u32) -> u32 {
 /// let input = QueryInput { random: 12345, rotation: 1 };
 /// let sel = select(&name, &dcs, &snap, &client, Family::V4, &input, &mut NoTrace);
 /// assert_eq!(sel.outcome, AnswerKind::Answer);
-/// assert_eq!(sel.addresses(&name, &dcs).next(), Some("192.0.2.10".parse().unwrap()));
+/// assert_eq!(sel.addresses(&name, &dcs, None).next(), Some("192.0.2.10".parse().unwrap()));
 /// assert_eq!((sel.ttl, sel.scope), (30, 0));
 /// // No IPv6 anywhere: NODATA for AAAA.
 /// let sel = select(&name, &dcs, &snap, &client, Family::V6, &input, &mut NoTrace);

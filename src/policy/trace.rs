@@ -6,13 +6,17 @@
 //! the server does.
 
 use std::fmt;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::Serialize;
 
 use super::rank::Cand;
 use super::{AnswerKind, Client, Selection, Source};
 use crate::health::{AdminState, CheckVerdict, DcState, Input, Why};
-use crate::model::{Datacenter, DatacenterId, GslbName, LatencySource, Member, Pool, PoolId};
+use crate::model::{
+    Datacenter, DatacenterId, GslbName, Hostname, LatencySource, Member, Pool, PoolId, Resolutions,
+};
 
 /// How the rule was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -52,6 +56,9 @@ pub enum Verdict {
     UnknownDatacenter,
     /// Past `MAX_MEMBERS`.
     TooMany,
+    /// A hostname datacenter whose target has no usable answer (not resolved yet, stale past
+    /// max-stale, NXDOMAIN or no address): it counts as down.
+    Unresolved,
 }
 
 impl MatchedBy {
@@ -80,6 +87,7 @@ impl Verdict {
             Verdict::AddressesDown => "dropped: every address of this family down",
             Verdict::UnknownDatacenter => "dropped: unknown datacenter",
             Verdict::TooMany => "dropped: past the pool size limit",
+            Verdict::Unresolved => "dropped: its target has no usable address (counts as down)",
         }
     }
 }
@@ -144,8 +152,46 @@ pub(crate) struct CandidateTrace {
     pub(crate) settled: bool,
     /// Great-circle km from the client (when both have coordinates).
     pub(crate) distance_km: Option<f64>,
+    /// A hostname datacenter's target and what it resolves to now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<TargetTrace>,
     /// Kept or dropped, and why.
     pub(crate) verdict: Verdict,
+}
+
+/// A hostname datacenter's target as `explain` and `/status` show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub(crate) struct TargetTrace {
+    /// The target as written.
+    pub(crate) target: String,
+    /// The name looked up (the target, or where a CNAME chain in our zones leads out).
+    pub(crate) resolves: String,
+    /// `fresh`, `stale`, `expired`, `pending`, `local`, `followed`.
+    pub(crate) state: &'static str,
+    pub(crate) stale: bool,
+    pub(crate) addresses: Vec<String>,
+    /// Seconds since the addresses were last confirmed.
+    pub(crate) age_secs: Option<u64>,
+    /// The TTL the upstream gave.
+    pub(crate) ttl: u32,
+    /// The last lookup error, or why there is no address (NXDOMAIN...).
+    pub(crate) error: Option<String>,
+}
+
+impl TargetTrace {
+    /// The trace of hostname `h` with its current resolution `e`.
+    pub(crate) fn of(h: &Hostname, e: Option<&crate::resolve::Entry>) -> TargetTrace {
+        TargetTrace {
+            target: h.name.to_string(),
+            resolves: e.map_or_else(|| crate::resolve::key_of(&h.name), |e| e.name.to_string()),
+            state: e.map_or("pending", |e| e.state.as_str()),
+            stale: e.is_some_and(|e| e.is_stale()),
+            addresses: e.map_or_else(Vec::new, |e| e.addresses().map(|a| a.to_string()).collect()),
+            age_secs: e.and_then(|e| e.age_secs(SystemTime::now())),
+            ttl: e.map_or(0, |e| e.ttl),
+            error: e.and_then(|e| e.error.as_deref().map(str::to_string)),
+        }
+    }
 }
 
 /// A usable member's place in the policy's order.
@@ -207,6 +253,10 @@ pub struct Trace<'a> {
     name: &'a GslbName,
     #[serde(skip)]
     dcs: &'a [Datacenter],
+    #[serde(skip)]
+    hostnames: &'a [Hostname],
+    #[serde(skip)]
+    resolutions: Option<Arc<Resolutions>>,
     /// Why each datacenter is in its state (from the snapshot), indexed by id.
     #[serde(skip)]
     whys: Vec<Why>,
@@ -239,6 +289,8 @@ impl<'a> Trace<'a> {
         Trace {
             name,
             dcs,
+            hostnames: &[],
+            resolutions: None,
             whys: Vec::new(),
             client: None,
             continent: None,
@@ -251,6 +303,18 @@ impl<'a> Trace<'a> {
             cycle_at: None,
             answer: None,
         }
+    }
+
+    /// Shows hostname datacenters' targets from `hostnames` (the model's) as `resolutions`
+    /// (the snapshot's) has them, and answers their resolved addresses.
+    pub fn with_targets(
+        mut self,
+        hostnames: &'a [Hostname],
+        resolutions: Option<Arc<Resolutions>>,
+    ) -> Trace<'a> {
+        self.hostnames = hostnames;
+        self.resolutions = resolutions;
+        self
     }
 
     /// Show why each datacenter is in its state (the snapshot's reasons, indexed by id).
@@ -321,8 +385,18 @@ impl Tracer for Trace<'_> {
             (Some(a), Some(b)) => Some(super::rank::haversine_km(a, b)),
             _ => None,
         };
+        let target = self
+            .dcs
+            .get(member.dc.0 as usize)
+            .and_then(|d| d.target)
+            .and_then(|h| {
+                let host = self.hostnames.get(h.0 as usize)?;
+                let e = self.resolutions.as_ref().and_then(|r| r.get(h));
+                Some(TargetTrace::of(host, e))
+            });
         let why = self.whys.get(member.dc.0 as usize);
         let c = CandidateTrace {
+            target,
             datacenter: self.dc_name(member.dc.0),
             healthy: state.healthy,
             admin: admin_str(state.admin),
@@ -395,6 +469,7 @@ impl Tracer for Trace<'_> {
         self.answer = Some(AnswerTrace {
             outcome: match sel.outcome {
                 AnswerKind::Answer => "answer",
+                AnswerKind::Cname => "cname",
                 AnswerKind::NoData => "nodata",
                 AnswerKind::ServFail => "servfail",
             },
@@ -405,8 +480,14 @@ impl Tracer for Trace<'_> {
                 Source::None => "none",
             },
             addresses: sel
-                .addresses(self.name, self.dcs)
+                .addresses(self.name, self.dcs, self.resolutions.as_deref())
                 .map(|a| a.to_string())
+                .chain(
+                    sel.cname()
+                        .and_then(|d| self.dcs.get(d.0 as usize)?.target)
+                        .and_then(|h| self.hostnames.get(h.0 as usize))
+                        .map(|h| format!("CNAME {}", h.name)),
+                )
                 .collect(),
             datacenters,
             ttl: sel.ttl,
@@ -490,6 +571,30 @@ impl fmt::Display for Trace<'_> {
                         "",
                         c.require.as_deref().unwrap_or("all"),
                         list.join(", ")
+                    )?;
+                }
+                if let Some(t) = &c.target {
+                    let resolves = if t.resolves.eq_ignore_ascii_case(&t.target) {
+                        String::new()
+                    } else {
+                        format!(" (asks {})", t.resolves)
+                    };
+                    let addrs = if t.addresses.is_empty() {
+                        "none".to_string()
+                    } else {
+                        t.addresses.join(" ")
+                    };
+                    writeln!(
+                        f,
+                        "  {:<12} target {}{resolves}: {} [{addrs}] age={} ttl={}{}",
+                        "",
+                        t.target,
+                        t.state,
+                        t.age_secs.map_or_else(|| "-".into(), |a| format!("{a}s")),
+                        t.ttl,
+                        t.error
+                            .as_deref()
+                            .map_or_else(String::new, |e| format!(" ({e})")),
                     )?;
                 }
             }

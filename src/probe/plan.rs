@@ -8,8 +8,34 @@
 //!          every check of a datacenter probes the same addresses, one target per slot
 //! ```
 //!
-//! A check passes for a datacenter while at least `min-up` of its slots are up; the
-//! datacenter passes its probes while `require` of its checks pass (all, any or N).
+//! A check passes for a datacenter while at least `min-up` of its slots are up (`"all"`:
+//! every one); the datacenter passes its probes while `require` of its checks pass (all, any
+//! or N).
+//!
+//! **The dynamic part.** A hostname datacenter (`DatacenterProbe::hostname`) probes the
+//! addresses its target resolves to now, which change at run time. Its checks start with no
+//! slot; `ProbeSet::set_addresses` gives it the current addresses (the aggregator calls it
+//! whenever the resolver publishes a new address set, `serial` naming that set):
+//!
+//! ```text
+//! set_addresses(dc, [a, b], serial)
+//!   old slots: drop (dc, _) from their targets' users
+//!   new slot i = address i (bit order, as the policy reads the resolved addresses), for
+//!     every check of the datacenter:
+//!     (check, addr) already a target? reuse it -- its state (rise/fall counters, latency,
+//!         load) lives on in the aggregator, keyed by the same TargetId
+//!     else a new target (a new id; the aggregator starts it as the warm-start rules say)
+//!   a target left without users is retired (its worker stops); its id is never handed to
+//!     another (check, addr), so a late result of its stopped worker is still a true
+//!     observation of that target, and an address that comes back revives it
+//!   -> PlanChange { added (need a worker), retired (stop the worker) }
+//! ```
+//!
+//! Targets are matched by identity (check, address), so two datacenters that resolve to the
+//! same address share one probe, and an address that stays in the set keeps its history
+//! across any number of changes. `DcPlan::addr_serial` tells the policy which address set the
+//! datacenter's per-address bits describe (it answers a different set as if all were up until
+//! the aggregator has caught up).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -23,6 +49,9 @@ use crate::limits::MAX_DC_ADDRESSES;
 /// Index of a target in [`ProbeSet::targets`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TargetId(pub u32);
+
+/// `min-up = "all"`: every probed address must be up (and there must be one).
+pub(crate) const MIN_UP_ALL: u32 = u32::MAX;
 
 /// How many of a datacenter's checks must pass for it to be up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -73,6 +102,9 @@ pub struct DatacenterProbe {
     pub name: String,
     /// Answer addresses, in declaration order (v4 and v6 may be mixed).
     pub(crate) addresses: Vec<IpAddr>,
+    /// A hostname datacenter resolved at run time: the name (lower-cased, fully qualified)
+    /// whose current addresses are probed; `addresses` is empty then (see the module docs).
+    pub(crate) hostname: Option<String>,
     /// Probe these instead of the answer addresses (check the inside address, answer the
     /// public one). The whole datacenter then follows them.
     pub check_addresses: Option<Vec<IpAddr>>,
@@ -105,6 +137,7 @@ impl DatacenterProbe {
         DatacenterProbe {
             name: name.into(),
             addresses,
+            hostname: None,
             check_addresses: None,
             capacity: None,
             min_up: 1,
@@ -159,8 +192,13 @@ pub struct DcPlan {
     pub(crate) all_bits: u64,
     /// Probing check addresses: the datacenter's answer addresses follow the datacenter.
     pub(crate) follows_check_addresses: bool,
-    /// Addresses that must pass a check for the check to pass.
+    /// Addresses that must pass a check for the check to pass (`MIN_UP_ALL`: every one; see
+    /// [`DcPlan::addresses_needed`]).
     pub(crate) min_up: u32,
+    /// A hostname datacenter's name (its slots follow the resolved addresses).
+    pub(crate) hostname: Option<String>,
+    /// Which resolved address set the slots describe (0: static).
+    pub(crate) addr_serial: u64,
     /// Divisor of a `connections` load figure.
     pub(crate) capacity: Option<f64>,
     /// The longest TTL an answer naming the datacenter carries (drain length).
@@ -183,6 +221,21 @@ impl DcPlan {
         self.require.needed(self.checks.len())
     }
 
+    /// Probed addresses that must pass a check for it to pass: `min-up`, or all of them (at
+    /// least one).
+    pub(crate) fn addresses_needed(&self) -> usize {
+        if self.min_up == MIN_UP_ALL {
+            self.slot_bits.len().max(1)
+        } else {
+            self.min_up as usize
+        }
+    }
+
+    /// Probes the addresses its target resolves to at run time.
+    pub(crate) fn is_dynamic(&self) -> bool {
+        self.hostname.is_some() && !self.follows_check_addresses && self.has_checks()
+    }
+
     /// The longest slow-start window of its checks; `None` = no ramp.
     pub(crate) fn slow_start(&self) -> Option<Duration> {
         self.checks.iter().filter_map(|c| c.check.slow_start).max()
@@ -196,6 +249,16 @@ impl DcPlan {
             .min()
             .unwrap_or(u32::MAX)
     }
+}
+
+/// What `ProbeSet::set_addresses` changed: targets that need a worker, targets whose
+/// worker must stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlanChange {
+    /// Targets that now have users and need a worker.
+    pub added: Vec<TargetId>,
+    /// Targets no one uses any more: stop their worker.
+    pub retired: Vec<TargetId>,
 }
 
 /// The de-duplicated probe plan for a list of datacenters.
@@ -375,6 +438,8 @@ impl ProbeSet {
                 all_bits: 0,
                 follows_check_addresses: dc.check_addresses.is_some(),
                 min_up: dc.min_up.max(1),
+                hostname: dc.hostname.clone(),
+                addr_serial: 0,
                 capacity: dc.capacity,
                 max_ttl: dc.max_ttl,
             };
@@ -387,7 +452,7 @@ impl ProbeSet {
                 set.dcs.push(plan);
                 continue;
             }
-            plan.all_bits = if answers.len() == 64 {
+            plan.all_bits = if answers.len() == 64 || dc.hostname.is_some() {
                 u64::MAX
             } else {
                 (1u64 << answers.len()) - 1
@@ -435,12 +500,13 @@ impl ProbeSet {
                     .map(|(i, a)| (*a, 1u64 << i))
                     .collect(),
             };
-            if probed.is_empty() {
+            let dynamic = dc.hostname.is_some() && dc.check_addresses.is_none();
+            if probed.is_empty() && !dynamic {
                 errors.push(ProbeSetError::NothingToProbe {
                     dc: i,
                     name: name(),
                 });
-            } else if plan.min_up as usize > probed.len() {
+            } else if !dynamic && plan.min_up != MIN_UP_ALL && plan.min_up as usize > probed.len() {
                 errors.push(ProbeSetError::MinUpTooLarge {
                     dc: i,
                     name: name(),
@@ -519,5 +585,195 @@ impl ProbeSet {
         } else {
             Err(errors)
         }
+    }
+
+    /// Gives dynamic datacenter `dc` the address set `addrs` (bit order) named `serial`
+    /// (see the module docs). A datacenter that is not dynamic only records the serial.
+    pub(crate) fn set_addresses(&mut self, dc: usize, addrs: &[IpAddr], serial: u64) -> PlanChange {
+        let mut change = PlanChange::default();
+        let Some(plan) = self.dcs.get(dc) else {
+            return change;
+        };
+        if !plan.is_dynamic() {
+            if let Some(p) = self.dcs.get_mut(dc) {
+                p.addr_serial = serial;
+            }
+            return change;
+        }
+        let dc_id = u32::try_from(dc).unwrap_or(u32::MAX);
+        let addrs: Vec<IpAddr> = bit_order(addrs)
+            .into_iter()
+            .take(MAX_DC_ADDRESSES)
+            .collect();
+        let old: Vec<TargetId> = plan.targets().collect();
+        for t in &old {
+            if let Some(target) = self.targets.get_mut(t.0 as usize) {
+                target.users.retain(|(d, _)| *d != dc_id);
+            }
+        }
+        let mut new = Vec::new();
+        for c in 0..self.dcs[dc].checks.len() {
+            let spec = self.dcs[dc].checks[c].check.clone();
+            let scope: Option<Arc<str>> = spec
+                .kind
+                .per_datacenter()
+                .then(|| Arc::from(self.dcs[dc].name.as_str()));
+            let mut slots = Vec::with_capacity(addrs.len());
+            for (slot, ip) in addrs.iter().enumerate() {
+                let addr = SocketAddr::new(*ip, spec.port());
+                let found = self.targets.iter().position(|t| {
+                    t.addr == addr
+                        && t.datacenter == scope
+                        && (Arc::ptr_eq(&t.check, &spec) || *t.check == *spec)
+                });
+                let id = match found {
+                    Some(i) => {
+                        let id = TargetId(i as u32);
+                        if self.targets[i].users.is_empty()
+                            && !old.contains(&id)
+                            && !change.added.contains(&id)
+                        {
+                            change.added.push(id);
+                        }
+                        id
+                    }
+                    None => {
+                        let id = TargetId(u32::try_from(self.targets.len()).unwrap_or(u32::MAX));
+                        self.targets.push(Target {
+                            id,
+                            check: spec.clone(),
+                            addr,
+                            datacenter: scope.clone(),
+                            users: Vec::new(),
+                        });
+                        change.added.push(id);
+                        id
+                    }
+                };
+                let users = &mut self.targets[id.0 as usize].users;
+                if !users.contains(&(dc_id, slot)) {
+                    users.push((dc_id, slot));
+                }
+                slots.push(id);
+                new.push(id);
+            }
+            self.dcs[dc].checks[c].slots = slots;
+        }
+        for t in old {
+            if self.targets[t.0 as usize].users.is_empty()
+                && !new.contains(&t)
+                && !change.retired.contains(&t)
+            {
+                change.retired.push(t);
+            }
+        }
+        let p = &mut self.dcs[dc];
+        p.slot_bits = (0..addrs.len()).map(|i| 1u64 << i).collect();
+        p.answers = addrs;
+        p.addr_serial = serial;
+        change
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn set() -> ProbeSet {
+        let check = CheckSpec::tcp(80);
+        let fixed = DatacenterProbe::new("fixed", vec![ip("192.0.2.1")], Some(check.clone()));
+        let mut host = DatacenterProbe::new("host", vec![], Some(check.clone()));
+        host.hostname = Some("lb.example.net.".into());
+        let mut other = DatacenterProbe::new("other", vec![], Some(check));
+        other.hostname = Some("lb2.example.net.".into());
+        ProbeSet::build(&[fixed, host, other]).expect("plan")
+    }
+
+    fn slots(s: &ProbeSet, dc: usize) -> Vec<TargetId> {
+        s.dcs[dc].targets().collect()
+    }
+
+    #[test]
+    fn addresses_still_present_keep_their_target() {
+        let mut s = set();
+        assert!(s.dcs[1].is_dynamic() && slots(&s, 1).is_empty());
+        assert_eq!(s.targets.len(), 1);
+        let c = s.set_addresses(1, &[ip("192.0.2.10"), ip("192.0.2.11")], 7);
+        assert_eq!(c.added, [TargetId(1), TargetId(2)]);
+        assert_eq!(s.dcs[1].addr_serial, 7);
+        // .11 stays (same id, moved to slot 0), .10 is retired, .12 is new.
+        let c = s.set_addresses(1, &[ip("192.0.2.11"), ip("192.0.2.12")], 8);
+        assert_eq!(
+            c,
+            PlanChange {
+                added: vec![TargetId(3)],
+                retired: vec![TargetId(1)]
+            }
+        );
+        assert_eq!(slots(&s, 1), [TargetId(2), TargetId(3)]);
+        assert_eq!(s.targets[2].users, [(1, 0)]);
+        assert_eq!(s.dcs[1].slot_bits, [1, 2]);
+        // An address another datacenter probes with the same check is shared, not added.
+        let c = s.set_addresses(2, &[ip("192.0.2.1"), ip("192.0.2.11")], 9);
+        assert_eq!(c, PlanChange::default());
+        assert_eq!(s.targets[0].users, [(0, 0), (2, 0)]);
+        // A retired address that comes back revives its id (its worker must start again).
+        let c = s.set_addresses(1, &[ip("192.0.2.10")], 10);
+        assert_eq!(c.added, [TargetId(1)]);
+        assert_eq!(
+            c.retired,
+            [TargetId(3)],
+            "192.0.2.11 is still used by `other`"
+        );
+        // Nothing resolved: no slot, every target of it retired.
+        let c = s.set_addresses(1, &[], 11);
+        assert_eq!(c.retired, [TargetId(1)]);
+        assert!(slots(&s, 1).is_empty());
+        // A static datacenter only records the serial.
+        assert_eq!(
+            s.set_addresses(0, &[ip("192.0.2.99")], 3),
+            PlanChange::default()
+        );
+        assert_eq!(slots(&s, 0), [TargetId(0)]);
+    }
+
+    #[test]
+    fn several_checks_get_a_target_per_address_each() {
+        let mut host = DatacenterProbe::new("host", vec![], Some(CheckSpec::tcp(80)));
+        host.checks.push(NamedCheck {
+            name: "https".into(),
+            spec: CheckSpec::tcp(443),
+        });
+        host.hostname = Some("lb.example.net.".into());
+        let mut s = ProbeSet::build(&[host]).expect("plan");
+        let c = s.set_addresses(0, &[ip("2001:db8::1"), ip("192.0.2.1")], 1);
+        assert_eq!(c.added.len(), 4);
+        // Bit order: IPv4 first.
+        assert_eq!(s.dcs[0].answers, [ip("192.0.2.1"), ip("2001:db8::1")]);
+        assert_eq!(s.dcs[0].checks[1].slots.len(), 2);
+        assert_eq!(
+            s.targets[s.dcs[0].checks[1].slots[0].0 as usize]
+                .addr
+                .port(),
+            443
+        );
+    }
+
+    #[test]
+    fn min_up_all_needs_every_probed_address() {
+        let mut s = set();
+        s.dcs[1].min_up = MIN_UP_ALL;
+        assert_eq!(s.dcs[1].addresses_needed(), 1, "at least one");
+        s.set_addresses(1, &[ip("192.0.2.10"), ip("192.0.2.11")], 1);
+        assert_eq!(s.dcs[1].addresses_needed(), 2);
+        let fixed = DatacenterProbe {
+            min_up: MIN_UP_ALL,
+            ..DatacenterProbe::new("x", vec![ip("192.0.2.1")], Some(CheckSpec::tcp(80)))
+        };
+        assert!(ProbeSet::build(&[fixed]).is_ok(), "all is never too large");
     }
 }

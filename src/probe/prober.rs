@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustc_hash::FxHashMap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
@@ -41,9 +42,9 @@ enum Runner {
     Icmp,
 }
 
-/// Runs probes for the targets of one [`ProbeSet`].
+/// Runs probes for the targets of one [`ProbeSet`] (or of targets added at run time).
 pub struct Prober {
-    runners: Vec<Runner>,
+    runners: FxHashMap<u32, Runner>,
     /// Bounds `exec` commands running at once.
     exec_slots: Arc<Semaphore>,
     /// Query ids and ICMP sequence numbers: unpredictable, never repeated soon.
@@ -80,10 +81,15 @@ impl Prober {
 
     /// [`Prober::new`] running at most `max_exec` `exec` commands at once.
     pub fn with_max_exec(set: &ProbeSet, max_exec: usize) -> Result<Prober, ProberError> {
+        Prober::for_targets(&set.targets, max_exec)
+    }
+
+    /// What `targets` need (a hostname datacenter's new addresses), with the bound on `exec`.
+    pub(crate) fn for_targets(targets: &[Target], max_exec: usize) -> Result<Prober, ProberError> {
         let mut built: HashMap<ClientKey, reqwest::Client> = HashMap::new();
         let mut tls_built: HashMap<bool, TlsConnector> = HashMap::new();
-        let mut runners = Vec::with_capacity(set.targets.len());
-        for t in &set.targets {
+        let mut runners = FxHashMap::default();
+        for t in targets {
             let runner = match &t.check.kind {
                 CheckKind::Http(h) => {
                     let key = ClientKey::of(h, t.addr);
@@ -113,7 +119,7 @@ impl Prober {
                 CheckKind::Exec(_) => Runner::Exec,
                 CheckKind::Icmp(_) => Runner::Icmp,
             };
-            runners.push(runner);
+            runners.insert(t.id.0, runner);
         }
         use std::hash::{BuildHasher, Hasher};
         let seed = std::collections::hash_map::RandomState::new()
@@ -137,7 +143,7 @@ impl Prober {
     pub async fn probe(&self, target: &Target) -> ProbeResult {
         let timeout = target.check.timeout;
         let start = Instant::now();
-        let runner = self.runners.get(target.id.0 as usize);
+        let runner = self.runners.get(&target.id.0);
         let (outcome, latency, load) = match (&target.check.kind, runner) {
             (CheckKind::Tcp(_), Some(Runner::Tcp)) => {
                 let (o, l) = tcp::probe(target.addr, timeout).await;

@@ -10,6 +10,7 @@
 //! Jitter is a pure function of (seed, target, round), so a test with a fixed seed knows the
 //! exact schedule.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::outcome::ProbeResult;
 use super::plan::{ProbeSet, Target, TargetId};
-use super::prober::Prober;
+use super::prober::{Prober, ProberError};
 use crate::mix::{GOLDEN, mix64, unit_f64};
 use crate::shutdown::Shutdown;
 
@@ -111,6 +112,8 @@ impl Jitter {
 #[derive(Debug)]
 pub struct Workers {
     handles: Vec<JoinHandle<()>>,
+    permits: Arc<Semaphore>,
+    jitter: Jitter,
 }
 
 impl Workers {
@@ -119,6 +122,74 @@ impl Workers {
     pub async fn join(self) {
         for h in self.handles {
             // A panicked worker has nothing left to clean up; shutdown carries on.
+            let _ = h.await;
+        }
+    }
+
+    /// A starter of workers for targets added at run time, sharing this set's bound on
+    /// probes in flight; each such worker runs under its own node below `shutdown`.
+    pub(crate) fn dynamic(
+        &self,
+        results: mpsc::Sender<ProbeResult>,
+        shutdown: Shutdown,
+    ) -> DynamicWorkers {
+        DynamicWorkers {
+            permits: self.permits.clone(),
+            jitter: self.jitter,
+            results,
+            shutdown,
+            running: HashMap::new(),
+        }
+    }
+}
+
+/// Workers of the dynamic part of the probe plan (hostname datacenters, see
+/// `probe::plan`): started when an address appears, stopped when it is retired.
+#[derive(Debug)]
+pub(crate) struct DynamicWorkers {
+    permits: Arc<Semaphore>,
+    jitter: Jitter,
+    results: mpsc::Sender<ProbeResult>,
+    shutdown: Shutdown,
+    running: HashMap<TargetId, (JoinHandle<()>, Shutdown)>,
+}
+
+impl DynamicWorkers {
+    /// Starts probing `target` (no-op when it already runs).
+    pub(crate) fn start(&mut self, target: &Target) -> Result<(), ProberError> {
+        if self.running.contains_key(&target.id) {
+            return Ok(());
+        }
+        let prober = Arc::new(Prober::for_targets(
+            std::slice::from_ref(target),
+            super::exec::DEFAULT_MAX_EXEC,
+        )?);
+        let stop = self.shutdown.child();
+        let h = tokio::spawn(run_worker(
+            target.clone(),
+            prober,
+            self.permits.clone(),
+            self.jitter,
+            self.results.clone(),
+            stop.clone(),
+        ));
+        self.running.insert(target.id, (h, stop));
+        Ok(())
+    }
+
+    /// Stops probing target `id`.
+    pub(crate) fn stop(&mut self, id: TargetId) {
+        if let Some((h, stop)) = self.running.remove(&id) {
+            stop.stop();
+            // It may be inside a probe: the result it would send is dropped with the task.
+            h.abort();
+        }
+    }
+
+    /// Stops and joins every dynamic worker.
+    pub(crate) async fn join(mut self) {
+        for (_, (h, stop)) in self.running.drain() {
+            stop.stop();
             let _ = h.await;
         }
     }
@@ -140,6 +211,9 @@ pub fn spawn_workers(
     let handles = set
         .targets
         .iter()
+        // Targets of the dynamic part (hostname datacenters) get their workers when they
+        // have users (`DynamicWorkers`).
+        .filter(|t| !t.users.is_empty())
         .map(|t| {
             tokio::spawn(run_worker(
                 t.clone(),
@@ -151,7 +225,11 @@ pub fn spawn_workers(
             ))
         })
         .collect();
-    Workers { handles }
+    Workers {
+        handles,
+        permits,
+        jitter,
+    }
 }
 
 async fn run_worker(

@@ -127,7 +127,11 @@ impl ApiBackend for Backend {
     }
 
     fn topology(&self) -> Topology {
-        Topology::of(&self.state.serving.load().loaded.model)
+        let serving = self.state.serving.load();
+        Topology::of(
+            &serving.loaded.model,
+            serving.snapshot.resolutions.as_deref(),
+        )
     }
 
     fn health_input(
@@ -173,7 +177,20 @@ pub(crate) async fn track_readiness(state: Arc<State>, stop: Shutdown) {
         let Some(h) = state.health_handle().await else {
             continue;
         };
+        // Every hostname target asked once (answered or failed), every probe target probed.
+        let resolved = state
+            .serving
+            .load()
+            .snapshot
+            .resolutions
+            .as_ref()
+            .is_none_or(|r| {
+                r.list
+                    .iter()
+                    .all(|e| e.state != crate::resolve::State::Pending || e.lookups_failed > 0)
+            });
         if let Some(s) = h.status().await
+            && resolved
             && s.datacenters
                 .iter()
                 .all(|d| d.targets.iter().all(|t| t.probed || t.warm))

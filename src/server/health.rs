@@ -8,12 +8,13 @@
 
 use std::sync::Arc;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::health::Publish;
 use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings};
 use crate::metrics::Metrics;
 use crate::probe::{DatacenterProbe, ProbeSet, Prober, WorkerSettings, Workers, spawn_workers};
+use crate::resolve::ResolvedNames;
 use crate::shutdown::Shutdown;
 
 /// Probes and aggregator for one set of datacenters.
@@ -29,7 +30,8 @@ pub(crate) struct HealthRuntime {
 
 impl HealthRuntime {
     /// Restores state from the state dir, publishes the first snapshot into `out` and starts
-    /// probing the (already validated) `plan`.
+    /// probing the (already validated) `plan`; hostname datacenters probe what `hosts` (the
+    /// resolver's results) says their targets resolve to, as it changes.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         plan: Arc<ProbeSet>,
@@ -39,19 +41,22 @@ impl HealthRuntime {
         out: Arc<dyn Publish>,
         metrics: Arc<Metrics>,
         events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
+        hosts: watch::Receiver<Arc<ResolvedNames>>,
         stop: Shutdown,
     ) -> Result<HealthRuntime, String> {
         let prober = Arc::new(
             Prober::with_max_exec(&plan, workers.max_exec)
                 .map_err(|e| format!("health checks: {e}"))?,
         );
-        let (mut agg, handle) =
-            Aggregator::new(plan.clone(), settings, out).map_err(|e| format!("state: {e}"))?;
+        let current = hosts.borrow().clone();
+        let (mut agg, handle) = Aggregator::new_with_hosts(plan.clone(), settings, out, &current)
+            .map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
         agg.set_events_out(events);
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
-        let workers = spawn_workers(&plan, prober, workers, tx, stop.clone());
+        let workers = spawn_workers(&plan, prober, workers, tx.clone(), stop.clone());
+        agg.follow_hosts(workers.dynamic(tx, stop.child()), hosts);
         let task = tokio::spawn(agg.run(rx, stop.clone()));
         Ok(HealthRuntime {
             handle,

@@ -7,6 +7,7 @@
 //! latency map poller, GeoIP files --------------+        (one pair per query)   UDP/TCP handler
 //! health feed pollers, API (pushed, alerts) --input--> aggregator
 //! aggregator --events (broadcast)--> /events stream, webhook notifier
+//! Resolver (hostname targets, by name) ---------+--> also watched by the HealthRuntime
 //! ```
 //! A reload builds a complete new model off the query path and publishes it, with the health
 //! of the same datacenter ids, in one atomic store (`publish.rs`); a failed reload leaves the
@@ -45,6 +46,7 @@ use crate::health::aggregator::{AggregatorSettings, Startup};
 use crate::metrics::{GslbSlots, Metrics, PoolLabels, ZoneSlots};
 use crate::model::Model;
 use crate::probe::WorkerSettings;
+use crate::resolve::{Resolver, ResolverSettings};
 use crate::shutdown::Shutdown;
 use health::HealthRuntime;
 use publish::{Publisher, Serving};
@@ -124,6 +126,8 @@ pub struct ServeOptions {
     pub dnssec: crate::dnssec::Env,
     /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
     pub tls: Option<TlsOptions>,
+    /// How hostname targets outside our zones are resolved.
+    pub resolver: ResolverSettings,
     /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
     pub xdp: Vec<dns::xdp::XdpListen>,
     /// Where the XDP program runs (`--xdp-mode`).
@@ -198,6 +202,7 @@ impl ServeOptions {
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
+            resolver: ResolverSettings::default(),
             xdp: vec![],
             xdp_mode: dns::xdp::XdpMode::Auto,
             tls: None,
@@ -296,6 +301,8 @@ pub struct State {
     /// True once every target was probed or warm-started (`/readyz`).
     pub(crate) ready: AtomicBool,
     health: tokio::sync::Mutex<Option<HealthRuntime>>,
+    /// Keeps hostname targets resolved.
+    resolver: Resolver,
     /// Generation of the newest probe runtime (see `publish`).
     health_gen: AtomicU64,
     /// Every health event of every probe runtime (SSE, webhooks).
@@ -558,6 +565,7 @@ impl State {
             self.serving.health_sink(generation),
             self.metrics.clone(),
             self.events.clone(),
+            self.resolver.subscribe(),
             self.stop.child(),
         )?;
         *guard = Some(rt);
@@ -733,9 +741,11 @@ impl State {
             .sync_health(&loaded.model)
             .await
             .map_err(|e| one_error(&self.opts.zones_dir, e))?;
+        let targets = loaded.model.resolver_targets();
         if let Err(e) = self.serving.swap_model(loaded, Arc::new(geo), health_gen) {
             tracing::error!("latency map dropped: it does not fit the new configuration: {e}");
         }
+        self.resolver.set_targets(targets);
         Ok(())
     }
 }
@@ -800,6 +810,7 @@ pub struct Running {
     api_task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     background_stop: Shutdown,
     background: Vec<tokio::task::JoinHandle<()>>,
+    resolver_stop: Shutdown,
 }
 
 /// Why the server could not start.
@@ -858,6 +869,8 @@ impl Running {
         for t in self.background {
             let _ = tokio::time::timeout(grace, t).await;
         }
+        self.resolver_stop.stop();
+        let _ = tokio::time::timeout(grace, self.state.resolver.join()).await;
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
         }
@@ -920,6 +933,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     } else {
         None
     };
+    let resolver_stop = stop.child();
+    let resolver = {
+        let publisher = Arc::downgrade(&serving);
+        Resolver::start(
+            opts.resolver.clone(),
+            loaded.model.resolver_targets(),
+            Arc::new(move |names| {
+                if let Some(p) = publisher.upgrade() {
+                    p.set_resolved(names);
+                }
+            }),
+            resolver_stop.clone(),
+        )
+    };
     let state = Arc::new(State {
         serving,
         metrics,
@@ -932,6 +959,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         started: SystemTime::now(),
         ready: AtomicBool::new(false),
         health: tokio::sync::Mutex::new(None),
+        resolver,
         health_gen: AtomicU64::new(0),
         events: tokio::sync::broadcast::channel(crate::health::events::BROADCAST_CAPACITY).0,
         feeds: std::sync::Mutex::new(
@@ -1129,6 +1157,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         api_task,
         background_stop,
         background,
+        resolver_stop,
     })
 }
 

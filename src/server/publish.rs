@@ -1,16 +1,22 @@
-//! One publication: the query path reads the model, the health snapshot, the latency map and
-//! the GeoIP databases from a single [`Serving`] value, swapped whole. They always share one
-//! id space, whatever a reload adds, removes or reorders: no query can read one datacenter's
-//! health through another's id.
+//! One publication: the query path reads the model, the health snapshot, the latency map,
+//! the resolved hostname targets and the GeoIP databases from a single [`Serving`] value,
+//! swapped whole. They always share one id space, whatever a reload adds, removes or
+//! reorders: no query can read one datacenter's health (or one target's addresses) through
+//! another's id.
 //!
 //! ```text
 //!  reload ----------swap_model(loaded, geo, new health generation?)--+
 //!  aggregator -------health sink (tagged with its generation)--------+--> Publisher (writers
 //!  latency map poller --set_latency_text------------------------------+    serialised by a
-//!                                                                     |    mutex, off the
+//!  resolver ---------set_resolved (by name)---------------------------+    mutex, off the
 //!                                                                     v    query path)
 //!                                       ArcSwap<Serving> --load (one per query, no lock)--> query
 //! ```
+//!
+//! The resolver publishes by name; the publisher re-keys that to the serving model's
+//! `HostnameId`s (`Resolutions::build`) whenever either changes, so a reload that adds,
+//! removes or reorders targets is served with the table of its own ids at once (names it
+//! shares with the old model keep their addresses; new ones are pending until resolved).
 //!
 //! Health generations: each probe runtime (one per set of datacenters) publishes through a
 //! sink tagged with its generation. Snapshots of the serving generation are published at
@@ -28,13 +34,15 @@ use super::Loaded;
 use crate::config::latency_map::{self, LatencyMapError, MapFormat};
 use crate::geo::GeoDb;
 use crate::health::{Publish, Snapshot};
-use crate::model::LatencyMap;
+use crate::model::{LatencyMap, Resolutions};
+use crate::resolve::ResolvedNames;
 
 /// Everything one query reads, from one publication.
 pub struct Serving {
     /// The model and the metric slots of its zones and names.
     pub loaded: Arc<Loaded>,
-    /// Health in the model's datacenter ids, with the latency map resolved for the model.
+    /// Health in the model's datacenter ids, with the latency map and the hostname
+    /// resolutions of the model.
     pub snapshot: Arc<Snapshot>,
     /// GeoIP databases.
     pub(crate) geo: Arc<GeoDb>,
@@ -57,6 +65,10 @@ struct Writers {
     pending: Option<(u64, Arc<Snapshot>)>,
     latency: Option<LatencyText>,
     latency_map: Option<Arc<LatencyMap>>,
+    /// The resolver's latest results, by name.
+    resolved: Arc<ResolvedNames>,
+    /// `resolved` keyed by the serving model's hostname ids.
+    resolutions: Arc<Resolutions>,
 }
 
 /// Holds the current [`Serving`] and the writers' state.
@@ -73,19 +85,23 @@ impl Publisher {
         health_gen: u64,
         health: Arc<Snapshot>,
     ) -> Publisher {
+        let resolutions = Arc::new(loaded.model.initial_resolutions());
+        let w = Writers {
+            health_gen,
+            health,
+            pending: None,
+            latency: None,
+            latency_map: None,
+            resolved: Arc::default(),
+            resolutions,
+        };
         Publisher {
             current: ArcSwap::from_pointee(Serving {
                 loaded,
-                snapshot: health.clone(),
+                snapshot: Self::with_map(&w, &w.health),
                 geo,
             }),
-            writers: Mutex::new(Writers {
-                health_gen,
-                health,
-                pending: None,
-                latency: None,
-                latency_map: None,
-            }),
+            writers: Mutex::new(w),
         }
     }
 
@@ -99,15 +115,14 @@ impl Publisher {
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The snapshot a query should see: `health` with the resolved latency map.
+    /// The snapshot a query should see: `health` with the resolved latency map and the
+    /// hostname resolutions.
     fn with_map(w: &Writers, health: &Arc<Snapshot>) -> Arc<Snapshot> {
-        match &w.latency_map {
-            None if health.latency_map.is_none() => health.clone(),
-            map => Arc::new(Snapshot {
-                latency_map: map.clone(),
-                ..(**health).clone()
-            }),
-        }
+        Arc::new(Snapshot {
+            latency_map: w.latency_map.clone(),
+            resolutions: Some(w.resolutions.clone()),
+            ..(**health).clone()
+        })
     }
 
     fn store(&self, w: &Writers, loaded: Arc<Loaded>, geo: Arc<GeoDb>) {
@@ -164,6 +179,11 @@ impl Publisher {
             w.health_gen = g;
             w.health = snap;
         }
+        w.resolutions = Arc::new(Resolutions::build(
+            &loaded.model.hostnames,
+            &w.resolved,
+            loaded.model.loaded_at,
+        ));
         let result = match w.latency.clone() {
             Some(t) => match resolve(&t, &loaded) {
                 Ok(map) => {
@@ -201,6 +221,21 @@ impl Publisher {
         w.latency_map = Some(Arc::new(map));
         self.store(&w, cur.loaded.clone(), cur.geo.clone());
         Ok(())
+    }
+}
+
+impl Publisher {
+    /// The resolver's latest results: re-keyed to the serving model and published with it.
+    pub fn set_resolved(&self, names: Arc<ResolvedNames>) {
+        let mut w = self.writers();
+        let cur = self.current.load_full();
+        w.resolutions = Arc::new(Resolutions::build(
+            &cur.loaded.model.hostnames,
+            &names,
+            cur.loaded.model.loaded_at,
+        ));
+        w.resolved = names;
+        self.store(&w, cur.loaded.clone(), cur.geo.clone());
     }
 }
 

@@ -127,6 +127,17 @@ pub fn q(name: &str, qtype: &str) -> Q {
     }
 }
 
+/// A type as written: a number, `TYPE<number>` (RFC 3597) or a mnemonic hickory-proto knows.
+pub fn type_code(s: &str) -> Option<u16> {
+    let up = s.to_ascii_uppercase();
+    if let Ok(n) = up.strip_prefix("TYPE").unwrap_or(&up).parse::<u16>() {
+        return Some(n);
+    }
+    up.parse::<hickory_proto::rr::RecordType>()
+        .ok()
+        .map(u16::from)
+}
+
 pub fn rtype(s: &str) -> u16 {
     match s {
         "A" => 1,
@@ -143,7 +154,7 @@ pub fn rtype(s: &str) -> u16 {
         "AXFR" => 252,
         "ANY" => 255,
         "CAA" => 257,
-        other => other.parse().expect("numeric type"),
+        other => type_code(other).expect("a type name or number"),
     }
 }
 
@@ -385,6 +396,8 @@ struct HealthShared {
     mode: std::sync::Mutex<HealthMode>,
     /// Arrival time of every complete request.
     hits: std::sync::Mutex<Vec<std::time::Instant>>,
+    /// The Host header of every complete request (`None`: without one).
+    hosts: std::sync::Mutex<Vec<Option<String>>>,
     open: std::sync::atomic::AtomicUsize,
     max_open: std::sync::atomic::AtomicUsize,
 }
@@ -423,6 +436,7 @@ impl HealthHttp {
             shared: std::sync::Arc::new(HealthShared {
                 mode: std::sync::Mutex::new(HealthMode::Healthy),
                 hits: std::sync::Mutex::new(Vec::new()),
+                hosts: std::sync::Mutex::new(Vec::new()),
                 open: Default::default(),
                 max_open: Default::default(),
             }),
@@ -467,6 +481,11 @@ impl HealthHttp {
                     }
                     if complete {
                         shared.hits.lock().unwrap().push(std::time::Instant::now());
+                        let host = String::from_utf8_lossy(&req).lines().find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
+                        });
+                        shared.hosts.lock().unwrap().push(host);
                         let mode = shared.mode.lock().unwrap().clone();
                         let reply = match mode {
                             HealthMode::Healthy | HealthMode::Refuse => Some((200, "ok".into())),
@@ -523,6 +542,11 @@ impl HealthHttp {
     }
 
     /// Requests received so far.
+    /// The Host header of every complete request so far.
+    pub fn hosts(&self) -> Vec<Option<String>> {
+        self.shared.hosts.lock().unwrap().clone()
+    }
+
     pub fn hits(&self) -> usize {
         self.shared.hits.lock().unwrap().len()
     }

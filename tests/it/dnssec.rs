@@ -923,9 +923,22 @@ fn dnssec_configuration_errors_name_the_key_path() {
         e.contains("dnssec.other_dnskeys[0]: DNSKEY key is not base64"),
         "{e}"
     );
-    let e = check("[records.stray]\nDS = [\"1 13 2 00\"]", &good);
+    let e = check(
+        "[records.stray]\nDS = [\"1 13 2 0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\"]",
+        &good,
+    );
     assert!(
         e.contains("records.stray.DS: DS belongs at a delegation point"),
+        "{e}"
+    );
+    let e = check(
+        "[records.sec2]\nNS = [\"ns.sec\"]\nDS = [\"1 13 2 00\"]",
+        &good,
+    );
+    assert!(
+        e.contains(
+            "records.sec2.DS[0]: \"1 13 2 00\": a digest of type 2 is 32 bytes, this one is 1"
+        ),
         "{e}"
     );
     let e = check(
@@ -1085,4 +1098,87 @@ fn online_signing_is_rate_limited_per_thread_and_static_answers_stay() {
     let r = z.ask("www.signed.test", "A");
     assert_eq!(r.rcode(), ResponseCode::NoError);
     z.verify(&r);
+}
+
+/// Hostname datacenters in the signed zone, pointing inside it (resolved from the model, no
+/// upstream): a CNAME-mode GSLB name, a flattened one and an ALIAS.
+const HOSTNAMES: &str = r#"
+[records.apexish]
+ALIAS = ["www"]
+[datacenters.edge]
+target = "www.signed.test."
+[gslb.edge]
+ttl = 40
+datacenters = ["edge"]
+[gslb.flat]
+ttl = 40
+datacenters = ["edge"]
+flatten = true
+"#;
+
+#[test]
+fn cname_flattened_and_alias_answers_are_signed_like_address_answers() {
+    let keys = Keys::new("signed.test.", CSK);
+    let zone = ZONE.replace("{dnssec}", &format!("{HOSTNAMES}\n{}", keys.table("")));
+    let s = TestServer::start_with(&[("signed.test.toml", &zone)], |_| {});
+    let z = Signed {
+        s,
+        keys,
+        _geo: tempfile::tempdir().unwrap(),
+    };
+    // The CNAME answer is followed into the zone, each hop signed with its own TTL.
+    let r = z.ask("edge.signed.test", "A");
+    assert_eq!(
+        split(&r.answers()),
+        (
+            vec![
+                "edge.signed.test. 40 IN CNAME www.signed.test.".to_string(),
+                "www.signed.test. 300 IN A 192.0.2.10".to_string(),
+                "www.signed.test. 300 IN A 192.0.2.11".to_string(),
+            ],
+            vec![("CNAME".to_string(), 3, 40), ("A".to_string(), 3, 300)]
+        )
+    );
+    let v = z.verify(&r);
+    assert_eq!((v.signatures, v.unsigned.len()), (2, 0), "{:?}", v.unsigned);
+    // Flattened: the target's addresses under the GSLB name, signed as the GSLB name's.
+    let r = z.ask("flat.signed.test", "AAAA");
+    assert_eq!(
+        split(&r.answers()),
+        (
+            vec!["flat.signed.test. 40 IN AAAA 2001:db8::10".to_string()],
+            vec![("AAAA".to_string(), 3, 40)]
+        )
+    );
+    let v = z.verify(&r);
+    assert_eq!((v.signatures, v.unsigned.len()), (1, 0), "{:?}", v.unsigned);
+    // ALIAS: the target's addresses with the record's TTL, signed; over TCP too.
+    let r = tcp(&z.s, &q("apexish.signed.test", "A").dnssec());
+    assert_eq!(
+        split(&r.answers()),
+        (
+            vec![
+                "apexish.signed.test. 300 IN A 192.0.2.10".to_string(),
+                "apexish.signed.test. 300 IN A 192.0.2.11".to_string(),
+            ],
+            vec![("A".to_string(), 3, 300)]
+        )
+    );
+    let v = z.verify(&r);
+    assert_eq!((v.signatures, v.unsigned.len()), (1, 0), "{:?}", v.unsigned);
+    // The ALIAS owner's NSEC lists A and AAAA: a TXT query is a signed NODATA.
+    let r = z.ask("apexish.signed.test", "TXT");
+    assert!(r.answers().is_empty());
+    assert_eq!(r.rcode(), ResponseCode::NoError);
+    let nsec: Vec<String> = r
+        .authority()
+        .into_iter()
+        .filter(|x| x.split_whitespace().nth(3) == Some("NSEC"))
+        .collect();
+    assert_eq!(
+        nsec,
+        ["apexish.signed.test. 60 IN NSEC \\000.apexish.signed.test. A AAAA RRSIG NSEC"]
+    );
+    let v = z.verify(&r);
+    assert_eq!((v.signatures, v.unsigned.len()), (2, 0), "{:?}", v.unsigned);
 }

@@ -26,6 +26,7 @@ fn dcs() -> Vec<Datacenter> {
             coords: None,
             capacity: 1.0,
             weight: 1,
+            target: None,
         })
         .collect()
 }

@@ -49,6 +49,7 @@ fn dcs() -> Vec<Datacenter> {
             coords: Some((*lat, *lon)),
             capacity: 100.0,
             weight: 1,
+            target: None,
         })
         .collect()
 }
@@ -563,7 +564,7 @@ fn all_and_answers_n() {
         QueryInput::default(),
     );
     assert_eq!(names(&sel), ["fra", "iad", "sin"]);
-    assert_eq!(sel.addresses(&name, &dcs()).count(), 3);
+    assert_eq!(sel.addresses(&name, &dcs(), None).count(), 3);
 
     let mut name = single(&["fra", "ams", "iad", "sin"], PolicyKind::Failover);
     name.answers = 2;
@@ -648,7 +649,7 @@ fn all_down_modes() {
         (AnswerKind::Answer, Source::LastResort)
     );
     assert_eq!(
-        sel.addresses(&name, &dcs()).collect::<Vec<_>>(),
+        sel.addresses(&name, &dcs(), None).collect::<Vec<_>>(),
         [IpAddr::V4(Ipv4Addr::new(203, 0, 113, 99))]
     );
     assert_eq!(
@@ -765,7 +766,7 @@ fn family_and_address_state() {
         &mut NoTrace,
     );
     assert_eq!(
-        sel.addresses(&name, &d).collect::<Vec<_>>(),
+        sel.addresses(&name, &d, None).collect::<Vec<_>>(),
         [IpAddr::V4(Ipv4Addr::new(192, 0, 2, 99))]
     );
     // Every v4 address of ams down: not usable for A, still usable for AAAA.
@@ -1070,7 +1071,7 @@ proptest! {
         name.pools.push(mk("b", &m1, p1));
         name.pools[0].fallback = Some(PoolId(1));
         name.answers = answers;
-        let snap = Snapshot { generation: 1, dcs: states.clone(), why: vec![], latency_map: None };
+        let snap = Snapshot { generation: 1, dcs: states.clone(), why: vec![], latency_map: None, resolutions: None };
         let family = if v6 { Family::V6 } else { Family::V4 };
         let client = Client {
             addr: IpAddr::V4(Ipv4Addr::from(addr)),
@@ -1099,7 +1100,7 @@ proptest! {
             .iter()
             .map(|i| if v6 { IpAddr::V6(d[*i as usize].v6[0]) } else { IpAddr::V4(d[*i as usize].v4[0]) })
             .collect();
-        let got: Vec<IpAddr> = sel.addresses(&name, &d).collect();
+        let got: Vec<IpAddr> = sel.addresses(&name, &d, None).collect();
         prop_assert!(!got.is_empty());
         for a in got {
             prop_assert!(allowed.contains(&a), "{} not in the chain", a);

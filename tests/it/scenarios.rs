@@ -33,6 +33,7 @@ use gslbd::gslb::GslbContext;
 use gslbd::health::{AdminState, DcState, Snapshot};
 use gslbd::metrics::Metrics;
 use gslbd::model::Model;
+use gslbd::resolve::{Entry as ResolvedEntry, ResolvedNames, State as ResolveState};
 use gslbd::server::Loaded;
 use hickory_proto::op::Message;
 use serde::Deserialize;
@@ -65,8 +66,33 @@ struct Scenario {
     /// Health of datacenters by name for every query (the others are up).
     #[serde(default)]
     health: BTreeMap<String, Health>,
+    /// What hostname targets outside the scenario's zones resolve to (names in its zones
+    /// resolve from the zones themselves): name -> addresses and state.
+    #[serde(default)]
+    resolved: BTreeMap<String, ResolvedSpec>,
     /// The queries, asked in order.
     query: Vec<QuerySpec>,
+}
+
+/// A hostname target's resolution, as the resolver would publish it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolvedSpec {
+    #[serde(default)]
+    addresses: Vec<IpAddr>,
+    /// The upstream TTL; a fresh entry expires this long after the query (default 3600).
+    #[serde(default = "default_resolved_ttl")]
+    ttl: u32,
+    /// `fresh` (default), `stale`, `expired` or `pending`.
+    #[serde(default = "default_resolved_state")]
+    state: String,
+}
+
+fn default_resolved_ttl() -> u32 {
+    3600
+}
+fn default_resolved_state() -> String {
+    "fresh".into()
 }
 
 /// A GeoIP2 City record.
@@ -325,6 +351,7 @@ impl World {
     fn snapshot(&self, query: &BTreeMap<String, Health>) -> Result<Snapshot, String> {
         let dcs = &self.model().datacenters;
         let mut snap = Snapshot::all_up(dcs.list.len());
+        snap.resolutions = Some(Arc::new(self.model().resolutions(&self.resolved_names()?)));
         for (name, h) in self.scenario.health.iter().chain(query) {
             let Some(id) = dcs.id_of(name) else {
                 let mut known: Vec<&str> = dcs.by_name.keys().map(String::as_str).collect();
@@ -337,6 +364,54 @@ impl World {
             snap.dcs[id.0 as usize] = dc_state(h).map_err(|e| format!("health.{name}: {e}"))?;
         }
         Ok(snap)
+    }
+
+    /// The file's `[resolved]` as the resolver would publish it (fresh entries expire `ttl`
+    /// seconds, plus half a second, from now: the TTL left is `ttl` when the query runs).
+    fn resolved_names(&self) -> Result<ResolvedNames, String> {
+        let now = tokio::time::Instant::now();
+        let mut names = ResolvedNames::default();
+        for (i, (name, r)) in self.scenario.resolved.iter().enumerate() {
+            let key = name.to_ascii_lowercase();
+            if !key.ends_with('.') {
+                return Err(format!("resolved.{name:?}: write the name fully qualified"));
+            }
+            let state = match r.state.as_str() {
+                "fresh" => ResolveState::Fresh,
+                "stale" => ResolveState::Stale,
+                "expired" => ResolveState::Expired,
+                "pending" => ResolveState::Pending,
+                s => {
+                    return Err(format!(
+                        "resolved.{name:?}.state: {s:?} (expected fresh, stale, expired or pending)"
+                    ));
+                }
+            };
+            let mut e = ResolvedEntry::pending(&key);
+            e.v4 = r
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V4(x) => Some(*x),
+                    _ => None,
+                })
+                .collect();
+            e.v6 = r
+                .addresses
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(x) => Some(*x),
+                    _ => None,
+                })
+                .collect();
+            e.serial = i as u64 + 1;
+            e.state = state;
+            e.ttl = r.ttl;
+            e.expires = Some(now + std::time::Duration::from_millis(u64::from(r.ttl) * 1000 + 500));
+            e.resolved_at = Some(std::time::SystemTime::now());
+            names.by_name.insert(key.into(), Arc::new(e));
+        }
+        Ok(names)
     }
 
     /// Answers `req` through the real handler, as the server's `PacketHandler` does.
@@ -399,6 +474,7 @@ fn dc_state(h: &Health) -> Result<DcState, String> {
         latency_ms: f.latency_ms.or(up.latency_ms),
         slow_start: f.slow_start.unwrap_or(up.slow_start),
         addr_up: f.addr_up.unwrap_or(up.addr_up),
+        addr_serial: up.addr_serial,
         settled: f.settled.unwrap_or(up.settled),
         settle_ttl: f.settle_ttl.unwrap_or(up.settle_ttl),
     })
@@ -486,11 +562,9 @@ fn type_number(s: &str) -> Result<u16, String> {
         "AXFR" => 252,
         "ANY" => 255,
         "CAA" => 257,
-        _ => {
-            return Err(format!(
-                "type {s:?}: not a type this harness knows; use its number"
-            ));
-        }
+        // The types gslbd knows by name (HTTPS, SVCB, TLSA...) and `TYPEnnn`.
+        _ => crate::common::type_code(&upper)
+            .ok_or_else(|| format!("type {s:?}: not a type this harness knows; use its number"))?,
     })
 }
 
@@ -715,6 +789,31 @@ fn render_ecs(d: &[u8]) -> String {
     format!("{ip}/{source}/{scope}")
 }
 
+/// A record as hickory-proto prints it, except data hickory has no parser for (DS without
+/// its DNSSEC feature, unknown types), which is shown in the RFC 3597 generic form
+/// (`\# <length> <hex>`) rather than as hickory's base64.
+fn record_line(r: &hickory_proto::rr::Record) -> String {
+    match &r.data {
+        hickory_proto::rr::RData::Unknown { code, rdata } => {
+            let hex: String = rdata.anything.iter().map(|b| format!("{b:02x}")).collect();
+            let code = match code {
+                hickory_proto::rr::RecordType::Unknown(n) => format!("TYPE{n}"),
+                known => known.to_string(),
+            };
+            format!(
+                "{} {} {} {code} \\# {} {hex}",
+                r.name,
+                r.ttl,
+                r.dns_class,
+                rdata.anything.len()
+            )
+            .trim_end()
+            .to_string()
+        }
+        _ => r.to_string(),
+    }
+}
+
 /// Every line a response renders to; the comparison keeps the kinds the expectation has.
 fn response_lines(raw: &[u8]) -> Vec<String> {
     let msg = match Message::from_vec(raw) {
@@ -755,7 +854,11 @@ fn response_lines(raw: &[u8]) -> Vec<String> {
         ("authority", &msg.authorities),
         ("additional", &msg.additionals),
     ] {
-        v.extend(records.iter().map(|r| format!("{section} {r}")));
+        v.extend(
+            records
+                .iter()
+                .map(|r| format!("{section} {}", record_line(r))),
+        );
     }
     match &opt {
         None => {
@@ -1233,7 +1336,13 @@ fn scenarios_answer_the_same_over_sockets() {
         let geoip = w.geoip_path.clone();
         let s = TestServer::start_with(&borrowed, |o| {
             o.geoip = geoip.into_iter().collect();
+            // Hostname targets resolve as the file says, never through the network.
+            o.resolver.enabled = false;
         });
+        s.running()
+            .state
+            .serving
+            .set_resolved(Arc::new(w.resolved_names().expect("checked at build")));
         for (i, qs) in w.scenario.query.iter().enumerate() {
             // Another source address cannot be sent from here; a dropped packet is waited
             // out for the whole read timeout (the malformed-packet socket test covers drops).
@@ -1241,6 +1350,8 @@ fn scenarios_answer_the_same_over_sockets() {
                 continue;
             }
             let serving = &s.running().state.serving;
+            // Resolutions again per query: a fresh entry's TTL left starts over.
+            serving.set_resolved(Arc::new(w.resolved_names().expect("checked at build")));
             let snap = w.snapshot(&qs.health).expect("checked at build");
             serving
                 .health_sink(serving.health_generation())

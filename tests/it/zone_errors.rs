@@ -74,7 +74,7 @@ CNAME = { values = ["a", "b"], ttl = 60, extra = 1 }
         "records.www.A[1]: expected a string, found an integer",
         "records.www.AAAA[0]: \"1.2.3.4\" is not an IPv6 address",
         "records.www.MX[0]: \"mail\" is not a valid MX record",
-        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR, DS)",
+        "records.www.BOGUS: unknown record type (expected one of: A, AAAA, CNAME, NS, MX, TXT, SRV, CAA, PTR, HTTPS, SVCB, DS, TLSA, SSHFP, NAPTR, ALIAS, or TYPE<number> with RFC 3597 values)",
         "colour: unknown key (expected one of: origin, ttl, soa, records, datacenters, checks, gslb, dnssec)",
     ];
     for want in expected {
@@ -275,6 +275,168 @@ check-addresses = []
         String::from_utf8_lossy(&out.stderr).contains("datacenters.one.min-up"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Parse-time errors of a file (no build).
+fn parse_errors(text: &str) -> Vec<String> {
+    config::parse_file(Path::new("zones/example.com.toml"), text)
+        .expect_err("must fail")
+        .0
+        .iter()
+        .map(|e| {
+            e.to_string()
+                .trim_start_matches("zones/example.com.toml: ")
+                .to_string()
+        })
+        .collect()
+}
+
+fn has(errs: &[String], want: &str) {
+    assert!(
+        errs.iter().any(|e| e.starts_with(want)),
+        "missing {want:?} in {errs:#?}"
+    );
+}
+
+#[test]
+fn hostname_datacenters_and_alias_are_checked_when_read() {
+    let errs = parse_errors(&format!(
+        r#"{GOOD}
+[datacenters.both]
+addresses = ["192.0.2.1"]
+target = "lb.example.net."
+[datacenters.relative]
+target = "lb"
+[datacenters.none]
+capacity = 2
+[datacenters.lb]
+target = "lb.example.net."
+min-up = "most"
+[records.two]
+ALIAS = ["a.example.net.", "b.example.net."]
+"#
+    ));
+    for want in [
+        "datacenters.both.target: a datacenter has either addresses or a target (a hostname), not both",
+        "datacenters.relative.target: \"lb\": a target is a fully qualified name ending in \".\"",
+        "datacenters.none.addresses: is required (a list of answer addresses), or give a hostname as `target`",
+        "datacenters.lb.min-up: \"most\": expected a number 1..64 or \"all\"",
+        "records.two.ALIAS: a name has at most one ALIAS target",
+    ] {
+        has(&errs, want);
+    }
+}
+
+#[test]
+fn hostname_answers_that_cannot_work_are_refused_at_load() {
+    let errs = errors_of(&format!(
+        r#"{GOOD}
+[datacenters.lb]
+target = "lb.example.net."
+[datacenters.fra]
+addresses = ["192.0.2.2"]
+[datacenters.inner]
+target = "app.example.com."
+[datacenters.gone]
+target = "gone.example.com."
+[checks.web]
+type = "tcp"
+port = 80
+[datacenters.probed-inner]
+target = "app.example.com."
+check = "web"
+[gslb.multi]
+answers = 2
+datacenters = ["lb", "fra"]
+[gslb.every]
+policy = "all"
+datacenters = ["lb", "fra"]
+[gslb."@"]
+flatten = false
+datacenters = ["lb"]
+[gslb.withtxt]
+datacenters = ["lb"]
+[gslb.app]
+datacenters = ["fra"]
+[gslb.flat]
+flatten = true
+datacenters = ["inner", "gone", "probed-inner"]
+[records.withtxt]
+TXT = ["x"]
+[records.aliased]
+ALIAS = ["www"]
+A = ["192.0.2.9"]
+[records.www]
+A = ["192.0.2.10"]
+[records.l1]
+ALIAS = ["l2"]
+[records.l2]
+ALIAS = ["l1"]
+[datacenters.to-ping]
+target = "ping.example.com."
+[datacenters.to-pong]
+target = "pong-alias.example.com."
+[gslb.ping]
+datacenters = ["to-pong", "fra"]
+[gslb.pong]
+datacenters = ["to-ping"]
+[records.pong-alias]
+CNAME = ["pong"]
+"#
+    ));
+    for want in [
+        "gslb.multi.answers: answers = 2 with hostname datacenters (lb) needs flatten = true: one answer cannot hold several CNAMEs",
+        "gslb.every.policy: policy \"all\" with hostname datacenters (lb) needs flatten = true on the name",
+        "gslb.\"@\".flatten: a GSLB name at the zone apex is always flattened",
+        "gslb.withtxt: withtxt.example.com. may answer a CNAME (hostname datacenters, flatten = false), and a CNAME owner holds no other data (RFC 1034), but it also has static TXT",
+        "records.aliased.ALIAS: an ALIAS answers A and AAAA itself: not together with A on the same name",
+        "datacenters.inner.target: app.example.com. is a GSLB name served here: its addresses depend on the client",
+        "datacenters.gone.target: gone.example.com.: does not exist (NXDOMAIN in the zone example.com. served here)",
+        "datacenters.probed-inner.check: the target app.example.com. is a GSLB name served here",
+        "records.l1.ALIAS: l2.example.com.: leads into a loop",
+        "datacenters.to-ping.target: datacenter to-ping: its CNAME answers can loop: ping.example.com. -> pong.example.com. -> ping.example.com.",
+        "datacenters.to-pong.target: datacenter to-pong: its CNAME answers can loop: pong.example.com. -> ping.example.com. -> pong.example.com.",
+    ] {
+        has(&errs, want);
+    }
+}
+
+#[test]
+fn record_type_values_say_what_is_wrong() {
+    let errs = parse_errors(&format!(
+        r#"{GOOD}
+[records.a]
+SVCB = ['1 . alpn=h2 alpn=h3']
+HTTPS = ['1 . mandatory=port alpn=h2']
+TYPE65000 = ['c0000201']
+TYPE255 = ['\# 0']
+TXT = ['\# 5 c0000201']
+DS = ["12345 13 2 00112233"]
+[records.b]
+TYPE1 = ['\# 3 c00002']
+DS = ["1 NOPE 2 00"]
+"#
+    ));
+    for want in [
+        "records.a.SVCB[0]: \"1 . alpn=h2 alpn=h3\": the parameter alpn is given twice",
+        "records.a.HTTPS[0]: \"1 . mandatory=port alpn=h2\": mandatory lists port, which the record does not have",
+        "records.a.TYPE65000[0]: \"c0000201\": TYPE65000 values are written in the RFC 3597 generic form",
+        "records.a.TYPE255: TYPE255: a meta or query type holds no data",
+        "records.a.TXT[0]: \"\\# 5 c0000201\": the length says 5 bytes but the hex holds 4",
+        "records.a.DS[0]: \"12345 13 2 00112233\": a digest of type 2 is 32 bytes, this one is 4",
+        "records.b.TYPE1[0]: \"\\# 3 c00002\" is not a valid A record",
+        "records.b.DS[0]: \"1 NOPE 2 00\": unknown DNSSEC algorithm \"NOPE\"",
+    ] {
+        has(&errs, want);
+    }
+    let errs = errors_of(&format!(
+        "{GOOD}\n[records.www]\nDS = [\"1 13 2 {d}\"]\n",
+        d = "00".repeat(32)
+    ));
+    assert_eq!(
+        errs,
+        ["records.www.DS: DS belongs at a delegation point (a name below the apex with NS)"]
     );
 }
 

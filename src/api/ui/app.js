@@ -194,11 +194,23 @@ function drawDatacenters(dcs) {
     const addrs = d.targets.length
       ? el("ul", { class: "targets" }, d.targets.map(targetLine))
       : el("span", { text: (d.addresses || []).join(", ") + " (no check)" });
+    // A hostname datacenter: its target and what it resolves to now.
+    const where = d.target
+      ? el("div", {}, [
+          el("div", {
+            class: "target-name",
+            text: d.target.target + ": " + d.target.state +
+              (d.target.age_secs != null ? ", " + d.target.age_secs + " s old" : "") +
+              (d.target.error ? " (" + d.target.error + ")" : ""),
+          }),
+          addrs,
+        ])
+      : addrs;
     return el("tr", { "data-dc": d.name, "data-state": d.state },
       cell("Datacenter", el("strong", { text: d.name })),
       cell("State", stateBadge(d.state)),
       cell("Deciding input", d.deciding),
-      cell("Addresses", addrs),
+      cell("Addresses", where),
       cell("Load", fmtLoad(d.load) + (d.load_error ? " (" + d.load_error + ")" : "")),
       cell("Latency", fmtMs(d.latency_ms)),
       cell("Admin", d.admin),

@@ -11,14 +11,16 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use rustc_hash::FxHashMap;
 
+use super::hostname::Hosts;
 use super::zone::add_empty_ancestors;
-use crate::config::{Config, ConfigError, GslbSpec};
+use crate::config::{AliasSpec, Config, ConfigError, GslbSpec};
 use crate::geo::{CountryTables, GeoCode};
 use crate::limits::MAX_MEMBERS;
 use crate::model::{
-    Datacenter, DatacenterId, Datacenters, GslbEntry, GslbName, Member, Pool, PoolId, Rule, Zone,
+    Alias, Datacenter, DatacenterId, Datacenters, GslbEntry, GslbName, Lookup, Member, Pool,
+    PoolId, Rule, Zone,
 };
-use crate::probe::{CheckSpec, DatacenterProbe, NamedCheck, ProbeSet, Require};
+use crate::probe::{CheckKind, CheckSpec, DatacenterProbe, NamedCheck, ProbeSet, Require};
 use crate::rr::{TYPE_A, TYPE_AAAA, is_below, wire_key};
 
 fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
@@ -33,6 +35,7 @@ fn err(errs: &mut Vec<ConfigError>, file: &Path, path: &str, message: String) {
 pub(crate) fn datacenters(
     config: &Config,
     tables: &CountryTables,
+    hosts: &mut Hosts,
     errs: &mut Vec<ConfigError>,
 ) -> Datacenters {
     let mut checks: FxHashMap<&str, (&CheckSpec, &Path, &str)> = FxHashMap::default();
@@ -114,10 +117,15 @@ pub(crate) fn datacenters(
                     }
                 }
             }
-            if d.addresses.is_empty() {
+            if d.addresses.is_empty() && d.target.is_none() {
                 continue;
             }
             let id = DatacenterId(out.list.len() as u32);
+            let target = d.target.as_ref().map(|(name, path)| {
+                let h = hosts.add(name);
+                hosts.used(h, Some(id.0), &f.file, path, false);
+                h
+            });
             let v4: Vec<_> = d
                 .addresses
                 .iter()
@@ -147,6 +155,7 @@ pub(crate) fn datacenters(
                 coords,
                 capacity: d.capacity,
                 weight: d.weight,
+                target,
             });
             let mut probe = DatacenterProbe::new(d.name.clone(), d.addresses.clone(), None);
             probe.checks = named;
@@ -170,14 +179,30 @@ fn list(names: &[&str]) -> String {
     v.join(", ")
 }
 
-/// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be.
+/// Resolves one `gslb.<name>` into a `GslbName`, or reports why it cannot be. `at_apex`: the
+/// name is its zone's apex (always flattened).
 pub(crate) fn gslb_name(
     spec: &GslbSpec,
     dcs: &Datacenters,
+    at_apex: bool,
     file: &Path,
     errs: &mut Vec<ConfigError>,
 ) -> Option<GslbName> {
     let start = errs.len();
+    if at_apex && spec.flatten == Some(false) {
+        err(
+            errs,
+            file,
+            &format!("{}.flatten", spec.path),
+            "a GSLB name at the zone apex is always flattened: a CNAME cannot stand at the apex (it would hide SOA and NS)".into(),
+        );
+    }
+    let flatten = spec.flatten.unwrap_or(at_apex);
+    let is_host = |id: DatacenterId| {
+        dcs.list
+            .get(id.0 as usize)
+            .is_some_and(|d| d.target.is_some())
+    };
     let pool_ids: FxHashMap<&str, PoolId> = spec
         .pools
         .iter()
@@ -225,6 +250,24 @@ pub(crate) fn gslb_name(
                 &p.path,
                 format!("a pool has at most {MAX_MEMBERS} datacenters"),
             );
+        }
+        if !flatten && p.policy.answers_all() {
+            let hosts: Vec<&str> = members
+                .iter()
+                .filter(|m| is_host(m.dc))
+                .map(|m| &*dcs.list[m.dc.0 as usize].name)
+                .collect();
+            if !hosts.is_empty() {
+                err(
+                    errs,
+                    file,
+                    &format!("{}.policy", p.path),
+                    format!(
+                        "policy \"all\" with hostname datacenters ({}) needs flatten = true on the name: one answer cannot hold several CNAMEs",
+                        hosts.join(", ")
+                    ),
+                );
+            }
         }
         let mut pool = Pool::new(&p.name, members, p.policy.clone());
         if let Some((f, path)) = &p.fallback {
@@ -315,6 +358,28 @@ pub(crate) fn gslb_name(
             "is required when a name has several pools (which clients use which pool?)".into(),
         );
     }
+    if !flatten && spec.answers > 1 {
+        let mut hosts: Vec<&str> = pools
+            .iter()
+            .flat_map(|p| p.members.iter())
+            .filter(|m| is_host(m.dc))
+            .map(|m| &*dcs.list[m.dc.0 as usize].name)
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        if !hosts.is_empty() {
+            err(
+                errs,
+                file,
+                &format!("{}.answers", spec.path),
+                format!(
+                    "answers = {} with hostname datacenters ({}) needs flatten = true: one answer cannot hold several CNAMEs",
+                    spec.answers,
+                    hosts.join(", ")
+                ),
+            );
+        }
+    }
     if errs.len() > start {
         return None;
     }
@@ -324,15 +389,18 @@ pub(crate) fn gslb_name(
         pools,
         answers: spec.answers,
         all_down: spec.all_down.clone(),
+        flatten,
     })
 }
 
 /// Places GSLB name `id` in `zone` at `owner`, with empty non-terminals above it; reports a
-/// clash with static data there.
+/// clash with static data there. `cname`: the name may answer a CNAME, so it can hold no
+/// other data at all.
 pub(crate) fn place(
     zone: &mut Zone,
     owner: &Name,
     id: u32,
+    cname: bool,
     file: &Path,
     path: &str,
     errs: &mut Vec<ConfigError>,
@@ -364,9 +432,189 @@ pub(crate) fn place(
         );
         return;
     }
+    if node.alias.is_some() {
+        err(
+            errs,
+            file,
+            path,
+            format!("{owner} also has an ALIAS: a GSLB name owns its A/AAAA answers"),
+        );
+        return;
+    }
+    if cname && !node.rrsets.is_empty() {
+        let types: Vec<String> = node
+            .rrsets
+            .iter()
+            .map(|r| {
+                crate::rr::TYPES
+                    .iter()
+                    .find(|t| t.code == r.rtype)
+                    .map_or_else(|| format!("TYPE{}", r.rtype), |t| t.name.to_string())
+            })
+            .collect();
+        err(
+            errs,
+            file,
+            path,
+            format!(
+                "{owner} may answer a CNAME (hostname datacenters, flatten = false), and a CNAME owner holds no other data (RFC 1034), but it also has static {}: set flatten = true or move them",
+                types.join(", ")
+            ),
+        );
+        return;
+    }
     node.gslb = Some(id);
     zone.gslb_count += 1;
     add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
+}
+
+/// Places an `ALIAS` in `zone`: A and AAAA at its owner come from the target's addresses.
+/// Not beside A, AAAA or CNAME, not at or below a delegation.
+pub(crate) fn place_alias(
+    zone: &mut Zone,
+    spec: &AliasSpec,
+    hosts: &mut Hosts,
+    file: &Path,
+    errs: &mut Vec<ConfigError>,
+) {
+    let key = wire_key(&spec.owner);
+    if zone.nodes.iter().any(|(k, n)| n.cut && is_below(&key, k)) {
+        err(
+            errs,
+            file,
+            &spec.path,
+            "is below a delegation (NS) in this zone".into(),
+        );
+        return;
+    }
+    let Some(node) = zone.nodes.get_mut(&key) else {
+        // An owner with nothing but the ALIAS.
+        let host = hosts.add(&spec.target);
+        hosts.used(host, None, file, &spec.path, true);
+        let node = zone.nodes.entry(key.clone()).or_default();
+        node.alias = Some(Alias {
+            target: host,
+            ttl: spec.ttl,
+        });
+        add_empty_ancestors(&mut zone.nodes, &key, zone.apex.len());
+        return;
+    };
+    if node.cut {
+        err(
+            errs,
+            file,
+            &spec.path,
+            "is at a delegation point (NS below the apex): the data belongs in the child zone"
+                .into(),
+        );
+        return;
+    }
+    if node.gslb.is_some() {
+        err(
+            errs,
+            file,
+            &spec.path,
+            "the name is a GSLB name, which owns its A/AAAA answers: not together with an ALIAS"
+                .into(),
+        );
+        return;
+    }
+    let clash: Vec<&str> = [
+        (TYPE_A, "A"),
+        (TYPE_AAAA, "AAAA"),
+        (crate::rr::TYPE_CNAME, "CNAME"),
+    ]
+    .iter()
+    .filter(|(t, _)| node.rrset(*t).is_some())
+    .map(|(_, n)| *n)
+    .collect();
+    if !clash.is_empty() {
+        err(
+            errs,
+            file,
+            &spec.path,
+            format!(
+                "an ALIAS answers A and AAAA itself: not together with {} on the same name",
+                clash.join(", ")
+            ),
+        );
+        return;
+    }
+    if wire_key(&spec.target) == key {
+        err(
+            errs,
+            file,
+            &spec.path,
+            "points at its own name: a loop".into(),
+        );
+        return;
+    }
+    let host = hosts.add(&spec.target);
+    hosts.used(host, None, file, &spec.path, true);
+    node.alias = Some(Alias {
+        target: host,
+        ttl: spec.ttl,
+    });
+}
+
+/// Gives each hostname datacenter's probe what it needs once the targets' lookups are known:
+/// the local addresses (probed like declared ones), or the remote name (probed at run time at
+/// whatever it resolves to), and checks that name the target in `Host` and SNI (`http`,
+/// `https`, `tls`) unless they name a host themselves. A check on a datacenter whose target is
+/// one of our GSLB names is refused (its addresses depend on the client).
+pub(crate) fn hostname_probes(
+    config: &Config,
+    dcs: &mut Datacenters,
+    hosts: &Hosts,
+    errs: &mut Vec<ConfigError>,
+) {
+    for (i, d) in dcs.list.iter().enumerate() {
+        let Some(h) = d.target else { continue };
+        let host = &hosts.list[h.0 as usize];
+        let probe = &mut dcs.probes[i];
+        match &host.lookup {
+            Lookup::Local { v4, v6, .. } => {
+                probe.addresses = v4
+                    .iter()
+                    .map(|a| IpAddr::V4(*a))
+                    .chain(v6.iter().map(|a| IpAddr::V6(*a)))
+                    .collect();
+            }
+            Lookup::Remote(n) => probe.hostname = Some(n.to_string()),
+            Lookup::Gslb(_) => {
+                if !probe.checks.is_empty() {
+                    let at = config
+                        .files
+                        .iter()
+                        .flat_map(|f| f.datacenters.iter().map(move |s| (f, s)))
+                        .find(|(_, s)| s.name == *d.name);
+                    if let Some((f, s)) = at {
+                        let key = s
+                            .checks
+                            .first()
+                            .map_or_else(|| format!("{}.check", s.path), |(_, p)| p.clone());
+                        err(
+                            errs,
+                            &f.file,
+                            &key,
+                            format!(
+                                "the target {} is a GSLB name served here: its addresses depend on the client, so there is nothing fixed to probe (check its datacenters instead)",
+                                host.name
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let name = host.name.to_ascii().trim_end_matches('.').to_string();
+        for c in &mut probe.checks {
+            match &mut c.spec.kind {
+                CheckKind::Http(h) if h.host.is_none() => h.host = Some(name.clone()),
+                CheckKind::Tls(t) if t.host.is_none() => t.host = Some(name.clone()),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Longest TTL any name hands out for each datacenter (drain completes after it).

@@ -6,13 +6,17 @@
 //!
 //! ```text
 //! Config (every file's specs) --zone::build_zone--> Zone (pre-encoded RRsets)
-//!                             --link::datacenters--> Datacenters --link::plan--> ProbeSet
+//!                             --link::place_alias--> ALIAS nodes (targets in Hosts)
+//!                             --link::datacenters--> Datacenters (targets in Hosts)
 //!                             --link::gslb_name/place--> GslbEntry in its zone
+//!                             --hostname::Hosts::resolve--> each target: local | remote
+//!                             --link::hostname_probes, link::plan--> ProbeSet
 //!                             --dnssec::sign ([dnssec])--> keys, RRSIGs, NSECs in the zone
 //!                             ==> Model, or ConfigErrors (all of them)
 //! ```
 
 mod dnssec;
+mod hostname;
 mod link;
 mod zone;
 
@@ -22,6 +26,7 @@ use rustc_hash::FxHashMap;
 
 use super::{Config, ConfigError, ConfigErrors};
 use crate::model::{GslbEntry, Model, Zone};
+use crate::rr::wire_key;
 
 /// Validates `config` as a whole and builds the model, or returns every error. Signed zones
 /// are signed with the system clock.
@@ -35,23 +40,46 @@ pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, 
     let mut zones = Vec::new();
     let mut zone_by_apex = FxHashMap::default();
     let tables = super::country_tables();
-    let mut datacenters = link::datacenters(config, tables, &mut errs);
+    let mut hosts = hostname::Hosts::default();
+    let mut datacenters = link::datacenters(config, tables, &mut hosts, &mut errs);
     let mut gslb: Vec<GslbEntry> = Vec::new();
     for f in &config.files {
         let Some(spec) = &f.zone else { continue };
         let Some(mut z) = zone::build_zone(f, spec, &mut errs) else {
             continue;
         };
+        for a in &spec.aliases {
+            link::place_alias(&mut z, a, &mut hosts, &f.file, &mut errs);
+        }
         for g in &f.gslb {
-            if let Some(def) = link::gslb_name(g, &datacenters, &f.file, &mut errs) {
+            let at_apex = g.owner.eq_case(&spec.origin) || wire_key(&g.owner) == z.apex;
+            if let Some(def) = link::gslb_name(g, &datacenters, at_apex, &f.file, &mut errs) {
                 let id = gslb.len() as u32;
-                link::place(&mut z, &g.owner, id, &f.file, &g.path, &mut errs);
+                let members = def.pools.iter().flat_map(|p| p.members.iter());
+                let host_dcs: Vec<u32> = members
+                    .filter(|m| {
+                        datacenters
+                            .list
+                            .get(m.dc.0 as usize)
+                            .is_some_and(|d| d.target.is_some())
+                    })
+                    .map(|m| m.dc.0)
+                    .collect();
+                let cname = !def.flatten && !host_dcs.is_empty();
+                if def.flatten {
+                    for &dc in &host_dcs {
+                        hosts.flatten_dc(dc);
+                    }
+                }
+                link::place(&mut z, &g.owner, id, cname, &f.file, &g.path, &mut errs);
                 gslb.push(GslbEntry {
                     owner: g.owner.clone(),
                     zone: zones.len() as u32,
                     needs_location: def.needs_location(),
                     def,
                     ecs: g.ecs,
+                    cname,
+                    has_hostnames: !host_dcs.is_empty(),
                 });
             }
         }
@@ -83,6 +111,10 @@ pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, 
             message: "no zone: at least one file needs `origin`".into(),
         });
     }
+    // Targets inside our zones are answered from them; the rest is left to the resolver.
+    hosts.resolve(&zones, &zone_by_apex, &mut errs);
+    hosts.cname_loops(&gslb, &datacenters, &mut errs);
+    link::hostname_probes(config, &mut datacenters, &hosts, &mut errs);
     // The plan carries each datacenter's longest answer TTL (drain completion), so it is
     // built once every name is linked.
     link::max_ttls(&mut datacenters, &gslb);
@@ -94,6 +126,7 @@ pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, 
         zones,
         datacenters,
         gslb,
+        hosts.list,
         zone_by_apex,
         SystemTime::now(),
     ))

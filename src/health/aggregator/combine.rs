@@ -31,6 +31,8 @@ pub(super) enum Cause<'a> {
     },
     /// An external verdict was set, changed, withdrawn or expired.
     Input,
+    /// A hostname datacenter's target resolves to a new address set (its probes follow).
+    Resolved { name: &'a str, addresses: usize },
 }
 
 impl Aggregator {
@@ -47,7 +49,7 @@ impl Aggregator {
     pub(super) fn probe_verdict(&self, dc: usize) -> (bool, Vec<bool>) {
         let plan = &self.set.dcs[dc];
         let checks: Vec<bool> = (0..plan.checks.len())
-            .map(|c| self.check_addresses_up(dc, c) >= plan.min_up as usize)
+            .map(|c| self.check_addresses_up(dc, c) >= plan.addresses_needed())
             .collect();
         if checks.is_empty() {
             return (true, checks);
@@ -102,7 +104,7 @@ impl Aggregator {
                 "{} of {} addresses up ({} needed)",
                 self.check_addresses_up(dc, c),
                 plan.checks[c].slots.len(),
-                plan.min_up
+                plan.addresses_needed()
             )
         };
         match plan.checks.len() {
@@ -187,7 +189,7 @@ impl Aggregator {
                                 format!(
                                     "{up} of {} addresses up, {} needed",
                                     check.slots.len(),
-                                    plan.min_up
+                                    plan.addresses_needed()
                                 ),
                             )
                         },
@@ -220,7 +222,7 @@ impl Aggregator {
                         "{} of {} addresses up, {} needed",
                         self.check_addresses_up(dc, 0),
                         plan.checks[0].slots.len(),
-                        plan.min_up
+                        plan.addresses_needed()
                     ),
                     n => format!(
                         "{} of {n} checks up, {} needed",
@@ -230,6 +232,11 @@ impl Aggregator {
                 };
                 format!("{} ({detail})", super::event_reason(outcome, *first))
             }
+            (Cause::Resolved { name, addresses }, Input::Probes) => format!(
+                "{name} now resolves to {addresses} address{}; {}",
+                if *addresses == 1 { "" } else { "es" },
+                self.probes_summary(dc)
+            ),
             (_, Input::Probes | Input::Config) => {
                 format!(
                     "external verdicts no longer hold; {}",
@@ -261,7 +268,11 @@ impl Aggregator {
                 now,
             );
         }
-        let first = matches!(cause, Cause::Start | Cause::Probe { first: true, .. });
+        // A new address set is not a recovery (its first probes decide): no ramp.
+        let first = matches!(
+            cause,
+            Cause::Start | Cause::Resolved { .. } | Cause::Probe { first: true, .. }
+        );
         let window = plan.slow_start();
         let d = &mut self.dcs[dc];
         d.healthy = healthy;

@@ -29,6 +29,14 @@
 //! first probe result of a target without warm state decides its state directly (the first
 //! probe round ends the assumption); after that, `rise` consecutive passes bring it up and
 //! `fall` consecutive fails take it down.
+//!
+//! Hostname datacenters (the dynamic part of the probe plan, `probe::plan`): the aggregator
+//! owns its copy of the plan and watches the resolver's results. When a datacenter's target
+//! resolves to a new address set, [`Aggregator::set_host_addresses`] re-slots it: addresses
+//! still present keep their target (and its state here), new ones get a target that starts
+//! as the warm-start rules say (the health file read at start is kept for them while it is
+//! fresh), and targets no one uses any more stop being probed. The run loop starts and stops
+//! their workers (`probe::DynamicWorkers`).
 
 mod combine;
 mod inputs;
@@ -41,7 +49,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 pub use status::{CheckStatus, DcStatus, DrainStatus, InputStatus, Status, TargetStatus};
@@ -55,7 +63,8 @@ use super::persist::{
     read_json,
 };
 use super::{AdminState, DcState, Publish, Snapshot};
-use crate::probe::{LoadFigure, ProbeOutcome, ProbeResult, ProbeSet};
+use crate::probe::{DynamicWorkers, LoadFigure, ProbeOutcome, ProbeResult, ProbeSet, TargetId};
+use crate::resolve::ResolvedNames;
 use crate::shutdown::Shutdown;
 use combine::Cause;
 use inputs::Inputs;
@@ -237,7 +246,8 @@ impl AggregatorHandle {
 /// The single writer of health state. Build with [`Aggregator::new`], then either drive it
 /// synchronously or hand it to [`Aggregator::run`].
 pub struct Aggregator {
-    set: Arc<ProbeSet>,
+    /// The probe plan, with its dynamic part (hostname datacenters) kept current here.
+    set: ProbeSet,
     settings: AggregatorSettings,
     out: Arc<dyn Publish>,
     /// The last snapshot handed to `out`.
@@ -256,6 +266,12 @@ pub struct Aggregator {
     /// Something only `explain` sees (a reason, a check's state) changed since the last
     /// publication.
     why_dirty: bool,
+    /// The warm-start file read at start and when, for targets added later.
+    warm_file: Option<(HealthFile, Instant, SystemTime)>,
+    /// Targets added before the run loop started (they need workers).
+    unstarted: Vec<TargetId>,
+    /// Workers of the dynamic part, and the resolver results they follow.
+    dynamic: Option<(DynamicWorkers, watch::Receiver<Arc<ResolvedNames>>)>,
 }
 
 impl Aggregator {
@@ -270,6 +286,18 @@ impl Aggregator {
         settings: AggregatorSettings,
         out: Arc<dyn Publish>,
     ) -> Result<(Aggregator, AggregatorHandle), PersistError> {
+        Aggregator::new_with_hosts(set, settings, out, &ResolvedNames::default())
+    }
+
+    /// [`Aggregator::new`] with the hostname datacenters' current addresses from `hosts`
+    /// (applied before the state files are read and the first snapshot is published).
+    pub fn new_with_hosts(
+        set: Arc<ProbeSet>,
+        settings: AggregatorSettings,
+        out: Arc<dyn Publish>,
+        hosts: &ResolvedNames,
+    ) -> Result<(Aggregator, AggregatorHandle), PersistError> {
+        let set = Arc::unwrap_or_clone(set);
         let now = Instant::now();
         let wall = SystemTime::now();
         let assume_up = settings.startup == Startup::AssumeUp;
@@ -327,13 +355,21 @@ impl Aggregator {
             events: EventLog::default(),
             inputs: Inputs::default(),
             why_dirty: true,
+            warm_file: None,
+            unstarted: Vec::new(),
+            dynamic: None,
         };
+        let added = agg.retarget_at(hosts, now, true).added;
+        agg.unstarted = added;
         if let Some(dir) = agg.settings.state_dir.clone() {
             if let Some(file) = read_json::<AdminFile>(&dir, ADMIN_FILE)? {
                 agg.restore_admin(&file, now, wall, &dir)?;
             }
             match read_json::<HealthFile>(&dir, HEALTH_FILE) {
-                Ok(Some(file)) => agg.restore_health(&file, now, wall),
+                Ok(Some(file)) => {
+                    agg.restore_health(&file, now, wall);
+                    agg.warm_file = Some((file, now, wall));
+                }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "ignoring the warm-start file"),
             }
@@ -370,6 +406,119 @@ impl Aggregator {
         self.metrics = Some(m);
     }
 
+    /// Lets the run loop follow the resolver (`hosts`) and probe hostname datacenters'
+    /// addresses with `workers`.
+    pub(crate) fn follow_hosts(
+        &mut self,
+        workers: DynamicWorkers,
+        hosts: watch::Receiver<Arc<ResolvedNames>>,
+    ) {
+        self.dynamic = Some((workers, hosts));
+    }
+
+    /// Gives every hostname datacenter the address set its target resolves to in `hosts`
+    /// (see the module docs) and recomputes the health of those whose set changed. Returns
+    /// the targets that need a worker and those whose worker must stop.
+    pub fn set_host_addresses(
+        &mut self,
+        hosts: &ResolvedNames,
+        now: Instant,
+    ) -> crate::probe::PlanChange {
+        self.retarget(hosts, now)
+    }
+
+    fn retarget(&mut self, hosts: &ResolvedNames, now: Instant) -> crate::probe::PlanChange {
+        self.retarget_at(hosts, now, false)
+    }
+
+    /// [`Aggregator::set_host_addresses`]; `start`: while building (no events, no ramp).
+    fn retarget_at(
+        &mut self,
+        hosts: &ResolvedNames,
+        now: Instant,
+        start: bool,
+    ) -> crate::probe::PlanChange {
+        let mut all = crate::probe::PlanChange::default();
+        for dc in 0..self.set.dcs.len() {
+            let Some(name) = self.set.dcs[dc].hostname.clone() else {
+                continue;
+            };
+            let (addrs, serial) = match hosts.get(&name) {
+                Some(e) if e.usable() => (e.addresses().collect::<Vec<_>>(), e.serial),
+                Some(e) => (Vec::new(), e.serial),
+                None => (Vec::new(), 0),
+            };
+            if serial == self.set.dcs[dc].addr_serial {
+                continue;
+            }
+            let before = self.set.dcs[dc].slot_bits.len();
+            let change = self.set.set_addresses(dc, &addrs, serial);
+            let assume_up = self.settings.startup == Startup::AssumeUp;
+            for t in &change.added {
+                let target = &self.set.targets[t.0 as usize];
+                let fresh = TargetState::new(
+                    target.addr,
+                    target.check.fingerprint(),
+                    target.check.rise,
+                    target.check.fall,
+                    assume_up,
+                    self.settings.latency_half_life,
+                );
+                match self.targets.get_mut(t.0 as usize) {
+                    // An address that comes back after it was retired starts over.
+                    Some(s) => *s = fresh,
+                    None => self.targets.push(fresh),
+                }
+                self.restore_one(*t, now);
+            }
+            if self.set.dcs[dc].is_dynamic() {
+                let plan = &self.set.dcs[dc];
+                let list = if addrs.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    addrs
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                tracing::info!(
+                    dc = %plan.name,
+                    target = %name,
+                    addresses = %list,
+                    previously = before,
+                    added = change.added.len(),
+                    retired = change.retired.len(),
+                    "probing the addresses the target resolves to now"
+                );
+                if !start {
+                    self.events.push(
+                        Change {
+                            input: Some(Input::Probes),
+                            ..Change::new(
+                                EventKind::Datacenter,
+                                &plan.name,
+                                "resolved",
+                                "resolved",
+                                format!("{name} now resolves to {list}"),
+                            )
+                        },
+                        now,
+                    );
+                    self.why_dirty = true;
+                    let cause = Cause::Resolved {
+                        name: &name,
+                        addresses: addrs.len(),
+                    };
+                    self.reevaluate(dc, now, cause);
+                }
+            }
+            all.added.extend(change.added);
+            all.retired.extend(change.retired);
+        }
+        all
+    }
+
     /// Apply one probe result at its own time `r.at`. Returns true when a target changed state.
     pub fn apply(&mut self, r: &ProbeResult) -> bool {
         if let (Some(m), Some(target)) = (&self.metrics, self.set.targets.get(r.target.0 as usize))
@@ -380,6 +529,15 @@ impl Aggregator {
                     m.probe(&plan.name, &addr, r.outcome.kind(), r.latency);
                 }
             }
+        }
+        // A retired target (its address left every hostname datacenter that had it).
+        if self
+            .set
+            .targets
+            .get(r.target.0 as usize)
+            .is_none_or(|t| t.users.is_empty())
+        {
+            return false;
         }
         let Some(t) = self.targets.get_mut(r.target.0 as usize) else {
             return false;
@@ -565,6 +723,7 @@ impl Aggregator {
             latency_ms: self.dc_latency(dc),
             slow_start,
             addr_up,
+            addr_serial: plan.addr_serial,
             settled,
             settle_ttl: plan.settle_ttl(),
         }
@@ -591,6 +750,7 @@ impl Aggregator {
             dcs: dcs.clone(),
             why: self.build_why(),
             latency_map: None,
+            resolutions: None,
         });
         self.why_dirty = false;
         self.current = snap.clone();
@@ -708,10 +868,40 @@ impl Aggregator {
         persist.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut results_open = true;
         let mut cmds_open = true;
+        let (mut workers, mut hosts) = match self.dynamic.take() {
+            Some((w, h)) => (Some(w), Some(h)),
+            None => (None, None),
+        };
+        if let Some(w) = &mut workers {
+            for id in std::mem::take(&mut self.unstarted) {
+                self.start_worker(w, id);
+            }
+        }
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.stopped() => break,
+                changed = async { hosts.as_mut()?.changed().await.ok() }, if hosts.is_some() => {
+                    match changed {
+                        Some(()) => {
+                            let names = hosts.as_mut().map(|h| h.borrow_and_update().clone());
+                            if let Some(names) = names {
+                                let now = Instant::now();
+                                let change = self.retarget(&names, now);
+                                if let Some(w) = &mut workers {
+                                    for id in change.retired {
+                                        w.stop(id);
+                                    }
+                                    for id in change.added {
+                                        self.start_worker(w, id);
+                                    }
+                                }
+                                self.publish(now);
+                            }
+                        }
+                        None => hosts = None,
+                    }
+                }
                 cmd = cmds.recv(), if cmds_open => match cmd {
                     Some(cmd) => {
                         if let Some(reply) = self.handle(cmd, Instant::now()) {
@@ -735,6 +925,9 @@ impl Aggregator {
                 }
             }
         }
+        if let Some(w) = workers {
+            w.join().await;
+        }
         // Results still queued were measured; apply them before the final publish and write.
         while let Ok(r) = results.try_recv() {
             self.apply(&r);
@@ -744,6 +937,17 @@ impl Aggregator {
         self.publish(now);
         if let Err(e) = self.persist_async(now).await {
             tracing::warn!(error = %e, "writing state files at shutdown");
+        }
+    }
+}
+
+impl Aggregator {
+    fn start_worker(&self, w: &mut DynamicWorkers, id: TargetId) {
+        let Some(t) = self.set.targets.get(id.0 as usize) else {
+            return;
+        };
+        if let Err(e) = w.start(t) {
+            tracing::error!(target_addr = %t.addr, error = %e, "cannot probe a hostname datacenter's address");
         }
     }
 }
@@ -773,4 +977,66 @@ fn updown(up: bool) -> &'static str {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{CheckSpec, DatacenterProbe};
+    use crate::resolve::Entry;
+    use arc_swap::ArcSwap;
+
+    fn names(name: &str, addrs: &[&str], serial: u64) -> ResolvedNames {
+        let mut e = Entry::pending(name);
+        e.v4 = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        e.serial = serial;
+        e.state = crate::resolve::State::Fresh;
+        let mut n = ResolvedNames::default();
+        n.by_name.insert(name.into(), Arc::new(e));
+        n
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_address_set_keeps_the_state_of_addresses_still_present() {
+        let mut check = CheckSpec::tcp(80);
+        check.rise = 2;
+        check.fall = 1;
+        let mut dc = DatacenterProbe::new("lb", vec![], Some(check));
+        dc.hostname = Some("lb.example.net.".into());
+        let set = Arc::new(ProbeSet::build(&[dc]).unwrap());
+        let out: Arc<ArcSwap<Snapshot>> = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let hosts = names("lb.example.net.", &["192.0.2.1", "192.0.2.2"], 1);
+        let settings = AggregatorSettings {
+            startup: Startup::AssumeDown,
+            ..AggregatorSettings::default()
+        };
+        let (mut agg, _h) = Aggregator::new_with_hosts(set, settings, out.clone(), &hosts).unwrap();
+        let now = Instant::now();
+        assert_eq!(agg.set.dcs[0].slot_bits.len(), 2);
+        assert!(!out.load().dcs[0].healthy, "assume-down until probed");
+        // 192.0.2.1 passes twice: up; the datacenter is up (min-up 1).
+        for _ in 0..2 {
+            agg.apply(&ProbeResult::new(TargetId(0), ProbeOutcome::Pass, now));
+        }
+        agg.publish(now + Duration::from_secs(1));
+        let s = out.load();
+        assert!(s.dcs[0].healthy);
+        assert_eq!((s.dcs[0].addr_up, s.dcs[0].addr_serial), (0b01, 1));
+        // The target now resolves to .3 and .1 (in that order): .1 keeps its state (up),
+        // .3 starts as the startup setting says (down); .2 is retired.
+        let hosts = names("lb.example.net.", &["192.0.2.3", "192.0.2.1"], 2);
+        let change = agg.set_host_addresses(&hosts, now);
+        assert_eq!((change.added.len(), change.retired.len()), (1, 1));
+        agg.publish(now + Duration::from_secs(2));
+        let s = out.load();
+        assert!(s.dcs[0].healthy, "still up: 192.0.2.1 kept its state");
+        assert_eq!((s.dcs[0].addr_up, s.dcs[0].addr_serial), (0b10, 2));
+        // A late result of the retired target changes nothing.
+        assert!(!agg.apply(&ProbeResult::new(TargetId(1), ProbeOutcome::Pass, now)));
+        // Nothing resolves any more: no address to probe, the datacenter is down.
+        let hosts = names("lb.example.net.", &[], 3);
+        agg.set_host_addresses(&hosts, now);
+        agg.publish(now + Duration::from_secs(3));
+        assert!(!out.load().dcs[0].healthy);
+    }
 }

@@ -280,7 +280,7 @@ impl Aggregator {
                     load,
                     load_error,
                     latency_ms: state.latency_ms,
-                    min_up: plan.min_up,
+                    min_up: count(plan.addresses_needed()),
                     addresses_up: if plan.follows_check_addresses {
                         // Every check probes the same check addresses: count those passing.
                         count(

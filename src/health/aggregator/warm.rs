@@ -97,6 +97,36 @@ impl Aggregator {
         );
     }
 
+    /// A target added at run time (a hostname datacenter's new address): its warm state
+    /// from the file read at start, while that is still fresh.
+    pub(super) fn restore_one(&mut self, id: crate::probe::TargetId, now: Instant) {
+        let Some((file, read_at, wall)) = &self.warm_file else {
+            return;
+        };
+        let file_age = Duration::from_secs(unix_secs(*wall).saturating_sub(file.written_unix));
+        let age = file_age + now.saturating_duration_since(*read_at);
+        if file.version != VERSION || age > self.settings.warm_max_age {
+            return;
+        }
+        let Some(t) = self.targets.get_mut(id.0 as usize) else {
+            return;
+        };
+        let Some(entry) = file
+            .targets
+            .iter()
+            .find(|e| e.check == t.fingerprint && e.addr == t.addr.to_string())
+        else {
+            return;
+        };
+        t.up = entry.up;
+        t.warm = true;
+        t.passes = entry.passes;
+        t.fails = entry.fails;
+        if let Some(ms) = entry.latency_ms.filter(|v| v.is_finite() && *v >= 0.0) {
+            t.latency = Ewma::with_value(self.settings.latency_half_life, ms, now);
+        }
+    }
+
     /// The two state files as they would be written at (`now`, `wall`).
     pub(crate) fn state_files(&self, now: Instant, wall: SystemTime) -> (AdminFile, HealthFile) {
         let mut admin = AdminFile {
@@ -117,8 +147,18 @@ impl Aggregator {
         let targets = self
             .targets
             .iter()
-            // Only what was measured (or restored): an assumption is not knowledge.
-            .filter(|t| t.probed || t.warm)
+            .enumerate()
+            // Only what was measured (or restored): an assumption is not knowledge; and only
+            // targets still probed (a hostname datacenter's address may have left).
+            .filter(|(i, t)| {
+                (t.probed || t.warm)
+                    && self
+                        .set
+                        .targets
+                        .get(*i)
+                        .is_some_and(|x| !x.users.is_empty())
+            })
+            .map(|(_, t)| t)
             .map(|t| TargetEntry {
                 check: t.fingerprint.clone(),
                 addr: t.addr.to_string(),
