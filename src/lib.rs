@@ -25,6 +25,8 @@
 //! 6. [`policy`]: the pure GSLB decision;
 //! 7. [`dns`]: the wire format, the answer code and the transports (model only);
 //! 8. [`gslb`]: the glue that answers GSLB names on the query path; [`explain`];
+//!    [`simulate`] (what-if runs of the same decision code, probes and aggregator on
+//!    virtual time);
 //! 9. [`api`] and [`server`] on top.
 #![deny(unsafe_code)]
 // Public items are documented; an item not used outside the crate (tests, benches and the
@@ -53,4 +55,5 @@ pub mod resolve;
 pub(crate) mod rr;
 pub mod server;
 pub mod shutdown;
+pub mod simulate;
 pub(crate) mod walk;

@@ -1,5 +1,6 @@
-//! The `gslbd` command: `serve` (the default), `check`, `explain`, and the API clients
-//! `status` and `admin` (exit codes in `gslbd::api::client`).
+//! The `gslbd` command: `serve` (the default), `check`, `explain`, `simulate`, the DNSSEC
+//! helpers `keygen` and `ds`, and the API clients `status` and `admin` (exit codes in
+//! `gslbd::api::client`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +63,13 @@ enum Cmd {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// What if: run a scenario (clients, resolver caches, failures, admin actions, zone
+    /// changes) through the real policies, probes and aggregator on virtual time, and report
+    /// shares over time, detection, drain, load and flapping (docs/simulate.md).
+    ///
+    /// Exit codes: 0 ran and every --check held; 1 a --check failed; 2 a bad scenario, zones,
+    /// GeoIP file or --check expression, or the outputs could not be written.
+    Simulate(SimulateArgs),
     /// Print the DS records of ZONE's key-signing keys, for the parent zone.
     Ds {
         /// The zone (example.com).
@@ -87,6 +95,31 @@ struct AdminArgs {
     /// Environment variable holding the API token.
     #[arg(long, value_name = "NAME")]
     token_env: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    #[arg(long, default_value = "zones")]
+    zones: PathBuf,
+    /// The scenario file (TOML; docs/simulate.md, examples/simulate/).
+    #[arg(long, required_unless_present = "metrics")]
+    scenario: Option<PathBuf>,
+    /// GeoIP mmdb file; repeatable (default: the shipped database).
+    #[arg(long)]
+    geoip: Vec<PathBuf>,
+    /// Write summary.txt, summary.json, shares.csv, load.csv and the SVG charts here.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// A condition the run must meet, e.g. 'max_time_to_drain("fra") < 45s'; repeatable.
+    /// Exit 1 when one does not hold.
+    #[arg(long = "check", value_name = "EXPR")]
+    checks: Vec<String>,
+    /// List the metrics --check can use, and exit.
+    #[arg(long)]
+    metrics: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -409,6 +442,7 @@ fn main() -> ExitCode {
             dir,
         }) => keygen(&zone, &algorithm, &role, &dir),
         Some(Cmd::Ds { zone, zones }) => ds(&zone, &zones),
+        Some(Cmd::Simulate(a)) => simulate(a),
         None => serve(ServeArgs::parse_from(["serve"])),
     }
 }
@@ -553,6 +587,81 @@ fn ds(zone: &str, zones: &std::path::Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),
+    }
+}
+
+fn simulate(a: SimulateArgs) -> ExitCode {
+    use gslbd::simulate::{self, Check, Scenario};
+    let fail = |msg: String| {
+        eprintln!("gslbd simulate: {msg}");
+        ExitCode::from(2)
+    };
+    if a.metrics {
+        print!("{}", simulate::check::metrics_help());
+        return ExitCode::SUCCESS;
+    }
+    let Some(path) = a.scenario else {
+        return fail("--scenario FILE is required".into());
+    };
+    // Conditions first: a typo fails before a long run.
+    let mut checks = Vec::new();
+    for c in &a.checks {
+        match Check::parse(c) {
+            Ok(c) => checks.push(c),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    let scenario = match Scenario::load(&path) {
+        Ok(s) => s,
+        Err(e) => return fail(format!("invalid scenario:\n{e}")),
+    };
+    let paths = if a.geoip.is_empty() {
+        gslbd::geo::default_paths()
+    } else {
+        a.geoip
+    };
+    let geo = match gslbd::geo::GeoDb::open(&paths) {
+        Ok(g) => g,
+        Err(e) => return fail(e.to_string()),
+    };
+    let started = std::time::Instant::now();
+    let mut report = match simulate::run(&a.zones, &scenario, &geo) {
+        Ok(r) => r,
+        Err(e) => return fail(e.to_string()),
+    };
+    let wall = started.elapsed().as_secs_f64();
+    for c in &checks {
+        match c.eval(&report) {
+            Ok(o) => report.checks.push(o),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    if let Some(dir) = &a.out {
+        match simulate::write_outputs(&report, dir) {
+            Ok(files) => {
+                for f in files {
+                    eprintln!("wrote {}", f.display());
+                }
+            }
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    if a.json {
+        print!("{}", report.json());
+    } else {
+        print!("{report}");
+    }
+    eprintln!(
+        "simulated {:.0} client queries ({} decisions) in {:.2} s of wall time: {:.0} client queries per second",
+        report.client_queries,
+        report.decisions,
+        wall,
+        report.client_queries / wall.max(1e-9)
+    );
+    if report.checks.iter().all(|c| c.passed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 

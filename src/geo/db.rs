@@ -199,6 +199,42 @@ impl GeoDb {
         Some(loc)
     }
 
+    /// Calls `f` with every network of every file that has a location (the network address,
+    /// its prefix length, and the location with `prefix_len` and `db` set), IPv6 networks
+    /// only when `v6`, IPv4 networks only otherwise. Files are walked whole and in order, and a
+    /// network may come from several files: `gslbd simulate` draws client subnets of a region
+    /// from it and then confirms each with [`GeoDb::lookup`]. Never on the query path.
+    pub(crate) fn networks(&self, v6: bool, mut f: impl FnMut(IpAddr, u8, &Location)) {
+        for (i, db) in self.dbs.iter().enumerate() {
+            if v6 && db.info.ip_version == 4 {
+                continue;
+            }
+            let Ok(iter) = db.reader.networks(Default::default()) else {
+                continue;
+            };
+            for found in iter.flatten() {
+                let Ok(net) = found.network() else { continue };
+                let addr = net.network().to_canonical();
+                if addr.is_ipv6() != v6 {
+                    continue;
+                }
+                let prefix = if addr.is_ipv4() && net.is_ipv6() {
+                    net.prefix().saturating_sub(96)
+                } else {
+                    net.prefix()
+                };
+                let Ok(Some(rec)) = found.decode::<Record>() else {
+                    continue;
+                };
+                if let Some(mut loc) = self.location_from(&rec) {
+                    loc.prefix_len = prefix;
+                    loc.db = u8::try_from(i).unwrap_or(u8::MAX);
+                    f(addr, prefix, &loc);
+                }
+            }
+        }
+    }
+
     /// Builds a [`Location`] from a record, filling continent and coordinates from the
     /// tables; `None` when the record says nothing useful.
     fn location_from(&self, rec: &Record) -> Option<Location> {

@@ -151,9 +151,9 @@ impl CountryTables {
         self.continent(code).is_some()
     }
 
-    /// All known country codes, in alphabetical order (the unit tests check the tables with it).
-    #[cfg(test)]
-    fn countries(&self) -> impl Iterator<Item = Code2> + '_ {
+    /// All known country codes, in alphabetical order (the unit tests check the tables with
+    /// it; `gslbd simulate` finds the continent of a datacenter's coordinates with it).
+    pub(crate) fn countries(&self) -> impl Iterator<Item = Code2> + '_ {
         (0..26u8)
             .flat_map(|a| (0..26u8).map(move |b| [b'A' + a, b'A' + b]))
             .filter(|&code| self.is_country(code))

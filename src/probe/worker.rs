@@ -106,6 +106,26 @@ impl Jitter {
         let (add, sub) = self.round_offset(target, round, jitter);
         (base + add).checked_sub(sub).unwrap_or(base)
     }
+
+    /// The round after `round` whose due time is not already past at `now` (when the probe of
+    /// `round` finished). Rounds that went by while a probe waited for a slot or ran long are
+    /// skipped: probing twice in a row to catch up would break "once per interval". The
+    /// workers and `gslbd simulate` (which drives probes on virtual time) share it.
+    pub(crate) fn next_round(
+        &self,
+        target: TargetId,
+        start: Instant,
+        round: u64,
+        interval: Duration,
+        jitter: Duration,
+        now: Instant,
+    ) -> u64 {
+        let mut next = round + 1;
+        while self.due(target, start, next, interval, jitter) < now {
+            next += 1;
+        }
+        next
+    }
 }
 
 /// The running workers.
@@ -268,12 +288,6 @@ async fn run_worker(
         if results.send(result).await.is_err() {
             return;
         }
-        // Skip rounds that are already past (we waited long for a slot): probing twice in a
-        // row to catch up would break "once per interval".
-        let now = Instant::now();
-        round += 1;
-        while jitter.due(target.id, start, round, spec.interval, j) < now {
-            round += 1;
-        }
+        round = jitter.next_round(target.id, start, round, spec.interval, j, Instant::now());
     }
 }

@@ -126,6 +126,9 @@ pub struct ServeOptions {
     pub dnssec: crate::dnssec::Env,
     /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
     pub tls: Option<TlsOptions>,
+    /// Seed of the probe jitter; `None` = random. A fixed seed gives the probe schedule
+    /// `gslbd simulate` computes for the same seed (its tests compare the two).
+    pub probe_seed: Option<u64>,
     /// How hostname targets outside our zones are resolved.
     pub resolver: ResolverSettings,
     /// UDP over AF_XDP on these interfaces (`--listen-xdp`; needs the `xdp` feature).
@@ -202,6 +205,7 @@ impl ServeOptions {
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
+            probe_seed: None,
             resolver: ResolverSettings::default(),
             xdp: vec![],
             xdp_mode: dns::xdp::XdpMode::Auto,
@@ -557,10 +561,16 @@ impl State {
             model.datacenters.plan.clone(),
             &model.datacenters.probes,
             self.aggregator_settings(),
-            WorkerSettings {
-                max_in_flight: self.opts.max_probes_in_flight,
-                max_exec: self.opts.max_exec_checks,
-                ..WorkerSettings::default()
+            {
+                let mut w = WorkerSettings {
+                    max_in_flight: self.opts.max_probes_in_flight,
+                    max_exec: self.opts.max_exec_checks,
+                    ..WorkerSettings::default()
+                };
+                if let Some(seed) = self.opts.probe_seed {
+                    w.seed = seed;
+                }
+                w
             },
             self.serving.health_sink(generation),
             self.metrics.clone(),

@@ -551,6 +551,16 @@ impl HealthHttp {
         self.shared.hits.lock().unwrap().len()
     }
 
+    /// Arrival times of every request so far.
+    pub fn hit_times(&self) -> Vec<std::time::Instant> {
+        self.shared.hits.lock().unwrap().clone()
+    }
+
+    /// Arrival time of the first request, if any.
+    pub fn first_hit(&self) -> Option<std::time::Instant> {
+        self.shared.hits.lock().unwrap().first().copied()
+    }
+
     /// Requests received in `[from, to)`.
     pub fn hits_between(&self, from: std::time::Instant, to: std::time::Instant) -> usize {
         let h = self.shared.hits.lock().unwrap();

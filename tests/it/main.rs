@@ -43,6 +43,7 @@ mod probe_e2e;
 mod record_types;
 mod reload;
 mod scenarios;
+mod simulate;
 mod webdriver;
 #[cfg(feature = "xdp")]
 mod xdp;

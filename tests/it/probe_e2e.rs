@@ -29,7 +29,8 @@ const PUBLISH: Duration = Duration::from_millis(100);
 /// Scheduling slack on a shared 2-core machine.
 const SLACK: Duration = Duration::from_millis(200);
 
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+/// One timing-sensitive test at a time (the simulator comparison in `simulate.rs` too).
+pub(crate) fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -645,6 +645,33 @@ impl Aggregator {
         Ok(())
     }
 
+    /// What an operator's admin command does (the API, `gslbd admin`, `gslbd simulate`): set
+    /// the state at `now` and publish at once, skipping the coalescing wait (the operator
+    /// expects the change at once).
+    pub fn admin_command(
+        &mut self,
+        dc: u32,
+        state: AdminState,
+        now: Instant,
+    ) -> Result<(), AdminError> {
+        self.set_admin(dc, state, now)?;
+        self.last_publish = None;
+        self.publish(now);
+        Ok(())
+    }
+
+    /// What an external verdict's arrival does (the health API, a feed, Alertmanager,
+    /// `gslbd simulate`): apply it at `now` and, like admin changes, publish at once rather
+    /// than after the coalescing wait.
+    pub fn input_command(&mut self, update: Update, now: Instant) -> Result<Applied, InputError> {
+        let r = self.input(update, now);
+        if r.is_ok() {
+            self.last_publish = None;
+            self.publish(now);
+        }
+        r
+    }
+
     /// Slow-start factor of datacenter `dc` at `now` (1 when not ramping).
     pub(crate) fn slow_start(&self, dc: usize, now: Instant) -> f64 {
         let window = self.set.dcs[dc].slow_start();
@@ -813,13 +840,7 @@ impl Aggregator {
     ) -> Option<oneshot::Sender<Result<(), PersistError>>> {
         match cmd {
             Command::SetAdmin { dc, state, reply } => {
-                let r = self.set_admin(dc, state, now);
-                // Admin changes skip the coalescing wait: the operator expects them at once.
-                if r.is_ok() {
-                    self.last_publish = None;
-                    self.publish(now);
-                }
-                let _ = reply.send(r);
+                let _ = reply.send(self.admin_command(dc, state, now));
                 None
             }
             Command::Status { reply } => {
@@ -832,24 +853,20 @@ impl Aggregator {
                 None
             }
             Command::Input { update, reply } => {
-                let r = self.input(update, now);
-                // Like admin changes: published at once, not after the coalescing wait.
-                if r.is_ok() {
-                    self.last_publish = None;
-                    self.publish(now);
-                }
-                let _ = reply.send(r);
+                let _ = reply.send(self.input_command(update, now));
                 None
             }
         }
     }
 
-    /// Time-driven work at `now`: drains that completed, external verdicts that expired, and
-    /// a publication if anything changed (coalesced).
-    pub fn tick(&mut self, now: Instant) {
+    /// Time-driven work at `now` (the run loop calls it every `publish_interval`; `gslbd
+    /// simulate` on the same schedule on virtual time): drains that completed, external
+    /// verdicts that expired, and a publication if anything changed (coalesced). Returns true
+    /// when it published.
+    pub fn tick(&mut self, now: Instant) -> bool {
         self.check_drains(now);
         self.expire_inputs(now);
-        self.publish(now);
+        self.publish(now)
     }
 
     /// Run until `shutdown` is stopped: apply results and commands,
@@ -917,7 +934,9 @@ impl Aggregator {
                     }
                     None => results_open = false,
                 },
-                _ = tick.tick() => self.tick(Instant::now()),
+                _ = tick.tick() => {
+                    self.tick(Instant::now());
+                }
                 _ = persist.tick(), if self.settings.state_dir.is_some() => {
                     if let Err(e) = self.persist_async(Instant::now()).await {
                         tracing::warn!(error = %e, "writing state files");

@@ -8,11 +8,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Aggregator;
+use super::combine::Cause;
 use crate::health::AdminState;
 use crate::health::ewma::Ewma;
 use crate::health::persist::{
     ADMIN_FILE, AdminEntry, AdminFile, HEALTH_FILE, HealthFile, INPUTS_FILE, PersistError,
-    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_secs, write_atomic,
+    SavedLoad, SavedLoadKind, TargetEntry, VERSION, unix_ms, unix_secs, write_atomic,
 };
 use crate::probe::LoadFigure;
 
@@ -95,6 +96,31 @@ impl Aggregator {
             age_secs = age.as_secs(),
             "warm start from saved health"
         );
+    }
+
+    /// What a reload that changes the datacenters does through the state files (the old
+    /// runtime writes them when it stops, the new one reads them back at start), in memory:
+    /// admin states by datacenter name, the health of the targets both sets probe and the
+    /// external verdicts still held, taken from `prev` at `now`, then published. `gslbd
+    /// simulate` uses it for a zone change on virtual time, where there are no files (and no
+    /// wall clock to age them by: the verdicts keep what is left of their TTL on `now`'s
+    /// clock).
+    pub(crate) fn carry_over(&mut self, prev: &Aggregator, now: Instant) {
+        let wall = SystemTime::now();
+        let (admin, health) = prev.state_files(now, wall);
+        let mut inputs = prev.inputs_file(wall);
+        for (saved, e) in inputs.entries.iter_mut().zip(&prev.inputs.entries) {
+            let left = e.expires.saturating_duration_since(now);
+            saved.expires_unix_ms = unix_ms(wall + left);
+        }
+        // The states come from `state_files`, so they always parse; there is no file to name.
+        let _ = self.restore_admin(&admin, now, wall, std::path::Path::new(""));
+        self.restore_health(&health, now, wall);
+        self.restore_inputs(&inputs, now, wall);
+        for i in 0..self.dcs.len() {
+            self.reevaluate(i, now, Cause::Start);
+        }
+        self.force_publish(now);
     }
 
     /// A target added at run time (a hostname datacenter's new address): its warm state
