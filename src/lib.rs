@@ -37,6 +37,7 @@
 
 pub(crate) mod abuse;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod dnssec;

@@ -367,6 +367,37 @@ struct ServeArgs {
     #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_request_size, value_name = "BYTES",
           value_parser = clap::value_parser!(u16).range(12..).map(usize::from))]
     tls_max_request_size: usize,
+    /// Share probing and decide health by quorum with the other nodes through etcd:
+    /// etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS). See docs/cluster.md.
+    #[arg(long, value_name = "URL")]
+    cluster: Option<String>,
+    /// This node's name in the cluster (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// The cluster's name: nodes with the same name share (etcd prefix /gslbd/NAME/).
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    cluster_name: String,
+    /// Nodes that probe each target (a check's `replicas` overrides it).
+    #[arg(long, default_value_t = gslbd::cluster::DEFAULT_REPLICAS, value_name = "N")]
+    cluster_replicas: usize,
+    /// Lease time to live: a crashed node's targets move to others within this long.
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = duration)]
+    cluster_lease: std::time::Duration,
+    /// How long the last shared view holds once etcd is lost, before probing alone.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = duration)]
+    cluster_grace: std::time::Duration,
+    /// PEM file of the CA that signed etcd's certificates (with etcds://).
+    #[arg(long, value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// PEM file with a client certificate and its key, for etcd's client-cert auth.
+    #[arg(long, value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// etcd user name (password from --etcd-password-file or $ETCD_PASSWORD).
+    #[arg(long, value_name = "NAME")]
+    etcd_user: Option<String>,
+    /// File holding the etcd user's password.
+    #[arg(long, value_name = "FILE")]
+    etcd_password_file: Option<PathBuf>,
     #[command(flatten)]
     resolver: ResolverArgs,
 }
@@ -712,6 +743,45 @@ fn explain(a: ExplainArgs) -> ExitCode {
     }
 }
 
+fn cluster_options(url: &str, a: &ServeArgs) -> Result<gslbd::cluster::ClusterOptions, String> {
+    let node = match &a.node {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or("--node NAME is needed (the host name cannot be read)")?,
+    };
+    let mut c = gslbd::cluster::ClusterOptions::parse(url, &node)?;
+    if a.cluster_name.is_empty() || a.cluster_name.contains('/') {
+        return Err(format!(
+            "--cluster-name {:?}: a name without '/'",
+            a.cluster_name
+        ));
+    }
+    c.prefix = format!("/gslbd/{}/", a.cluster_name);
+    c.replicas = a.cluster_replicas.max(1);
+    if a.cluster_lease < std::time::Duration::from_secs(1) {
+        return Err("--cluster-lease: at least 1s".into());
+    }
+    c.lease_ttl = a.cluster_lease;
+    c.grace = a.cluster_grace;
+    c.etcd.ca = a.etcd_ca.clone();
+    c.etcd.identity = a.etcd_cert.clone();
+    if let Some(user) = &a.etcd_user {
+        let password = match &a.etcd_password_file {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| format!("--etcd-password-file {}: {e}", p.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string(),
+            None => std::env::var("ETCD_PASSWORD")
+                .map_err(|_| "--etcd-user needs --etcd-password-file or $ETCD_PASSWORD")?,
+        };
+        c.etcd.user = Some((user.clone(), password));
+    }
+    Ok(c)
+}
+
 /// Resolves the model's hostname targets once (for `explain`, which runs no server): at most
 /// a few seconds, then whatever is known.
 fn resolve_once(model: &gslbd::model::Model, servers: &[SocketAddr]) -> gslbd::model::Resolutions {
@@ -765,9 +835,18 @@ fn serve(a: ServeArgs) -> ExitCode {
             "[::1]:5353".parse().expect("literal"),
         ]
     } else {
-        a.listen
+        a.listen.clone()
     };
-    let mut opts = ServeOptions::new(a.zones, listen);
+    let mut opts = ServeOptions::new(a.zones.clone(), listen);
+    if let Some(url) = &a.cluster {
+        match cluster_options(url, &a) {
+            Ok(c) => opts.cluster = Some(c),
+            Err(e) => {
+                eprintln!("gslbd: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     opts.geoip = a.geoip;
     opts.udp_threads = a.udp_threads;
     opts.listen_best_effort = default_listen;

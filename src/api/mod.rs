@@ -120,6 +120,11 @@ pub trait ApiBackend: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// The cluster as this node sees it (`--cluster`); `None` for a standalone server.
+    fn cluster(&self) -> Option<crate::cluster::ClusterStatus> {
+        None
+    }
+
     /// The AF_XDP listeners and their counters (none by default).
     fn xdp_status(&self) -> Vec<crate::dns::xdp::XdpStatus> {
         vec![]
@@ -411,6 +416,7 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
         "hostnames": topo.hostnames,
         "events": events,
         "feeds": ctx.backend.feeds(),
+        "cluster": ctx.backend.cluster(),
         "xdp": ctx.backend.xdp_status(),
     });
     axum::Json(body).into_response()
@@ -444,12 +450,14 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
             .filter_map(|z| Some((z.name.clone(), z.dnssec.clone()?)))
             .collect(),
     );
+    let cluster = ctx.backend.cluster();
     let xdp = ctx.backend.xdp_status();
     let xdp = xdp::XdpGauges(&xdp);
     let text = ctx.metrics.render(&Extra {
         health: health.as_ref().map(|h| h as &dyn crate::metrics::Gauges),
         server: Some(server),
         dnssec: (!dnssec.0.is_empty()).then_some(&dnssec as &dyn crate::metrics::Gauges),
+        cluster: cluster.as_ref().map(|c| c as &dyn crate::metrics::Gauges),
         resolver: (!topo.hostnames.is_empty())
             .then_some(&topo.hostnames as &dyn crate::metrics::Gauges),
         xdp: (!xdp.0.is_empty()).then_some(&xdp as &dyn crate::metrics::Gauges),

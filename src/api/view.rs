@@ -487,6 +487,8 @@ mod tests {
             check: "http:80::/health".into(),
             check_name: "web".into(),
             up,
+            local_up: up,
+            shared: None,
             probed,
             warm: false,
             consecutive_passes: 0,

@@ -4,14 +4,20 @@
 //!  PUT /datacenters/{dc}/health ----------+
 //!  --health-feed FILE (re-read on change) +--Update{Set|Clear|Replace}--> AggregatorHandle::input
 //!  POST /alertmanager (firing / resolved)-+        (source kind + id, subject, up/down,
-//!  (a later shared store: one more kind)  |         load, reason, ttl)
-//!                                         v
+//!  cluster quorum (crate::cluster) -------+         load, reason, ttl)
+//!                 Update::Targets          |
+//!                 (one verdict per target) v
 //!              Aggregator: external verdicts, each expiring on the aggregator's clock
 //!
 //!  precedence per datacenter:  admin (obey/up/down/drain)
 //!                              > external verdicts (any active down wins, else an active up)
-//!                              > probes (checks combined by `require`)
+//!                              > probes (checks combined by `require`), where a target with
+//!                                a shared verdict (the cluster's quorum) counts as that
+//!                                verdict says instead of as this process's probes say
 //!                              > no check: up
+//!
+//!  and back out: every probe result applied gives a TargetObservation (the target's state
+//!  after rise/fall here), which a cluster publishes for the other nodes' quorum.
 //! ```
 //!
 //! Every external source speaks the same [`Update`]: a verdict on a [`Subject`] (a datacenter,
@@ -40,6 +46,8 @@ pub enum Input {
     Feed,
     /// A firing Alertmanager alert.
     Alert,
+    /// The probes, with some targets decided by the cluster's quorum (`--cluster`).
+    Cluster,
     /// The operator's admin state (not `obey`).
     Admin,
 }
@@ -53,16 +61,18 @@ impl Input {
             Input::Pushed => "pushed",
             Input::Feed => "feed",
             Input::Alert => "alert",
+            Input::Cluster => "cluster",
             Input::Admin => "admin",
         }
     }
 
     /// Every input, in precedence order (strongest first), for metrics.
-    pub(crate) const ALL: [Input; 6] = [
+    pub(crate) const ALL: [Input; 7] = [
         Input::Admin,
         Input::Pushed,
         Input::Feed,
         Input::Alert,
+        Input::Cluster,
         Input::Probes,
         Input::Config,
     ];
@@ -78,6 +88,8 @@ pub enum SourceKind {
     Feed,
     /// `POST /alertmanager`.
     Alert,
+    /// A cluster's quorum over the observations of the nodes that probe a target.
+    Cluster,
 }
 
 impl SourceKind {
@@ -87,6 +99,7 @@ impl SourceKind {
             SourceKind::Pushed => Input::Pushed,
             SourceKind::Feed => Input::Feed,
             SourceKind::Alert => Input::Alert,
+            SourceKind::Cluster => Input::Cluster,
         }
     }
 
@@ -187,6 +200,54 @@ pub enum Update {
         /// All of them, as they are now.
         verdicts: Vec<Verdict>,
     },
+    /// Replace every per-target verdict of `source` with `verdicts` (a cluster's quorum, sent
+    /// whole at each change and refresh). Targets not listed go back to the local probes,
+    /// and so do unknown ones (listed in [`Applied::unknown`]).
+    Targets {
+        /// Whose verdicts.
+        source: Source,
+        /// All of them, as they are now.
+        verdicts: Vec<TargetVerdict>,
+    },
+}
+
+/// A verdict on one probed target (a check on one address), as a shared store decides it:
+/// while it holds, the target counts as `up` says, whatever this process's own probes of it
+/// say; the datacenter combines its targets as usual (min-up, require).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetVerdict {
+    /// The target, by its key (`Target::key` of the probe plan: check identity and address).
+    pub target: String,
+    /// Up (true) or down.
+    pub up: bool,
+    /// Utilisation 0..1 as the probing nodes read it.
+    pub load: Option<f64>,
+    /// Smoothed round-trip time as the probing nodes measure it, ms.
+    pub latency_ms: Option<f64>,
+    /// Why, for people (`2 of 2 probing nodes see it down`).
+    pub reason: String,
+    /// The verdict expires this long after it is applied; the local probes decide again.
+    pub ttl: Duration,
+}
+
+/// What this process's probes make of one target, after rise/fall: sent out after each
+/// probe result applied (see `Aggregator::set_observations_out`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetObservation {
+    /// The target's index in the probe set of the aggregator that sent it.
+    pub target: crate::probe::TargetId,
+    /// The state after rise/fall.
+    pub up: bool,
+    /// Passes in a row.
+    pub passes: u32,
+    /// Fails in a row.
+    pub fails: u32,
+    /// Smoothed round-trip time, ms.
+    pub latency_ms: Option<f64>,
+    /// The last load figure as utilisation 0..1 (a `connections` figure is not shared).
+    pub load: Option<f64>,
+    /// The last probe's outcome in words (`pass`, `status 503`).
+    pub last: String,
 }
 
 /// What an [`Update`] did.

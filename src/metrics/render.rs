@@ -72,6 +72,9 @@ impl Metrics {
         if let Some(d) = extra.dnssec {
             d.render(&mut o);
         }
+        if let Some(c) = extra.cluster {
+            c.render(&mut o);
+        }
         if let Some(r) = extra.resolver {
             r.render(&mut o);
         }
@@ -393,6 +396,8 @@ pub(crate) struct Extra<'a> {
     pub(crate) server: Option<ServerGauges>,
     /// Signed zones: keys, signature expiry and signing counters.
     pub(crate) dnssec: Option<&'a dyn Gauges>,
+    /// The cluster (`--cluster`): members, probers, observations, etcd connection.
+    pub(crate) cluster: Option<&'a dyn Gauges>,
     /// Hostname targets (addresses, staleness, lookups), rendered by the API.
     pub(crate) resolver: Option<&'a dyn Gauges>,
     /// The AF_XDP listeners: mode and per-queue counters.

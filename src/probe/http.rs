@@ -192,14 +192,14 @@ impl ClientKey {
         }
     }
 
-    pub(super) fn build(&self) -> Result<reqwest::Client, reqwest::Error> {
+    pub(super) fn build(&self, agent: &str) -> Result<reqwest::Client, reqwest::Error> {
         let mut b = reqwest::Client::builder()
             // Probes go straight to the target: an HTTP_PROXY in the environment must not apply.
             .no_proxy()
             // A fresh connection per probe: a listener that stopped accepting must fail the
             // check even while an old keep-alive connection still works.
             .pool_max_idle_per_host(0)
-            .user_agent(concat!("gslbd-probe/", env!("CARGO_PKG_VERSION")))
+            .user_agent(agent)
             .redirect(if self.follow_redirects {
                 reqwest::redirect::Policy::limited(5)
             } else {

@@ -46,4 +46,4 @@ pub use prober::Prober;
 pub use spec::{CheckKind, CheckSpec};
 pub use tls::TlsCheck;
 pub(crate) use worker::{DynamicWorkers, Workers};
-pub use worker::{Jitter, WorkerSettings, spawn_workers};
+pub use worker::{Jitter, Steering, WorkerSettings, spawn_steered_workers, spawn_workers};

@@ -164,6 +164,33 @@ pub struct Target {
     pub users: Vec<(u32, usize)>,
 }
 
+impl Target {
+    /// Its id in the set.
+    pub fn id(&self) -> TargetId {
+        self.id
+    }
+
+    /// How it is probed.
+    pub fn check(&self) -> &CheckSpec {
+        &self.check
+    }
+
+    /// What is probed, as a stable text (the check's fingerprint, with the datacenter for a
+    /// per-datacenter kind): the key of the warm-start file.
+    pub fn identity(&self) -> String {
+        match &self.datacenter {
+            Some(dc) => format!("{}@{dc}", self.check.fingerprint()),
+            None => self.check.fingerprint(),
+        }
+    }
+
+    /// The target's name across processes and configurations: identity and address. Two
+    /// servers with the same check on the same address give the same key.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.identity(), self.addr)
+    }
+}
+
 /// One check of one datacenter: its target on each probed address.
 #[derive(Clone, Debug)]
 pub struct CheckPlan {

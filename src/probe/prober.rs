@@ -81,11 +81,34 @@ impl Prober {
 
     /// [`Prober::new`] running at most `max_exec` `exec` commands at once.
     pub fn with_max_exec(set: &ProbeSet, max_exec: usize) -> Result<Prober, ProberError> {
-        Prober::for_targets(&set.targets, max_exec)
+        Prober::with_options(set, max_exec, None)
+    }
+
+    /// [`Prober::with_max_exec`], naming `node` in the User-Agent of `http` checks
+    /// (`gslbd-probe/VERSION (node NAME)`), so a target's logs tell which cluster node probed.
+    pub fn with_options(
+        set: &ProbeSet,
+        max_exec: usize,
+        node: Option<&str>,
+    ) -> Result<Prober, ProberError> {
+        Prober::for_targets_as(&set.targets, max_exec, node)
     }
 
     /// What `targets` need (a hostname datacenter's new addresses), with the bound on `exec`.
     pub(crate) fn for_targets(targets: &[Target], max_exec: usize) -> Result<Prober, ProberError> {
+        Prober::for_targets_as(targets, max_exec, None)
+    }
+
+    /// [`Prober::for_targets`], naming `node` (a cluster node) in the User-Agent.
+    fn for_targets_as(
+        targets: &[Target],
+        max_exec: usize,
+        node: Option<&str>,
+    ) -> Result<Prober, ProberError> {
+        let agent = match node {
+            Some(n) => format!("gslbd-probe/{} (node {n})", env!("CARGO_PKG_VERSION")),
+            None => concat!("gslbd-probe/", env!("CARGO_PKG_VERSION")).to_string(),
+        };
         let mut built: HashMap<ClientKey, reqwest::Client> = HashMap::new();
         let mut tls_built: HashMap<bool, TlsConnector> = HashMap::new();
         let mut runners = FxHashMap::default();
@@ -96,7 +119,7 @@ impl Prober {
                     let client = match built.get(&key) {
                         Some(c) => c.clone(),
                         None => {
-                            let c = key.build()?;
+                            let c = key.build(&agent)?;
                             built.insert(key, c.clone());
                             c
                         }

@@ -37,6 +37,8 @@ pub(crate) const COMMON_KEYS: &[&str] = &[
     "fall",
     "jitter",
     "slow-start",
+    "replicas",
+    "quorum",
 ];
 
 /// How to test one target, and the hysteresis applied to its results.
@@ -56,6 +58,12 @@ pub struct CheckSpec {
     pub jitter: Option<Duration>,
     /// Ramp window after a datacenter comes back up; `None` = no slow start.
     pub slow_start: Option<Duration>,
+    /// In a cluster (`--cluster`): how many live nodes probe each target of this check;
+    /// `None` = the cluster's `--cluster-replicas`. Ignored by a standalone server.
+    pub replicas: Option<u32>,
+    /// In a cluster: how many of the probing nodes must see a target down for it to be down;
+    /// `None` = a majority of `replicas`. Ignored by a standalone server.
+    pub quorum: Option<u32>,
 }
 
 /// The probe protocol.
@@ -258,6 +266,8 @@ impl CheckSpec {
             fall: DEFAULT_FALL,
             jitter: None,
             slow_start: None,
+            replicas: None,
+            quorum: None,
         }
     }
 
@@ -296,6 +306,9 @@ impl CheckSpec {
         }
         let jitter = t.duration("jitter", errs);
         let slow_start = t.duration("slow-start", errs).filter(|d| !d.is_zero());
+        let replicas = t.int("replicas", 1, 1000, errs).map(|r| r as u32);
+        let quorum = t.int("quorum", 1, 1000, errs).map(|r| r as u32);
+        let quorum_path = t.key_path("quorum");
         let path = t.path.clone();
         let mut keys: Vec<&str> = COMMON_KEYS.to_vec();
         match &kind {
@@ -310,6 +323,16 @@ impl CheckSpec {
         spec.fall = fall.unwrap_or(spec.fall);
         spec.jitter = jitter;
         spec.slow_start = slow_start;
+        spec.replicas = replicas;
+        spec.quorum = quorum;
+        if let (Some(q), Some(r)) = (quorum, replicas)
+            && q > r
+        {
+            errs.add(
+                &quorum_path,
+                format!("quorum {q} is more than replicas {r}: no target could ever be down"),
+            );
+        }
         if errs.list.len() > before {
             return None;
         }

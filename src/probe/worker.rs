@@ -9,12 +9,18 @@
 //!
 //! Jitter is a pure function of (seed, target, round), so a test with a fixed seed knows the
 //! exact schedule.
+//!
+//! [`Steering`] says which targets this process probes: every one by default; a cluster
+//! narrows it to this node's share and widens it again when it falls back to probing alone.
+//! A worker whose target is taken away finishes the probe in flight, then waits (no timer,
+//! no socket) until the target is handed back, and starts a fresh schedule from there. The
+//! aggregator's state of the target is not touched by pausing: it lives in the aggregator.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep_until};
 
@@ -128,6 +134,47 @@ impl Jitter {
     }
 }
 
+/// Which targets of a probe set are probed by this process; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Steering {
+    tx: Arc<watch::Sender<Arc<Vec<bool>>>>,
+}
+
+impl Steering {
+    /// Every one of `targets` targets active (a standalone server).
+    pub fn all(targets: usize) -> Steering {
+        Steering {
+            tx: Arc::new(watch::channel(Arc::new(vec![true; targets])).0),
+        }
+    }
+
+    /// Makes exactly the targets whose entry is true active; returns true when that changed
+    /// anything. A vector of the wrong length is ignored.
+    pub fn set(&self, active: Vec<bool>) -> bool {
+        self.tx.send_if_modified(|cur| {
+            if active.len() != cur.len() || **cur == active {
+                return false;
+            }
+            *cur = Arc::new(active);
+            true
+        })
+    }
+
+    /// Whether target `t` is probed here now.
+    pub fn is_active(&self, t: TargetId) -> bool {
+        self.tx.borrow().get(t.0 as usize).copied().unwrap_or(true)
+    }
+
+    /// The active flags, by target id.
+    pub fn active(&self) -> Arc<Vec<bool>> {
+        self.tx.borrow().clone()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<Vec<bool>>> {
+        self.tx.subscribe()
+    }
+}
+
 /// The running workers.
 #[derive(Debug)]
 pub struct Workers {
@@ -191,6 +238,9 @@ impl DynamicWorkers {
             self.permits.clone(),
             self.jitter,
             self.results.clone(),
+            // Targets of hostname datacenters are not shared in a cluster: every node
+            // probes them (a steering with no entry for them, never changed).
+            Steering::all(0).subscribe(),
             stop.clone(),
         ));
         self.running.insert(target.id, (h, stop));
@@ -224,6 +274,25 @@ pub fn spawn_workers(
     results: mpsc::Sender<ProbeResult>,
     shutdown: Shutdown,
 ) -> Workers {
+    spawn_steered_workers(
+        set,
+        prober,
+        settings,
+        results,
+        Steering::all(set.targets.len()),
+        shutdown,
+    )
+}
+
+/// [`spawn_workers`], probing only the targets `steering` marks active at each moment.
+pub fn spawn_steered_workers(
+    set: &ProbeSet,
+    prober: Arc<Prober>,
+    settings: WorkerSettings,
+    results: mpsc::Sender<ProbeResult>,
+    steering: Steering,
+    shutdown: Shutdown,
+) -> Workers {
     let permits = Arc::new(Semaphore::new(settings.max_in_flight.max(1)));
     let jitter = Jitter {
         seed: settings.seed,
@@ -241,6 +310,7 @@ pub fn spawn_workers(
                 permits.clone(),
                 jitter,
                 results.clone(),
+                steering.subscribe(),
                 shutdown.clone(),
             ))
         })
@@ -258,17 +328,42 @@ async fn run_worker(
     permits: Arc<Semaphore>,
     jitter: Jitter,
     results: mpsc::Sender<ProbeResult>,
+    mut steering: watch::Receiver<Arc<Vec<bool>>>,
     shutdown: Shutdown,
 ) {
     let spec = target.check.clone();
     let j = spec.effective_jitter();
-    let start = Instant::now() + jitter.first_delay(target.id, j);
+    let idx = target.id.0 as usize;
+    let active = |s: &watch::Receiver<Arc<Vec<bool>>>| s.borrow().get(idx).copied().unwrap_or(true);
+    let mut start = Instant::now() + jitter.first_delay(target.id, j);
     let mut round: u64 = 0;
+    // Once the steering's owner is gone the flags stay as they were last set.
+    let mut steered = true;
     loop {
+        if !active(&steering) {
+            // Paused: wait for the target to be handed back, then a fresh schedule.
+            while !active(&steering) {
+                if !steered {
+                    shutdown.stopped().await;
+                    return;
+                }
+                tokio::select! {
+                    biased;
+                    _ = shutdown.stopped() => return,
+                    r = steering.changed() => steered = r.is_ok(),
+                }
+            }
+            start = Instant::now() + jitter.first_delay(target.id, j);
+            round = 0;
+        }
         let due = jitter.due(target.id, start, round, spec.interval, j);
         tokio::select! {
             biased;
             _ = shutdown.stopped() => return,
+            r = steering.changed(), if steered => {
+                steered = r.is_ok();
+                continue; // looked at again at the top: paused, or the same due time
+            }
             _ = sleep_until(due) => {}
         }
         let permit = tokio::select! {

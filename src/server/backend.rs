@@ -70,8 +70,24 @@ impl ApiBackend for Backend {
                 .await
                 .ok_or(AdminError::Stopped)?;
             h.set_admin_by_name(name, state).await?;
+            // In a cluster the state goes to etcd too, and from there to every node. This
+            // node has applied it already; if etcd cannot be reached it holds here only.
+            if let Some(c) = &self.state.cluster {
+                match c.share_admin(name, state).await {
+                    Ok(rev) => {
+                        tracing::info!(datacenter = %name, admin = state.as_str(), revision = rev, "admin state shared through etcd")
+                    }
+                    Err(e) => {
+                        tracing::warn!(datacenter = %name, admin = state.as_str(), error = %e, "admin state set on this node only: etcd not reachable")
+                    }
+                }
+            }
             h.persist().await
         })
+    }
+
+    fn cluster(&self) -> Option<crate::cluster::ClusterStatus> {
+        self.state.cluster.as_ref().map(|c| c.status())
     }
 
     fn explain(&self, req: &ExplainRequest) -> Result<serde_json::Value, ExplainFailure> {

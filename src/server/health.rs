@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, watch};
 use crate::health::Publish;
 use crate::health::aggregator::{Aggregator, AggregatorHandle, AggregatorSettings};
 use crate::metrics::Metrics;
-use crate::probe::{DatacenterProbe, ProbeSet, Prober, WorkerSettings, Workers, spawn_workers};
+use crate::probe::{
+    DatacenterProbe, ProbeSet, Prober, Steering, WorkerSettings, Workers, spawn_steered_workers,
+};
 use crate::resolve::ResolvedNames;
 use crate::shutdown::Shutdown;
 
@@ -33,7 +35,7 @@ impl HealthRuntime {
     /// probing the (already validated) `plan`; hostname datacenters probe what `hosts` (the
     /// resolver's results) says their targets resolve to, as it changes.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start(
+    pub(crate) async fn start(
         plan: Arc<ProbeSet>,
         probes: &[DatacenterProbe],
         settings: AggregatorSettings,
@@ -41,11 +43,12 @@ impl HealthRuntime {
         out: Arc<dyn Publish>,
         metrics: Arc<Metrics>,
         events: tokio::sync::broadcast::Sender<crate::health::events::EventView>,
+        cluster: Option<&crate::cluster::Cluster>,
         hosts: watch::Receiver<Arc<ResolvedNames>>,
         stop: Shutdown,
     ) -> Result<HealthRuntime, String> {
         let prober = Arc::new(
-            Prober::with_max_exec(&plan, workers.max_exec)
+            Prober::with_options(&plan, workers.max_exec, cluster.map(|c| c.node()))
                 .map_err(|e| format!("health checks: {e}"))?,
         );
         let current = hosts.borrow().clone();
@@ -53,11 +56,28 @@ impl HealthRuntime {
             .map_err(|e| format!("state: {e}"))?;
         agg.set_metrics(metrics);
         agg.set_events_out(events);
+        let steering = Steering::all(plan.targets.len());
+        let observations = cluster.map(|_| {
+            let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
+            agg.set_steering(steering.clone());
+            agg.set_observations_out(tx);
+            rx
+        });
         // Room for a full round of results: probes never wait on a slow aggregator for long.
         let (tx, rx) = mpsc::channel(plan.targets.len().max(64) * 2);
-        let workers = spawn_workers(&plan, prober, workers, tx.clone(), stop.clone());
+        let workers = spawn_steered_workers(
+            &plan,
+            prober,
+            workers,
+            tx.clone(),
+            steering.clone(),
+            stop.clone(),
+        );
         agg.follow_hosts(workers.dynamic(tx, stop.child()), hosts);
         let task = tokio::spawn(agg.run(rx, stop.clone()));
+        if let (Some(c), Some(rx)) = (cluster, observations) {
+            c.bind(plan.clone(), handle.clone(), steering, rx).await;
+        }
         Ok(HealthRuntime {
             handle,
             probes: probes.to_vec(),

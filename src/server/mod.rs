@@ -126,6 +126,8 @@ pub struct ServeOptions {
     pub dnssec: crate::dnssec::Env,
     /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
     pub tls: Option<TlsOptions>,
+    /// `--cluster`: share probing and decide by quorum with the other nodes through etcd.
+    pub cluster: Option<crate::cluster::ClusterOptions>,
     /// Seed of the probe jitter; `None` = random. A fixed seed gives the probe schedule
     /// `gslbd simulate` computes for the same seed (its tests compare the two).
     pub probe_seed: Option<u64>,
@@ -205,6 +207,7 @@ impl ServeOptions {
             notify: vec![],
             max_exec_checks: crate::probe::DEFAULT_MAX_EXEC,
             dnssec: crate::dnssec::Env::system(),
+            cluster: None,
             probe_seed: None,
             resolver: ResolverSettings::default(),
             xdp: vec![],
@@ -324,6 +327,8 @@ pub struct State {
     certs: Option<Arc<CertStore>>,
     /// How the certificate's last (re)load went.
     pub cert_report: ArcSwap<CertReport>,
+    /// The cluster membership, with `--cluster`.
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Response rate limiting of UDP answers, sockets and AF_XDP alike (`None` = off).
     rrl: Option<Rrl>,
     /// Cookie secrets (`None` = cookies off).
@@ -575,9 +580,11 @@ impl State {
             self.serving.health_sink(generation),
             self.metrics.clone(),
             self.events.clone(),
+            self.cluster.as_deref(),
             self.resolver.subscribe(),
             self.stop.child(),
-        )?;
+        )
+        .await?;
         *guard = Some(rt);
         Ok(Some(generation))
     }
@@ -843,6 +850,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The cluster options cannot be used (a TLS file).
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -883,6 +893,10 @@ impl Running {
         let _ = tokio::time::timeout(grace, self.state.resolver.join()).await;
         if let Some(h) = self.state.health.lock().await.take() {
             h.stop().await;
+        }
+        // Leaving revokes the lease: the other nodes take this node's targets at once.
+        if let Some(c) = &self.state.cluster {
+            c.stop().await;
         }
         self.stop.stop();
         if self.state.private_state_dir {
@@ -931,6 +945,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     ));
     let serving = Arc::new(Publisher::new(loaded.clone(), Arc::new(geo), 0, all_up));
     let stop = Shutdown::new();
+    let cluster = match &opts.cluster {
+        Some(c) => Some(Arc::new(
+            crate::cluster::Cluster::start(c.clone(), stop.child())
+                .map_err(|e| StartError::Cluster(e.to_string()))?,
+        )),
+        None => None,
+    };
     #[allow(
         clippy::disallowed_methods,
         reason = "the origin of the query path's clock, which runs on plain threads"
@@ -994,6 +1015,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             ok: true,
             error: None,
         }),
+        cluster,
         rrl: Rrl::new(&opts.rrl, clock_base),
         cookies,
         conn_logs: Listener::ALL.map(ConnLog::new),

@@ -110,6 +110,8 @@ impl ApiBackend for Fake {
                             check: "http:80::/".into(),
                             check_name: "web".into(),
                             up: true,
+                            local_up: true,
+                            shared: None,
                             probed: true,
                             warm: false,
                             consecutive_passes: 4,

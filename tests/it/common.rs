@@ -394,8 +394,11 @@ pub enum HealthMode {
 
 struct HealthShared {
     mode: std::sync::Mutex<HealthMode>,
-    /// Arrival time of every complete request.
-    hits: std::sync::Mutex<Vec<std::time::Instant>>,
+    /// Arrival time of every complete request, and the cluster node named in its
+    /// User-Agent (`gslbd-probe/x (node NAME)`), if any.
+    hits: std::sync::Mutex<Vec<(std::time::Instant, Option<String>)>>,
+    /// Requests from these cluster nodes get `503` (a probe path broken for them only).
+    deny: std::sync::Mutex<Vec<String>>,
     /// The Host header of every complete request (`None`: without one).
     hosts: std::sync::Mutex<Vec<Option<String>>>,
     open: std::sync::atomic::AtomicUsize,
@@ -436,6 +439,7 @@ impl HealthHttp {
             shared: std::sync::Arc::new(HealthShared {
                 mode: std::sync::Mutex::new(HealthMode::Healthy),
                 hits: std::sync::Mutex::new(Vec::new()),
+                deny: std::sync::Mutex::new(Vec::new()),
                 hosts: std::sync::Mutex::new(Vec::new()),
                 open: Default::default(),
                 max_open: Default::default(),
@@ -480,13 +484,25 @@ impl HealthHttp {
                         }
                     }
                     if complete {
-                        shared.hits.lock().unwrap().push(std::time::Instant::now());
+                        let node = node_of(&req);
+                        shared
+                            .hits
+                            .lock()
+                            .unwrap()
+                            .push((std::time::Instant::now(), node.clone()));
                         let host = String::from_utf8_lossy(&req).lines().find_map(|l| {
                             let (k, v) = l.split_once(':')?;
                             k.eq_ignore_ascii_case("host").then(|| v.trim().to_string())
                         });
                         shared.hosts.lock().unwrap().push(host);
-                        let mode = shared.mode.lock().unwrap().clone();
+                        let denied = node
+                            .as_ref()
+                            .is_some_and(|n| shared.deny.lock().unwrap().contains(n));
+                        let mode = if denied {
+                            HealthMode::Status(503)
+                        } else {
+                            shared.mode.lock().unwrap().clone()
+                        };
                         let reply = match mode {
                             HealthMode::Healthy | HealthMode::Refuse => Some((200, "ok".into())),
                             HealthMode::Status(c) => Some((c, "no".into())),
@@ -541,30 +557,56 @@ impl HealthHttp {
         }
     }
 
-    /// Requests received so far.
     /// The Host header of every complete request so far.
     pub fn hosts(&self) -> Vec<Option<String>> {
         self.shared.hosts.lock().unwrap().clone()
     }
 
+    /// Requests received so far.
     pub fn hits(&self) -> usize {
         self.shared.hits.lock().unwrap().len()
     }
 
     /// Arrival times of every request so far.
     pub fn hit_times(&self) -> Vec<std::time::Instant> {
-        self.shared.hits.lock().unwrap().clone()
+        self.shared
+            .hits
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// Arrival time of the first request, if any.
     pub fn first_hit(&self) -> Option<std::time::Instant> {
-        self.shared.hits.lock().unwrap().first().copied()
+        self.shared.hits.lock().unwrap().first().map(|(t, _)| *t)
     }
 
     /// Requests received in `[from, to)`.
     pub fn hits_between(&self, from: std::time::Instant, to: std::time::Instant) -> usize {
         let h = self.shared.hits.lock().unwrap();
-        h.iter().filter(|t| **t >= from && **t < to).count()
+        h.iter().filter(|(t, _)| *t >= from && *t < to).count()
+    }
+
+    /// Requests received in `[from, to)` per cluster node (from the probes' User-Agent).
+    pub fn hits_by_node(
+        &self,
+        from: std::time::Instant,
+        to: std::time::Instant,
+    ) -> std::collections::BTreeMap<String, usize> {
+        let h = self.shared.hits.lock().unwrap();
+        let mut m = std::collections::BTreeMap::new();
+        for (_, n) in h.iter().filter(|(t, _)| *t >= from && *t < to) {
+            *m.entry(n.clone().unwrap_or_default()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// Answer `503` to the probes of these cluster nodes only (their probe path is broken);
+    /// an empty list heals it.
+    pub fn deny_nodes(&self, nodes: &[&str]) {
+        *self.shared.deny.lock().unwrap() = nodes.iter().map(|n| n.to_string()).collect();
     }
 
     /// Connections open now (hanging probes show up here).
@@ -577,6 +619,17 @@ impl HealthHttp {
             .max_open
             .load(std::sync::atomic::Ordering::SeqCst)
     }
+}
+
+/// The cluster node a probe request names in its User-Agent: `gslbd-probe/x (node NAME)`.
+fn node_of(req: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(req);
+    let ua = text
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("user-agent:"))?;
+    let start = ua.find("(node ")? + "(node ".len();
+    let end = ua[start..].find(')')? + start;
+    Some(ua[start..end].to_string())
 }
 
 impl Drop for HealthHttp {

@@ -21,6 +21,7 @@ mod api;
 mod browser;
 mod checks;
 mod cli;
+mod cluster;
 mod common;
 mod dns_core;
 mod dnssec;

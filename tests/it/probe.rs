@@ -920,12 +920,10 @@ async fn hanging_targets_do_not_block_other_probes() {
         );
         let peak = hang.counters.max_open.load(Ordering::SeqCst);
         // The server notices a closed connection a moment after the client released its
-        // slot (longer on a loaded machine: up to a dozen seen at load 8 on 2 cores), so allow
-        // half the bound again; without the bound all 100 would hang at once.
-        assert!(
-            peak <= max_in_flight + max_in_flight / 2,
-            "{peak} probes in flight"
-        );
+        // slot (longer on a loaded machine: up to a dozen seen at load 8 on 2 cores, 25 in a
+        // full run beside the cluster tests' etcd and gslbd processes), so allow the bound
+        // twice; without the bound all 100 would hang at once.
+        assert!(peak <= max_in_flight * 2, "{peak} probes in flight");
 
         stop.stop();
         workers.join().await;

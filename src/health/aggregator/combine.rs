@@ -41,7 +41,7 @@ impl Aggregator {
         self.set.dcs[dc].checks[c]
             .slots
             .iter()
-            .filter(|t| self.targets[t.0 as usize].up)
+            .filter(|t| self.target_up(t.0 as usize))
             .count()
     }
 
@@ -81,7 +81,7 @@ impl Aggregator {
                 .filter(|c| {
                     c.slots
                         .get(slot)
-                        .is_some_and(|t| self.targets[t.0 as usize].up)
+                        .is_some_and(|t| self.target_up(t.0 as usize))
                 })
                 .count();
             if up >= needed {
@@ -97,6 +97,14 @@ impl Aggregator {
     /// ones of a datacenter that is down, the passing ones of one that is up only thanks to
     /// them (none when every check passes).
     pub(super) fn probes_summary(&self, dc: usize) -> String {
+        let s = self.probes_summary_inner(dc);
+        match s.strip_prefix("probes: ") {
+            Some(rest) if self.uses_shared(dc) => format!("cluster: {rest}"),
+            _ => s,
+        }
+    }
+
+    fn probes_summary_inner(&self, dc: usize) -> String {
         let plan = &self.set.dcs[dc];
         let d = &self.dcs[dc];
         let addrs = |c: usize| {
@@ -201,6 +209,7 @@ impl Aggregator {
         }
         let (healthy, input) = match self.inputs.deciding(dc) {
             Some(e) => (e.up, e.kind.input()),
+            None if plan.has_checks() && self.uses_shared(dc) => (probes_up, Input::Cluster),
             None if plan.has_checks() => (probes_up, Input::Probes),
             None => (true, Input::Config),
         };
@@ -232,6 +241,7 @@ impl Aggregator {
                 };
                 format!("{} ({detail})", super::event_reason(outcome, *first))
             }
+            (_, Input::Cluster) => self.probes_summary(dc),
             (Cause::Resolved { name, addresses }, Input::Probes) => format!(
                 "{name} now resolves to {addresses} address{}; {}",
                 if *addresses == 1 { "" } else { "es" },

@@ -194,9 +194,13 @@ impl Aggregator {
         let source = match &update {
             Update::Set { source, .. }
             | Update::Clear { source, .. }
-            | Update::Replace { source, .. } => source.clone(),
+            | Update::Replace { source, .. }
+            | Update::Targets { source, .. } => source.clone(),
         };
         match update {
+            Update::Targets { source, verdicts } => {
+                return Ok(self.input_targets(source, verdicts, now));
+            }
             Update::Set { source, verdict } => {
                 let targets = self.resolve(&verdict.subject)?;
                 for (dc, address) in targets {

@@ -40,6 +40,7 @@
 
 mod combine;
 mod inputs;
+mod shared;
 mod status;
 mod target;
 mod warm;
@@ -266,6 +267,14 @@ pub struct Aggregator {
     /// Something only `explain` sees (a reason, a check's state) changed since the last
     /// publication.
     why_dirty: bool,
+    /// Per target: the shared verdict (a cluster's quorum) that decides it, if one holds.
+    shared: Vec<Option<shared::SharedVerdict>>,
+    /// `Target::key` -> target index, to resolve shared verdicts.
+    target_keys: std::collections::HashMap<String, usize>,
+    /// Which targets are probed here (a cluster's share); `None`: all.
+    steering: Option<crate::probe::Steering>,
+    /// Where each applied probe result's observation goes (a cluster), if anywhere.
+    observations: Option<mpsc::Sender<super::input::TargetObservation>>,
     /// The warm-start file read at start and when, for targets added later.
     warm_file: Option<(HealthFile, Instant, SystemTime)>,
     /// Targets added before the run loop started (they need workers).
@@ -308,10 +317,7 @@ impl Aggregator {
                 TargetState::new(
                     t.addr,
                     // A per-datacenter target (exec) is told its datacenter: keep them apart.
-                    match &t.datacenter {
-                        Some(dc) => format!("{}@{dc}", t.check.fingerprint()),
-                        None => t.check.fingerprint(),
-                    },
+                    t.identity(),
                     t.check.rise,
                     t.check.fall,
                     assume_up,
@@ -340,6 +346,13 @@ impl Aggregator {
             .collect();
         let (tx, rx) = mpsc::channel(64);
         let names = Arc::new(set.dcs.iter().map(|d| d.name.clone()).collect());
+        let target_keys = set
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.key(), i))
+            .collect();
+        let shared = vec![None; set.targets.len()];
         let mut agg = Aggregator {
             set,
             settings,
@@ -355,6 +368,10 @@ impl Aggregator {
             events: EventLog::default(),
             inputs: Inputs::default(),
             why_dirty: true,
+            shared,
+            target_keys,
+            steering: None,
+            observations: None,
             warm_file: None,
             unstarted: Vec::new(),
             dynamic: None,
@@ -542,10 +559,12 @@ impl Aggregator {
         let Some(t) = self.targets.get_mut(r.target.0 as usize) else {
             return false;
         };
-        let Some(flip) = t.observe(r) else {
+        let flip = t.observe(r);
+        let (passes, fails, addr) = (t.passes, t.fails, t.addr);
+        self.send_observation(r.target, r.at);
+        let Some(flip) = flip else {
             return false;
         };
-        let (passes, fails, addr) = (t.passes, t.fails, t.addr);
         let target = &self.set.targets[r.target.0 as usize];
         let users: Vec<u32> = target.users.iter().map(|&(dc, _)| dc).collect();
         for &dc in &users {
@@ -688,6 +707,13 @@ impl Aggregator {
         let (mut sum, mut n, mut err) = (0.0, 0u32, None);
         for t in plan.targets() {
             let ts = &self.targets[t.0 as usize];
+            if let Some(s) = self.shared_of(t.0 as usize)
+                && let Some(u) = s.load
+            {
+                sum += u.min(1.0);
+                n += 1;
+                continue;
+            }
             if let Some(e) = &ts.load_error {
                 err = Some(e.clone());
             }
@@ -709,14 +735,18 @@ impl Aggregator {
     }
 
     fn dc_latency(&self, dc: usize) -> Option<f64> {
-        // Mean of the up targets' averages; if none is up, of all that have one.
+        // Mean of the up targets' averages; if none is up, of all that have one. A target
+        // with a shared verdict counts with the probing nodes' figure.
         let plan = &self.set.dcs[dc];
         let mean = |only_up: bool| {
             let v: Vec<f64> = plan
                 .targets()
-                .map(|t| &self.targets[t.0 as usize])
-                .filter(|t| !only_up || t.up)
-                .filter_map(|t| t.latency.get())
+                .map(|t| t.0 as usize)
+                .filter(|&t| !only_up || self.target_up(t))
+                .filter_map(|t| match self.shared_of(t) {
+                    Some(s) => s.latency_ms.or_else(|| self.targets[t].latency.get()),
+                    None => self.targets[t].latency.get(),
+                })
                 .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
@@ -727,7 +757,12 @@ impl Aggregator {
     pub fn dc_state(&self, dc: usize, now: Instant) -> DcState {
         let plan = &self.set.dcs[dc];
         let d = &self.dcs[dc];
-        let external = !matches!(d.health_input, Input::Probes | Input::Config);
+        // The cluster's verdicts are per target, as the probes' are: its bits are the probes'
+        // bits (with the shared verdicts in them), never the whole datacenter's.
+        let external = !matches!(
+            d.health_input,
+            Input::Probes | Input::Config | Input::Cluster
+        );
         let mut addr_up = self.probe_bits(dc);
         if external && d.healthy {
             // The verdict vouches for the datacenter as a whole.
@@ -740,7 +775,10 @@ impl Aggregator {
         addr_up = self.inputs.apply_addresses(dc, addr_up);
         let slow_start = self.slow_start(dc, now);
         let settled = slow_start >= 1.0
-            && (external || plan.targets().all(|t| self.targets[t.0 as usize].settled()));
+            && (external
+                || plan.targets().all(|t| {
+                    self.shared_of(t.0 as usize).is_some() || self.targets[t.0 as usize].settled()
+                }));
         let load = self.inputs.load(dc).or_else(|| self.dc_load(dc, now).0);
         DcState {
             healthy: d.healthy,
@@ -866,6 +904,7 @@ impl Aggregator {
     pub fn tick(&mut self, now: Instant) -> bool {
         self.check_drains(now);
         self.expire_inputs(now);
+        self.expire_shared(now);
         self.publish(now)
     }
 

@@ -19,8 +19,14 @@ pub struct TargetStatus {
     pub check: String,
     /// The check's name in the zone files.
     pub check_name: String,
-    /// The target's state after rise/fall.
+    /// The target's state: its shared verdict (a cluster's quorum) while one holds, else
+    /// `local_up`.
     pub up: bool,
+    /// The state this process's probes give after rise/fall (for a target another node
+    /// probes: the shared state it last followed).
+    pub local_up: bool,
+    /// The shared verdict in words while one decides the target (`cluster: 2 of 2 ...`).
+    pub shared: Option<String>,
     /// At least one probe result since start (false: still on the startup assumption
     /// or the warm state).
     pub probed: bool,
@@ -194,7 +200,7 @@ impl Aggregator {
                             addresses_up: count(
                                 c.slots
                                     .iter()
-                                    .filter(|t| self.targets[t.0 as usize].up)
+                                    .filter(|t| self.target_up(t.0 as usize))
                                     .count(),
                             ),
                             addresses: count(c.slots.len()),
@@ -239,13 +245,16 @@ impl Aggregator {
                             .zip(&d.checks_up)
                             .filter(|(_, up)| plan.checks.len() == 1 || (!**up && !d.probes_up))
                             .flat_map(|(c, _)| c.slots.iter())
-                            .map(|t| &self.targets[t.0 as usize])
-                            .find(|t| !t.up);
-                        if let Some(t) = failing {
-                            let why = t.last.as_ref().map_or_else(
-                                || "not probed yet".to_string(),
-                                |l| l.outcome.to_string(),
-                            );
+                            .find(|t| !self.target_up(t.0 as usize));
+                        if let Some(id) = failing {
+                            let t = &self.targets[id.0 as usize];
+                            let why = match self.shared_of(id.0 as usize) {
+                                Some(v) => v.reason.clone(),
+                                None => t.last.as_ref().map_or_else(
+                                    || "not probed yet".to_string(),
+                                    |l| l.outcome.to_string(),
+                                ),
+                            };
                             s.push_str(&format!("; {}: {why}", t.addr));
                         }
                         s
@@ -288,7 +297,7 @@ impl Aggregator {
                                 .filter(|s| {
                                     plan.checks
                                         .iter()
-                                        .filter(|c| self.targets[c.slots[*s].0 as usize].up)
+                                        .filter(|c| self.target_up(c.slots[*s].0 as usize))
                                         .count()
                                         >= plan.needed()
                                 })
@@ -314,7 +323,9 @@ impl Aggregator {
             addr: t.addr.to_string(),
             check: t.fingerprint.clone(),
             check_name: check_name.to_string(),
-            up: t.up,
+            up: self.target_up(id.0 as usize),
+            local_up: t.up,
+            shared: self.shared_of(id.0 as usize).map(|v| v.reason.clone()),
             probed: t.probed,
             warm: t.warm,
             consecutive_passes: t.passes,
@@ -500,6 +511,8 @@ mod tests {
             check: "https:443::/".into(),
             check_name: "web".into(),
             up: false,
+            local_up: false,
+            shared: None,
             probed: true,
             warm: false,
             consecutive_passes: 0,
