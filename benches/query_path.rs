@@ -64,6 +64,50 @@ fn bench(c: &mut Criterion) {
             b.iter(|| dns::handle(&model, &NoGslb, black_box(&req), &client, &mut q, &mut out));
         });
     }
+    hickory_detour(c, &model, &client);
+}
+
+/// What answering through hickory-server's `RequestHandler` would add per query: its
+/// `Server` decodes every request into its message type before calling the handler, and a
+/// handler can only answer with a `MessageResponse` (records, encoded again by hickory's
+/// encoder). Approximated with hickory-proto's `Message`: decode the request, decode our
+/// response, encode it again. Reported next to the answer itself in docs/benchmarks.md.
+fn hickory_detour(c: &mut Criterion, model: &gslbd::model::Model, client: &Peer) {
+    use hickory_proto::op::Message;
+    let mut out = vec![0u8; 65535];
+    let mut q = Query::default();
+    for (label, name) in [
+        ("static A", "www.example.com"),
+        ("CNAME chain", "a.example.com"),
+        ("NXDOMAIN", "nope.example.com"),
+    ] {
+        let req = query(name, 1);
+        let n = dns::handle(model, &NoGslb, &req, client, &mut q, &mut out)
+            .expect("answered")
+            .len;
+        let resp = out[..n].to_vec();
+        let again = Message::from_vec(&resp)
+            .expect("decodes")
+            .to_vec()
+            .expect("re-encodes");
+        println!(
+            "{label}: {} bytes from gslbd, {} after hickory decode+encode, identical: {}",
+            resp.len(),
+            again.len(),
+            again == resp
+        );
+        c.bench_function(&format!("hickory decode request ({label})"), |b| {
+            b.iter(|| Message::from_vec(black_box(&req)).expect("request decodes"));
+        });
+        c.bench_function(&format!("hickory decode+encode response ({label})"), |b| {
+            b.iter(|| {
+                Message::from_vec(black_box(&resp))
+                    .expect("response decodes")
+                    .to_vec()
+                    .expect("response re-encodes")
+            });
+        });
+    }
 }
 
 /// One GSLB decision (failover over two datacenters, no GeoIP) answered three ways: the

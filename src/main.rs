@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Parser, Subcommand};
 
-use gslbd::server::{self, ServeOptions};
+use gslbd::dns::EncryptedLimits;
+use gslbd::server::{self, ServeOptions, TlsOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -312,6 +314,63 @@ struct ServeArgs {
     /// exec checks running at once, at most.
     #[arg(long, default_value_t = gslbd::probe::DEFAULT_MAX_EXEC, value_name = "N")]
     max_exec_checks: usize,
+    /// DNS over TLS (RFC 7858, ALPN dot) on this address, usually port 853; repeatable.
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long, help_heading = "Encrypted transports", value_name = "ADDR:PORT")]
+    listen_tls: Vec<SocketAddr>,
+    /// DNS over HTTPS (RFC 8484: HTTP/2, GET and POST on /dns-query, ALPN h2) on this
+    /// address, usually port 443; repeatable. Needs --tls-cert and --tls-key.
+    #[arg(long, help_heading = "Encrypted transports", value_name = "ADDR:PORT")]
+    listen_https: Vec<SocketAddr>,
+    /// DNS over QUIC (RFC 9250, ALPN doq) on this UDP address, usually port 853; repeatable.
+    /// Needs --tls-cert and --tls-key.
+    #[arg(long, help_heading = "Encrypted transports", value_name = "ADDR:PORT")]
+    listen_quic: Vec<SocketAddr>,
+    /// PEM certificate chain (the server's certificate first) of the encrypted listeners;
+    /// reloaded when it changes (a broken file keeps the previous certificate).
+    #[arg(
+        long,
+        help_heading = "Encrypted transports",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert; reloaded with it.
+    #[arg(
+        long,
+        help_heading = "Encrypted transports",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Encrypted listeners: a TLS/QUIC handshake must finish within this.
+    #[arg(long, help_heading = "Encrypted transports", default_value = "5s", value_name = "DURATION", value_parser = duration)]
+    tls_handshake_timeout: std::time::Duration,
+    /// Encrypted listeners: close a connection with no query in flight for this long.
+    #[arg(long, help_heading = "Encrypted transports", default_value = "30s", value_name = "DURATION", value_parser = duration)]
+    tls_idle_timeout: std::time::Duration,
+    /// Encrypted listeners: close a connection once open this long (when no query is in
+    /// flight).
+    #[arg(long, help_heading = "Encrypted transports", default_value = "1h", value_name = "DURATION", value_parser = duration)]
+    tls_lifetime: std::time::Duration,
+    /// Encrypted listeners: most connections at once on each of DoT, DoH and DoQ (when full,
+    /// the connection idle the longest is closed to make room).
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_connections, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    tls_max_connections: usize,
+    /// Encrypted listeners: most connections at once from one client address (IPv6: /64), on
+    /// each of DoT, DoH and DoQ.
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_connections_per_client,
+          value_name = "N", value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    tls_max_connections_per_client: usize,
+    /// Encrypted listeners: most queries in flight on one HTTP/2 or QUIC connection.
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_streams, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    tls_max_streams: u32,
+    /// Encrypted listeners: longest DNS message accepted, in bytes (12..=65535).
+    #[arg(long, help_heading = "Encrypted transports", default_value_t = EncryptedLimits::default().max_request_size, value_name = "BYTES",
+          value_parser = clap::value_parser!(u16).range(12..).map(usize::from))]
+    tls_max_request_size: usize,
     /// Share probing and decide health by quorum with the other nodes through etcd:
     /// etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS). See docs/cluster.md.
     #[arg(long, value_name = "URL")]
@@ -864,6 +923,35 @@ fn serve(a: ServeArgs) -> ExitCode {
     opts.resolver = a.resolver.settings();
     opts.xdp = a.listen_xdp;
     opts.xdp_mode = a.xdp_mode.parse().unwrap_or_default();
+    let encrypted =
+        !(a.listen_tls.is_empty() && a.listen_https.is_empty() && a.listen_quic.is_empty());
+    opts.tls = match (a.tls_cert, a.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsOptions {
+            cert,
+            key,
+            listen_tls: a.listen_tls,
+            listen_https: a.listen_https,
+            listen_quic: a.listen_quic,
+            limits: EncryptedLimits {
+                handshake_timeout: a.tls_handshake_timeout,
+                idle_timeout: a.tls_idle_timeout,
+                lifetime: a.tls_lifetime,
+                read_timeout: a.tcp_read_timeout,
+                write_timeout: a.tcp_write_timeout,
+                max_connections: a.tls_max_connections,
+                max_connections_per_client: a.tls_max_connections_per_client,
+                max_streams: a.tls_max_streams,
+                max_request_size: a.tls_max_request_size,
+            },
+        }),
+        _ if encrypted => {
+            eprintln!(
+                "gslbd: --listen-tls, --listen-https and --listen-quic need --tls-cert and --tls-key"
+            );
+            return ExitCode::from(2);
+        }
+        _ => None,
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -50,26 +50,50 @@ pub enum Transport {
     /// Plain DNS over UDP, taken from the driver through AF_XDP (`--listen-xdp`): the same
     /// messages and size rules as `Udp`, counted apart.
     Xdp,
+    /// DNS over TLS (RFC 7858).
+    Tls,
+    /// DNS over HTTPS, HTTP/2 (RFC 8484).
+    Https,
+    /// DNS over QUIC (RFC 9250).
+    Quic,
 }
 
 impl Transport {
     /// Every transport, in metric label order.
-    pub(crate) const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Xdp];
+    pub(crate) const ALL: [Transport; 6] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Xdp,
+        Transport::Tls,
+        Transport::Https,
+        Transport::Quic,
+    ];
 
-    /// The metric label (`udp`, `tcp`, `xdp`).
+    /// The metric label (`udp`, `tcp`, `xdp`, `tls`, `https`, `quic`).
     pub(crate) fn label(self) -> &'static str {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Xdp => "xdp",
+            Transport::Tls => "tls",
+            Transport::Https => "https",
+            Transport::Quic => "quic",
         }
     }
 
-    /// A stream transport: no UDP size limit, messages framed by length.
+    /// A stream transport: no UDP size limit, messages framed by length (or by HTTP).
     pub fn is_stream(self) -> bool {
         match self {
             Transport::Udp | Transport::Xdp => false,
-            Transport::Tcp => true,
+            Transport::Tcp | Transport::Tls | Transport::Https | Transport::Quic => true,
+        }
+    }
+
+    /// An encrypted transport: responses to padded queries are padded (RFC 7830, RFC 8467).
+    pub fn is_encrypted(self) -> bool {
+        match self {
+            Transport::Udp | Transport::Tcp | Transport::Xdp => false,
+            Transport::Tls | Transport::Https | Transport::Quic => true,
         }
     }
 

@@ -66,6 +66,8 @@ pub(crate) const CLASS_ANY: u16 = 255;
 
 /// EDNS option code of Client Subnet (RFC 7871).
 pub(crate) const OPTION_ECS: u16 = 8;
+/// EDNS option code of Padding (RFC 7830).
+pub(crate) const OPTION_PADDING: u16 = 12;
 
 /// EDNS option code of DNS COOKIE (RFC 7873).
 pub(crate) const OPTION_COOKIE: u16 = 10;

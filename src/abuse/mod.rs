@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! dns::tcp accept ---admit(client)--> ConnTable: per-client and total limit,
-//! api accept     ---admit(client)-->            oldest idle closed when full
+//! dns::tls, https,                              oldest idle closed when full
+//! quic accept    ---admit(client)-->            (one table per listener kind)
+//! api accept     ---admit(client)-->
 //!      connection task: idle()/busy() on its Ticket, awaits evicted() while idle
 //! dns::rrl / dns::cookie decide  --RrlClass, RrlAction, CookieResult--> metrics (by index)
 //! every limit event --LogThrottle--> at most one log line per reason and interval
@@ -26,17 +28,32 @@ pub(crate) enum Listener {
     DnsTcp,
     /// The HTTP API.
     Api,
+    /// DNS over TLS (RFC 7858).
+    DnsTls,
+    /// DNS over HTTPS (RFC 8484).
+    DnsHttps,
+    /// DNS over QUIC (RFC 9250).
+    DnsQuic,
 }
 
 impl Listener {
     /// Every listener, in metric label order.
-    pub(crate) const ALL: [Listener; 2] = [Listener::DnsTcp, Listener::Api];
+    pub(crate) const ALL: [Listener; 5] = [
+        Listener::DnsTcp,
+        Listener::Api,
+        Listener::DnsTls,
+        Listener::DnsHttps,
+        Listener::DnsQuic,
+    ];
 
     /// The metric label.
     pub(crate) fn label(self) -> &'static str {
         match self {
             Listener::DnsTcp => "dns_tcp",
             Listener::Api => "api",
+            Listener::DnsTls => "dns_tls",
+            Listener::DnsHttps => "dns_https",
+            Listener::DnsQuic => "dns_quic",
         }
     }
 
@@ -67,11 +84,22 @@ pub(crate) enum CloseReason {
     Evicted,
     /// Closed while idle because the process ran out of file descriptors.
     FdExhausted,
+    /// The TLS or QUIC handshake (or the HTTP/2 preface) did not finish in time.
+    HandshakeTimeout,
+    /// The TLS or QUIC handshake failed (no common ALPN or version, a bad record, ...).
+    HandshakeFailed,
+    /// A request longer than the bound (DoH: answered 413/414, the connection stays).
+    TooLarge,
+    /// Not a DNS query (DoH: answered 4xx, the connection stays).
+    Malformed,
+    /// Not a close: a DoH or DoQ connection reached its concurrent stream limit (further
+    /// streams wait for the client's credit, or are refused).
+    Streams,
 }
 
 impl CloseReason {
     /// Every reason, in metric label order.
-    pub(crate) const ALL: [CloseReason; 9] = [
+    pub(crate) const ALL: [CloseReason; 14] = [
         CloseReason::Idle,
         CloseReason::Lifetime,
         CloseReason::QueryBudget,
@@ -81,6 +109,11 @@ impl CloseReason {
         CloseReason::Full,
         CloseReason::Evicted,
         CloseReason::FdExhausted,
+        CloseReason::HandshakeTimeout,
+        CloseReason::HandshakeFailed,
+        CloseReason::TooLarge,
+        CloseReason::Malformed,
+        CloseReason::Streams,
     ];
 
     /// The metric label.
@@ -95,12 +128,42 @@ impl CloseReason {
             CloseReason::Full => "full",
             CloseReason::Evicted => "evicted",
             CloseReason::FdExhausted => "fd_exhausted",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::HandshakeFailed => "handshake_failed",
+            CloseReason::TooLarge => "request_too_large",
+            CloseReason::Malformed => "malformed",
+            CloseReason::Streams => "streams_limit",
         }
     }
 
     /// Position in [`CloseReason::ALL`].
     pub(crate) fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether `listener` can close a connection for this reason (what metrics list).
+    pub(crate) fn applies_to(self, listener: Listener) -> bool {
+        match self {
+            CloseReason::Streams => false,
+            CloseReason::HandshakeTimeout | CloseReason::HandshakeFailed => matches!(
+                listener,
+                Listener::DnsTls | Listener::DnsHttps | Listener::DnsQuic
+            ),
+            CloseReason::TooLarge | CloseReason::Malformed => listener != Listener::Api,
+            _ => true,
+        }
+    }
+
+    /// A reason a single request of a multiplexed connection (DoH, DoQ) can be stopped for
+    /// while the connection stays.
+    pub(crate) fn per_request(self) -> bool {
+        matches!(
+            self,
+            CloseReason::ReadTimeout
+                | CloseReason::TooLarge
+                | CloseReason::Malformed
+                | CloseReason::Streams
+        )
     }
 
     /// Worth a warning: a sign of abuse or of limits too small for the traffic. The others
@@ -113,6 +176,8 @@ impl CloseReason {
                 | CloseReason::PerClient
                 | CloseReason::Full
                 | CloseReason::FdExhausted
+                | CloseReason::HandshakeTimeout
+                | CloseReason::TooLarge
         )
     }
 }

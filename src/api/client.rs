@@ -235,6 +235,12 @@ pub fn render_status(api: &str, v: &Value) -> String {
             }
         }
     }
+    if let Some(e) = v["tls"]["error"].as_str() {
+        let _ = writeln!(
+            out,
+            "  TLS certificate reload error (the previous certificate serves): {e}"
+        );
+    }
     out.push('\n');
     let mut rows = vec![
         [

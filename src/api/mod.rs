@@ -146,6 +146,25 @@ pub struct ServerInfo {
     pub zones: Vec<ZoneInfo>,
     /// State files that could not be used since the process started, with when.
     pub state_files: Vec<(SystemTime, StateProblem)>,
+    /// The certificate of the encrypted listeners (DoT, DoH, DoQ), when they run.
+    pub tls: Option<TlsInfo>,
+}
+
+/// The certificate of the encrypted listeners, as `/status` shows it.
+#[derive(Clone, Debug)]
+pub struct TlsInfo {
+    /// The certificate chain file.
+    pub cert_file: String,
+    /// The key file.
+    pub key_file: String,
+    /// When the certificate serving now was loaded.
+    pub loaded_at: SystemTime,
+    /// When the files were last read.
+    pub checked_at: SystemTime,
+    /// The last read succeeded (else the previous certificate keeps serving).
+    pub ok: bool,
+    /// Why the last read failed.
+    pub error: Option<String>,
 }
 
 /// Result of the last reload (the first load counts as one).
@@ -390,6 +409,14 @@ async fn status(State(ctx): State<ApiContext>) -> Response {
             "moved_to": p.moved_to,
             "at_unix": unix(*at),
         })).collect::<Vec<_>>(),
+        "tls": info.tls.as_ref().map(|t| json!({
+            "cert_file": t.cert_file,
+            "key_file": t.key_file,
+            "loaded_at_unix": unix(t.loaded_at),
+            "checked_at_unix": unix(t.checked_at),
+            "ok": t.ok,
+            "error": t.error,
+        })),
         "health_generation": health.as_ref().map(|h| h.generation),
         "datacenters": datacenters,
         "answers_window_secs": window.as_secs(),

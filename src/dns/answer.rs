@@ -475,7 +475,10 @@ fn respond<G: GslbAnswerer>(
         3 => Kind::Negative,
         _ => Kind::Error,
     };
-    let (len, opt_at) = finish(q, &mut w, outcome, limit, cookie);
+    // RFC 7830: pad the response when the query was padded, on encrypted transports only
+    // (padding in the clear only costs bytes).
+    let pad = peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding);
+    let (len, opt_at) = finish(q, &mut w, outcome, limit, cookie, pad);
     Answered {
         len,
         zone,
@@ -511,14 +514,21 @@ fn udp_limit(q: &Query, peer: &Peer) -> usize {
     }
 }
 
+/// The block length responses are padded to (RFC 8467 section 4.1, Block-Length Padding: the
+/// recommended 468 octets for responses).
+pub(crate) const PAD_BLOCK: usize = 468;
+
 /// Completes the response: truncation to `limit`, the OPT record (EDNS echo, extended rcode,
-/// ECS scope, cookie) and the header. Returns the length and where the OPT record starts.
+/// ECS scope, cookie, and with `pad` a Padding option that makes the message a multiple of
+/// [`PAD_BLOCK`] octets, as far as `limit` allows) and the header. Returns the length and
+/// where the OPT record starts.
 fn finish(
     q: &Query,
     w: &mut Writer<'_>,
     o: Decided,
     limit: usize,
     cookie: Option<OutCookie>,
+    pad: bool,
 ) -> (usize, usize) {
     let opt = opt_len(q, cookie.is_some());
     let mut tc = false;
@@ -554,9 +564,8 @@ fn finish(
         };
         w.u32(ext << 24 | do_bit | co_bit);
         let ecs = e.ecs.filter(|_| o.rcode < 16);
-        let ecs_len = ecs.map_or(0, |c| 8 + usize::from(c.source_prefix).div_ceil(8));
-        let cookie_len = if cookie.is_some() { COOKIE_OPT_LEN } else { 0 };
-        w.u16((ecs_len + cookie_len) as u16);
+        let rdlen_at = w.len;
+        w.u16(0);
         if let Some(c) = ecs {
             let alen = usize::from(c.source_prefix).div_ceil(8);
             w.u16(OPTION_ECS);
@@ -574,6 +583,11 @@ fn finish(
             w.put(&c.client);
             w.put(&c.server);
         }
+        if pad {
+            padding(w, limit);
+        }
+        let rdlen = w.len - rdlen_at - 2;
+        w.set_u16(rdlen_at, rdlen as u16);
         w.ar += 1;
     }
     let mut flags: u16 = 0x8000 | (u16::from(q.opcode) << 11) | (o.rcode & 0xF);
@@ -639,6 +653,19 @@ fn records_in(mut b: &[u8]) -> u16 {
         }
         n += 1;
         b = &b[end..];
+    }
+}
+
+/// Appends a Padding option that makes the message a multiple of [`PAD_BLOCK`] octets (at
+/// most `limit`; none when even an empty option would not fit). The OPT record's RDLENGTH is
+/// the caller's.
+fn padding(w: &mut Writer<'_>, limit: usize) {
+    let unpadded = w.len + 4;
+    let padded = unpadded.next_multiple_of(PAD_BLOCK).min(limit);
+    if padded >= unpadded {
+        w.u16(OPTION_PADDING);
+        w.u16((padded - unpadded) as u16);
+        w.put(&[0; PAD_BLOCK][..padded - unpadded]);
     }
 }
 
@@ -976,7 +1003,8 @@ fn referral(
     Decided::rcode(RCODE_NOERROR, aa, 0)
 }
 
-/// The response to a packet that could not be parsed into a query, within `limit` bytes.
+/// The response to a packet that could not be parsed into a query, within `limit` bytes; with
+/// `pad` (an encrypted transport and a padded query) its OPT record carries a Padding option.
 /// Returns the length and where the OPT record starts (the additional records, which follow
 /// it). A signed request's NOTAUTH carries an unsigned TSIG record with error BADKEY (RFC 8945
 /// 5.2.1, 5.3.2), after the OPT; when that would not fit, it is left out and TC set.
@@ -986,6 +1014,7 @@ pub(crate) fn reject(
     rcode: u8,
     with_question: bool,
     limit: usize,
+    pad: bool,
     out: &mut [u8],
 ) -> (usize, usize) {
     let mut w = Writer::new(out);
@@ -1006,7 +1035,13 @@ pub(crate) fn reject(
         w.u16(TYPE_OPT);
         w.u16(OUR_UDP_SIZE);
         w.u32(0);
+        let rdlen_at = w.len;
         w.u16(0);
+        if pad {
+            padding(&mut w, limit);
+            let rdlen = w.len - rdlen_at - 2;
+            w.set_u16(rdlen_at, rdlen as u16);
+        }
         w.ar = 1;
     }
     if let Some(t) = q.tsig.filter(|_| with_question) {
@@ -1160,7 +1195,7 @@ pub(crate) fn handle_with<G: GslbAnswerer>(
                 // Cookies off: as a server that does not know them (FORMERR, RFC 7873 5.4).
                 _ => {
                     let (len, opt_at) =
-                        reject(req, q, RCODE_FORMERR, false, udp_limit(q, peer), out);
+                        reject(req, q, RCODE_FORMERR, false, udp_limit(q, peer), false, out);
                     Some(Answered {
                         len,
                         zone: None,
@@ -1177,7 +1212,8 @@ pub(crate) fn handle_with<G: GslbAnswerer>(
             rcode,
             with_question,
         }) => {
-            let (len, opt_at) = reject(req, q, rcode, with_question, udp_limit(q, peer), out);
+            let pad = peer.transport.is_encrypted() && q.edns.is_some_and(|e| e.padding);
+            let (len, opt_at) = reject(req, q, rcode, with_question, udp_limit(q, peer), pad, out);
             Some(Answered {
                 len,
                 zone: None,

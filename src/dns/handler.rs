@@ -1,13 +1,16 @@
 //! The seam between transports and the answer code: bytes in, bytes out, and who asked.
 //!
-//! Every transport (UDP, TCP, and the ones to come) reads a query, calls
-//! [`PacketHandler::handle`] with the peer it came from, and sends back the bytes it wrote. The
-//! running server implements the handler over its published state; benches and fuzzing can
-//! implement it over a fixed model.
+//! Every transport (UDP, TCP, DoT, DoH, DoQ) reads a query, calls [`PacketHandler::handle`]
+//! with the peer it came from, and sends back the bytes it wrote: the answer to a query does
+//! not depend on the transport beyond its size limit and (for the encrypted ones) EDNS
+//! padding. The running server implements the handler over its published state; benches and
+//! fuzzing can implement it over a fixed model. Stream transports also report what happens to
+//! their connections ([`PacketHandler::conn_closed`] and the like), so the server counts them without this
+//! layer knowing metrics.
 
 use std::net::IpAddr;
 
-use crate::abuse::CloseReason;
+use crate::abuse::{CloseReason, Listener};
 pub(crate) use crate::net::Transport;
 
 use super::wire::Query;
@@ -32,10 +35,12 @@ impl Peer {
 
     /// A peer over TCP.
     pub fn tcp(addr: IpAddr) -> Peer {
-        Peer {
-            addr,
-            transport: Transport::Tcp,
-        }
+        Peer::new(addr, Transport::Tcp)
+    }
+
+    /// A peer over any transport.
+    pub fn new(addr: IpAddr, transport: Transport) -> Peer {
+        Peer { addr, transport }
     }
 }
 
@@ -46,10 +51,25 @@ pub(crate) trait PacketHandler: Send + Sync + 'static {
     /// returns its length, or `None` to send nothing.
     fn handle(&self, req: &[u8], peer: &Peer, q: &mut Query, out: &mut [u8]) -> Option<usize>;
 
-    /// A TCP connection from `client` was closed or refused by a limit.
-    fn conn_closed(&self, _reason: CloseReason, _client: IpAddr) {}
+    /// A stream connection of `listener` from `client` was closed or refused by a limit.
+    fn conn_closed(&self, _listener: Listener, _reason: CloseReason, _client: IpAddr) {}
 
-    /// Accepting a TCP connection failed for lack of descriptors or memory; the listener
-    /// waits `backoff` before trying again.
-    fn accept_failed(&self, _err: &std::io::Error, _backoff: std::time::Duration) {}
+    /// A stream connection of `listener` is established (after the TLS or QUIC handshake for
+    /// the encrypted ones; `resumed`: the TLS handshake resumed an earlier session). Never
+    /// called per query.
+    fn conn_opened(&self, _listener: Listener, _resumed: bool) {}
+
+    /// A request on a DoH or DoQ connection from `client` was stopped by `reason` without
+    /// closing the connection (or the connection reached its stream limit).
+    fn request_limited(&self, _listener: Listener, _reason: CloseReason, _client: IpAddr) {}
+
+    /// Accepting a connection on `listener` failed for lack of descriptors or memory; the
+    /// listener waits `backoff` before trying again.
+    fn accept_failed(
+        &self,
+        _listener: Listener,
+        _err: &std::io::Error,
+        _backoff: std::time::Duration,
+    ) {
+    }
 }

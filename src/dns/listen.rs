@@ -1,6 +1,7 @@
 //! Binding and running the DNS listeners: UDP and TCP on every configured address, on the same
-//! port (also when the port is 0), and UDP over AF_XDP on the `--listen-xdp` interfaces, all
-//! under one child of the server's stop tree (AF_XDP under a child of that one).
+//! port (also when the port is 0), UDP over AF_XDP on the `--listen-xdp` interfaces, and the
+//! encrypted ones (DoT, DoH, DoQ) on theirs, all under one child of the server's stop tree
+//! (AF_XDP under a child of that one).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -9,11 +10,13 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use super::conn::EncryptedLimits;
 use super::handler::PacketHandler;
 use super::tcp::StreamLimits;
+use super::tls::{ALPN_DOQ, ALPN_DOT, ALPN_H2, CertStore};
 use super::xdp::{self, XdpListen, XdpListeners, XdpMode, XdpView};
-use super::{tcp, udp};
-use crate::abuse::ConnTable;
+use super::{https, quic, tcp, tls, udp};
+use crate::abuse::{ConnTable, Listener};
 use crate::shutdown::Shutdown;
 
 /// Listener settings.
@@ -29,12 +32,37 @@ pub(crate) struct ListenConfig {
     /// Skip (with a warning) addresses that cannot be bound, as long as one can: for the
     /// built-in default of 127.0.0.1 and ::1 on hosts without IPv6.
     pub(crate) best_effort: bool,
+    /// DoT, DoH and DoQ listeners, if any.
+    pub(crate) encrypted: Option<EncryptedConfig>,
+}
+
+/// The encrypted listeners: their addresses, the certificate they share, their limits.
+#[derive(Clone, Debug)]
+pub(crate) struct EncryptedConfig {
+    /// DNS over TLS addresses (TCP).
+    pub(crate) tls: Vec<SocketAddr>,
+    /// DNS over HTTPS addresses (TCP).
+    pub(crate) https: Vec<SocketAddr>,
+    /// DNS over QUIC addresses (UDP).
+    pub(crate) quic: Vec<SocketAddr>,
+    /// The certificate and key.
+    pub(crate) certs: Arc<CertStore>,
+    /// Timeouts and bounds of each of the three (each has a connection table of its own).
+    pub(crate) limits: EncryptedLimits,
 }
 
 /// Sockets bound and served until [`Listeners::stop`] (or until their stop node is stopped).
 pub(crate) struct Listeners {
     /// The addresses actually bound (ephemeral ports resolved), one per configured address.
     pub(crate) bound: Vec<SocketAddr>,
+    /// The DoT addresses bound.
+    pub(crate) tls: Vec<SocketAddr>,
+    /// The DoH addresses bound.
+    pub(crate) https: Vec<SocketAddr>,
+    /// The DoQ addresses bound.
+    pub(crate) quic: Vec<SocketAddr>,
+    /// The connection tables of the encrypted listeners that run (for the metrics).
+    pub(crate) tables: Vec<(Listener, Arc<ConnTable>)>,
     stop: Shutdown,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
     tcp_tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -105,6 +133,10 @@ pub(crate) fn start<H: PacketHandler>(
     };
     let mut out = Listeners {
         bound: vec![],
+        tls: vec![],
+        https: vec![],
+        quic: vec![],
+        tables: vec![],
         stop,
         udp_threads: vec![],
         tcp_tasks: vec![],
@@ -138,7 +170,74 @@ pub(crate) fn start<H: PacketHandler>(
         ));
         out.tcp_tasks.push(task);
     }
+    if let Some(enc) = &cfg.encrypted {
+        start_encrypted(enc, handler, &mut out)?;
+    }
     Ok(out)
+}
+
+/// Binds the DoT, DoH and DoQ addresses and starts serving them (one connection table per
+/// kind, shared by its addresses, as TCP's is).
+fn start_encrypted<H: PacketHandler>(
+    enc: &EncryptedConfig,
+    handler: Arc<H>,
+    out: &mut Listeners,
+) -> io::Result<()> {
+    let lim = enc.limits;
+    let tls_err = |e: rustls::Error| io::Error::other(format!("TLS configuration: {e}"));
+    let mut table = |l: Listener| {
+        let t = ConnTable::new(lim.table());
+        out.tables.push((l, t.clone()));
+        t
+    };
+    if !enc.tls.is_empty() {
+        let cfg = enc.certs.server_config(ALPN_DOT, false).map_err(tls_err)?;
+        let t = table(Listener::DnsTls);
+        for &addr in &enc.tls {
+            let l = TcpListener::from_std(tcp::listener(addr)?)?;
+            out.tls.push(l.local_addr()?);
+            out.tcp_tasks.push(tokio::spawn(tls::serve_dot(
+                l,
+                cfg.clone(),
+                handler.clone(),
+                t.clone(),
+                lim,
+                out.stop.clone(),
+            )));
+        }
+    }
+    if !enc.https.is_empty() {
+        let cfg = enc.certs.server_config(ALPN_H2, false).map_err(tls_err)?;
+        let t = table(Listener::DnsHttps);
+        for &addr in &enc.https {
+            let l = TcpListener::from_std(tcp::listener(addr)?)?;
+            out.https.push(l.local_addr()?);
+            out.tcp_tasks.push(tokio::spawn(https::serve_doh(
+                l,
+                cfg.clone(),
+                handler.clone(),
+                t.clone(),
+                lim,
+                out.stop.clone(),
+            )));
+        }
+    }
+    if !enc.quic.is_empty() {
+        let cfg = enc.certs.server_config(ALPN_DOQ, true).map_err(tls_err)?;
+        let t = table(Listener::DnsQuic);
+        for &addr in &enc.quic {
+            let ep = quic::endpoint(quic::socket(addr)?, cfg.clone(), &lim)?;
+            out.quic.push(ep.local_addr()?);
+            out.tcp_tasks.push(tokio::spawn(quic::serve_doq(
+                ep,
+                handler.clone(),
+                t.clone(),
+                lim,
+                out.stop.clone(),
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Binds `n` UDP sockets and a TCP listener on one address; with port 0, retries until UDP

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::handler::{PacketHandler, Peer};
 use super::wire::Query;
-use crate::abuse::{Admission, CloseReason, ConnTable, Ticket};
+use crate::abuse::{Admission, CloseReason, ConnTable, Listener, Ticket};
 use crate::shutdown::Shutdown;
 
 /// The per-connection limits of DNS over TCP (the table holds the per-client and total ones).
@@ -46,6 +46,9 @@ pub(crate) struct StreamLimits {
     pub(crate) read_timeout: Duration,
     /// A response must be written (into the socket buffer) within this.
     pub(crate) write_timeout: Duration,
+    /// A message announcing more bytes than this closes the connection (at most 65535, the
+    /// framing's own bound; DoT sets a smaller one).
+    pub(crate) max_request: usize,
 }
 
 impl Default for StreamLimits {
@@ -56,6 +59,7 @@ impl Default for StreamLimits {
             max_queries: 500,
             read_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
+            max_request: usize::from(u16::MAX),
         }
     }
 }
@@ -94,9 +98,9 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
                     // Out of descriptors: the listener stays readable, so retrying at once
                     // only spins. Free one (the connection idle the longest) and wait.
                     backoff = crate::abuse::next_backoff(backoff);
-                    h.accept_failed(&e, backoff);
+                    h.accept_failed(Listener::DnsTcp, &e, backoff);
                     if let Some(client) = table.evict_oldest_idle() {
-                        h.conn_closed(CloseReason::FdExhausted, client);
+                        h.conn_closed(Listener::DnsTcp, CloseReason::FdExhausted, client);
                     }
                     tokio::select! {
                         _ = stop.stopped() => break,
@@ -109,20 +113,12 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
             },
         };
         backoff = Duration::ZERO;
-        let ticket = match table.admit(peer.ip()) {
-            Admission::Admitted { ticket, evicted } => {
-                if evicted {
-                    h.conn_closed(CloseReason::Evicted, peer.ip());
-                }
-                ticket
-            }
-            Admission::Refused(reason) => {
-                // Closed at once, without reading: RFC 7766 6.2.3 lets a server refuse.
-                drop(stream);
-                h.conn_closed(reason, peer.ip());
-                continue;
-            }
+        let Some(ticket) = admit(&table, &*h, Listener::DnsTcp, peer.ip()) else {
+            // Closed at once, without reading: RFC 7766 6.2.3 lets a server refuse.
+            drop(stream);
+            continue;
         };
+        h.conn_opened(Listener::DnsTcp, false);
         let _ = stream.set_nodelay(true);
         let h = h.clone();
         let stop = stop.clone();
@@ -130,7 +126,7 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
             let peer = Peer::tcp(peer.ip());
             let r = serve_stream(stream, peer, &*h, &ticket, &limits, &stop).await;
             if let Ok(Some(reason)) = r {
-                h.conn_closed(reason, peer.addr);
+                h.conn_closed(Listener::DnsTcp, reason, peer.addr);
             }
         });
         while tasks.try_join_next().is_some() {}
@@ -139,6 +135,28 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
     // In-flight connections finish the query they are on (serve_stream checks `stop` between
     // queries).
     while tasks.join_next().await.is_some() {}
+}
+
+/// Admits a connection of `listener` from `client` through `table`, reporting an eviction
+/// or a refusal to `h`; `None` = refused (close it without reading).
+pub(crate) fn admit<H: PacketHandler + ?Sized>(
+    table: &Arc<ConnTable>,
+    h: &H,
+    listener: Listener,
+    client: std::net::IpAddr,
+) -> Option<Ticket> {
+    match table.admit(client) {
+        Admission::Admitted { ticket, evicted } => {
+            if evicted {
+                h.conn_closed(listener, CloseReason::Evicted, client);
+            }
+            Some(ticket)
+        }
+        Admission::Refused(reason) => {
+            h.conn_closed(listener, reason, client);
+            None
+        }
+    }
 }
 
 thread_local! {
@@ -197,6 +215,9 @@ where
             Err(_) => return Ok(Some(CloseReason::ReadTimeout)),
         }
         let n = usize::from(u16::from_be_bytes(len));
+        if n > limits.max_request {
+            return Ok(Some(CloseReason::TooLarge));
+        }
         req.resize(n, 0);
         match tokio::time::timeout_at(deadline, s.read_exact(&mut req[..n])).await {
             Ok(Ok(_)) => {}
@@ -212,7 +233,8 @@ where
             Some(())
         });
         if answered.is_none() {
-            return Ok(None);
+            // Not a DNS query: the stream cannot be trusted further.
+            return Ok(Some(CloseReason::Malformed));
         }
         match tokio::time::timeout(limits.write_timeout, s.write_all(&resp)).await {
             Ok(Ok(())) => {}

@@ -10,8 +10,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::rr::{
-    CLASS_ANY, OPTION_COOKIE, OPTION_ECS, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_NOTIMP, TYPE_OPT,
-    TYPE_TSIG,
+    CLASS_ANY, OPTION_COOKIE, OPTION_ECS, OPTION_PADDING, RCODE_FORMERR, RCODE_NOTAUTH,
+    RCODE_NOTIMP, TYPE_OPT, TYPE_TSIG,
 };
 
 /// Length of the DNS header.
@@ -59,6 +59,9 @@ pub(crate) struct Edns {
     pub(crate) compact_ok: bool,
     /// The Client Subnet option, if sent and valid.
     pub(crate) ecs: Option<ClientSubnet>,
+    /// The query carried a Padding option (RFC 7830): pad the response on an encrypted
+    /// transport.
+    pub(crate) padding: bool,
     /// The COOKIE option, if sent and well formed.
     pub(crate) cookie: Option<Cookie>,
 }
@@ -371,6 +374,7 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Result<Edns
             dnssec_ok: flags & 0x8000 != 0,
             compact_ok: flags & 0x4000 != 0,
             ecs: None,
+            padding: false,
             cookie: None,
         })
     };
@@ -391,6 +395,8 @@ fn parse_opt(b: &[u8], fixed: usize, rdata_at: usize, end: usize) -> Result<Edns
                 Some(c) if edns.ecs.is_none() => edns.ecs = Some(c),
                 _ => return bad,
             }
+        } else if code == OPTION_PADDING {
+            edns.padding = true;
         } else if code == OPTION_COOKIE {
             match parse_cookie(data) {
                 Some(c) if edns.cookie.is_none() => edns.cookie = Some(c),
@@ -479,6 +485,27 @@ impl Default for Query {
             tsig: None,
         }
     }
+}
+
+/// The smallest TTL of the answer and authority records of a response we wrote (for DoH's
+/// `Cache-Control: max-age`, which RFC 8484 section 5.1 bounds by it); `None` when there are
+/// none. Off the query path's hot loop: it walks the message once.
+pub(crate) fn min_ttl(resp: &[u8]) -> Option<u32> {
+    let qd = be16(resp, 4)?;
+    let an = be16(resp, 6)?;
+    let ns = be16(resp, 8)?;
+    let mut at = HEADER_LEN;
+    for _ in 0..qd {
+        at = skip_name(resp, at)? + 4;
+    }
+    let mut min: Option<u32> = None;
+    for _ in 0..(u32::from(an) + u32::from(ns)) {
+        let name_end = skip_name(resp, at)?;
+        let ttl = u32::from_be_bytes(resp.get(name_end + 4..name_end + 8)?.try_into().ok()?);
+        min = Some(min.map_or(ttl, |m| m.min(ttl)));
+        at = skip_rr(resp, at)?.0;
+    }
+    min
 }
 
 #[cfg(test)]
@@ -577,5 +604,23 @@ mod tests {
         let mut req = query(b"\x00", 1);
         req[2] |= 0x80;
         assert_eq!(parse(&req, &mut q), Err(Reject::Drop));
+    }
+    #[test]
+    fn min_ttl_of_answer_and_authority() {
+        use hickory_proto::op::Message;
+        use hickory_proto::rr::{Name, RData, Record, rdata};
+        let name = Name::from_ascii("www.example.com.").unwrap();
+        let a =
+            |ttl, ip: [u8; 4]| Record::from_rdata(name.clone(), ttl, RData::A(rdata::A(ip.into())));
+        let mut m = Message::response(7, hickory_proto::op::OpCode::Query);
+        m.answers = vec![a(300, [192, 0, 2, 1]), a(30, [192, 0, 2, 2])];
+        m.authorities = vec![a(600, [192, 0, 2, 3])];
+        // Compression pointers in the owners are skipped too.
+        assert_eq!(min_ttl(&m.to_vec().unwrap()), Some(30));
+        m.answers.clear();
+        assert_eq!(min_ttl(&m.to_vec().unwrap()), Some(600));
+        m.authorities.clear();
+        assert_eq!(min_ttl(&m.to_vec().unwrap()), None);
+        assert_eq!(min_ttl(&[0; 5]), None);
     }
 }

@@ -67,6 +67,16 @@ pub struct Metrics {
     conn_tables: Mutex<Vec<(Listener, std::sync::Arc<ConnTable>)>>,
     /// Webhook notifications: sent, retried, dropped.
     notifications: [AtomicU64; 3],
+    /// Connections established per listener (DNS listeners; after the handshake for the
+    /// encrypted ones): per connection, not per query.
+    opened: [AtomicU64; Listener::ALL.len()],
+    /// Of those, TLS handshakes that resumed a session.
+    resumed: [AtomicU64; Listener::ALL.len()],
+    /// Requests of a multiplexed connection (DoH, DoQ) stopped by a limit or an error
+    /// without closing the connection, per (listener, reason).
+    limited: [[AtomicU64; CloseReason::ALL.len()]; Listener::ALL.len()],
+    cert_reload_ok: AtomicU64,
+    cert_reload_err: AtomicU64,
 }
 
 /// The `result` labels of `gslbd_notifications_total`, in storage order.
@@ -100,7 +110,8 @@ impl Metrics {
         hot.ensure(0);
         let m = Metrics {
             shards,
-            // 192 counters a zone: small chunks, as most servers have few zones.
+            // 576 counters a zone (12 types x 8 rcodes x 6 transports): small chunks, as most
+            // servers have few zones.
             zones: Family::new(QUERY_WIDTH, shards, 4),
             decisions: Family::new(1, shards, 256),
             all_down: Family::new(1, shards, 256),
@@ -112,6 +123,11 @@ impl Metrics {
             reload_err: AtomicU64::new(0),
             conn_tables: Mutex::new(Vec::new()),
             notifications: Default::default(),
+            opened: Default::default(),
+            resumed: Default::default(),
+            limited: Default::default(),
+            cert_reload_ok: AtomicU64::new(0),
+            cert_reload_err: AtomicU64::new(0),
         };
         let none = m.zones.slot("zones", vec!["none".into()]);
         debug_assert_eq!(none, ZoneSlot::NONE.0);
@@ -293,6 +309,30 @@ impl Metrics {
         if let Some(i) = NOTIFICATION_RESULTS.iter().position(|r| *r == result) {
             self.notifications[i].fetch_add(1, Relaxed);
         }
+    }
+
+    /// A connection of `listener` is established (`resumed`: its TLS handshake resumed an
+    /// earlier session). Once per connection, never per query.
+    pub(crate) fn conn_opened(&self, listener: Listener, resumed: bool) {
+        self.opened[listener.index()].fetch_add(1, Relaxed);
+        if resumed {
+            self.resumed[listener.index()].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A request on a DoH or DoQ connection was stopped by `reason` (the connection stays).
+    pub(crate) fn request_limited(&self, listener: Listener, reason: CloseReason) {
+        self.limited[listener.index()][reason.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A TLS certificate reload finished, successfully or not.
+    pub fn cert_reload(&self, ok: bool) {
+        if ok {
+            &self.cert_reload_ok
+        } else {
+            &self.cert_reload_err
+        }
+        .fetch_add(1, Relaxed);
     }
 
     /// GSLB answers counted so far per `(name, datacenter)` (summed over pools), and

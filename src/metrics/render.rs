@@ -62,6 +62,7 @@ impl Metrics {
             o.sample(n, &[("result", r)], self.notifications[i].load(Relaxed));
         }
         self.render_abuse(&mut o);
+        self.render_encrypted(&mut o);
         if let Some(s) = &extra.server {
             render_server(&mut o, s);
         }
@@ -130,7 +131,7 @@ impl Metrics {
             "counter",
         );
         for l in Listener::ALL {
-            for r in CloseReason::ALL {
+            for r in CloseReason::ALL.into_iter().filter(|r| r.applies_to(l)) {
                 let j = HOT_CLOSED + l.index() * CloseReason::ALL.len() + r.index();
                 o.sample(
                     n,
@@ -188,7 +189,7 @@ impl Metrics {
                     for (ti, tr) in Transport::ALL.iter().map(|t| t.label()).enumerate() {
                         let j = (qi * RCODES.len() + ri) * N_TRANSPORTS + ti;
                         let v = self.zones.counters.sum(slot as u32, j);
-                        // Only combinations seen so far: 192 zero series per zone would drown
+                        // Only combinations seen so far: 576 zero series per zone would drown
                         // the scrape; a series appears with its first query and then stays.
                         if v > 0 {
                             let l = [
@@ -250,6 +251,53 @@ impl Metrics {
             let sum = self.hot.sum(0, row + 129) as f64;
             o.histogram(s, &[("family", fam)], &bounds, &counts, sum);
         }
+    }
+
+    /// What only the DNS stream listeners report: connections established (and resumed),
+    /// requests of DoH/DoQ connections a limit stopped, certificate reloads.
+    fn render_encrypted(&self, o: &mut Text) {
+        let dns = || Listener::ALL.into_iter().filter(|l| *l != Listener::Api);
+        let n = "gslbd_connections_opened_total";
+        o.header(
+            n,
+            "DNS stream connections established (after the TLS/QUIC handshake), by listener.",
+            "counter",
+        );
+        for l in dns() {
+            let v = self.opened[l.index()].load(Relaxed);
+            o.sample(n, &[("listener", l.label())], v);
+        }
+        let n = "gslbd_connections_resumed_total";
+        o.header(
+            n,
+            "Connections whose TLS handshake resumed an earlier session, by listener.",
+            "counter",
+        );
+        for l in [Listener::DnsTls, Listener::DnsHttps] {
+            let v = self.resumed[l.index()].load(Relaxed);
+            o.sample(n, &[("listener", l.label())], v);
+        }
+        let n = "gslbd_requests_limited_total";
+        o.header(
+            n,
+            "DoH/DoQ requests stopped by a limit or refused as malformed without closing their \
+             connection, and connections that reached their stream limit, by listener and reason.",
+            "counter",
+        );
+        for l in [Listener::DnsHttps, Listener::DnsQuic] {
+            for r in CloseReason::ALL.into_iter().filter(|r| r.per_request()) {
+                let v = self.limited[l.index()][r.index()].load(Relaxed);
+                o.sample(n, &[("listener", l.label()), ("reason", r.label())], v);
+            }
+        }
+        let r = "gslbd_tls_cert_reloads_total";
+        o.header(r, "TLS certificate reloads by result.", "counter");
+        o.sample(r, &[("result", "ok")], self.cert_reload_ok.load(Relaxed));
+        o.sample(
+            r,
+            &[("result", "error")],
+            self.cert_reload_err.load(Relaxed),
+        );
     }
 
     fn render_gslb(&self, o: &mut Text) {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::State;
 use crate::api::{
-    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, Topology,
-    ZoneInfo,
+    ApiBackend, BoxFuture, ExplainFailure, ExplainRequest, ReloadInfo, ServerInfo, TlsInfo,
+    Topology, ZoneInfo,
 };
 use crate::dns::wire::ClientSubnet;
 use crate::explain::ExplainError;
@@ -43,6 +43,17 @@ impl ApiBackend for Backend {
                 .lock()
                 .map(|l| l.clone())
                 .unwrap_or_default(),
+            tls: self.state.cert_paths().map(|(cert, key)| {
+                let r = self.state.cert_report.load();
+                TlsInfo {
+                    cert_file: cert.display().to_string(),
+                    key_file: key.display().to_string(),
+                    loaded_at: r.loaded_at,
+                    checked_at: r.checked_at,
+                    ok: r.ok,
+                    error: r.error.clone(),
+                }
+            }),
         }
     }
 

@@ -39,7 +39,8 @@ use crate::abuse::{CloseReason, ConnLimits, ConnLog, ConnTable, Listener, RrlAct
 use crate::config::{self, ConfigErrors};
 use crate::dns::rrl::{Rrl, Verdict};
 use crate::dns::{
-    self, ListenConfig, Listeners, PacketHandler, Peer, Query, RrlConfig, StreamLimits,
+    self, CertError, CertStore, EncryptedConfig, EncryptedLimits, ListenConfig, Listeners,
+    PacketHandler, Peer, Query, RrlConfig, StreamLimits,
 };
 use crate::geo::GeoDb;
 use crate::gslb::GslbContext;
@@ -128,6 +129,8 @@ pub struct ServeOptions {
     /// Time of DNSSEC signatures (the system clock; tests shift it) and the signing
     /// counters, kept across reloads.
     pub dnssec: crate::dnssec::Env,
+    /// The encrypted listeners (DoT, DoH, DoQ) and their certificate; `None` = none.
+    pub tls: Option<TlsOptions>,
     /// `--cluster`: share probing and decide by quorum with the other nodes through etcd.
     pub cluster: Option<crate::cluster::ClusterOptions>,
     /// Seed of the probe jitter; `None` = random. A fixed seed gives the probe schedule
@@ -139,6 +142,37 @@ pub struct ServeOptions {
     pub xdp: Vec<dns::xdp::XdpListen>,
     /// Where the XDP program runs (`--xdp-mode`).
     pub xdp_mode: dns::xdp::XdpMode,
+}
+
+/// The encrypted listeners and the certificate they share.
+#[derive(Clone, Debug)]
+pub struct TlsOptions {
+    /// PEM certificate chain, the server's certificate first (watched and reloaded).
+    pub cert: PathBuf,
+    /// PEM private key (watched and reloaded).
+    pub key: PathBuf,
+    /// DNS over TLS addresses.
+    pub listen_tls: Vec<SocketAddr>,
+    /// DNS over HTTPS addresses.
+    pub listen_https: Vec<SocketAddr>,
+    /// DNS over QUIC addresses.
+    pub listen_quic: Vec<SocketAddr>,
+    /// Timeouts and bounds of the three.
+    pub limits: EncryptedLimits,
+}
+
+impl TlsOptions {
+    /// No listener yet, default limits.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> TlsOptions {
+        TlsOptions {
+            cert: cert.into(),
+            key: key.into(),
+            listen_tls: vec![],
+            listen_https: vec![],
+            listen_quic: vec![],
+            limits: EncryptedLimits::default(),
+        }
+    }
 }
 
 impl ServeOptions {
@@ -184,6 +218,7 @@ impl ServeOptions {
             resolver: ResolverSettings::default(),
             xdp: vec![],
             xdp_mode: dns::xdp::XdpMode::Auto,
+            tls: None,
         }
     }
 
@@ -205,6 +240,20 @@ pub struct ReloadReport {
     pub ok: bool,
     /// Every error, when it failed.
     pub(crate) errors: Vec<String>,
+}
+
+/// The certificate of the encrypted listeners: what serves now and how the last reload went,
+/// for logs and the status API.
+#[derive(Clone, Debug)]
+pub struct CertReport {
+    /// When the certificate serving now was loaded.
+    pub(crate) loaded_at: SystemTime,
+    /// When the files were last read (start, a change, SIGHUP).
+    pub(crate) checked_at: SystemTime,
+    /// The last read loaded (or found the same certificate).
+    pub ok: bool,
+    /// Why the last read failed (the previous certificate keeps serving).
+    pub(crate) error: Option<String>,
 }
 
 /// A model and the metric slots of its zones and GSLB names, published together.
@@ -282,14 +331,18 @@ pub struct State {
     private_state_dir: bool,
     /// Parent of every probe runtime's stop node.
     stop: Shutdown,
+    /// The certificate of the encrypted listeners, when they run.
+    certs: Option<Arc<CertStore>>,
+    /// How the certificate's last (re)load went.
+    pub cert_report: ArcSwap<CertReport>,
     /// The cluster membership, with `--cluster`.
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Response rate limiting of UDP answers, sockets and AF_XDP alike (`None` = off).
     rrl: Option<Rrl>,
     /// Cookie secrets (`None` = cookies off).
     cookies: Option<Arc<guard::CookieJar>>,
-    /// Throttled log of the TCP listener's limits.
-    tcp_log: ConnLog,
+    /// Throttled logs of the stream listeners' limits, by `Listener::index`.
+    conn_logs: [ConnLog; Listener::ALL.len()],
     /// Failed reloads in a row (0 after a success): the retry backs off with it.
     reload_failures: AtomicU32,
     /// Woken by a failed reload.
@@ -380,14 +433,23 @@ impl PacketHandler for State {
         Some(len)
     }
 
-    fn conn_closed(&self, reason: CloseReason, client: std::net::IpAddr) {
-        self.metrics.conn_closed(Listener::DnsTcp, reason);
-        self.tcp_log.closed(reason, client);
+    fn conn_closed(&self, listener: Listener, reason: CloseReason, client: std::net::IpAddr) {
+        self.metrics.conn_closed(listener, reason);
+        self.conn_logs[listener.index()].closed(reason, client);
     }
 
-    fn accept_failed(&self, err: &std::io::Error, backoff: Duration) {
-        self.metrics.accept_failed(Listener::DnsTcp);
-        self.tcp_log.accept_failed(err, backoff);
+    fn conn_opened(&self, listener: Listener, resumed: bool) {
+        self.metrics.conn_opened(listener, resumed);
+    }
+
+    fn request_limited(&self, listener: Listener, reason: CloseReason, client: std::net::IpAddr) {
+        self.metrics.request_limited(listener, reason);
+        self.conn_logs[listener.index()].closed(reason, client);
+    }
+
+    fn accept_failed(&self, listener: Listener, err: &std::io::Error, backoff: Duration) {
+        self.metrics.accept_failed(listener);
+        self.conn_logs[listener.index()].accept_failed(err, backoff);
     }
 }
 
@@ -644,6 +706,56 @@ impl State {
         result
     }
 
+    /// Reads the certificate and key files again: new handshakes get the new certificate,
+    /// established connections keep theirs. A file that does not load keeps the current
+    /// certificate serving and reports the error (log, /status, metric). `Ok(true)` = changed.
+    pub async fn reload_certs(&self) -> Result<bool, String> {
+        let Some(store) = self.certs.clone() else {
+            return Ok(false);
+        };
+        let result = tokio::task::spawn_blocking(move || store.reload().map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(format!("certificate reload task failed: {e}")));
+        let now = SystemTime::now();
+        let prev = self.cert_report.load_full();
+        let report = match &result {
+            Ok(changed) => {
+                if *changed {
+                    self.metrics.cert_reload(true);
+                    tracing::info!("TLS certificate reloaded; new connections use it");
+                }
+                CertReport {
+                    loaded_at: if *changed { now } else { prev.loaded_at },
+                    checked_at: now,
+                    ok: true,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                self.metrics.cert_reload(false);
+                tracing::error!(
+                    "TLS certificate reload failed, still serving the previous certificate: {e}"
+                );
+                CertReport {
+                    loaded_at: prev.loaded_at,
+                    checked_at: now,
+                    ok: false,
+                    error: Some(e.clone()),
+                }
+            }
+        };
+        self.cert_report.store(Arc::new(report));
+        result
+    }
+
+    /// The certificate and key files of the encrypted listeners, when they run.
+    pub(crate) fn cert_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        self.certs.as_ref().map(|c| {
+            let (a, b) = c.paths();
+            (a.to_path_buf(), b.to_path_buf())
+        })
+    }
+
     async fn try_reload(&self) -> Result<(), ConfigErrors> {
         let dir = self.opts.zones_dir.clone();
         let paths = self.opts.geoip_paths();
@@ -724,6 +836,12 @@ pub struct Running {
     pub dns_addrs: Vec<SocketAddr>,
     /// Bound API address, when the API runs.
     pub api_addr: Option<SocketAddr>,
+    /// Bound DNS over TLS addresses.
+    pub tls_addrs: Vec<SocketAddr>,
+    /// Bound DNS over HTTPS addresses.
+    pub https_addrs: Vec<SocketAddr>,
+    /// Bound DNS over QUIC addresses.
+    pub quic_addrs: Vec<SocketAddr>,
     listeners: Listeners,
     stop: Shutdown,
     api_stop: Shutdown,
@@ -759,6 +877,12 @@ pub enum StartError {
     /// Signal handlers could not be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The certificate or key of the encrypted listeners cannot be used.
+    #[error("TLS certificate: {0}")]
+    Tls(CertError),
+    /// Encrypted listeners were asked for without a certificate, or the other way round.
+    #[error("{0}")]
+    Usage(String),
     /// The cookie secrets cannot be read or made.
     #[error("{0}")]
     Cookies(String),
@@ -804,6 +928,19 @@ impl Running {
 
 /// Loads the configuration and starts listening. Must run inside a tokio runtime.
 pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
+    let certs = match &opts.tls {
+        Some(t) => {
+            if t.listen_tls.is_empty() && t.listen_https.is_empty() && t.listen_quic.is_empty() {
+                return Err(StartError::Usage(
+                    "a TLS certificate was given but no --listen-tls, --listen-https or \
+                     --listen-quic address"
+                        .into(),
+                ));
+            }
+            Some(CertStore::load(&t.cert, &t.key).map_err(StartError::Tls)?)
+        }
+        None => None,
+    };
     // Off the runtime's threads: reading waits for files still being written, and signing.
     let dir = opts.zones_dir.clone();
     let env = opts.dnssec.clone();
@@ -903,10 +1040,17 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         state_dir,
         private_state_dir,
         stop: stop.clone(),
+        certs: certs.clone(),
+        cert_report: ArcSwap::from_pointee(CertReport {
+            loaded_at: SystemTime::now(),
+            checked_at: SystemTime::now(),
+            ok: true,
+            error: None,
+        }),
         cluster,
         rrl: Rrl::new(&opts.rrl, clock_base),
         cookies,
-        tcp_log: ConnLog::new(Listener::DnsTcp),
+        conn_logs: Listener::ALL.map(ConnLog::new),
         reload_failures: AtomicU32::new(0),
         reload_retry: tokio::sync::Notify::new(),
         xdp: std::sync::OnceLock::new(),
@@ -928,8 +1072,20 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             max_queries: opts.tcp_max_queries,
             read_timeout: opts.tcp_read_timeout,
             write_timeout: opts.tcp_write_timeout,
+            max_request: usize::from(u16::MAX),
         },
         best_effort: opts.listen_best_effort,
+        encrypted: opts
+            .tls
+            .as_ref()
+            .zip(certs)
+            .map(|(t, certs)| EncryptedConfig {
+                tls: t.listen_tls.clone(),
+                https: t.listen_https.clone(),
+                quic: t.listen_quic.clone(),
+                certs,
+                limits: t.limits,
+            }),
     };
     let nofile = rlimit::nofile();
     let tcp_max = match opts.tcp_max_connections {
@@ -956,15 +1112,13 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let mut listeners =
         dns::listen::start(&cfg, state.clone(), tcp_table, stop.child()).map_err(|e| {
             StartError::Bind {
-                addr: opts
-                    .listen
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                addr: listen_list(&opts),
                 source: e,
             }
         })?;
+    for (l, t) in &listeners.tables {
+        state.metrics.register_conns(*l, t.clone());
+    }
     if let Err(e) = listeners
         .start_xdp(&opts.xdp, opts.xdp_mode, state.clone())
         .await
@@ -1045,11 +1199,22 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
             opts.geoip_paths(),
             background_stop.clone(),
         ));
+        if let Some((cert, key)) = state.cert_paths() {
+            background.push(watch::spawn_certs(
+                state.clone(),
+                cert,
+                key,
+                background_stop.clone(),
+            ));
+        }
     }
     Ok(Running {
         state,
         dns_addrs,
         api_addr,
+        tls_addrs: listeners.tls.clone(),
+        https_addrs: listeners.https.clone(),
+        quic_addrs: listeners.quic.clone(),
         listeners,
         stop,
         api_stop,
@@ -1058,6 +1223,21 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
         background,
         resolver_stop,
     })
+}
+
+/// Every listen address asked for, for a bind error.
+fn listen_list(opts: &ServeOptions) -> String {
+    let mut all: Vec<String> = opts.listen.iter().map(ToString::to_string).collect();
+    if let Some(t) = &opts.tls {
+        for (v, what) in [
+            (&t.listen_tls, "tls"),
+            (&t.listen_https, "https"),
+            (&t.listen_quic, "quic"),
+        ] {
+            all.extend(v.iter().map(|a| format!("{a} ({what})")));
+        }
+    }
+    all.join(", ")
 }
 
 /// Re-signs the static RRsets of every signed zone before their signatures expire, and
@@ -1133,6 +1313,18 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
     for a in &running.dns_addrs {
         tracing::info!(%a, "dns listening (udp, tcp)");
     }
+    for (addrs, what) in [
+        (&running.tls_addrs, "dns over tls listening"),
+        (
+            &running.https_addrs,
+            "dns over https listening (https://ADDR/dns-query)",
+        ),
+        (&running.quic_addrs, "dns over quic listening"),
+    ] {
+        for a in addrs {
+            tracing::info!(%a, "{what}");
+        }
+    }
     if let Some(a) = running.api_addr {
         tracing::info!(%a, "api listening (http)");
     }
@@ -1141,6 +1333,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), StartError> {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
                 let _ = running.state.reload().await;
+                let _ = running.state.reload_certs().await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

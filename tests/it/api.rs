@@ -70,6 +70,7 @@ impl ApiBackend for Fake {
                 dnssec: None,
             }],
             state_files: vec![],
+            tls: None,
         }
     }
 

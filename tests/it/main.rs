@@ -26,6 +26,7 @@ mod common;
 mod dns_core;
 mod dnssec;
 mod dnssec_delv;
+mod encrypted;
 mod fuzz;
 mod geo;
 mod gslb;
