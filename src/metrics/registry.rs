@@ -2,7 +2,8 @@
 //! registration time (off the query path) and published through `OnceLock`, plus the label
 //! interner that turns label sets into integer slots.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
+use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -88,7 +89,9 @@ impl Counters {
 /// Label sets of one family and their slots.
 #[derive(Default)]
 struct Interner {
-    slots: HashMap<Vec<String>, u32>,
+    /// FxHash: registering 100 k GSLB names hashes about 600 k label sets at start, and
+    /// SipHash made that most of the start after the files were read (docs/benchmarks.md 11).
+    slots: FxHashMap<Vec<String>, u32>,
     labels: Vec<Vec<String>>,
     overflow_logged: bool,
 }
@@ -109,11 +112,14 @@ impl Family {
 
     /// The slot of `labels`, allocating one (and its storage) the first time.
     pub(super) fn slot(&self, what: &str, labels: Vec<String>) -> u32 {
-        let mut i = lock(&self.interner);
-        if let Some(&s) = i.slots.get(&labels) {
-            return s;
-        }
+        let mut guard = lock(&self.interner);
+        let i = &mut *guard;
         let next = i.labels.len();
+        // One hash per label set: look up and insert through the same entry.
+        let entry = match i.slots.entry(labels) {
+            Entry::Occupied(e) => return *e.get(),
+            Entry::Vacant(e) => e,
+        };
         let Ok(s) = u32::try_from(next) else {
             return NO_SLOT;
         };
@@ -125,8 +131,8 @@ impl Family {
             return NO_SLOT;
         }
         self.counters.ensure(s);
-        i.labels.push(labels.clone());
-        i.slots.insert(labels, s);
+        i.labels.push(entry.key().clone());
+        entry.insert(s);
         s
     }
 
