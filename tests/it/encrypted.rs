@@ -543,6 +543,30 @@ async fn hickory_query(
         .expect("DoQ answer")
 }
 
+/// `plain` (the UDP or TCP answer to `bytes`) comes back byte for byte over DoT, DoH POST and
+/// GET, and DoQ.
+async fn same_over_dot_doh_doq(fx: &Fx, bytes: &[u8], plain: &[u8], name: &impl std::fmt::Display) {
+    let mut t = dot(&fx.pki, fx.dot()).await;
+    assert_eq!(
+        dot_exchange(&mut t, bytes).await.unwrap(),
+        plain,
+        "DoT {name}"
+    );
+    let mut h = doh(&fx.pki, fx.doh()).await;
+    assert_eq!(
+        doh_post(&mut h, bytes).await,
+        (200, plain.to_vec()),
+        "POST {name}"
+    );
+    assert_eq!(
+        doh_get(&mut h, bytes).await,
+        (200, plain.to_vec()),
+        "GET {name}"
+    );
+    let q = doq(&fx.pki, fx.doq()).await;
+    assert_eq!(doq_exchange(&q, bytes).await.unwrap(), plain, "DoQ {name}");
+}
+
 /// A query as hickory builds it (ID 0, as DoQ requires; EDNS 1232; optional ECS).
 fn hq(name: &str, t: RecordType, ecs: Option<(&str, u8)>) -> Message {
     let mut m = Message::query();
@@ -705,25 +729,7 @@ fn byte_identical_answers_over_every_transport() {
         };
         let name = &m.queries[0];
         fx.s.block_on(async {
-            let mut t = dot(&fx.pki, fx.dot()).await;
-            assert_eq!(
-                dot_exchange(&mut t, &bytes).await.unwrap(),
-                plain,
-                "DoT {name}"
-            );
-            let mut h = doh(&fx.pki, fx.doh()).await;
-            assert_eq!(
-                doh_post(&mut h, &bytes).await,
-                (200, plain.clone()),
-                "POST {name}"
-            );
-            assert_eq!(
-                doh_get(&mut h, &bytes).await,
-                (200, plain.clone()),
-                "GET {name}"
-            );
-            let q = doq(&fx.pki, fx.doq()).await;
-            assert_eq!(doq_exchange(&q, &bytes).await.unwrap(), plain, "DoQ {name}");
+            same_over_dot_doh_doq(&fx, &bytes, &plain, name).await;
             let mut hk = hickory_doq(&fx.pki, fx.doq()).await;
             let r = hickory_query(&mut hk, m.clone()).await;
             assert_eq!(r.as_buffer(), &plain[..], "hickory DoQ {name}");
@@ -786,25 +792,7 @@ fn signed_answers_are_byte_identical_over_every_transport() {
         };
         let name = &m.queries[0];
         fx.s.block_on(async {
-            let mut t = dot(&fx.pki, fx.dot()).await;
-            assert_eq!(
-                dot_exchange(&mut t, &bytes).await.unwrap(),
-                plain,
-                "DoT {name}"
-            );
-            let mut h = doh(&fx.pki, fx.doh()).await;
-            assert_eq!(
-                doh_post(&mut h, &bytes).await,
-                (200, plain.clone()),
-                "POST {name}"
-            );
-            assert_eq!(
-                doh_get(&mut h, &bytes).await,
-                (200, plain.clone()),
-                "GET {name}"
-            );
-            let q = doq(&fx.pki, fx.doq()).await;
-            assert_eq!(doq_exchange(&q, &bytes).await.unwrap(), plain, "DoQ {name}");
+            same_over_dot_doh_doq(&fx, &bytes, &plain, name).await;
         });
     }
     assert!(saw_tc, "the big signed answer is TC over UDP");
