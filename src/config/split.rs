@@ -3,8 +3,9 @@
 //! The TOML parser builds a tree of the whole document, about 2 KB per record section: a file
 //! of a million records needed gigabytes while it was read, far more than the model it
 //! becomes. So a file's `[records.<name>...]` and `[gslb.<name>...]` sections are parsed in
-//! parts of [`PART_SECTIONS`] sections, each walked into specs and dropped before the next;
-//! everything else (origin, SOA, datacenters, checks) is the head, parsed as one document.
+//! parts of [`PART_SECTIONS`] sections, each walked into specs and dropped before the next
+//! (the `gslb` parts on a few threads at once, [`each_part`]); everything else (origin, SOA,
+//! datacenters, checks) is the head, parsed as one document.
 //!
 //! ```text
 //! text --TOML lexer (no tree)--> section boundaries and their first two keys
@@ -21,6 +22,7 @@
 //! common shape of a big file with less memory, never a different reading of it.
 
 use std::hash::Hasher as _;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use rustc_hash::{FxHashSet, FxHasher};
 use toml_parser::Source;
@@ -28,6 +30,48 @@ use toml_parser::lexer::TokenKind;
 
 /// Sections per part.
 pub(crate) const PART_SECTIONS: usize = 1024;
+
+/// Most threads reading the parts of one file.
+const MAX_THREADS: usize = 4;
+
+/// `f` of every part, in part order. Parts are documents of their own, so they are parsed and
+/// walked on up to [`MAX_THREADS`] threads (as many as the machine has cores): a file of
+/// 100 k GSLB names is mostly parsing, and this is what keeps its start under 2 s
+/// (docs/benchmarks.md 11b). Memory stays bounded by a few parts' trees at a time.
+pub(crate) fn each_part<R: Send>(parts: &[&str], f: impl Fn(&str) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
+        .min(parts.len());
+    if threads <= 1 {
+        return parts.iter().map(|p| f(p)).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(parts.len()).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Relaxed);
+                        let Some(p) = parts.get(i) else { break };
+                        mine.push((i, f(p)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for w in workers {
+            // A panic in `f` is a bug: carry it to the caller as if `f` had run here.
+            let done = w.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+            for (i, r) in done {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter().flatten().collect()
+}
 
 /// A file split for parsing.
 #[derive(Debug, Default)]

@@ -129,7 +129,7 @@ impl Metrics {
             cert_reload_ok: AtomicU64::new(0),
             cert_reload_err: AtomicU64::new(0),
         };
-        let none = m.zones.slot("zones", vec!["none".into()]);
+        let none = m.zones.slot("zones", &["none"]);
         debug_assert_eq!(none, ZoneSlot::NONE.0);
         m
     }
@@ -151,26 +151,30 @@ impl Metrics {
         ZoneSlots(
             origins
                 .into_iter()
-                .map(|o| self.zones.slot("zones", vec![o.as_ref().to_string()]))
+                .map(|o| self.zones.slot("zones", &[o.as_ref()]))
                 .collect(),
         )
     }
 
     /// Slots for GSLB name `name` (fully qualified) and its pools, in pool-id order.
     pub fn gslb_slots(&self, name: &str, pools: &[PoolLabels<'_>]) -> GslbSlots {
-        let all_down = self.all_down.slot("all_down", vec![name.to_string()]);
-        let pools = pools
-            .iter()
-            .map(|p| {
-                p.members
-                    .iter()
-                    .map(|&(id, dc)| {
-                        let labels = vec![name.to_string(), p.name.to_string(), dc.to_string()];
-                        (id, self.decisions.slot("decisions", labels))
-                    })
-                    .collect()
-            })
-            .collect();
+        let all_down = self.all_down.slot("all_down", &[name]);
+        let pools = self.decisions.register("decisions", |r| {
+            let name = r.id(name);
+            pools
+                .iter()
+                .map(|p| {
+                    let pool = r.id(p.name);
+                    p.members
+                        .iter()
+                        .map(|&(id, dc)| {
+                            let dc = r.id(dc);
+                            (id, r.slot([name, pool, dc]))
+                        })
+                        .collect()
+                })
+                .collect()
+        });
         GslbSlots { all_down, pools }
     }
 
@@ -339,17 +343,13 @@ impl Metrics {
     /// all-down answers per name; for the status page's answer shares (cold path).
     pub(crate) fn gslb_totals(&self) -> GslbTotals {
         let mut t = GslbTotals::default();
-        for (slot, l) in self.decisions.labels().iter().enumerate() {
-            if let [name, _pool, dc] = &l[..] {
-                *t.decisions.entry((name.clone(), dc.clone())).or_insert(0) +=
-                    self.decisions.counters.sum(slot as u32, 0);
-            }
+        for (slot, [name, _pool, dc]) in self.decisions.labels().iter() {
+            *t.decisions
+                .entry((name.to_string(), dc.to_string()))
+                .or_insert(0) += self.decisions.counters.sum(slot, 0);
         }
-        for (slot, l) in self.all_down.labels().iter().enumerate() {
-            if let [name] = &l[..] {
-                *t.all_down.entry(name.clone()).or_insert(0) +=
-                    self.all_down.counters.sum(slot as u32, 0);
-            }
+        for (slot, [name, ..]) in self.all_down.labels().iter() {
+            *t.all_down.entry(name.to_string()).or_insert(0) += self.all_down.counters.sum(slot, 0);
         }
         t
     }

@@ -5,7 +5,7 @@
 use rustc_hash::FxHashMap;
 use std::collections::hash_map::Entry;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Counters per 128-byte cache line.
 const LANES: usize = 16;
@@ -86,14 +86,115 @@ impl Counters {
     }
 }
 
+/// Most labels of a family's label set (`gslbd_gslb_decisions_total`: name, pool, datacenter).
+pub(super) const MAX_LABELS: usize = 3;
+
+/// A label set as ids into [`Interner::strings`]; unused positions are 0 (the empty string).
+pub(super) type LabelIds = [u32; MAX_LABELS];
+
 /// Label sets of one family and their slots.
-#[derive(Default)]
+///
+/// Each distinct label value is stored once and a label set is a few integers: registering
+/// 100 k GSLB names is about 600 k label sets at every start and reload, and with a `Vec` of
+/// `String`s per set (stored twice, in the map and in the slot list) the allocations were
+/// most of the start after the files were read (docs/benchmarks.md 11a). FxHash: the labels
+/// are the operator's configuration, not query input.
 struct Interner {
-    /// FxHash: registering 100 k GSLB names hashes about 600 k label sets at start, and
-    /// SipHash made that most of the start after the files were read (docs/benchmarks.md 11).
-    slots: FxHashMap<Vec<String>, u32>,
-    labels: Vec<Vec<String>>,
+    /// Label value -> id (id 0 is the empty string).
+    ids: FxHashMap<Arc<str>, u32>,
+    /// Id -> label value.
+    strings: Vec<Arc<str>>,
+    /// Label set -> slot.
+    slots: FxHashMap<LabelIds, u32>,
+    /// Slot -> label set.
+    sets: Vec<LabelIds>,
     overflow_logged: bool,
+}
+
+impl Default for Interner {
+    fn default() -> Interner {
+        let empty: Arc<str> = Arc::from("");
+        Interner {
+            ids: FxHashMap::from_iter([(empty.clone(), 0)]),
+            strings: vec![empty],
+            slots: FxHashMap::default(),
+            sets: Vec::new(),
+            overflow_logged: false,
+        }
+    }
+}
+
+impl Interner {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+        let s: Arc<str> = Arc::from(s);
+        self.strings.push(s.clone());
+        self.ids.insert(s, id);
+        id
+    }
+}
+
+/// A family's interner, locked ([`Family::register`]).
+pub(super) struct Registrar<'a> {
+    interner: &'a mut Interner,
+    counters: &'a Counters,
+    what: &'static str,
+}
+
+impl Registrar<'_> {
+    /// The id of label value `s`.
+    pub(super) fn id(&mut self, s: &str) -> u32 {
+        self.interner.id(s)
+    }
+
+    /// The slot of the label set `key` (ids from [`Registrar::id`]), allocating one (and its
+    /// storage) the first time.
+    pub(super) fn slot(&mut self, key: LabelIds) -> u32 {
+        let i = &mut *self.interner;
+        let next = i.sets.len();
+        // One hash per label set: look up and insert through the same entry.
+        let entry = match i.slots.entry(key) {
+            Entry::Occupied(e) => return *e.get(),
+            Entry::Vacant(e) => e,
+        };
+        let Ok(s) = u32::try_from(next) else {
+            return NO_SLOT;
+        };
+        if next >= self.counters.capacity() || s == NO_SLOT {
+            if !i.overflow_logged {
+                i.overflow_logged = true;
+                tracing::warn!(
+                    family = self.what,
+                    "metrics label capacity reached; not counted"
+                );
+            }
+            return NO_SLOT;
+        }
+        self.counters.ensure(s);
+        i.sets.push(key);
+        entry.insert(s);
+        s
+    }
+}
+
+/// The label sets of a family at one moment, in slot order ([`Family::labels`]).
+pub(super) struct LabelSets {
+    strings: Vec<Arc<str>>,
+    sets: Vec<LabelIds>,
+}
+
+impl LabelSets {
+    /// `(slot, labels)` of every slot; positions a family does not use are `""`.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (u32, [&str; MAX_LABELS])> + '_ {
+        let text = |id: u32| self.strings.get(id as usize).map_or("", |s| &**s);
+        self.sets
+            .iter()
+            .enumerate()
+            .map(move |(slot, ids)| (slot as u32, ids.map(text)))
+    }
 }
 
 /// One labelled counter family with sharded storage.
@@ -110,34 +211,41 @@ impl Family {
         }
     }
 
-    /// The slot of `labels`, allocating one (and its storage) the first time.
-    pub(super) fn slot(&self, what: &str, labels: Vec<String>) -> u32 {
-        let mut guard = lock(&self.interner);
-        let i = &mut *guard;
-        let next = i.labels.len();
-        // One hash per label set: look up and insert through the same entry.
-        let entry = match i.slots.entry(labels) {
-            Entry::Occupied(e) => return *e.get(),
-            Entry::Vacant(e) => e,
-        };
-        let Ok(s) = u32::try_from(next) else {
-            return NO_SLOT;
-        };
-        if next >= self.counters.capacity() || s == NO_SLOT {
-            if !i.overflow_logged {
-                i.overflow_logged = true;
-                tracing::warn!(family = what, "metrics label capacity reached; not counted");
+    /// The slot of `labels` (at most [`MAX_LABELS`]; a family always passes the same number),
+    /// allocating one (and its storage) the first time.
+    pub(super) fn slot(&self, what: &'static str, labels: &[&str]) -> u32 {
+        debug_assert!(labels.len() <= MAX_LABELS);
+        self.register(what, |r| {
+            let mut key: LabelIds = [0; MAX_LABELS];
+            for (k, l) in key.iter_mut().zip(labels) {
+                *k = r.id(l);
             }
-            return NO_SLOT;
-        }
-        self.counters.ensure(s);
-        i.labels.push(entry.key().clone());
-        entry.insert(s);
-        s
+            r.slot(key)
+        })
     }
 
-    pub(super) fn labels(&self) -> Vec<Vec<String>> {
-        lock(&self.interner).labels.clone()
+    /// Runs `f` with the family's interner locked: for many label sets sharing values (the
+    /// decisions of one GSLB name), each shared value is looked up once.
+    pub(super) fn register<R>(
+        &self,
+        what: &'static str,
+        f: impl FnOnce(&mut Registrar<'_>) -> R,
+    ) -> R {
+        let mut guard = lock(&self.interner);
+        f(&mut Registrar {
+            interner: &mut guard,
+            counters: &self.counters,
+            what,
+        })
+    }
+
+    /// Every label set so far, in slot order.
+    pub(super) fn labels(&self) -> LabelSets {
+        let i = lock(&self.interner);
+        LabelSets {
+            strings: i.strings.clone(),
+            sets: i.sets.clone(),
+        }
     }
 }
 
@@ -161,5 +269,40 @@ impl Hist {
             buckets: (0..=bounds).map(|_| AtomicU64::new(0)).collect(),
             sum_ns: AtomicU64::new(0),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_sets_get_one_slot_each_and_read_back() {
+        let f = Family::new(1, 2, 64);
+        let a = f.slot("t", &["www.", "eu", "fra"]);
+        let b = f.slot("t", &["www.", "eu", "ams"]);
+        let c = f.register("t", |r| {
+            let (name, pool, dc) = (r.id("www."), r.id("eu"), r.id("fra"));
+            r.slot([name, pool, dc])
+        });
+        assert_eq!((a, b, c), (0, 1, 0));
+        // A value in another position is the same string, a different set.
+        assert_eq!(f.slot("t", &["eu", "www.", "fra"]), 2);
+        f.counters.add(1, b, 0, 5);
+        let sets = f.labels();
+        let got: Vec<(u32, [&str; MAX_LABELS])> = sets.iter().collect();
+        assert_eq!(
+            got,
+            [
+                (0, ["www.", "eu", "fra"]),
+                (1, ["www.", "eu", "ams"]),
+                (2, ["eu", "www.", "fra"]),
+            ]
+        );
+        assert_eq!(f.counters.sum(b, 0), 5);
+        // Fewer labels than the maximum read back as empty strings.
+        let g = Family::new(1, 1, 64);
+        assert_eq!(g.slot("t", &["none"]), 0);
+        assert_eq!(g.labels().iter().next(), Some((0, ["none", "", ""])));
     }
 }

@@ -182,13 +182,12 @@ impl Metrics {
             "Queries answered, by zone, query type, response code and transport.",
             "counter",
         );
-        for (slot, labels) in self.zones.labels().iter().enumerate() {
-            let zone = labels.first().map_or("", String::as_str);
+        for (slot, [zone, ..]) in self.zones.labels().iter() {
             for (qi, qt) in qtype_labels().enumerate() {
                 for (ri, rc) in RCODES.iter().enumerate() {
                     for (ti, tr) in Transport::ALL.iter().map(|t| t.label()).enumerate() {
                         let j = (qi * RCODES.len() + ri) * N_TRANSPORTS + ti;
-                        let v = self.zones.counters.sum(slot as u32, j);
+                        let v = self.zones.counters.sum(slot, j);
                         // Only combinations seen so far: 576 zero series per zone would drown
                         // the scrape; a series appears with its first query and then stays.
                         if v > 0 {
@@ -303,11 +302,9 @@ impl Metrics {
     fn render_gslb(&self, o: &mut Text) {
         let d = "gslbd_gslb_decisions_total";
         o.header(d, "GSLB answers by name, pool and datacenter.", "counter");
-        for (slot, l) in self.decisions.labels().iter().enumerate() {
-            if let [name, pool, dc] = &l[..] {
-                let v = self.decisions.counters.sum(slot as u32, 0);
-                o.sample(d, &[("name", name), ("pool", pool), ("datacenter", dc)], v);
-            }
+        for (slot, [name, pool, dc]) in self.decisions.labels().iter() {
+            let v = self.decisions.counters.sum(slot, 0);
+            o.sample(d, &[("name", name), ("pool", pool), ("datacenter", dc)], v);
         }
         let a = "gslbd_gslb_all_down_total";
         o.header(
@@ -315,14 +312,8 @@ impl Metrics {
             "GSLB answers where no datacenter was usable, by name.",
             "counter",
         );
-        for (slot, l) in self.all_down.labels().iter().enumerate() {
-            if let [name] = &l[..] {
-                o.sample(
-                    a,
-                    &[("name", name)],
-                    self.all_down.counters.sum(slot as u32, 0),
-                );
-            }
+        for (slot, [name, ..]) in self.all_down.labels().iter() {
+            o.sample(a, &[("name", name)], self.all_down.counters.sum(slot, 0));
         }
     }
 

@@ -780,6 +780,8 @@ impl State {
         self.resolver.set_targets(targets);
         // The old model is freed when the last query holding it is done (within a batch);
         // then its memory goes back to the system, so reloads do not grow the resident size.
+        // (The specs of the new model were freed before it was published: a reload is not
+        // in a hurry, and its peak stays lower.)
         tokio::spawn(async {
             tokio::time::sleep(Duration::from_millis(200)).await;
             let _ = tokio::task::spawn_blocking(heap::trim).await;
@@ -944,14 +946,19 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     // Off the runtime's threads: reading waits for files still being written, and signing.
     let dir = opts.zones_dir.clone();
     let env = opts.dnssec.clone();
-    let model = tokio::task::spawn_blocking(move || config::load_signed(&dir, &env))
-        .await
-        .map_err(|e| {
-            StartError::Config(one_error(&opts.zones_dir, format!("load task failed: {e}")))
-        })?
-        .map_err(StartError::Config)?;
-    // What reading the files took beyond the model goes back to the system.
-    heap::trim();
+    let (model, specs) =
+        tokio::task::spawn_blocking(move || config::load_signed_with_specs(&dir, &env))
+            .await
+            .map_err(|e| {
+                StartError::Config(one_error(&opts.zones_dir, format!("load task failed: {e}")))
+            })?
+            .map_err(StartError::Config)?;
+    // The specs are freed, and what reading the files took beyond the model goes back to the
+    // system, beside the rest of the start: the first answer does not wait for it.
+    tokio::task::spawn_blocking(move || {
+        drop(specs);
+        heap::trim();
+    });
     let geo = GeoDb::open(&opts.geoip_paths()).map_err(StartError::Geo)?;
     let (state_dir, private_state_dir) = match &opts.state_dir {
         Some(d) => (d.clone(), false),

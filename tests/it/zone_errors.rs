@@ -686,3 +686,45 @@ checks = ["web", "nope"]
         );
     }
 }
+
+/// A zone file of `n` GSLB names, with `bad` names given an unknown policy; `whole` makes the
+/// head define `gslb` itself (a dotted key before the first section), so the file is parsed
+/// whole instead of in parts.
+fn many_names(n: usize, bad: &[usize], whole: bool) -> String {
+    let mut text = String::from(minimal_zone!());
+    if whole {
+        text = text.replacen("[soa]", "gslb.first.datacenters = [\"a\"]\n[soa]", 1);
+    }
+    text.push_str("[datacenters.a]\naddresses = [\"192.0.2.10\"]\n[datacenters.b]\naddresses = [\"192.0.2.20\"]\n");
+    for i in 0..n {
+        let policy = if bad.contains(&i) { "nope" } else { "failover" };
+        text.push_str(&format!(
+            "\n[gslb.g{i}]\ndatacenters = [\"a\", \"b\"]\npolicy = \"{policy}\"\n"
+        ));
+    }
+    text
+}
+
+#[test]
+fn names_read_in_parts_on_several_threads_keep_their_order() {
+    // 3000 names are three parts (1024 sections each), read on as many threads as there are
+    // cores: the errors still come part by part in file order (within a part, in key order,
+    // as TOML tables are sorted), and they are the errors of the file read whole.
+    let bad = [3, 1100, 1101, 2050, 2999];
+    let parts = errors_of(&many_names(3000, &bad, false));
+    let expected: Vec<String> = bad
+        .iter()
+        .map(|i| {
+            format!(
+                "gslb.g{i}.policy: \"nope\" is not a policy (expected failover, nearest, \
+                 latency, load, weighted, round-robin, random, hash or all)"
+            )
+        })
+        .collect();
+    assert_eq!(parts, expected);
+    let mut whole = errors_of(&many_names(3000, &bad, true));
+    let mut sorted = parts.clone();
+    whole.sort();
+    sorted.sort();
+    assert_eq!(whole, sorted);
+}
