@@ -3,6 +3,7 @@
 //! datacenters and pools are linked to ids by `config::build`.
 
 use std::net::IpAddr;
+use std::sync::LazyLock;
 
 use hickory_proto::rr::Name;
 
@@ -18,8 +19,9 @@ use crate::walk::{Errors, Table, index, join, shown, type_name};
 pub(crate) struct MemberSpec {
     /// Datacenter name.
     pub(crate) dc: String,
-    /// Key path.
-    pub(crate) path: String,
+    /// Position in the pool's `datacenters` list (for the key path of messages, which is
+    /// only made when there is a message: 100 k names are a million members).
+    pub(crate) at: u32,
     /// Weight, when given.
     pub(crate) weight: Option<u32>,
     /// `nearest` bias in km.
@@ -39,6 +41,13 @@ pub(crate) struct PoolSpec {
     pub(crate) policy: PolicyKind,
     /// Fallback pool name and the key path that named it.
     pub(crate) fallback: Option<(String, String)>,
+}
+
+impl PoolSpec {
+    /// The key path of member `m` of this pool (`gslb.www.pools.eu.datacenters[1]`).
+    pub(crate) fn member_path(&self, m: &MemberSpec) -> String {
+        index(&join(&self.path, "datacenters"), m.at as usize)
+    }
 }
 
 /// One entry of `rules`.
@@ -84,16 +93,19 @@ const NAME_KEYS: &[&str] = &[
 ];
 
 /// Every key a pool table may hold: the common ones and every policy's own.
-fn pool_keys() -> Vec<&'static str> {
-    let mut keys = POOL_KEYS.to_vec();
-    for p in [
-        PolicyKind::Latency { margin_ms: 0.0 },
-        PolicyKind::Load { max_load: 0.0 },
-        PolicyKind::HASH,
-    ] {
-        keys.extend_from_slice(p.keys());
-    }
-    keys
+fn pool_keys() -> &'static [&'static str] {
+    static KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+        let mut keys = POOL_KEYS.to_vec();
+        for p in [
+            PolicyKind::Latency { margin_ms: 0.0 },
+            PolicyKind::Load { max_load: 0.0 },
+            PolicyKind::HASH,
+        ] {
+            keys.extend_from_slice(p.keys());
+        }
+        keys
+    });
+    &KEYS
 }
 
 fn read_all_down(v: &toml::Value, p: &str, errs: &mut Errors) -> AllDown {
@@ -152,20 +164,19 @@ fn read_members(v: &toml::Value, p: &str, errs: &mut Errors) -> Vec<MemberSpec> 
     };
     let mut out = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let ip = index(p, i);
         match item {
-            toml::Value::String(s) => out.push(MemberSpec { dc: s.clone(), path: ip, weight: None, bias_km: 0.0 }),
+            toml::Value::String(s) => out.push(MemberSpec { dc: s.clone(), at: i as u32, weight: None, bias_km: 0.0 }),
             toml::Value::Table(_) => {
-                let Some(mut t) = Table::from_value(item, ip.clone(), errs) else { continue };
+                let Some(mut t) = Table::from_value(item, index(p, i), errs) else { continue };
                 let dc = t.required_str("dc", errs).map(str::to_string);
                 let weight = t.int("weight", 0, 1_000_000, errs).map(|w| w as u32);
                 let bias_km = t.float("bias", -20_000.0, 20_000.0, errs).unwrap_or(0.0);
                 t.finish(&["dc", "weight", "bias"], errs);
                 if let Some(dc) = dc {
-                    out.push(MemberSpec { dc, path: ip, weight, bias_km });
+                    out.push(MemberSpec { dc, at: i as u32, weight, bias_km });
                 }
             }
-            other => errs.add(&ip, format!("expected a datacenter name or {{ dc = ..., weight = ..., bias = ... }}, found {}", type_name(other))),
+            other => errs.add(&index(p, i), format!("expected a datacenter name or {{ dc = ..., weight = ..., bias = ... }}, found {}", type_name(other))),
         }
     }
     if items.is_empty() {
@@ -242,7 +253,7 @@ pub(crate) fn read_gslb(
             for (pname, pv) in pt.entries() {
                 if let Some(mut pool) = Table::from_value(pv, join(&pp, pname), errs) {
                     let spec = read_pool(&mut pool, pname, errs);
-                    pool.finish(&pool_keys(), errs);
+                    pool.finish(pool_keys(), errs);
                     pools.push(spec);
                 }
             }

@@ -380,6 +380,10 @@ fn gslb_validation_errors_name_file_and_key_path() {
             "gslb.www.datacenters[1]: unknown datacenter \"nope\" (declared: fra, iad, lon, sfo, sin, syd)",
         ),
         (
+            "[gslb.www]\npools.a = { datacenters = [\"lon\", \"fra\", \"lon\"] }",
+            "gslb.www.pools.a.datacenters[2]: datacenter \"lon\" is already in this pool",
+        ),
+        (
             "[gslb.www]\nrules = [{ pool = \"nope\" }]\npools.a = { datacenters = [\"lon\"] }",
             "gslb.www.rules[0].pool: unknown pool \"nope\" (this name's pools: a)",
         ),

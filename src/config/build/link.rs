@@ -235,7 +235,7 @@ pub(crate) fn gslb_name(
                         err(
                             errs,
                             file,
-                            &m.path,
+                            &p.member_path(m),
                             format!("datacenter {} is already in this pool", shown(&m.dc)),
                         );
                         continue;
@@ -252,7 +252,7 @@ pub(crate) fn gslb_name(
                     err(
                         errs,
                         file,
-                        &m.path,
+                        &p.member_path(m),
                         format!(
                             "unknown datacenter {} (declared: {})",
                             shown(&m.dc),
