@@ -43,31 +43,36 @@ pub(crate) fn each_part<R: Send>(parts: &[&str], f: impl Fn(&str) -> R + Sync) -
         .map_or(1, |n| n.get())
         .min(MAX_THREADS)
         .min(parts.len());
-    if threads <= 1 {
-        return parts.iter().map(|p| f(p)).collect();
-    }
     let next = AtomicUsize::new(0);
+    // Takes the next part until none is left: `(index, result)` of the parts it took.
+    let work = || {
+        let mut mine = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Relaxed);
+            let Some(p) = parts.get(i) else { break };
+            mine.push((i, f(p)));
+        }
+        mine
+    };
     let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(parts.len()).collect();
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Relaxed);
-                        let Some(p) = parts.get(i) else { break };
-                        mine.push((i, f(p)));
-                    }
-                    mine
-                })
+        // The calling thread works too; a helper that cannot be started (out of threads or
+        // memory) only means fewer helpers, never a failed load.
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("gslbd-read".into())
+                    .spawn_scoped(s, work)
+                    .ok()
             })
             .collect();
-        for w in workers {
+        let mut done = vec![work()];
+        for h in helpers {
             // A panic in `f` is a bug: carry it to the caller as if `f` had run here.
-            let done = w.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            for (i, r) in done {
-                out[i] = Some(r);
-            }
+            done.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        for (i, r) in done.into_iter().flatten() {
+            out[i] = Some(r);
         }
     });
     out.into_iter().flatten().collect()
