@@ -650,12 +650,7 @@ fn simulate(a: SimulateArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(format!("invalid scenario:\n{e}")),
     };
-    let paths = if a.geoip.is_empty() {
-        gslbd::geo::default_paths()
-    } else {
-        a.geoip
-    };
-    let geo = match gslbd::geo::GeoDb::open(&paths) {
+    let geo = match gslbd::geo::GeoDb::open(&gslbd::geo::given_or_default(&a.geoip)) {
         Ok(g) => g,
         Err(e) => return fail(e.to_string()),
     };
@@ -715,12 +710,7 @@ fn explain(a: ExplainArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(format!("invalid configuration:\n{e}")),
     };
-    let paths = if a.geoip.is_empty() {
-        gslbd::geo::default_paths()
-    } else {
-        a.geoip
-    };
-    let geo = match gslbd::geo::GeoDb::open(&paths) {
+    let geo = match gslbd::geo::GeoDb::open(&gslbd::geo::given_or_default(&a.geoip)) {
         Ok(g) => g,
         Err(e) => return fail(e.to_string()),
     };

@@ -36,8 +36,9 @@ const MAX_THREADS: usize = 4;
 
 /// `f` of every part, in part order. Parts are documents of their own, so they are parsed and
 /// walked on up to [`MAX_THREADS`] threads (as many as the machine has cores): a file of
-/// 100 k GSLB names is mostly parsing, and this is what keeps its start under 2 s
-/// (docs/benchmarks.md 11b). Memory stays bounded by a few parts' trees at a time.
+/// 100 k GSLB names is mostly parsing, and this (with the interned metric labels) took its
+/// start from 2.75 to 1.24 s on an idle 2-core machine (docs/benchmarks.md 11b). Memory stays
+/// bounded by a few parts' trees at a time.
 pub(crate) fn each_part<R: Send>(parts: &[&str], f: impl Fn(&str) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())

@@ -325,6 +325,16 @@ fn open_one(path: &Path) -> Result<Db, GeoError> {
     Ok(Db { reader, info })
 }
 
+/// `given` (the `--geoip` files), or the shipped database when none are given: what `serve`,
+/// `explain` and `simulate` open.
+pub fn given_or_default(given: &[PathBuf]) -> Vec<PathBuf> {
+    if given.is_empty() {
+        default_paths()
+    } else {
+        given.to_vec()
+    }
+}
+
 /// The country database shipped in `geoip/` (IPv4 file first, then IPv6).
 ///
 /// Paths are relative to the working directory when they exist there (a checkout or an

@@ -30,7 +30,7 @@ use std::fmt;
 
 pub use code::GeoCode;
 pub(crate) use code::looks_like_subnet;
-pub use db::{GeoDb, GeoError, default_paths};
+pub use db::{GeoDb, GeoError, default_paths, given_or_default};
 pub(crate) use tables::{CONTINENTS, CountryTables};
 
 /// Two ASCII letters, upper case: a continent (`EU`) or an ISO 3166-1 country (`DE`).

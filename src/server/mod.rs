@@ -223,11 +223,7 @@ impl ServeOptions {
     }
 
     fn geoip_paths(&self) -> Vec<PathBuf> {
-        if self.geoip.is_empty() {
-            crate::geo::default_paths()
-        } else {
-            self.geoip.clone()
-        }
+        crate::geo::given_or_default(&self.geoip)
     }
 }
 
