@@ -116,11 +116,13 @@ fn big_zones_load_into_a_small_model_with_a_bounded_peak() {
     // was over 250 in a boxed map, and the load then kept most of its garbage).
     assert!(per_record < 150, "{per_record} bytes per record");
     assert!(model.zones[0].heap_bytes() <= model_bytes);
-    // Reading peaks at the file, the records read and the model being built: a small
-    // multiple of the model (the whole file's TOML tree made it about 10x).
+    // Reading peaks at the file and the records read, and the build moves those records into
+    // the model instead of copying them: well under two models at any time (1.5x; copying
+    // made it 1.8x, and the whole file's TOML tree made it about 10x). A reload's peak is the
+    // old model plus this.
     assert!(
-        peak < 3 * model_bytes + text.len(),
-        "peak {peak} for a model of {model_bytes}"
+        peak * 10 < model_bytes * 16,
+        "peak {peak} for a model of {model_bytes}: more than 1.6x"
     );
 
     // Read again and again, the live heap does not grow.

@@ -37,7 +37,7 @@ use crate::walk;
 /// Reads and validates the zones directory into a model (what `check`, `serve` and every
 /// reload run).
 pub fn load(dir: &Path) -> Result<crate::model::Model, ConfigErrors> {
-    build(&load_dir(dir)?)
+    build::build_signed_taking(&mut load_dir(dir)?, &crate::dnssec::Env::system())
 }
 
 /// The DS records (presentation form, one per line, with the key's role and state as a
@@ -84,9 +84,22 @@ pub(crate) fn load_signed_with_specs(
     dir: &Path,
     env: &crate::dnssec::Env,
 ) -> Result<(crate::model::Model, Config), ConfigErrors> {
-    let config = load_dir(dir)?;
-    let model = build_signed(&config, env)?;
+    let mut config = load_dir(dir)?;
+    let model = build::build_signed_taking(&mut config, env)?;
     Ok((model, config))
+}
+
+/// [`load_signed`], calling `between` after the files are read and before the model is
+/// built: the server hands the memory reading took back to the system there, so a reload's
+/// peak (the old model, the new one being built) does not also hold it (issue 9).
+pub(crate) fn load_signed_trimmed(
+    dir: &Path,
+    env: &crate::dnssec::Env,
+    between: impl FnOnce(),
+) -> Result<crate::model::Model, ConfigErrors> {
+    let mut config = load_dir(dir)?;
+    between();
+    build::build_signed_taking(&mut config, env)
 }
 
 /// One problem in the configuration, located as precisely as we can.
@@ -443,13 +456,17 @@ fn walk_file(
             &mut top,
             &mut errs,
             &mut |origin, ttl, records, aliases, errs| {
-                for part in &parts.records {
+                let total = parts.records.iter().map(|p| p.len()).sum();
+                for (i, part) in parts.records.iter().enumerate() {
                     let Ok(t) = toml::from_str::<toml::Table>(part) else {
                         failed = true;
                         return;
                     };
                     if let Some(r) = walk::Table::new(&t, "").table("records", errs) {
                         zone::read_records(r, origin, ttl, records, aliases, errs);
+                    }
+                    if i == 0 {
+                        records.reserve_like(part.len(), total);
                     }
                 }
             },

@@ -24,7 +24,7 @@
 use std::hash::Hasher as _;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use rustc_hash::{FxHashSet, FxHasher};
+use rustc_hash::FxHasher;
 use toml_parser::Source;
 use toml_parser::lexer::TokenKind;
 
@@ -109,14 +109,107 @@ fn plain_key(raw: &str, kind: TokenKind) -> Option<&str> {
     }
 }
 
+/// The run of sections being gathered into a part.
+#[derive(Clone, Copy)]
+struct Run<'t> {
+    /// Where its first section starts.
+    start: usize,
+    kind: Kind<'t>,
+    /// Sections so far.
+    sections: usize,
+    /// The name of its last section.
+    name: &'t str,
+}
+
+/// Sections to head and parts, one at a time as the lexer finds them: nothing is kept per
+/// section (a list of a million sections was most of what splitting a big file cost).
+struct Parts<'t> {
+    text: &'t str,
+    out: Split<'t>,
+    /// A hash of each name at its first section; a name seen again after others is apart
+    /// (checked once at the end, on the sorted list: 8 bytes a name).
+    names: Vec<u64>,
+    run: Option<Run<'t>>,
+}
+
+impl<'t> Parts<'t> {
+    /// Ends the current run at `end` (the start of the section after it).
+    fn end_run(&mut self, end: usize) {
+        if let Some(r) = self.run.take() {
+            let part = &self.text[r.start..end];
+            match r.kind {
+                Kind::Records(_) => self.out.records.push(part),
+                Kind::Gslb(_) => self.out.gslb.push(part),
+                Kind::Head => {}
+            }
+        }
+    }
+
+    /// The section `start..end` of kind `kind`.
+    fn section(&mut self, start: usize, kind: Kind<'t>, end: usize) {
+        let name = match kind {
+            Kind::Head => {
+                self.end_run(start);
+                self.out.head.push_str(&self.text[start..end]);
+                return;
+            }
+            Kind::Records(n) | Kind::Gslb(n) => n,
+        };
+        let same_kind = self
+            .run
+            .is_some_and(|r| std::mem::discriminant(&r.kind) == std::mem::discriminant(&kind));
+        let same_name = same_kind && self.run.is_some_and(|r| r.name == name);
+        if !same_name {
+            let mut h = FxHasher::default();
+            h.write_u8(if matches!(kind, Kind::Records(_)) {
+                1
+            } else {
+                2
+            });
+            h.write(name.as_bytes());
+            self.names.push(h.finish());
+        }
+        if !same_kind || (!same_name && self.run.is_some_and(|r| r.sections >= PART_SECTIONS)) {
+            self.end_run(start);
+        }
+        match &mut self.run {
+            Some(r) => {
+                r.sections += 1;
+                r.name = name;
+            }
+            None => {
+                self.run = Some(Run {
+                    start,
+                    kind,
+                    sections: 1,
+                    name,
+                })
+            }
+        }
+    }
+
+    /// The split, or `None` when a name's sections are apart.
+    fn finish(mut self) -> Option<Split<'t>> {
+        self.end_run(self.text.len());
+        self.names.sort_unstable();
+        if self.names.windows(2).any(|w| w[0] == w[1]) {
+            return None;
+        }
+        Some(self.out)
+    }
+}
+
 /// Splits `text` into a head and parts, or `None` when it must be parsed whole (see the
 /// module doc). A file without `records.*` or `gslb.*` sections splits into a head only.
 pub(crate) fn split<'t>(text: &'t str) -> Option<Split<'t>> {
-    let mut out = Split::default();
-    // Names whose sections were seen (hashes): a name seen again after others is apart.
-    let mut seen: FxHashSet<u64> = FxHashSet::default();
-    // Each section: where its line starts, and what it holds.
-    let mut sections: Vec<(usize, Kind<'t>)> = Vec::new();
+    let mut parts = Parts {
+        text,
+        out: Split::default(),
+        names: Vec::new(),
+        run: None,
+    };
+    // The section being read: where its line starts, and what it holds.
+    let mut section: Option<(usize, Kind<'t>)> = None;
     let mut tokens = Source::new(text).lex().peekable();
     let mut line_start = true;
     let mut line_at = 0usize;
@@ -165,7 +258,11 @@ pub(crate) fn split<'t>(text: &'t str) -> Option<Split<'t>> {
                 if array && kind != Kind::Head {
                     return None;
                 }
-                sections.push((line_at, kind));
+                match section {
+                    Some((start, k)) => parts.section(start, k, line_at),
+                    None => parts.out.head.push_str(&text[..line_at]),
+                }
+                section = Some((line_at, kind));
                 line_start = false;
                 continue;
             }
@@ -178,71 +275,11 @@ pub(crate) fn split<'t>(text: &'t str) -> Option<Split<'t>> {
         }
         line_start = false;
     }
-
-    // Sections to head and parts.
-    let mut cur: Option<(usize, Kind<'t>, usize, &'t str)> = None; // run start, kind, count, last name
-    let name_hash = |k: Kind<'_>| {
-        let mut h = FxHasher::default();
-        match k {
-            Kind::Records(n) => {
-                h.write_u8(1);
-                h.write(n.as_bytes());
-            }
-            Kind::Gslb(n) => {
-                h.write_u8(2);
-                h.write(n.as_bytes());
-            }
-            Kind::Head => {}
-        }
-        h.finish()
-    };
-    let first = sections.first().map_or(text.len(), |s| s.0);
-    out.head.push_str(&text[..first]);
-    let ends: Vec<usize> = sections
-        .iter()
-        .skip(1)
-        .map(|s| s.0)
-        .chain(std::iter::once(text.len()))
-        .collect();
-    let end_run =
-        |cur: &mut Option<(usize, Kind<'t>, usize, &'t str)>, end: usize, out: &mut Split<'t>| {
-            if let Some((start, kind, _, _)) = cur.take() {
-                let part = &text[start..end];
-                match kind {
-                    Kind::Records(_) => out.records.push(part),
-                    Kind::Gslb(_) => out.gslb.push(part),
-                    Kind::Head => {}
-                }
-            }
-        };
-    for (&(start, kind), &end) in sections.iter().zip(&ends) {
-        let name = match kind {
-            Kind::Head => {
-                end_run(&mut cur, start, &mut out);
-                out.head.push_str(&text[start..end]);
-                continue;
-            }
-            Kind::Records(n) | Kind::Gslb(n) => n,
-        };
-        let same_kind =
-            cur.is_some_and(|c| std::mem::discriminant(&c.1) == std::mem::discriminant(&kind));
-        let same_name = same_kind && cur.is_some_and(|c| c.3 == name);
-        if !same_name && !seen.insert(name_hash(kind)) {
-            return None; // this name's sections are apart: parse the file whole
-        }
-        if !same_kind || (!same_name && cur.is_some_and(|c| c.2 >= PART_SECTIONS)) {
-            end_run(&mut cur, start, &mut out);
-        }
-        match &mut cur {
-            Some(c) => {
-                c.2 += 1;
-                c.3 = name;
-            }
-            None => cur = Some((start, kind, 1, name)),
-        }
+    match section {
+        Some((start, k)) => parts.section(start, k, text.len()),
+        None => parts.out.head.push_str(text),
     }
-    end_run(&mut cur, text.len(), &mut out);
-    Some(out)
+    parts.finish()
 }
 
 #[cfg(test)]

@@ -43,7 +43,8 @@ pub(crate) struct SoaSpec {
 pub(crate) struct SetSpec {
     /// Lower-cased wire form of the owner, in `RecordTable::names`.
     pub(crate) owner: Span,
-    /// The owner's key as written (`www`, `@`), in `RecordTable::keys`, for messages.
+    /// The owner's key as written, in `RecordTable::keys`, for messages; `WRITTEN_AS_OWNER`
+    /// when it is the owner's own relative form (`www`, `@`: most keys, kept for nothing).
     pub(crate) key: Span,
     /// The records, in `RecordTable::wire`.
     pub(crate) wire: Span,
@@ -65,37 +66,98 @@ pub(crate) struct RecordTable {
     /// The records of every set, TYPE CLASS TTL RDLENGTH RDATA each (names in RDATA
     /// uncompressed, as written).
     pub(crate) wire: Vec<u8>,
-    /// The owner keys as written.
+    /// The owner keys as written, where they are not the owner's own relative form.
     pub(crate) keys: Vec<u8>,
     /// The RRsets, in file order.
     pub(crate) sets: Vec<SetSpec>,
 }
 
 impl RecordTable {
-    /// Gives back what the arenas reserved beyond what they hold.
-    fn shrink_to_fit(&mut self) {
-        self.names.shrink_to_fit();
-        self.wire.shrink_to_fit();
-        self.keys.shrink_to_fit();
-        self.sets.shrink_to_fit();
+    /// Reserves room for the rest of a file read in parts, from what `read` bytes of its
+    /// `total` bytes of records text made, with an eighth more: the arenas then do not grow
+    /// by doubling, whose copies a big zone left behind as freed but resident memory (and
+    /// pages reserved but never written cost nothing).
+    pub(crate) fn reserve_like(&mut self, read: usize, total: usize) {
+        if read == 0 || total <= read {
+            return;
+        }
+        let more = |len: usize| len.saturating_mul(total - read) / read * 9 / 8;
+        self.names.reserve_exact(more(self.names.len()));
+        self.wire.reserve_exact(more(self.wire.len()));
+        self.keys.reserve_exact(more(self.keys.len()));
+        self.sets.reserve_exact(more(self.sets.len()));
     }
+}
 
-    /// The owner key of `s`.
-    pub(crate) fn owner(&self, s: &SetSpec) -> &[u8] {
-        s.owner.of(&self.names)
-    }
+/// The key of a set whose owner was written as its own relative form (`www` for
+/// `www.<origin>`, `@` for the origin): nothing is kept, the path is made from the owner.
+const WRITTEN_AS_OWNER: Span = Span {
+    at: u32::MAX,
+    len: 0,
+};
 
-    /// The RDATA of each record of `s`.
-    pub(crate) fn rdata<'a>(&'a self, s: &SetSpec) -> impl Iterator<Item = &'a [u8]> + use<'a> {
-        records(s.wire.of(&self.wire)).map(|r| &r[10..])
+/// Whether `key` is how the owner `owner` (a lower-cased wire name ending in the origin's
+/// `apex_len` bytes) reads relative to the origin: `@`, or its labels joined by dots.
+fn is_relative_form(key: &str, owner: &[u8], apex_len: usize) -> bool {
+    let Some(labels) = owner.get(..owner.len().saturating_sub(apex_len)) else {
+        return false;
+    };
+    if labels.is_empty() {
+        return key == "@";
     }
+    let mut text = key.as_bytes();
+    let mut at = 0;
+    while at < labels.len() {
+        let len = usize::from(labels[at]);
+        let Some(label) = labels.get(at + 1..at + 1 + len) else {
+            return false;
+        };
+        let Some(rest) = text.strip_prefix(label) else {
+            return false;
+        };
+        at += 1 + len;
+        text = match (at < labels.len(), rest.split_first()) {
+            (true, Some((b'.', rest))) => rest,
+            (false, None) => rest,
+            _ => return false,
+        };
+    }
+    text.is_empty()
+}
 
-    /// The key path of `s` as messages name it: `records.<key>.<TYPE>`.
-    pub(crate) fn path(&self, s: &SetSpec) -> String {
-        let key = String::from_utf8_lossy(s.key.of(&self.keys));
-        let rtype = RecordType::from(s.rtype);
-        format!("{}.{rtype}", join("records", &key))
+/// The key path of `s` as messages name it, `records.<key as written>.<TYPE>`, from the
+/// `keys` and `names` arenas of its [`RecordTable`] and the length of the origin's wire form.
+pub(crate) fn set_path(keys: &[u8], names: &[u8], apex_len: usize, s: &SetSpec) -> String {
+    let key = if s.key == WRITTEN_AS_OWNER {
+        relative_form(s.owner.of(names), apex_len)
+    } else {
+        String::from_utf8_lossy(s.key.of(keys)).into_owned()
+    };
+    let rtype = RecordType::from(s.rtype);
+    format!("{}.{rtype}", join("records", &key))
+}
+
+/// The owner `owner` relative to the origin, as [`is_relative_form`] reads it.
+fn relative_form(owner: &[u8], apex_len: usize) -> String {
+    let labels = owner
+        .get(..owner.len().saturating_sub(apex_len))
+        .unwrap_or_default();
+    if labels.is_empty() {
+        return "@".into();
     }
+    let mut out = Vec::with_capacity(labels.len());
+    let mut at = 0;
+    while let Some(&len) = labels.get(at) {
+        let label = labels
+            .get(at + 1..at + 1 + usize::from(len))
+            .unwrap_or_default();
+        if at > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(label);
+        at += 1 + usize::from(len);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The records (TYPE CLASS TTL RDLENGTH RDATA each) of an encoded set, one slice each.
@@ -181,7 +243,8 @@ pub(crate) fn read_zone(
         read_records(t, &origin_for_names, ttl, &mut records, &mut aliases, errs);
     }
     more(&origin_for_names, ttl, &mut records, &mut aliases, errs);
-    records.shrink_to_fit();
+    // Not shrunk: the build moves these arenas into the model, appends to them (the SOA,
+    // CNAME targets) and shrinks them once, and reserved pages never written cost nothing.
     Some(ZoneSpec {
         dnssec: None,
         origin: origin?,
@@ -284,6 +347,8 @@ pub(crate) fn read_records(
     errs: &mut Errors,
 ) {
     let mut scratch = Vec::with_capacity(64);
+    rr::put_name(&mut scratch, origin, true);
+    let apex_len = scratch.len();
     for (owner_key, v) in t.entries() {
         let node_path = join(&t.path, owner_key);
         let owner = match parse_name(owner_key, origin) {
@@ -309,7 +374,11 @@ pub(crate) fn read_records(
             at: names_at as u32,
             len: (out.names.len() - names_at) as u32,
         };
-        let key_span = Span::push(&mut out.keys, owner_key.as_bytes());
+        let key_span = if is_relative_form(owner_key, owner_span.of(&out.names), apex_len) {
+            WRITTEN_AS_OWNER
+        } else {
+            Span::push(&mut out.keys, owner_key.as_bytes())
+        };
         for (type_key, tv) in node.entries() {
             let path = join(&node_path, type_key);
             let upper = type_key.to_ascii_uppercase();
@@ -747,6 +816,29 @@ fn parse_ds(s: &str) -> Result<RData, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_that_read_as_their_owner_are_not_kept() {
+        let origin = origin();
+        let apex = rr::wire_key(&origin).len();
+        let owner = |key: &str| rr::wire_key(&parse_name(key, &origin).unwrap()).to_vec();
+        for key in ["@", "www", "a.b.c", "h999999"] {
+            assert!(is_relative_form(key, &owner(key), apex), "{key}");
+            assert_eq!(relative_form(&owner(key), apex), key);
+        }
+        // Written otherwise: kept as written, for the paths of messages.
+        for key in ["WWW", "www.example.com.", "a.b.c.example.com.", "a.b"] {
+            let other = if key == "a.b" {
+                owner("a.bc")
+            } else {
+                owner(key)
+            };
+            assert!(!is_relative_form(key, &other, apex), "{key}");
+        }
+        assert!(!is_relative_form("www", &owner("@"), apex));
+        assert!(!is_relative_form("@", &owner("www"), apex));
+        assert!(!is_relative_form("ww", &owner("www"), apex));
+    }
 
     fn origin() -> Name {
         Name::from_ascii("example.com.").unwrap()

@@ -29,7 +29,7 @@ pub use name::{AllDown, GslbName, MatchItem, Member, Pool, PoolId, Rule};
 pub(crate) use policy::ClientDependence;
 pub use policy::PolicyKind;
 pub use zone::Zone;
-pub(crate) use zone::{Alias, Node, Nodes, OwnedRRset, RRset, Span, encode_record};
+pub(crate) use zone::{Alias, Node, Nodes, OwnedRRset, RRset, RRsetEntry, Span, encode_record};
 
 /// Everything the server answers from.
 #[derive(Debug)]

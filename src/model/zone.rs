@@ -276,26 +276,24 @@ fn hash(key: &[u8]) -> u64 {
 }
 
 impl Nodes {
-    /// An empty table with room for `names` names, `sets` RRsets and `bytes` bytes of keys
-    /// and of records.
-    pub(crate) fn with_capacity(
-        names: usize,
-        sets: usize,
-        name_bytes: usize,
-        data_bytes: usize,
-    ) -> Nodes {
+    /// A table over arenas the caller filled: `names` holds the names' keys, `data` their
+    /// records; names are added with [`Nodes::add_at`], their RRsets given with
+    /// [`Nodes::set_rrsets`]. A big zone's records become the model's without a copy, so a
+    /// reload holds one copy of them beside the old model, not two (issue 9).
+    pub(crate) fn over(names: Vec<u8>, data: Vec<u8>, room: usize) -> Nodes {
         Nodes {
-            names: Vec::with_capacity(name_bytes),
-            data: Vec::with_capacity(data_bytes),
+            names,
+            data,
             extra: Vec::new(),
-            rrsets: Vec::with_capacity(sets),
-            entries: Vec::with_capacity(names),
-            index: HashTable::with_capacity(names),
+            rrsets: Vec::new(),
+            entries: Vec::with_capacity(room),
+            index: HashTable::with_capacity(room),
         }
     }
 
+    /// The number of the name `key`, if the table has it.
     #[inline]
-    fn find(&self, key: &[u8]) -> Option<u32> {
+    pub(crate) fn number(&self, key: &[u8]) -> Option<u32> {
         let names = &self.names;
         let entries = &self.entries;
         self.index
@@ -336,18 +334,32 @@ impl Nodes {
     /// The node at lower-cased wire key `key`, if the zone has that name.
     #[inline]
     pub(crate) fn get(&self, key: &[u8]) -> Option<Node<'_>> {
-        let i = self.find(key)?;
+        let i = self.number(key)?;
         Some(self.node(&self.entries[i as usize]))
     }
 
-    /// Adds the name `key` with no data and returns its number; `None` if it exists already
-    /// (with its number).
+    /// Adds the name `key` with no data and returns its number; `Err` with its number if it
+    /// exists already.
     fn add(&mut self, key: &[u8]) -> Result<u32, u32> {
-        if let Some(i) = self.find(key) {
+        if let Some(i) = self.number(key) {
             return Err(i);
         }
-        let i = self.entries.len() as u32;
         let name = Span::push(&mut self.names, key);
+        Ok(self.insert(name))
+    }
+
+    /// Adds the name whose key is already in the names arena at `key`, with no data, and
+    /// returns its number; `Err` with its number if the table has that name.
+    pub(crate) fn add_at(&mut self, key: Span) -> Result<u32, u32> {
+        match self.number(key.of(&self.names)) {
+            Some(i) => Err(i),
+            None => Ok(self.insert(key)),
+        }
+    }
+
+    /// A new entry for the name at `name` (not in the table yet).
+    fn insert(&mut self, name: Span) -> u32 {
+        let i = self.entries.len() as u32;
         self.entries.push(NodeEntry {
             name,
             rrsets_at: self.rrsets.len() as u32,
@@ -360,53 +372,61 @@ impl Nodes {
             alias_ttl: 0,
         });
         let (names, entries) = (&self.names, &self.entries);
-        self.index
-            .insert_unique(hash(key), i, |&j| hash(entries[j as usize].name.of(names)));
-        Ok(i)
-    }
-
-    /// Adds the name `key`, a cut or not, a CNAME to the (lower-cased) `cname` or not; its
-    /// RRsets follow with [`Nodes::push_rrset`]. The builder groups RRsets by owner, so the
-    /// name is new (a second push of one name is ignored).
-    pub(crate) fn push_node(&mut self, key: &[u8], cut: bool, cname: Option<&[u8]>) {
-        let Ok(i) = self.add(key) else {
-            debug_assert!(false, "a name pushed twice");
-            return;
-        };
-        let cname = cname
-            .map(|c| Span::push(&mut self.names, c))
-            .unwrap_or_default();
-        let e = &mut self.entries[i as usize];
-        e.cut = cut;
-        e.cname = cname;
-    }
-
-    /// Adds an RRset to the name pushed last: its records (`wire`, TYPE CLASS TTL RDLENGTH
-    /// RDATA each) and its additional records.
-    pub(crate) fn push_rrset(
-        &mut self,
-        rtype: u16,
-        count: u16,
-        wire: &[u8],
-        additional: &[u8],
-        additional_count: u16,
-    ) {
-        let Some(e) = self.entries.last_mut() else {
-            return;
-        };
-        if e.rrsets_at as usize + usize::from(e.rrsets_len) != self.rrsets.len() {
-            debug_assert!(false, "RRsets of a node not pushed together");
-            return;
-        }
-        e.rrsets_len += 1;
-        self.rrsets.push(RRsetEntry {
-            rtype,
-            count,
-            wire: Span::push(&mut self.data, wire),
-            additional: Span::push(&mut self.extra, additional),
-            additional_count,
-            sig: 0,
+        self.index.insert_unique(hash(name.of(names)), i, |&j| {
+            hash(entries[j as usize].name.of(names))
         });
+        i
+    }
+
+    /// The arena of names' keys (and CNAME targets).
+    pub(crate) fn names(&self) -> &[u8] {
+        &self.names
+    }
+
+    /// The records of every RRset (TYPE CLASS TTL RDLENGTH RDATA each).
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The key of name number `n`.
+    pub(crate) fn key(&self, n: u32) -> &[u8] {
+        self.entries[n as usize].name.of(&self.names)
+    }
+
+    /// Gives name number `n` the RRsets `at..at + len` of the table [`Nodes::set_rrsets`]
+    /// puts in later, and whether it is a zone cut.
+    pub(crate) fn set_shape(&mut self, n: u32, at: usize, len: usize, cut: bool) {
+        let e = &mut self.entries[n as usize];
+        e.rrsets_at = at as u32;
+        e.rrsets_len = u16::try_from(len).unwrap_or(u16::MAX);
+        e.cut = cut;
+    }
+
+    /// Where the RRsets of name number `n` are (given by [`Nodes::set_shape`]).
+    pub(crate) fn rrsets_of(&self, n: u32) -> std::ops::Range<usize> {
+        let e = &self.entries[n as usize];
+        e.rrsets_at as usize..e.rrsets_at as usize + usize::from(e.rrsets_len)
+    }
+
+    /// Whether name number `n` is a zone cut.
+    pub(crate) fn is_cut(&self, n: u32) -> bool {
+        self.entries[n as usize].cut
+    }
+
+    /// Makes name number `n` a CNAME to `target` (lower-cased wire form).
+    pub(crate) fn set_cname(&mut self, n: u32, target: &[u8]) {
+        let cname = Span::push(&mut self.names, target);
+        self.entries[n as usize].cname = cname;
+    }
+
+    /// Appends additional records (owner included) and returns where they went.
+    pub(crate) fn push_extra(&mut self, records: &[u8]) -> Span {
+        Span::push(&mut self.extra, records)
+    }
+
+    /// The RRsets of every name, as [`Nodes::set_shape`] placed them.
+    pub(crate) fn set_rrsets(&mut self, rrsets: Vec<RRsetEntry>) {
+        self.rrsets = rrsets;
     }
 
     /// How many names the table holds.

@@ -758,7 +758,10 @@ impl State {
         let env = self.opts.dnssec.clone();
         // File reading, validation and signing stay off the runtime's worker threads.
         let (model, geo) = tokio::task::spawn_blocking(move || {
-            (config::load_signed(&dir, &env), GeoDb::open(&paths))
+            (
+                config::load_signed_trimmed(&dir, &env, heap::trim),
+                GeoDb::open(&paths),
+            )
         })
         .await
         .map_err(|e| one_error(&self.opts.zones_dir, format!("reload task failed: {e}")))?;

@@ -155,6 +155,52 @@ fn duplicate_zones_and_duplicate_rrsets_are_errors() {
     );
 }
 
+/// One name written under two keys with other names between (`"WWW.example.com."` and `www`,
+/// as the TOML reader orders keys, with `mail` and `other` between): one name with every
+/// RRset of both, answered over a real socket; the same type under both keys is an error
+/// naming both paths.
+#[test]
+fn a_name_written_under_two_keys_apart_is_one_name() {
+    let zone = format!(
+        "{GOOD}\n[records.www]\nA = [\"192.0.2.5\"]\n[records.mail]\nA = [\"192.0.2.7\"]\n\
+         [records.\"WWW.example.com.\"]\nAAAA = [\"2001:db8::5\"]\nTXT = [\"both\"]\n\
+         [records.other]\nMX = [\"10 www\"]\n"
+    );
+    let s = TestServer::start(&[("example.com.toml", &zone)]);
+    let www = |qtype: &str| s.udp(&q("www.example.com", qtype)).answers();
+    assert_eq!(www("A"), ["www.example.com. 3600 IN A 192.0.2.5"]);
+    assert_eq!(www("AAAA"), ["www.example.com. 3600 IN AAAA 2001:db8::5"]);
+    assert_eq!(www("TXT"), ["www.example.com. 3600 IN TXT both"]);
+    assert_eq!(
+        s.udp(&q("mail.example.com", "A")).answers(),
+        ["mail.example.com. 3600 IN A 192.0.2.7"]
+    );
+    // The MX target's addresses come from both keys' RRsets (in the order of the keys, which
+    // the TOML reader sorts: `"WWW..."` before `www`).
+    let mx = s.udp(&q("other.example.com", "MX"));
+    assert_eq!(
+        mx.answers(),
+        ["other.example.com. 3600 IN MX 10 www.example.com."]
+    );
+    let extra: Vec<String> = mx.msg.additionals.iter().map(|r| r.to_string()).collect();
+    assert_eq!(
+        extra,
+        [
+            "www.example.com. 3600 IN AAAA 2001:db8::5",
+            "www.example.com. 3600 IN A 192.0.2.5"
+        ]
+    );
+
+    let errs = errors_of(&format!(
+        "{GOOD}\n[records.www]\nA = [\"192.0.2.5\"]\n[records.mail]\nA = [\"192.0.2.7\"]\n\
+         [records.\"WWW.example.com.\"]\nA = [\"192.0.2.6\"]\n"
+    ));
+    assert_eq!(
+        errs,
+        ["records.www.A: A is already defined at records.\"WWW.example.com.\".A"]
+    );
+}
+
 #[test]
 fn check_exit_codes_and_serve_refuses_bad_config() {
     let dir = tempfile::tempdir().unwrap();

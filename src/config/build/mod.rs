@@ -36,6 +36,45 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
 
 /// [`build`], signing signed zones at `env`'s clock, with its counters.
 pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, ConfigErrors> {
+    let records = config
+        .files
+        .iter()
+        .map(|f| {
+            f.zone
+                .as_ref()
+                .map(|z| z.records.clone())
+                .unwrap_or_default()
+        })
+        .collect();
+    build_from(config, records, env)
+}
+
+/// [`build_signed`] that moves the records of `config`'s zones into the model instead of
+/// copying them (they are left empty): a reload of a big zone then holds its records once
+/// beside the old model, not twice.
+pub(crate) fn build_signed_taking(
+    config: &mut Config,
+    env: &crate::dnssec::Env,
+) -> Result<Model, ConfigErrors> {
+    let records = config
+        .files
+        .iter_mut()
+        .map(|f| {
+            f.zone
+                .as_mut()
+                .map(|z| std::mem::take(&mut z.records))
+                .unwrap_or_default()
+        })
+        .collect();
+    build_from(config, records, env)
+}
+
+/// The build, with each file's records (in `config.files` order) given apart.
+fn build_from(
+    config: &Config,
+    records: Vec<super::zone::RecordTable>,
+    env: &crate::dnssec::Env,
+) -> Result<Model, ConfigErrors> {
     let mut errs: Vec<ConfigError> = Vec::new();
     let mut zones = Vec::new();
     let mut zone_by_apex = FxHashMap::default();
@@ -43,9 +82,9 @@ pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, 
     let mut hosts = hostname::Hosts::default();
     let mut datacenters = link::datacenters(config, tables, &mut hosts, &mut errs);
     let mut gslb: Vec<GslbEntry> = Vec::new();
-    for f in &config.files {
+    for (f, records) in config.files.iter().zip(records) {
         let Some(spec) = &f.zone else { continue };
-        let Some(mut z) = zone::build_zone(f, spec, &mut errs) else {
+        let Some(mut z) = zone::build_zone(f, spec, records, &mut errs) else {
             continue;
         };
         for a in &spec.aliases {

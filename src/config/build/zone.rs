@@ -4,23 +4,21 @@
 //!
 //! ```text
 //! RecordTable (owner keys, encoded records, one entry per RRset, file order)
-//!   --group by owner (hash table of node numbers)--> node of each RRset
-//!   --counting sort--> each node's RRsets together
+//!   --names and records arenas moved, not copied--> Nodes (the model's arenas)
+//!   --group by owner (the model's own index)--> name number of each RRset
+//!   --(a name written under two keys apart: a stable sort)--> each name's RRsets together
 //!   --checks--> errors with the RRsets' key paths, or
-//!   --copy in node order (+ additional data, SOA at the apex)--> Nodes --> Zone
+//!   --CNAME targets, additional data; RRset entries converted in place, SOA at the apex--> Zone
 //! ```
-//! The temporaries are a few integers per RRset; the records are copied once, straight into
-//! the model's arenas.
+//! A reload of a big zone holds the old model and one copy of the new records: the specs'
+//! arenas become the model's (issue 9: the copy from specs to model made the reload peak
+//! 2.65x the steady size). The only temporary is a number per RRset.
 
-use std::hash::Hasher as _;
-
-use hashbrown::HashTable;
 use hickory_proto::rr::{RData, RecordType};
-use rustc_hash::FxHasher;
 
-use crate::config::zone::{SetSpec, rdata_into, records};
+use crate::config::zone::{RecordTable, SetSpec, rdata_into, records, set_path};
 use crate::config::{ConfigError, FileSpec, ZoneSpec};
-use crate::model::{Nodes, OwnedRRset, Zone};
+use crate::model::{Nodes, OwnedRRset, RRsetEntry, Span, Zone};
 use crate::rr::{
     TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_DS, TYPE_MX, TYPE_NS, TYPE_SOA, TYPE_SRV, ancestors,
     wire_key,
@@ -31,12 +29,6 @@ pub(crate) fn rdata_wire(rdata: &RData) -> Result<Vec<u8>, String> {
     let mut buf = Vec::with_capacity(64);
     rdata_into(rdata, &mut buf)?;
     Ok(buf)
-}
-
-fn hash(key: &[u8]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write(key);
-    h.finish()
 }
 
 /// The uncompressed wire name at the start of `b`, if it is one.
@@ -75,8 +67,14 @@ fn lower<'a>(name: &[u8], buf: &'a mut [u8; 256]) -> &'a [u8] {
     &buf[..n]
 }
 
-/// Builds the zone of one file; errors name the file and the key path.
-pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>) -> Option<Zone> {
+/// Builds the zone of one file from its records (taken from its spec); errors name the file
+/// and the key path.
+pub(crate) fn build_zone(
+    f: &FileSpec,
+    z: &ZoneSpec,
+    table: RecordTable,
+    errs: &mut Vec<ConfigError>,
+) -> Option<Zone> {
     let err = |errs: &mut Vec<ConfigError>, path: &str, message: String| {
         errs.push(ConfigError {
             file: f.file.clone(),
@@ -86,57 +84,66 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
     };
     let start_errs = errs.len();
     let apex = wire_key(&z.origin);
-    let rt = &z.records;
-    let sets = &rt.sets;
+    let RecordTable {
+        names,
+        wire,
+        keys,
+        sets,
+    } = table;
 
-    // Group RRsets by owner: node numbers in order of first appearance.
-    let mut first: Vec<u32> = Vec::new(); // first RRset of each node (its owner key)
-    let mut node_of: Vec<u32> = Vec::with_capacity(sets.len());
-    let mut index: HashTable<u32> = HashTable::new();
-    let owner_of = |n: u32, first: &[u32]| rt.owner(&sets[first[n as usize] as usize]);
+    // Group RRsets by owner: the names of the model, numbered in order of first appearance,
+    // their keys where the specs put them.
+    let mut nodes = Nodes::over(names, wire, sets.len());
+    let path = |s: &SetSpec, nodes: &Nodes| set_path(&keys, nodes.names(), apex.len(), s);
+    let mut grouped = true;
     for (i, s) in sets.iter().enumerate() {
-        let key = rt.owner(s);
-        let h = hash(key);
-        let n = match index.find(h, |&n| owner_of(n, &first) == key) {
-            Some(&n) => n,
-            None => {
-                let n = first.len() as u32;
-                first.push(i as u32);
-                index.insert_unique(h, n, |&m| hash(owner_of(m, &first)));
-                n
+        match nodes.add_at(s.owner) {
+            Ok(n) => nodes.set_shape(n, i, 1, false),
+            Err(n) if n as usize + 1 == nodes.len() => {
+                let r = nodes.rrsets_of(n);
+                if r.len() == usize::from(u16::MAX) {
+                    // Only the same types again can make that many: reported by the sort path.
+                    grouped = false;
+                    break;
+                }
+                nodes.set_shape(n, r.start, r.len() + 1, false);
             }
-        };
-        node_of.push(n);
+            Err(_) => {
+                grouped = false;
+                break;
+            }
+        }
     }
-    let find = |key: &[u8]| {
-        index
-            .find(hash(key), |&n| owner_of(n, &first) == key)
-            .copied()
+    // A name written under two keys apart (`www` and `"www.example.com."`): its RRsets are
+    // brought together by a stable sort on name numbers (in order of first appearance).
+    let sets = if grouped {
+        sets
+    } else {
+        let mut keyed: Vec<(u32, SetSpec)> = sets
+            .into_iter()
+            .map(|s| (nodes.add_at(s.owner).unwrap_or_else(|n| n), s))
+            .collect();
+        keyed.sort_by_key(|&(n, _)| n);
+        let mut at = 0;
+        for run in keyed.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() > usize::from(u16::MAX) {
+                err(
+                    errs,
+                    &path(&run[0].1, &nodes),
+                    format!("has {} RRsets under one name (at most 65535)", run.len()),
+                );
+                return None;
+            }
+            nodes.set_shape(run[0].0, at, run.len(), false);
+            at += run.len();
+        }
+        keyed.into_iter().map(|(_, s)| s).collect()
     };
-    // Each node's RRsets together, in file order: a counting sort.
-    let nodes = first.len();
-    let mut range = vec![0u32; nodes + 1];
-    for &n in &node_of {
-        range[n as usize + 1] += 1;
-    }
-    for i in 0..nodes {
-        range[i + 1] += range[i];
-    }
-    let mut order = vec![0u32; sets.len()];
-    let mut fill = range.clone();
-    for (i, &n) in node_of.iter().enumerate() {
-        order[fill[n as usize] as usize] = i as u32;
-        fill[n as usize] += 1;
-    }
-    drop((node_of, fill));
-    let sets_of = |n: usize| {
-        order[range[n] as usize..range[n + 1] as usize]
-            .iter()
-            .map(|&i| &sets[i as usize])
-    };
+    let count = nodes.len();
+    let sets_of = |n: u32, nodes: &Nodes| &sets[nodes.rrsets_of(n)];
 
-    let apex_node = find(&apex);
-    if !apex_node.is_some_and(|n| sets_of(n as usize).any(|s| s.rtype == TYPE_NS)) {
+    let apex_node = nodes.number(&apex);
+    if !apex_node.is_some_and(|n| sets_of(n, &nodes).iter().any(|s| s.rtype == TYPE_NS)) {
         err(
             errs,
             "records.\"@\".NS",
@@ -145,29 +152,34 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
     }
     // Zone cuts: owners below the apex with NS. Whether a name is below one is a lookup of
     // each of its ancestors, so many delegations stay linear.
-    let cut: Vec<bool> = (0..nodes)
-        .map(|n| Some(n as u32) != apex_node && sets_of(n).any(|s| s.rtype == TYPE_NS))
-        .collect();
-    let has_cuts = cut.iter().any(|&c| c);
+    let mut has_cuts = false;
+    for n in 0..count as u32 {
+        let cut = Some(n) != apex_node && sets_of(n, &nodes).iter().any(|s| s.rtype == TYPE_NS);
+        if cut {
+            let r = nodes.rrsets_of(n);
+            nodes.set_shape(n, r.start, r.len(), true);
+            has_cuts = true;
+        }
+    }
     let below_cut = |key: &[u8]| {
         has_cuts
             && ancestors(key)
                 .take_while(|a| a.len() > apex.len())
-                .any(|a| find(a).is_some_and(|n| cut[n as usize]))
+                .any(|a| nodes.number(a).is_some_and(|n| nodes.is_cut(n)))
     };
 
-    for (n, &is_cut) in cut.iter().enumerate().take(nodes) {
-        let key = owner_of(n as u32, &first);
+    for n in 0..count as u32 {
+        let is_cut = nodes.is_cut(n);
         let mut seen: Vec<&SetSpec> = Vec::new();
-        for s in sets_of(n) {
+        for s in sets_of(n, &nodes) {
             if let Some(prev) = seen.iter().find(|p| p.rtype == s.rtype) {
                 err(
                     errs,
-                    &rt.path(s),
+                    &path(s, &nodes),
                     format!(
                         "{} is already defined at {}",
                         RecordType::from(s.rtype),
-                        rt.path(prev)
+                        path(prev, &nodes)
                     ),
                 );
                 continue;
@@ -175,10 +187,10 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
             seen.push(s);
         }
         if let Some(cs) = seen.iter().find(|s| s.rtype == TYPE_CNAME) {
-            if Some(n as u32) == apex_node {
+            if Some(n) == apex_node {
                 err(
                     errs,
-                    &rt.path(cs),
+                    &path(cs, &nodes),
                     "a CNAME cannot be at the zone apex (it would hide SOA and NS)".into(),
                 );
             } else if seen.len() > 1 {
@@ -189,7 +201,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                     .collect();
                 err(
                     errs,
-                    &rt.path(cs),
+                    &path(cs, &nodes),
                     format!(
                         "a name with a CNAME can hold no other data (also has {})",
                         others.join(", ")
@@ -197,12 +209,12 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                 );
             }
         }
-        if below_cut(key) {
+        if below_cut(nodes.key(n)) {
             for s in &seen {
                 if s.rtype != TYPE_A && s.rtype != TYPE_AAAA {
                     err(
                         errs,
-                        &rt.path(s),
+                        &path(s, &nodes),
                         "is below a delegation (NS) in this zone: only glue A/AAAA may be there"
                             .into(),
                     );
@@ -213,7 +225,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
             for s in seen.iter().filter(|s| s.rtype == TYPE_DS) {
                 err(
                     errs,
-                    &rt.path(s),
+                    &path(s, &nodes),
                     "DS belongs at a delegation point (a name below the apex with NS)".into(),
                 );
             }
@@ -223,7 +235,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
                 if !matches!(s.rtype, TYPE_NS | TYPE_A | TYPE_AAAA | TYPE_DS) {
                     err(
                         errs,
-                        &rt.path(s),
+                        &path(s, &nodes),
                         "is at a delegation point (NS below the apex): the data belongs in the child zone".into(),
                     );
                 }
@@ -233,6 +245,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
     if errs.len() > start_errs {
         return None;
     }
+    drop(keys);
 
     let soa = &z.soa;
     let soa_rdata = RData::SOA(hickory_proto::rr::rdata::SOA::new(
@@ -255,57 +268,80 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
     let soa_rr = OwnedRRset::encode(TYPE_SOA, soa.ttl, std::slice::from_ref(&soa_wire));
     let soa_negative = OwnedRRset::encode(TYPE_SOA, negative_ttl, std::slice::from_ref(&soa_wire));
 
-    // The model: each node with its RRsets (and, at the apex, the SOA), in order of first
-    // appearance; then the empty non-terminals above them.
-    let mut table = Nodes::with_capacity(
-        nodes,
-        sets.len() + 1,
-        rt.names.len(),
-        rt.wire.len() + soa_rr.wire.len(),
-    );
+    // CNAME targets and additional data: the in-zone addresses of the names NS, MX and SRV
+    // records point to (glue under a delegation), as full records with the target's name.
     let mut extra = Vec::new();
+    let mut additional: Vec<(u32, Span, u16)> = Vec::new(); // (RRset, records, how many)
     let mut lowered = [0u8; 256];
     let mut record_count = 0;
-    for (n, &is_cut) in cut.iter().enumerate().take(nodes) {
-        let key = owner_of(n as u32, &first);
-        let cname = sets_of(n)
+    for n in 0..count as u32 {
+        let here = nodes.rrsets_of(n);
+        let cname = sets[here.clone()]
+            .iter()
             .find(|s| s.rtype == TYPE_CNAME)
-            .and_then(|s| rt.rdata(s).next())
-            .and_then(|r| target(TYPE_CNAME, r))
-            .map(|t| lower(t, &mut lowered).to_vec());
-        table.push_node(key, is_cut, cname.as_deref());
-        for s in sets_of(n) {
+            .and_then(|s| records(s.wire.of(nodes.data())).next())
+            .and_then(|r| target(TYPE_CNAME, &r[10..]))
+            .map(|t| lower(t, &mut lowered).len());
+        if let Some(len) = cname {
+            nodes.set_cname(n, &lowered[..len]);
+        }
+        for (i, s) in sets.iter().enumerate().take(here.end).skip(here.start) {
             record_count += usize::from(s.count);
-            // Additional data: the in-zone addresses of the names NS, MX and SRV records
-            // point to (glue under a delegation), as full records with the target's name.
+            if !matches!(s.rtype, TYPE_NS | TYPE_MX | TYPE_SRV) {
+                continue;
+            }
             extra.clear();
-            let mut count = 0u16;
-            if matches!(s.rtype, TYPE_NS | TYPE_MX | TYPE_SRV) {
-                for r in rt.rdata(s) {
-                    let Some(t) = target(s.rtype, r) else {
-                        continue;
-                    };
-                    let Some(tn) = find(lower(t, &mut lowered)) else {
-                        continue;
-                    };
-                    for a in sets_of(tn as usize).filter(|a| matches!(a.rtype, TYPE_A | TYPE_AAAA))
-                    {
-                        for rec in records(a.wire.of(&rt.wire)) {
-                            extra.extend_from_slice(t);
-                            extra.extend_from_slice(rec);
-                            count = count.saturating_add(1);
-                        }
+            let mut found = 0u16;
+            for r in records(s.wire.of(nodes.data())) {
+                let Some(t) = target(s.rtype, &r[10..]) else {
+                    continue;
+                };
+                let Some(tn) = nodes.number(lower(t, &mut lowered)) else {
+                    continue;
+                };
+                for a in sets_of(tn, &nodes)
+                    .iter()
+                    .filter(|a| matches!(a.rtype, TYPE_A | TYPE_AAAA))
+                {
+                    for rec in records(a.wire.of(nodes.data())) {
+                        extra.extend_from_slice(t);
+                        extra.extend_from_slice(rec);
+                        found = found.saturating_add(1);
                     }
                 }
             }
-            table.push_rrset(s.rtype, s.count, s.wire.of(&rt.wire), &extra, count);
-        }
-        if Some(n as u32) == apex_node {
-            table.push_rrset(TYPE_SOA, 1, &soa_rr.wire, &[], 0);
+            additional.push((i as u32, nodes.push_extra(&extra), found));
         }
     }
-    for n in 0..nodes {
-        add_empty_ancestors(&mut table, owner_of(n as u32, &first), apex.len());
+
+    // The specs' RRsets become the model's in place (the same size: no second table).
+    let mut additional = additional.into_iter().peekable();
+    let rrsets: Vec<RRsetEntry> = sets
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let (additional, additional_count) = additional
+                .next_if(|a| a.0 == i as u32)
+                .map_or((Span::default(), 0), |a| (a.1, a.2));
+            RRsetEntry {
+                rtype: s.rtype,
+                count: s.count,
+                wire: s.wire,
+                additional,
+                additional_count,
+                sig: 0,
+            }
+        })
+        .collect();
+    nodes.set_rrsets(rrsets);
+    // The SOA joins the apex's RRsets (moved to the end of the table to stay together).
+    nodes.replace_rrsets(&apex, std::slice::from_ref(&soa_rr));
+    let mut key = [0u8; 256];
+    for n in 0..count as u32 {
+        let k = nodes.key(n);
+        let len = k.len().min(256);
+        key[..len].copy_from_slice(&k[..len]);
+        add_empty_ancestors(&mut nodes, &key[..len], apex.len());
     }
 
     Some(Zone {
@@ -316,7 +352,7 @@ pub(crate) fn build_zone(f: &FileSpec, z: &ZoneSpec, errs: &mut Vec<ConfigError>
         soa: soa_rr,
         soa_negative,
         has_cuts,
-        nodes: table,
+        nodes,
         record_count: record_count + 1,
         gslb_count: 0,
         dnssec: None,
