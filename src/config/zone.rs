@@ -81,11 +81,13 @@ impl RecordTable {
         if read == 0 || total <= read {
             return;
         }
-        let more = |len: usize| len.saturating_mul(total - read) / read * 9 / 8;
-        self.names.reserve_exact(more(self.names.len()));
-        self.wire.reserve_exact(more(self.wire.len()));
-        self.keys.reserve_exact(more(self.keys.len()));
-        self.sets.reserve_exact(more(self.sets.len()));
+        let scale = (total - read) as f64 / read as f64 * 1.125;
+        let more = |len: usize| (len as f64 * scale) as usize;
+        // An estimate: if the system will not give that much, the arenas grow as they go.
+        let _ = self.names.try_reserve_exact(more(self.names.len()));
+        let _ = self.wire.try_reserve_exact(more(self.wire.len()));
+        let _ = self.keys.try_reserve_exact(more(self.keys.len()));
+        let _ = self.sets.try_reserve_exact(more(self.sets.len()));
     }
 }
 

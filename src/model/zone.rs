@@ -456,7 +456,7 @@ impl Nodes {
 
     /// Puts `sets` at `key` (added if new), each replacing an RRset of its type. The name's
     /// RRsets move to the end of the table to stay contiguous (the old entries stay unused:
-    /// for the few key RRsets a signed zone adds at its apex).
+    /// for the apex, which gets its SOA this way, and the key RRsets of a signed zone).
     pub(crate) fn replace_rrsets(&mut self, key: &[u8], sets: &[OwnedRRset]) {
         let i = match self.add(key) {
             Ok(i) | Err(i) => i as usize,
@@ -480,6 +480,8 @@ impl Nodes {
         }
         let e = &mut self.entries[i];
         e.rrsets_at = self.rrsets.len() as u32;
+        // At most one RRset per type, and fewer writable types than this.
+        debug_assert!(kept.len() <= usize::from(u16::MAX));
         e.rrsets_len = kept.len() as u16;
         self.rrsets.extend(kept);
     }

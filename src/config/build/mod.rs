@@ -34,7 +34,8 @@ pub fn build(config: &Config) -> Result<Model, ConfigErrors> {
     build_signed(config, &crate::dnssec::Env::system())
 }
 
-/// [`build`], signing signed zones at `env`'s clock, with its counters.
+/// [`build`], signing signed zones at `env`'s clock, with its counters. The zones' records
+/// are copied into the model (`config` stays whole; loading from a directory moves them).
 pub fn build_signed(config: &Config, env: &crate::dnssec::Env) -> Result<Model, ConfigErrors> {
     let records = config
         .files
