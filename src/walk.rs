@@ -4,10 +4,48 @@
 //! and each check kind and policy reads its own keys with it, so a kind's keys live with it.
 //!
 //! serde stops at the first error; operators want every mistake of a file at once, each with
-//! the key path that holds it. The walker reads a `toml::Table`, records which keys were used,
-//! and collects errors (`records.www.A[1]: ...`) instead of returning early.
+//! the key path that holds it. The walker reads the parser's own tree (`toml::de::DeTable`,
+//! strings borrowed from the text: turning it into `toml::Value`s cost as much again as the
+//! parsing, issue 9), records which keys were used, and collects errors
+//! (`records.www.A[1]: ...`) instead of returning early.
 
 use std::fmt::{self, Write};
+
+pub(crate) use toml::de::{DeTable, DeValue};
+
+/// Parses a TOML document into the tree the walker reads.
+pub(crate) fn parse(text: &str) -> Result<DeTable<'_>, toml::de::Error> {
+    DeTable::parse(text).map(toml::Spanned::into_inner)
+}
+
+/// The integer `v` holds, if it is one that fits 64 bits.
+pub(crate) fn integer(v: &DeValue<'_>) -> Option<i64> {
+    match v {
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix()).ok(),
+        _ => None,
+    }
+}
+
+/// The number `v` holds (an integer or a float), if it is one.
+pub(crate) fn number(v: &DeValue<'_>) -> Option<f64> {
+    match v {
+        DeValue::Integer(_) => integer(v).map(|i| i as f64),
+        // A literal too big for 64 bits is not infinity (TOML writes that `inf`).
+        DeValue::Float(f) => f
+            .as_str()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() || f.as_str().contains("inf")),
+        _ => None,
+    }
+}
+
+/// The items of an array.
+pub(crate) fn items<'a>(
+    a: &'a [toml::Spanned<DeValue<'a>>],
+) -> impl Iterator<Item = &'a DeValue<'a>> {
+    a.iter().map(toml::Spanned::get_ref)
+}
 
 /// Most characters of one value a message shows; the rest is cut (with the full length said),
 /// so a huge value in a file gives a readable log line and `/status` entry.
@@ -114,21 +152,21 @@ pub(crate) fn index(path: &str, i: usize) -> String {
 }
 
 /// Human name of a TOML value's type, for "expected X, found Y" messages.
-pub(crate) fn type_name(v: &toml::Value) -> &'static str {
+pub(crate) fn type_name(v: &DeValue<'_>) -> &'static str {
     match v {
-        toml::Value::String(_) => "a string",
-        toml::Value::Integer(_) => "an integer",
-        toml::Value::Float(_) => "a float",
-        toml::Value::Boolean(_) => "a boolean",
-        toml::Value::Datetime(_) => "a datetime",
-        toml::Value::Array(_) => "an array",
-        toml::Value::Table(_) => "a table",
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a datetime",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
     }
 }
 
 /// A table being read: hands out values by key and reports the keys nobody asked for.
 pub(crate) struct Table<'a> {
-    table: &'a toml::Table,
+    table: &'a DeTable<'a>,
     /// The path of this table in its file (empty for the top table).
     pub(crate) path: String,
     used: Vec<&'a str>,
@@ -136,7 +174,7 @@ pub(crate) struct Table<'a> {
 
 impl<'a> Table<'a> {
     /// Starts reading `table`, found at `path`.
-    pub(crate) fn new(table: &'a toml::Table, path: impl Into<String>) -> Self {
+    pub(crate) fn new(table: &'a DeTable<'a>, path: impl Into<String>) -> Self {
         Table {
             table,
             path: path.into(),
@@ -145,9 +183,9 @@ impl<'a> Table<'a> {
     }
 
     /// Wraps `v` as a table, or reports what it is instead.
-    pub(crate) fn from_value(v: &'a toml::Value, path: String, errs: &mut Errors) -> Option<Self> {
+    pub(crate) fn from_value(v: &'a DeValue<'a>, path: String, errs: &mut Errors) -> Option<Self> {
         match v {
-            toml::Value::Table(t) => Some(Table::new(t, path)),
+            DeValue::Table(t) => Some(Table::new(t, path)),
             other => {
                 errs.add(
                     &path,
@@ -169,25 +207,27 @@ impl<'a> Table<'a> {
     }
 
     /// The raw value at `key`, marking it used.
-    pub(crate) fn get(&mut self, key: &str) -> Option<&'a toml::Value> {
+    pub(crate) fn get(&mut self, key: &str) -> Option<&'a DeValue<'a>> {
         let (k, v) = self.table.get_key_value(key)?;
-        self.used.push(k.as_str());
-        Some(v)
+        self.used.push(k.get_ref());
+        Some(v.get_ref())
     }
 
     /// Every entry, marking all used (for maps keyed by operator-chosen names).
-    pub(crate) fn entries(&mut self) -> impl Iterator<Item = (&'a str, &'a toml::Value)> + use<'a> {
+    pub(crate) fn entries(&mut self) -> impl Iterator<Item = (&'a str, &'a DeValue<'a>)> + use<'a> {
         let table = self.table;
         for k in table.keys() {
-            self.used.push(k.as_str());
+            self.used.push(k.get_ref());
         }
-        table.iter().map(|(k, v)| (k.as_str(), v))
+        table
+            .iter()
+            .map(|(k, v)| (k.get_ref().as_ref(), v.get_ref()))
     }
 
     /// The string at `key`, if present; anything else is reported.
     pub(crate) fn str(&mut self, key: &str, errs: &mut Errors) -> Option<&'a str> {
         match self.get(key)? {
-            toml::Value::String(s) => Some(s.as_str()),
+            DeValue::String(s) => Some(s.as_ref()),
             other => {
                 errs.add(
                     &self.key_path(key),
@@ -210,14 +250,23 @@ impl<'a> Table<'a> {
     /// An integer within `lo..=hi`.
     pub(crate) fn int(&mut self, key: &str, lo: i64, hi: i64, errs: &mut Errors) -> Option<i64> {
         match self.get(key)? {
-            toml::Value::Integer(i) if (lo..=hi).contains(i) => Some(*i),
-            toml::Value::Integer(i) => {
-                errs.add(
-                    &self.key_path(key),
-                    format!("{i} is out of range (expected {lo}..={hi})"),
-                );
-                None
-            }
+            v @ DeValue::Integer(raw) => match integer(v) {
+                Some(i) if (lo..=hi).contains(&i) => Some(i),
+                Some(i) => {
+                    errs.add(
+                        &self.key_path(key),
+                        format!("{i} is out of range (expected {lo}..={hi})"),
+                    );
+                    None
+                }
+                None => {
+                    errs.add(
+                        &self.key_path(key),
+                        format!("{raw} is out of range (expected {lo}..={hi})"),
+                    );
+                    None
+                }
+            },
             other => {
                 errs.add(
                     &self.key_path(key),
@@ -237,8 +286,21 @@ impl<'a> Table<'a> {
     /// A number (integer or float) within `lo..=hi`.
     pub(crate) fn float(&mut self, key: &str, lo: f64, hi: f64, errs: &mut Errors) -> Option<f64> {
         let v = match self.get(key)? {
-            toml::Value::Integer(i) => *i as f64,
-            toml::Value::Float(f) => *f,
+            v @ (DeValue::Integer(_) | DeValue::Float(_)) => match number(v) {
+                Some(n) => n,
+                None => {
+                    let raw = match v {
+                        DeValue::Integer(i) => i.to_string(),
+                        DeValue::Float(f) => f.to_string(),
+                        _ => String::new(),
+                    };
+                    errs.add(
+                        &self.key_path(key),
+                        format!("{raw} is out of range (expected {lo}..={hi})"),
+                    );
+                    return None;
+                }
+            },
             other => {
                 errs.add(
                     &self.key_path(key),
@@ -260,7 +322,7 @@ impl<'a> Table<'a> {
     /// The boolean at `key`, if present; anything else is reported.
     pub(crate) fn bool(&mut self, key: &str, errs: &mut Errors) -> Option<bool> {
         match self.get(key)? {
-            toml::Value::Boolean(b) => Some(*b),
+            DeValue::Boolean(b) => Some(*b),
             other => {
                 errs.add(
                     &self.key_path(key),
@@ -292,9 +354,12 @@ impl<'a> Table<'a> {
     /// A duration such as `"5s"`, `"250ms"`, `"2m"`, or an integer number of seconds.
     pub(crate) fn duration(&mut self, key: &str, errs: &mut Errors) -> Option<std::time::Duration> {
         let path = self.key_path(key);
-        match self.get(key)? {
-            toml::Value::Integer(i) if *i >= 0 => Some(std::time::Duration::from_secs(*i as u64)),
-            toml::Value::String(s) => match parse_duration(s) {
+        let v = self.get(key)?;
+        match v {
+            DeValue::Integer(_) if integer(v).is_some_and(|i| i >= 0) => Some(
+                std::time::Duration::from_secs(integer(v).unwrap_or(0) as u64),
+            ),
+            DeValue::String(s) => match parse_duration(s) {
                 Some(d) => Some(d),
                 None => {
                     errs.add(&path, format!("{} is not a duration (expected e.g. \"500ms\", \"5s\", \"2m\", \"1h\")", shown(s)));
@@ -317,7 +382,8 @@ impl<'a> Table<'a> {
     /// Reports every key that was not asked for; `expected` lists the known ones.
     pub(crate) fn finish(self, expected: &[&str], errs: &mut Errors) {
         for k in self.table.keys() {
-            if !self.used.contains(&k.as_str()) {
+            let k: &str = k.get_ref();
+            if !self.used.contains(&k) {
                 let mut msg = String::from("unknown key");
                 if !expected.is_empty() {
                     msg.push_str(" (expected one of: ");
@@ -332,17 +398,17 @@ impl<'a> Table<'a> {
 
 /// Reads a list of strings, returning each with its own path.
 pub(crate) fn str_list<'a>(
-    v: &'a toml::Value,
+    v: &'a DeValue<'a>,
     path: &str,
     errs: &mut Errors,
 ) -> Option<Vec<(String, &'a str)>> {
     match v {
-        toml::Value::String(s) => Some(vec![(path.to_string(), s.as_str())]),
-        toml::Value::Array(a) => {
+        DeValue::String(s) => Some(vec![(path.to_string(), s.as_ref())]),
+        DeValue::Array(a) => {
             let mut out = Vec::with_capacity(a.len());
-            for (i, item) in a.iter().enumerate() {
+            for (i, item) in items(a).enumerate() {
                 match item {
-                    toml::Value::String(s) => out.push((index(path, i), s.as_str())),
+                    DeValue::String(s) => out.push((index(path, i), s.as_ref())),
                     other => errs.add(
                         &index(path, i),
                         format!("expected a string, found {}", type_name(other)),
@@ -428,7 +494,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_types_are_all_reported() {
-        let t: toml::Table = toml::from_str("a = 1\nb = \"x\"\nc = true").unwrap();
+        let t = parse("a = 1\nb = \"x\"\nc = true").unwrap();
         let mut errs = Errors::default();
         let mut tb = Table::new(&t, "");
         assert_eq!(tb.str("a", &mut errs), None);

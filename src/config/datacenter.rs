@@ -10,7 +10,7 @@ use hickory_proto::rr::Name;
 use crate::probe::Require;
 
 use crate::limits::MAX_DC_ADDRESSES;
-use crate::walk::{Errors, Table, index, join, shown};
+use crate::walk::{self, DeValue, Errors, Table, index, join, shown, type_name};
 
 /// `datacenters.<name>`.
 #[derive(Clone, Debug)]
@@ -179,8 +179,8 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
             None
         };
         let min_up = match d.get("min-up") {
-            Some(toml::Value::String(s)) if s == "all" => crate::probe::MIN_UP_ALL,
-            Some(toml::Value::String(s)) => {
+            Some(DeValue::String(s)) if s == "all" => crate::probe::MIN_UP_ALL,
+            Some(DeValue::String(s)) => {
                 errs.add(
                     &join(&p, "min-up"),
                     format!("{s:?}: expected a number 1..64 or \"all\""),
@@ -211,18 +211,24 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
 /// `require = "all" | "any" | N`.
 fn read_require(d: &mut Table<'_>, errs: &mut Errors) -> Option<(Require, String)> {
     let path = d.key_path("require");
-    let r = match d.get("require")? {
-        toml::Value::String(s) if s == "all" => Require::All,
-        toml::Value::String(s) if s == "any" => Require::Any,
-        toml::Value::Integer(n) if (1..=64).contains(n) => Require::AtLeast(*n as u32),
+    let v = d.get("require")?;
+    let r = match v {
+        DeValue::String(s) if s == "all" => Require::All,
+        DeValue::String(s) if s == "any" => Require::Any,
+        DeValue::Integer(_) if walk::integer(v).is_some_and(|n| (1..=64).contains(&n)) => {
+            Require::AtLeast(walk::integer(v).unwrap_or(1) as u32)
+        }
         other => {
             errs.add(
                 &path,
                 format!(
                     "expected \"all\", \"any\" or a number of checks (1 or more), found {}",
                     match other {
-                        toml::Value::String(s) => format!("{s:?}"),
-                        v => v.to_string(),
+                        DeValue::String(s) => format!("{s:?}"),
+                        DeValue::Integer(n) => n.to_string(),
+                        DeValue::Float(f) => f.to_string(),
+                        DeValue::Boolean(b) => b.to_string(),
+                        v => type_name(v).to_string(),
                     }
                 ),
             );

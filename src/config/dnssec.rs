@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::dnssec::keys::{KeyAlgorithm, KeyState, Role, parse_dnskey};
 use crate::dnssec::signer::Params;
-use crate::walk::{Errors, Table, index, type_name};
+use crate::walk::{self, DeValue, Errors, Table, index, type_name};
 
 /// One of our keys as the zone file names it.
 #[derive(Clone, Debug, PartialEq)]
@@ -121,15 +121,15 @@ pub(crate) fn read_dnssec(
     let mut keys = Vec::new();
     let keys_path = t.key_path("keys");
     match t.get("keys") {
-        Some(toml::Value::Array(a)) if !a.is_empty() => {
-            for (i, v) in a.iter().enumerate() {
+        Some(DeValue::Array(a)) if !a.is_empty() => {
+            for (i, v) in walk::items(a).enumerate() {
                 let p = index(&keys_path, i);
                 if let Some(k) = read_key(v, p, base, algorithm, errs) {
                     keys.push(k);
                 }
             }
         }
-        Some(toml::Value::Array(_)) | None => errs.add(
+        Some(DeValue::Array(_)) | None => errs.add(
             &keys_path,
             "is required: at least one key (make one with `gslbd keygen ZONE`)",
         ),
@@ -166,8 +166,8 @@ pub(crate) fn read_dnssec(
     })
 }
 
-fn read_key(
-    v: &toml::Value,
+fn read_key<'a>(
+    v: &'a DeValue<'a>,
     path: String,
     base: &Path,
     zone_alg: KeyAlgorithm,

@@ -2,7 +2,7 @@
 //! the one build step where the specs meet the model ([`build()`]).
 //!
 //! ```text
-//! zones/*.toml --toml--> toml::Table --walk--> FileSpec (zone, datacenters, checks, gslb)
+//! zones/*.toml --toml--> DeTable (the parser's tree) --walk--> FileSpec (zone, datacenters, checks, gslb)
 //!              --build--> Model (zones, datacenters + probe plan, GSLB names), or every error
 //! ```
 //! Each section has its file: `zone.rs` (origin, SOA, records), `datacenter.rs`, `check.rs`,
@@ -404,7 +404,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     if let Some(parts) = split::split(text)
         && (!parts.records.is_empty() || !parts.gslb.is_empty())
-        && let Ok(head) = toml::from_str::<toml::Table>(&parts.head)
+        && let Ok(head) = walk::parse(&parts.head)
         && head.contains_key("origin")
         && !head.contains_key("records")
         && !head.contains_key("gslb")
@@ -412,7 +412,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
     {
         return result;
     }
-    let table: toml::Table = match toml::from_str(text) {
+    let table = match walk::parse(text) {
         Ok(t) => t,
         Err(e) => {
             // The parser's message without its excerpt of the file (which quotes the whole
@@ -438,7 +438,7 @@ pub fn parse_file(path: &Path, text: &str) -> Result<FileSpec, ConfigErrors> {
 /// parses the file whole, for the parser's own message).
 fn walk_file(
     path: &Path,
-    table: &toml::Table,
+    table: &walk::DeTable<'_>,
     parts: &split::Split<'_>,
 ) -> Option<Result<FileSpec, ConfigErrors>> {
     let located = |p: String, message: String| ConfigError {
@@ -459,7 +459,7 @@ fn walk_file(
             &mut |origin, ttl, records, aliases, errs| {
                 let total = parts.records.iter().map(|p| p.len()).sum();
                 for (i, part) in parts.records.iter().enumerate() {
-                    let Ok(t) = toml::from_str::<toml::Table>(part) else {
+                    let Ok(t) = walk::parse(part) else {
                         failed = true;
                         return;
                     };
@@ -502,7 +502,7 @@ fn walk_file(
             .map(|t| name::read_gslb(t, &origin, country_tables(), &mut errs))
             .unwrap_or_default();
         let read = split::each_part(&parts.gslb, |part| {
-            let t: toml::Table = toml::from_str(part).ok()?;
+            let t = walk::parse(part).ok()?;
             let mut errs = walk::Errors::default();
             let specs = walk::Table::new(&t, "")
                 .table("gslb", &mut errs)

@@ -12,7 +12,7 @@ use crate::geo::CountryTables;
 use crate::limits::MAX_ANSWER;
 use crate::model::policy::POOL_KEYS;
 use crate::model::{AllDown, MatchItem, PolicyKind};
-use crate::walk::{Errors, Table, index, join, shown, type_name};
+use crate::walk::{self, DeValue, Errors, Table, index, join, shown, type_name};
 
 /// A pool member as written: a datacenter name with optional weight and bias.
 #[derive(Clone, Debug)]
@@ -108,9 +108,9 @@ fn pool_keys() -> &'static [&'static str] {
     &KEYS
 }
 
-fn read_all_down(v: &toml::Value, p: &str, errs: &mut Errors) -> AllDown {
+fn read_all_down(v: &DeValue<'_>, p: &str, errs: &mut Errors) -> AllDown {
     match v {
-        toml::Value::String(s) => match s.as_str() {
+        DeValue::String(s) => match s.as_ref() {
             "fail-open" => AllDown::FailOpen,
             "nodata" => AllDown::NoData,
             "servfail" => AllDown::ServFail,
@@ -119,7 +119,7 @@ fn read_all_down(v: &toml::Value, p: &str, errs: &mut Errors) -> AllDown {
                 AllDown::FailOpen
             }
         },
-        toml::Value::Table(_) => {
+        DeValue::Table(_) => {
             let Some(mut t) = Table::from_value(v, p.to_string(), errs) else {
                 return AllDown::FailOpen;
             };
@@ -151,8 +151,8 @@ fn read_all_down(v: &toml::Value, p: &str, errs: &mut Errors) -> AllDown {
     }
 }
 
-fn read_members(v: &toml::Value, p: &str, errs: &mut Errors) -> Vec<MemberSpec> {
-    let toml::Value::Array(items) = v else {
+fn read_members(v: &DeValue<'_>, p: &str, errs: &mut Errors) -> Vec<MemberSpec> {
+    let DeValue::Array(items) = v else {
         errs.add(
             p,
             format!(
@@ -163,10 +163,10 @@ fn read_members(v: &toml::Value, p: &str, errs: &mut Errors) -> Vec<MemberSpec> 
         return vec![];
     };
     let mut out = Vec::new();
-    for (i, item) in items.iter().enumerate() {
+    for (i, item) in walk::items(items).enumerate() {
         match item {
-            toml::Value::String(s) => out.push(MemberSpec { dc: s.clone(), at: i as u32, weight: None, bias_km: 0.0 }),
-            toml::Value::Table(_) => {
+            DeValue::String(s) => out.push(MemberSpec { dc: s.to_string(), at: i as u32, weight: None, bias_km: 0.0 }),
+            DeValue::Table(_) => {
                 let Some(mut t) = Table::from_value(item, index(p, i), errs) else { continue };
                 let dc = t.required_str("dc", errs).map(str::to_string);
                 let weight = t.int("weight", 0, 1_000_000, errs).map(|w| w as u32);
@@ -262,7 +262,7 @@ pub(crate) fn read_gslb(
             if !pools.is_empty() {
                 errs.add(&join(&p, "datacenters"), "a name has either one inline pool (datacenters, policy...) or a pools table, not both");
             }
-            if let toml::Value::Table(whole) = v {
+            if let DeValue::Table(whole) = v {
                 let mut me = Table::new(whole, p.clone());
                 pools.insert(0, read_pool(&mut me, "default", errs));
             }
@@ -274,8 +274,8 @@ pub(crate) fn read_gslb(
         if let Some(rv) = n.get("rules") {
             let rp = join(&p, "rules");
             match rv {
-                toml::Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
+                DeValue::Array(items) => {
+                    for (i, item) in walk::items(items).enumerate() {
                         let ip = index(&rp, i);
                         let Some(mut r) = Table::from_value(item, ip.clone(), errs) else {
                             continue;

@@ -15,7 +15,9 @@ use hickory_proto::serialize::binary::{
 
 use crate::model::{Span, encode_record};
 use crate::rr;
-use crate::walk::{Errors, SHOWN_CHARS, Table, index, join, one_line, shown, type_name};
+use crate::walk::{
+    self, DeValue, Errors, SHOWN_CHARS, Table, index, join, one_line, shown, type_name,
+};
 
 /// The SOA of a zone, with defaults that pass common zone checks (RFC 1912 ranges).
 #[derive(Clone, Debug, PartialEq)]
@@ -413,7 +415,7 @@ pub(crate) fn read_records(
                 }
             };
             let (values_v, values_path, ttl) = match tv {
-                toml::Value::Table(_) => {
+                DeValue::Table(_) => {
                     let Some(mut rt) = Table::from_value(tv, path.clone(), errs) else {
                         continue;
                     };
@@ -433,37 +435,44 @@ pub(crate) fn read_records(
                 }
                 other => (other, path.clone(), zone_ttl),
             };
-            let items: &[toml::Value] = match values_v {
-                toml::Value::String(_) => std::slice::from_ref(values_v),
-                toml::Value::Array(a) => a,
-                other => {
-                    errs.add(
-                        &values_path,
-                        format!(
-                            "expected a list of {upper} values, found {}",
-                            type_name(other)
-                        ),
-                    );
-                    continue;
-                }
-            };
-            if items.is_empty() {
+            // One value, or a list of them.
+            let (single, many): (Option<&DeValue<'_>>, &[toml::Spanned<DeValue<'_>>]) =
+                match values_v {
+                    DeValue::String(_) => (Some(values_v), &[]),
+                    DeValue::Array(a) => (None, &a[..]),
+                    other => {
+                        errs.add(
+                            &values_path,
+                            format!(
+                                "expected a list of {upper} values, found {}",
+                                type_name(other)
+                            ),
+                        );
+                        continue;
+                    }
+                };
+            let listed = single.is_none();
+            let items = || single.into_iter().chain(walk::items(many));
+            let item_count = if listed { many.len() } else { 1 };
+            if item_count == 0 {
                 errs.add(&values_path, "is empty (expected at least one value)");
                 continue;
             }
             let Some(rtype) = rtype else {
                 // ALIAS: one target name.
-                if items.len() > 1 {
+                if item_count > 1 {
                     errs.add(&values_path, "a name has at most one ALIAS target");
                     continue;
                 }
-                let item = &items[0];
-                let p = if matches!(values_v, toml::Value::Array(_)) {
+                let Some(item) = items().next() else {
+                    continue;
+                };
+                let p = if listed {
                     index(&values_path, 0)
                 } else {
                     values_path.clone()
                 };
-                let toml::Value::String(s) = item else {
+                let DeValue::String(s) = item else {
                     errs.add(&p, format!("expected a string, found {}", type_name(item)));
                     continue;
                 };
@@ -478,21 +487,21 @@ pub(crate) fn read_records(
                 }
                 continue;
             };
-            if rtype == RecordType::CNAME && items.len() > 1 {
+            if rtype == RecordType::CNAME && item_count > 1 {
                 errs.add(&values_path, "a name has at most one CNAME");
             }
             let wire_at = out.wire.len();
             let mut count = 0usize;
             let code = u16::from(rtype);
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items().enumerate() {
                 let item_path = || {
-                    if matches!(values_v, toml::Value::Array(_)) {
+                    if listed {
                         index(&values_path, i)
                     } else {
                         values_path.clone()
                     }
                 };
-                let toml::Value::String(s) = item else {
+                let DeValue::String(s) = item else {
                     errs.add(
                         &item_path(),
                         format!("expected a string, found {}", type_name(item)),

@@ -131,8 +131,10 @@ impl DnsCheck {
         };
         let expect_rcode = match t.get("expect-rcode") {
             None => 0,
-            Some(toml::Value::Integer(i)) if (0..=15).contains(i) => *i as u8,
-            Some(toml::Value::String(s)) => {
+            Some(v) if crate::walk::integer(v).is_some_and(|i| (0..=15).contains(&i)) => {
+                crate::walk::integer(v).unwrap_or(0) as u8
+            }
+            Some(crate::walk::DeValue::String(s)) => {
                 match RCODES
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case(s.trim()))

@@ -60,7 +60,7 @@ impl ExecCheck {
     pub(crate) fn read(t: &mut Table<'_>, errs: &mut Errors) -> Option<ExecCheck> {
         let before = errs.list.len();
         let command: Vec<String> = match t.get("command") {
-            Some(toml::Value::Array(_)) => t
+            Some(crate::walk::DeValue::Array(_)) => t
                 .str_list("command", errs)
                 .unwrap_or_default()
                 .into_iter()
@@ -91,8 +91,8 @@ impl ExecCheck {
                     continue;
                 }
                 match v {
-                    toml::Value::String(s) if !s.contains('\0') => {
-                        env.insert(k.to_string(), s.clone());
+                    crate::walk::DeValue::String(s) if !s.contains('\0') => {
+                        env.insert(k.to_string(), s.to_string());
                     }
                     _ => errs.add(&p, "expected a string"),
                 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::outcome::{LoadFigure, ProbeOutcome};
 use super::spec::CheckError;
-use crate::walk::{Errors, SHOWN_CHARS, Table, index, one_line, shown};
+use crate::walk::{self, DeValue, Errors, SHOWN_CHARS, Table, index, one_line, shown};
 
 /// Bodies are read up to this size: enough for any health document, bounded against a
 /// misbehaving endpoint.
@@ -142,10 +142,9 @@ impl HttpCheck {
     }
 }
 
-fn status_ranges(v: &toml::Value, p: &str, errs: &mut Errors) -> Vec<RangeInclusive<u16>> {
-    let items: Vec<(String, &toml::Value)> = match v {
-        toml::Value::Array(a) => a
-            .iter()
+fn status_ranges(v: &DeValue<'_>, p: &str, errs: &mut Errors) -> Vec<RangeInclusive<u16>> {
+    let items: Vec<(String, &DeValue<'_>)> = match v {
+        DeValue::Array(a) => walk::items(a)
             .enumerate()
             .map(|(i, x)| (index(p, i), x))
             .collect(),
@@ -154,8 +153,10 @@ fn status_ranges(v: &toml::Value, p: &str, errs: &mut Errors) -> Vec<RangeInclus
     let mut out = Vec::new();
     for (ip, x) in items {
         let r = match x {
-            toml::Value::Integer(i) if (100..=599).contains(i) => Some(*i as u16..=*i as u16),
-            toml::Value::String(s) => s.split_once('-').and_then(|(a, b)| {
+            DeValue::Integer(_) => walk::integer(x)
+                .filter(|i| (100..=599).contains(i))
+                .map(|i| i as u16..=i as u16),
+            DeValue::String(s) => s.split_once('-').and_then(|(a, b)| {
                 let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
                 (100 <= a && a <= b && b <= 599).then_some(a..=b)
             }),

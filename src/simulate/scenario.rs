@@ -18,7 +18,7 @@ use crate::geo::{Code2, CountryTables, GeoCode};
 use crate::health::AdminState;
 use crate::health::aggregator::Startup;
 use crate::net::{Family, Subnet};
-use crate::walk::{Errors, Table, index, type_name};
+use crate::walk::{DeValue, Errors, Table, index, type_name};
 
 /// One mistake in a scenario, at a key path (and the line it is on, when known).
 #[derive(Clone, Debug, PartialEq)]
@@ -327,7 +327,7 @@ impl Scenario {
 
     /// Parses scenario `text`; `file` names it in messages and anchors relative paths.
     pub fn parse(text: &str, file: &Path) -> Result<Scenario, ScenarioErrors> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| ScenarioErrors {
+        let table = crate::walk::parse(text).map_err(|e| ScenarioErrors {
             file: file.to_path_buf(),
             errors: vec![ScenarioError {
                 path: String::new(),
@@ -350,8 +350,8 @@ impl Scenario {
         }
         let mut populations = Vec::new();
         match top.get("populations") {
-            Some(toml::Value::Array(a)) => {
-                for (i, v) in a.iter().enumerate() {
+            Some(DeValue::Array(a)) => {
+                for (i, v) in crate::walk::items(a).enumerate() {
                     let path = index("populations", i);
                     if let Some(pt) = Table::from_value(v, path.clone(), &mut errs)
                         && let Some(p) = read_population(pt, &path, tables, &mut errs)
@@ -375,8 +375,8 @@ impl Scenario {
         let base = file.parent().unwrap_or(Path::new("."));
         let mut events = Vec::new();
         match top.get("events") {
-            Some(toml::Value::Array(a)) => {
-                for (i, v) in a.iter().enumerate() {
+            Some(DeValue::Array(a)) => {
+                for (i, v) in crate::walk::items(a).enumerate() {
                     let path = index("events", i);
                     if let Some(et) = Table::from_value(v, path.clone(), &mut errs)
                         && let Some(e) = read_event(et, path, base, &mut errs)
@@ -476,7 +476,16 @@ fn read_run(t: Option<Table<'_>>, path: &str, errs: &mut Errors) -> Option<Run> 
         ok
     });
     let seed = match t.get("seed") {
-        Some(toml::Value::Integer(i)) => *i as u64,
+        Some(v @ DeValue::Integer(raw)) => match crate::walk::integer(v) {
+            Some(i) => i as u64,
+            None => {
+                errs.add(
+                    &t.key_path("seed"),
+                    format!("{raw} is out of range (a 64-bit integer)"),
+                );
+                0
+            }
+        },
         Some(other) => {
             errs.add(
                 &t.key_path("seed"),

@@ -133,6 +133,27 @@ fn semantic_errors_carry_the_key_path() {
     );
 }
 
+/// Numbers too big for 64 bits are errors at their key, with every other error of the file
+/// (the parser's tree is walked as it is; they used to stop the file at the first one).
+#[test]
+fn numbers_too_big_for_64_bits_are_out_of_range() {
+    let errs = errors_of(&format!(
+        "{}\n[datacenters.x]\naddresses = [\"192.0.2.9\"]\ncapacity = 1e999\n",
+        GOOD.replacen(
+            "origin = \"example.com.\"",
+            "origin = \"example.com.\"\nttl = 99999999999999999999",
+            1
+        )
+    ));
+    assert_eq!(
+        errs,
+        [
+            "ttl: 99999999999999999999 is out of range (expected 0..=4294967295)",
+            "datacenters.x.capacity: 1e999 is out of range (expected 0..=1000000000000)",
+        ]
+    );
+}
+
 #[test]
 fn duplicate_zones_and_duplicate_rrsets_are_errors() {
     let dir = tempfile::tempdir().unwrap();
