@@ -35,8 +35,19 @@ pub(crate) fn number(v: &DeValue<'_>) -> Option<f64> {
             .as_str()
             .parse::<f64>()
             .ok()
-            .filter(|n| n.is_finite() || f.as_str().contains("inf")),
+            .filter(|n| !n.is_infinite() || f.as_str().contains("inf")),
         _ => None,
+    }
+}
+
+/// A number as the file writes it (`0x41`, `1e999`); other values by their type.
+pub(crate) fn written(v: &DeValue<'_>) -> String {
+    match v {
+        DeValue::Integer(i) => i.to_string(),
+        DeValue::Float(f) => f.to_string(),
+        DeValue::Boolean(b) => b.to_string(),
+        DeValue::String(s) => format!("{}", shown(s)),
+        other => type_name(other).to_string(),
     }
 }
 
@@ -289,14 +300,9 @@ impl<'a> Table<'a> {
             v @ (DeValue::Integer(_) | DeValue::Float(_)) => match number(v) {
                 Some(n) => n,
                 None => {
-                    let raw = match v {
-                        DeValue::Integer(i) => i.to_string(),
-                        DeValue::Float(f) => f.to_string(),
-                        _ => String::new(),
-                    };
                     errs.add(
                         &self.key_path(key),
-                        format!("{raw} is out of range (expected {lo}..={hi})"),
+                        format!("{} is out of range (expected {lo}..={hi})", written(v)),
                     );
                     return None;
                 }
@@ -355,18 +361,25 @@ impl<'a> Table<'a> {
     pub(crate) fn duration(&mut self, key: &str, errs: &mut Errors) -> Option<std::time::Duration> {
         let path = self.key_path(key);
         let v = self.get(key)?;
-        match v {
-            DeValue::Integer(_) if integer(v).is_some_and(|i| i >= 0) => Some(
-                std::time::Duration::from_secs(integer(v).unwrap_or(0) as u64),
-            ),
-            DeValue::String(s) => match parse_duration(s) {
+        match (v, integer(v)) {
+            (DeValue::Integer(_), Some(i)) if i >= 0 => {
+                Some(std::time::Duration::from_secs(i as u64))
+            }
+            (DeValue::Integer(raw), None) => {
+                errs.add(
+                    &path,
+                    format!("{raw} is out of range (a number of seconds)"),
+                );
+                None
+            }
+            (DeValue::String(s), _) => match parse_duration(s) {
                 Some(d) => Some(d),
                 None => {
                     errs.add(&path, format!("{} is not a duration (expected e.g. \"500ms\", \"5s\", \"2m\", \"1h\")", shown(s)));
                     None
                 }
             },
-            other => {
+            (other, _) => {
                 errs.add(
                     &path,
                     format!(

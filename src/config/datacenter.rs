@@ -10,7 +10,7 @@ use hickory_proto::rr::Name;
 use crate::probe::Require;
 
 use crate::limits::MAX_DC_ADDRESSES;
-use crate::walk::{self, DeValue, Errors, Table, index, join, shown, type_name};
+use crate::walk::{self, DeValue, Errors, Table, index, join, shown};
 
 /// `datacenters.<name>`.
 #[derive(Clone, Debug)]
@@ -212,24 +212,16 @@ pub(crate) fn read_datacenters(mut t: Table<'_>, errs: &mut Errors) -> Vec<Datac
 fn read_require(d: &mut Table<'_>, errs: &mut Errors) -> Option<(Require, String)> {
     let path = d.key_path("require");
     let v = d.get("require")?;
-    let r = match v {
-        DeValue::String(s) if s == "all" => Require::All,
-        DeValue::String(s) if s == "any" => Require::Any,
-        DeValue::Integer(_) if walk::integer(v).is_some_and(|n| (1..=64).contains(&n)) => {
-            Require::AtLeast(walk::integer(v).unwrap_or(1) as u32)
-        }
-        other => {
+    let r = match (v, walk::integer(v)) {
+        (DeValue::String(s), _) if s == "all" => Require::All,
+        (DeValue::String(s), _) if s == "any" => Require::Any,
+        (_, Some(n)) if (1..=64).contains(&n) => Require::AtLeast(n as u32),
+        (other, _) => {
             errs.add(
                 &path,
                 format!(
                     "expected \"all\", \"any\" or a number of checks (1 or more), found {}",
-                    match other {
-                        DeValue::String(s) => format!("{s:?}"),
-                        DeValue::Integer(n) => n.to_string(),
-                        DeValue::Float(f) => f.to_string(),
-                        DeValue::Boolean(b) => b.to_string(),
-                        v => type_name(v).to_string(),
-                    }
+                    walk::written(other)
                 ),
             );
             return None;

@@ -129,12 +129,11 @@ impl DnsCheck {
             },
             None => TYPE_A,
         };
-        let expect_rcode = match t.get("expect-rcode") {
-            None => 0,
-            Some(v) if crate::walk::integer(v).is_some_and(|i| (0..=15).contains(&i)) => {
-                crate::walk::integer(v).unwrap_or(0) as u8
-            }
-            Some(crate::walk::DeValue::String(s)) => {
+        let rcode = t.get("expect-rcode");
+        let expect_rcode = match (rcode, rcode.and_then(crate::walk::integer)) {
+            (None, _) => 0,
+            (Some(_), Some(i)) if (0..=15).contains(&i) => i as u8,
+            (Some(crate::walk::DeValue::String(s)), _) => {
                 match RCODES
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case(s.trim()))
@@ -152,7 +151,7 @@ impl DnsCheck {
                     }
                 }
             }
-            Some(_) => {
+            (Some(_), _) => {
                 errs.add(
                     &t.key_path("expect-rcode"),
                     "expected a response code such as \"NOERROR\" or \"NXDOMAIN\"",

@@ -476,8 +476,12 @@ fn read_run(t: Option<Table<'_>>, path: &str, errs: &mut Errors) -> Option<Run> 
         ok
     });
     let seed = match t.get("seed") {
-        Some(v @ DeValue::Integer(raw)) => match crate::walk::integer(v) {
-            Some(i) => i as u64,
+        // A 64-bit seed, or a negative one as before (two's complement).
+        Some(v @ DeValue::Integer(raw)) => match u64::from_str_radix(raw.as_str(), raw.radix())
+            .ok()
+            .or_else(|| crate::walk::integer(v).map(|i| i as u64))
+        {
+            Some(i) => i,
             None => {
                 errs.add(
                     &t.key_path("seed"),

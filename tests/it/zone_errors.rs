@@ -138,7 +138,8 @@ fn semantic_errors_carry_the_key_path() {
 #[test]
 fn numbers_too_big_for_64_bits_are_out_of_range() {
     let errs = errors_of(&format!(
-        "{}\n[datacenters.x]\naddresses = [\"192.0.2.9\"]\ncapacity = 1e999\n",
+        "{}\n[datacenters.x]\naddresses = [\"192.0.2.9\"]\ncapacity = 1e999\n\
+         [checks.web]\ntype = \"tcp\"\nport = 80\ninterval = 99999999999999999999\n",
         GOOD.replacen(
             "origin = \"example.com.\"",
             "origin = \"example.com.\"\nttl = 99999999999999999999",
@@ -150,6 +151,7 @@ fn numbers_too_big_for_64_bits_are_out_of_range() {
         [
             "ttl: 99999999999999999999 is out of range (expected 0..=4294967295)",
             "datacenters.x.capacity: 1e999 is out of range (expected 0..=1000000000000)",
+            "checks.web.interval: 99999999999999999999 is out of range (a number of seconds)",
         ]
     );
 }
