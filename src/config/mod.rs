@@ -37,7 +37,7 @@ use crate::walk;
 /// Reads and validates the zones directory into a model (what `check`, `serve` and every
 /// reload run).
 pub fn load(dir: &Path) -> Result<crate::model::Model, ConfigErrors> {
-    build::build_signed_taking(&mut load_dir(dir)?, &crate::dnssec::Env::system())
+    load_signed(dir, &crate::dnssec::Env::system())
 }
 
 /// The DS records (presentation form, one per line, with the key's role and state as a
@@ -74,33 +74,24 @@ pub fn load_signed(
     dir: &Path,
     env: &crate::dnssec::Env,
 ) -> Result<crate::model::Model, ConfigErrors> {
-    load_signed_with_specs(dir, env).map(|(model, _)| model)
-}
-
-/// [`load_signed`], and the specs the model was built from (their zones' records moved into
-/// the model: empty). Freeing the specs of a big zone set takes a while (about 0.15 s for
-/// 100 k GSLB names), and the model does not need them: the server frees them beside the
-/// rest of its start.
-pub(crate) fn load_signed_with_specs(
-    dir: &Path,
-    env: &crate::dnssec::Env,
-) -> Result<(crate::model::Model, Config), ConfigErrors> {
-    let mut config = load_dir(dir)?;
-    let model = build::build_signed_taking(&mut config, env)?;
-    Ok((model, config))
+    load_signed_with_specs(dir, env, || {}).map(|(model, _)| model)
 }
 
 /// [`load_signed`], calling `between` after the files are read and before the model is
-/// built: the server hands the memory reading took back to the system there, so a reload's
-/// peak (the old model, the new one being built) does not also hold it (issue 9).
-pub(crate) fn load_signed_trimmed(
+/// built, and returning the specs the model was built from too (their zones' records moved
+/// into the model: empty). A reload hands the memory reading took back to the system in
+/// `between`, so its peak (the old model, the new one being built) does not also hold it
+/// (issue 9); the start frees the specs beside the rest of its start (about 0.15 s for 100 k
+/// GSLB names, which the model does not need).
+pub(crate) fn load_signed_with_specs(
     dir: &Path,
     env: &crate::dnssec::Env,
     between: impl FnOnce(),
-) -> Result<crate::model::Model, ConfigErrors> {
+) -> Result<(crate::model::Model, Config), ConfigErrors> {
     let mut config = load_dir(dir)?;
     between();
-    build::build_signed_taking(&mut config, env)
+    let model = build::build_signed_taking(&mut config, env)?;
+    Ok((model, config))
 }
 
 /// One problem in the configuration, located as precisely as we can.

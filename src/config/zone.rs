@@ -100,31 +100,39 @@ const WRITTEN_AS_OWNER: Span = Span {
     len: 0,
 };
 
-/// Whether `key` is how the owner `owner` (a lower-cased wire name ending in the origin's
-/// `apex_len` bytes) reads relative to the origin: `@`, or its labels joined by dots.
+/// The labels of `owner` (a lower-cased wire name ending in the origin's `apex_len` bytes)
+/// above the origin, first to last.
+fn labels_above(owner: &[u8], apex_len: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = owner
+        .get(..owner.len().saturating_sub(apex_len))
+        .unwrap_or_default();
+    std::iter::from_fn(move || {
+        let (&len, tail) = rest.split_first()?;
+        let (label, after) = tail.split_at_checked(usize::from(len))?;
+        rest = after;
+        Some(label)
+    })
+}
+
+/// Whether `key` is how `owner` reads relative to the origin ([`relative_form`]), compared
+/// without making that text (this runs for every owner of a zone).
 fn is_relative_form(key: &str, owner: &[u8], apex_len: usize) -> bool {
-    let Some(labels) = owner.get(..owner.len().saturating_sub(apex_len)) else {
-        return false;
-    };
-    if labels.is_empty() {
+    let mut labels = labels_above(owner, apex_len).peekable();
+    if labels.peek().is_none() {
         return key == "@";
     }
     let mut text = key.as_bytes();
-    let mut at = 0;
-    while at < labels.len() {
-        let len = usize::from(labels[at]);
-        let Some(label) = labels.get(at + 1..at + 1 + len) else {
-            return false;
-        };
+    for (i, label) in labels.enumerate() {
+        if i > 0 {
+            let Some(rest) = text.strip_prefix(b".") else {
+                return false;
+            };
+            text = rest;
+        }
         let Some(rest) = text.strip_prefix(label) else {
             return false;
         };
-        at += 1 + len;
-        text = match (at < labels.len(), rest.split_first()) {
-            (true, Some((b'.', rest))) => rest,
-            (false, None) => rest,
-            _ => return false,
-        };
+        text = rest;
     }
     text.is_empty()
 }
@@ -141,27 +149,14 @@ pub(crate) fn set_path(keys: &[u8], names: &[u8], apex_len: usize, s: &SetSpec) 
     format!("{}.{rtype}", join("records", &key))
 }
 
-/// The owner `owner` relative to the origin, as [`is_relative_form`] reads it.
+/// `owner` relative to the origin: `@` for the origin itself, else its labels above the
+/// origin joined by dots.
 fn relative_form(owner: &[u8], apex_len: usize) -> String {
-    let labels = owner
-        .get(..owner.len().saturating_sub(apex_len))
-        .unwrap_or_default();
+    let labels: Vec<&[u8]> = labels_above(owner, apex_len).collect();
     if labels.is_empty() {
         return "@".into();
     }
-    let mut out = Vec::with_capacity(labels.len());
-    let mut at = 0;
-    while let Some(&len) = labels.get(at) {
-        let label = labels
-            .get(at + 1..at + 1 + usize::from(len))
-            .unwrap_or_default();
-        if at > 0 {
-            out.push(b'.');
-        }
-        out.extend_from_slice(label);
-        at += 1 + usize::from(len);
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&labels.join(&b'.')).into_owned()
 }
 
 /// The records (TYPE CLASS TTL RDLENGTH RDATA each) of an encoded set, one slice each.

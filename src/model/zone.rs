@@ -394,15 +394,19 @@ impl Nodes {
     }
 
     /// Gives name number `n` the RRsets `at..at + len` of the table [`Nodes::set_rrsets`]
-    /// puts in later, and whether it is a zone cut.
-    pub(crate) fn set_shape(&mut self, n: u32, at: usize, len: usize, cut: bool) {
+    /// puts in later.
+    pub(crate) fn set_rrsets_of(&mut self, n: u32, at: usize, len: usize) {
         let e = &mut self.entries[n as usize];
         e.rrsets_at = at as u32;
         e.rrsets_len = u16::try_from(len).unwrap_or(u16::MAX);
-        e.cut = cut;
     }
 
-    /// Where the RRsets of name number `n` are (given by [`Nodes::set_shape`]).
+    /// Makes name number `n` a zone cut (NS below the apex).
+    pub(crate) fn set_cut(&mut self, n: u32) {
+        self.entries[n as usize].cut = true;
+    }
+
+    /// Where the RRsets of name number `n` are (given by [`Nodes::set_rrsets_of`]).
     pub(crate) fn rrsets_of(&self, n: u32) -> std::ops::Range<usize> {
         let e = &self.entries[n as usize];
         e.rrsets_at as usize..e.rrsets_at as usize + usize::from(e.rrsets_len)
@@ -424,7 +428,7 @@ impl Nodes {
         Span::push(&mut self.extra, records)
     }
 
-    /// The RRsets of every name, as [`Nodes::set_shape`] placed them.
+    /// The RRsets of every name, as [`Nodes::set_rrsets_of`] placed them.
     pub(crate) fn set_rrsets(&mut self, rrsets: Vec<RRsetEntry>) {
         self.rrsets = rrsets;
     }

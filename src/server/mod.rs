@@ -759,7 +759,7 @@ impl State {
         // File reading, validation and signing stay off the runtime's worker threads.
         let (model, geo) = tokio::task::spawn_blocking(move || {
             (
-                config::load_signed_trimmed(&dir, &env, heap::trim),
+                config::load_signed_with_specs(&dir, &env, heap::trim).map(|(model, _)| model),
                 GeoDb::open(&paths),
             )
         })
@@ -946,7 +946,7 @@ pub async fn start(opts: ServeOptions) -> Result<Running, StartError> {
     let dir = opts.zones_dir.clone();
     let env = opts.dnssec.clone();
     let (model, specs) =
-        tokio::task::spawn_blocking(move || config::load_signed_with_specs(&dir, &env))
+        tokio::task::spawn_blocking(move || config::load_signed_with_specs(&dir, &env, || {}))
             .await
             .map_err(|e| {
                 StartError::Config(one_error(&opts.zones_dir, format!("load task failed: {e}")))

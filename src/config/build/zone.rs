@@ -111,7 +111,7 @@ pub(crate) fn build_zone(
     let mut grouped = true;
     for (i, s) in sets.iter().enumerate() {
         match nodes.add_at(s.owner) {
-            Ok(n) => nodes.set_shape(n, i, 1, false),
+            Ok(n) => nodes.set_rrsets_of(n, i, 1),
             Err(n) if n as usize + 1 == nodes.len() => {
                 let r = nodes.rrsets_of(n);
                 if r.len() == usize::from(u16::MAX) {
@@ -119,7 +119,7 @@ pub(crate) fn build_zone(
                     grouped = false;
                     break;
                 }
-                nodes.set_shape(n, r.start, r.len() + 1, false);
+                nodes.set_rrsets_of(n, r.start, r.len() + 1);
             }
             Err(_) => {
                 grouped = false;
@@ -147,7 +147,7 @@ pub(crate) fn build_zone(
                 );
                 return None;
             }
-            nodes.set_shape(run[0].0, at, run.len(), false);
+            nodes.set_rrsets_of(run[0].0, at, run.len());
             at += run.len();
         }
         keyed.into_iter().map(|(_, s)| s).collect()
@@ -169,8 +169,7 @@ pub(crate) fn build_zone(
     for n in 0..count as u32 {
         let cut = Some(n) != apex_node && sets_of(n, &nodes).iter().any(|s| s.rtype == TYPE_NS);
         if cut {
-            let r = nodes.rrsets_of(n);
-            nodes.set_shape(n, r.start, r.len(), true);
+            nodes.set_cut(n);
             has_cuts = true;
         }
     }
