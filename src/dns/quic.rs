@@ -162,8 +162,17 @@ async fn serve_connection<H: PacketHandler>(
                         h.request_limited(Listener::DnsQuic, CloseReason::Streams, peer.addr);
                     }
                 }
-                Err(ConnectionError::TimedOut) => return Some(CloseReason::Idle),
-                Err(_) => return None,
+                Err(e) => {
+                    // A stream may have ended the connection's use (a query too large, not
+                    // DoQ) just before the peer went away: that reason, not the peer's
+                    // close, is what ended it. The streams end at once with the connection.
+                    while let Some(r) = streams.join_next().await {
+                        if let Ok(Err(why)) = r {
+                            return Some(why);
+                        }
+                    }
+                    return matches!(e, ConnectionError::TimedOut).then_some(CloseReason::Idle);
+                }
             },
             Some(r) = streams.join_next(), if !streams.is_empty() => {
                 if let Ok(Err(e)) = r {

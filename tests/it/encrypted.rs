@@ -1259,6 +1259,29 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
     served(&fx, 7);
 }
 
+/// A DoQ query too large ends its connection, and is counted as that even when the client
+/// closes the connection the moment its stream fails (the server then sees the stream's end
+/// and the peer's close together).
+#[test]
+fn a_doq_query_too_large_is_counted_when_the_client_leaves_at_once() {
+    let fx = Fx::start(small_limits());
+    let big = vec![0u8; 600];
+    const N: usize = 30;
+    fx.s.block_on(async {
+        for _ in 0..N {
+            let q = doq(&fx.pki, fx.doq()).await;
+            assert!(doq_exchange(&q, &big).await.is_err());
+            q.close(quinn::VarInt::from_u32(0), b"bye");
+        }
+    });
+    fx.eventually("every DoQ query too large counted", |fx| {
+        fx.limit("quic", "request_too_large") == N as f64
+    });
+    fx.eventually("connections released", |fx| {
+        fx.metric("gslbd_connections_open{listener=\"dns_quic\"}") == 0.0
+    });
+}
+
 /// DoH requests that are not DNS queries get HTTP errors (the connection goes on); a
 /// non-DNS payload on DoT or DoQ closes that connection only.
 #[test]
