@@ -126,8 +126,16 @@ where
                 {
                     return Some(CloseReason::Malformed);
                 }
-                // Closed by the peer.
-                Some(Err(_)) | None => return None,
+                // Closed by the peer. The request tasks end with the connection; waiting for
+                // them (bounded) keeps what they count (a request too large, a read timeout)
+                // from being lost to an abort when the set is dropped.
+                Some(Err(_)) | None => {
+                    let _ = timeout(lim.handshake_timeout, async {
+                        while streams.join_next().await.is_some() {}
+                    })
+                    .await;
+                    return None;
+                }
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => {
                 if streams.is_empty() {

@@ -123,11 +123,13 @@ pub(crate) async fn accept_loop<H: PacketHandler>(
         let h = h.clone();
         let stop = stop.clone();
         tasks.spawn(async move {
-            let peer = Peer::tcp(peer.ip());
-            let r = serve_stream(stream, peer, &*h, &ticket, &limits, &stop).await;
+            let (mut stream, peer) = (stream, Peer::tcp(peer.ip()));
+            let r = serve_stream(&mut stream, peer, &*h, &ticket, &limits, &stop).await;
             if let Ok(Some(reason)) = r {
                 h.conn_closed(Listener::DnsTcp, reason, peer.addr);
             }
+            // Closed once counted: a client that sees the close then sees the count.
+            drop(stream);
         });
         while tasks.try_join_next().is_some() {}
     }

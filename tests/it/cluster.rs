@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -55,14 +55,6 @@ fn etcd_binary() -> Option<PathBuf> {
 }
 
 /// A free loopback port (bound then released: the process that uses it binds it again).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     loop {
@@ -140,8 +132,8 @@ impl Etcd {
             members: (0..n)
                 .map(|i| Member {
                     name: format!("m{i}"),
-                    client: free_port(),
-                    peer: free_port(),
+                    client: crate::common::free_port(),
+                    peer: crate::common::free_port(),
                     child: None,
                 })
                 .collect(),
@@ -298,8 +290,8 @@ impl Node {
         env: &[(&str, &str)],
     ) -> Node {
         let state = tempfile::tempdir().unwrap();
-        let dns = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let api = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let dns = SocketAddr::from(([127, 0, 0, 1], crate::common::free_port()));
+        let api = SocketAddr::from(([127, 0, 0, 1], crate::common::free_port()));
         let log = std::fs::File::create(state.path().join("log")).unwrap();
         let child = Command::new(bin())
             .args([

@@ -295,6 +295,24 @@ pub fn geo_city(
     Value::map(fields)
 }
 
+/// A port on 127.0.0.1 free for both UDP and TCP, for a child process or an etcd member to
+/// bind. Never the same one twice in this test process: tests run in parallel, and two that
+/// pick before either binds could otherwise get the same port from the kernel.
+pub fn free_port() -> u16 {
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..1000 {
+        let u = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP port");
+        let port = u.local_addr().expect("local addr").port();
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP");
+}
+
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_gslbd"))
 }

@@ -774,7 +774,7 @@ fn signatures_are_refreshed_before_they_expire_and_never_served_expired() {
         n += 1;
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(n >= 20);
+    assert!(n >= 12, "sampled {n} times");
     assert!(expirations.len() >= 3, "statics re-signed: {expirations:?}");
     assert!(
         gslb_expirations.len() >= 3,

@@ -304,14 +304,6 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn out_of_descriptors_the_server_backs_off_instead_of_spinning() {
     let dir = tempfile::tempdir().unwrap();
@@ -516,13 +508,10 @@ fn api_closes_idle_and_slow_connections_and_bounds_each_client() {
     let mut buf = [0u8; 512];
     assert!(ka.read(&mut buf).unwrap() > 0);
     assert!(closed_by_server(&mut ka));
-    assert!(
-        metric(
-            &s,
-            "gslbd_connections_closed_total",
-            &[("listener", "api"), ("reason", "idle")]
-        ) >= 2.0
-    );
+    // Counted just after the close the client saw.
+    wait_for("two idle closes counted", Duration::from_secs(5), || {
+        closed_metric(&s, "api", "idle") >= 2.0
+    });
     // One address holds at most 4 of the 8 connections (a fourth, at least 4); with the
     // default header timeout (5 s), so none of them times out meanwhile.
     drop(s);
@@ -539,13 +528,11 @@ fn api_closes_idle_and_slow_connections_and_bounds_each_client() {
     let _ = fifth.read_to_string(&mut out);
     assert!(out.is_empty(), "over the per-client share: {out}");
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        metric(
-            &s,
-            "gslbd_connections_closed_total",
-            &[("listener", "api"), ("reason", "per_client_limit")]
-        ) >= 1.0
+    // The scrape comes from the same address: it gets through once the held ones are gone.
+    wait_for(
+        "the per-client refusal counted",
+        Duration::from_secs(5),
+        || closed_metric(&s, "api", "per_client_limit") >= 1.0,
     );
 }
 
@@ -620,7 +607,7 @@ fn rrl_a_flood_from_one_prefix_gets_the_rate_plus_slips_while_another_is_served(
     for i in 0..50u16 {
         let mut query = q("www.example.com", "A");
         query.id = i;
-        'tries: for _try in 0..3 {
+        'tries: for _try in 0..5 {
             other.send_to(&query.bytes(), s.addr).unwrap();
             let mut buf = [0u8; 2048];
             // A late answer to an earlier query is skipped; a timeout asks again.
@@ -663,7 +650,13 @@ fn rrl_a_flood_from_one_prefix_gets_the_rate_plus_slips_while_another_is_served(
         "gslbd_rrl_limited_total",
         &[("class", "answer"), ("action", "slipped")],
     );
-    assert!(dropped > 0.0 && slipped > 0.0 && (slipped - tc as f64).abs() <= slipped * 0.2 + 5.0);
+    // The receiver counts what reached it: at most what the server slipped, and most of it
+    // (its socket buffer may overflow when this thread waits for a busy core).
+    let tc = tc as f64;
+    assert!(
+        dropped > 0.0 && slipped > 0.0 && tc <= slipped && tc >= slipped / 4.0,
+        "{tc} truncated answers received, {slipped} slipped, {dropped} dropped"
+    );
 }
 
 #[test]

@@ -131,17 +131,6 @@ fn sighup_reloads_a_running_server() {
 }
 
 /// A port free for both UDP and TCP on 127.0.0.1 (the server binds both).
-pub fn free_port() -> u16 {
-    for _ in 0..100 {
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = u.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free for both UDP and TCP");
-}
-
 pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
     for _ in 0..300 {
         if let Some(v) = f() {

@@ -10,7 +10,6 @@
 //! it by its own PID. Browser tests run one at a time ([`Browser::start`] holds a lock): the
 //! machine has two cores, and parallel browsers would make the timing checks noisy.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -47,11 +46,6 @@ fn find_exe(env: &str, names: &[&str]) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
-
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a `width` x `height` window, or
     /// returns `None` (printing why) when they are not installed. With
@@ -83,7 +77,7 @@ impl Browser {
         height: u32,
         turn: MutexGuard<'static, ()>,
     ) -> Browser {
-        let port = free_port();
+        let port = crate::common::free_port();
         let child = Command::new(driver)
             .arg(format!("--port={port}"))
             .arg("--allowed-ips=127.0.0.1")

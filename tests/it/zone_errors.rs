@@ -432,7 +432,8 @@ fn a_zone_file_written_in_two_steps_is_read_whole() {
     let writer = {
         let path = path.clone();
         std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(150));
+            // Well inside the 300 ms settle window, even when this thread waits for a core.
+            std::thread::sleep(std::time::Duration::from_millis(50));
             let mut f = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&path)
