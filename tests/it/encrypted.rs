@@ -445,6 +445,20 @@ async fn doh(pki: &Pki, addr: SocketAddr) -> H2 {
     send
 }
 
+/// A DoH POST whose body is begun (the first 5 bytes of `msg`) and not ended: the request
+/// stays in flight until the caller sends the rest or lets it go.
+async fn doh_half_post(h2: &H2, msg: &[u8]) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
+    let req = doh_request("POST", "https://dns.test/dns-query")
+        .header("content-type", "application/dns-message")
+        .body(())
+        .unwrap();
+    let mut ready = h2.clone().ready().await.expect("h2 ready");
+    let (resp, mut body) = ready.send_request(req, false).expect("send request");
+    body.send_data(Bytes::from(msg[..5].to_vec()), false)
+        .expect("send the first bytes");
+    (resp, body)
+}
+
 fn doh_request(method: &str, uri: &str) -> http::request::Builder {
     http::Request::builder()
         .method(method)
@@ -1058,19 +1072,7 @@ fn read_timeout_and_lifetime_are_enforced() {
         // DoH: a POST whose body does not end gets 408; the connection goes on.
         let mut h = doh(&fx.pki, fx.doh()).await;
         assert_eq!(doh_post(&mut h, &www).await.0, 200);
-        let req = doh_request("POST", "https://dns.test/dns-query")
-            .header("content-type", "application/dns-message")
-            .body(())
-            .unwrap();
-        let (resp, mut body) = h
-            .clone()
-            .ready()
-            .await
-            .unwrap()
-            .send_request(req, false)
-            .unwrap();
-        body.send_data(Bytes::from(www[..5].to_vec()), false)
-            .unwrap();
+        let (resp, _body) = doh_half_post(&h, &www).await;
         let resp = tokio::time::timeout(Duration::from_secs(3), resp)
             .await
             .expect("answered within the read timeout")
@@ -1195,15 +1197,7 @@ fn connection_stream_and_size_limits_are_hit_and_others_are_served() {
         assert_eq!(doh_post(&mut h, &www).await.0, 200);
         let mut held = vec![];
         for _ in 0..3 {
-            let req = doh_request("POST", "https://dns.test/dns-query")
-                .header("content-type", "application/dns-message")
-                .body(())
-                .unwrap();
-            let mut ready = h.clone().ready().await.unwrap();
-            let (resp, mut body) = ready.send_request(req, false).unwrap();
-            body.send_data(Bytes::from(www[..5].to_vec()), false)
-                .unwrap();
-            held.push((resp, body));
+            held.push(doh_half_post(&h, &www).await);
         }
         let mut h4 = h.clone();
         let www4 = www.clone();
@@ -1307,20 +1301,9 @@ fn a_doh_client_gone_mid_request_is_released_at_once() {
         let driver = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = doh_request("POST", "https://dns.test/dns-query")
-            .header("content-type", "application/dns-message")
-            .body(())
-            .unwrap();
-        let (resp, mut body) = send
-            .ready()
-            .await
-            .unwrap()
-            .send_request(req, false)
-            .unwrap();
-        body.send_data(Bytes::from(www[..5].to_vec()), false)
-            .unwrap();
+        let held = doh_half_post(&send, &www).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        (driver, (resp, body))
+        (driver, held)
     });
     assert_eq!(
         fx.metric("gslbd_connections_open{listener=\"dns_https\"}"),
