@@ -54,7 +54,6 @@ fn etcd_binary() -> Option<PathBuf> {
     found
 }
 
-/// A free loopback port (bound then released: the process that uses it binds it again).
 fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     loop {

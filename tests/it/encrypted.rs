@@ -1305,17 +1305,14 @@ fn a_doh_client_gone_mid_request_is_released_at_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         (driver, held)
     });
-    assert_eq!(
-        fx.metric("gslbd_connections_open{listener=\"dns_https\"}"),
-        1.0
-    );
+    let open = |fx: &Fx| fx.metric("gslbd_connections_open{listener=\"dns_https\"}");
+    assert_eq!(open(&fx), 1.0);
     // The connection's socket goes with its driver.
     fx.s.block_on(async {
         driver.abort();
         let _ = driver.await;
     });
     drop(held);
-    let open = |fx: &Fx| fx.metric("gslbd_connections_open{listener=\"dns_https\"}");
     let t = Instant::now();
     while open(&fx) != 0.0 {
         assert!(

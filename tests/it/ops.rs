@@ -527,9 +527,10 @@ fn file_changes_reload_within_two_seconds_and_broken_files_keep_the_old_answers(
         gslb_zone(h.addr.port(), "192.0.2.81"),
     )
     .unwrap();
+    // Issue 5: within 2 s without SIGHUP (it takes about 0.3 s: the debounce and the settle).
     let took = wait_until(
         "new answer after a file change",
-        Duration::from_secs(10),
+        Duration::from_secs(2),
         || answer(&s, "static.example.com") == ["static.example.com. 3600 IN A 192.0.2.81"],
     );
     eprintln!("reload by file watch took {took:?}");

@@ -130,7 +130,6 @@ fn sighup_reloads_a_running_server() {
     assert!(status.success(), "exits 0 on SIGTERM: {status:?}");
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1 (the server binds both).
 pub fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
     for _ in 0..300 {
         if let Some(v) = f() {
